@@ -1,0 +1,176 @@
+#include "apps/cli.hpp"
+
+#include <csignal>
+#include <cstdlib>
+
+#include "tun/log.hpp"
+#include "tun/pcap_tap.hpp"
+#include "tun/pcap_writer.hpp"
+#include "tun/tun_link.hpp"
+#include "tun/udp_link.hpp"
+
+namespace roam {
+
+std::string link_options_help() {
+  return R"(Link options:
+  --link udp:IP:PORT     carry IP packets in UDP datagrams from this local socket
+                         (no privilege needed; peers are set with --route)
+  --link tun:NAME        use TUN device NAME: created if we have CAP_NET_ADMIN, else a
+                         persistent device made once by root with
+                         `ip tuntap add mode tun user $USER name NAME`
+  --addr IPv4[/LEN]      this node's own address in its userspace stack (required)
+  --addr6 IPv6           an IPv6 address as well (optional)
+  --route PREFIX=IP:PORT udp link: send packets for PREFIX to that UDP endpoint
+                         (repeatable; longest prefix wins)
+  --mtu N                link MTU, 576-65535 (default 1500)
+  --pcap FILE            write every packet sent and received on the link to FILE
+  --log-level LEVEL      trace, debug, info, warn, error, off (default info)
+)";
+}
+
+std::string option_value(int argc, char** argv, int& i) {
+  std::string name = argv[i];
+  if (i + 1 >= argc) throw ConfigError("option " + name + " needs a value");
+  return argv[++i];
+}
+
+unsigned long parse_number(const std::string& text, unsigned long max, const std::string& what) {
+  if (text.empty() || text.size() > 10) throw ConfigError("bad " + what + ": '" + text + "'");
+  unsigned long value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') throw ConfigError("bad " + what + ": '" + text + "'");
+    value = value * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (value > max) throw ConfigError(what + " out of range: " + text);
+  return value;
+}
+
+wire::IpAddress parse_host(const std::string& text, const std::string& what) {
+  std::string host = text;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  auto address = wire::IpAddress::parse(host);
+  if (!address) throw ConfigError("bad " + what + ": '" + text + "' is not an IP address");
+  return *address;
+}
+
+bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
+  std::string arg = argv[i];
+  if (arg == "--link") options.link = option_value(argc, argv, i);
+  else if (arg == "--addr") options.address = option_value(argc, argv, i);
+  else if (arg == "--addr6") options.address6 = option_value(argc, argv, i);
+  else if (arg == "--route") options.routes.push_back(option_value(argc, argv, i));
+  else if (arg == "--mtu") options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
+  else if (arg == "--pcap") options.pcap = option_value(argc, argv, i);
+  else if (arg == "--log-level") {
+    options.log_level = option_value(argc, argv, i);
+    if (!set_log_level(options.log_level)) throw ConfigError("unknown log level '" + options.log_level + "'");
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void attach_link(Node& node, const LinkOptions& options) {
+  if (options.address.empty()) throw ConfigError("--addr is required (this node's own IPv4 address)");
+  auto prefix = wire::IpPrefix::parse(options.address);
+  if (!prefix || prefix->address.version != 4) throw ConfigError("bad --addr '" + options.address + "'");
+  InterfaceConfig interface;
+  interface.address4 = prefix->address;
+  // A bare address means a point-to-point link: everything else is reached through it.
+  interface.prefix4 = options.address.find('/') == std::string::npos ? 32 : prefix->length;
+  if (!options.address6.empty()) {
+    auto a6 = wire::IpAddress::parse(options.address6);
+    if (!a6 || a6->version != 6) throw ConfigError("bad --addr6 '" + options.address6 + "'");
+    interface.address6 = *a6;
+  }
+  if (options.mtu < 576) throw ConfigError("--mtu must be at least 576");
+
+  std::unique_ptr<Link> link;
+  if (options.link.rfind("udp:", 0) == 0) {
+    UdpLinkConfig config;
+    config.mtu = options.mtu;
+    if (!parse_socket_address(options.link.substr(4), config.bind, config.bind_len))
+      throw ConfigError("bad --link '" + options.link + "': expected udp:IP:PORT");
+    for (const auto& text : options.routes) {
+      auto eq = text.find('=');
+      UdpRoute route;
+      auto route_prefix = wire::IpPrefix::parse(text.substr(0, eq));
+      if (eq == std::string::npos || !route_prefix ||
+          !parse_socket_address(text.substr(eq + 1), route.endpoint, route.endpoint_len))
+        throw ConfigError("bad --route '" + text + "': expected PREFIX=IP:PORT");
+      route.prefix = *route_prefix;
+      config.routes.push_back(route);
+    }
+    if (config.routes.empty()) throw ConfigError("a udp link needs at least one --route PREFIX=IP:PORT");
+    link = std::make_unique<UdpLink>(node.loop(), std::move(config));
+  } else if (options.link.rfind("tun:", 0) == 0) {
+    if (!options.routes.empty()) throw ConfigError("--route applies to udp links only (the kernel routes a TUN)");
+    link = std::make_unique<TunLink>(node.loop(), TunLinkConfig{options.link.substr(4), options.mtu});
+  } else {
+    throw ConfigError(options.link.empty() ? "--link is required (udp:IP:PORT or tun:NAME)"
+                                           : "bad --link '" + options.link + "': expected udp:IP:PORT or tun:NAME");
+  }
+  if (!options.pcap.empty()) {
+    auto writer = PcapWriter::open(options.pcap);
+    if (!writer) throw ConfigError(writer.error());
+    link = std::make_unique<PcapTap>(std::move(link), std::move(writer.value()));
+  }
+  auto added = node.add_interface(std::move(link), interface);
+  if (!added) throw ConfigError(added.error());
+}
+
+ShutdownOnSignal::ShutdownOnSignal(Node& node, std::function<void()> close_sessions, std::function<void()> on_last)
+    : node_(node), close_sessions_(std::move(close_sessions)), on_last_(std::move(on_last)) {
+  for (auto* handle : {&sigint_, &sigterm_}) {
+    uv_signal_init(node_.loop(), handle->get());
+    handle->mark_initialized();
+    handle->get()->data = this;
+  }
+  uv_signal_start(sigint_.get(), &ShutdownOnSignal::on_signal_cb, SIGINT);
+  uv_signal_start(sigterm_.get(), &ShutdownOnSignal::on_signal_cb, SIGTERM);
+  // Signals alone must not keep the loop running once everything else has closed.
+  uv_unref(sigint_.base());
+  uv_unref(sigterm_.base());
+  uv_timer_init(node_.loop(), linger_.get());
+  linger_.mark_initialized();
+  linger_.get()->data = this;
+}
+
+void ShutdownOnSignal::on_signal_cb(uv_signal_t* handle, int signum) noexcept {
+  auto* self = static_cast<ShutdownOnSignal*>(handle->data);
+  if (self == nullptr) return;
+  if (self->fired_) {
+    logger("app")->warn("second signal {}: exiting now", signum);
+    std::_Exit(1);
+  }
+  logger("app")->info("signal {}: shutting down", signum);
+  self->begin();
+}
+
+void ShutdownOnSignal::begin() {
+  if (fired_) return;
+  fired_ = true;
+  try {
+    close_sessions_();
+  } catch (const std::exception& e) {
+    logger("app")->error("while closing sessions: {}", e.what());
+  }
+  node_.kick();
+  constexpr uint64_t linger_ms = 300;
+  uv_timer_start(linger_.get(), &ShutdownOnSignal::on_linger_done, linger_ms, 0);
+}
+
+void ShutdownOnSignal::on_linger_done(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<ShutdownOnSignal*>(timer->data);
+  if (self == nullptr) return;
+  try {
+    if (self->on_last_) self->on_last_();
+  } catch (...) {
+  }
+  self->node_.close();
+  self->sigint_.close();
+  self->sigterm_.close();
+  self->linger_.close();
+}
+
+}  // namespace roam

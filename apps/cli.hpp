@@ -1,0 +1,72 @@
+// Command-line pieces shared by roam-server and roam-client: the link options, building
+// the link they describe, and the signal handling that shuts a node down cleanly.
+// Configuration errors throw ConfigError (start-up only); main prints one line and exits 2.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "stack/node.hpp"
+#include "stack/wire/ip_prefix.hpp"
+#include "tun/link.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct LinkOptions {
+  std::string link;                 // "udp:IP:PORT" or "tun:NAME"
+  std::string address;              // this node's lwIP IPv4 address, optionally /PREFIX
+  std::string address6;             // optional IPv6 address
+  std::vector<std::string> routes;  // "PREFIX=IP:PORT" (udp links)
+  size_t mtu = 1500;
+  std::string pcap;
+  std::string log_level = "info";
+};
+
+// The help text for the options above, for a program's --help.
+std::string link_options_help();
+
+// If argv[i] is one of the link options, consumes it (and its value) and returns true.
+bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options);
+
+// Takes the value of option argv[i]; throws ConfigError when missing.
+std::string option_value(int argc, char** argv, int& i);
+unsigned long parse_number(const std::string& text, unsigned long max, const std::string& what);
+
+// Builds the link, adds it to the node with the configured addresses. Throws ConfigError.
+void attach_link(Node& node, const LinkOptions& options);
+
+// Parses "IP" or "[IPv6]" host text.
+wire::IpAddress parse_host(const std::string& text, const std::string& what);
+
+// Clean shutdown on the first SIGINT or SIGTERM: `close_sessions` closes every connection
+// (FIN where possible), then after a short linger that lets lwIP send those FINs, `on_last`
+// runs and the node releases its links, so the loop ends. A second signal exits at once.
+class ShutdownOnSignal {
+ public:
+  ShutdownOnSignal(Node& node, std::function<void()> close_sessions, std::function<void()> on_last);
+  // Starts the same sequence without a signal.
+  void begin();
+
+ private:
+  static void on_signal_cb(uv_signal_t* handle, int signum) noexcept;
+  static void on_linger_done(uv_timer_t* timer) noexcept;
+  Node& node_;
+  std::function<void()> close_sessions_;
+  std::function<void()> on_last_;
+  UvHandle<uv_signal_t> sigint_;
+  UvHandle<uv_signal_t> sigterm_;
+  UvHandle<uv_timer_t> linger_;
+  bool fired_ = false;
+};
+
+}  // namespace roam

@@ -1,0 +1,305 @@
+#include "apps/kernel_splice.hpp"
+
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "tun/log.hpp"
+
+namespace roam {
+
+namespace {
+constexpr size_t kernel_read_size = 256 * 1024;
+}
+
+// One uv_write of a carrier pbuf chain, straight from lwIP's buffers (zero copy); the pbuf
+// and its window credit are released when the kernel has taken the bytes.
+struct KernelSplice::KernelWrite {
+  uv_write_t request{};
+  KernelSplice* owner = nullptr;
+  PbufPtr data;
+  std::vector<uv_buf_t> buffers;
+};
+
+KernelSplice::KernelSplice(Node& node, FinishedFn on_finished)
+    : node_(node), on_finished_(std::move(on_finished)), read_buffer_(kernel_read_size) {}
+
+KernelSplice::~KernelSplice() {
+  if (carrier_) carrier_->abort();
+}
+
+void KernelSplice::adopt_kernel(UvHandle<uv_tcp_t> kernel) {
+  kernel_ = std::move(kernel);
+  kernel_.get()->data = this;
+  kernel_open_ = true;
+  uv_tcp_nodelay(kernel_.get(), 1);
+  kernel_ready_ = true;
+  start_if_ready();
+}
+
+void KernelSplice::connect_kernel(const sockaddr* backend) {
+  uv_tcp_init(node_.loop(), kernel_.get());
+  kernel_.mark_initialized();
+  kernel_.get()->data = this;
+  kernel_open_ = true;
+  auto* request = new uv_connect_t{};
+  request->data = this;
+  int rc = uv_tcp_connect(request, kernel_.get(), backend, &KernelSplice::on_kernel_connected);
+  if (rc != 0) {
+    delete request;
+    logger("app")->warn("backend connect failed: {}", uv_strerror(rc));
+    fail("backend connect failed");
+  }
+}
+
+void KernelSplice::on_kernel_connected(uv_connect_t* request, int status) noexcept {
+  auto* self = static_cast<KernelSplice*>(request->data);
+  delete request;
+  if (status == UV_ECANCELED || self->closing_) return;
+  if (status != 0) {
+    logger("app")->warn("backend connect failed: {}", uv_strerror(status));
+    self->fail("backend unreachable");
+    return;
+  }
+  uv_tcp_nodelay(self->kernel_.get(), 1);
+  self->kernel_ready_ = true;
+  self->start_if_ready();
+}
+
+void KernelSplice::adopt_carrier(std::unique_ptr<TcpConnection> carrier, bool established) {
+  carrier_ = std::move(carrier);
+  carrier_->set_handler(this);
+  carrier_ready_ = established;
+  start_if_ready();
+}
+
+void KernelSplice::on_connected(TcpConnection&) {
+  if (closing_) return;
+  carrier_ready_ = true;
+  start_if_ready();
+}
+
+void KernelSplice::start_if_ready() {
+  if (started_ || closing_ || !kernel_ready_ || !carrier_ready_) return;
+  started_ = true;
+  while (!waiting_for_kernel_.empty()) {
+    write_to_kernel(std::move(waiting_for_kernel_.front()));
+    waiting_for_kernel_.pop_front();
+  }
+  kernel_reading_ = uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
+  maybe_shutdown_kernel();
+}
+
+void KernelSplice::on_kernel_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) noexcept {
+  auto* self = static_cast<KernelSplice*>(handle->data);
+  if (self == nullptr) {
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
+  // One buffer suffices: each read is consumed (copied into lwIP) before the next alloc.
+  *buf = uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()),
+                     static_cast<unsigned>(self->read_buffer_.size()));
+}
+
+void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+  auto* self = static_cast<KernelSplice*>(stream->data);
+  if (self == nullptr || self->closing_ || nread == 0) return;
+  if (nread > 0) {
+    self->kernel_data(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+    return;
+  }
+  if (nread == UV_EOF) {
+    self->kernel_eof_ = true;
+    uv_read_stop(stream);
+    self->kernel_reading_ = false;
+    self->pump_to_carrier();
+    return;
+  }
+  logger("app")->debug("kernel socket read error: {}", uv_strerror(static_cast<int>(nread)));
+  self->fail("kernel side reset");
+}
+
+void KernelSplice::kernel_data(const uint8_t* data, size_t length) {
+  size_t taken = 0;
+  if (pending_offset_ == pending_to_carrier_.size()) taken = carrier_->write({data, length});
+  if (taken < length) {
+    if (pending_offset_ == pending_to_carrier_.size()) {
+      pending_to_carrier_.clear();
+      pending_offset_ = 0;
+    }
+    pending_to_carrier_.insert(pending_to_carrier_.end(), data + taken, data + length);
+    if (kernel_reading_) {
+      uv_read_stop(kernel_.stream());  // carrier full: let the kernel socket buffer fill
+      kernel_reading_ = false;
+    }
+  }
+  carrier_->flush();
+}
+
+void KernelSplice::pump_to_carrier() {
+  if (closing_ || !carrier_ || !carrier_->alive()) return;
+  if (pending_offset_ < pending_to_carrier_.size()) {
+    std::span<const uint8_t> rest(pending_to_carrier_.data() + pending_offset_,
+                                  pending_to_carrier_.size() - pending_offset_);
+    pending_offset_ += carrier_->write(rest);
+    if (pending_offset_ == pending_to_carrier_.size()) {
+      pending_to_carrier_.clear();
+      pending_offset_ = 0;
+    }
+  }
+  bool drained = pending_to_carrier_.empty();
+  if (drained && !kernel_eof_ && !kernel_reading_ && started_) {
+    kernel_reading_ = uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
+  }
+  if (drained && kernel_eof_ && !carrier_fin_sent_) {
+    carrier_fin_sent_ = true;
+    carrier_->shutdown_write();
+  }
+  carrier_->flush();
+  maybe_finish();
+}
+
+void KernelSplice::on_sent(TcpConnection&, size_t /*bytes*/) {
+  if (closing_) return;
+  pump_to_carrier();
+}
+
+void KernelSplice::on_data(TcpConnection&, PbufPtr data) {
+  if (closing_) return;  // dropped; the connection is going away
+  if (!started_) {
+    waiting_for_kernel_.push_back(std::move(data));
+    return;
+  }
+  write_to_kernel(std::move(data));
+}
+
+void KernelSplice::write_to_kernel(PbufPtr data) {
+  auto* write = new KernelWrite{};
+  write->owner = this;
+  for (pbuf* q = data.get(); q != nullptr; q = q->next)
+    if (q->len > 0) write->buffers.push_back(uv_buf_init(static_cast<char*>(q->payload), q->len));
+  write->data = std::move(data);
+  write->request.data = write;
+  int rc = uv_write(&write->request, kernel_.stream(), write->buffers.data(),
+                    static_cast<unsigned>(write->buffers.size()), &KernelSplice::on_kernel_written);
+  if (rc != 0) {
+    delete write;
+    fail("kernel write failed");
+    return;
+  }
+  ++kernel_writes_in_flight_;
+}
+
+void KernelSplice::on_kernel_written(uv_write_t* request, int status) noexcept {
+  auto* write = static_cast<KernelWrite*>(request->data);
+  KernelSplice* self = write->owner;
+  size_t length = write->data ? write->data->tot_len : 0;
+  delete write;  // frees the pbuf
+  --self->kernel_writes_in_flight_;
+  if (self->closing_) {
+    if (self->kernel_writes_in_flight_ == 0 && self->teardown_scheduled_) self->maybe_finish();
+    return;
+  }
+  if (status != 0) {
+    logger("app")->debug("kernel socket write error: {}", uv_strerror(status));
+    self->fail("kernel side closed");
+    return;
+  }
+  if (self->carrier_) {
+    self->carrier_->consumed(length);  // the kernel took them: reopen the carrier window
+    self->carrier_->flush();
+  }
+  self->maybe_shutdown_kernel();
+}
+
+void KernelSplice::on_remote_closed(TcpConnection&) {
+  if (closing_) return;
+  carrier_eof_ = true;
+  maybe_shutdown_kernel();
+}
+
+void KernelSplice::maybe_shutdown_kernel() {
+  if (!carrier_eof_ || !started_ || kernel_shutdown_sent_ || kernel_writes_in_flight_ > 0 || closing_) return;
+  kernel_shutdown_sent_ = true;
+  auto* request = new uv_shutdown_t{};
+  request->data = this;
+  if (uv_shutdown(request, kernel_.stream(), &KernelSplice::on_kernel_shutdown) != 0) {
+    delete request;
+    kernel_shutdown_done_ = true;
+    maybe_finish();
+  }
+}
+
+void KernelSplice::on_kernel_shutdown(uv_shutdown_t* request, int /*status*/) noexcept {
+  auto* self = static_cast<KernelSplice*>(request->data);
+  delete request;
+  self->kernel_shutdown_done_ = true;
+  self->maybe_finish();
+}
+
+void KernelSplice::on_error(TcpConnection&, err_t error) {
+  // The pcb is gone (reset by the peer, or retransmissions timed out).
+  logger("app")->debug("carrier failed: {}", lwip_error_name(error));
+  if (closing_) return;
+  teardown(true);
+}
+
+void KernelSplice::maybe_finish() {
+  if (closing_) {
+    if (teardown_scheduled_ && kernel_writes_in_flight_ == 0 && !kernel_open_) finish_teardown();
+    return;
+  }
+  bool outbound_done = kernel_eof_ && carrier_fin_sent_;
+  bool inbound_done = carrier_eof_ && kernel_shutdown_done_;
+  if (outbound_done && inbound_done) teardown(false);
+}
+
+void KernelSplice::fail(const char* why) {
+  if (closing_) return;
+  logger("app")->debug("splice reset: {}", why);
+  teardown(true);
+}
+
+void KernelSplice::close() { teardown(!(kernel_eof_ && carrier_eof_)); }
+
+void KernelSplice::teardown(bool reset) {
+  if (closing_) return;
+  closing_ = true;
+  // Let go of the pcb outside any lwIP callback that may be running now.
+  node_.defer([this, reset] {
+    if (carrier_) {
+      // lwIP answers tcp_close with RST while received bytes are unconsumed; a reset
+      // teardown says so on purpose.
+      if (reset) carrier_->abort(); else carrier_->close();
+    }
+    if (kernel_.valid()) {
+      if (reset) {
+        // SO_LINGER 0 turns the close into an RST, telling the kernel app the stream broke.
+        uv_os_fd_t fd;
+        if (uv_fileno(kernel_.base(), &fd) == 0) {
+          linger option{1, 0};
+          setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, sizeof option);
+        }
+      }
+      kernel_.close(&KernelSplice::on_kernel_closed, this);
+    }
+    teardown_scheduled_ = true;
+    maybe_finish();
+  });
+  node_.kick();
+}
+
+void KernelSplice::on_kernel_closed(uv_handle_t* handle) noexcept {
+  auto* self = static_cast<KernelSplice*>(handle->data);
+  self->kernel_open_ = false;
+  self->maybe_finish();
+}
+
+void KernelSplice::finish_teardown() {
+  if (!on_finished_) return;
+  auto finished = std::move(on_finished_);
+  on_finished_ = nullptr;
+  finished(this);
+}
+
+}  // namespace roam

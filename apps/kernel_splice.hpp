@@ -1,0 +1,96 @@
+// KernelSplice: joins one kernel TCP socket (libuv) and one carrier connection (lwIP),
+// copying bytes both ways with backpressure. Used by roam-client (kernel side accepted
+// from a local app) and by roam-server's relay (kernel side connected to the backend).
+// Owned by its app's session table; destroyed only after `on_finished`. Loop thread only.
+//
+//   kernel --read--> [pending_to_carrier_] --tcp_write--> carrier   (kernel reads pause
+//                                                                  while lwIP's send buffer
+//                                                                  is full; resume on_sent)
+//   carrier --pbuf--> uv_write (zero copy) --> kernel              (tcp_recved only when the
+//                                                                  kernel took the bytes)
+// Half-closes travel through: kernel EOF -> carrier FIN, carrier FIN -> kernel shutdown.
+// A reset on either side resets the other.
+#pragma once
+
+#include <uv.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "stack/node.hpp"
+#include "stack/tcp_connection.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam {
+
+class KernelSplice final : public TcpConnection::Handler {
+ public:
+  using FinishedFn = std::function<void(KernelSplice*)>;
+
+  KernelSplice(Node& node, FinishedFn on_finished);
+  ~KernelSplice() override;
+
+  // Takes a connected kernel socket (initialized on node.loop()).
+  void adopt_kernel(UvHandle<uv_tcp_t> kernel);
+  // Opens the kernel side towards a backend.
+  void connect_kernel(const sockaddr* backend);
+  // Takes the carrier; `established` is false while an active open is still running.
+  void adopt_carrier(std::unique_ptr<TcpConnection> carrier, bool established);
+
+  // Closes both sides now (process shutdown). Graceful where nothing is left in flight.
+  void close();
+
+  // TcpConnection::Handler
+  void on_connected(TcpConnection&) override;
+  void on_data(TcpConnection&, PbufPtr data) override;
+  void on_remote_closed(TcpConnection&) override;
+  void on_sent(TcpConnection&, size_t bytes) override;
+  void on_error(TcpConnection&, err_t error) override;
+
+ private:
+  struct KernelWrite;
+  static void on_kernel_connected(uv_connect_t* request, int status) noexcept;
+  static void on_kernel_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept;
+  static void on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void on_kernel_written(uv_write_t* request, int status) noexcept;
+  static void on_kernel_shutdown(uv_shutdown_t* request, int status) noexcept;
+  static void on_kernel_closed(uv_handle_t* handle) noexcept;
+
+  void start_if_ready();
+  void kernel_data(const uint8_t* data, size_t length);
+  void pump_to_carrier();
+  void write_to_kernel(PbufPtr data);
+  void maybe_shutdown_kernel();
+  void maybe_finish();
+  void fail(const char* why);  // reset both sides
+  void teardown(bool reset);
+  void finish_teardown();
+
+  Node& node_;
+  FinishedFn on_finished_;
+  UvHandle<uv_tcp_t> kernel_;
+  std::unique_ptr<TcpConnection> carrier_;
+
+  bool kernel_ready_ = false;
+  bool carrier_ready_ = false;
+  bool started_ = false;
+  bool kernel_reading_ = false;
+  bool kernel_eof_ = false;         // kernel app sent FIN
+  bool carrier_fin_sent_ = false;   // we forwarded it
+  bool carrier_eof_ = false;        // carrier peer sent FIN
+  bool kernel_shutdown_sent_ = false;
+  bool kernel_shutdown_done_ = false;
+  bool closing_ = false;
+  bool teardown_scheduled_ = false;
+  bool kernel_open_ = false;  // initialized and its close callback has not run yet
+
+  std::vector<uint8_t> read_buffer_;
+  std::vector<uint8_t> pending_to_carrier_;
+  size_t pending_offset_ = 0;
+  std::deque<PbufPtr> waiting_for_kernel_;  // carrier data that arrived before the backend connected
+  size_t kernel_writes_in_flight_ = 0;
+};
+
+}  // namespace roam

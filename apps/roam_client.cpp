@@ -1,0 +1,196 @@
+// roam-client: the tunnel client. Accepts local kernel TCP connections on port forwards
+// and carries each over its own carrier connection in the userspace (lwIP) stack.
+// Runs without privilege on a UDP link, or on a TUN device root created for the user.
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "apps/cli.hpp"
+#include "apps/kernel_splice.hpp"
+#include "tun/log.hpp"
+#include "tun/udp_link.hpp"
+
+namespace {
+
+using namespace roam;
+
+const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...]
+
+Forwards local kernel TCP connections over carrier connections to a roam-server.
+
+Options:
+  -L [BIND:]PORT:SERVER:SPORT
+                         accept kernel TCP connections on BIND:PORT (BIND defaults to
+                         127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
+                         the server's userspace address (repeatable)
+  -h, --help             show this help
+)";
+
+struct Forward {
+  sockaddr_storage bind{};
+  socklen_t bind_len = 0;
+  wire::IpAddress server;
+  uint16_t server_port = 0;
+  std::string text;
+};
+
+// Splits on ':' outside brackets.
+std::vector<std::string> split_colons(const std::string& text) {
+  std::vector<std::string> parts(1);
+  int depth = 0;
+  for (char c : text) {
+    if (c == '[') ++depth;
+    if (c == ']') --depth;
+    if (c == ':' && depth == 0) {
+      parts.emplace_back();
+    } else {
+      parts.back() += c;
+    }
+  }
+  return parts;
+}
+
+Forward parse_forward(const std::string& text) {
+  auto parts = split_colons(text);
+  if (parts.size() == 3) parts.insert(parts.begin(), "127.0.0.1");
+  if (parts.size() != 4) throw ConfigError("bad -L '" + text + "': expected [BIND:]PORT:SERVER:SPORT");
+  Forward forward;
+  forward.text = text;
+  std::string bind = parts[0];
+  if (bind.size() > 2 && bind.front() == '[') bind = bind.substr(1, bind.size() - 2);
+  std::string bind_text = (bind.find(':') != std::string::npos ? "[" + bind + "]" : bind) + ":" + parts[1];
+  parse_number(parts[1], 65535, "-L local port");
+  if (!parse_socket_address(bind_text, forward.bind, forward.bind_len))
+    throw ConfigError("bad -L '" + text + "': bad local address");
+  forward.server = parse_host(parts[2], "-L server address");
+  forward.server_port = static_cast<uint16_t>(parse_number(parts[3], 65535, "-L server port"));
+  if (forward.server_port == 0) throw ConfigError("bad -L '" + text + "': server port 0");
+  return forward;
+}
+
+struct ClientOptions {
+  LinkOptions link;
+  std::vector<Forward> forwards;
+};
+
+ClientOptions parse_arguments(int argc, char** argv) {
+  ClientOptions options;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help") {
+      std::printf("%s\n%s", usage, link_options_help().c_str());
+      std::exit(0);
+    }
+    if (parse_link_option(argc, argv, i, options.link)) continue;
+    if (arg == "-L") {
+      options.forwards.push_back(parse_forward(option_value(argc, argv, i)));
+    } else {
+      throw ConfigError("unknown argument '" + arg + "' (see --help)");
+    }
+  }
+  if (options.forwards.empty()) throw ConfigError("nothing to do: give at least one -L forward (see --help)");
+  return options;
+}
+
+class Client {
+ public:
+  Client(Node& node, std::vector<Forward> forwards) : node_(node) {
+    for (auto& forward : forwards) {
+      auto listener = std::make_unique<Listener>();
+      listener->client = this;
+      listener->forward = forward;
+      uv_tcp_init(node_.loop(), listener->handle.get());
+      listener->handle.mark_initialized();
+      listener->handle.get()->data = listener.get();
+      int rc = uv_tcp_bind(listener->handle.get(), reinterpret_cast<const sockaddr*>(&forward.bind), 0);
+      if (rc == 0) rc = uv_listen(listener->handle.stream(), 1024, &Client::on_connection);
+      if (rc != 0)
+        throw ConfigError("cannot listen on " + format_socket_address(forward.bind) + ": " + uv_strerror(rc));
+      logger("app")->info("forwarding {} -> {}:{}", format_socket_address(forward.bind),
+                          forward.server.to_string(), forward.server_port);
+      listeners_.push_back(std::move(listener));
+    }
+  }
+
+  void shutdown() {
+    listeners_.clear();
+    for (auto& [key, splice] : splices_) splice->close();
+  }
+
+ private:
+  struct Listener {
+    Client* client = nullptr;
+    Forward forward;
+    UvHandle<uv_tcp_t> handle;
+  };
+
+  static void on_connection(uv_stream_t* server, int status) noexcept {
+    auto* listener = static_cast<Listener*>(server->data);
+    if (listener == nullptr || status < 0) return;
+    listener->client->accept(*listener);
+  }
+
+  void accept(Listener& listener) {
+    UvHandle<uv_tcp_t> kernel;
+    uv_tcp_init(node_.loop(), kernel.get());
+    kernel.mark_initialized();
+    if (uv_accept(listener.handle.stream(), kernel.stream()) != 0) return;
+    auto splice = std::make_unique<KernelSplice>(node_, [this](KernelSplice* done) {
+      node_.defer([this, done] { splices_.erase(done); });
+    });
+    KernelSplice* raw = splice.get();
+    splices_.emplace(raw, std::move(splice));
+    raw->adopt_kernel(std::move(kernel));
+    auto carrier = TcpConnection::connect(listener.forward.server, listener.forward.server_port, raw);
+    if (!carrier) {
+      logger("app")->warn("cannot open carrier to {}: {}", listener.forward.server.to_string(), carrier.error());
+      raw->close();
+      return;
+    }
+    raw->adopt_carrier(std::move(carrier.value()), false);
+    node_.kick();
+  }
+
+  Node& node_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
+};
+
+void log_counters(const Node& node) {
+  const auto& c = node.counters();
+  const auto& l = node.link(0).counters();
+  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
+                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // A kernel peer that closes early must surface as EPIPE on that one socket, not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t* loop = uv_default_loop();
+  std::unique_ptr<Node> node;
+  std::unique_ptr<Client> client;
+  try {
+    ClientOptions options = parse_arguments(argc, argv);
+    node = std::make_unique<Node>(loop);
+    attach_link(*node, options.link);
+    client = std::make_unique<Client>(*node, std::move(options.forwards));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "roam-client: %s\n", e.what());
+    return 2;
+  }
+  ShutdownOnSignal shutdown(*node, [&] { client->shutdown(); }, [&] { log_counters(*node); });
+
+  uv_run(loop, UV_RUN_DEFAULT);
+  client.reset();
+  uv_run(loop, UV_RUN_DEFAULT);
+  node.reset();
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}

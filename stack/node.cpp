@@ -1,0 +1,247 @@
+#include "stack/node.hpp"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "tun/log.hpp"
+
+namespace roam {
+
+namespace {
+// lwIP is a per-process singleton; so is the Node that drives it.
+Node* the_node = nullptr;
+// The packet whose netif->input is running, so the IPv4 hook need not parse it again.
+const wire::PacketInfo* current_packet_info = nullptr;
+}  // namespace
+
+Node::Node(uv_loop_t* loop) : loop_(loop) {
+  if (the_node != nullptr) throw std::logic_error("only one Node per process: lwIP is a singleton");
+  the_node = this;
+  lwip_init();
+  roam_lwip_set_ip4_input_hook(&Node::ip4_input_hook);
+
+  uv_timer_init(loop_, timer_.get());
+  timer_.mark_initialized();
+  timer_.get()->data = this;
+  uv_check_init(loop_, check_.get());
+  check_.mark_initialized();
+  check_.get()->data = this;
+  uv_check_start(check_.get(), &Node::on_check);
+  uv_idle_init(loop_, idle_.get());
+  idle_.mark_initialized();
+  idle_.get()->data = this;
+  // lwIP always has some timeout pending (IPv6 neighbour discovery): the timer and the
+  // check must not keep the loop alive on their own; links, sockets and apps do.
+  uv_unref(timer_.base());
+  uv_unref(check_.base());
+  run_timers_and_rearm();
+}
+
+Node::~Node() {
+  close();
+  the_node = nullptr;
+}
+
+Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const InterfaceConfig& config) {
+  if (config.address4.version != 4) return unexpected(std::string("interface address must be IPv4"));
+  if (link->mtu() < 576 || link->mtu() > 65535)
+    return unexpected("link MTU " + std::to_string(link->mtu()) + " out of range 576-65535");
+  auto interface = std::make_unique<Interface>();
+  interface->node = this;
+  interface->gather_buffer.resize(link->mtu());
+  interface->link = std::move(link);
+
+  ip4_addr_t address;
+  ip4_addr_t netmask;
+  ip4_addr_t gateway;
+  std::memcpy(&address.addr, config.address4.bytes.data(), 4);
+  uint32_t mask = config.prefix4 == 0 ? 0 : (0xFFFFFFFFu << (32 - config.prefix4));
+  netmask.addr = lwip_htonl(mask);
+  ip4_addr_set_zero(&gateway);
+  netif* n = &interface->lwip_netif;
+  if (netif_add(n, &address, &netmask, &gateway, interface.get(), &Node::netif_init, ip_input) == nullptr)
+    return unexpected(std::string("lwIP refused the interface"));
+  if (config.address6) {
+    ip6_addr_t address6;
+    std::memcpy(address6.addr, config.address6->bytes.data(), 16);
+    s8_t index = 0;
+    if (netif_add_ip6_address(n, &address6, &index) != ERR_OK) {
+      netif_remove(n);
+      return unexpected(std::string("lwIP refused the IPv6 address"));
+    }
+    netif_ip6_addr_set_state(n, index, IP6_ADDR_PREFERRED);
+  }
+  if (interfaces_.empty()) netif_set_default(n);
+  netif_set_up(n);
+  netif_set_link_up(n);
+
+  Interface* raw = interface.get();
+  size_t index = interfaces_.size();
+  interfaces_.push_back(std::move(interface));
+  auto started = raw->link->start([this, index](std::span<const PacketView> batch) {
+    for (const auto& packet : batch) receive_packet(index, packet);
+  });
+  if (!started) {
+    netif_remove(n);
+    interfaces_.pop_back();
+    return unexpected(started.error());
+  }
+  logger("node")->info("interface {} up: {}/{} mtu {}", raw->link->describe(), config.address4.to_string(),
+                       config.prefix4, raw->link->mtu());
+  return Ok{};
+}
+
+err_t Node::netif_init(netif* n) {
+  auto* interface = static_cast<Interface*>(n->state);
+  n->name[0] = 'r';
+  n->name[1] = 's';
+  n->mtu = static_cast<u16_t>(interface->link->mtu());
+  n->output = &Node::output4;
+  n->output_ip6 = &Node::output6;
+  n->flags = 0;  // point-to-point: no broadcast, no ARP
+  return ERR_OK;
+}
+
+err_t Node::output4(netif* n, pbuf* p, const ip4_addr_t* /*next_hop*/) {
+  auto* interface = static_cast<Interface*>(n->state);
+  return interface->node->output(*interface, p);
+}
+
+err_t Node::output6(netif* n, pbuf* p, const ip6_addr_t* /*next_hop*/) {
+  auto* interface = static_cast<Interface*>(n->state);
+  return interface->node->output(*interface, p);
+}
+
+err_t Node::output(Interface& interface, pbuf* p) {
+  ++counters_.tx_packets;
+  if (p->next == nullptr) {
+    interface.link->send({static_cast<const uint8_t*>(p->payload), p->len});
+    return ERR_OK;
+  }
+  if (p->tot_len > interface.gather_buffer.size()) return ERR_OK;  // larger than the MTU: dropped
+  u16_t copied = pbuf_copy_partial(p, interface.gather_buffer.data(), p->tot_len, 0);
+  interface.link->send({interface.gather_buffer.data(), copied});
+  return ERR_OK;
+}
+
+void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packet) {
+  if (closed_ || interface_index >= interfaces_.size()) return;
+  Interface& interface = *interfaces_[interface_index];
+  ++counters_.rx_packets;
+  auto checked = wire::check_ip_packet(packet);
+  if (!checked) {
+    ++counters_.rx_malformed;
+    ++counters_.malformed_by_kind[static_cast<size_t>(checked.error())];
+    logger("node")->debug("dropped malformed packet ({} bytes): {}", packet.size(),
+                          wire::to_string(checked.error()));
+    return;
+  }
+  const wire::PacketInfo& info = checked.value();
+  auto bytes = packet.first(info.length);  // link padding beyond the IP length is not ours
+  if (info.version == 6) {
+    // lwIP 2.1.3 has no IPv6 input hook: run the chain here.
+    if (run_input_filters({bytes, info, &interface.lwip_netif}) == FilterVerdict::drop) return;
+  }
+  pbuf* p = pbuf_alloc(PBUF_RAW, info.length, PBUF_RAM);
+  if (p == nullptr) {
+    ++counters_.rx_no_memory;
+    return;
+  }
+  std::memcpy(p->payload, bytes.data(), bytes.size());
+  current_packet_info = &info;
+  if (interface.lwip_netif.input(p, &interface.lwip_netif) != ERR_OK) pbuf_free(p);
+  current_packet_info = nullptr;
+}
+
+int Node::ip4_input_hook(pbuf* p, netif* inp) {
+  Node* node = the_node;
+  if (node == nullptr || current_packet_info == nullptr || p->next != nullptr) return 0;
+  InboundPacket packet{{static_cast<const uint8_t*>(p->payload), p->len}, *current_packet_info, inp};
+  if (node->run_input_filters(packet) == FilterVerdict::drop) {
+    pbuf_free(p);
+    return 1;  // consumed: lwIP must not touch p again
+  }
+  return 0;
+}
+
+FilterVerdict Node::run_input_filters(const InboundPacket& packet) {
+  for (InputFilter* filter : input_filters_) {
+    if (filter->on_input(packet) == FilterVerdict::drop) {
+      ++counters_.rx_filtered;
+      return FilterVerdict::drop;
+    }
+  }
+  return FilterVerdict::pass;
+}
+
+void Node::defer(std::function<void()> task) {
+  deferred_.push_back(std::move(task));
+  if (!closed_ && !uv_is_active(idle_.base())) uv_idle_start(idle_.get(), &Node::on_idle);
+}
+
+void Node::kick() { run_timers_and_rearm(); }
+
+void Node::run_deferred() {
+  // Tasks may defer more tasks; run until none are left.
+  while (!deferred_.empty()) {
+    auto tasks = std::move(deferred_);
+    deferred_.clear();
+    for (auto& task : tasks) task();
+  }
+}
+
+void Node::run_timers_and_rearm() {
+  if (closed_) return;
+  sys_check_timeouts();
+  u32_t sleep_ms = sys_timeouts_sleeptime();
+  if (sleep_ms == SYS_TIMEOUTS_SLEEPTIME_INFINITE) {
+    uv_timer_stop(timer_.get());
+  } else {
+    uv_timer_start(timer_.get(), &Node::on_timer, sleep_ms, 0);
+  }
+}
+
+void Node::flush_links() {
+  for (auto& interface : interfaces_) interface->link->flush();
+}
+
+void Node::on_timer(uv_timer_t* timer) noexcept {
+  auto* node = static_cast<Node*>(timer->data);
+  if (node == nullptr) return;
+  node->run_timers_and_rearm();
+  node->flush_links();  // the loop may block in poll next: do not hold retransmissions
+}
+
+void Node::on_idle(uv_idle_t* idle) noexcept {
+  auto* node = static_cast<Node*>(idle->data);
+  if (node == nullptr) return;
+  uv_idle_stop(idle);
+  node->run_deferred();
+  node->run_timers_and_rearm();
+  node->flush_links();
+}
+
+void Node::on_check(uv_check_t* check) noexcept {
+  auto* node = static_cast<Node*>(check->data);
+  if (node == nullptr) return;
+  node->run_deferred();
+  node->run_timers_and_rearm();
+  node->flush_links();
+}
+
+void Node::close() {
+  if (closed_) return;
+  run_deferred();
+  flush_links();
+  closed_ = true;
+  for (auto& interface : interfaces_) {
+    interface->link->close();
+    netif_remove(&interface->lwip_netif);
+  }
+  roam_lwip_set_ip4_input_hook(nullptr);
+  timer_.close();
+  check_.close();
+  idle_.close();
+}
+
+}  // namespace roam

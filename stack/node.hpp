@@ -1,0 +1,128 @@
+// Node: one libuv loop that owns this process's lwIP stack (lwIP keeps global state, so
+// there is exactly one Node per process). It attaches links as lwIP netifs, validates and
+// filters every inbound packet, drives lwIP's timers from a libuv timer set to lwIP's next
+// deadline, and flushes links once per loop iteration. Loop thread only.
+//
+// Packet walk in:  Link batch -> wire::check_ip_packet (malformed: counted, dropped)
+//                  -> pbuf -> netif->input -> lwIP ip4_input -> LWIP_HOOK_IP4_INPUT
+//                  -> input filter chain (drop / consume / pass) -> tcp_input -> pcb callbacks.
+//                  (IPv6 has no input hook in lwIP 2.1.3: the Node runs the same chain
+//                  before netif->input.)
+// Packet walk out: tcp_output -> netif output -> Link::send (queued) -> Link::flush.
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "stack/lwip.hpp"
+#include "stack/wire/ip_packet.hpp"
+#include "stack/wire/ip_prefix.hpp"
+#include "tun/link.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam {
+
+// What an input filter decides about one packet.
+enum class FilterVerdict { pass, drop };
+
+struct InboundPacket {
+  std::span<const uint8_t> bytes;  // the whole IP packet, validated by check_ip_packet
+  wire::PacketInfo info;
+  netif* interface;
+};
+
+// A stage of the input chain (firewall, flood counter, SYN guard, handover responder...).
+class InputFilter {
+ public:
+  virtual ~InputFilter() = default;
+  virtual FilterVerdict on_input(const InboundPacket& packet) = 0;
+};
+
+struct InterfaceConfig {
+  wire::IpAddress address4;                  // this node's IPv4 address on the link
+  uint8_t prefix4 = 32;
+  std::optional<wire::IpAddress> address6;  // optional IPv6 address
+};
+
+struct NodeCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_malformed = 0;
+  std::array<uint64_t, wire::packet_error_count> malformed_by_kind{};
+  uint64_t rx_filtered = 0;
+  uint64_t rx_no_memory = 0;
+  uint64_t tx_packets = 0;
+};
+
+class Node {
+ public:
+  explicit Node(uv_loop_t* loop);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  uv_loop_t* loop() const { return loop_; }
+
+  // Adds a link as an lwIP netif with the given addresses; the first one is the default
+  // route. Starts reading from the link.
+  Result<Ok, std::string> add_interface(std::unique_ptr<Link> link, const InterfaceConfig& config);
+
+  // Appends a filter to the input chain. The Node does not own it.
+  void add_input_filter(InputFilter* filter) { input_filters_.push_back(filter); }
+
+  // Feeds one packet as if a link had received it (used by tests and by the links).
+  void receive_packet(size_t interface_index, std::span<const uint8_t> packet);
+
+  // Runs `task` on the loop after the current callback returns: the safe place to destroy
+  // objects whose lwIP or libuv callbacks may still be on the stack.
+  void defer(std::function<void()> task);
+
+  // Re-arms the lwIP timer after callers changed lwIP state outside a Node callback.
+  void kick();
+
+  // Closes links and handles. lwIP pcbs must have been closed by their owners first.
+  void close();
+
+  const NodeCounters& counters() const { return counters_; }
+  const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
+  size_t interface_count() const { return interfaces_.size(); }
+
+ private:
+  struct Interface {
+    Node* node = nullptr;
+    std::unique_ptr<Link> link;
+    netif lwip_netif{};
+    std::vector<uint8_t> gather_buffer;  // for pbuf chains that are not contiguous
+  };
+
+  static int ip4_input_hook(pbuf* p, netif* inp);
+  static err_t netif_init(netif* n);
+  static err_t output4(netif* n, pbuf* p, const ip4_addr_t* next_hop);
+  static err_t output6(netif* n, pbuf* p, const ip6_addr_t* next_hop);
+  static void on_timer(uv_timer_t* timer) noexcept;
+  static void on_check(uv_check_t* check) noexcept;
+  static void on_idle(uv_idle_t* idle) noexcept;
+
+  err_t output(Interface& interface, pbuf* p);
+  FilterVerdict run_input_filters(const InboundPacket& packet);
+  void run_timers_and_rearm();
+  void run_deferred();
+  void flush_links();
+
+  uv_loop_t* loop_;
+  std::vector<std::unique_ptr<Interface>> interfaces_;
+  std::vector<InputFilter*> input_filters_;
+  std::vector<std::function<void()>> deferred_;
+  UvHandle<uv_timer_t> timer_;
+  UvHandle<uv_check_t> check_;
+  UvHandle<uv_idle_t> idle_;
+  NodeCounters counters_;
+  bool closed_ = false;
+};
+
+}  // namespace roam

@@ -1,0 +1,52 @@
+#include "stack/tcp_listener.hpp"
+
+#include "tun/log.hpp"
+
+namespace roam {
+
+TcpListener::TcpListener(tcp_pcb* pcb, uint16_t port, AcceptFn on_accept)
+    : pcb_(pcb), port_(port), on_accept_(std::move(on_accept)) {
+  tcp_arg(pcb_, this);
+  tcp_accept(pcb_, &TcpListener::on_accept_trampoline);
+}
+
+TcpListener::~TcpListener() { close(); }
+
+Result<std::unique_ptr<TcpListener>, std::string> TcpListener::listen(uint16_t port, AcceptFn on_accept) {
+  tcp_pcb* pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);
+  if (pcb == nullptr) return unexpected(std::string("out of memory for a pcb"));
+  err_t rc = tcp_bind(pcb, IP_ANY_TYPE, port);
+  if (rc != ERR_OK) {
+    tcp_abort(pcb);
+    return unexpected("cannot bind port " + std::to_string(port) + ": " + lwip_error_name(rc));
+  }
+  tcp_pcb* listening = tcp_listen_with_backlog_and_err(pcb, TCP_DEFAULT_LISTEN_BACKLOG, &rc);
+  if (listening == nullptr) {
+    tcp_abort(pcb);
+    return unexpected(std::string("cannot listen: ") + lwip_error_name(rc));
+  }
+  return std::unique_ptr<TcpListener>(new TcpListener(listening, port, std::move(on_accept)));
+}
+
+void TcpListener::close() {
+  if (pcb_ == nullptr) return;
+  tcp_arg(pcb_, nullptr);
+  tcp_accept(pcb_, nullptr);
+  tcp_close(pcb_);  // a listening pcb always closes
+  pcb_ = nullptr;
+}
+
+err_t TcpListener::on_accept_trampoline(void* arg, tcp_pcb* pcb, err_t err) noexcept {
+  auto* self = static_cast<TcpListener*>(arg);
+  if (self == nullptr || err != ERR_OK || pcb == nullptr) return ERR_VAL;
+  try {
+    if (!self->on_accept_(pcb)) return ERR_ABRT;
+  } catch (const std::exception& e) {
+    logger("tcp")->error("accept handler threw: {}", e.what());
+    tcp_abort(pcb);
+    return ERR_ABRT;
+  }
+  return ERR_OK;
+}
+
+}  // namespace roam

@@ -1,0 +1,3 @@
+#include "tun/link.hpp"
+
+// Link is an interface; this file anchors its vtable.

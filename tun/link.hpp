@@ -1,0 +1,51 @@
+// Link: a device that carries whole IP packets to and from this node's lwIP stack
+// (TUN device, IP-in-UDP socket, or a wrapper such as the pcap tap). Owned by the Node;
+// every call happens on the Node's libuv loop thread. No TCP knowledge lives here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "stack/wire/result.hpp"
+
+namespace roam {
+
+// One received packet. The bytes belong to the link and stay valid only during the
+// receive callback.
+using PacketView = std::span<const uint8_t>;
+
+struct LinkCounters {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t rx_dropped = 0;  // truncated datagrams, unknown senders, read errors
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t tx_dropped = 0;  // no route, oversize, or the device/socket was full
+};
+
+class Link {
+ public:
+  // Receives every packet read in one wake-up, so the consumer can work per batch.
+  using ReceiveBatchFn = std::function<void(std::span<const PacketView>)>;
+
+  virtual ~Link() = default;
+
+  // Starts reading; packets arrive on `on_batch` until close().
+  virtual Result<Ok, std::string> start(ReceiveBatchFn on_batch) = 0;
+  // Queues one IP packet for sending. May send at once or wait for flush(); never blocks.
+  // A packet that cannot be sent is dropped and counted (IP is best effort; TCP recovers).
+  virtual void send(PacketView packet) = 0;
+  // Sends whatever send() queued. The Node calls it once per loop iteration.
+  virtual void flush() {}
+  // Stops reading and releases the device or socket. Idempotent.
+  virtual void close() = 0;
+
+  virtual size_t mtu() const = 0;
+  virtual std::string describe() const = 0;
+  virtual const LinkCounters& counters() const = 0;
+};
+
+}  // namespace roam

@@ -1,0 +1,207 @@
+#include "tun/udp_link.hpp"
+
+#include "tun/log.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace roam {
+
+bool parse_socket_address(const std::string& text, sockaddr_storage& out, socklen_t& out_len) {
+  std::string host;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (port.empty() || port.size() > 5) return false;
+  unsigned long port_value = 0;
+  for (char c : port) {
+    if (c < '0' || c > '9') return false;
+    port_value = port_value * 10 + static_cast<unsigned long>(c - '0');
+  }
+  if (port_value > 65535) return false;
+  std::memset(&out, 0, sizeof out);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port_value));
+    out_len = sizeof(sockaddr_in);
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port_value));
+    out_len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+std::string format_socket_address(const sockaddr_storage& addr) {
+  char host[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(v4->sin_port));
+  }
+  const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+  inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+  return "[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
+}
+
+UdpLink::UdpLink(uv_loop_t* loop, UdpLinkConfig config) : loop_(loop), config_(std::move(config)) {
+  rx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu + 1));
+  rx_headers_.resize(batch_size);
+  rx_iovecs_.resize(batch_size);
+  rx_views_.reserve(batch_size);
+  tx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu));
+  tx_headers_.resize(batch_size);
+  tx_iovecs_.resize(batch_size);
+}
+
+UdpLink::~UdpLink() { close(); }
+
+std::string UdpLink::describe() const { return "udp:" + format_socket_address(config_.bind); }
+
+sockaddr_storage UdpLink::local_address() const {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (fd_ >= 0) getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  return addr;
+}
+
+Result<Ok, std::string> UdpLink::start(ReceiveBatchFn on_batch) {
+  on_batch_ = std::move(on_batch);
+  fd_ = socket(config_.bind.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return unexpected(std::string("udp link: socket: ") + std::strerror(errno));
+  // Large socket buffers absorb a window's worth of bursts between loop iterations.
+  int buffer_bytes = 8 * 1024 * 1024;
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &buffer_bytes, sizeof buffer_bytes) != 0)
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &buffer_bytes, sizeof buffer_bytes);
+  if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &buffer_bytes, sizeof buffer_bytes) != 0)
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
+  if (bind(fd_, reinterpret_cast<const sockaddr*>(&config_.bind), config_.bind_len) != 0) {
+    std::string error = "udp link: cannot bind " + format_socket_address(config_.bind) + ": " +
+                        std::strerror(errno);
+    ::close(fd_);
+    fd_ = -1;
+    return unexpected(error);
+  }
+  if (int rc = uv_poll_init(loop_, poll_.get(), fd_); rc != 0)
+    return unexpected(std::string("udp link: uv_poll_init: ") + uv_strerror(rc));
+  poll_.mark_initialized();
+  poll_.get()->data = this;
+  uv_poll_start(poll_.get(), UV_READABLE, &UdpLink::on_readable);
+  return Ok{};
+}
+
+void UdpLink::close() {
+  poll_.close();
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+void UdpLink::on_readable(uv_poll_t* handle, int status, int /*events*/) noexcept {
+  auto* self = static_cast<UdpLink*>(handle->data);
+  if (self == nullptr || status < 0) return;
+  self->read_batches();
+}
+
+void UdpLink::read_batches() {
+  // Drain a bounded number of batches per wake-up, so one busy link cannot starve timers.
+  for (int round = 0; round < 16 && fd_ >= 0; ++round) {
+    for (size_t i = 0; i < batch_size; ++i) {
+      rx_iovecs_[i] = {rx_buffers_[i].data(), rx_buffers_[i].size()};
+      rx_headers_[i] = {};
+      rx_headers_[i].msg_hdr.msg_iov = &rx_iovecs_[i];
+      rx_headers_[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n = recvmmsg(fd_, rx_headers_.data(), batch_size, MSG_DONTWAIT, nullptr);
+    if (n <= 0) {
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        ++counters_.rx_dropped;
+        logger("link")->debug("udp link: recvmmsg: {}", std::strerror(errno));
+      }
+      return;
+    }
+    rx_views_.clear();
+    for (int i = 0; i < n; ++i) {
+      const auto& header = rx_headers_[static_cast<size_t>(i)];
+      if ((header.msg_hdr.msg_flags & MSG_TRUNC) != 0 || header.msg_len > config_.mtu) {
+        ++counters_.rx_dropped;  // larger than our MTU: not a packet we could have asked for
+        continue;
+      }
+      ++counters_.rx_packets;
+      counters_.rx_bytes += header.msg_len;
+      rx_views_.emplace_back(rx_buffers_[static_cast<size_t>(i)].data(), header.msg_len);
+    }
+    if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
+    if (static_cast<size_t>(n) < batch_size) return;
+  }
+}
+
+const UdpRoute* UdpLink::route_for(PacketView packet) const {
+  auto destination = wire::IpAddress::destination_of(packet);
+  if (!destination) return nullptr;
+  const UdpRoute* best = nullptr;
+  for (const auto& route : config_.routes) {
+    if (route.prefix.contains(*destination) && (best == nullptr || route.prefix.length > best->prefix.length))
+      best = &route;
+  }
+  return best;
+}
+
+void UdpLink::send(PacketView packet) {
+  const UdpRoute* route = route_for(packet);
+  if (route == nullptr || packet.size() > config_.mtu || fd_ < 0) {
+    ++counters_.tx_dropped;
+    return;
+  }
+  if (tx_queued_ == batch_size) flush();
+  size_t slot = tx_queued_++;
+  std::memcpy(tx_buffers_[slot].data(), packet.data(), packet.size());
+  tx_iovecs_[slot] = {tx_buffers_[slot].data(), packet.size()};
+  tx_headers_[slot] = {};
+  tx_headers_[slot].msg_hdr.msg_iov = &tx_iovecs_[slot];
+  tx_headers_[slot].msg_hdr.msg_iovlen = 1;
+  tx_headers_[slot].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&route->endpoint);
+  tx_headers_[slot].msg_hdr.msg_namelen = route->endpoint_len;
+}
+
+void UdpLink::flush() {
+  size_t sent = 0;
+  while (sent < tx_queued_ && fd_ >= 0) {
+    int n = sendmmsg(fd_, tx_headers_.data() + sent, static_cast<unsigned>(tx_queued_ - sent), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // EAGAIN (socket buffer full) or an ICMP error from a peer not listening (ECONNREFUSED):
+      // skip this datagram and carry on with the rest.
+      ++counters_.tx_dropped;
+      ++sent;
+      continue;
+    }
+    for (int i = 0; i < n; ++i) {
+      ++counters_.tx_packets;
+      counters_.tx_bytes += tx_iovecs_[sent + static_cast<size_t>(i)].iov_len;
+    }
+    sent += static_cast<size_t>(n);
+  }
+  tx_queued_ = 0;
+}
+
+}  // namespace roam

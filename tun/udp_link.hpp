@@ -1,0 +1,81 @@
+// UdpLink: carries IP packets one per UDP datagram between processes (on loopback, or
+// anywhere UDP reaches), so nodes need no privilege. A static table maps destination
+// prefixes to UDP endpoints (longest prefix wins). Reads and writes in batches
+// (recvmmsg/sendmmsg) because one system call per packet dominates a userspace data path.
+// Owned by the Node; loop thread only.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <string>
+#include <vector>
+
+#include "stack/wire/ip_prefix.hpp"
+#include "tun/link.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam {
+
+struct UdpRoute {
+  wire::IpPrefix prefix;
+  sockaddr_storage endpoint{};
+  socklen_t endpoint_len = 0;
+};
+
+struct UdpLinkConfig {
+  sockaddr_storage bind{};
+  socklen_t bind_len = 0;
+  std::vector<UdpRoute> routes;
+  size_t mtu = 1500;
+};
+
+// Parses "IP:PORT" or "[IPv6]:PORT" into a socket address.
+bool parse_socket_address(const std::string& text, sockaddr_storage& out, socklen_t& out_len);
+std::string format_socket_address(const sockaddr_storage& addr);
+
+class UdpLink final : public Link {
+ public:
+  UdpLink(uv_loop_t* loop, UdpLinkConfig config);
+  ~UdpLink() override;
+
+  Result<Ok, std::string> start(ReceiveBatchFn on_batch) override;
+  void send(PacketView packet) override;
+  void flush() override;
+  void close() override;
+  size_t mtu() const override { return config_.mtu; }
+  std::string describe() const override;
+  const LinkCounters& counters() const override { return counters_; }
+
+  // The bound address (useful when binding port 0).
+  sockaddr_storage local_address() const;
+
+ private:
+  static constexpr size_t batch_size = 64;
+  static void on_readable(uv_poll_t* handle, int status, int events) noexcept;
+  void read_batches();
+  const UdpRoute* route_for(PacketView packet) const;
+
+  uv_loop_t* loop_;
+  UdpLinkConfig config_;
+  int fd_ = -1;
+  UvHandle<uv_poll_t> poll_;
+  ReceiveBatchFn on_batch_;
+  LinkCounters counters_;
+
+  // Receive side: one buffer per datagram of a batch, one byte larger than the MTU so an
+  // oversize datagram shows up as truncated and is dropped.
+  std::vector<std::vector<uint8_t>> rx_buffers_;
+  std::vector<mmsghdr> rx_headers_;
+  std::vector<iovec> rx_iovecs_;
+  std::vector<PacketView> rx_views_;
+
+  // Send side: packets queued by send() until flush().
+  std::vector<std::vector<uint8_t>> tx_buffers_;
+  std::vector<mmsghdr> tx_headers_;
+  std::vector<iovec> tx_iovecs_;
+  size_t tx_queued_ = 0;
+};
+
+}  // namespace roam
