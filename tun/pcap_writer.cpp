@@ -20,8 +20,7 @@ Result<std::unique_ptr<PcapWriter>, std::string> PcapWriter::open(const std::str
     return unexpected("cannot set buffer for pcap file " + path);
   }
   const auto header = encode_pcap_global_header();
-  if (std::fwrite(header.data(), 1, header.size(), file) != header.size() ||
-      std::fflush(file) != 0) {
+  if (std::fwrite(header.data(), 1, header.size(), file) != header.size() || std::fflush(file) != 0) {
     const int saved = errno;
     std::fclose(file);
     return unexpected("cannot write pcap file " + path + ": " + std::strerror(saved));
@@ -29,8 +28,7 @@ Result<std::unique_ptr<PcapWriter>, std::string> PcapWriter::open(const std::str
   return std::unique_ptr<PcapWriter>(new PcapWriter(file, std::move(buffer)));
 }
 
-PcapWriter::PcapWriter(std::FILE* file, std::unique_ptr<char[]> buffer)
-    : buffer_(std::move(buffer)), file_(file) {}
+PcapWriter::PcapWriter(std::FILE* file, std::unique_ptr<char[]> buffer) : buffer_(std::move(buffer)), file_(file) {}
 
 PcapWriter::~PcapWriter() {
   // fclose flushes through buffer_, which member destruction frees only after this body.
@@ -44,8 +42,7 @@ void PcapWriter::write(std::span<const uint8_t> packet) {
   // Classic pcap's original length is 32 bits; no IP packet comes near that.
   const auto original = static_cast<uint32_t>(std::min<size_t>(packet.size(), UINT32_MAX));
   const auto header = encode_pcap_record_header(static_cast<uint32_t>(now.tv_sec),
-                                                static_cast<uint32_t>(now.tv_nsec / 1000),
-                                                captured, original);
+                                                static_cast<uint32_t>(now.tv_nsec / 1000), captured, original);
   if (std::fwrite(header.data(), 1, header.size(), file_) != header.size() ||
       (captured > 0 && std::fwrite(packet.data(), 1, captured, file_) != captured)) {
     ++error_count_;

@@ -54,8 +54,9 @@ constexpr std::array<uint8_t, pcap_global_header_size> encode_pcap_global_header
 
 // The 16-byte per-packet header: timestamp (seconds, microseconds), bytes stored in the
 // file, and the packet's original length.
-constexpr std::array<uint8_t, pcap_record_header_size> encode_pcap_record_header(
-    uint32_t ts_sec, uint32_t ts_usec, uint32_t captured_length, uint32_t original_length) {
+constexpr std::array<uint8_t, pcap_record_header_size> encode_pcap_record_header(uint32_t ts_sec, uint32_t ts_usec,
+                                                                                 uint32_t captured_length,
+                                                                                 uint32_t original_length) {
   std::array<uint8_t, pcap_record_header_size> h{};
   pcap_detail::store_le32(&h[0], ts_sec);
   pcap_detail::store_le32(&h[4], ts_usec);

@@ -67,6 +67,8 @@
 #define CHECKSUM_CHECK_TCP 0
 #define CHECKSUM_CHECK_ICMP 0
 #define CHECKSUM_CHECK_ICMP6 0
+/* Checksums of outgoing segments run on every packet: the unrolled 32-bit loop. */
+#define LWIP_CHKSUM_ALGORITHM 3
 
 /* TCP. Windows far above 64 KiB need window scaling; with scale 7 the window may reach
  * 8 MiB. MSS up to 65000 lets large-MTU links use big segments: the netif MTU clamps it

@@ -74,16 +74,16 @@ uint16_t checksum_fold(uint32_t acc) {
   return static_cast<uint16_t>(~fold64_to_16(acc));
 }
 
-uint32_t pseudo_header_sum_v4(std::span<const uint8_t, 4> src, std::span<const uint8_t, 4> dst,
-                              uint8_t protocol, uint16_t length) {
+uint32_t pseudo_header_sum_v4(std::span<const uint8_t, 4> src, std::span<const uint8_t, 4> dst, uint8_t protocol,
+                              uint16_t length) {
   uint32_t acc = checksum_add(0, src);
   acc = checksum_add(acc, dst);
   // The zero byte and the protocol form one big-endian word.
   return acc + protocol + length;
 }
 
-uint32_t pseudo_header_sum_v6(std::span<const uint8_t, 16> src, std::span<const uint8_t, 16> dst,
-                              uint8_t next_header, uint32_t length) {
+uint32_t pseudo_header_sum_v6(std::span<const uint8_t, 16> src, std::span<const uint8_t, 16> dst, uint8_t next_header,
+                              uint32_t length) {
   uint32_t acc = checksum_add(0, src);
   acc = checksum_add(acc, dst);
   return acc + (length >> 16) + (length & 0xffffu) + next_header;

@@ -21,13 +21,13 @@ uint16_t checksum_fold(uint32_t acc);
 
 // Sum of the IPv4 pseudo header (RFC 793 section 3.1, RFC 768): source, destination,
 // zero, protocol, and the transport length (TCP header + data, or the UDP length).
-uint32_t pseudo_header_sum_v4(std::span<const uint8_t, 4> src, std::span<const uint8_t, 4> dst,
-                              uint8_t protocol, uint16_t length);
+uint32_t pseudo_header_sum_v4(std::span<const uint8_t, 4> src, std::span<const uint8_t, 4> dst, uint8_t protocol,
+                              uint16_t length);
 
 // Sum of the IPv6 pseudo header (RFC 8200 section 8.1): source, destination, 32-bit
 // upper-layer packet length, three zero bytes and the next header value.
-uint32_t pseudo_header_sum_v6(std::span<const uint8_t, 16> src, std::span<const uint8_t, 16> dst,
-                              uint8_t next_header, uint32_t length);
+uint32_t pseudo_header_sum_v6(std::span<const uint8_t, 16> src, std::span<const uint8_t, 16> dst, uint8_t next_header,
+                              uint32_t length);
 
 // Convenience: the checksum of one span, checksum_fold(checksum_add(0, bytes)).
 inline uint16_t internet_checksum(std::span<const uint8_t> bytes) {

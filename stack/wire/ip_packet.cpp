@@ -5,12 +5,14 @@
 namespace roam::wire {
 namespace {
 
-inline uint16_t load_be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline uint16_t load_be16(const uint8_t* p) {
+  return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
 
 // Transport checks shared by both IP versions. `pseudo_sum` is the pseudo-header sum
 // (ignored for ICMPv4, which has none: RFC 792).
-Result<Ok, PacketError> check_transport(uint8_t version, uint8_t protocol,
-                                        std::span<const uint8_t> transport, uint32_t pseudo_sum) {
+Result<Ok, PacketError> check_transport(uint8_t version, uint8_t protocol, std::span<const uint8_t> transport,
+                                        uint32_t pseudo_sum) {
   switch (protocol) {
     case ip_protocol_tcp: {
       // RFC 9293 section 3.1: data offset counts 32-bit words, minimum 5.
@@ -105,33 +107,40 @@ Result<PacketInfo, PacketError> check_ipv6(std::span<const uint8_t> packet) {
   // Only an upper-layer header directly after the fixed header is accepted: extension
   // headers (hop-by-hop, routing, fragment, ...) are not walked.
   const uint8_t next_header = packet[6];
-  if (next_header != ip_protocol_tcp && next_header != ip_protocol_udp &&
-      next_header != ip_protocol_icmpv6) {
+  if (next_header != ip_protocol_tcp && next_header != ip_protocol_udp && next_header != ip_protocol_icmpv6) {
     return unexpected(PacketError::unknown_protocol);
   }
   const auto transport = packet.subspan(ipv6_header_size, payload_length);
-  const uint32_t pseudo_sum = pseudo_header_sum_v6(packet.subspan<8, 16>(), packet.subspan<24, 16>(),
-                                                   next_header, static_cast<uint32_t>(payload_length));
+  const uint32_t pseudo_sum = pseudo_header_sum_v6(packet.subspan<8, 16>(), packet.subspan<24, 16>(), next_header,
+                                                   static_cast<uint32_t>(payload_length));
   if (auto ok = check_transport(6, next_header, transport, pseudo_sum); !ok) {
     return unexpected(ok.error());
   }
-  return PacketInfo{6, next_header, static_cast<uint16_t>(total_length),
-                    static_cast<uint16_t>(ipv6_header_size)};
+  return PacketInfo{6, next_header, static_cast<uint16_t>(total_length), static_cast<uint16_t>(ipv6_header_size)};
 }
 
 }  // namespace
 
 std::string_view to_string(PacketError error) {
   switch (error) {
-    case PacketError::too_short: return "too_short";
-    case PacketError::bad_version: return "bad_version";
-    case PacketError::bad_header_length: return "bad_header_length";
-    case PacketError::bad_total_length: return "bad_total_length";
-    case PacketError::bad_ip_checksum: return "bad_ip_checksum";
-    case PacketError::fragment: return "fragment";
-    case PacketError::unknown_protocol: return "unknown_protocol";
-    case PacketError::bad_transport_header: return "bad_transport_header";
-    case PacketError::bad_transport_checksum: return "bad_transport_checksum";
+    case PacketError::too_short:
+      return "too_short";
+    case PacketError::bad_version:
+      return "bad_version";
+    case PacketError::bad_header_length:
+      return "bad_header_length";
+    case PacketError::bad_total_length:
+      return "bad_total_length";
+    case PacketError::bad_ip_checksum:
+      return "bad_ip_checksum";
+    case PacketError::fragment:
+      return "fragment";
+    case PacketError::unknown_protocol:
+      return "unknown_protocol";
+    case PacketError::bad_transport_header:
+      return "bad_transport_header";
+    case PacketError::bad_transport_checksum:
+      return "bad_transport_checksum";
   }
   return "unknown";
 }
@@ -139,9 +148,12 @@ std::string_view to_string(PacketError error) {
 Result<PacketInfo, PacketError> check_ip_packet(std::span<const uint8_t> packet) {
   if (packet.empty()) return unexpected(PacketError::too_short);
   switch (packet[0] >> 4) {
-    case 4: return check_ipv4(packet);
-    case 6: return check_ipv6(packet);
-    default: return unexpected(PacketError::bad_version);
+    case 4:
+      return check_ipv4(packet);
+    case 6:
+      return check_ipv6(packet);
+    default:
+      return unexpected(PacketError::bad_version);
   }
 }
 

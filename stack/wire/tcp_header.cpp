@@ -7,7 +7,9 @@
 namespace roam::wire {
 namespace {
 
-inline uint16_t load_be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+inline uint16_t load_be16(const uint8_t* p) {
+  return static_cast<uint16_t>((p[0] << 8) | p[1]);
+}
 
 inline uint32_t load_be32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -25,12 +27,13 @@ inline void store_be32(uint8_t* p, uint32_t v) {
   p[3] = static_cast<uint8_t>(v);
 }
 
-inline size_t round_up4(size_t n) { return (n + 3) & ~size_t{3}; }
+inline size_t round_up4(size_t n) {
+  return (n + 3) & ~size_t{3};
+}
 
 }  // namespace
 
-Result<TcpSegmentView, PacketError> parse_tcp_segment(std::span<const uint8_t> packet,
-                                                      const PacketInfo& info) {
+Result<TcpSegmentView, PacketError> parse_tcp_segment(std::span<const uint8_t> packet, const PacketInfo& info) {
   if (info.protocol != ip_protocol_tcp) return unexpected(PacketError::unknown_protocol);
   if (info.length > packet.size()) return unexpected(PacketError::bad_total_length);
   const auto ip = packet.first(info.length);
@@ -80,8 +83,7 @@ size_t ipv4_tcp_packet_size(size_t options_size, size_t payload_size) {
   return total > 0xffff ? 0 : total;
 }
 
-size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields,
-                      std::span<const uint8_t> payload) {
+size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::span<const uint8_t> payload) {
   const size_t total = ipv4_tcp_packet_size(fields.options.size(), payload.size());
   if (total == 0 || out.size() < total) return 0;
   const size_t tcp_header_length = tcp_header_min + round_up4(fields.options.size());
@@ -118,8 +120,8 @@ size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields,
   std::copy(payload.begin(), payload.end(), tcp + tcp_header_length);
 
   const size_t tcp_length = total - ipv4_header_min;
-  const uint32_t pseudo = pseudo_header_sum_v4(fields.src, fields.dst, ip_protocol_tcp,
-                                               static_cast<uint16_t>(tcp_length));
+  const uint32_t pseudo =
+      pseudo_header_sum_v4(fields.src, fields.dst, ip_protocol_tcp, static_cast<uint16_t>(tcp_length));
   store_be16(&tcp[16], checksum_fold(checksum_add(pseudo, std::span<const uint8_t>(tcp, tcp_length))));
   return total;
 }

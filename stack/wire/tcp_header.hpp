@@ -24,18 +24,18 @@ struct TcpSegmentView {
   static constexpr uint8_t ECE = 0x40;  // RFC 3168
   static constexpr uint8_t CWR = 0x80;  // RFC 3168
 
-  uint8_t version;                    // 4 or 6
+  uint8_t version;                      // 4 or 6
   std::array<uint8_t, 16> src_address;  // IPv4 uses the first 4 bytes, the rest are zero
   std::array<uint8_t, 16> dst_address;
   uint16_t src_port;
   uint16_t dst_port;
   uint32_t seq;
   uint32_t ack;
-  uint8_t flags;                      // the FIN..CWR bits above
-  uint16_t window;                    // unscaled, as on the wire
-  uint8_t header_length;              // bytes, 20..60
-  std::span<const uint8_t> options;   // header_length - 20 bytes
-  std::span<const uint8_t> payload;   // up to the IP total length
+  uint8_t flags;                     // the FIN..CWR bits above
+  uint16_t window;                   // unscaled, as on the wire
+  uint8_t header_length;             // bytes, 20..60
+  std::span<const uint8_t> options;  // header_length - 20 bytes
+  std::span<const uint8_t> payload;  // up to the IP total length
 
   size_t address_size() const { return version == 4 ? 4 : 16; }
   bool has(uint8_t flag_bits) const { return (flags & flag_bits) == flag_bits; }
@@ -44,8 +44,7 @@ struct TcpSegmentView {
 // Reads the TCP header of `packet`, which check_ip_packet accepted and described as
 // `info`. Bounds are re-checked against `info` (a mismatched pair returns an error, never
 // reads out of range); checksums are not re-verified.
-Result<TcpSegmentView, PacketError> parse_tcp_segment(std::span<const uint8_t> packet,
-                                                      const PacketInfo& info);
+Result<TcpSegmentView, PacketError> parse_tcp_segment(std::span<const uint8_t> packet, const PacketInfo& info);
 
 // Fields for build_ipv4_tcp. The IPv4 header has no options and DF set; with DF the
 // identification may be any value (RFC 6864 section 4.1), 0 by default.
@@ -73,7 +72,6 @@ size_t ipv4_tcp_packet_size(size_t options_size, size_t payload_size);
 // Writes a complete IPv4+TCP packet with correct IP and TCP checksums to the front of
 // `out` and returns its length; returns 0 (writing nothing) if `out` is too small, the
 // options exceed 40 bytes, or the packet would exceed 65535 bytes.
-size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields,
-                      std::span<const uint8_t> payload);
+size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::span<const uint8_t> payload);
 
 }  // namespace roam::wire

@@ -2,7 +2,6 @@
 #include "tun/pcap_writer.hpp"
 
 #include <doctest/doctest.h>
-
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -25,8 +24,7 @@ namespace {
 using Bytes = std::vector<uint8_t>;
 
 uint32_t get_le32(const Bytes& b, size_t at) {
-  return uint32_t{b[at]} | (uint32_t{b[at + 1]} << 8) | (uint32_t{b[at + 2]} << 16) |
-         (uint32_t{b[at + 3]} << 24);
+  return uint32_t{b[at]} | (uint32_t{b[at + 1]} << 8) | (uint32_t{b[at + 2]} << 16) | (uint32_t{b[at + 3]} << 24);
 }
 
 // A fresh path under the temp directory, removed when the test ends.
@@ -91,7 +89,7 @@ Bytes tcp_packet(uint16_t dst_port, size_t payload_size) {
 
 TEST_CASE("pcap global header encodes magic, version 2.4, snaplen and LINKTYPE_RAW") {
   constexpr auto h = roam::encode_pcap_global_header();
-  const Bytes expected = {0xd4, 0xc3, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0, 0, 0, 0,
+  const Bytes expected = {0xd4, 0xc3, 0xb2, 0xa1, 0x02, 0x00, 0x04, 0x00, 0,   0, 0, 0,
                           0,    0,    0,    0,    0x00, 0x00, 0x04, 0x00, 101, 0, 0, 0};
   CHECK(Bytes(h.begin(), h.end()) == expected);
   static_assert(roam::encode_pcap_global_header(65535, 1)[16] == 0xff);
@@ -99,8 +97,7 @@ TEST_CASE("pcap global header encodes magic, version 2.4, snaplen and LINKTYPE_R
 
 TEST_CASE("pcap record header encodes timestamp and lengths little-endian") {
   const auto h = roam::encode_pcap_record_header(0x01020304, 999999, 60, 0x00012345);
-  const Bytes expected = {0x04, 0x03, 0x02, 0x01, 0x3f, 0x42, 0x0f, 0x00,
-                          60,   0,    0,    0,    0x45, 0x23, 0x01, 0x00};
+  const Bytes expected = {0x04, 0x03, 0x02, 0x01, 0x3f, 0x42, 0x0f, 0x00, 60, 0, 0, 0, 0x45, 0x23, 0x01, 0x00};
   CHECK(Bytes(h.begin(), h.end()) == expected);
 }
 

@@ -109,8 +109,7 @@ TEST_CASE("a large starting accumulator wraps its carry") {
   const std::vector<uint8_t> bytes = {0x12, 0x34, 0xab, 0xcd};
   // 0xffffffff is ones-complement zero (0xffff + 0xffff folds to 0xffff).
   CHECK(checksum_fold(checksum_add(0xffffffffu, bytes)) == internet_checksum(bytes));
-  CHECK(checksum_fold(checksum_add(0x00010000u, bytes)) ==
-        checksum_fold(checksum_add(0x00000001u, bytes)));
+  CHECK(checksum_fold(checksum_add(0x00010000u, bytes)) == checksum_fold(checksum_add(0x00000001u, bytes)));
 }
 
 TEST_CASE("data carrying its own checksum sums to zero") {

@@ -40,15 +40,13 @@ constexpr std::string_view ipv6_tcp_syn_hex =
     "600c420700280640fd000009000000000000000000000001fd000009000000000000000000000002"
     "cd0c01bb3cdf8c4f00000000a002fd20d41b0000020405a00402080a81a26325000000000103030a";
 // UDP datagram "roam" to port 5353.
-constexpr std::string_view ipv4_udp_hex =
-    "450000209a52400040118c660a0900010a0900029e9314e9000c6468726f616d";
+constexpr std::string_view ipv4_udp_hex = "450000209a52400040118c660a0900010a0900029e9314e9000c6468726f616d";
 // UDP datagram "roam6" to port 5353 (odd length: exercises the checksum padding).
 constexpr std::string_view ipv6_udp_hex =
     "600dcadd000d1140fd000009000000000000000000000001fd0000090000000000000000000000029d05"
     "14e9000d49f2726f616d36";
 // ICMP echo reply from the kernel.
-constexpr std::string_view ipv4_icmp_hex =
-    "45000024a85b00004001be690a0900010a09000200003b1d12340001726f616d70696e67";
+constexpr std::string_view ipv4_icmp_hex = "45000024a85b00004001be690a0900010a09000200003b1d12340001726f616d70696e67";
 // ICMPv6 echo reply from the kernel.
 constexpr std::string_view ipv6_icmp_hex =
     "60077b9700103a40fd000009000000000000000000000001fd000009000000000000000000000002"
@@ -71,7 +69,9 @@ void put16(Bytes& b, size_t at, uint32_t v) {
   b[at + 1] = static_cast<uint8_t>(v);
 }
 
-uint16_t get16(const Bytes& b, size_t at) { return static_cast<uint16_t>((b[at] << 8) | b[at + 1]); }
+uint16_t get16(const Bytes& b, size_t at) {
+  return static_cast<uint16_t>((b[at] << 8) | b[at + 1]);
+}
 
 // Recomputes the IPv4 header checksum after a test edited the header.
 void fix_ipv4_checksum(Bytes& p) {
@@ -115,9 +115,8 @@ TEST_CASE("captured IPv4 and IPv6 packets pass with the right info") {
     uint16_t length, transport_offset;
   };
   const Expected cases[] = {
-      {ipv4_tcp_syn_hex, 4, 6, 60, 20}, {ipv6_tcp_syn_hex, 6, 6, 80, 40},
-      {ipv4_udp_hex, 4, 17, 32, 20},    {ipv6_udp_hex, 6, 17, 53, 40},
-      {ipv4_icmp_hex, 4, 1, 36, 20},    {ipv6_icmp_hex, 6, 58, 56, 40},
+      {ipv4_tcp_syn_hex, 4, 6, 60, 20}, {ipv6_tcp_syn_hex, 6, 6, 80, 40}, {ipv4_udp_hex, 4, 17, 32, 20},
+      {ipv6_udp_hex, 6, 17, 53, 40},    {ipv4_icmp_hex, 4, 1, 36, 20},    {ipv6_icmp_hex, 6, 58, 56, 40},
   };
   for (const auto& c : cases) {
     CAPTURE(c.hex);
@@ -242,8 +241,8 @@ TEST_CASE("corrupted transport checksum or payload is rejected") {
     for (size_t i = offset; i < packet.size(); ++i) {
       const bool is_udp = packet[(packet[0] >> 4) == 4 ? 9 : 6] == 17;
       const bool is_tcp = packet[(packet[0] >> 4) == 4 ? 9 : 6] == 6;
-      if (is_tcp && i == offset + 12) continue;                         // data offset
-      if (is_udp && (i == offset + 4 || i == offset + 5)) continue;     // UDP length
+      if (is_tcp && i == offset + 12) continue;                      // data offset
+      if (is_udp && (i == offset + 4 || i == offset + 5)) continue;  // UDP length
       auto corrupted = packet;
       corrupted[i] ^= 0x10;
       CAPTURE(i);

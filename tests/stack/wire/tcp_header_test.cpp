@@ -36,8 +36,7 @@ constexpr std::string_view ipv4_tcp_syn_hex =
 constexpr std::string_view ipv6_tcp_syn_hex =
     "600c420700280640fd000009000000000000000000000001fd000009000000000000000000000002"
     "cd0c01bb3cdf8c4f00000000a002fd20d41b0000020405a00402080a81a26325000000000103030a";
-constexpr std::string_view ipv4_udp_hex =
-    "450000209a52400040118c660a0900010a0900029e9314e9000c6468726f616d";
+constexpr std::string_view ipv4_udp_hex = "450000209a52400040118c660a0900010a0900029e9314e9000c6468726f616d";
 
 // RFC 1071 word-by-word reference, independent of stack/wire/checksum.
 uint16_t reference_checksum(const Bytes& bytes, size_t begin, size_t end, uint64_t sum = 0) {
