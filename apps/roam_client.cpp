@@ -3,13 +3,13 @@
 // Runs without privilege on a UDP link, or on a TUN device root created for the user.
 #include <uv.h>
 
-#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "apps/cli.hpp"
+#include "apps/node_app.hpp"
 #include "apps/kernel_splice.hpp"
 #include "tun/log.hpp"
 #include "tun/udp_link.hpp"
@@ -160,37 +160,10 @@ class Client {
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
 };
 
-void log_counters(const Node& node) {
-  const auto& c = node.counters();
-  const auto& l = node.link(0).counters();
-  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
-                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  // A kernel peer that closes early must surface as EPIPE on that one socket, not kill us.
-  std::signal(SIGPIPE, SIG_IGN);
-  uv_loop_t* loop = uv_default_loop();
-  std::unique_ptr<Node> node;
-  std::unique_ptr<Client> client;
-  try {
-    ClientOptions options = parse_arguments(argc, argv);
-    node = std::make_unique<Node>(loop);
-    attach_link(*node, options.link);
-    client = std::make_unique<Client>(*node, std::move(options.forwards));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "roam-client: %s\n", e.what());
-    return 2;
-  }
-  ShutdownOnSignal shutdown(*node, [&] { client->shutdown(); }, [&] { log_counters(*node); });
-
-  uv_run(loop, UV_RUN_DEFAULT);
-  client.reset();
-  uv_run(loop, UV_RUN_DEFAULT);
-  node.reset();
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-  return 0;
+  return roam::run_node_app("roam-client", argc, argv, parse_arguments, [](roam::Node& node, ClientOptions& options) {
+    return std::make_unique<Client>(node, std::move(options.forwards));
+  });
 }

@@ -3,12 +3,12 @@
 #include <arpa/inet.h>
 #include <uv.h>
 
-#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <unordered_map>
 
 #include "apps/cli.hpp"
+#include "apps/node_app.hpp"
 #include "apps/echo_app.hpp"
 #include "apps/kernel_splice.hpp"
 #include "stack/tcp_listener.hpp"
@@ -126,39 +126,10 @@ class Server {
   size_t accepted_ = 0;
 };
 
-void log_counters(const Node& node) {
-  const auto& c = node.counters();
-  const auto& l = node.link(0).counters();
-  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
-                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  // A kernel peer that closes early must surface as EPIPE on that one socket, not kill us.
-  std::signal(SIGPIPE, SIG_IGN);
-  uv_loop_t* loop = uv_default_loop();
-  std::unique_ptr<Node> node;
-  std::unique_ptr<Server> server;
-  try {
-    ServerOptions options = parse_arguments(argc, argv);
-    node = std::make_unique<Node>(loop);
-    attach_link(*node, options.link);
-    server = std::make_unique<Server>(*node, options);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "roam-server: %s\n", e.what());
-    return 2;
-  }
-
-  ShutdownOnSignal shutdown(*node, [&] { server->shutdown(); }, [&] { log_counters(*node); });
-
-  uv_run(loop, UV_RUN_DEFAULT);
-  // Destroying sessions closes their handles; one more turn runs the close callbacks.
-  server.reset();
-  uv_run(loop, UV_RUN_DEFAULT);
-  node.reset();
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
-  return 0;
+  return roam::run_node_app("roam-server", argc, argv, parse_arguments, [](roam::Node& node, ServerOptions& options) {
+    return std::make_unique<Server>(node, options);
+  });
 }

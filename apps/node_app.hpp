@@ -1,0 +1,54 @@
+// run_node_app: the main() shared by roam-server and roam-client. Parses arguments, builds
+// the Node, its link and the app, shuts down cleanly on SIGINT/SIGTERM, logs the node's
+// counters, and tears everything down in order (app, then node) so every libuv close
+// callback runs before the loop closes. Exit codes: 0 after a clean run, 2 on bad config.
+#pragma once
+
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+#include "apps/cli.hpp"
+#include "stack/node.hpp"
+#include "tun/log.hpp"
+
+namespace roam {
+
+inline void log_node_counters(const Node& node) {
+  const auto& c = node.counters();
+  const auto& l = node.link(0).counters();
+  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
+                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
+}
+
+// `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`
+// returns the app, which must have `shutdown()`. Both may throw ConfigError.
+template <typename Parse, typename MakeApp>
+int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeApp make_app) {
+  // A kernel peer that closes early must surface as EPIPE on that one socket, not kill us.
+  std::signal(SIGPIPE, SIG_IGN);
+  uv_loop_t* loop = uv_default_loop();
+  std::unique_ptr<Node> node;
+  decltype(make_app(*node, *static_cast<decltype(parse(argc, argv))*>(nullptr))) app;
+  try {
+    auto options = parse(argc, argv);
+    node = std::make_unique<Node>(loop);
+    attach_link(*node, options.link);
+    app = make_app(*node, options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return 2;
+  }
+  ShutdownOnSignal shutdown(*node, [&] { app->shutdown(); }, [&] { log_node_counters(*node); });
+  uv_run(loop, UV_RUN_DEFAULT);
+  app.reset();
+  uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of the app's handles
+  node.reset();
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  return 0;
+}
+
+}  // namespace roam
