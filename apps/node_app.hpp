@@ -41,6 +41,8 @@ int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeAp
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     return 2;
   }
+  // Logged only once everything is up, so a start-up error stays the only line printed.
+  logger("node")->info("interface up: {}", node->describe_interface(0));
   ShutdownOnSignal shutdown(*node, [&] { app->shutdown(); }, [&] { log_node_counters(*node); });
   uv_run(loop, UV_RUN_DEFAULT);
   app.reset();

@@ -86,8 +86,10 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
     interfaces_.pop_back();
     return unexpected(started.error());
   }
-  logger("node")->info("interface {} up: {}/{} mtu {}", raw->link->describe(), config.address4.to_string(),
-                       config.prefix4, raw->link->mtu());
+  raw->description = fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(),
+                                 config.prefix4, config.address6 ? " " : "",
+                                 config.address6 ? config.address6->to_string() : "", raw->link->mtu());
+  logger("node")->debug("interface up: {}", raw->description);
   return Ok{};
 }
 

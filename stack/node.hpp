@@ -91,6 +91,8 @@ class Node {
   const NodeCounters& counters() const { return counters_; }
   const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
   size_t interface_count() const { return interfaces_.size(); }
+  // "udp:127.0.0.1:7001 198.18.12.2/32 mtu 1500": for the app's start-up line.
+  const std::string& describe_interface(size_t index) const { return interfaces_.at(index)->description; }
 
  private:
   struct Interface {
@@ -98,6 +100,7 @@ class Node {
     std::unique_ptr<Link> link;
     netif lwip_netif{};
     std::vector<uint8_t> gather_buffer;  // for pbuf chains that are not contiguous
+    std::string description;
   };
 
   static int ip4_input_hook(pbuf* p, netif* inp);

@@ -1,0 +1,564 @@
+"""Shared helpers for the Roamstack integration tests (Python 3 standard library only).
+
+What it does for a test:
+  * picks free UDP/TCP ports on 127.0.0.1 (bind port 0; never hands out the same port twice);
+  * starts roam-server / roam-client with stderr captured to a file per process;
+  * waits until the server logs that it serves and the client's -L port accepts a TCP
+    connect (polled, with a timeout);
+  * ALWAYS stops and reaps every process it started: `Pair` is a context manager, and an
+    atexit hook (also reached on SIGTERM/SIGINT/SIGHUP of the test itself) cleans up the rest.
+    Stopping sends SIGTERM (or the signal a test asks for), waits, and SIGKILLs after a
+    timeout. A process that needed SIGKILL, exited non-zero (ASan/UBSan reports make the exit
+    code non-zero), left a sanitizer report in its log, or did not print the final counters
+    line fails the test.
+
+Binaries come from $ROAM_SERVER and $ROAM_CLIENT (set by CTest); when unset, the
+build/apps directory next to this source tree is used, for running a script by hand.
+
+No timing assertions anywhere: the timeouts below only keep a broken build from hanging.
+"""
+import atexit
+import collections
+import ctypes
+import hashlib
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+_SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROAM_SERVER = os.environ.get("ROAM_SERVER") or os.path.join(_SOURCE_ROOT, "build", "apps", "roam-server")
+ROAM_CLIENT = os.environ.get("ROAM_CLIENT") or os.path.join(_SOURCE_ROOT, "build", "apps", "roam-client")
+
+# Generous limits, only there to turn a hang into a failure (sanitizer builds are slow).
+READY_TIMEOUT = 60.0       # process start until it listens
+STOP_TIMEOUT = 60.0        # signal until exit; SIGKILL after this (and the test fails)
+IO_TIMEOUT = 120.0         # any single data transfer phase
+
+SERVER_ADDR = "198.18.12.2"
+CLIENT_ADDR = "198.18.11.2"
+SERVER_NET = "198.18.12.0/24"
+CLIENT_NET = "198.18.11.0/24"
+
+COUNTERS_RE = re.compile(
+    r"\[node\] packets in (\d+) \(malformed (\d+), filtered (\d+)\), out (\d+); "
+    r"link rx dropped (\d+), tx dropped (\d+)")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer", "terminate called", "Segmentation fault")
+
+Counters = collections.namedtuple("Counters", "packets_in malformed filtered out rx_dropped tx_dropped")
+
+
+class TestFailure(Exception):
+    """An assertion about the apps failed; the message says what."""
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+# ---------------------------------------------------------------- ports
+
+_issued_ports = set()
+_issued_lock = threading.Lock()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A port on 127.0.0.1 that was free a moment ago (bind port 0), never one handed out before."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with _issued_lock:
+            if port not in _issued_ports:
+                _issued_ports.add(port)
+                return port
+    raise RuntimeError("could not find a fresh free port")
+
+
+def free_udp_port():
+    return free_port(socket.SOCK_DGRAM)
+
+
+def free_tcp_port():
+    return free_port(socket.SOCK_STREAM)
+
+
+# ---------------------------------------------------------------- processes
+
+_all_processes = []
+_log_dir = None
+_failed = False
+
+
+def log_dir():
+    global _log_dir
+    if _log_dir is None:
+        name = os.path.splitext(os.path.basename(sys.argv[0] or "roam"))[0]
+        _log_dir = tempfile.mkdtemp(prefix="roam-it-%s-" % name)
+    return _log_dir
+
+
+try:
+    # Looked up here, in the parent: between fork and exec only the call itself runs (no
+    # dlopen in a child forked from a threaded process).
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec: if the test process dies (even by SIGKILL),
+    # the kernel kills the app too, so nothing is ever orphaned.
+    if _prctl is not None:
+        _prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+class StopResult:
+    def __init__(self, returncode, killed, counters, seconds):
+        self.returncode = returncode
+        self.killed = killed
+        self.counters = counters
+        self.seconds = seconds
+
+
+class RoamProcess:
+    """One roam-server or roam-client subprocess, stderr in a log file."""
+
+    _serial = 0
+
+    def __init__(self, role, argv, name=None):
+        assert threading.current_thread() is threading.main_thread(), \
+            "start processes from the main thread (PR_SET_PDEATHSIG follows the starting thread)"
+        RoamProcess._serial += 1
+        self.role = role
+        self.name = name or "%s-%d" % (role, RoamProcess._serial)
+        self.argv = list(argv)
+        self.log_path = os.path.join(log_dir(), self.name + ".log")
+        self.stdout_path = os.path.join(log_dir(), self.name + ".out")
+        self.result = None          # StopResult once stopped
+        self.signalled_at = None
+        with open(self.log_path, "wb") as err, open(self.stdout_path, "wb") as out:
+            self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                          preexec_fn=_die_with_parent, close_fds=True)
+        self.pid = self.popen.pid
+        _all_processes.append(self)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stderr_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines=25):
+        text = self.stderr_text().splitlines()
+        return "\n".join("    | " + line for line in text[-lines:])
+
+    def describe(self):
+        return "%s (pid %d): %s\n  log %s" % (self.name, self.pid, " ".join(self.argv), self.log_path)
+
+    def wait_for_log(self, needle, timeout=READY_TIMEOUT, count=1):
+        """Waits until stderr holds `needle` `count` times; False if the process died or time ran out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.stderr_text().count(needle) >= count:
+                return True
+            if not self.alive():
+                return self.stderr_text().count(needle) >= count
+            time.sleep(0.02)
+        return False
+
+    def exit_status(self):
+        code = self.popen.poll()
+        if code is None:
+            return "still running, no readiness line within the timeout"
+        if code < 0:
+            return "killed by signal %d (%s) before it was ready" % (-code, signal.Signals(-code).name)
+        return "exited with code %d" % code
+
+    def send_signal(self, sig):
+        self.signalled_at = time.monotonic()
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def _reap(self, sig, timeout):
+        """Signals (unless sig is None), waits up to `timeout`, SIGKILLs after that.
+        Returns StopResult (no checks). `seconds` counts from the signal when sent here."""
+        if self.result is not None:
+            return self.result
+        started = time.monotonic() if sig is not None else (self.signalled_at or time.monotonic())
+        killed = False
+        if sig is not None and self.alive():
+            try:
+                self.popen.send_signal(sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            killed = True
+            self.popen.kill()
+            self.popen.wait()
+        seconds = time.monotonic() - started
+        counters = parse_counters(self.stderr_text())
+        self.result = StopResult(self.popen.returncode, killed, counters, seconds)
+        return self.result
+
+    def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT, check_exit=True):
+        """Stops the process (idempotent) and checks it shut down cleanly. Returns StopResult.
+        sig=None: the signal was already sent (send_signal); only wait, SIGKILL on timeout."""
+        result = self._reap(sig, timeout)
+        if check_exit:
+            self.check_clean_exit()
+        return result
+
+    def check_clean_exit(self):
+        result = self.result
+        assert result is not None
+        problems = []
+        if result.killed:
+            problems.append("did not exit within %.0f s of the signal and needed SIGKILL" % STOP_TIMEOUT)
+        elif result.returncode != 0:
+            if result.returncode < 0:
+                problems.append("died of signal %d" % -result.returncode)
+            else:
+                problems.append("exit code %d (expected 0)" % result.returncode)
+        text = self.stderr_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                problems.append("stderr contains %r" % marker)
+        if result.counters is None and not result.killed:
+            problems.append("no final counters line ('[node] packets in ...') on stderr")
+        if problems:
+            raise TestFailure("%s: %s\n  %s\n%s" % (self.name, "; ".join(problems), self.describe(), self.tail()))
+
+
+def parse_counters(text):
+    matches = COUNTERS_RE.findall(text)
+    if not matches:
+        return None
+    return Counters(*(int(v) for v in matches[-1]))
+
+
+def pid_gone(pid):
+    """True when no process (not even a zombie) has this pid any more."""
+    return not os.path.exists("/proc/%d" % pid)
+
+
+def _cleanup_at_exit():
+    # Safety net: anything a test forgot (or left behind by failing) is stopped and reaped.
+    leftovers = [p for p in _all_processes if p.result is None]
+    for p in leftovers:
+        p._reap(signal.SIGTERM, 15.0)
+        if p.result.killed or p.result.returncode != 0:
+            sys.stderr.write("harness: cleanup: %s exited %s%s\n" % (
+                p.name, p.result.returncode, " after SIGKILL" if p.result.killed else ""))
+
+
+atexit.register(_cleanup_at_exit)
+
+
+def _exit_on_signal(signum, _frame):
+    # Turn CTest's (or a user's) SIGTERM/SIGINT into a normal exit so atexit cleanup runs.
+    raise SystemExit(128 + signum)
+
+
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_sig, _exit_on_signal)
+
+
+# ---------------------------------------------------------------- a server + client pair
+
+def _bind_failed(proc):
+    text = proc.stderr_text()
+    return (not proc.alive()) and proc.popen.returncode == 2 and (
+        "Address already in use" in text or "cannot bind" in text or "cannot listen" in text)
+
+
+class Pair:
+    """A roam-server and a roam-client joined by UDP links on loopback.
+
+        with Pair(mode="echo") as pair:
+            sock = pair.connect()
+            ...
+            pair.stop_all()         # optional: checked stop (also done on leaving the block)
+
+    mode: "echo" | "discard" | "relay" (then backend="IP:PORT").
+    forwards: how many -L forwards the client gets (all to SERVER_ADDR:listen).
+    """
+
+    def __init__(self, mode="echo", backend=None, forwards=1, server_extra=(), client_extra=(),
+                 listen=None, probe=True):
+        self.mode = mode
+        self.backend = backend
+        self.forward_count = forwards
+        self.server_extra = list(server_extra)
+        self.client_extra = list(client_extra)
+        self.listen = listen
+        self.probe = probe
+        self.server = None
+        self.client = None
+        self.forward_ports = []
+        self.server_udp = None
+        self.client_udp = None
+
+    @property
+    def forward_port(self):
+        return self.forward_ports[0]
+
+    @property
+    def sport(self):
+        return self.listen or 7000
+
+    def server_argv(self):
+        argv = [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % self.server_udp, "--addr", SERVER_ADDR,
+                "--route", "%s=127.0.0.1:%d" % (CLIENT_NET, self.client_udp)]
+        if self.listen:
+            argv += ["--listen", str(self.listen)]
+        argv += self.server_extra + [self.mode]
+        if self.backend:
+            argv += ["--backend", self.backend]
+        return argv
+
+    def client_argv(self):
+        argv = [ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % self.client_udp, "--addr", CLIENT_ADDR,
+                "--route", "%s=127.0.0.1:%d" % (SERVER_NET, self.server_udp)]
+        for port in self.forward_ports:
+            argv += ["-L", "127.0.0.1:%d:%s:%d" % (port, SERVER_ADDR, self.sport)]
+        return argv + self.client_extra
+
+    def start(self):
+        for attempt in range(5):
+            self.server_udp, self.client_udp = free_udp_port(), free_udp_port()
+            self.forward_ports = [free_tcp_port() for _ in range(self.forward_count)]
+            self.server = RoamProcess("server", self.server_argv())
+            if not self.server.wait_for_log("[app] serving "):
+                if _bind_failed(self.server):  # a port was taken between probe and bind: retry
+                    self.server.stop(check_exit=False)
+                    continue
+                raise TestFailure("roam-server did not start (%s)\n  %s\n%s" % (
+                    self.server.exit_status(), self.server.describe(), self.server.tail()))
+            self.client = RoamProcess("client", self.client_argv())
+            if not self.client.wait_for_log("[app] forwarding ", count=self.forward_count):
+                if _bind_failed(self.client):
+                    self.client.stop(check_exit=False)
+                    self.server.stop()
+                    continue
+                raise TestFailure("roam-client did not start (%s)\n  %s\n%s" % (
+                    self.client.exit_status(), self.client.describe(), self.client.tail()))
+            if self.probe:
+                for port in self.forward_ports:
+                    wait_for_tcp(port, READY_TIMEOUT, self.client)
+            return self
+        raise TestFailure("could not find free ports after 5 attempts")
+
+    def connect(self, index=0, timeout=IO_TIMEOUT):
+        sock = socket.create_connection(("127.0.0.1", self.forward_ports[index]), timeout=timeout)
+        sock.settimeout(timeout)
+        return sock
+
+    def stop_client(self, sig=signal.SIGTERM):
+        return self.client.stop(sig)
+
+    def stop_server(self, sig=signal.SIGTERM):
+        return self.server.stop(sig)
+
+    def stop_all(self):
+        """Stops the client, then the server; checks both. Returns (client, server) StopResults."""
+        errors = []
+        results = []
+        for proc in (self.client, self.server):
+            if proc is None:
+                results.append(None)
+                continue
+            try:
+                results.append(proc.stop())
+            except TestFailure as e:
+                errors.append(str(e))
+                results.append(proc.result)
+        if errors:
+            raise TestFailure("\n".join(errors))
+        return tuple(results)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self._stop_quietly()
+            raise
+
+    def _stop_quietly(self):
+        for proc in (self.client, self.server):
+            if proc is not None:
+                proc.stop(check_exit=False)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.stop_all()
+            return False
+        # A failure is already on its way out: still reap everything, and mention shutdown
+        # problems without hiding the original error.
+        try:
+            self.stop_all()
+        except TestFailure as e:
+            log("(also, while cleaning up after the failure:)\n" + str(e))
+        return False
+
+
+def wait_for_tcp(port, timeout=READY_TIMEOUT, proc=None):
+    """Polls until 127.0.0.1:port accepts a TCP connect."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise TestFailure("%s exited (code %s) before port %d accepted\n  %s\n%s" % (
+                proc.name, proc.popen.returncode, port, proc.describe(), proc.tail()))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return
+        except OSError as e:
+            last = e
+            time.sleep(0.05)
+    raise TestFailure("port %d never accepted a TCP connect within %.0f s (%s)" % (port, timeout, last))
+
+
+# ---------------------------------------------------------------- data helpers
+
+def pseudo_random_bytes(seed, size):
+    return random.Random(seed).randbytes(size)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def recv_until_eof(sock, hasher=None, keep=False, limit=None):
+    """Reads until EOF. Returns (byte count, bytes or None). Raises on reset/timeout."""
+    total = 0
+    chunks = [] if keep else None
+    while True:
+        data = sock.recv(1 << 20)
+        if not data:
+            return total, (b"".join(chunks) if keep else None)
+        total += len(data)
+        if hasher is not None:
+            hasher.update(data)
+        if keep:
+            chunks.append(data)
+        if limit is not None and total > limit:
+            raise TestFailure("received more than the %d bytes expected" % limit)
+
+
+class KernelBackend:
+    """A kernel TCP server on 127.0.0.1 (the backend behind roam-server relay): accepts in a
+    daemon thread and serves each connection in its own thread through `serve(conn)`,
+    which subclasses define."""
+
+    def __init__(self, backlog=1024):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(backlog)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept_loop, name="backend-accept", daemon=True).start()
+
+    def _accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), name="backend-conn", daemon=True).start()
+
+    def serve(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.listener.close()
+
+
+class Worker(threading.Thread):
+    """A daemon thread that keeps its result or exception for the main thread."""
+
+    def __init__(self, target, *args, name=None):
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._args = args
+        self.result = None
+        self.error = None
+        self.error_text = None
+
+    def run(self):
+        try:
+            self.result = self._target_fn(*self._args)
+        except BaseException as e:  # reported by finish()
+            self.error = e
+            self.error_text = traceback.format_exc()
+
+    def finish(self, timeout=IO_TIMEOUT):
+        self.join(timeout)
+        if self.is_alive():
+            raise TestFailure("thread %s still running after %.0f s (hang)" % (self.name, timeout))
+        if self.error is not None:
+            if isinstance(self.error, TestFailure):
+                raise self.error
+            raise TestFailure("thread %s failed: %r\n%s" % (self.name, self.error, self.error_text))
+        return self.result
+
+
+# ---------------------------------------------------------------- test entry point
+
+def run(main):
+    """Runs a test's main(); exits 0 on pass, 1 with a clear message on failure."""
+    global _failed
+    name = os.path.basename(sys.argv[0])
+    log("%s: server %s\n%s: client %s" % (name, ROAM_SERVER, name, ROAM_CLIENT))
+    for path in (ROAM_SERVER, ROAM_CLIENT):
+        if not os.access(path, os.X_OK):
+            log("FAIL %s: binary not found or not executable: %s" % (name, path))
+            sys.exit(1)
+    started = time.monotonic()
+    code = 0
+    try:
+        main()
+        # Anything the test left running must still stop cleanly.
+        for proc in _all_processes:
+            if proc.result is None:
+                proc.stop()
+    except TestFailure as e:
+        code = 1
+        log("FAIL %s: %s" % (name, e))
+    except SystemExit:
+        raise
+    except BaseException:
+        code = 1
+        log("FAIL %s: unexpected error\n%s" % (name, traceback.format_exc()))
+    elapsed = time.monotonic() - started
+    if code == 0:
+        log("PASS %s (%.1f s)" % (name, elapsed))
+        if _log_dir is not None:
+            shutil.rmtree(_log_dir, ignore_errors=True)
+    else:
+        _cleanup_at_exit()
+        if _log_dir is not None:
+            log("logs kept in %s" % _log_dir)
+    sys.stdout.flush()
+    sys.exit(code)
