@@ -10,6 +10,7 @@ namespace roam {
 
 namespace {
 constexpr size_t kernel_read_size = 256 * 1024;
+constexpr size_t carrier_refill_step = 128 * 1024;
 }
 
 // One uv_write of a carrier pbuf chain, straight from lwIP's buffers (zero copy); the pbuf
@@ -161,6 +162,10 @@ void KernelSplice::pump_to_carrier() {
 
 void KernelSplice::on_sent(TcpConnection&, size_t /*bytes*/) {
   if (closing_) return;
+  // Refill in large steps, not on every ACK: each tcp_write walks lwIP's unsent queue
+  // (thousands of segments at a 4 MiB window), so a write per ACK costs quadratic time.
+  bool waiting = pending_offset_ < pending_to_carrier_.size();
+  if (waiting && carrier_ && carrier_->send_space() < carrier_refill_step) return;
   pump_to_carrier();
 }
 

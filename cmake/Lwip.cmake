@@ -12,9 +12,14 @@ file(GLOB LWIP_CORE_SOURCES
      "${LWIP_SOURCE_DIR}/src/core/*.c"
      "${LWIP_SOURCE_DIR}/src/core/ipv4/*.c"
      "${LWIP_SOURCE_DIR}/src/core/ipv6/*.c")
-add_library(lwip STATIC ${LWIP_CORE_SOURCES} ${PROJECT_SOURCE_DIR}/stack/lwip_port/sys_arch.c)
+include(${CMAKE_CURRENT_LIST_DIR}/LwipPatches.cmake)
+list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/tcp_out.c")
+add_library(lwip STATIC ${LWIP_CORE_SOURCES} ${LWIP_PATCHED_TCP_OUT_C}
+            ${PROJECT_SOURCE_DIR}/stack/lwip_port/sys_arch.c)
+# The patched copies' include directory comes before the original tree.
 target_include_directories(lwip SYSTEM PUBLIC
   ${PROJECT_SOURCE_DIR}/stack/lwip_port
+  ${CMAKE_BINARY_DIR}/lwip-patched/src/include
   ${LWIP_SOURCE_DIR}/src/include)
 # Third-party code: built with its own warnings silenced, never with -Werror.
 target_compile_options(lwip PRIVATE -w)

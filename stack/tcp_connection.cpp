@@ -72,12 +72,13 @@ void TcpConnection::detach() {
   tcp_poll(pcb_, nullptr, 0);
 }
 
-size_t TcpConnection::send_space() const { return pcb_ == nullptr ? 0 : tcp_sndbuf(pcb_); }
+// pcb->snd_buf, not tcp_sndbuf(): with window scaling that macro clamps to 65535.
+size_t TcpConnection::send_space() const { return pcb_ == nullptr ? 0 : pcb_->snd_buf; }
 
 size_t TcpConnection::write(std::span<const uint8_t> bytes) {
   size_t written = 0;
   while (pcb_ != nullptr && written < bytes.size()) {
-    size_t space = std::min<size_t>(tcp_sndbuf(pcb_), max_lwip_chunk);
+    size_t space = std::min<size_t>(pcb_->snd_buf, max_lwip_chunk);
     // Also bounded by the segment queue length: lwIP refuses writes beyond it.
     if (space == 0 || tcp_sndqueuelen(pcb_) >= TCP_SND_QUEUELEN - 4) break;
     size_t chunk = std::min(space, bytes.size() - written);
