@@ -115,14 +115,22 @@ err_t Node::output6(netif* n, pbuf* p, const ip6_addr_t* /*next_hop*/) {
 }
 
 err_t Node::output(Interface& interface, pbuf* p) {
-  ++counters_.tx_packets;
+  std::span<const uint8_t> packet;
   if (p->next == nullptr) {
-    interface.link->send({static_cast<const uint8_t*>(p->payload), p->len});
-    return ERR_OK;
+    packet = {static_cast<const uint8_t*>(p->payload), p->len};
+  } else {
+    if (p->tot_len > interface.gather_buffer.size()) return ERR_OK;  // larger than the MTU: dropped
+    u16_t copied = pbuf_copy_partial(p, interface.gather_buffer.data(), p->tot_len, 0);
+    packet = {interface.gather_buffer.data(), copied};
   }
-  if (p->tot_len > interface.gather_buffer.size()) return ERR_OK;  // larger than the MTU: dropped
-  u16_t copied = pbuf_copy_partial(p, interface.gather_buffer.data(), p->tot_len, 0);
-  interface.link->send({interface.gather_buffer.data(), copied});
+  for (OutputFilter* filter : output_filters_) {
+    if (filter->on_output(packet) == FilterVerdict::drop) {
+      ++counters_.tx_filtered;
+      return ERR_OK;  // as if lost on the wire: TCP recovers it
+    }
+  }
+  ++counters_.tx_packets;
+  interface.link->send(packet);
   return ERR_OK;
 }
 

@@ -44,6 +44,14 @@ class InputFilter {
   virtual FilterVerdict on_input(const InboundPacket& packet) = 0;
 };
 
+// A stage of the output chain, after lwIP built the packet and before the link sends it
+// (a connection being moved must stay silent until its new path is open).
+class OutputFilter {
+ public:
+  virtual ~OutputFilter() = default;
+  virtual FilterVerdict on_output(std::span<const uint8_t> packet) = 0;
+};
+
 struct InterfaceConfig {
   wire::IpAddress address4;                  // this node's IPv4 address on the link
   uint8_t prefix4 = 32;
@@ -57,6 +65,7 @@ struct NodeCounters {
   uint64_t rx_filtered = 0;
   uint64_t rx_no_memory = 0;
   uint64_t tx_packets = 0;
+  uint64_t tx_filtered = 0;
 };
 
 class Node {
@@ -74,6 +83,10 @@ class Node {
 
   // Appends a filter to the input chain. The Node does not own it.
   void add_input_filter(InputFilter* filter) { input_filters_.push_back(filter); }
+  void remove_input_filter(InputFilter* filter) { std::erase(input_filters_, filter); }
+  // Appends a filter to the output chain. The Node does not own it.
+  void add_output_filter(OutputFilter* filter) { output_filters_.push_back(filter); }
+  void remove_output_filter(OutputFilter* filter) { std::erase(output_filters_, filter); }
 
   // Feeds one packet as if a link had received it (used by tests and by the links).
   void receive_packet(size_t interface_index, std::span<const uint8_t> packet);
@@ -120,6 +133,7 @@ class Node {
   uv_loop_t* loop_;
   std::vector<std::unique_ptr<Interface>> interfaces_;
   std::vector<InputFilter*> input_filters_;
+  std::vector<OutputFilter*> output_filters_;
   std::vector<std::function<void()>> deferred_;
   UvHandle<uv_timer_t> timer_;
   UvHandle<uv_check_t> check_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "stack/lwip_address.hpp"
 #include "tun/log.hpp"
 
 namespace roam {
@@ -10,19 +11,6 @@ namespace roam {
 namespace {
 // tcp_write and tcp_recved take 16-bit lengths (DESIGN section 8).
 constexpr size_t max_lwip_chunk = 0xFFFF;
-
-ip_addr_t to_lwip(const wire::IpAddress& a) {
-  ip_addr_t out;
-  if (a.version == 4) {
-    IP_SET_TYPE_VAL(out, IPADDR_TYPE_V4);
-    std::memcpy(&ip_2_ip4(&out)->addr, a.bytes.data(), 4);
-  } else {
-    IP_SET_TYPE_VAL(out, IPADDR_TYPE_V6);
-    std::memcpy(ip_2_ip6(&out)->addr, a.bytes.data(), 16);
-    ip6_addr_clear_zone(ip_2_ip6(&out));
-  }
-  return out;
-}
 
 // Scope guard marking that lwIP is calling us.
 class CallbackScope {
@@ -42,11 +30,19 @@ TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler) : pcb_(pcb), handle
 TcpConnection::~TcpConnection() { close(); }
 
 Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const wire::IpAddress& remote,
-                                                                           uint16_t port, Handler* handler) {
+                                                                           uint16_t port, Handler* handler,
+                                                                           const wire::IpAddress* local) {
   ip_addr_t remote_ip = to_lwip(remote);
   tcp_pcb* pcb = tcp_new_ip_type(remote.version == 4 ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
   if (pcb == nullptr) return unexpected(std::string("out of memory for a pcb"));
   auto connection = std::make_unique<TcpConnection>(pcb, handler);
+  if (local != nullptr) {
+    ip_addr_t local_ip = to_lwip(*local);
+    if (err_t rc = tcp_bind(pcb, &local_ip, 0); rc != ERR_OK) {
+      connection->abort();
+      return unexpected(std::string("tcp_bind: ") + lwip_error_name(rc));
+    }
+  }
   tcp_nagle_disable(pcb);  // a relay forwards what it has at once; the app decides batching
   err_t rc = tcp_connect(pcb, &remote_ip, port, &TcpConnection::on_connected_trampoline);
   if (rc != ERR_OK) {
@@ -93,6 +89,13 @@ size_t TcpConnection::write(std::span<const uint8_t> bytes) {
     written += chunk;
   }
   return written;
+}
+
+tcp_pcb* TcpConnection::release() {
+  detach();
+  tcp_pcb* pcb = pcb_;
+  pcb_ = nullptr;
+  return pcb;
 }
 
 void TcpConnection::flush() {

@@ -46,9 +46,11 @@ class TcpConnection {
   TcpConnection(const TcpConnection&) = delete;
   TcpConnection& operator=(const TcpConnection&) = delete;
 
-  // Starts an active open to remote:port from the node's address on the route to it.
+  // Starts an active open to remote:port, from `local` when given, else from the node's
+  // address on the route to it.
   static Result<std::unique_ptr<TcpConnection>, std::string> connect(const wire::IpAddress& remote,
-                                                                     uint16_t port, Handler* handler);
+                                                                     uint16_t port, Handler* handler,
+                                                                     const wire::IpAddress* local = nullptr);
 
   void set_handler(Handler* handler) { handler_ = handler; }
   bool alive() const { return pcb_ != nullptr; }
@@ -68,6 +70,9 @@ class TcpConnection {
   void close();
   // Sends RST and frees the pcb at once. Callbacks stop.
   void abort();
+  // Gives up ownership without closing: callbacks stop and the caller owns the pcb (a
+  // connection that is moving to another host). Never inside this connection's callback.
+  tcp_pcb* release();
 
   std::string describe() const;
   size_t unacked_bytes() const;

@@ -1,0 +1,91 @@
+#include "stack/migrate/control_frame.hpp"
+
+namespace roam::migrate {
+
+namespace {
+constexpr size_t header_bytes = 5;
+
+bool known_type(uint8_t type) { return type >= 1 && type <= 5; }
+}  // namespace
+
+const char* frame_error_name(FrameError error) {
+  switch (error) {
+    case FrameError::unknown_type: return "unknown frame type";
+    case FrameError::oversized: return "frame too large";
+  }
+  return "unknown frame error";
+}
+
+void append_frame(FrameType type, std::span<const uint8_t> payload, std::vector<uint8_t>& out) {
+  auto length = static_cast<uint32_t>(payload.size());
+  out.push_back(static_cast<uint8_t>(length >> 24));
+  out.push_back(static_cast<uint8_t>(length >> 16));
+  out.push_back(static_cast<uint8_t>(length >> 8));
+  out.push_back(static_cast<uint8_t>(length));
+  out.push_back(static_cast<uint8_t>(type));
+  out.insert(out.end(), payload.begin(), payload.end());
+}
+
+void append_frame(FrameType type, std::string_view text, std::vector<uint8_t>& out) {
+  append_frame(type, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), out);
+}
+
+void FrameReader::feed(std::span<const uint8_t> bytes) {
+  if (consumed_ > 0 && consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  }
+  buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+Result<std::optional<Frame>, FrameError> FrameReader::next() {
+  size_t available = buffer_.size() - consumed_;
+  if (available < header_bytes) return std::optional<Frame>{};
+  const uint8_t* h = buffer_.data() + consumed_;
+  uint32_t length = static_cast<uint32_t>(h[0]) << 24 | static_cast<uint32_t>(h[1]) << 16 |
+                    static_cast<uint32_t>(h[2]) << 8 | h[3];
+  if (!known_type(h[4])) return unexpected(FrameError::unknown_type);
+  if (length > max_frame_payload) return unexpected(FrameError::oversized);
+  if (available < header_bytes + length) return std::optional<Frame>{};
+  Frame frame{static_cast<FrameType>(h[4]), std::vector<uint8_t>(h + header_bytes, h + header_bytes + length)};
+  consumed_ += header_bytes + length;
+  // Compact now and then so a long-lived channel does not grow without bound.
+  if (consumed_ > (1u << 20) && consumed_ * 2 > buffer_.size()) {
+    buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(consumed_));
+    consumed_ = 0;
+  }
+  return std::optional<Frame>{std::move(frame)};
+}
+
+std::vector<uint8_t> encode_session_payload(std::string_view kind, std::span<const uint8_t> snapshot) {
+  std::vector<uint8_t> out;
+  out.reserve(1 + kind.size() + snapshot.size());
+  out.push_back(static_cast<uint8_t>(kind.size()));
+  out.insert(out.end(), kind.begin(), kind.end());
+  out.insert(out.end(), snapshot.begin(), snapshot.end());
+  return out;
+}
+
+std::optional<SessionPayload> decode_session_payload(std::span<const uint8_t> payload) {
+  if (payload.empty()) return std::nullopt;
+  size_t kind_length = payload[0];
+  if (kind_length == 0 || payload.size() < 1 + kind_length) return std::nullopt;
+  SessionPayload out;
+  out.kind.assign(reinterpret_cast<const char*>(payload.data() + 1), kind_length);
+  out.snapshot = payload.subspan(1 + kind_length);
+  return out;
+}
+
+std::vector<uint8_t> encode_session_result(bool ok, std::string_view text) {
+  std::vector<uint8_t> out;
+  out.push_back(ok ? 1 : 0);
+  out.insert(out.end(), text.begin(), text.end());
+  return out;
+}
+
+std::optional<SessionResult> decode_session_result(std::span<const uint8_t> payload) {
+  if (payload.empty() || payload[0] > 1) return std::nullopt;
+  return SessionResult{payload[0] == 1, std::string(payload.begin() + 1, payload.end())};
+}
+
+}  // namespace roam::migrate

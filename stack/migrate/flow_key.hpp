@@ -1,0 +1,37 @@
+// FlowKey: one TCP connection's 4-tuple as seen from this host (local = our side), used
+// to find a connection's packets on input and output while it moves. Pure; any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "stack/wire/ip_prefix.hpp"
+
+namespace roam::migrate {
+
+struct FlowKey {
+  wire::IpAddress local;
+  wire::IpAddress remote;
+  uint16_t local_port = 0;
+  uint16_t remote_port = 0;
+
+  bool operator==(const FlowKey& other) const = default;
+  std::string to_string() const;
+};
+
+struct FlowKeyHash {
+  size_t operator()(const FlowKey& key) const noexcept;
+};
+
+// The flow of a TCP packet arriving at this host (destination = local). The packet must
+// have passed wire::check_ip_packet; nullopt for anything that is not TCP.
+std::optional<FlowKey> inbound_flow(std::span<const uint8_t> packet);
+// The flow of a TCP packet this host sends (source = local). nullopt when not TCP or too
+// short to hold the headers.
+std::optional<FlowKey> outbound_flow(std::span<const uint8_t> packet);
+
+}  // namespace roam::migrate

@@ -1,0 +1,96 @@
+#include "stack/migrate/migration_guard.hpp"
+
+#include "lwip/priv/tcp_priv.h"
+#include "stack/lwip_address.hpp"
+#include "stack/migrate/pcb_migration.hpp"
+#include "tun/log.hpp"
+
+namespace roam::migrate {
+
+namespace {
+
+// The pcb lwIP currently has for `key`, or nullptr (it may have been reset meanwhile).
+tcp_pcb* find_active_pcb(const FlowKey& key) {
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
+        from_lwip(pcb->local_ip) == key.local && from_lwip(pcb->remote_ip) == key.remote)
+      return pcb;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+MigrationGuard::MigrationGuard(Node& node, uint64_t silence_ms) : node_(node), silence_ms_(silence_ms) {
+  node_.add_input_filter(this);
+  node_.add_output_filter(this);
+}
+
+MigrationGuard::~MigrationGuard() {
+  node_.remove_input_filter(this);
+  node_.remove_output_filter(this);
+}
+
+void MigrationGuard::silence(const FlowKey& key) {
+  expire_silenced();
+  silenced_[key] = uv_now(node_.loop()) + silence_ms_;
+}
+
+void MigrationGuard::unsilence(const FlowKey& key) { silenced_.erase(key); }
+
+void MigrationGuard::expire_silenced() {
+  uint64_t now = uv_now(node_.loop());
+  std::erase_if(silenced_, [now](const auto& entry) { return entry.second <= now; });
+}
+
+void MigrationGuard::park(const FlowKey& key, tcp_pcb* pcb, std::function<void()> on_unparked) {
+  silenced_.erase(key);  // the flow may come back to a host it once left
+  parked_[key] = Parked{pcb, std::move(on_unparked)};
+}
+
+void MigrationGuard::unpark_all() {
+  for (auto& [key, entry] : parked_) register_imported_pcb(entry.pcb);
+  parked_.clear();
+}
+
+void MigrationGuard::forget_parked(const FlowKey& key) { parked_.erase(key); }
+
+FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
+  if (silenced_.empty() && parked_.empty()) return FilterVerdict::pass;
+  auto key = inbound_flow(packet.bytes);
+  if (!key) return FilterVerdict::pass;
+  if (!silenced_.empty()) {
+    auto it = silenced_.find(*key);
+    if (it != silenced_.end()) {
+      if (it->second > uv_now(node_.loop())) {
+        ++counters_.silenced_input_drops;
+        return FilterVerdict::drop;
+      }
+      silenced_.erase(it);
+    }
+  }
+  auto parked = parked_.find(*key);
+  if (parked == parked_.end()) return FilterVerdict::pass;
+  // The peer reached us on the new path: lwIP must know the pcb before it sees the packet.
+  Parked entry = std::move(parked->second);
+  parked_.erase(parked);
+  ++counters_.unparked;
+  register_imported_pcb(entry.pcb);
+  FlowKey flow = *key;
+  node_.defer([flow, done = std::move(entry.on_unparked)] {
+    // Look the pcb up again: the packet may have been a RST that freed it.
+    if (tcp_pcb* pcb = find_active_pcb(flow)) restart_transmission(pcb);
+    if (done) done();
+  });
+  return FilterVerdict::pass;
+}
+
+FilterVerdict MigrationGuard::on_output(std::span<const uint8_t> packet) {
+  if (parked_.empty()) return FilterVerdict::pass;
+  auto key = outbound_flow(packet);
+  if (!key || parked_.count(*key) == 0) return FilterVerdict::pass;
+  ++counters_.parked_output_drops;
+  return FilterVerdict::drop;
+}
+
+}  // namespace roam::migrate

@@ -1,0 +1,76 @@
+// MigrationGuard: keeps a moving connection's packets from doing harm on either host.
+// Owned by the app that moves connections; registers itself on the Node's input and
+// output chains. Loop thread only.
+//
+// Old host: a frozen or exported flow is *silenced*: its inbound packets are dropped and
+// counted. Without this, lwIP would answer them with RST (it no longer knows the flow)
+// and kill the client's connection. Silenced flows are forgotten after a grace period.
+//
+// New host: an imported flow is *parked*: its pcb is not yet known to lwIP (no timers, so
+// no retransmission backoff while the client has not switched) and anything it sends is
+// dropped. The first packet of the flow that arrives on the new path unparks it: the pcb
+// is registered before lwIP sees the packet, and once lwIP has processed it everything
+// unacknowledged goes out at once (DESIGN.md section 8).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <unordered_map>
+
+#include "stack/lwip.hpp"
+#include "stack/migrate/flow_key.hpp"
+#include "stack/node.hpp"
+
+namespace roam::migrate {
+
+struct MigrationGuardCounters {
+  uint64_t silenced_input_drops = 0;  // old host: packets of moved flows dropped
+  uint64_t parked_output_drops = 0;   // new host: packets of parked flows held back
+  uint64_t unparked = 0;              // new host: flows the client reached on the new path
+};
+
+class MigrationGuard final : public InputFilter, public OutputFilter {
+ public:
+  // How long an exported flow stays silenced: late and retransmitted segments still in
+  // the network die quietly in this time.
+  static constexpr uint64_t default_silence_ms = 60'000;
+
+  explicit MigrationGuard(Node& node, uint64_t silence_ms = default_silence_ms);
+  ~MigrationGuard() override;
+  MigrationGuard(const MigrationGuard&) = delete;
+  MigrationGuard& operator=(const MigrationGuard&) = delete;
+
+  void silence(const FlowKey& key);
+  void unsilence(const FlowKey& key);
+  bool is_silenced(const FlowKey& key) const { return silenced_.count(key) != 0; }
+
+  // `pcb` is an imported, unregistered pcb with its callbacks set. `on_unparked` runs
+  // (deferred) after transmission restarted.
+  void park(const FlowKey& key, tcp_pcb* pcb, std::function<void()> on_unparked = {});
+  // Forgets a parked flow without registering it: call before its pcb is freed.
+  void forget_parked(const FlowKey& key);
+  // Registers every parked pcb with lwIP as it is (shutdown: so closing them works).
+  void unpark_all();
+  bool is_parked(const FlowKey& key) const { return parked_.count(key) != 0; }
+  size_t parked_count() const { return parked_.size(); }
+
+  FilterVerdict on_input(const InboundPacket& packet) override;
+  FilterVerdict on_output(std::span<const uint8_t> packet) override;
+
+  const MigrationGuardCounters& counters() const { return counters_; }
+
+ private:
+  struct Parked {
+    tcp_pcb* pcb;
+    std::function<void()> on_unparked;
+  };
+  void expire_silenced();
+
+  Node& node_;
+  uint64_t silence_ms_;
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> silenced_;  // -> expiry (uv_now ms)
+  std::unordered_map<FlowKey, Parked, FlowKeyHash> parked_;
+  MigrationGuardCounters counters_;
+};
+
+}  // namespace roam::migrate

@@ -1,0 +1,77 @@
+// Moving one TCP connection between lwIP stacks (seed 000's Connector, seed 003's
+// search_pcb / modify_pcb), as operations on lwIP tcp_pcbs. Loop thread only; never call
+// these from inside a callback of the pcb concerned (use Node::defer).
+//
+// The walk of a move, old host A to new host B:
+//   A: freeze_pcb      take the pcb off lwIP's active list: no timer, no input, no output
+//                      touches it (the MigrationGuard drops its packets, without RST)
+//   A: capture_snapshot  read its state and queues into a wire::ConnectionSnapshot
+//   B: import_pcb      build an ESTABLISHED pcb with B's address and the same state; the
+//                      unacknowledged and unsent bytes are queued again with their
+//                      original sequence numbers, as lwIP itself does after an RTO
+//   B: register_imported_pcb   into lwIP's active list (callbacks set first)
+//   A: discard_frozen_pcb on success (no RST, no FIN), or thaw_pcb to resume unchanged.
+// DESIGN.md section 8 lists which fields move and which restart fresh, and why.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "stack/lwip.hpp"
+#include "stack/migrate/flow_key.hpp"
+#include "stack/wire/connection_snapshot.hpp"
+#include "stack/wire/ip_prefix.hpp"
+#include "stack/wire/result.hpp"
+
+namespace roam::migrate {
+
+// The pcb's 4-tuple as seen from this host.
+FlowKey flow_of(const tcp_pcb* pcb);
+
+// Whether the pcb is in a state that can move (ESTABLISHED or CLOSE_WAIT, no FIN queued
+// by us, not mid-handshake). Returns the reason when not.
+Result<Ok, std::string> check_movable(const tcp_pcb* pcb);
+
+// Takes a movable pcb off lwIP's active list. Idempotent per pcb only under the caller's
+// bookkeeping: freeze once, then thaw or discard once.
+void freeze_pcb(tcp_pcb* pcb);
+// Puts a frozen pcb back, unchanged, and lets it send what it has.
+void thaw_pcb(tcp_pcb* pcb);
+// Frees a frozen pcb and its queues without sending anything. Its callbacks are cleared
+// first; the owner must forget the pointer.
+void discard_frozen_pcb(tcp_pcb* pcb);
+
+// Reads a (frozen) pcb into a snapshot. `received` are bytes lwIP delivered that the app
+// has not consumed; `app_state` is the app's own encoding.
+Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb,
+                                                               std::span<const uint8_t> received,
+                                                               std::span<const uint8_t> app_state);
+
+// Builds a pcb from a validated snapshot, with `local_address` as its new local address
+// (the snapshot's own local address when it is the same host). The pcb is not yet known
+// to lwIP: install callbacks, then register_imported_pcb. Fails, creating nothing, when
+// memory is short or the address family does not match.
+Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& snapshot,
+                                         const wire::IpAddress& local_address);
+// Registers an imported pcb with lwIP. It stays silent until input or the app drives it.
+void register_imported_pcb(tcp_pcb* pcb);
+// Frees an imported pcb that was never registered (the import was abandoned).
+void discard_imported_pcb(tcp_pcb* pcb);
+
+// Starts recovery at once on a pcb whose path just changed: everything unacknowledged is
+// sent again now (not after an RTO), and an ACK tells the peer our rcv_nxt.
+void restart_transmission(tcp_pcb* pcb);
+
+// For each active pcb whose remote endpoint is old_remote (and old_port when non-zero),
+// sets it to new_remote / new_port (new_port 0: keep) and restarts transmission. Returns
+// the flows as they were before: the caller silences them (MigrationGuard), or late
+// packets on the old path would be answered with RST. (A client following its server.)
+std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port, const wire::IpAddress& new_remote,
+                      uint16_t new_port);
+// For each active pcb bound to old_local, rebinds it to new_local and restarts
+// transmission (a host whose own address changed). Returns the flows as they were.
+std::vector<FlowKey> rewrite_local(const wire::IpAddress& old_local, const wire::IpAddress& new_local);
+
+}  // namespace roam::migrate

@@ -1,0 +1,329 @@
+#include "stack/wire/connection_snapshot.hpp"
+
+#include <algorithm>
+#include <array>
+
+namespace roam::wire {
+namespace {
+
+constexpr std::array<uint8_t, 4> snapshot_magic = {'R', 'S', 'N', 'P'};
+constexpr size_t snapshot_header_size = 12;  // magic, version, flags, body length
+constexpr size_t body_length_offset = 8;
+
+// Body bytes besides the addresses and the four parts' contents: ip version, ports,
+// connection id, state, send state (41), receive state (17), options (15), part lengths.
+constexpr size_t body_fixed_size = 1 + 4 + 8 + 1 + 41 + 17 + 15 + 4 * 4;
+
+// Option bits (the options byte); any other bit set is a bad_field.
+constexpr uint8_t option_nodelay = 0x01;
+constexpr uint8_t option_window_scaling = 0x02;
+constexpr uint8_t option_keepalive = 0x04;
+constexpr uint8_t option_known = option_nodelay | option_window_scaling | option_keepalive;
+
+// RFC 7323 section 2.3: a shift above 14 is invalid, so no window exceeds 2^30 bytes.
+constexpr uint8_t max_window_scale = 14;
+constexpr uint32_t max_window = uint32_t{1} << 30;
+// Sanity bounds on the send MSS: 65495 is the largest that fits a 65535-byte IPv4 packet
+// with minimal headers (65535 - 20 - 20); below 64 no real path works.
+constexpr uint16_t min_mss = 64;
+constexpr uint16_t max_mss = 65495;
+
+// Bounds-checked big-endian reader over a span. A read past the end returns zeros (or an
+// empty span), never touches memory outside the span, and marks the reader failed, so a run
+// of fixed fields can be read and checked once.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
+
+  bool failed() const { return failed_; }
+  size_t remaining() const { return bytes_.size() - offset_; }
+
+  std::span<const uint8_t> take(size_t n) {
+    if (failed_ || n > remaining()) {
+      failed_ = true;
+      return {};
+    }
+    const auto out = bytes_.subspan(offset_, n);
+    offset_ += n;
+    return out;
+  }
+  uint8_t u8() {
+    const auto b = take(1);
+    return b.empty() ? uint8_t{0} : b[0];
+  }
+  uint16_t u16() {
+    const auto b = take(2);
+    return b.empty() ? uint16_t{0} : static_cast<uint16_t>((b[0] << 8) | b[1]);
+  }
+  uint32_t u32() {
+    const auto b = take(4);
+    if (b.empty()) return 0;
+    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+  }
+  uint64_t u64() {
+    const uint64_t high = u32();
+    return (high << 32) | u32();
+  }
+  int16_t i16() { return static_cast<int16_t>(u16()); }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  size_t offset_ = 0;
+  bool failed_ = false;
+};
+
+void put_u8(std::vector<uint8_t>& out, uint8_t v) {
+  out.push_back(v);
+}
+void put_u16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  put_u32(out, static_cast<uint32_t>(v >> 32));
+  put_u32(out, static_cast<uint32_t>(v));
+}
+void put_i16(std::vector<uint8_t>& out, int16_t v) {
+  put_u16(out, static_cast<uint16_t>(v));
+}
+void put_bytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
+  out.insert(out.end(), bytes.begin(), bytes.end());
+}
+void put_part(std::vector<uint8_t>& out, const std::vector<uint8_t>& part) {
+  put_u32(out, static_cast<uint32_t>(part.size()));
+  put_bytes(out, part);
+}
+
+// Reads one u32-length-prefixed part into `part`. The declared length is checked against
+// `bound` and then against the bytes left before anything is allocated, so a forged length
+// costs nothing.
+Result<Ok, SnapshotError> read_part(Reader& reader, size_t bound, std::vector<uint8_t>& part) {
+  const uint32_t length = reader.u32();
+  if (reader.failed()) return unexpected(SnapshotError::truncated);
+  if (length > bound) return unexpected(SnapshotError::oversized);
+  const auto bytes = reader.take(length);
+  if (reader.failed()) return unexpected(SnapshotError::truncated);
+  part.assign(bytes.begin(), bytes.end());
+  return Ok{};
+}
+
+bool is_ip_version(uint8_t version) {
+  return version == 4 || version == 6;
+}
+
+}  // namespace
+
+const char* snapshot_error_name(SnapshotError error) {
+  switch (error) {
+    case SnapshotError::truncated:
+      return "truncated";
+    case SnapshotError::bad_magic:
+      return "bad_magic";
+    case SnapshotError::unknown_version:
+      return "unknown_version";
+    case SnapshotError::oversized:
+      return "oversized";
+    case SnapshotError::trailing_bytes:
+      return "trailing_bytes";
+    case SnapshotError::bad_field:
+      return "bad_field";
+    case SnapshotError::inconsistent:
+      return "inconsistent";
+  }
+  return "unknown_error";
+}
+
+Result<Ok, SnapshotError> validate_snapshot(const ConnectionSnapshot& s) {
+  // Fields out of their own range.
+  if (!is_ip_version(s.local_address.version) || !is_ip_version(s.remote_address.version)) {
+    return unexpected(SnapshotError::bad_field);
+  }
+  if (s.local_port == 0 || s.remote_port == 0) return unexpected(SnapshotError::bad_field);
+  if (s.state != SnapshotTcpState::established && s.state != SnapshotTcpState::close_wait) {
+    return unexpected(SnapshotError::bad_field);
+  }
+  if (s.send.snd_scale > max_window_scale || s.receive.rcv_scale > max_window_scale) {
+    return unexpected(SnapshotError::bad_field);
+  }
+  if (s.send.mss < min_mss || s.send.mss > max_mss) return unexpected(SnapshotError::bad_field);
+  if (s.receive.rcv_wnd > max_window || s.receive.rcv_ann_wnd > max_window) {
+    return unexpected(SnapshotError::bad_field);
+  }
+  if (s.send.rto <= 0) return unexpected(SnapshotError::bad_field);
+
+  // Parts longer than their bounds.
+  if (s.unacked.size() > snapshot_max_queue_bytes || s.unsent.size() > snapshot_max_queue_bytes ||
+      s.received.size() > snapshot_max_queue_bytes || s.app_state.size() > snapshot_max_app_state_bytes) {
+    return unexpected(SnapshotError::oversized);
+  }
+  if (s.unacked.size() + s.unsent.size() > snapshot_max_queue_bytes) return unexpected(SnapshotError::oversized);
+
+  // Fields that disagree with each other.
+  if (s.local_address.version != s.remote_address.version) return unexpected(SnapshotError::inconsistent);
+  if (!s.options.window_scaling && (s.send.snd_scale != 0 || s.receive.rcv_scale != 0)) {
+    return unexpected(SnapshotError::inconsistent);
+  }
+  if (s.send.snd_wnd > s.send.snd_wnd_max) return unexpected(SnapshotError::inconsistent);
+  // Sequence numbers are modulo 2^32 (RFC 9293 section 3.4): the distance survives wrap-around.
+  const uint32_t in_flight = s.send.snd_nxt - s.send.snd_una;
+  if (s.unacked.size() != in_flight) return unexpected(SnapshotError::inconsistent);
+  return Ok{};
+}
+
+// Encoding an invalid snapshot never reads out of range, but gives bytes decode_snapshot
+// may reject (or, for mixed address families, decode to something else): validate first.
+void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
+  const size_t address_size = s.local_address.size();
+  const size_t start = out.size();
+  const size_t needed = snapshot_header_size + body_fixed_size + 2 * address_size + s.unacked.size() + s.unsent.size() +
+                        s.received.size() + s.app_state.size();
+  // Grow geometrically, so appending many snapshots to one vector stays linear.
+  if (out.capacity() - start < needed) out.reserve(std::max(start + needed, 2 * out.capacity()));
+
+  put_bytes(out, snapshot_magic);
+  put_u16(out, snapshot_version);
+  put_u16(out, 0);  // flags, reserved
+  put_u32(out, 0);  // body length, patched below
+  const size_t body_start = out.size();
+
+  put_u8(out, s.local_address.version);
+  put_bytes(out, std::span<const uint8_t>(s.local_address.bytes.data(), address_size));
+  put_bytes(out, std::span<const uint8_t>(s.remote_address.bytes.data(), address_size));
+  put_u16(out, s.local_port);
+  put_u16(out, s.remote_port);
+  put_u64(out, s.connection_id);
+  put_u8(out, static_cast<uint8_t>(s.state));
+
+  put_u32(out, s.send.snd_una);
+  put_u32(out, s.send.snd_nxt);
+  put_u32(out, s.send.snd_wnd);
+  put_u32(out, s.send.snd_wnd_max);
+  put_u32(out, s.send.snd_wl1);
+  put_u32(out, s.send.snd_wl2);
+  put_u32(out, s.send.cwnd);
+  put_u32(out, s.send.ssthresh);
+  put_u16(out, s.send.mss);
+  put_u8(out, s.send.snd_scale);
+  put_i16(out, s.send.rtt_sa);
+  put_i16(out, s.send.rtt_sv);
+  put_i16(out, s.send.rto);
+
+  put_u32(out, s.receive.rcv_nxt);
+  put_u32(out, s.receive.rcv_wnd);
+  put_u32(out, s.receive.rcv_ann_wnd);
+  put_u32(out, s.receive.rcv_ann_right_edge);
+  put_u8(out, s.receive.rcv_scale);
+
+  uint8_t bits = 0;
+  if (s.options.nodelay) bits |= option_nodelay;
+  if (s.options.window_scaling) bits |= option_window_scaling;
+  if (s.options.keepalive) bits |= option_keepalive;
+  put_u8(out, bits);
+  put_u32(out, s.options.keep_idle_ms);
+  put_u32(out, s.options.keep_interval_ms);
+  put_u32(out, s.options.keep_count);
+  put_u8(out, s.options.tos);
+  put_u8(out, s.options.ttl);
+
+  put_part(out, s.unacked);
+  put_part(out, s.unsent);
+  put_part(out, s.received);
+  put_part(out, s.app_state);
+
+  const auto body_length = static_cast<uint32_t>(out.size() - body_start);
+  for (size_t i = 0; i < 4; ++i) {
+    out[start + body_length_offset + i] = static_cast<uint8_t>(body_length >> (24 - 8 * i));
+  }
+}
+
+std::vector<uint8_t> encode_snapshot(const ConnectionSnapshot& snapshot) {
+  std::vector<uint8_t> out;
+  encode_snapshot(snapshot, out);
+  return out;
+}
+
+Result<ConnectionSnapshot, SnapshotError> decode_snapshot(std::span<const uint8_t> bytes) {
+  // Header. Any prefix of the header is reported as truncated, even of the magic.
+  if (bytes.size() < snapshot_header_size) return unexpected(SnapshotError::truncated);
+  Reader header(bytes.first(snapshot_header_size));
+  const auto magic = header.take(snapshot_magic.size());
+  if (!std::equal(magic.begin(), magic.end(), snapshot_magic.begin(), snapshot_magic.end())) {
+    return unexpected(SnapshotError::bad_magic);
+  }
+  if (header.u16() != snapshot_version) return unexpected(SnapshotError::unknown_version);
+  if (header.u16() != 0) return unexpected(SnapshotError::bad_field);
+  const uint32_t body_length = header.u32();
+  const size_t rest = bytes.size() - snapshot_header_size;
+  if (body_length > rest) return unexpected(SnapshotError::truncated);
+  if (body_length < rest) return unexpected(SnapshotError::trailing_bytes);
+
+  Reader r(bytes.subspan(snapshot_header_size));
+  ConnectionSnapshot s;
+
+  const uint8_t ip_version = r.u8();
+  if (r.failed()) return unexpected(SnapshotError::truncated);
+  if (!is_ip_version(ip_version)) return unexpected(SnapshotError::bad_field);
+  s.local_address.version = ip_version;
+  s.remote_address.version = ip_version;
+  const auto local = r.take(s.local_address.size());
+  std::copy(local.begin(), local.end(), s.local_address.bytes.begin());
+  const auto remote = r.take(s.remote_address.size());
+  std::copy(remote.begin(), remote.end(), s.remote_address.bytes.begin());
+  s.local_port = r.u16();
+  s.remote_port = r.u16();
+  s.connection_id = r.u64();
+  // The underlying type is uint8_t, so any byte is a representable value; validation
+  // rejects the ones that are not a state.
+  s.state = static_cast<SnapshotTcpState>(r.u8());
+
+  s.send.snd_una = r.u32();
+  s.send.snd_nxt = r.u32();
+  s.send.snd_wnd = r.u32();
+  s.send.snd_wnd_max = r.u32();
+  s.send.snd_wl1 = r.u32();
+  s.send.snd_wl2 = r.u32();
+  s.send.cwnd = r.u32();
+  s.send.ssthresh = r.u32();
+  s.send.mss = r.u16();
+  s.send.snd_scale = r.u8();
+  s.send.rtt_sa = r.i16();
+  s.send.rtt_sv = r.i16();
+  s.send.rto = r.i16();
+
+  s.receive.rcv_nxt = r.u32();
+  s.receive.rcv_wnd = r.u32();
+  s.receive.rcv_ann_wnd = r.u32();
+  s.receive.rcv_ann_right_edge = r.u32();
+  s.receive.rcv_scale = r.u8();
+
+  const uint8_t bits = r.u8();
+  s.options.nodelay = (bits & option_nodelay) != 0;
+  s.options.window_scaling = (bits & option_window_scaling) != 0;
+  s.options.keepalive = (bits & option_keepalive) != 0;
+  s.options.keep_idle_ms = r.u32();
+  s.options.keep_interval_ms = r.u32();
+  s.options.keep_count = r.u32();
+  s.options.tos = r.u8();
+  s.options.ttl = r.u8();
+  if (r.failed()) return unexpected(SnapshotError::truncated);
+  if ((bits & ~option_known) != 0) return unexpected(SnapshotError::bad_field);
+
+  // Each part's length is bounded before its bytes are copied; unsent is also bounded by
+  // what unacked left of the shared queue limit.
+  if (auto ok = read_part(r, snapshot_max_queue_bytes, s.unacked); !ok) return unexpected(ok.error());
+  if (auto ok = read_part(r, snapshot_max_queue_bytes - s.unacked.size(), s.unsent); !ok) {
+    return unexpected(ok.error());
+  }
+  if (auto ok = read_part(r, snapshot_max_queue_bytes, s.received); !ok) return unexpected(ok.error());
+  if (auto ok = read_part(r, snapshot_max_app_state_bytes, s.app_state); !ok) return unexpected(ok.error());
+  // The body length matched the input, but the parts ended before it.
+  if (r.remaining() != 0) return unexpected(SnapshotError::trailing_bytes);
+
+  if (auto ok = validate_snapshot(s); !ok) return unexpected(ok.error());
+  return s;
+}
+
+}  // namespace roam::wire
