@@ -10,10 +10,39 @@ EchoSession::EchoSession(Node& node, Mode mode, tcp_pcb* pcb, FinishedFn on_fini
 
 EchoSession::~EchoSession() = default;
 
+std::unique_ptr<EchoSession> EchoSession::import(Node& node, Mode mode, tcp_pcb* pcb, std::vector<uint8_t> received,
+                                                 std::span<const uint8_t> app_state, FinishedFn on_finished,
+                                                 std::string& error) {
+  // Checked before the pcb is touched: on failure the importer still owns it as it was.
+  if (app_state.size() != 1 || app_state[0] > 1) {
+    error = "echo app state: expected one byte, 0 or 1";
+    return nullptr;
+  }
+  auto session = std::make_unique<EchoSession>(node, mode, pcb, std::move(on_finished));
+  session->remote_eof_ = app_state[0] == 1;
+  session->pending_ = std::move(received);
+  session->start_frozen();
+  return session;
+}
+
+void EchoSession::start_frozen() {
+  // The importer parks the pcb only after this returns, and a packet sent before that would
+  // reach the client on a path it does not know yet (it answers RST). So the session starts
+  // frozen and thaws on the next loop turn; data arriving meanwhile queues behind `received`.
+  frozen_ = true;
+  resume_pending_ = true;
+  node_.defer([this, lifetime = std::weak_ptr<bool>(lifetime_)] {
+    if (lifetime.expired() || !resume_pending_) return;
+    resume_pending_ = false;
+    thaw();
+  });
+  node_.kick();
+}
+
 void EchoSession::on_data(TcpConnection& carrier, PbufPtr data) {
   if (finishing_) return;
   size_t length = data->tot_len;
-  if (mode_ == Mode::discard) {
+  if (mode_ == Mode::discard && !frozen_) {
     carrier.consumed(length);
     return;
   }
@@ -24,9 +53,11 @@ void EchoSession::on_data(TcpConnection& carrier, PbufPtr data) {
 }
 
 void EchoSession::pump() {
-  if (finishing_ || !carrier_->alive()) return;
+  if (frozen_ || finishing_ || !carrier_->alive()) return;
   if (pending_offset_ < pending_.size()) {
-    size_t written = carrier_->write({pending_.data() + pending_offset_, pending_.size() - pending_offset_});
+    size_t written = pending_.size() - pending_offset_;
+    if (mode_ == Mode::echo)
+      written = carrier_->write({pending_.data() + pending_offset_, pending_.size() - pending_offset_});
     pending_offset_ += written;
     carrier_->consumed(written);
     if (pending_offset_ == pending_.size()) {
@@ -50,8 +81,33 @@ void EchoSession::on_remote_closed(TcpConnection&) {
 void EchoSession::on_sent(TcpConnection&, size_t) { pump(); }
 
 void EchoSession::on_error(TcpConnection&, err_t error) {
-  logger("app")->debug("echo session failed: {}", lwip_error_name(error));
+  logger("app")->debug("{} session failed: {}", kind(), lwip_error_name(error));
   finish(true);
+}
+
+bool EchoSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
+
+void EchoSession::freeze() {
+  frozen_ = true;
+  resume_pending_ = false;  // an imported session not yet resumed: thaw() resumes it
+}
+
+void EchoSession::thaw() {
+  frozen_ = false;
+  pump();  // echoes (discard: consumes) what arrived while frozen, and sends what was held
+}
+
+std::vector<uint8_t> EchoSession::received_unconsumed() const {
+  return {pending_.begin() + static_cast<std::ptrdiff_t>(pending_offset_), pending_.end()};
+}
+
+std::vector<uint8_t> EchoSession::app_state() const { return {static_cast<uint8_t>(remote_eof_ ? 1 : 0)}; }
+
+tcp_pcb* EchoSession::release_pcb() {
+  finishing_ = true;  // dead from now on; on_finished is not called, the owner destroys us
+  resume_pending_ = false;
+  on_finished_ = nullptr;
+  return carrier_->release();
 }
 
 void EchoSession::close() { finish(!remote_eof_); }

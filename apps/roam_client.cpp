@@ -11,6 +11,7 @@
 #include "apps/cli.hpp"
 #include "apps/node_app.hpp"
 #include "apps/kernel_splice.hpp"
+#include "apps/move_follower.hpp"
 #include "tun/log.hpp"
 #include "tun/udp_link.hpp"
 
@@ -27,6 +28,11 @@ Options:
                          accept kernel TCP connections on BIND:PORT (BIND defaults to
                          127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
                          the server's userspace address (repeatable)
+  --notice-port PORT     userspace UDP port where servers announce that they moved
+                         (default 7001); connections follow the server at once
+  --no-follow            ignore move notices. They are NOT authenticated in this
+                         version: any host that reaches this link could redirect the
+                         connections (authenticated Address Change Messages come next)
   -h, --help             show this help
 )";
 
@@ -75,6 +81,8 @@ Forward parse_forward(const std::string& text) {
 struct ClientOptions {
   LinkOptions link;
   std::vector<Forward> forwards;
+  uint16_t notice_port = migrate::default_notice_port;
+  bool follow = true;
 };
 
 ClientOptions parse_arguments(int argc, char** argv) {
@@ -88,6 +96,11 @@ ClientOptions parse_arguments(int argc, char** argv) {
     if (parse_link_option(argc, argv, i, options.link)) continue;
     if (arg == "-L") {
       options.forwards.push_back(parse_forward(option_value(argc, argv, i)));
+    } else if (arg == "--notice-port") {
+      options.notice_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--notice-port"));
+      if (options.notice_port == 0) throw ConfigError("--notice-port must be 1-65535");
+    } else if (arg == "--no-follow") {
+      options.follow = false;
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
@@ -98,7 +111,8 @@ ClientOptions parse_arguments(int argc, char** argv) {
 
 class Client {
  public:
-  Client(Node& node, std::vector<Forward> forwards) : node_(node) {
+  Client(Node& node, std::vector<Forward> forwards, const ClientOptions& options) : node_(node) {
+    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.notice_port);
     for (auto& forward : forwards) {
       auto listener = std::make_unique<Listener>();
       listener->client = this;
@@ -117,6 +131,7 @@ class Client {
   }
 
   void shutdown() {
+    if (follower_) follower_->close();
     listeners_.clear();
     for (auto& [key, splice] : splices_) splice->close();
   }
@@ -156,6 +171,7 @@ class Client {
   }
 
   Node& node_;
+  std::unique_ptr<MoveFollower> follower_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
 };
@@ -164,6 +180,6 @@ class Client {
 
 int main(int argc, char** argv) {
   return roam::run_node_app("roam-client", argc, argv, parse_arguments, [](roam::Node& node, ClientOptions& options) {
-    return std::make_unique<Client>(node, std::move(options.forwards));
+    return std::make_unique<Client>(node, std::move(options.forwards), options);
   });
 }

@@ -1,6 +1,7 @@
 // roam-server: the server-side shim. Accepts carrier connections in its userspace stack
 // and serves a built-in app (echo, discard) or relays each carrier to a kernel TCP backend.
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include <cstdio>
@@ -10,6 +11,8 @@
 #include "apps/cli.hpp"
 #include "apps/node_app.hpp"
 #include "apps/echo_app.hpp"
+#include "apps/files_app.hpp"
+#include "apps/migration_service.hpp"
 #include "apps/kernel_splice.hpp"
 #include "stack/tcp_listener.hpp"
 #include "tun/log.hpp"
@@ -26,14 +29,24 @@ Accepts carrier TCP connections on this node's userspace (lwIP) address and serv
 Modes:
   echo                   send every byte back
   discard                read and drop every byte (a sink for benchmarks)
+  files --root DIR       resumable file service: the client sends `NAME[ OFFSET]\n` and
+                         gets the file DIR/NAME from OFFSET to its end
   relay --backend HOST:PORT
                          connect each carrier to a kernel TCP backend and copy bytes
-                         both ways. (The backend's kernel socket is local to this host:
-                         when later versions move sessions, a relay session's backend
-                         leg cannot move with it.)
+                         both ways. Relay sessions do NOT move: the backend's kernel
+                         socket is local to this host (the proxy topology will solve it);
+                         `roamctl migrate` skips them and they stay here.
+
+Sessions of echo, discard and files move live to another roam-server with
+`roamctl migrate --from THIS_CONTROL --to OTHER_CONTROL`: their connections stay open and
+byte-exact, and each client is told where the server went.
 
 Options:
   --listen PORT          carrier port to accept on (default 7000)
+  --control IP:PORT      kernel TCP port for roamctl and for sessions arriving from other
+                         servers. NOT authenticated in this version: loopback or a
+                         management network only. Default: none (no moves in or out)
+  --notice-port PORT     userspace UDP port of clients for move notices (default 7001)
   -h, --help             show this help
 )";
 
@@ -41,6 +54,9 @@ struct ServerOptions {
   LinkOptions link;
   std::string mode;
   std::string backend;
+  std::string root;
+  std::string control;
+  uint16_t notice_port = migrate::default_notice_port;
   uint16_t port = 7000;
 };
 
@@ -57,27 +73,53 @@ ServerOptions parse_arguments(int argc, char** argv) {
       options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--listen port"));
     } else if (arg == "--backend") {
       options.backend = option_value(argc, argv, i);
+    } else if (arg == "--root") {
+      options.root = option_value(argc, argv, i);
+    } else if (arg == "--control") {
+      options.control = option_value(argc, argv, i);
+    } else if (arg == "--notice-port") {
+      options.notice_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--notice-port"));
+      if (options.notice_port == 0) throw ConfigError("--notice-port must be 1-65535");
     } else if (!arg.empty() && arg[0] != '-' && options.mode.empty()) {
       options.mode = arg;
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
-  if (options.mode.empty()) throw ConfigError("no mode given: echo, discard or relay (see --help)");
-  if (options.mode != "echo" && options.mode != "discard" && options.mode != "relay")
-    throw ConfigError("unknown mode '" + options.mode + "': expected echo, discard or relay");
+  if (options.mode.empty()) throw ConfigError("no mode given: echo, discard, files or relay (see --help)");
+  if (options.mode != "echo" && options.mode != "discard" && options.mode != "relay" && options.mode != "files")
+    throw ConfigError("unknown mode '" + options.mode + "': expected echo, discard, files or relay");
+  if (options.mode == "files" && options.root.empty()) throw ConfigError("files needs --root DIR");
+  if (options.mode != "files" && !options.root.empty()) throw ConfigError("--root applies to files only");
+  if (!options.root.empty()) {
+    struct stat info {};
+    if (stat(options.root.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))
+      throw ConfigError("--root '" + options.root + "' is not a directory");
+  }
   if (options.mode == "relay" && options.backend.empty()) throw ConfigError("relay needs --backend HOST:PORT");
   if (options.mode != "relay" && !options.backend.empty()) throw ConfigError("--backend applies to relay only");
   if (options.port == 0) throw ConfigError("--listen port must be 1-65535");
   return options;
 }
 
-class Server {
+wire::IpAddress address_without_prefix(const std::string& text) {
+  return parse_host(text.substr(0, text.find('/')), "--addr");
+}
+
+class Server final : public SessionTable {
  public:
   Server(Node& node, const ServerOptions& options) : node_(node), options_(options) {
     if (options_.mode == "relay" &&
         !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
+    context_.node = &node_;
+    context_.files_root = options_.root;
+    MigrationConfig migration;
+    migration.control = options_.control;
+    migration.notice_port = options_.notice_port;
+    migration.address4 = address_without_prefix(options_.link.address);
+    if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
+    migration_ = std::make_unique<MigrationService>(node_, *this, migration);
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
@@ -88,11 +130,29 @@ class Server {
   // Stops accepting and closes every session.
   void shutdown() {
     if (listener_) listener_->close();
-    for (auto& [key, session] : echo_sessions_) session->close();
+    if (migration_) migration_->shutdown();
+    for (auto& [key, session] : sessions_) session->close();
     for (auto& [key, splice] : splices_) splice->close();
   }
 
-  size_t accepted() const { return accepted_; }
+  // SessionTable
+  std::vector<MovableSession*> sessions() override {
+    std::vector<MovableSession*> out;
+    out.reserve(sessions_.size());
+    for (auto& [raw, session] : sessions_) out.push_back(raw);
+    return out;
+  }
+  void drop(MovableSession* session) override {
+    node_.defer([this, session] { sessions_.erase(session); });
+  }
+  void adopt(std::unique_ptr<MovableSession> session) override {
+    MovableSession* raw = session.get();
+    sessions_.emplace(raw, std::move(session));
+  }
+  MovableSession::FinishedFn finished_callback() override {
+    return [this](MovableSession* done) { drop(done); };
+  }
+  const SessionContext& context() const override { return context_; }
 
  private:
   bool accept(tcp_pcb* pcb) {
@@ -108,20 +168,25 @@ class Server {
       raw->connect_kernel(reinterpret_cast<const sockaddr*>(&backend_));
       return true;
     }
-    auto mode = options_.mode == "echo" ? EchoSession::Mode::echo : EchoSession::Mode::discard;
-    auto session = std::make_unique<EchoSession>(node_, mode, pcb, [this](EchoSession* done) {
-      node_.defer([this, done] { echo_sessions_.erase(done); });
-    });
-    echo_sessions_.emplace(session.get(), std::move(session));
+    std::unique_ptr<MovableSession> session;
+    if (options_.mode == "files") {
+      session = std::make_unique<FilesSession>(node_, options_.root, pcb, finished_callback());
+    } else {
+      auto mode = options_.mode == "echo" ? EchoSession::Mode::echo : EchoSession::Mode::discard;
+      session = std::make_unique<EchoSession>(node_, mode, pcb, finished_callback());
+    }
+    adopt(std::move(session));
     return true;
   }
 
   Node& node_;
   ServerOptions options_;
+  SessionContext context_;
   sockaddr_storage backend_{};
   socklen_t backend_len_ = 0;
+  std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<TcpListener> listener_;
-  std::unordered_map<EchoSession*, std::unique_ptr<EchoSession>> echo_sessions_;
+  std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
   size_t accepted_ = 0;
 };

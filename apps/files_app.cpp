@@ -1,0 +1,286 @@
+#include "apps/files_app.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "tun/log.hpp"
+
+namespace roam {
+
+namespace {
+constexpr size_t read_chunk = 256 * 1024;
+// Refill once lwIP has freed this much send space (kernel_splice.cpp: a write per ACK
+// costs quadratic time at large windows). Half the send buffer when that is smaller, so a
+// small build still makes progress.
+constexpr size_t refill_step = std::min<size_t>(128 * 1024, TCP_SND_BUF / 2);
+}  // namespace
+
+FilesSession::File::~File() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+FilesSession::File& FilesSession::File::operator=(File&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+Result<FilesSession::OpenedFile, std::string> FilesSession::open_file(const std::string& root,
+                                                                      const std::string& name) {
+  // `name` passed is_valid_file_name: no slash, not "." or "..", so the path stays in root.
+  // O_NOFOLLOW refuses a symlink planted there; O_NONBLOCK keeps a FIFO from blocking the
+  // loop in open() (it is refused below as not a regular file).
+  std::string path = (root.empty() ? std::string(".") : root) + "/" + name;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ELOOP) return unexpected("'" + name + "' is a symbolic link");
+    return unexpected("cannot open '" + name + "': " + std::strerror(e));
+  }
+  OpenedFile opened{File(fd), 0};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return unexpected("cannot stat '" + name + "': " + std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) return unexpected("'" + name + "' is not a regular file");
+  opened.size = static_cast<uint64_t>(info.st_size);
+  return opened;
+}
+
+FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished)
+    : FilesSession(node, std::move(root), pcb, std::move(on_finished), FilesState{}, OpenedFile{}) {}
+
+FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state,
+                           OpenedFile file)
+    : node_(node), root_(std::move(root)), carrier_(std::make_unique<TcpConnection>(pcb, this)),
+      on_finished_(std::move(on_finished)), state_(std::move(state)), file_(std::move(file.file)) {}
+
+FilesSession::~FilesSession() = default;
+
+std::unique_ptr<FilesSession> FilesSession::import(Node& node, std::string root, tcp_pcb* pcb,
+                                                   std::vector<uint8_t> received, std::span<const uint8_t> app_state,
+                                                   FinishedFn on_finished, std::string& error) {
+  // Everything is checked before the pcb is touched: on failure the importer still owns it.
+  auto state = decode_files_state(app_state);
+  if (!state) {
+    error = std::string("files app state: ") + files_state_error_name(state.error());
+    return nullptr;
+  }
+  OpenedFile opened;
+  if (state->phase == FilesPhase::sending) {
+    auto file = open_file(root, state->name);
+    if (!file) {
+      error = "files: " + file.error();
+      return nullptr;
+    }
+    // Another file under the same name would splice two files into one download.
+    if (file->size != state->size) {
+      error = "files: '" + state->name + "' has " + std::to_string(file->size) + " bytes here, " +
+              std::to_string(state->size) + " at the old host";
+      return nullptr;
+    }
+    opened = std::move(*file);
+  }
+  // A FIN that arrived before the move left the pcb in CLOSE_WAIT; lwIP will not report it again.
+  bool remote_eof = pcb->state == CLOSE_WAIT;
+  std::unique_ptr<FilesSession> session(
+      new FilesSession(node, std::move(root), pcb, std::move(on_finished), std::move(*state), std::move(opened)));
+  session->remote_eof_ = remote_eof;
+  session->held_ = std::move(received);
+  session->start_frozen();
+  return session;
+}
+
+void FilesSession::start_frozen() {
+  // The importer parks the pcb only after this returns, and a packet sent before that would
+  // reach the client on a path it does not know yet (it answers RST). So the session starts
+  // frozen and thaws on the next loop turn; data arriving meanwhile queues behind `received`.
+  frozen_ = true;
+  resume_pending_ = true;
+  node_.defer([this, lifetime = std::weak_ptr<bool>(lifetime_)] {
+    if (lifetime.expired() || !resume_pending_) return;
+    resume_pending_ = false;
+    thaw();
+  });
+  node_.kick();
+}
+
+void FilesSession::on_data(TcpConnection& carrier, PbufPtr data) {
+  size_t length = data->tot_len;
+  if (frozen_ && !finishing_) {
+    size_t old_size = held_.size();
+    held_.resize(old_size + length);
+    pbuf_copy_partial(data.get(), held_.data() + old_size, static_cast<u16_t>(length), 0);
+    return;
+  }
+  if (finishing_ || state_.phase != FilesPhase::reading_request) {
+    // Ignored, but consumed: the window stays open and a close sends FIN, not the RST
+    // lwIP sends for unread data.
+    carrier.consumed(length);
+    return;
+  }
+  std::vector<uint8_t> bytes(length);  // at most a request line's worth is kept
+  pbuf_copy_partial(data.get(), bytes.data(), static_cast<u16_t>(length), 0);
+  take(bytes);
+}
+
+void FilesSession::take(std::span<const uint8_t> bytes) {
+  if (bytes.empty()) return;
+  carrier_->consumed(bytes.size());  // all of it: the request line, or bytes we ignore
+  if (finishing_ || state_.phase != FilesPhase::reading_request) return;
+  auto newline = std::find(bytes.begin(), bytes.end(), uint8_t{'\n'});
+  size_t line_bytes = static_cast<size_t>(newline - bytes.begin());
+  if (state_.request_so_far.size() + line_bytes >= files_max_request_bytes) {
+    refuse("request line longer than " + std::to_string(files_max_request_bytes) + " bytes");
+    return;
+  }
+  state_.request_so_far.append(bytes.begin(), newline);
+  if (newline == bytes.end()) return;
+  std::string line = std::move(state_.request_so_far);
+  state_.request_so_far.clear();
+  start(line);
+}
+
+void FilesSession::start(std::string_view line) {
+  auto request = parse_files_request(line);
+  if (!request) {
+    refuse(files_request_error_name(request.error()));
+    return;
+  }
+  auto opened = open_file(root_, request->name);
+  if (!opened) {
+    refuse(opened.error());
+    return;
+  }
+  if (request->offset > opened->size) {
+    refuse("offset " + std::to_string(request->offset) + " beyond the " + std::to_string(opened->size) +
+           " bytes of '" + request->name + "'");
+    return;
+  }
+  logger("app")->debug("files: {}: sending '{}' from {} of {}", carrier_->describe(), request->name,
+                       request->offset, opened->size);
+  state_.phase = FilesPhase::sending;
+  state_.name = std::move(request->name);
+  state_.offset = request->offset;
+  state_.size = opened->size;
+  file_ = std::move(opened->file);
+  pump();
+}
+
+void FilesSession::check_request_eof() {
+  if (remote_eof_ && state_.phase == FilesPhase::reading_request && !finishing_)
+    refuse("connection closed before the request line ended");
+}
+
+void FilesSession::refuse(const std::string& reason) {
+  // Once per connection, never per packet; `reason` holds only validated names.
+  logger("app")->info("files: {}: refused request: {}", carrier_->describe(), reason);
+  finish(false);  // FIN, no bytes: everything received was consumed, so no RST
+}
+
+void FilesSession::pump() {
+  if (frozen_ || finishing_ || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
+  while (state_.offset < state_.size) {
+    if (buffer_begin_ == buffer_end_ && !refill()) return;
+    size_t written = carrier_->write({buffer_.data() + buffer_begin_, buffer_end_ - buffer_begin_});
+    buffer_begin_ += written;
+    state_.offset += written;
+    if (buffer_begin_ < buffer_end_) break;  // lwIP is full; on_sent resumes
+  }
+  if (state_.offset == state_.size && !fin_sent_) {
+    fin_sent_ = true;
+    carrier_->shutdown_write();
+  }
+  carrier_->flush();
+  if (fin_sent_ && carrier_->unacked_bytes() == 0) finish(false);
+}
+
+bool FilesSession::refill() {
+  if (buffer_.size() < read_chunk) buffer_.resize(read_chunk);
+  size_t want = static_cast<size_t>(std::min<uint64_t>(read_chunk, state_.size - state_.offset));
+  ssize_t n;
+  do {
+    n = ::pread(file_.get(), buffer_.data(), want, static_cast<off_t>(state_.offset));
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    // Shrunk or unreadable underneath us: a reset tells the client the file is incomplete.
+    logger("app")->warn("files: {}: reading '{}' at {}: {}", carrier_->describe(), state_.name, state_.offset,
+                        n == 0 ? "file shrank" : std::strerror(errno));
+    finish(true);
+    return false;
+  }
+  buffer_begin_ = 0;
+  buffer_end_ = static_cast<size_t>(n);
+  return true;
+}
+
+void FilesSession::on_remote_closed(TcpConnection&) {
+  remote_eof_ = true;
+  if (frozen_ || finishing_) return;
+  check_request_eof();
+  pump();
+}
+
+void FilesSession::on_sent(TcpConnection&, size_t) {
+  if (frozen_ || finishing_) return;
+  if (state_.phase == FilesPhase::sending && !fin_sent_) {
+    uint64_t left = state_.size - state_.offset;
+    size_t space = carrier_->send_space();
+    if (space < refill_step && left > space) return;  // wait for a larger step
+  }
+  pump();
+}
+
+void FilesSession::on_error(TcpConnection&, err_t error) {
+  logger("app")->debug("files session failed: {}", lwip_error_name(error));
+  finish(true);
+}
+
+bool FilesSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
+
+void FilesSession::freeze() {
+  frozen_ = true;
+  resume_pending_ = false;  // an imported session not yet resumed: thaw() resumes it
+}
+
+void FilesSession::thaw() {
+  frozen_ = false;
+  std::vector<uint8_t> held = std::move(held_);
+  held_.clear();
+  take(held);
+  check_request_eof();
+  pump();
+}
+
+std::vector<uint8_t> FilesSession::app_state() const { return encode_files_state(state_); }
+
+tcp_pcb* FilesSession::release_pcb() {
+  finishing_ = true;  // dead from now on; on_finished is not called, the owner destroys us
+  resume_pending_ = false;
+  on_finished_ = nullptr;
+  return carrier_->release();
+}
+
+void FilesSession::close() { finish(state_.phase == FilesPhase::sending && !fin_sent_); }
+
+void FilesSession::finish(bool reset) {
+  if (finishing_) return;
+  finishing_ = true;
+  node_.defer([this, reset] {
+    if (reset) carrier_->abort(); else carrier_->close();
+    if (on_finished_) {
+      auto finished = std::move(on_finished_);
+      on_finished_ = nullptr;
+      finished(this);
+    }
+  });
+  node_.kick();
+}
+
+}  // namespace roam

@@ -1,0 +1,153 @@
+#include "apps/frame_stream.hpp"
+
+#include "tun/log.hpp"
+
+namespace roam {
+
+namespace {
+constexpr size_t read_chunk = 256 * 1024;
+
+struct ConnectRequest {
+  uv_connect_t request{};
+  FrameStream* stream;
+  std::shared_ptr<bool> alive;
+};
+}  // namespace
+
+struct FrameStream::Write {
+  uv_write_t request{};
+  std::vector<uint8_t> bytes;
+  FrameStream* stream;
+  std::shared_ptr<bool> alive;
+};
+
+FrameStream::FrameStream(uv_loop_t* loop, FrameFn on_frame, ClosedFn on_closed)
+    : loop_(loop), on_frame_(std::move(on_frame)), on_closed_(std::move(on_closed)),
+      alive_(std::make_shared<bool>(true)) {
+  if (uv_tcp_init(loop_, socket_.get()) == 0) socket_.mark_initialized();
+  socket_.get()->data = this;
+}
+
+FrameStream::~FrameStream() {
+  *alive_ = false;
+  if (socket_.valid()) socket_.get()->data = nullptr;
+}
+
+bool FrameStream::accept_from(uv_stream_t* server) {
+  if (!socket_.valid() || uv_accept(server, socket_.stream()) != 0) return false;
+  uv_tcp_nodelay(socket_.get(), 1);
+  open_ = true;
+  start_reading();
+  return true;
+}
+
+bool FrameStream::connect(const sockaddr* address, ConnectedFn on_connected) {
+  if (!socket_.valid()) return false;
+  on_connected_ = std::move(on_connected);
+  auto* request = new ConnectRequest{{}, this, alive_};
+  int rc = uv_tcp_connect(&request->request, socket_.get(), address, &FrameStream::on_connect);
+  if (rc != 0) {
+    delete request;
+    return false;
+  }
+  return true;
+}
+
+void FrameStream::on_connect(uv_connect_t* raw, int status) noexcept {
+  std::unique_ptr<ConnectRequest> request(reinterpret_cast<ConnectRequest*>(raw));
+  if (!*request->alive) return;
+  FrameStream* self = request->stream;
+  if (status != 0) {
+    self->fail(std::string("connect: ") + uv_strerror(status));
+    return;
+  }
+  uv_tcp_nodelay(self->socket_.get(), 1);
+  self->open_ = true;
+  self->start_reading();
+  if (self->on_connected_) self->on_connected_(*self);
+}
+
+void FrameStream::start_reading() {
+  read_buffer_.resize(read_chunk);
+  uv_read_start(socket_.stream(), &FrameStream::on_alloc, &FrameStream::on_read);
+}
+
+void FrameStream::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept {
+  auto* self = static_cast<FrameStream*>(handle->data);
+  if (self == nullptr) {
+    *buf = uv_buf_init(nullptr, 0);
+    return;
+  }
+  *buf = uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()), static_cast<unsigned>(self->read_buffer_.size()));
+}
+
+void FrameStream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
+  auto* self = static_cast<FrameStream*>(stream->data);
+  if (self == nullptr) return;
+  if (nread < 0) {
+    self->fail(nread == UV_EOF ? "closed by peer" : std::string("read: ") + uv_strerror(static_cast<int>(nread)));
+    return;
+  }
+  if (nread == 0) return;
+  self->reader_.feed({reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread)});
+  std::shared_ptr<bool> alive = self->alive_;
+  while (*alive && self->open_) {
+    auto next = self->reader_.next();
+    if (!next) {
+      self->fail(migrate::frame_error_name(next.error()));
+      return;
+    }
+    if (!next.value()) return;
+    try {
+      self->on_frame_(*self, std::move(*next.value()));
+    } catch (const std::exception& e) {
+      logger("control")->error("frame handler threw: {}", e.what());
+      self->fail("internal error");
+      return;
+    }
+  }
+}
+
+void FrameStream::send(migrate::FrameType type, std::span<const uint8_t> payload) {
+  if (!open_) return;
+  auto* write = new Write{{}, {}, this, alive_};
+  migrate::append_frame(type, payload, write->bytes);
+  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(write->bytes.data()), static_cast<unsigned>(write->bytes.size()));
+  if (uv_write(&write->request, socket_.stream(), &buf, 1, &FrameStream::on_written) != 0) {
+    delete write;
+    fail("write failed");
+    return;
+  }
+  ++writes_in_flight_;
+}
+
+void FrameStream::send(migrate::FrameType type, std::string_view text) {
+  send(type, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+}
+
+void FrameStream::on_written(uv_write_t* raw, int status) noexcept {
+  std::unique_ptr<Write> write(reinterpret_cast<Write*>(raw));
+  if (!*write->alive) return;
+  FrameStream* self = write->stream;
+  --self->writes_in_flight_;
+  if (status != 0) {
+    self->fail(std::string("write: ") + uv_strerror(status));
+    return;
+  }
+  if (self->close_when_drained_ && self->writes_in_flight_ == 0) self->fail("closed");
+}
+
+void FrameStream::close_after_writes() {
+  close_when_drained_ = true;
+  if (writes_in_flight_ == 0) fail("closed");
+}
+
+void FrameStream::fail(const std::string& reason) {
+  if (open_ && socket_.valid()) uv_read_stop(socket_.stream());
+  open_ = false;
+  if (closed_reported_) return;
+  closed_reported_ = true;
+  if (on_closed_) on_closed_(*this, reason);  // may destroy *this: nothing after it
+}
+
+}  // namespace roam

@@ -1,0 +1,66 @@
+// FrameStream: one kernel TCP connection (libuv) carrying control frames
+// (stack/migrate/control_frame.hpp): roamctl <-> server and server <-> server. Owned by
+// whoever created it; the stream reports each frame and its end through callbacks, never
+// from inside its destructor. Loop thread only.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stack/migrate/control_frame.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam {
+
+class FrameStream {
+ public:
+  using FrameFn = std::function<void(FrameStream&, migrate::Frame)>;
+  // Called once: the peer closed, an I/O error, or a malformed frame. `reason` says which.
+  using ClosedFn = std::function<void(FrameStream&, const std::string& reason)>;
+  using ConnectedFn = std::function<void(FrameStream&)>;
+
+  FrameStream(uv_loop_t* loop, FrameFn on_frame, ClosedFn on_closed);
+  ~FrameStream();
+  FrameStream(const FrameStream&) = delete;
+  FrameStream& operator=(const FrameStream&) = delete;
+
+  // Accepts a pending connection from `server`. Returns false on failure.
+  bool accept_from(uv_stream_t* server);
+  // Connects to `address`; on_connected runs on success, on_closed on failure.
+  bool connect(const sockaddr* address, ConnectedFn on_connected);
+
+  void send(migrate::FrameType type, std::span<const uint8_t> payload);
+  void send(migrate::FrameType type, std::string_view text);
+  // Closes after everything queued was written.
+  void close_after_writes();
+  bool open() const { return open_; }
+
+ private:
+  struct Write;
+  static void on_connect(uv_connect_t* request, int status) noexcept;
+  static void on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept;
+  static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void on_written(uv_write_t* request, int status) noexcept;
+  void start_reading();
+  void fail(const std::string& reason);
+
+  uv_loop_t* loop_;
+  UvHandle<uv_tcp_t> socket_;
+  FrameFn on_frame_;
+  ClosedFn on_closed_;
+  ConnectedFn on_connected_;
+  migrate::FrameReader reader_;
+  std::vector<uint8_t> read_buffer_;
+  // Shared with in-flight requests: a request completing after destruction sees it false.
+  std::shared_ptr<bool> alive_;
+  size_t writes_in_flight_ = 0;
+  bool open_ = false;
+  bool close_when_drained_ = false;
+  bool closed_reported_ = false;
+};
+
+}  // namespace roam

@@ -1,0 +1,431 @@
+#include "apps/migration_service.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <set>
+#include <tuple>
+
+#include "apps/cli.hpp"
+#include "lwip/udp.h"
+#include "stack/lwip_address.hpp"
+#include "stack/migrate/pcb_migration.hpp"
+#include "tun/log.hpp"
+#include "tun/udp_link.hpp"
+
+namespace roam {
+
+namespace {
+
+constexpr uint64_t notice_retry_ms = 20;
+constexpr int notice_attempts = 100;  // two seconds of retries
+
+uint64_t now_ns() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// "to=HOST:PORT count=N" -> fields; unknown words are errors.
+bool parse_migrate_request(const std::string& text, std::string& target, size_t& limit, std::string& error) {
+  size_t position = 0;
+  while (position < text.size()) {
+    size_t end = text.find(' ', position);
+    if (end == std::string::npos) end = text.size();
+    std::string word = text.substr(position, end - position);
+    position = end + 1;
+    if (word.empty()) continue;
+    if (word.rfind("to=", 0) == 0) {
+      target = word.substr(3);
+    } else if (word.rfind("count=", 0) == 0) {
+      try {
+        limit = std::stoul(word.substr(6));
+      } catch (const std::exception&) {
+        error = "bad count '" + word.substr(6) + "'";
+        return false;
+      }
+    } else {
+      error = "unknown request field '" + word + "'";
+      return false;
+    }
+  }
+  if (target.empty()) {
+    error = "no target: expected to=HOST:PORT";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+struct MigrationService::Export {
+  struct Item {
+    MovableSession* session = nullptr;
+    tcp_pcb* pcb = nullptr;
+    migrate::FlowKey key;
+    bool settled = false;
+  };
+  FrameStream* requester = nullptr;
+  std::unique_ptr<FrameStream> peer;
+  std::string target;
+  size_t limit = SIZE_MAX;
+  std::vector<Item> items;
+  size_t results = 0;
+  size_t moved = 0;
+  size_t failed = 0;
+  size_t skipped = 0;
+  std::string first_error;
+  wire::IpAddress new_address;
+  uint64_t started_ns = 0;
+};
+
+struct MigrationService::PendingNotice {
+  wire::IpAddress client;
+  migrate::MoveNotice notice;
+  int attempts_left = notice_attempts;
+};
+
+MigrationService::MigrationService(Node& node, SessionTable& table, MigrationConfig config)
+    : node_(node), table_(table), config_(std::move(config)), guard_(node) {
+  notice_pcb_ = udp_new_ip_type(IPADDR_TYPE_ANY);
+  if (notice_pcb_ == nullptr) throw ConfigError("out of memory for the notice socket");
+  if (udp_bind(notice_pcb_, IP_ANY_TYPE, config_.notice_port) != ERR_OK)
+    throw ConfigError("cannot bind the notice port " + std::to_string(config_.notice_port));
+  udp_recv(notice_pcb_, &MigrationService::on_udp_recv, this);
+
+  if (uv_timer_init(node_.loop(), notice_timer_.get()) == 0) notice_timer_.mark_initialized();
+  notice_timer_.get()->data = this;
+
+  if (config_.control.empty()) return;
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!parse_socket_address(config_.control, address, length))
+    throw ConfigError("bad --control '" + config_.control + "': expected IP:PORT");
+  if (uv_tcp_init(node_.loop(), control_listener_.get()) != 0) throw ConfigError("cannot create the control socket");
+  control_listener_.mark_initialized();
+  control_listener_.get()->data = this;
+  int rc = uv_tcp_bind(control_listener_.get(), reinterpret_cast<const sockaddr*>(&address), 0);
+  if (rc == 0) rc = uv_listen(control_listener_.stream(), 64, &MigrationService::on_control_connection);
+  if (rc != 0) throw ConfigError("cannot listen on control " + config_.control + ": " + uv_strerror(rc));
+  logger("migrate")->info("control port {} (unauthenticated: keep it on loopback or a management network)",
+                          config_.control);
+}
+
+MigrationService::~MigrationService() { shutdown(); }
+
+void MigrationService::shutdown() {
+  if (export_) abandon_export("server shutting down");
+  streams_.clear();
+  if (control_listener_.valid()) control_listener_.close();
+  if (notice_timer_.valid()) notice_timer_.close();
+  pending_notices_.clear();
+  if (notice_pcb_ != nullptr) {
+    udp_remove(notice_pcb_);
+    notice_pcb_ = nullptr;
+  }
+  guard_.unpark_all();  // so the sessions' own close works on registered pcbs
+}
+
+const wire::IpAddress& MigrationService::own_address(uint8_t version) const {
+  if (version == 6 && config_.address6) return *config_.address6;
+  return config_.address4;
+}
+
+void MigrationService::on_control_connection(uv_stream_t* server, int status) noexcept {
+  auto* self = static_cast<MigrationService*>(server->data);
+  if (self == nullptr || status != 0) return;
+  auto stream = std::make_unique<FrameStream>(
+      self->node_.loop(), [self](FrameStream& s, migrate::Frame f) { self->on_control_frame(s, std::move(f)); },
+      [self](FrameStream& s, const std::string& reason) {
+        logger("migrate")->debug("control connection ended: {}", reason);
+        self->forget_stream(&s);
+      });
+  if (!stream->accept_from(server)) return;
+  FrameStream* raw = stream.get();
+  self->streams_.emplace(raw, std::move(stream));
+}
+
+void MigrationService::forget_stream(FrameStream* stream) {
+  if (export_ && export_->requester == stream) export_->requester = nullptr;
+  // Never destroy a stream inside its own callback.
+  node_.defer([this, stream] { streams_.erase(stream); });
+}
+
+void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame frame) {
+  using migrate::FrameType;
+  switch (frame.type) {
+    case FrameType::migrate_request:
+      start_export(stream, std::string(frame.payload.begin(), frame.payload.end()));
+      return;
+    case FrameType::status_request:
+      stream.send(FrameType::reply, status_json());
+      return;
+    case FrameType::session:
+      import_session(stream, frame);
+      return;
+    default:
+      ++counters_.bad_frames;
+      stream.send(FrameType::reply, "error unexpected frame");
+      stream.close_after_writes();
+      return;
+  }
+}
+
+// ------------------------------------------------------------------ old server: export
+
+void MigrationService::start_export(FrameStream& requester, const std::string& request) {
+  if (export_) {
+    requester.send(migrate::FrameType::reply, "error a migration is already running");
+    return;
+  }
+  auto job = std::make_unique<Export>();
+  std::string error;
+  if (!parse_migrate_request(request, job->target, job->limit, error)) {
+    requester.send(migrate::FrameType::reply, "error " + error);
+    return;
+  }
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!parse_socket_address(job->target, address, length)) {
+    requester.send(migrate::FrameType::reply, "error bad target '" + job->target + "': expected IP:PORT");
+    return;
+  }
+  ++counters_.exports_started;
+  job->requester = &requester;
+  job->started_ns = now_ns();
+  job->peer = std::make_unique<FrameStream>(
+      node_.loop(),
+      [this](FrameStream& s, migrate::Frame f) {
+        if (export_ && export_->peer.get() == &s) on_session_result(*export_, f);
+      },
+      [this](FrameStream& s, const std::string& reason) {
+        if (export_ && export_->peer.get() == &s) abandon_export("target " + export_->target + ": " + reason);
+      });
+  export_ = std::move(job);
+  logger("migrate")->info("migrating sessions to {}", export_->target);
+  // Sessions freeze only once the target answers: a dead target costs them nothing.
+  if (!export_->peer->connect(reinterpret_cast<const sockaddr*>(&address),
+                              [this](FrameStream&) { send_sessions(*export_); })) {
+    abandon_export("cannot connect to " + export_->target);
+  }
+}
+
+void MigrationService::send_sessions(Export& job) {
+  for (MovableSession* session : table_.sessions()) {
+    if (job.items.size() >= job.limit) break;
+    tcp_pcb* pcb = session->pcb();
+    // A parked session arrived here and its client has not followed yet: it cannot move on.
+    if (!session->movable() || !migrate::check_movable(pcb) || guard_.is_parked(migrate::flow_of(pcb))) {
+      ++job.skipped;
+      continue;
+    }
+    session->freeze();
+    migrate::freeze_pcb(pcb);
+    auto key = migrate::flow_of(pcb);
+    guard_.silence(key);
+    auto snapshot = migrate::capture_snapshot(pcb, session->received_unconsumed(), session->app_state());
+    if (!snapshot) {
+      logger("migrate")->warn("{}: cannot capture: {}", key.to_string(), snapshot.error());
+      guard_.unsilence(key);
+      migrate::thaw_pcb(pcb);
+      session->thaw();
+      ++job.failed;
+      continue;
+    }
+    job.items.push_back({session, pcb, key, false});
+    job.peer->send(migrate::FrameType::session,
+                   migrate::encode_session_payload(session->kind(), wire::encode_snapshot(*snapshot)));
+  }
+  if (job.items.empty()) finish_export();
+}
+
+void MigrationService::on_session_result(Export& job, const migrate::Frame& frame) {
+  auto result = frame.type == migrate::FrameType::session_result ? migrate::decode_session_result(frame.payload)
+                                                                 : std::nullopt;
+  if (!result || job.results >= job.items.size()) {
+    ++counters_.bad_frames;
+    abandon_export("target sent an unexpected frame");
+    return;
+  }
+  Export::Item& item = job.items[job.results++];
+  item.settled = true;
+  if (result->ok) {
+    auto address = wire::IpAddress::parse(result->text);
+    if (address) job.new_address = *address;
+    tcp_pcb* pcb = item.session->release_pcb();
+    if (pcb != nullptr) migrate::discard_frozen_pcb(pcb);
+    table_.drop(item.session);
+    item.session = nullptr;
+    ++job.moved;
+    ++counters_.sessions_exported;
+  } else {
+    // The connection goes on here, exactly where it was.
+    if (job.first_error.empty()) job.first_error = result->text;
+    guard_.unsilence(item.key);
+    migrate::thaw_pcb(item.pcb);
+    item.session->thaw();
+    ++job.failed;
+    ++counters_.sessions_export_failed;
+  }
+  if (job.results == job.items.size()) finish_export();
+}
+
+void MigrationService::abandon_export(const std::string& reason) {
+  if (!export_) return;
+  logger("migrate")->warn("migration to {} failed: {}", export_->target, reason);
+  for (auto& item : export_->items) {
+    if (item.settled) continue;
+    item.settled = true;
+    guard_.unsilence(item.key);
+    migrate::thaw_pcb(item.pcb);
+    item.session->thaw();
+    ++export_->failed;
+    ++counters_.sessions_export_failed;
+  }
+  if (export_->first_error.empty()) export_->first_error = reason;
+  finish_export();
+}
+
+void MigrationService::finish_export() {
+  std::unique_ptr<Export> job = std::move(export_);
+  // One notice per client host and old endpoint: the client rewrites all its connections
+  // to that endpoint at once.
+  std::set<std::tuple<std::string, std::string, uint16_t>> noticed;
+  if (job->moved > 0) {
+    for (const auto& item : job->items) {
+      if (item.session != nullptr) continue;  // not moved
+      auto id = std::make_tuple(item.key.remote.to_string(), item.key.local.to_string(), item.key.local_port);
+      if (!noticed.insert(id).second) continue;
+      migrate::MoveNotice notice;
+      notice.sequence = next_notice_sequence_++;
+      notice.old_address = item.key.local;
+      notice.old_port = item.key.local_port;
+      notice.new_address = job->new_address.version == item.key.local.version ? job->new_address : item.key.local;
+      notice.new_port = item.key.local_port;
+      send_notice(item.key.remote, notice);
+    }
+  }
+  double elapsed_ms = static_cast<double>(now_ns() - job->started_ns) / 1e6;
+  std::string reply =
+      job->failed == 0 && job->first_error.empty()
+          ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved, job->items.size() + job->skipped,
+                        job->moved > 0 ? job->new_address.to_string() : job->target, elapsed_ms)
+          : fmt::format("error moved {} of {} sessions to {} in {:.3f} ms; {} failed: {}", job->moved,
+                        job->items.size() + job->skipped, job->target, elapsed_ms, job->failed, job->first_error);
+  logger("migrate")->info("{}", reply);
+  if (job->requester != nullptr) job->requester->send(migrate::FrameType::reply, reply);
+  if (job->peer) {
+    FrameStream* peer = job->peer.release();
+    node_.defer([peer] { delete peer; });  // may be inside its callback now
+  }
+  node_.kick();
+}
+
+// ------------------------------------------------------------------ new server: import
+
+void MigrationService::import_session(FrameStream& stream, const migrate::Frame& frame) {
+  auto refuse = [&](const std::string& reason) {
+    ++counters_.imports_refused;
+    logger("migrate")->info("refused an incoming session: {}", reason);
+    stream.send(migrate::FrameType::session_result, migrate::encode_session_result(false, reason));
+  };
+  auto payload = migrate::decode_session_payload(frame.payload);
+  if (!payload) return refuse("malformed session frame");
+  auto snapshot = wire::decode_snapshot(payload->snapshot);
+  if (!snapshot) return refuse(std::string("bad snapshot: ") + wire::snapshot_error_name(snapshot.error()));
+  const wire::IpAddress& local = own_address(snapshot->remote_address.version);
+  if (local.version != snapshot->remote_address.version) return refuse("no address of the client's family here");
+  auto pcb = migrate::import_pcb(*snapshot, local);
+  if (!pcb) return refuse(pcb.error());
+  std::string error;
+  auto session = make_movable_session(payload->kind, table_.context(), *pcb, std::move(snapshot->received),
+                                      snapshot->app_state, table_.finished_callback(), error);
+  if (!session) {
+    migrate::discard_imported_pcb(*pcb);
+    return refuse(error);
+  }
+  guard_.park(migrate::flow_of(*pcb), *pcb);
+  table_.adopt(std::move(session));
+  ++counters_.sessions_imported;
+  stream.send(migrate::FrameType::session_result, migrate::encode_session_result(true, local.to_string()));
+}
+
+// ------------------------------------------------------------------ notices
+
+void MigrationService::send_notice(const wire::IpAddress& client, const migrate::MoveNotice& notice) {
+  auto pending = std::make_unique<PendingNotice>();
+  pending->client = client;
+  pending->notice = notice;
+  pending_notices_[notice.sequence] = std::move(pending);
+  retry_notices();
+  if (notice_timer_.valid() && !uv_is_active(notice_timer_.base())) {
+    uv_timer_start(
+        notice_timer_.get(),
+        [](uv_timer_t* timer) {
+          auto* self = static_cast<MigrationService*>(timer->data);
+          if (self != nullptr) self->retry_notices();
+        },
+        notice_retry_ms, notice_retry_ms);
+  }
+}
+
+void MigrationService::retry_notices() {
+  for (auto it = pending_notices_.begin(); it != pending_notices_.end();) {
+    PendingNotice& pending = *it->second;
+    if (pending.attempts_left-- <= 0) {
+      ++counters_.notices_unacked;
+      logger("migrate")->warn("client {} never acknowledged the move notice", pending.client.to_string());
+      it = pending_notices_.erase(it);
+      continue;
+    }
+    auto bytes = migrate::encode_move_notice(pending.notice);
+    pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(bytes.size()), PBUF_RAM);
+    if (p != nullptr && notice_pcb_ != nullptr) {
+      std::memcpy(p->payload, bytes.data(), bytes.size());
+      ip_addr_t destination = to_lwip(pending.client);
+      udp_sendto(notice_pcb_, p, &destination, config_.notice_port);
+      ++counters_.notices_sent;
+    }
+    if (p != nullptr) pbuf_free(p);
+    ++it;
+  }
+  if (pending_notices_.empty() && notice_timer_.valid()) uv_timer_stop(notice_timer_.get());
+  node_.kick();
+}
+
+void MigrationService::on_notice_ack(const migrate::MoveNotice& ack) {
+  auto it = pending_notices_.find(ack.sequence);
+  if (it == pending_notices_.end()) return;  // a duplicate ack
+  ++counters_.notices_acked;
+  pending_notices_.erase(it);
+}
+
+void MigrationService::on_udp_recv(void* arg, udp_pcb*, pbuf* p, const ip_addr_t*, u16_t) noexcept {
+  auto* self = static_cast<MigrationService*>(arg);
+  PbufPtr packet(p);
+  if (self == nullptr || !packet) return;
+  std::vector<uint8_t> bytes(packet->tot_len);
+  pbuf_copy_partial(packet.get(), bytes.data(), packet->tot_len, 0);
+  auto ack = migrate::decode_move_notice(bytes);
+  if (!ack || ack->kind != migrate::MoveNoticeKind::ack) {
+    ++self->counters_.bad_notices;
+    return;
+  }
+  self->on_notice_ack(*ack);
+}
+
+std::string MigrationService::status_json() const {
+  const auto& c = counters_;
+  const auto& g = guard_.counters();
+  return fmt::format(
+      "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
+      "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"notices_sent\":{},"
+      "\"notices_acked\":{},\"notices_unacked\":{},\"bad_notices\":{},\"silenced_input_drops\":{},"
+      "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{}}}",
+      const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
+      c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.notices_sent,
+      c.notices_acked, c.notices_unacked, c.bad_notices, g.silenced_input_drops, g.parked_output_drops, g.unparked,
+      guard_.parked_count());
+}
+
+}  // namespace roam

@@ -1,0 +1,117 @@
+// MigrationService: roam-server's side of moving sessions between server processes
+// (DESIGN.md section 4, "A server moves"; seed 000's Connector). Owned by the server app;
+// loop thread only.
+//
+// Control port (kernel TCP, --control): roamctl sends migrate_request / status_request;
+// peer servers send session frames. Unauthenticated in this version: bind it to loopback
+// or a private management network (the control-channel issue adds keys and encryption).
+//
+// Old server, on "migrate to=B":
+//   connect to B's control port -> for each movable session: app freeze, pcb freeze,
+//   silence its flow, capture, send -> B answers each in order -> ok: free the pcb (no RST,
+//   no FIN), drop the session; refused: unsilence, thaw, the session goes on unchanged ->
+//   tell each client host where its server went (MoveNotice over lwIP UDP, repeated until
+//   acknowledged) -> reply to roamctl with the outcome and the time taken.
+// New server, on a session frame: decode (bad snapshots are refused and counted), import
+// with its own address, rebuild the app session, park it until the client arrives.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/frame_stream.hpp"
+#include "apps/movable_session.hpp"
+#include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/move_notice.hpp"
+#include "stack/node.hpp"
+#include "stack/wire/ip_prefix.hpp"
+#include "tun/uv_handle.hpp"
+
+struct udp_pcb;
+
+namespace roam {
+
+// The server's session table, as the migration service sees it.
+class SessionTable {
+ public:
+  virtual ~SessionTable() = default;
+  virtual std::vector<MovableSession*> sessions() = 0;
+  // Removes a session that moved away; the table destroys it (deferred).
+  virtual void drop(MovableSession* session) = 0;
+  // Takes ownership of an imported session.
+  virtual void adopt(std::unique_ptr<MovableSession> session) = 0;
+  virtual MovableSession::FinishedFn finished_callback() = 0;
+  virtual const SessionContext& context() const = 0;
+};
+
+struct MigrationCounters {
+  uint64_t exports_started = 0;
+  uint64_t sessions_exported = 0;
+  uint64_t sessions_export_failed = 0;
+  uint64_t sessions_imported = 0;
+  uint64_t imports_refused = 0;  // bad snapshot, unknown kind, no pcb memory, ...
+  uint64_t bad_frames = 0;
+  uint64_t notices_sent = 0;
+  uint64_t notices_acked = 0;
+  uint64_t notices_unacked = 0;  // gave up after all retries
+  uint64_t bad_notices = 0;
+};
+
+struct MigrationConfig {
+  std::string control;  // HOST:PORT of the control listener ("" = none)
+  uint16_t notice_port = migrate::default_notice_port;
+  wire::IpAddress address4;                 // this server's carrier addresses
+  std::optional<wire::IpAddress> address6;
+};
+
+class MigrationService {
+ public:
+  MigrationService(Node& node, SessionTable& table, MigrationConfig config);  // throws ConfigError
+  ~MigrationService();
+  MigrationService(const MigrationService&) = delete;
+  MigrationService& operator=(const MigrationService&) = delete;
+
+  void shutdown();
+  const MigrationCounters& counters() const { return counters_; }
+  const migrate::MigrationGuard& guard() const { return guard_; }
+  std::string status_json() const;
+
+ private:
+  struct Export;
+  struct PendingNotice;
+
+  static void on_control_connection(uv_stream_t* server, int status) noexcept;
+  void on_control_frame(FrameStream& stream, migrate::Frame frame);
+  void start_export(FrameStream& requester, const std::string& request);
+  void send_sessions(Export& job);
+  void on_session_result(Export& job, const migrate::Frame& frame);
+  void abandon_export(const std::string& reason);
+  void finish_export();
+  void import_session(FrameStream& stream, const migrate::Frame& frame);
+  void send_notice(const wire::IpAddress& client, const migrate::MoveNotice& notice);
+  void retry_notices();
+  void on_notice_ack(const migrate::MoveNotice& ack);
+  static void on_udp_recv(void* arg, udp_pcb* pcb, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept;
+  void forget_stream(FrameStream* stream);
+  const wire::IpAddress& own_address(uint8_t version) const;
+
+  Node& node_;
+  SessionTable& table_;
+  MigrationConfig config_;
+  migrate::MigrationGuard guard_;
+  UvHandle<uv_tcp_t> control_listener_;
+  std::map<FrameStream*, std::unique_ptr<FrameStream>> streams_;
+  std::unique_ptr<Export> export_;
+  udp_pcb* notice_pcb_ = nullptr;
+  uint32_t next_notice_sequence_ = 1;
+  std::map<uint32_t, std::unique_ptr<PendingNotice>> pending_notices_;
+  UvHandle<uv_timer_t> notice_timer_;
+  MigrationCounters counters_;
+};
+
+}  // namespace roam

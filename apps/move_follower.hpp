@@ -1,0 +1,49 @@
+// MoveFollower: the client's side of a server move. Listens for MoveNotices on the carrier
+// link (lwIP UDP), rewrites every connection to the old server endpoint so it goes to the
+// new one (migrate::rewrite_remote), restarts transmission at once, silences the old
+// flows (late packets from the old server must not be answered with RST), and
+// acknowledges. Owned by roam-client; loop thread only.
+//
+// UNAUTHENTICATED stepping stone (see stack/migrate/move_notice.hpp): any host that can
+// reach the client's link can redirect it. Disable with --no-follow where that matters;
+// the control-channel issue replaces it with authenticated Address Change Messages.
+#pragma once
+
+#include <cstdint>
+
+#include "stack/lwip.hpp"
+#include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/move_notice.hpp"
+#include "stack/node.hpp"
+
+struct udp_pcb;
+
+namespace roam {
+
+struct MoveFollowerCounters {
+  uint64_t notices = 0;           // well-formed notices received
+  uint64_t connections_moved = 0;
+  uint64_t bad_notices = 0;       // malformed, wrong kind, family mismatch: dropped
+};
+
+class MoveFollower {
+ public:
+  MoveFollower(Node& node, uint16_t port);  // throws ConfigError
+  ~MoveFollower();
+  MoveFollower(const MoveFollower&) = delete;
+  MoveFollower& operator=(const MoveFollower&) = delete;
+
+  void close();
+  const MoveFollowerCounters& counters() const { return counters_; }
+
+ private:
+  static void on_udp_recv(void* arg, udp_pcb* pcb, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept;
+  void on_notice(const migrate::MoveNotice& notice, const ip_addr_t& from, u16_t from_port);
+
+  Node& node_;
+  migrate::MigrationGuard guard_;
+  udp_pcb* pcb_ = nullptr;
+  MoveFollowerCounters counters_;
+};
+
+}  // namespace roam

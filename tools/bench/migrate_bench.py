@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Server-move changeover against an application-level reconnect, measured in one run.
+
+Topology (UDP links on loopback, no privilege): roam-client 198.18.11.2 with forwards to
+server A 198.18.12.2 and server B 198.18.13.2, both roam-server with --control.
+
+Figures (milliseconds, each the median over --reps):
+  changeover_ms_1   one `files` download through the forward; t0 = roamctl migrate starts;
+                    the end of the longest pause in the received stream after t0 is the
+                    first byte delivered on the new path. changeover = that time - t0.
+  gap_ms_1          the length of that longest pause (the client saw no byte for so long).
+  reconnect_ms_1    reference: at t0 the client closes the download from A and asks B for
+                    the rest (`NAME OFFSET`) on a new connection; time to the first byte.
+  changeover_ms_1000  1000 echo connections to A; t0 = roamctl migrate starts; once roamctl
+                    answered, each connection sends one byte; time until every echo is back.
+  reconnect_ms_1000 reference: at t0 the 1000 connections are closed and 1000 new ones open
+                    to B, each sends one byte; time until every echo is back.
+The last line of stdout is one JSON object.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
+ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
+ROAMCTL = os.environ.get("ROAMCTL", os.path.join(os.path.dirname(ROAM_SERVER), "roamctl"))
+CLIENT_ADDR, A_ADDR, B_ADDR = "198.18.11.2", "198.18.12.2", "198.18.13.2"
+
+
+def note(*args):
+    print("[migrate]", *args, file=sys.stderr, flush=True)
+
+
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Lab:
+    """Two servers (same mode) and one client with a forward to each."""
+
+    def __init__(self, mode, workdir, root=None):
+        self.procs = []
+        self.workdir = workdir
+        udp = {name: free_port(socket.SOCK_DGRAM) for name in ("c", "a", "b")}
+        self.control = {name: "127.0.0.1:%d" % free_port(socket.SOCK_STREAM) for name in ("a", "b")}
+        self.forward = {name: free_port(socket.SOCK_STREAM) for name in ("a", "b")}
+        extra = ["--root", root] if root else []
+        for name, addr in (("a", A_ADDR), ("b", B_ADDR)):
+            self.start("server_" + name, [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % udp[name], "--addr", addr,
+                                          "--route", "198.18.11.0/24=127.0.0.1:%d" % udp["c"],
+                                          "--control", self.control[name], "--log-level", "warn", mode] + extra)
+        self.start("client", [ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % udp["c"], "--addr", CLIENT_ADDR,
+                              "--route", "198.18.12.0/24=127.0.0.1:%d" % udp["a"],
+                              "--route", "198.18.13.0/24=127.0.0.1:%d" % udp["b"], "--log-level", "warn",
+                              "-L", "127.0.0.1:%d:%s:7000" % (self.forward["a"], A_ADDR),
+                              "-L", "127.0.0.1:%d:%s:7000" % (self.forward["b"], B_ADDR)])
+        for port in self.forward.values():
+            wait_for_port(port)
+        for control in self.control.values():
+            wait_for_port(int(control.split(":")[1]))
+
+    def start(self, name, argv):
+        log = open(os.path.join(self.workdir, name + ".log"), "w")
+        self.procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
+
+    def migrate(self, source, target):
+        out = subprocess.run([ROAMCTL, "migrate", "--from", self.control[source], "--to", self.control[target]],
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise RuntimeError("roamctl: " + out.stdout.strip() + out.stderr.strip())
+        return out.stdout.strip()
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def wait_for_port(port, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d never opened" % port)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def download_with_move(lab, name, size, move_at, move):
+    """Downloads through forward a; calls move() from a thread once move_at bytes arrived.
+    Returns (sha256, t0, arrival times after t0)."""
+    s = connect(lab.forward["a"])
+    s.sendall(("%s\n" % name).encode())
+    digest = hashlib.sha256()
+    got = 0
+    t0 = None
+    times = []
+    mover = None
+    while True:
+        data = s.recv(1 << 20)
+        now = time.monotonic()
+        if not data:
+            break
+        digest.update(data)
+        got += len(data)
+        if t0 is not None:
+            times.append(now)
+        if mover is None and got >= move_at:
+            t0 = time.monotonic()
+            mover = threading.Thread(target=move, daemon=True)
+            mover.start()
+    s.close()
+    if mover:
+        mover.join(60)
+    if got != size:
+        raise RuntimeError("download: got %d of %d bytes" % (got, size))
+    return digest.hexdigest(), t0, times
+
+
+def longest_gap(t0, times):
+    """The longest pause after t0 (counting t0 -> first arrival) and the time it ended."""
+    previous, best, end = t0, 0.0, t0
+    for t in times:
+        if t - previous > best:
+            best, end = t - previous, t
+        previous = t
+    return best * 1000, (end - t0) * 1000
+
+
+def reconnect_download(lab, name, size, at):
+    """Reference: download from A, at `at` bytes close and resume from B at that offset."""
+    s = connect(lab.forward["a"])
+    s.sendall(("%s\n" % name).encode())
+    got = 0
+    while got < at:
+        data = s.recv(min(1 << 20, at - got))
+        if not data:
+            raise RuntimeError("reference download ended early")
+        got += len(data)
+    t0 = time.monotonic()
+    s.close()
+    s = connect(lab.forward["b"])
+    s.sendall(("%s %d\n" % (name, got)).encode())
+    first = s.recv(1 << 20)
+    t1 = time.monotonic()
+    if not first:
+        raise RuntimeError("reference resume got nothing")
+    got += len(first)
+    while True:
+        data = s.recv(1 << 20)
+        if not data:
+            break
+        got += len(data)
+    s.close()
+    if got != size:
+        raise RuntimeError("reference download: got %d of %d" % (got, size))
+    return (t1 - t0) * 1000
+
+
+def echo_all(socks, payload=b"x"):
+    """Sends one byte on each socket and waits for every echo; returns when all are back."""
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        s.setblocking(False)
+        s.send(payload)
+        sel.register(s, selectors.EVENT_READ)
+    waiting = len(socks)
+    deadline = time.monotonic() + 60
+    while waiting:
+        if time.monotonic() > deadline:
+            raise RuntimeError("%d echoes never came back" % waiting)
+        for key, _ in sel.select(timeout=1):
+            data = key.fileobj.recv(16)
+            if not data:
+                raise RuntimeError("a connection closed")
+            sel.unregister(key.fileobj)
+            waiting -= 1
+    sel.close()
+    for s in socks:
+        s.setblocking(True)
+
+
+def open_many(port, count):
+    socks = []
+    for _ in range(count):
+        socks.append(connect(port))
+    echo_all(socks)  # established end to end
+    return socks
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--file-mib", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--reps", type=int, default=3)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 4 * args.connections + 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+    workdir = tempfile.mkdtemp(prefix="roam-bench-migrate-")
+    size = args.file_mib << 20
+    name = "bench.bin"
+    data = random.Random(1).randbytes(size)
+    with open(os.path.join(workdir, name), "wb") as f:
+        f.write(data)
+    expected = hashlib.sha256(data).hexdigest()
+    del data
+    results = {"changeover_ms_1": [], "gap_ms_1": [], "reconnect_ms_1": [], "changeover_ms_1000": [],
+               "reconnect_ms_1000": [], "roamctl_ms_1": [], "roamctl_ms_1000": []}
+    byte_exact = True
+    try:
+        for rep in range(args.reps):
+            note("rep %d/%d: one download moved A -> B" % (rep + 1, args.reps))
+            lab = Lab("files", workdir, root=workdir)
+            try:
+                replies = []
+                digest, t0, times = download_with_move(lab, name, size, size // 3,
+                                                       lambda: replies.append(lab.migrate("a", "b")))
+                byte_exact = byte_exact and digest == expected
+                gap, changeover = longest_gap(t0, times)
+                results["gap_ms_1"].append(gap)
+                results["changeover_ms_1"].append(changeover)
+                reported = float(replies[0].split(" in ")[1].split(" ms")[0]) if replies else None
+                results["roamctl_ms_1"].append(reported)
+                note("  changeover %.2f ms, gap %.2f ms; roamctl: %s" % (changeover, gap, replies[0] if replies else "-"))
+                results["reconnect_ms_1"].append(reconnect_download(lab, name, size, size // 3))
+                note("  reconnect reference %.2f ms" % results["reconnect_ms_1"][-1])
+            finally:
+                lab.stop()
+
+            note("rep %d/%d: %d echo connections moved A -> B" % (rep + 1, args.reps, args.connections))
+            lab = Lab("echo", workdir)
+            try:
+                socks = open_many(lab.forward["a"], args.connections)
+                t0 = time.monotonic()
+                reply = lab.migrate("a", "b")
+                echo_all(socks)
+                results["changeover_ms_1000"].append((time.monotonic() - t0) * 1000)
+                results["roamctl_ms_1000"].append(float(reply.split(" in ")[1].split(" ms")[0]))
+                note("  changeover %.2f ms; roamctl: %s" % (results["changeover_ms_1000"][-1], reply))
+                for s in socks:
+                    s.close()
+                socks = open_many(lab.forward["a"], args.connections)
+                t0 = time.monotonic()
+                for s in socks:
+                    s.close()
+                socks = [connect(lab.forward["b"]) for _ in range(args.connections)]
+                echo_all(socks)
+                results["reconnect_ms_1000"].append((time.monotonic() - t0) * 1000)
+                note("  reconnect reference %.2f ms" % results["reconnect_ms_1000"][-1])
+                for s in socks:
+                    s.close()
+            finally:
+                lab.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    med = {k: round(statistics.median(v), 3) for k, v in results.items() if v and None not in v}
+    print("migrate: median over %d reps (ms); samples in the JSON" % args.reps)
+    for k in ("changeover_ms_1", "gap_ms_1", "reconnect_ms_1", "changeover_ms_1000", "reconnect_ms_1000"):
+        print("  %-20s %10.3f" % (k, med.get(k, float("nan"))))
+    print("  byte_exact           %s" % byte_exact)
+    out = {"bench": "migrate", "file_mib": args.file_mib, "connections": args.connections, "reps": args.reps,
+           "byte_exact": byte_exact}
+    out.update(med)
+    if "reconnect_ms_1000" in med and "changeover_ms_1000" in med:
+        out["ratio_changeover_vs_reconnect_1000"] = round(med["changeover_ms_1000"] / med["reconnect_ms_1000"], 3)
+    if "reconnect_ms_1" in med and "changeover_ms_1" in med:
+        out["ratio_changeover_vs_reconnect_1"] = round(med["changeover_ms_1"] / med["reconnect_ms_1"], 3)
+    out["samples"] = {k: [round(x, 3) for x in v if x is not None] for k, v in results.items()}
+    print(json.dumps(out, separators=(",", ":")))
+    return 0 if byte_exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
