@@ -109,9 +109,14 @@ void FrameStream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
 }
 
 void FrameStream::send(migrate::FrameType type, std::span<const uint8_t> payload) {
+  std::vector<uint8_t> frame;
+  migrate::append_frame(type, payload, frame);
+  send_frame(std::move(frame));
+}
+
+void FrameStream::send_frame(std::vector<uint8_t> frame) {
   if (!open_) return;
-  auto* write = new Write{{}, {}, this, alive_};
-  migrate::append_frame(type, payload, write->bytes);
+  auto* write = new Write{{}, std::move(frame), this, alive_};
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(write->bytes.data()), static_cast<unsigned>(write->bytes.size()));
   if (uv_write(&write->request, socket_.stream(), &buf, 1, &FrameStream::on_written) != 0) {
     delete write;

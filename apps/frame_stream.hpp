@@ -35,6 +35,8 @@ class FrameStream {
 
   void send(migrate::FrameType type, std::span<const uint8_t> payload);
   void send(migrate::FrameType type, std::string_view text);
+  // Sends a frame built with migrate::begin_frame / finish_frame, without copying it.
+  void send_frame(std::vector<uint8_t> frame);
   // Closes after everything queued was written.
   void close_after_writes();
   bool open() const { return open_; }

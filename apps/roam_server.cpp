@@ -12,6 +12,7 @@
 #include "apps/node_app.hpp"
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
+#include "apps/heap_warmup.hpp"
 #include "apps/migration_service.hpp"
 #include "apps/kernel_splice.hpp"
 #include "stack/tcp_listener.hpp"
@@ -194,6 +195,7 @@ class Server final : public SessionTable {
 }  // namespace
 
 int main(int argc, char** argv) {
+  roam::warm_heap_for_moves(64u << 20);
   return roam::run_node_app("roam-server", argc, argv, parse_arguments, [](roam::Node& node, ServerOptions& options) {
     return std::make_unique<Server>(node, options);
   });

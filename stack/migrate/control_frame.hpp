@@ -47,6 +47,11 @@ const char* frame_error_name(FrameError error);
 void append_frame(FrameType type, std::span<const uint8_t> payload, std::vector<uint8_t>& out);
 void append_frame(FrameType type, std::string_view text, std::vector<uint8_t>& out);
 
+// Builds a frame in place (no copy of a large payload): begin_frame writes the header,
+// the caller appends the payload, finish_frame fills in its length.
+void begin_frame(FrameType type, std::vector<uint8_t>& out);
+void finish_frame(std::vector<uint8_t>& out);
+
 // Splits a byte stream into frames. Feed bytes as they arrive, then call next() until it
 // returns an empty optional. After an error the stream is unusable (close it).
 class FrameReader {

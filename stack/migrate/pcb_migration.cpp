@@ -116,21 +116,31 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   std::sort(segments.begin(), segments.end(), [pcb](const tcp_seg* a, const tcp_seg* b) {
     return lwip_ntohl(a->tcphdr->seqno) - pcb->lastack < lwip_ntohl(b->tcphdr->seqno) - pcb->lastack;
   });
-  std::vector<uint8_t> stream;
+  // Copied straight into the snapshot's two queues: unacked up to snd_nxt, unsent after.
+  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
+  uint32_t queued = pcb->snd_lbb - pcb->lastack;
+  if (in_flight > queued) return unexpected(std::string("snd_nxt beyond the send queue"));
+  s.unacked.reserve(in_flight);
+  s.unsent.reserve(queued - in_flight);
   uint32_t cursor = pcb->lastack;
+  const uint32_t split = pcb->snd_nxt;
   for (const tcp_seg* seg : segments) {
     uint32_t begin = lwip_ntohl(seg->tcphdr->seqno);
     uint32_t end = begin + seg->len;
     if (TCP_SEQ_GT(begin, cursor)) return unexpected(std::string("send queue has a hole"));
     if (TCP_SEQ_LEQ(end, cursor)) continue;  // already acknowledged or already copied
-    append_segment_payload(seg, cursor, end, stream);
-    cursor = end;
+    if (TCP_SEQ_LT(cursor, split)) {
+      uint32_t to = TCP_SEQ_LT(end, split) ? end : split;
+      append_segment_payload(seg, cursor, to, s.unacked);
+      cursor = to;
+    }
+    if (TCP_SEQ_LT(cursor, end)) {
+      append_segment_payload(seg, cursor, end, s.unsent);
+      cursor = end;
+    }
   }
-  if (cursor != pcb->snd_lbb) return unexpected(std::string("send queue does not reach snd_lbb"));
-  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
-  if (in_flight > stream.size()) return unexpected(std::string("snd_nxt beyond the send queue"));
-  s.unacked.assign(stream.begin(), stream.begin() + in_flight);
-  s.unsent.assign(stream.begin() + in_flight, stream.end());
+  if (cursor != pcb->snd_lbb || s.unacked.size() != in_flight)
+    return unexpected(std::string("send queue does not match snd_nxt / snd_lbb"));
 
   s.received.assign(received.begin(), received.end());
   // Data lwIP holds because the app refused it comes after what the app already has.
