@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""The Roamstack demo: a server and a client over IP-in-UDP links on loopback (no
-privilege), a file pushed through the client's forward to the server's echo app and back,
-printed with its throughput and whether the hashes match. Cleans up on any exit."""
-import argparse, hashlib, os, signal, socket, subprocess, sys, tempfile, threading, time
+"""The Roamstack demo: a live TCP connection survives its server moving to another host.
+
+Two roam-servers (A at 198.18.12.2, B at 198.18.13.2) and a roam-client (198.18.11.2)
+talk over IP-in-UDP links on loopback: no privilege. A kernel TCP client pushes a file
+through the client's forward to A's echo app and reads it back; while the bytes flow,
+`roamctl migrate` moves the server end of the connection A -> B -> A -> B. The kernel
+client never notices: the demo prints each move, the throughput, and whether the echoed
+bytes hash the same as the file. Cleans up on any exit."""
+import argparse, hashlib, os, shutil, socket, subprocess, sys, tempfile, threading, time
 
 
 def free_port(kind):
@@ -22,24 +27,32 @@ def wait_for_port(port, deadline):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--bin", required=True, help="directory holding roam-server and roam-client")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="directory holding roam-server, roam-client and roamctl")
     ap.add_argument("--bytes", type=int, default=64 * 1024 * 1024, help="file size (default 64 MiB)")
+    ap.add_argument("--moves", type=int, default=3, help="server moves during the transfer (default 3)")
     args = ap.parse_args()
 
-    server_udp, client_udp, forward = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    server_ip, client_ip = "198.18.12.2", "198.18.11.2"
+    udp = {n: free_port(socket.SOCK_DGRAM) for n in ("client", "a", "b")}
+    control = {n: f"127.0.0.1:{free_port(socket.SOCK_STREAM)}" for n in ("a", "b")}
+    forward = free_port(socket.SOCK_STREAM)
+    address = {"client": "198.18.11.2", "a": "198.18.12.2", "b": "198.18.13.2"}
     logs = tempfile.mkdtemp(prefix="roamstack-demo-")
     procs = []
+    ok = False
     try:
-        server_cmd = [f"{args.bin}/roam-server", "--link", f"udp:127.0.0.1:{server_udp}", "--addr", server_ip,
-                      "--route", f"198.18.11.0/24=127.0.0.1:{client_udp}", "echo"]
-        client_cmd = [f"{args.bin}/roam-client", "--link", f"udp:127.0.0.1:{client_udp}", "--addr", client_ip,
-                      "--route", f"198.18.12.0/24=127.0.0.1:{server_udp}", "-L", f"127.0.0.1:{forward}:{server_ip}:7000"]
-        print("demo: server:", " ".join(server_cmd[1:]))
-        print("demo: client:", " ".join(client_cmd[1:]))
-        for name, cmd in (("server", server_cmd), ("client", client_cmd)):
-            procs.append(subprocess.Popen(cmd, stderr=open(os.path.join(logs, name + ".log"), "w")))
+        commands = {}
+        for n in ("a", "b"):
+            commands["server " + n.upper()] = [
+                f"{args.bin}/roam-server", "--link", f"udp:127.0.0.1:{udp[n]}", "--addr", address[n],
+                "--route", f"198.18.11.0/24=127.0.0.1:{udp['client']}", "--control", control[n], "echo"]
+        commands["client"] = [
+            f"{args.bin}/roam-client", "--link", f"udp:127.0.0.1:{udp['client']}", "--addr", address["client"],
+            "--route", f"198.18.12.0/24=127.0.0.1:{udp['a']}", "--route", f"198.18.13.0/24=127.0.0.1:{udp['b']}",
+            "-L", f"127.0.0.1:{forward}:{address['a']}:7000"]
+        for name, cmd in commands.items():
+            print(f"demo: {name}: {' '.join(cmd[1:])}")
+            procs.append(subprocess.Popen(cmd, stderr=open(os.path.join(logs, name.replace(' ', '_') + ".log"), "w")))
         if not wait_for_port(forward, time.time() + 10):
             print("demo: the client's forward never opened; logs in", logs)
             return 1
@@ -50,40 +63,61 @@ def main():
         received = hashlib.sha256()
         count = 0
         start = time.time()
+        errors = []
 
         def writer():
-            sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            try:
+                sock.sendall(data)
+                sock.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                errors.append(e)
 
         t = threading.Thread(target=writer)
         t.start()
+        moves = []
+        where, other = "a", "b"
         while True:
-            chunk = sock.recv(1 << 20)
+            try:
+                chunk = sock.recv(1 << 20)
+            except OSError as e:
+                errors.append(e)
+                break
             if not chunk:
                 break
             received.update(chunk)
             count += len(chunk)
+            if len(moves) < args.moves and count >= (len(moves) + 1) * args.bytes // (args.moves + 1):
+                out = subprocess.run([f"{args.bin}/roamctl", "migrate", "--from", control[where], "--to", control[other]],
+                                     capture_output=True, text=True, timeout=60)
+                line = (out.stdout or out.stderr).strip()
+                print(f"demo: at {count >> 20} MiB echoed: server {where.upper()} -> {other.upper()}: {line}")
+                moves.append(out.returncode == 0)
+                where, other = other, where
+        elapsed = time.time() - start
         t.join()
-        seconds = time.time() - start
         sock.close()
-        match = received.hexdigest() == sent_hash and count == len(data)
-        mbps = len(data) * 8 / seconds / 1e6
-        print(f"demo: pushed {len(data)} bytes through kernel -> roam-client -> lwIP carrier over UDP -> "
-              f"roam-server echo and back in {seconds:.3f} s ({mbps:.0f} Mbit/s each way)")
-        print(f"demo: sha256 sent     {sent_hash}")
-        print(f"demo: sha256 received {received.hexdigest()} ({count} bytes)")
-        print("demo: hashes match" if match else "demo: HASH MISMATCH")
-        print("demo: (a server move mid-stream arrives with the migration core)")
-        return 0 if match else 1
+        match = received.hexdigest() == sent_hash and count == args.bytes and not errors
+        mbit = args.bytes * 8 * 2 / elapsed / 1e6
+        print(f"demo: pushed {args.bytes >> 20} MiB through the forward and back in {elapsed:.2f} s "
+              f"({mbit:.0f} Mbit/s both directions together), across {sum(moves)} server moves")
+        print(f"demo: the connection now lives on server {where.upper()} ({address[where]}); the kernel client "
+              f"{'saw an error: ' + str(errors[0]) if errors else 'never noticed'}")
+        print(f"demo: sha256 sent {sent_hash[:16]}... received {received.hexdigest()[:16]}... -> "
+              f"{'MATCH' if match else 'MISMATCH'}")
+        ok = match and all(moves) and len(moves) == args.moves
+        return 0 if ok else 1
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            p.terminate()
         for p in procs:
             try:
-                p.wait(timeout=5)
+                p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if ok:
+            shutil.rmtree(logs, ignore_errors=True)
+        else:
+            print("demo: logs kept in", logs)
 
 
 if __name__ == "__main__":
