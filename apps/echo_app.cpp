@@ -70,7 +70,7 @@ void EchoSession::pump() {
     carrier_->shutdown_write();
   }
   carrier_->flush();
-  if (fin_sent_ && carrier_->unacked_bytes() == 0) finish(false);
+  if (fin_sent_ && carrier_->everything_acknowledged()) finish(false);
 }
 
 void EchoSession::on_remote_closed(TcpConnection&) {
@@ -81,8 +81,9 @@ void EchoSession::on_remote_closed(TcpConnection&) {
 void EchoSession::on_sent(TcpConnection&, size_t) { pump(); }
 
 void EchoSession::on_error(TcpConnection&, err_t error) {
-  logger("app")->debug("{} session failed: {}", kind(), lwip_error_name(error));
-  finish(true);
+  // ERR_CLSD: our FIN was acknowledged after the client's (LAST_ACK done), the normal end.
+  if (error != ERR_CLSD) logger("app")->debug("{} session failed: {}", kind(), lwip_error_name(error));
+  finish(true);  // the pcb is gone: nothing is sent either way
 }
 
 bool EchoSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
@@ -115,7 +116,10 @@ void EchoSession::close() { finish(!remote_eof_); }
 void EchoSession::finish(bool reset) {
   if (finishing_) return;
   finishing_ = true;
-  node_.defer([this, reset] {
+  // The owner may destroy the session before this runs (server shutdown): then the
+  // carrier's destructor has closed the pcb already.
+  node_.defer([this, reset, lifetime = std::weak_ptr<bool>(lifetime_)] {
+    if (lifetime.expired()) return;
     if (reset) carrier_->abort(); else carrier_->close();
     if (on_finished_) {
       auto finished = std::move(on_finished_);

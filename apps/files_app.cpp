@@ -18,6 +18,10 @@ constexpr size_t read_chunk = 256 * 1024;
 // costs quadratic time at large windows). Half the send buffer when that is smaller, so a
 // small build still makes progress.
 constexpr size_t refill_step = std::min<size_t>(128 * 1024, TCP_SND_BUF / 2);
+// At most this much written but not yet sent: the window (in flight) still fills, but a
+// move does not have to carry megabytes the new server could read from the file itself.
+constexpr size_t max_unsent = 512 * 1024;
+
 }  // namespace
 
 FilesSession::File::~File() {
@@ -187,18 +191,21 @@ void FilesSession::refuse(const std::string& reason) {
 void FilesSession::pump() {
   if (frozen_ || finishing_ || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
   while (state_.offset < state_.size) {
+    size_t unsent = carrier_->unsent_bytes();
+    if (unsent >= max_unsent) break;  // on_sent resumes once lwIP sent some
     if (buffer_begin_ == buffer_end_ && !refill()) return;
-    size_t written = carrier_->write({buffer_.data() + buffer_begin_, buffer_end_ - buffer_begin_});
+    size_t take = std::min(buffer_end_ - buffer_begin_, max_unsent - unsent);
+    size_t written = carrier_->write({buffer_.data() + buffer_begin_, take});
     buffer_begin_ += written;
     state_.offset += written;
-    if (buffer_begin_ < buffer_end_) break;  // lwIP is full; on_sent resumes
+    if (written < take) break;  // lwIP is full; on_sent resumes
   }
   if (state_.offset == state_.size && !fin_sent_) {
     fin_sent_ = true;
     carrier_->shutdown_write();
   }
   carrier_->flush();
-  if (fin_sent_ && carrier_->unacked_bytes() == 0) finish(false);
+  if (fin_sent_ && carrier_->everything_acknowledged()) finish(false);
 }
 
 bool FilesSession::refill() {
@@ -231,15 +238,16 @@ void FilesSession::on_sent(TcpConnection&, size_t) {
   if (frozen_ || finishing_) return;
   if (state_.phase == FilesPhase::sending && !fin_sent_) {
     uint64_t left = state_.size - state_.offset;
-    size_t space = carrier_->send_space();
+    size_t space = std::min(carrier_->send_space(), max_unsent - std::min(max_unsent, carrier_->unsent_bytes()));
     if (space < refill_step && left > space) return;  // wait for a larger step
   }
   pump();
 }
 
 void FilesSession::on_error(TcpConnection&, err_t error) {
-  logger("app")->debug("files session failed: {}", lwip_error_name(error));
-  finish(true);
+  // ERR_CLSD: our FIN was acknowledged after the client's (LAST_ACK done), the normal end.
+  if (error != ERR_CLSD) logger("app")->debug("files session failed: {}", lwip_error_name(error));
+  finish(true);  // the pcb is gone: nothing is sent either way
 }
 
 bool FilesSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
@@ -272,7 +280,10 @@ void FilesSession::close() { finish(state_.phase == FilesPhase::sending && !fin_
 void FilesSession::finish(bool reset) {
   if (finishing_) return;
   finishing_ = true;
-  node_.defer([this, reset] {
+  // The owner may destroy the session before this runs (server shutdown): then the
+  // carrier's destructor has closed the pcb already.
+  node_.defer([this, reset, lifetime = std::weak_ptr<bool>(lifetime_)] {
+    if (lifetime.expired()) return;
     if (reset) carrier_->abort(); else carrier_->close();
     if (on_finished_) {
       auto finished = std::move(on_finished_);

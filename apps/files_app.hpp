@@ -16,6 +16,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "apps/files_state.hpp"
@@ -38,8 +39,9 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
 
   // Rebuilds a moved session around an imported pcb. In phase `sending` the file is opened
   // again under `root` and must have the recorded size. `received` is taken first; nothing
-  // is sent before the next loop turn, so the importer can park the pcb first. Returns nullptr with `error` set,
-  // leaving the pcb untouched, when the state is malformed or the file does not match.
+  // is sent before the next loop turn, so the importer can park the pcb first. Returns
+  // nullptr with `error` set, leaving the pcb untouched, when the state is malformed or the
+  // file does not match.
   static std::unique_ptr<FilesSession> import(Node& node, std::string root, tcp_pcb* pcb,
                                               std::vector<uint8_t> received, std::span<const uint8_t> app_state,
                                               FinishedFn on_finished, std::string& error);
@@ -81,7 +83,7 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
     File file;
     uint64_t size = 0;
   };
-  // Opens root/name read-only: a regular file, never through a symlink. Sets `error`.
+  // Opens root/name read-only: a regular file, never through a symlink; else the reason.
   static Result<OpenedFile, std::string> open_file(const std::string& root, const std::string& name);
 
   FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state,

@@ -354,14 +354,18 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   if (local.version != snapshot->remote_address.version) return refuse("no address of the client's family here");
   auto pcb = migrate::import_pcb(*snapshot, local);
   if (!pcb) return refuse(pcb.error());
+  // Parked first: nothing the new session sends while it starts may leave before the
+  // client is on the new path (the client would answer it with RST).
+  auto key = migrate::flow_of(*pcb);
+  guard_.park(key, *pcb);
   std::string error;
   auto session = make_movable_session(payload->kind, table_.context(), *pcb, std::move(snapshot->received),
                                       snapshot->app_state, table_.finished_callback(), error);
   if (!session) {
+    guard_.forget_parked(key);
     migrate::discard_imported_pcb(*pcb);
     return refuse(error);
   }
-  guard_.park(migrate::flow_of(*pcb), *pcb);
   table_.adopt(std::move(session));
   ++counters_.sessions_imported;
   logger("migrate")->debug("imported a {} session in {:.3f} ms", payload->kind,

@@ -148,8 +148,15 @@ std::string TcpConnection::describe() const {
          std::to_string(pcb_->remote_port);
 }
 
-size_t TcpConnection::unacked_bytes() const {
-  return pcb_ == nullptr ? 0 : static_cast<size_t>(pcb_->snd_lbb - pcb_->lastack);
+size_t TcpConnection::unsent_bytes() const {
+  if (pcb_ == nullptr) return 0;
+  size_t queued = TCP_SND_BUF - pcb_->snd_buf;  // unacked + unsent, whatever the flags
+  size_t in_flight = pcb_->snd_nxt - pcb_->lastack;
+  return queued > in_flight ? queued - in_flight : 0;
+}
+
+bool TcpConnection::everything_acknowledged() const {
+  return pcb_ == nullptr || (pcb_->unsent == nullptr && pcb_->unacked == nullptr);
 }
 
 err_t TcpConnection::on_recv_trampoline(void* arg, tcp_pcb* pcb, pbuf* p, err_t /*err*/) noexcept {

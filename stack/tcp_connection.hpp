@@ -75,7 +75,12 @@ class TcpConnection {
   tcp_pcb* release();
 
   std::string describe() const;
-  size_t unacked_bytes() const;
+  // Bytes written and not yet sent (not counting what is in flight). Apps that can make
+  // more data on demand keep this small: every unsent byte travels in a move's snapshot.
+  size_t unsent_bytes() const;
+  // Everything written, FIN included, was acknowledged. (snd_lbb - lastack cannot say
+  // it: a FIN lwIP piggybacks on the last data segment does not advance snd_lbb.)
+  bool everything_acknowledged() const;
 
  private:
   static err_t on_recv_trampoline(void* arg, tcp_pcb* pcb, pbuf* p, err_t err) noexcept;
