@@ -11,17 +11,25 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace roam {
 
 inline void warm_heap_for_moves(size_t bytes) {
-  mallopt(M_MMAP_THRESHOLD, 512 << 20);
+  // 32 MiB is the largest threshold glibc accepts on 64-bit (larger values are refused).
+  constexpr size_t block_bytes = 8u << 20;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  if (bytes == 0) return;
-  void* block = std::malloc(bytes);
-  if (block == nullptr) return;
-  std::memset(block, 0, bytes);
-  std::free(block);  // stays in the heap (trim threshold), ready for the next big buffer
+  std::vector<void*> blocks;
+  for (size_t done = 0; done < bytes; done += block_bytes) {
+    void* block = std::malloc(block_bytes);
+    if (block == nullptr) break;
+    std::memset(block, 0, block_bytes);
+    blocks.push_back(block);
+  }
+  // Freed together they coalesce into the heap's top, which stays mapped (trim threshold)
+  // and serves the next big buffers from touched pages.
+  for (void* block : blocks) std::free(block);
 }
 
 }  // namespace roam
