@@ -12,8 +12,11 @@ What it does for a test:
     code non-zero), left a sanitizer report in its log, or did not print the final counters
     line fails the test.
 
-Binaries come from $ROAM_SERVER and $ROAM_CLIENT (set by CTest); when unset, the
+Binaries come from $ROAM_SERVER, $ROAM_CLIENT and $ROAMCTL (set by CTest); when unset, the
 build/apps directory next to this source tree is used, for running a script by hand.
+
+Moves between servers: `TwoServers` starts servers A and B (each with a --control port)
+and a client whose forwards target A; `roamctl()` runs roamctl and returns its outcome.
 
 No timing assertions anywhere: the timeouts below only keep a broken build from hanging.
 """
@@ -21,6 +24,7 @@ import atexit
 import collections
 import ctypes
 import hashlib
+import json
 import os
 import random
 import re
@@ -37,6 +41,8 @@ import traceback
 _SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ROAM_SERVER = os.environ.get("ROAM_SERVER") or os.path.join(_SOURCE_ROOT, "build", "apps", "roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT") or os.path.join(_SOURCE_ROOT, "build", "apps", "roam-client")
+# roamctl: $ROAMCTL, else the one next to roam-server.
+ROAMCTL = os.environ.get("ROAMCTL") or os.path.join(os.path.dirname(ROAM_SERVER), "roamctl")
 
 # Generous limits, only there to turn a hang into a failure (sanitizer builds are slow).
 READY_TIMEOUT = 60.0       # process start until it listens
@@ -47,6 +53,9 @@ SERVER_ADDR = "198.18.12.2"
 CLIENT_ADDR = "198.18.11.2"
 SERVER_NET = "198.18.12.0/24"
 CLIENT_NET = "198.18.11.0/24"
+# The second server of a move topology (TwoServers); its own /24 so routes tell A and B apart.
+SERVER_B_ADDR = "198.18.13.2"
+SERVER_B_NET = "198.18.13.0/24"
 
 COUNTERS_RE = re.compile(
     r"\[node\] packets in (\d+) \(malformed (\d+), filtered (\d+)\), out (\d+); "
@@ -437,6 +446,303 @@ def wait_for_tcp(port, timeout=READY_TIMEOUT, proc=None):
             last = e
             time.sleep(0.05)
     raise TestFailure("port %d never accepted a TCP connect within %.0f s (%s)" % (port, timeout, last))
+
+
+# ---------------------------------------------------------------- roamctl and two servers
+
+RoamctlResult = collections.namedtuple("RoamctlResult", "returncode stdout stderr seconds")
+MOVED_RE = re.compile(r"^ok moved (\d+) of (\d+) sessions to (\S+) in ([0-9.]+) ms$")
+
+
+def roamctl(*args, timeout=IO_TIMEOUT):
+    """Runs `roamctl ARGS...` to completion. Returns RoamctlResult (stdout/stderr as text,
+    seconds as wall time, information only). A roamctl that does not exit within `timeout`
+    is killed and fails the test."""
+    if not os.access(ROAMCTL, os.X_OK):
+        raise TestFailure("roamctl not found or not executable: %s (set $ROAMCTL)" % ROAMCTL)
+    argv = [ROAMCTL] + [str(a) for a in args]
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired:  # subprocess.run kills and reaps it
+        raise TestFailure("roamctl did not exit within %.0f s: %s" % (timeout, " ".join(argv)))
+    return RoamctlResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                         proc.stderr.decode("utf-8", "replace"), time.monotonic() - started)
+
+
+def parse_moved(line):
+    """"ok moved M of N sessions to ADDR in T ms" -> (M, N, ADDR, T) or None."""
+    m = MOVED_RE.match(line.strip())
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2)), m.group(3), float(m.group(4))
+
+
+class TwoServers:
+    """Servers A and B running the same mode, each with its own --control port on
+    127.0.0.1, and one roam-client whose -L forwards all target A:
+
+        client 198.18.11.2: routes 198.18.12.0/24 -> A's UDP port, 198.18.13.0/24 -> B's
+        A 198.18.12.2, B 198.18.13.2: route 198.18.11.0/24 -> the client's UDP port
+
+        with TwoServers(mode="files", mode_args=["--root", d]) as t:
+            sock = t.connect()
+            moved, total, address, ms = t.migrate("A", "B", expect_moved=1)  # checked "ok moved 1 of 1"
+            t.status("B")["sessions_imported"]
+
+    routes: optional callable({"client": port, "A": port, "B": port}) returning the UDP
+    ports each route should point at instead (same keys): how a test puts a relay (a lossy
+    proxy) between the nodes. It is called again when start() retries with new ports.
+    """
+
+    NAMES = ("A", "B")
+    address = {"A": SERVER_ADDR, "B": SERVER_B_ADDR}
+    net = {"A": SERVER_NET, "B": SERVER_B_NET}
+
+    def __init__(self, mode="echo", mode_args=(), forwards=1, server_extra=(), client_extra=(), routes=None,
+                 probe=True):
+        self.mode = mode
+        self.mode_args = list(mode_args)
+        self.forward_count = forwards
+        self.server_extra = list(server_extra)
+        self.client_extra = list(client_extra)
+        self.routes = routes
+        self.probe = probe
+        self.servers = {}          # "A"/"B" -> RoamProcess
+        self.client = None
+        self.udp = {}              # "A"/"B"/"client" -> the node's own UDP link port
+        self.controls = {}         # "A"/"B" -> "127.0.0.1:PORT"
+        self.forward_ports = []
+
+    @property
+    def forward_port(self):
+        return self.forward_ports[0]
+
+    def _processes(self):
+        return [p for p in [self.client] + [self.servers.get(n) for n in self.NAMES] if p is not None]
+
+    def start(self):
+        for attempt in range(5):
+            self.udp = {"A": free_udp_port(), "B": free_udp_port(), "client": free_udp_port()}
+            self.controls = {n: "127.0.0.1:%d" % free_tcp_port() for n in self.NAMES}
+            self.forward_ports = [free_tcp_port() for _ in range(self.forward_count)]
+            target = dict(self.udp) if self.routes is None else self.routes(dict(self.udp))
+            self.servers = {}
+            self.client = None
+            retry = False
+            for name in self.NAMES:
+                argv = [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % self.udp[name], "--addr", self.address[name],
+                        "--route", "%s=127.0.0.1:%d" % (CLIENT_NET, target["client"]),
+                        "--control", self.controls[name]] + self.server_extra + [self.mode] + self.mode_args
+                proc = RoamProcess("server", argv, name="server-%s-%d" % (name, RoamProcess._serial + 1))
+                self.servers[name] = proc
+                if not proc.wait_for_log("[app] serving "):
+                    if _bind_failed(proc):
+                        retry = True
+                        break
+                    raise TestFailure("roam-server %s did not start (%s)\n  %s\n%s" % (
+                        name, proc.exit_status(), proc.describe(), proc.tail()))
+            if not retry:
+                argv = [ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % self.udp["client"], "--addr", CLIENT_ADDR]
+                for name in self.NAMES:
+                    argv += ["--route", "%s=127.0.0.1:%d" % (self.net[name], target[name])]
+                for port in self.forward_ports:
+                    argv += ["-L", "127.0.0.1:%d:%s:7000" % (port, SERVER_ADDR)]
+                self.client = RoamProcess("client", argv + self.client_extra)
+                if not self.client.wait_for_log("[app] forwarding ", count=self.forward_count):
+                    if not _bind_failed(self.client):
+                        raise TestFailure("roam-client did not start (%s)\n  %s\n%s" % (
+                            self.client.exit_status(), self.client.describe(), self.client.tail()))
+                    retry = True
+            if retry:
+                for proc in self._processes():
+                    proc.stop(check_exit=not _bind_failed(proc))
+                continue
+            if self.probe:
+                for port in self.forward_ports:
+                    wait_for_tcp(port, READY_TIMEOUT, self.client)
+                # The probe's session must be gone from A before a test counts moved sessions.
+                self.wait_for_sessions("A", 0)
+            return self
+        raise TestFailure("could not find free ports after 5 attempts")
+
+    def connect(self, index=0, timeout=IO_TIMEOUT):
+        sock = socket.create_connection(("127.0.0.1", self.forward_ports[index]), timeout=timeout)
+        sock.settimeout(timeout)
+        return sock
+
+    def migrate_raw(self, source, destination, count=None, timeout=IO_TIMEOUT):
+        """roamctl migrate --from SOURCE's control --to DESTINATION's control; unchecked."""
+        args = ["migrate", "--from", self.controls[source], "--to", self.controls[destination]]
+        if count is not None:
+            args += ["--count", count]
+        return roamctl(*args, timeout=timeout)
+
+    def migrate(self, source, destination, expect_moved=None, count=None, timeout=IO_TIMEOUT):
+        """Moves SOURCE's sessions to DESTINATION and checks roamctl said "ok moved M of N"
+        with exit 0 (and M == N == expect_moved when given). Returns (M, N, address, ms)."""
+        result = self.migrate_raw(source, destination, count, timeout)
+        line = result.stdout.strip()
+        moved = parse_moved(line)
+        ok = result.returncode == 0 and moved is not None and result.stderr == ""
+        if ok and expect_moved is not None:
+            ok = moved[0] == expect_moved and moved[1] == expect_moved
+        if not ok:
+            raise TestFailure("roamctl migrate %s -> %s: exit %d, stdout %r, stderr %r (expected \"ok moved %s of %s "
+                              "sessions to %s in T ms\")\n%s" % (
+                                  source, destination, result.returncode, result.stdout, result.stderr,
+                                  expect_moved if expect_moved is not None else "M",
+                                  expect_moved if expect_moved is not None else "N", self.address[destination],
+                                  self.tails()))
+        check(moved[2] == self.address[destination],
+              "roamctl migrate %s -> %s reported address %s, expected %s" % (
+                  source, destination, moved[2], self.address[destination]))
+        return moved
+
+    def status(self, name, timeout=IO_TIMEOUT):
+        """roamctl status of server NAME, parsed from its JSON line."""
+        result = roamctl("status", "--server", self.controls[name], timeout=timeout)
+        line = result.stdout.strip()
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = None
+        if result.returncode != 0 or not isinstance(value, dict):
+            raise TestFailure("roamctl status %s: exit %d, stdout %r, stderr %r" % (
+                name, result.returncode, result.stdout, result.stderr))
+        return value
+
+    def wait_for_sessions(self, name, want, timeout=READY_TIMEOUT):
+        """Polls NAME's status until it holds `want` sessions (connections close asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.status(name)["sessions"]
+            if got == want:
+                return
+            if time.monotonic() > deadline:
+                raise TestFailure("server %s holds %d sessions, expected %d (waited %.0f s)" % (
+                    name, got, want, timeout))
+            time.sleep(0.05)
+
+    def tails(self):
+        return "\n".join("  %s:\n%s" % (p.describe(), p.tail(15)) for p in self._processes())
+
+    def stop_all(self):
+        """Stops the client, then A, then B; checks each. Returns {"client"|"A"|"B": StopResult}."""
+        errors = []
+        results = {}
+        for key, proc in [("client", self.client)] + [(n, self.servers.get(n)) for n in self.NAMES]:
+            if proc is None:
+                continue
+            try:
+                results[key] = proc.stop()
+            except TestFailure as e:
+                errors.append(str(e))
+                results[key] = proc.result
+        if errors:
+            raise TestFailure("\n".join(errors))
+        return results
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            for proc in self._processes():
+                proc.stop(check_exit=False)
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.stop_all()
+            return False
+        try:
+            self.stop_all()
+        except TestFailure as e:
+            log("(also, while cleaning up after the failure:)\n" + str(e))
+        return False
+
+
+class MarkedReader:
+    """Reads a kernel socket to EOF (SHA-256 and count), for tests that act at byte marks
+    while data flows: when the count passes marks[i], the reader waits until the main thread
+    calls release(i), so the action (a move) starts with the rest of the stream still to
+    come; the reader then goes on reading while the action runs.
+
+        reader = MarkedReader(sock, [30 << 20, 60 << 20], limit=SIZE)
+        worker = Worker(reader.run, name="reader"); worker.start()
+        for i in range(2):
+            if not reader.wait_for_mark(i, worker): ...   # ended early
+            reader.release(i); do_the_move()
+        worker.finish()
+
+    A reset (ConnectionResetError) or a read timeout fails the test with the byte count."""
+
+    def __init__(self, sock, marks, limit, what="the kernel client"):
+        self.sock = sock
+        self.marks = list(marks)
+        self.limit = limit
+        self.what = what
+        self.received = 0
+        self.digest = hashlib.sha256()
+        self.eof = False
+        self.reached = 0     # marks passed
+        self.released = 0    # marks whose action has started
+        self.lock = threading.Condition()
+
+    def run(self):
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while True:
+            try:
+                n = self.sock.recv_into(buf)
+            except ConnectionResetError as e:
+                raise TestFailure("%s saw a reset after %d of %d bytes: %r" % (self.what, self.received, self.limit, e))
+            except socket.timeout:
+                raise TestFailure("%s got no data for %.0f s after %d of %d bytes (hang)"
+                                  % (self.what, self.sock.gettimeout() or 0, self.received, self.limit))
+            if n == 0:
+                with self.lock:
+                    self.eof = True
+                    self.lock.notify_all()
+                return self.received
+            self.digest.update(view[:n])
+            with self.lock:
+                self.received += n
+                if self.received > self.limit:
+                    raise TestFailure("%s received more than the %d bytes expected" % (self.what, self.limit))
+                while self.reached < len(self.marks) and self.received >= self.marks[self.reached]:
+                    self.reached += 1
+                    self.lock.notify_all()
+                while self.released < self.reached:
+                    if not self.lock.wait(IO_TIMEOUT):
+                        raise TestFailure("%s: action %d never started" % (self.what, self.released + 1))
+
+    def wait_for_mark(self, index, worker):
+        """True once mark `index` is passed; False if the stream ended (or the reader failed) first."""
+        with self.lock:
+            while self.reached <= index and not self.eof:
+                if not worker.is_alive():
+                    return False
+                self.lock.wait(0.5)
+            return self.reached > index
+
+    def release(self, index):
+        with self.lock:
+            self.released = max(self.released, index + 1)
+            self.lock.notify_all()
+
+
+def raise_nofile_limit(want):
+    """Raises the soft RLIMIT_NOFILE to at least `want` (up to the hard limit) for this
+    process and the apps it starts afterwards. Returns (old soft, new soft)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return soft, soft
+    new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return soft, new
 
 
 # ---------------------------------------------------------------- data helpers

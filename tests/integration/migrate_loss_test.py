@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""A files download survives a move while the links lose packets.
+
+The links have no loss option, so a relay in this test sits between the nodes: a thread
+with three UDP sockets on 127.0.0.1, one per destination (A, B, the client). The client's
+routes to A's and B's /24s and both servers' route to the client's /24 point at the relay,
+which forwards each datagram to the real node unless its drop policy says otherwise.
+
+A 16 MiB seeded file (smaller than migrate_files_test's 200 MiB: lwIP over a lossy link
+manages well under 1 MiB/s) is downloaded through the forward; once 4 MiB have arrived the
+server moves A->B with `roamctl migrate` ("ok moved 1 of 1" expected). Two phases, each with
+its own processes and relay:
+
+1. random loss: 5% of all datagrams in every direction (data, ACKs, SYNs, move notices and
+   their acks), chosen by a seeded RNG;
+2. one precise loss: nothing is dropped except the first datagram that goes toward B, which
+   is the client's first packet on the new path after it followed the move notice (B parks
+   the imported connection until that packet arrives; DESIGN.md section 8).
+
+Asserted in each phase: the bytes received are the file (length and SHA-256), no reset, a
+clean EOF; B counts sessions_imported >= 1. Both phases run; failures are listed together.
+A stall is detected by no byte at all arriving for a while (STALL_TIMEOUT): a hang
+detector, not a timing assertion. Drop counts and throughput are printed as information.
+"""
+import os
+import random
+import selectors
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import TestFailure, check, log  # noqa: E402
+
+MIB = 1024 * 1024
+SIZE = 16 * MIB
+MOVE_AT = 4 * MIB
+LOSS = 0.05
+SEED = 0x1055
+FILE_SEED = 0xF11E5
+NAME = "lossy.bin"
+# No byte at all for this long is a hang (a lossy transfer still moves every second or so;
+# lwIP's retransmission backoff after several losses in a row stays far below this).
+STALL_TIMEOUT = 60.0
+
+
+class LossyRelay:
+    """Forwards UDP datagrams to the nodes. One socket per destination: what arrives on the
+    "A" socket goes to A's link port, and so on (the links do not look at a datagram's
+    source, so replies need no mapping). Drops a seeded fraction `loss` of all datagrams,
+    plus the first `drop_first[name]` datagrams toward each named node."""
+
+    def __init__(self, loss=0.0, seed=0, drop_first=None):
+        self.loss = loss
+        self.rng = random.Random(seed)
+        self.drop_first = dict(drop_first or {})
+        self.sockets = {}
+        self.destination = {}
+        self.forwarded = {}
+        self.dropped = {}
+        self.selector = selectors.DefaultSelector()
+        for name in ("A", "B", "client"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            self.sockets[name] = sock
+            self.forwarded[name] = 0
+            self.dropped[name] = 0
+            self.selector.register(sock, selectors.EVENT_READ, name)
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def routes(self, ports):
+        """For harness.TwoServers(routes=...): remembers the nodes' real ports, returns ours."""
+        self.destination = {name: ("127.0.0.1", ports[name]) for name in self.sockets}
+        return {name: sock.getsockname()[1] for name, sock in self.sockets.items()}
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="lossy-relay", daemon=True)
+        self.thread.start()
+
+    def _drop(self, name):
+        if self.drop_first.get(name, 0) > 0:
+            self.drop_first[name] -= 1
+            return True
+        return self.loss > 0 and self.rng.random() < self.loss
+
+    def _run(self):
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(0.2):
+                name = key.data
+                sock = self.sockets[name]
+                for _ in range(256):  # drain a batch, then look at the other sockets
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        return  # closed
+                    if self._drop(name):
+                        self.dropped[name] += 1
+                        continue
+                    try:
+                        sock.sendto(data, self.destination[name])
+                        self.forwarded[name] += 1
+                    except (BlockingIOError, ConnectionRefusedError):
+                        self.dropped[name] += 1  # a full buffer or a node not up: a loss too
+                    except OSError:
+                        return
+
+    def close(self):
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        for sock in self.sockets.values():
+            sock.close()
+        self.selector.close()
+
+    def summary(self):
+        return ", ".join("to %s: forwarded %d, dropped %d (%.1f%%)" % (
+            name, self.forwarded[name], self.dropped[name],
+            100.0 * self.dropped[name] / max(1, self.forwarded[name] + self.dropped[name]))
+            for name in self.sockets)
+
+
+def download_with_move(phase, directory, want, relay):
+    """One topology through `relay`: download the file, move A->B at MOVE_AT; checks."""
+    relay.start()
+    with harness.TwoServers(mode="files", mode_args=["--root", directory], routes=relay.routes) as t:
+        sock = t.connect(timeout=STALL_TIMEOUT)
+        download = harness.MarkedReader(sock, [MOVE_AT], SIZE)
+        started = time.monotonic()
+        sock.sendall((NAME + "\n").encode())
+        reader = harness.Worker(download.run, name="download")
+        reader.start()
+        if not download.wait_for_mark(0, reader):
+            reader.finish()
+            raise TestFailure("%s: the download ended after %d bytes, before the move" % (phase, download.received))
+        at = download.received
+        download.release(0)
+        moved = t.migrate("A", "B", expect_moved=1)
+        log("%s: move A->B at %.1f MiB received: roamctl reports %.3f ms" % (phase, at / MIB, moved[3]))
+        try:
+            reader.finish(harness.IO_TIMEOUT * 2)
+        except TestFailure as e:
+            status = t.status("B")
+            raise TestFailure("%s: %s\n    B status: %s\n    relay: %s" % (phase, e, status, relay.summary()))
+        elapsed = time.monotonic() - started
+        sock.close()
+
+        log("%s: received %d bytes, sha256 %s" % (phase, download.received, download.digest.hexdigest()))
+        check(download.eof, "%s: no EOF seen" % phase)
+        check(download.received == SIZE, "%s: received %d bytes, expected exactly %d"
+              % (phase, download.received, SIZE))
+        check(download.digest.hexdigest() == want, "%s: received the right length but wrong bytes (sha256 %s, "
+              "expected %s)" % (phase, download.digest.hexdigest(), want))
+        status = t.status("B")
+        log("%s: status B: %s" % (phase, status))
+        check(status["sessions_imported"] >= 1, "%s: B sessions_imported %d, expected >= 1"
+              % (phase, status["sessions_imported"]))
+        log("INFO %s: relay: %s" % (phase, relay.summary()))
+        log("INFO %s: %d MiB in %.2f s = %.2f MiB/s with one move" % (phase, SIZE // MIB, elapsed, SIZE / MIB / elapsed))
+        t.stop_all()
+
+
+def main():
+    directory = tempfile.mkdtemp(prefix="roam-it-loss-data-")
+    failures = []
+    try:
+        data = harness.pseudo_random_bytes(FILE_SEED, SIZE)
+        want = harness.sha256(data)
+        with open(os.path.join(directory, NAME), "wb") as f:
+            f.write(data)
+        del data
+        phases = [
+            ("random %.0f%% loss" % (LOSS * 100), LossyRelay(loss=LOSS, seed=SEED)),
+            ("client's first packet to B lost", LossyRelay(drop_first={"B": 1})),
+        ]
+        for phase, relay in phases:
+            log("phase: %s (%d MiB file in %s)" % (phase, SIZE // MIB, directory))
+            try:
+                download_with_move(phase, directory, want, relay)
+                log("phase ok: %s" % phase)
+            except TestFailure as e:
+                failures.append(str(e))
+                log("phase FAILED: %s" % e)
+            finally:
+                relay.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    if failures:
+        raise TestFailure("%d of 2 phases failed:\n  - %s" % (len(failures), "\n  - ".join(failures)))
+
+
+if __name__ == "__main__":
+    harness.run(main)
