@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -78,6 +79,8 @@ struct MigrationService::Export {
   std::string first_error;
   wire::IpAddress new_address;
   uint64_t started_ns = 0;
+  uint64_t deadline_ms = 0;
+  size_t candidates = 0;  // sessions in the table when the request came
 };
 
 struct MigrationService::PendingNotice {
@@ -96,6 +99,17 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
 
   if (uv_timer_init(node_.loop(), notice_timer_.get()) == 0) notice_timer_.mark_initialized();
   notice_timer_.get()->data = this;
+  if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
+    housekeeping_timer_.mark_initialized();
+    housekeeping_timer_.get()->data = this;
+    uv_timer_start(
+        housekeeping_timer_.get(),
+        [](uv_timer_t* timer) {
+          if (auto* self = static_cast<MigrationService*>(timer->data)) self->on_housekeeping();
+        },
+        1000, 1000);
+    uv_unref(housekeeping_timer_.base());  // never keeps the loop alive on its own
+  }
 
   if (config_.control.empty()) return;
   sockaddr_storage address{};
@@ -119,6 +133,8 @@ void MigrationService::shutdown() {
   streams_.clear();
   if (control_listener_.valid()) control_listener_.close();
   if (notice_timer_.valid()) notice_timer_.close();
+  if (housekeeping_timer_.valid()) housekeeping_timer_.close();
+  parked_imports_.clear();
   pending_notices_.clear();
   if (notice_pcb_ != nullptr) {
     udp_remove(notice_pcb_);
@@ -194,6 +210,8 @@ void MigrationService::start_export(FrameStream& requester, const std::string& r
   ++counters_.exports_started;
   job->requester = &requester;
   job->started_ns = now_ns();
+  job->deadline_ms = uv_now(node_.loop()) + config_.move_timeout_ms;
+  job->candidates = table_.sessions().size();
   job->peer = std::make_unique<FrameStream>(
       node_.loop(),
       [this](FrameStream& s, migrate::Frame f) {
@@ -324,10 +342,11 @@ void MigrationService::finish_export() {
   double elapsed_ms = static_cast<double>(now_ns() - job->started_ns) / 1e6;
   std::string reply =
       job->failed == 0 && job->first_error.empty()
-          ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved, job->items.size() + job->skipped,
+          ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved, std::max(job->candidates, job->items.size() + job->skipped),
                         job->moved > 0 ? job->new_address.to_string() : job->target, elapsed_ms)
           : fmt::format("error moved {} of {} sessions to {} in {:.3f} ms; {} failed: {}", job->moved,
-                        job->items.size() + job->skipped, job->target, elapsed_ms, job->failed, job->first_error);
+                        std::max(job->candidates, job->items.size() + job->skipped), job->target, elapsed_ms,
+                        job->failed, job->first_error);
   logger("migrate")->info("{}", reply);
   if (job->requester != nullptr) job->requester->send(migrate::FrameType::reply, reply);
   if (job->peer) {
@@ -366,11 +385,51 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
     migrate::discard_imported_pcb(*pcb);
     return refuse(error);
   }
+  parked_imports_[{key.remote.to_string() + "/" + key.local.to_string(), key.remote_port}] =
+      ParkedImport{session.get(), uv_now(node_.loop()) + config_.parked_timeout_ms};
   table_.adopt(std::move(session));
   ++counters_.sessions_imported;
   logger("migrate")->debug("imported a {} session in {:.3f} ms", payload->kind,
                            static_cast<double>(now_ns() - started_ns) / 1e6);
   stream.send(migrate::FrameType::session_result, migrate::encode_session_result(true, local.to_string()));
+}
+
+void MigrationService::on_housekeeping() {
+  uint64_t now = uv_now(node_.loop());
+  if (export_ && now >= export_->deadline_ms) {
+    ++counters_.moves_timed_out;
+    abandon_export("no complete answer within " + std::to_string(config_.move_timeout_ms / 1000) + " s");
+  }
+  if (parked_imports_.empty()) return;
+  auto live = table_.sessions();  // a parked session may have ended on its own meanwhile
+  std::set<MovableSession*> alive(live.begin(), live.end());
+  for (auto it = parked_imports_.begin(); it != parked_imports_.end();) {
+    MovableSession* session = it->second.session;
+    if (alive.count(session) == 0) {
+      it = parked_imports_.erase(it);
+      continue;
+    }
+    tcp_pcb* pcb = session->pcb();
+    bool still_parked = pcb != nullptr && guard_.is_parked(migrate::flow_of(pcb));
+    if (!still_parked) {  // the client arrived (or the session ended): nothing to watch
+      it = parked_imports_.erase(it);
+      continue;
+    }
+    if (now < it->second.expires_ms) {
+      ++it;
+      continue;
+    }
+    // The client never came: drop the connection here without a packet (it may live on
+    // at the old server, which resumed it).
+    ++counters_.parked_expired;
+    logger("migrate")->info("{}: the client never arrived; dropping the imported session",
+                            migrate::flow_of(pcb).to_string());
+    guard_.forget_parked(migrate::flow_of(pcb));
+    session->freeze();
+    if (tcp_pcb* released = session->release_pcb()) migrate::discard_imported_pcb(released);
+    table_.drop(session);
+    it = parked_imports_.erase(it);
+  }
 }
 
 // ------------------------------------------------------------------ notices
@@ -444,11 +503,11 @@ std::string MigrationService::status_json() const {
       "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
       "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"notices_sent\":{},"
       "\"notices_acked\":{},\"notices_unacked\":{},\"bad_notices\":{},\"silenced_input_drops\":{},"
-      "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{}}}",
+      "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
       c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.notices_sent,
       c.notices_acked, c.notices_unacked, c.bad_notices, g.silenced_input_drops, g.parked_output_drops, g.unparked,
-      guard_.parked_count());
+      guard_.parked_count(), c.moves_timed_out, c.parked_expired);
 }
 
 }  // namespace roam

@@ -60,9 +60,17 @@ struct MigrationCounters {
   uint64_t notices_acked = 0;
   uint64_t notices_unacked = 0;  // gave up after all retries
   uint64_t bad_notices = 0;
+  uint64_t moves_timed_out = 0;
+  uint64_t parked_expired = 0;
 };
 
 struct MigrationConfig {
+  // A move that the target has not fully answered in this time is abandoned: the old
+  // server resumes every session still frozen.
+  uint64_t move_timeout_ms = 10'000;
+  // An imported session whose client never arrives is dropped after this time (the old
+  // server may have resumed it after a timeout, or the client is gone).
+  uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
   uint16_t notice_port = migrate::default_notice_port;
   wire::IpAddress address4;                 // this server's carrier addresses
@@ -98,6 +106,7 @@ class MigrationService {
   void on_notice_ack(const migrate::MoveNotice& ack);
   static void on_udp_recv(void* arg, udp_pcb* pcb, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept;
   void forget_stream(FrameStream* stream);
+  void on_housekeeping();
   const wire::IpAddress& own_address(uint8_t version) const;
 
   Node& node_;
@@ -111,6 +120,13 @@ class MigrationService {
   uint32_t next_notice_sequence_ = 1;
   std::map<uint32_t, std::unique_ptr<PendingNotice>> pending_notices_;
   UvHandle<uv_timer_t> notice_timer_;
+  // Every second: move deadline, parked-session expiry.
+  UvHandle<uv_timer_t> housekeeping_timer_;
+  struct ParkedImport {
+    MovableSession* session;
+    uint64_t expires_ms;
+  };
+  std::map<std::pair<std::string, uint16_t>, ParkedImport> parked_imports_;  // (client, port)
   MigrationCounters counters_;
 };
 

@@ -4,13 +4,31 @@
 #include <vector>
 
 #include "apps/cli.hpp"
+#include "lwip/priv/tcp_priv.h"
 #include "lwip/udp.h"
+#include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "tun/log.hpp"
 
 namespace roam {
 
+namespace {
+constexpr uint64_t poke_interval_ms = 20;
+constexpr int poke_attempts = 100;  // two seconds; then the connection's own timers rule
+
+tcp_pcb* find_pcb(const migrate::FlowKey& key) {
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
+        from_lwip(pcb->remote_ip) == key.remote && from_lwip(pcb->local_ip) == key.local)
+      return pcb;
+  }
+  return nullptr;
+}
+}  // namespace
+
 MoveFollower::MoveFollower(Node& node, uint16_t port) : node_(node), guard_(node) {
+  if (uv_timer_init(node_.loop(), poke_timer_.get()) == 0) poke_timer_.mark_initialized();
+  poke_timer_.get()->data = this;
   pcb_ = udp_new_ip_type(IPADDR_TYPE_ANY);
   if (pcb_ == nullptr) throw ConfigError("out of memory for the notice socket");
   if (udp_bind(pcb_, IP_ANY_TYPE, port) != ERR_OK) throw ConfigError("cannot bind notice port " + std::to_string(port));
@@ -20,6 +38,8 @@ MoveFollower::MoveFollower(Node& node, uint16_t port) : node_(node), guard_(node
 MoveFollower::~MoveFollower() { close(); }
 
 void MoveFollower::close() {
+  awaiting_.clear();
+  if (poke_timer_.valid()) poke_timer_.close();
   if (pcb_ == nullptr) return;
   udp_remove(pcb_);
   pcb_ = nullptr;
@@ -39,6 +59,27 @@ void MoveFollower::on_udp_recv(void* arg, udp_pcb*, pbuf* p, const ip_addr_t* ad
   self->on_notice(*notice, *addr, port);
 }
 
+void MoveFollower::poke_new_paths() {
+  std::erase_if(awaiting_, [this](AwaitingPath& path) {
+    tcp_pcb* pcb = find_pcb(path.flow);
+    if (pcb == nullptr || !guard_.is_watched(path.flow)) {  // gone, or heard on the new path
+      guard_.unwatch(path.flow);
+      return true;
+    }
+    if (path.pokes_left-- <= 0) {
+      guard_.unwatch(path.flow);
+      ++counters_.unanswered;
+      logger("migrate")->warn("{}: the new server never answered", path.flow.to_string());
+      return true;
+    }
+    ++counters_.pokes;
+    migrate::restart_transmission(pcb);
+    return false;
+  });
+  if (awaiting_.empty() && poke_timer_.valid()) uv_timer_stop(poke_timer_.get());
+  node_.kick();
+}
+
 void MoveFollower::on_notice(const migrate::MoveNotice& notice, const ip_addr_t& from, u16_t from_port) {
   ++counters_.notices;
   auto old_flows = migrate::rewrite_remote(notice.old_address, notice.old_port, notice.new_address, notice.new_port);
@@ -50,6 +91,23 @@ void MoveFollower::on_notice(const migrate::MoveNotice& notice, const ip_addr_t&
     guard_.unsilence(moved);  // a flow may come back to a server it once left
   }
   counters_.connections_moved += old_flows.size();
+  for (const auto& flow : old_flows) {
+    migrate::FlowKey moved = flow;
+    moved.remote = notice.new_address;
+    moved.remote_port = notice.new_port;
+    if (find_pcb(moved) == nullptr) continue;
+    guard_.watch(moved);
+    std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
+    awaiting_.push_back({moved, poke_attempts});
+  }
+  if (!awaiting_.empty() && poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
+    uv_timer_start(
+        poke_timer_.get(),
+        [](uv_timer_t* timer) {
+          if (auto* self = static_cast<MoveFollower*>(timer->data)) self->poke_new_paths();
+        },
+        poke_interval_ms, poke_interval_ms);
+  }
   if (!old_flows.empty()) {
     logger("migrate")->info("server {}:{} moved to {}:{}: {} connection(s) follow", notice.old_address.to_string(),
                             notice.old_port, notice.new_address.to_string(), notice.new_port, old_flows.size());

@@ -48,6 +48,8 @@ Options:
                          servers. NOT authenticated in this version: loopback or a
                          management network only. Default: none (no moves in or out)
   --notice-port PORT     userspace UDP port of clients for move notices (default 7001)
+  --move-timeout SECONDS a move the target has not fully answered in this time is
+                         abandoned and its sessions resume here (default 10)
   -h, --help             show this help
 )";
 
@@ -58,6 +60,7 @@ struct ServerOptions {
   std::string root;
   std::string control;
   uint16_t notice_port = migrate::default_notice_port;
+  uint64_t move_timeout_s = 10;
   uint16_t port = 7000;
 };
 
@@ -78,6 +81,9 @@ ServerOptions parse_arguments(int argc, char** argv) {
       options.root = option_value(argc, argv, i);
     } else if (arg == "--control") {
       options.control = option_value(argc, argv, i);
+    } else if (arg == "--move-timeout") {
+      options.move_timeout_s = parse_number(option_value(argc, argv, i), 3600, "--move-timeout");
+      if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
     } else if (arg == "--notice-port") {
       options.notice_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--notice-port"));
       if (options.notice_port == 0) throw ConfigError("--notice-port must be 1-65535");
@@ -118,6 +124,7 @@ class Server final : public SessionTable {
     MigrationConfig migration;
     migration.control = options_.control;
     migration.notice_port = options_.notice_port;
+    migration.move_timeout_ms = options_.move_timeout_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
     migration_ = std::make_unique<MigrationService>(node_, *this, migration);

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "stack/migrate/control_frame.hpp"
@@ -97,10 +98,7 @@ std::string request(const std::string& server, roam::migrate::FrameType type, co
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fputs(usage, stderr);
-    return 2;
-  }
+  if (argc < 2) return fail_usage("no command: migrate or status (see --help)");
   std::string command = argv[1];
   if (command == "-h" || command == "--help") {
     std::fputs(usage, stdout);
@@ -124,6 +122,17 @@ int main(int argc, char** argv) {
     else return fail_usage("unknown option '" + arg + "' (see --help)");
   }
   if (timeout_seconds <= 0) return fail_usage("--timeout must be a positive number of seconds");
+  auto check_address = [](const std::string& option, const std::string& value) {
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    return value.empty() || roam::parse_socket_address(value, address, length)
+               ? std::string()
+               : "bad " + option + " '" + value + "': expected IP:PORT";
+  };
+  for (const auto& [option, value] : {std::pair<std::string, std::string>{"--from", from}, {"--to", to},
+                                      {"--server", server}}) {
+    if (auto error = check_address(option, value); !error.empty()) return fail_usage(error);
+  }
   std::string reply;
   if (command == "migrate") {
     if (from.empty() || to.empty()) return fail_usage("migrate needs --from HOST:PORT and --to HOST:PORT");

@@ -56,9 +56,10 @@ void MigrationGuard::unpark_all() {
 void MigrationGuard::forget_parked(const FlowKey& key) { parked_.erase(key); }
 
 FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
-  if (silenced_.empty() && parked_.empty()) return FilterVerdict::pass;
+  if (silenced_.empty() && parked_.empty() && watched_.empty()) return FilterVerdict::pass;
   auto key = inbound_flow(packet.bytes);
   if (!key) return FilterVerdict::pass;
+  if (!watched_.empty()) watched_.erase(*key);
   if (!silenced_.empty()) {
     auto it = silenced_.find(*key);
     if (it != silenced_.end()) {

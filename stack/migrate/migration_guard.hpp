@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "stack/lwip.hpp"
 #include "stack/migrate/flow_key.hpp"
@@ -49,6 +50,12 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   void park(const FlowKey& key, tcp_pcb* pcb, std::function<void()> on_unparked = {});
   // Forgets a parked flow without registering it: call before its pcb is freed.
   void forget_parked(const FlowKey& key);
+  // Client side: watch(key) until the first packet of the flow arrives; then
+  // is_watched(key) turns false (the peer is alive on this path).
+  void watch(const FlowKey& key) { watched_.insert(key); }
+  void unwatch(const FlowKey& key) { watched_.erase(key); }
+  bool is_watched(const FlowKey& key) const { return watched_.count(key) != 0; }
+
   // Registers every parked pcb with lwIP as it is (shutdown: so closing them works).
   void unpark_all();
   bool is_parked(const FlowKey& key) const { return parked_.count(key) != 0; }
@@ -70,6 +77,7 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   uint64_t silence_ms_;
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> silenced_;  // -> expiry (uv_now ms)
   std::unordered_map<FlowKey, Parked, FlowKeyHash> parked_;
+  std::unordered_set<FlowKey, FlowKeyHash> watched_;
   MigrationGuardCounters counters_;
 };
 

@@ -208,6 +208,34 @@ class SilentTarget:
         self.listener.close()
 
 
+class HangingTarget(SilentTarget):
+    """Accepts and reads everything, never answers, never closes (until the test ends)."""
+
+    def _serve(self):
+        self.connections = []
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.connections.append(conn)
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain(conn):
+        try:
+            while conn.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        super().close()
+        for conn in getattr(self, "connections", []):
+            conn.close()
+
+
 # ------------------------------------------------------------- the parts
 
 def forged_session_frames(t):
@@ -304,6 +332,20 @@ def failed_migrations(t, live):
     check(status["sessions"] == 1 and status["sessions_exported"] == 0,
           "A after the failed migrations: %s (expected 1 session, 0 exported)" % status)
 
+    target = HangingTarget()
+    try:
+        result = harness.roamctl("migrate", "--from", t.controls["A"], "--to", target.address)
+    finally:
+        target.close()
+    log("    to %s (accepts, never answers; A has --move-timeout 1): exit %d, %r" % (
+        target.address, result.returncode, result.stdout.strip()))
+    check(result.returncode == 1 and "no complete answer within 1 s" in result.stdout,
+          "roamctl migrate to a target that never answers: exit %d, stdout %r" % (result.returncode, result.stdout))
+    round_trip(live, b"still here after the target hung\n", "after the migration to a target that hung")
+    status = t.status("A")
+    check(status["sessions"] == 1 and status["moves_timed_out"] == 1,
+          "A after the timed-out move: %s (expected 1 session, 1 move timed out)" % status)
+
     moved = t.migrate("A", "B", expect_moved=1)
     log("    then A -> B: ok moved %d of %d to %s in %.3f ms" % moved)
     round_trip(live, b"served by B now\n", "after the move to B")
@@ -366,7 +408,7 @@ def roamctl_bad_arguments(t):
 
 
 def main():
-    with harness.TwoServers(mode="echo") as t:
+    with harness.TwoServers(mode="echo", server_extra=["--move-timeout", "1"]) as t:
         live = t.connect()
         round_trip(live, b"hello before anything\n", "first echo")
         refused = forged_session_frames(t)
