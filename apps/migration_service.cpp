@@ -238,11 +238,13 @@ void MigrationService::send_sessions(Export& job) {
       ++job.skipped;
       continue;
     }
+    uint64_t freeze_ns = now_ns();
     session->freeze();
     migrate::freeze_pcb(pcb);
     auto key = migrate::flow_of(pcb);
     guard_.silence(key);
     auto snapshot = migrate::capture_snapshot(pcb, session->received_unconsumed(), session->app_state());
+    uint64_t captured_ns = now_ns();
     if (!snapshot) {
       logger("migrate")->warn("{}: cannot capture: {}", key.to_string(), snapshot.error());
       guard_.unsilence(key);
@@ -266,9 +268,12 @@ void MigrationService::send_sessions(Export& job) {
     wire::encode_snapshot(*snapshot, frame);
     migrate::finish_frame(frame);
     job.peer->send_frame(std::move(frame));
-    logger("migrate")->debug("{}: sent, {} unacked + {} unsent bytes, {:.3f} ms after the request",
+    logger("migrate")->debug("{}: {} unacked + {} unsent bytes; connected {:.3f} ms after the request, "
+                             "captured in {:.3f} ms, encoded and queued in {:.3f} ms",
                              key.to_string(), snapshot->unacked.size(), snapshot->unsent.size(),
-                             static_cast<double>(now_ns() - job.started_ns) / 1e6);
+                             static_cast<double>(freeze_ns - job.started_ns) / 1e6,
+                             static_cast<double>(captured_ns - freeze_ns) / 1e6,
+                             static_cast<double>(now_ns() - captured_ns) / 1e6);
   }
   if (job.items.empty()) finish_export();
 }

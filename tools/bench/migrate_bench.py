@@ -87,6 +87,11 @@ class Lab:
             raise RuntimeError("roamctl: " + out.stdout.strip() + out.stderr.strip())
         return out.stdout.strip()
 
+    def status(self, name):
+        out = subprocess.run([ROAMCTL, "status", "--server", self.control[name]], capture_output=True, text=True,
+                             timeout=30)
+        return json.loads(out.stdout) if out.returncode == 0 else {}
+
     def stop(self):
         for p in self.procs:
             if p.poll() is None:
@@ -237,7 +242,8 @@ def main():
     expected = hashlib.sha256(data).hexdigest()
     del data
     results = {"changeover_ms_1": [], "gap_ms_1": [], "reconnect_ms_1": [], "changeover_ms_1000": [],
-               "reconnect_ms_1000": [], "roamctl_ms_1": [], "roamctl_ms_1000": []}
+               "reconnect_ms_1000": [], "roamctl_ms_1": [], "roamctl_ms_1000": [], "late_packets_dropped_1": [],
+               "held_back_packets_1": []}
     byte_exact = True
     try:
         for rep in range(args.reps):
@@ -254,6 +260,13 @@ def main():
                 reported = float(replies[0].split(" in ")[1].split(" ms")[0]) if replies else None
                 results["roamctl_ms_1"].append(reported)
                 note("  changeover %.2f ms, gap %.2f ms; roamctl: %s" % (changeover, gap, replies[0] if replies else "-"))
+                # Zero loss: packets that reached A after the freeze were dropped there and
+                # recovered by retransmission from the new path; count them.
+                a_status, b_status = lab.status("a"), lab.status("b")
+                results["late_packets_dropped_1"].append(a_status.get("silenced_input_drops", 0))
+                results["held_back_packets_1"].append(b_status.get("parked_output_drops", 0))
+                note("  late packets dropped at A: %s; packets B held back until the client arrived: %s" % (
+                    results["late_packets_dropped_1"][-1], results["held_back_packets_1"][-1]))
                 results["reconnect_ms_1"].append(reconnect_download(lab, name, size, size // 3))
                 note("  reconnect reference %.2f ms" % results["reconnect_ms_1"][-1])
             finally:
