@@ -2,51 +2,12 @@
 
 #include <charconv>
 
+#include "stack/wire/byte_reader.hpp"
+
 namespace roam {
 namespace {
 
-// Bounds-checked big-endian reader: a read past the end marks it failed and returns zeros
-// or an empty span, never touching memory outside the input.
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
-
-  bool failed() const { return failed_; }
-  size_t remaining() const { return bytes_.size() - offset_; }
-
-  std::span<const uint8_t> take(size_t n) {
-    if (failed_ || n > remaining()) {
-      failed_ = true;
-      return {};
-    }
-    auto out = bytes_.subspan(offset_, n);
-    offset_ += n;
-    return out;
-  }
-  uint8_t u8() {
-    auto b = take(1);
-    return b.empty() ? uint8_t{0} : b[0];
-  }
-  uint16_t u16() {
-    auto b = take(2);
-    return b.empty() ? uint16_t{0} : static_cast<uint16_t>((b[0] << 8) | b[1]);
-  }
-  uint64_t u64() {
-    auto b = take(8);
-    uint64_t v = 0;
-    for (uint8_t byte : b) v = (v << 8) | byte;
-    return v;
-  }
-  std::string text(size_t n) {
-    auto b = take(n);
-    return std::string(b.begin(), b.end());
-  }
-
- private:
-  std::span<const uint8_t> bytes_;
-  size_t offset_ = 0;
-  bool failed_ = false;
-};
+using Reader = wire::ByteReader;
 
 void put_u16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(static_cast<uint8_t>(v >> 8));

@@ -16,14 +16,6 @@ namespace {
 constexpr uint64_t poke_interval_ms = 20;
 constexpr int poke_attempts = 100;  // two seconds; then the connection's own timers rule
 
-tcp_pcb* find_pcb(const migrate::FlowKey& key) {
-  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
-    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
-        from_lwip(pcb->remote_ip) == key.remote && from_lwip(pcb->local_ip) == key.local)
-      return pcb;
-  }
-  return nullptr;
-}
 }  // namespace
 
 MoveFollower::MoveFollower(Node& node, uint16_t port) : node_(node), guard_(node) {
@@ -61,7 +53,7 @@ void MoveFollower::on_udp_recv(void* arg, udp_pcb*, pbuf* p, const ip_addr_t* ad
 
 void MoveFollower::poke_new_paths() {
   std::erase_if(awaiting_, [this](AwaitingPath& path) {
-    tcp_pcb* pcb = find_pcb(path.flow);
+    tcp_pcb* pcb = migrate::find_active_pcb(path.flow);
     if (pcb == nullptr || !guard_.is_watched(path.flow)) {  // gone, or heard on the new path
       guard_.unwatch(path.flow);
       return true;
@@ -95,7 +87,7 @@ void MoveFollower::on_notice(const migrate::MoveNotice& notice, const ip_addr_t&
     migrate::FlowKey moved = flow;
     moved.remote = notice.new_address;
     moved.remote_port = notice.new_port;
-    if (find_pcb(moved) == nullptr) continue;
+    if (migrate::find_active_pcb(moved) == nullptr) continue;
     guard_.watch(moved);
     std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
     awaiting_.push_back({moved, poke_attempts});

@@ -7,19 +7,6 @@
 
 namespace roam::migrate {
 
-namespace {
-
-// The pcb lwIP currently has for `key`, or nullptr (it may have been reset meanwhile).
-tcp_pcb* find_active_pcb(const FlowKey& key) {
-  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
-    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
-        from_lwip(pcb->local_ip) == key.local && from_lwip(pcb->remote_ip) == key.remote)
-      return pcb;
-  }
-  return nullptr;
-}
-
-}  // namespace
 
 MigrationGuard::MigrationGuard(Node& node, uint64_t silence_ms) : node_(node), silence_ms_(silence_ms) {
   node_.add_input_filter(this);

@@ -41,6 +41,15 @@ FlowKey flow_of(const tcp_pcb* pcb) {
   return {from_lwip(pcb->local_ip), from_lwip(pcb->remote_ip), pcb->local_port, pcb->remote_port};
 }
 
+tcp_pcb* find_active_pcb(const FlowKey& key) {
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
+        from_lwip(pcb->remote_ip) == key.remote && from_lwip(pcb->local_ip) == key.local)
+      return pcb;
+  }
+  return nullptr;
+}
+
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
   if (pcb == nullptr) return unexpected(std::string("no connection"));
   if (pcb->state != ESTABLISHED && pcb->state != CLOSE_WAIT)

@@ -30,6 +30,9 @@ namespace roam::migrate {
 // The pcb's 4-tuple as seen from this host.
 FlowKey flow_of(const tcp_pcb* pcb);
 
+// The active pcb lwIP has for `key`, or nullptr.
+tcp_pcb* find_active_pcb(const FlowKey& key);
+
 // Whether the pcb is in a state that can move (ESTABLISHED or CLOSE_WAIT, no FIN queued
 // by us, not mid-handshake). Returns the reason when not.
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb);

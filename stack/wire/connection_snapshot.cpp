@@ -1,5 +1,7 @@
 #include "stack/wire/connection_snapshot.hpp"
 
+#include "stack/wire/byte_reader.hpp"
+
 #include <algorithm>
 #include <array>
 
@@ -28,49 +30,7 @@ constexpr uint32_t max_window = uint32_t{1} << 30;
 constexpr uint16_t min_mss = 64;
 constexpr uint16_t max_mss = 65495;
 
-// Bounds-checked big-endian reader over a span. A read past the end returns zeros (or an
-// empty span), never touches memory outside the span, and marks the reader failed, so a run
-// of fixed fields can be read and checked once.
-class Reader {
- public:
-  explicit Reader(std::span<const uint8_t> bytes) : bytes_(bytes) {}
-
-  bool failed() const { return failed_; }
-  size_t remaining() const { return bytes_.size() - offset_; }
-
-  std::span<const uint8_t> take(size_t n) {
-    if (failed_ || n > remaining()) {
-      failed_ = true;
-      return {};
-    }
-    const auto out = bytes_.subspan(offset_, n);
-    offset_ += n;
-    return out;
-  }
-  uint8_t u8() {
-    const auto b = take(1);
-    return b.empty() ? uint8_t{0} : b[0];
-  }
-  uint16_t u16() {
-    const auto b = take(2);
-    return b.empty() ? uint16_t{0} : static_cast<uint16_t>((b[0] << 8) | b[1]);
-  }
-  uint32_t u32() {
-    const auto b = take(4);
-    if (b.empty()) return 0;
-    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
-  }
-  uint64_t u64() {
-    const uint64_t high = u32();
-    return (high << 32) | u32();
-  }
-  int16_t i16() { return static_cast<int16_t>(u16()); }
-
- private:
-  std::span<const uint8_t> bytes_;
-  size_t offset_ = 0;
-  bool failed_ = false;
-};
+using Reader = ByteReader;
 
 void put_u8(std::vector<uint8_t>& out, uint8_t v) {
   out.push_back(v);

@@ -135,6 +135,7 @@ class LwipLab {
         for (auto& packet : packets) {
           moved = true;
           if (is_rst(packet)) ++rst_seen;
+          if (lose && lose(packet)) continue;
           auto destination = wire::IpAddress::destination_of(packet);
           REQUIRE(destination);
           for (size_t i = 0; i < links_.size(); ++i)
@@ -154,6 +155,8 @@ class LwipLab {
   std::unique_ptr<Node> node;
   LabPeer client;
   size_t rst_seen = 0;
+  // Returns true to drop a packet in flight (loss on the path); none by default.
+  std::function<bool(std::span<const uint8_t>)> lose;
 
  private:
   uv_loop_t loop_{};

@@ -17,153 +17,28 @@
 #include "stack/tcp_connection.hpp"
 #include "stack/tcp_listener.hpp"
 #include "stack/wire/connection_snapshot.hpp"
-#include "support/fake_link.hpp"
+#include "support/lwip_lab.hpp"
 
 namespace {
 
 using namespace roam;
-using roam::testing::FakeLink;
 
-std::vector<uint8_t> pattern(size_t size, uint32_t seed) {
-  std::vector<uint8_t> out(size);
-  std::mt19937 random(seed);
-  for (auto& b : out) b = static_cast<uint8_t>(random());
-  return out;
-}
+using roam::testing::LabPeer;
+using roam::testing::LwipLab;
+using roam::testing::pattern;
 
-// One end of a test connection: sends `to_send`, keeps everything it receives.
-struct Peer final : TcpConnection::Handler {
-  std::unique_ptr<TcpConnection> connection;
-  std::vector<uint8_t> to_send;
-  size_t sent_offset = 0;
-  std::vector<uint8_t> received;
-  bool connected = false;
-  bool failed = false;
+// The lab with the server end of the connection kept as `server`.
+struct Lab : LwipLab {
+  LabPeer server;
 
-  void pump() {
-    if (!connection || !connection->alive()) return;
-    if (sent_offset < to_send.size())
-      sent_offset += connection->write({to_send.data() + sent_offset, to_send.size() - sent_offset});
-    connection->flush();
-  }
-  void on_connected(TcpConnection&) override {
-    connected = true;
-    pump();
-  }
-  void on_data(TcpConnection& c, PbufPtr data) override {
-    size_t old_size = received.size();
-    received.resize(old_size + data->tot_len);
-    pbuf_copy_partial(data.get(), received.data() + old_size, data->tot_len, 0);
-    c.consumed(data->tot_len);
-  }
-  void on_remote_closed(TcpConnection&) override {}
-  void on_sent(TcpConnection&, size_t) override { pump(); }
-  void on_error(TcpConnection&, err_t) override { failed = true; }
-};
-
-struct Lab {
-  uv_loop_t loop{};
-  std::unique_ptr<Node> node;
-  std::vector<FakeLink*> links;
-  std::vector<wire::IpAddress> addresses;
-  std::unique_ptr<TcpListener> listener;
-  Peer client;
-  Peer server;
-  size_t rst_seen = 0;
-  size_t delivered = 0;
-  // Returns true to drop a packet in flight (loss on the path).
-  std::function<bool(std::span<const uint8_t>)> lose = [](std::span<const uint8_t>) { return false; };
-
-  // family 4 or 6; addresses C, A, B.
-  uv_timer_t keep_alive{};  // fake links hold no handle: without one, uv_run runs nothing
-
-  explicit Lab(int family) {
-    uv_loop_init(&loop);
-    uv_timer_init(&loop, &keep_alive);
-    uv_timer_start(&keep_alive, [](uv_timer_t*) {}, 1000, 1000);
-    node = std::make_unique<Node>(&loop);
-    const char* v4[] = {"198.18.11.2", "198.18.12.2", "198.18.13.2"};
-    const char* v6[] = {"2001:db8:11::2", "2001:db8:12::2", "2001:db8:13::2"};
-    for (int i = 0; i < 3; ++i) {
-      auto fake = std::make_unique<FakeLink>();
-      links.push_back(fake.get());
-      InterfaceConfig config;
-      config.address4 = *wire::IpAddress::parse(v4[i]);
-      config.prefix4 = 24;
-      if (family == 6) config.address6 = *wire::IpAddress::parse(v6[i]);
-      addresses.push_back(*wire::IpAddress::parse(family == 6 ? v6[i] : v4[i]));
-      REQUIRE(node->add_interface(std::move(fake), config));
-    }
-    auto l = TcpListener::listen(7000, [this](tcp_pcb* pcb) {
-      server.connection = std::make_unique<TcpConnection>(pcb, &server);
-      return true;
-    });
-    REQUIRE(l);
-    listener = std::move(l.value());
-  }
-  ~Lab() {
-    client.connection.reset();
-    server.connection.reset();
-    listener.reset();
-    uv_close(reinterpret_cast<uv_handle_t*>(&keep_alive), nullptr);
-    node->close();
-    uv_run(&loop, UV_RUN_NOWAIT);
-    node.reset();
-    uv_run(&loop, UV_RUN_NOWAIT);
-    uv_loop_close(&loop);
-  }
-
-  const wire::IpAddress& c() const { return addresses[0]; }
-  const wire::IpAddress& a() const { return addresses[1]; }
-  const wire::IpAddress& b() const { return addresses[2]; }
-
-  // Connects the client (bound to C) to A:7000.
+  explicit Lab(int family)
+      : LwipLab(family, [this](tcp_pcb* pcb) {
+          server.connection = std::make_unique<TcpConnection>(pcb, &server);
+          return true;
+        }) {}
+  ~Lab() { server.connection.reset(); }
   void connect() {
-    auto connection = TcpConnection::connect(a(), 7000, &client, &c());
-    REQUIRE(connection);
-    client.connection = std::move(connection.value());
-    run([&] { return client.connected && server.connection != nullptr; });
-    REQUIRE(client.connected);
-  }
-
-  // Moves packets between links until `done`, for at most `max_rounds` rounds and 60 s
-  // (a bound against hangs, not a timed assertion: recovery after loss waits for lwIP's
-  // retransmission timers).
-  void run(const std::function<bool()>& done, int max_rounds = 1 << 30) {
-    uint64_t give_up = uv_now(&loop) + 60'000;
-    for (int round = 0; round < max_rounds && !done(); ++round) {
-      uv_update_time(&loop);
-      if (uv_now(&loop) > give_up) break;
-      uv_run(&loop, UV_RUN_NOWAIT);
-      bool moved = false;
-      for (FakeLink* from : links) {
-        auto packets = std::move(from->sent);
-        from->sent.clear();
-        for (auto& packet : packets) {
-          moved = true;
-          if (is_rst(packet)) ++rst_seen;
-          if (lose(packet)) continue;
-          auto destination = wire::IpAddress::destination_of(packet);
-          REQUIRE(destination);
-          for (size_t i = 0; i < links.size(); ++i) {
-            if (addresses[i] == *destination) {
-              ++delivered;
-              links[i]->inject(packet);
-            }
-          }
-        }
-      }
-      if (!moved) {
-        // Let lwIP's timers run (retransmissions after loss).
-        uv_run(&loop, UV_RUN_ONCE);
-      }
-    }
-  }
-
-  static bool is_rst(const std::vector<uint8_t>& packet) {
-    size_t transport = (packet[0] >> 4) == 4 ? static_cast<size_t>(packet[0] & 0x0F) * 4 : 40;
-    uint8_t protocol = (packet[0] >> 4) == 4 ? packet[9] : packet[6];
-    return protocol == 6 && packet.size() > transport + 13 && (packet[transport + 13] & 0x04) != 0;
+    LwipLab::connect([this] { return server.connection != nullptr; });
   }
 };
 
