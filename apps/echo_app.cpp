@@ -6,7 +6,9 @@ namespace roam {
 
 EchoSession::EchoSession(Node& node, Mode mode, tcp_pcb* pcb, FinishedFn on_finished)
     : node_(node), mode_(mode), carrier_(std::make_unique<TcpConnection>(pcb, this)),
-      on_finished_(std::move(on_finished)) {}
+      end_(node, [this, notify = std::move(on_finished)] {
+        if (notify) notify(this);
+      }) {}
 
 EchoSession::~EchoSession() = default;
 
@@ -26,21 +28,14 @@ std::unique_ptr<EchoSession> EchoSession::import(Node& node, Mode mode, tcp_pcb*
 }
 
 void EchoSession::start_frozen() {
-  // The importer parks the pcb only after this returns, and a packet sent before that would
-  // reach the client on a path it does not know yet (it answers RST). So the session starts
-  // frozen and thaws on the next loop turn; data arriving meanwhile queues behind `received`.
+  // Resumes on the next loop turn, once the importer has registered it everywhere; data
+  // arriving meanwhile queues behind `received`.
   frozen_ = true;
-  resume_pending_ = true;
-  node_.defer([this, lifetime = std::weak_ptr<bool>(lifetime_)] {
-    if (lifetime.expired() || !resume_pending_) return;
-    resume_pending_ = false;
-    thaw();
-  });
-  node_.kick();
+  end_.resume_later([this] { thaw(); });
 }
 
 void EchoSession::on_data(TcpConnection& carrier, PbufPtr data) {
-  if (finishing_) return;
+  if (end_.finishing()) return;
   size_t length = data->tot_len;
   if (mode_ == Mode::discard && !frozen_) {
     carrier.consumed(length);
@@ -53,7 +48,7 @@ void EchoSession::on_data(TcpConnection& carrier, PbufPtr data) {
 }
 
 void EchoSession::pump() {
-  if (frozen_ || finishing_ || !carrier_->alive()) return;
+  if (frozen_ || end_.finishing() || !carrier_->alive()) return;
   if (pending_offset_ < pending_.size()) {
     size_t written = pending_.size() - pending_offset_;
     if (mode_ == Mode::echo)
@@ -86,11 +81,11 @@ void EchoSession::on_error(TcpConnection&, err_t error) {
   finish(true);  // the pcb is gone: nothing is sent either way
 }
 
-bool EchoSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
+bool EchoSession::movable() const { return carrier_->alive() && !end_.finishing() && !fin_sent_; }
 
 void EchoSession::freeze() {
   frozen_ = true;
-  resume_pending_ = false;  // an imported session not yet resumed: thaw() resumes it
+  end_.cancel_resume();  // an imported session not yet resumed: thaw() resumes it
 }
 
 void EchoSession::thaw() {
@@ -104,30 +99,10 @@ std::vector<uint8_t> EchoSession::received_unconsumed() const {
 
 std::vector<uint8_t> EchoSession::app_state() const { return {static_cast<uint8_t>(remote_eof_ ? 1 : 0)}; }
 
-tcp_pcb* EchoSession::release_pcb() {
-  finishing_ = true;  // dead from now on; on_finished is not called, the owner destroys us
-  resume_pending_ = false;
-  on_finished_ = nullptr;
-  return carrier_->release();
-}
+tcp_pcb* EchoSession::release_pcb() { return end_.release(*carrier_); }
 
 void EchoSession::close() { finish(!remote_eof_); }
 
-void EchoSession::finish(bool reset) {
-  if (finishing_) return;
-  finishing_ = true;
-  // The owner may destroy the session before this runs (server shutdown): then the
-  // carrier's destructor has closed the pcb already.
-  node_.defer([this, reset, lifetime = std::weak_ptr<bool>(lifetime_)] {
-    if (lifetime.expired()) return;
-    if (reset) carrier_->abort(); else carrier_->close();
-    if (on_finished_) {
-      auto finished = std::move(on_finished_);
-      on_finished_ = nullptr;
-      finished(this);
-    }
-  });
-  node_.kick();
-}
+void EchoSession::finish(bool reset) { end_.finish(*carrier_, reset); }
 
 }  // namespace roam

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "apps/movable_session.hpp"
+#include "apps/session_end.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
 
@@ -61,20 +62,15 @@ class EchoSession final : public MovableSession, public TcpConnection::Handler {
   Node& node_;
   Mode mode_;
   std::unique_ptr<TcpConnection> carrier_;
-  FinishedFn on_finished_;
+  SessionEnd end_;
   // Bytes received but not yet echoed (discard: only those that arrived while frozen).
   // They hold the window shut until echoed: the client cannot outrun its own reading.
   std::vector<uint8_t> pending_;
   size_t pending_offset_ = 0;
   bool remote_eof_ = false;
   bool fin_sent_ = false;
-  bool finishing_ = false;
   // Between freeze() and thaw(): no tcp_write, tcp_output or tcp_recved on the pcb.
   bool frozen_ = false;
-  // Imported, not yet resumed (start_frozen).
-  bool resume_pending_ = false;
-  // Expires with the session: a deferred task checks it before touching `this`.
-  std::shared_ptr<bool> lifetime_ = std::make_shared<bool>(true);
 };
 
 }  // namespace roam

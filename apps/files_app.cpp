@@ -63,7 +63,10 @@ FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedF
 FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state,
                            OpenedFile file)
     : node_(node), root_(std::move(root)), carrier_(std::make_unique<TcpConnection>(pcb, this)),
-      on_finished_(std::move(on_finished)), state_(std::move(state)), file_(std::move(file.file)) {}
+      end_(node, [this, notify = std::move(on_finished)] {
+        if (notify) notify(this);
+      }),
+      state_(std::move(state)), file_(std::move(file.file)) {}
 
 FilesSession::~FilesSession() = default;
 
@@ -102,28 +105,21 @@ std::unique_ptr<FilesSession> FilesSession::import(Node& node, std::string root,
 }
 
 void FilesSession::start_frozen() {
-  // The importer parks the pcb only after this returns, and a packet sent before that would
-  // reach the client on a path it does not know yet (it answers RST). So the session starts
-  // frozen and thaws on the next loop turn; data arriving meanwhile queues behind `received`.
+  // Resumes on the next loop turn, once the importer has registered it everywhere; data
+  // arriving meanwhile queues behind `received`.
   frozen_ = true;
-  resume_pending_ = true;
-  node_.defer([this, lifetime = std::weak_ptr<bool>(lifetime_)] {
-    if (lifetime.expired() || !resume_pending_) return;
-    resume_pending_ = false;
-    thaw();
-  });
-  node_.kick();
+  end_.resume_later([this] { thaw(); });
 }
 
 void FilesSession::on_data(TcpConnection& carrier, PbufPtr data) {
   size_t length = data->tot_len;
-  if (frozen_ && !finishing_) {
+  if (frozen_ && !end_.finishing()) {
     size_t old_size = held_.size();
     held_.resize(old_size + length);
     pbuf_copy_partial(data.get(), held_.data() + old_size, static_cast<u16_t>(length), 0);
     return;
   }
-  if (finishing_ || state_.phase != FilesPhase::reading_request) {
+  if (end_.finishing() || state_.phase != FilesPhase::reading_request) {
     // Ignored, but consumed: the window stays open and a close sends FIN, not the RST
     // lwIP sends for unread data.
     carrier.consumed(length);
@@ -137,7 +133,7 @@ void FilesSession::on_data(TcpConnection& carrier, PbufPtr data) {
 void FilesSession::take(std::span<const uint8_t> bytes) {
   if (bytes.empty()) return;
   carrier_->consumed(bytes.size());  // all of it: the request line, or bytes we ignore
-  if (finishing_ || state_.phase != FilesPhase::reading_request) return;
+  if (end_.finishing() || state_.phase != FilesPhase::reading_request) return;
   auto newline = std::find(bytes.begin(), bytes.end(), uint8_t{'\n'});
   size_t line_bytes = static_cast<size_t>(newline - bytes.begin());
   if (state_.request_so_far.size() + line_bytes >= files_max_request_bytes) {
@@ -178,7 +174,7 @@ void FilesSession::start(std::string_view line) {
 }
 
 void FilesSession::check_request_eof() {
-  if (remote_eof_ && state_.phase == FilesPhase::reading_request && !finishing_)
+  if (remote_eof_ && state_.phase == FilesPhase::reading_request && !end_.finishing())
     refuse("connection closed before the request line ended");
 }
 
@@ -189,7 +185,7 @@ void FilesSession::refuse(const std::string& reason) {
 }
 
 void FilesSession::pump() {
-  if (frozen_ || finishing_ || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
+  if (frozen_ || end_.finishing() || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
   while (state_.offset < state_.size) {
     size_t unsent = carrier_->unsent_bytes();
     if (unsent >= max_unsent) break;  // on_sent resumes once lwIP sent some
@@ -229,13 +225,13 @@ bool FilesSession::refill() {
 
 void FilesSession::on_remote_closed(TcpConnection&) {
   remote_eof_ = true;
-  if (frozen_ || finishing_) return;
+  if (frozen_ || end_.finishing()) return;
   check_request_eof();
   pump();
 }
 
 void FilesSession::on_sent(TcpConnection&, size_t) {
-  if (frozen_ || finishing_) return;
+  if (frozen_ || end_.finishing()) return;
   if (state_.phase == FilesPhase::sending && !fin_sent_) {
     uint64_t left = state_.size - state_.offset;
     size_t space = std::min(carrier_->send_space(), max_unsent - std::min(max_unsent, carrier_->unsent_bytes()));
@@ -250,11 +246,11 @@ void FilesSession::on_error(TcpConnection&, err_t error) {
   finish(true);  // the pcb is gone: nothing is sent either way
 }
 
-bool FilesSession::movable() const { return carrier_->alive() && !finishing_ && !fin_sent_; }
+bool FilesSession::movable() const { return carrier_->alive() && !end_.finishing() && !fin_sent_; }
 
 void FilesSession::freeze() {
   frozen_ = true;
-  resume_pending_ = false;  // an imported session not yet resumed: thaw() resumes it
+  end_.cancel_resume();  // an imported session not yet resumed: thaw() resumes it
 }
 
 void FilesSession::thaw() {
@@ -268,30 +264,10 @@ void FilesSession::thaw() {
 
 std::vector<uint8_t> FilesSession::app_state() const { return encode_files_state(state_); }
 
-tcp_pcb* FilesSession::release_pcb() {
-  finishing_ = true;  // dead from now on; on_finished is not called, the owner destroys us
-  resume_pending_ = false;
-  on_finished_ = nullptr;
-  return carrier_->release();
-}
+tcp_pcb* FilesSession::release_pcb() { return end_.release(*carrier_); }
 
 void FilesSession::close() { finish(state_.phase == FilesPhase::sending && !fin_sent_); }
 
-void FilesSession::finish(bool reset) {
-  if (finishing_) return;
-  finishing_ = true;
-  // The owner may destroy the session before this runs (server shutdown): then the
-  // carrier's destructor has closed the pcb already.
-  node_.defer([this, reset, lifetime = std::weak_ptr<bool>(lifetime_)] {
-    if (lifetime.expired()) return;
-    if (reset) carrier_->abort(); else carrier_->close();
-    if (on_finished_) {
-      auto finished = std::move(on_finished_);
-      on_finished_ = nullptr;
-      finished(this);
-    }
-  });
-  node_.kick();
-}
+void FilesSession::finish(bool reset) { end_.finish(*carrier_, reset); }
 
 }  // namespace roam

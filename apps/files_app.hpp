@@ -21,6 +21,7 @@
 
 #include "apps/files_state.hpp"
 #include "apps/movable_session.hpp"
+#include "apps/session_end.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
 
@@ -102,7 +103,7 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
   Node& node_;
   std::string root_;
   std::unique_ptr<TcpConnection> carrier_;
-  FinishedFn on_finished_;
+  SessionEnd end_;
   FilesState state_;  // phase, request so far, name, offset (next byte to hand to lwIP), size
   File file_;
   // File bytes read ahead of state_.offset: buffer_[buffer_begin_, buffer_end_).
@@ -115,12 +116,7 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
   bool remote_eof_ = false;
   bool refused_ = false;
   bool fin_sent_ = false;
-  bool finishing_ = false;
   bool frozen_ = false;
-  // Imported, not yet resumed (start_frozen).
-  bool resume_pending_ = false;
-  // Expires with the session: a deferred task checks it before touching `this`.
-  std::shared_ptr<bool> lifetime_ = std::make_shared<bool>(true);
 };
 
 }  // namespace roam
