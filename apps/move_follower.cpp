@@ -101,8 +101,9 @@ void MoveFollower::on_notice(const migrate::MoveNotice& notice, const ip_addr_t&
         poke_interval_ms, poke_interval_ms);
   }
   if (!old_flows.empty()) {
-    logger("migrate")->info("server {}:{} moved to {}:{}: {} connection(s) follow", notice.old_address.to_string(),
-                            notice.old_port, notice.new_address.to_string(), notice.new_port, old_flows.size());
+    logger("migrate")->info("server {} moved to {}: {} connection(s) follow",
+                            migrate::endpoint_string(notice.old_address, notice.old_port),
+                            migrate::endpoint_string(notice.new_address, notice.new_port), old_flows.size());
   }
   // Acknowledge every copy (the first ack may have been lost).
   migrate::MoveNotice ack = notice;

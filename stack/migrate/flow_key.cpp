@@ -47,11 +47,13 @@ std::optional<Endpoints> tcp_endpoints(std::span<const uint8_t> packet) {
 
 }  // namespace
 
+std::string endpoint_string(const wire::IpAddress& address, uint16_t port) {
+  std::string host = address.to_string();
+  return (address.version == 6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 std::string FlowKey::to_string() const {
-  auto endpoint = [](const wire::IpAddress& a, uint16_t port) {
-    return a.version == 6 ? "[" + a.to_string() + "]:" + std::to_string(port) : a.to_string() + ":" + std::to_string(port);
-  };
-  return endpoint(local, local_port) + " <-> " + endpoint(remote, remote_port);
+  return endpoint_string(local, local_port) + " <-> " + endpoint_string(remote, remote_port);
 }
 
 size_t FlowKeyHash::operator()(const FlowKey& key) const noexcept {

@@ -13,6 +13,9 @@
 
 namespace roam::migrate {
 
+// "198.18.12.2:7000" or "[2001:db8:12::2]:7000".
+std::string endpoint_string(const wire::IpAddress& address, uint16_t port);
+
 struct FlowKey {
   wire::IpAddress local;
   wire::IpAddress remote;

@@ -500,8 +500,14 @@ class TwoServers:
     address = {"A": SERVER_ADDR, "B": SERVER_B_ADDR}
     net = {"A": SERVER_NET, "B": SERVER_B_NET}
 
+    address6 = {"A": "2001:db8:12::2", "B": "2001:db8:13::2"}
+    net6 = {"A": "2001:db8:12::/48", "B": "2001:db8:13::/48"}
+
     def __init__(self, mode="echo", mode_args=(), forwards=1, server_extra=(), client_extra=(), routes=None,
-                 probe=True):
+                 probe=True, ipv6=False):
+        """ipv6=True: every node also gets an IPv6 address (client 2001:db8:11::2, A
+        2001:db8:12::2, B 2001:db8:13::2) and the forwards target A's IPv6 address."""
+        self.ipv6 = ipv6
         self.mode = mode
         self.mode_args = list(mode_args)
         self.forward_count = forwards
@@ -535,6 +541,9 @@ class TwoServers:
                 argv = [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % self.udp[name], "--addr", self.address[name],
                         "--route", "%s=127.0.0.1:%d" % (CLIENT_NET, target["client"]),
                         "--control", self.controls[name]] + self.server_extra + [self.mode] + self.mode_args
+                if self.ipv6:
+                    argv[5:5] = ["--addr6", self.address6[name], "--route",
+                                 "2001:db8:11::/48=127.0.0.1:%d" % target["client"]]
                 proc = RoamProcess("server", argv, name="server-%s-%d" % (name, RoamProcess._serial + 1))
                 self.servers[name] = proc
                 if not proc.wait_for_log("[app] serving "):
@@ -547,8 +556,13 @@ class TwoServers:
                 argv = [ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % self.udp["client"], "--addr", CLIENT_ADDR]
                 for name in self.NAMES:
                     argv += ["--route", "%s=127.0.0.1:%d" % (self.net[name], target[name])]
+                    if self.ipv6:
+                        argv += ["--route", "%s=127.0.0.1:%d" % (self.net6[name], target[name])]
+                if self.ipv6:
+                    argv += ["--addr6", "2001:db8:11::2"]
                 for port in self.forward_ports:
-                    argv += ["-L", "127.0.0.1:%d:%s:7000" % (port, SERVER_ADDR)]
+                    server = "[%s]" % self.address6["A"] if self.ipv6 else SERVER_ADDR
+                    argv += ["-L", "127.0.0.1:%d:%s:7000" % (port, server)]
                 self.client = RoamProcess("client", argv + self.client_extra)
                 if not self.client.wait_for_log("[app] forwarding ", count=self.forward_count):
                     if not _bind_failed(self.client):
@@ -595,9 +609,9 @@ class TwoServers:
                                   expect_moved if expect_moved is not None else "M",
                                   expect_moved if expect_moved is not None else "N", self.address[destination],
                                   self.tails()))
-        check(moved[2] == self.address[destination],
-              "roamctl migrate %s -> %s reported address %s, expected %s" % (
-                  source, destination, moved[2], self.address[destination]))
+        expected = self.address6[destination] if self.ipv6 else self.address[destination]
+        check(moved[2] == expected, "roamctl migrate %s -> %s reported address %s, expected %s" % (
+            source, destination, moved[2], expected))
         return moved
 
     def status(self, name, timeout=IO_TIMEOUT):
