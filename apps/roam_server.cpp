@@ -202,8 +202,10 @@ class Server final : public SessionTable {
 }  // namespace
 
 int main(int argc, char** argv) {
-  roam::warm_heap_for_moves(64u << 20);
-  return roam::run_node_app("roam-server", argc, argv, parse_arguments, [](roam::Node& node, ServerOptions& options) {
+  bool locked = roam::warm_heap_for_moves(64u << 20);
+  return roam::run_node_app("roam-server", argc, argv, parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
+    roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
+                                                       : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
     return std::make_unique<Server>(node, options);
   });
 }
