@@ -267,13 +267,15 @@ void MigrationService::send_sessions(Export& job) {
     std::memcpy(frame.data() + kind_at + 1, kind.data(), kind.size());
     wire::encode_snapshot(*snapshot, frame);
     migrate::finish_frame(frame);
+    uint64_t encoded_ns = now_ns();
     job.peer->send_frame(std::move(frame));
     logger("migrate")->debug("{}: {} unacked + {} unsent bytes; connected {:.3f} ms after the request, "
-                             "captured in {:.3f} ms, encoded and queued in {:.3f} ms",
+                             "captured in {:.3f} ms, encoded in {:.3f} ms, queued in {:.3f} ms",
                              key.to_string(), snapshot->unacked.size(), snapshot->unsent.size(),
                              static_cast<double>(freeze_ns - job.started_ns) / 1e6,
                              static_cast<double>(captured_ns - freeze_ns) / 1e6,
-                             static_cast<double>(now_ns() - captured_ns) / 1e6);
+                             static_cast<double>(encoded_ns - captured_ns) / 1e6,
+                             static_cast<double>(now_ns() - encoded_ns) / 1e6);
   }
   if (job.items.empty()) finish_export();
 }
