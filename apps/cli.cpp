@@ -55,12 +55,18 @@ wire::IpAddress parse_host(const std::string& text, const std::string& what) {
 
 bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
   std::string arg = argv[i];
-  if (arg == "--link") options.link = option_value(argc, argv, i);
-  else if (arg == "--addr") options.address = option_value(argc, argv, i);
-  else if (arg == "--addr6") options.address6 = option_value(argc, argv, i);
-  else if (arg == "--route") options.routes.push_back(option_value(argc, argv, i));
-  else if (arg == "--mtu") options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
-  else if (arg == "--pcap") options.pcap = option_value(argc, argv, i);
+  if (arg == "--link")
+    options.link = option_value(argc, argv, i);
+  else if (arg == "--addr")
+    options.address = option_value(argc, argv, i);
+  else if (arg == "--addr6")
+    options.address6 = option_value(argc, argv, i);
+  else if (arg == "--route")
+    options.routes.push_back(option_value(argc, argv, i));
+  else if (arg == "--mtu")
+    options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
+  else if (arg == "--pcap")
+    options.pcap = option_value(argc, argv, i);
   else if (arg == "--log-level") {
     options.log_level = option_value(argc, argv, i);
     if (!set_log_level(options.log_level)) throw ConfigError("unknown log level '" + options.log_level + "'");

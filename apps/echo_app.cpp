@@ -5,7 +5,9 @@
 namespace roam {
 
 EchoSession::EchoSession(Node& node, Mode mode, tcp_pcb* pcb, FinishedFn on_finished)
-    : node_(node), mode_(mode), carrier_(std::make_unique<TcpConnection>(pcb, this)),
+    : node_(node),
+      mode_(mode),
+      carrier_(std::make_unique<TcpConnection>(pcb, this)),
       end_(node, [this, notify = std::move(on_finished)] {
         if (notify) notify(this);
       }) {}
@@ -73,7 +75,9 @@ void EchoSession::on_remote_closed(TcpConnection&) {
   pump();
 }
 
-void EchoSession::on_sent(TcpConnection&, size_t) { pump(); }
+void EchoSession::on_sent(TcpConnection&, size_t) {
+  pump();
+}
 
 void EchoSession::on_error(TcpConnection&, err_t error) {
   // ERR_CLSD: our FIN was acknowledged after the client's (LAST_ACK done), the normal end.
@@ -81,7 +85,9 @@ void EchoSession::on_error(TcpConnection&, err_t error) {
   finish(true);  // the pcb is gone: nothing is sent either way
 }
 
-bool EchoSession::movable() const { return carrier_->alive() && !end_.finishing() && !fin_sent_; }
+bool EchoSession::movable() const {
+  return carrier_->alive() && !end_.finishing() && !fin_sent_;
+}
 
 void EchoSession::freeze() {
   frozen_ = true;
@@ -97,12 +103,20 @@ std::vector<uint8_t> EchoSession::received_unconsumed() const {
   return {pending_.begin() + static_cast<std::ptrdiff_t>(pending_offset_), pending_.end()};
 }
 
-std::vector<uint8_t> EchoSession::app_state() const { return {static_cast<uint8_t>(remote_eof_ ? 1 : 0)}; }
+std::vector<uint8_t> EchoSession::app_state() const {
+  return {static_cast<uint8_t>(remote_eof_ ? 1 : 0)};
+}
 
-tcp_pcb* EchoSession::release_pcb() { return end_.release(*carrier_); }
+tcp_pcb* EchoSession::release_pcb() {
+  return end_.release(*carrier_);
+}
 
-void EchoSession::close() { finish(!remote_eof_); }
+void EchoSession::close() {
+  finish(!remote_eof_);
+}
 
-void EchoSession::finish(bool reset) { end_.finish(*carrier_, reset); }
+void EchoSession::finish(bool reset) {
+  end_.finish(*carrier_, reset);
+}
 
 }  // namespace roam

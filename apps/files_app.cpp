@@ -62,11 +62,15 @@ FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedF
 
 FilesSession::FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state,
                            OpenedFile file)
-    : node_(node), root_(std::move(root)), carrier_(std::make_unique<TcpConnection>(pcb, this)),
-      end_(node, [this, notify = std::move(on_finished)] {
-        if (notify) notify(this);
-      }),
-      state_(std::move(state)), file_(std::move(file.file)) {}
+    : node_(node),
+      root_(std::move(root)),
+      carrier_(std::make_unique<TcpConnection>(pcb, this)),
+      end_(node,
+           [this, notify = std::move(on_finished)] {
+             if (notify) notify(this);
+           }),
+      state_(std::move(state)),
+      file_(std::move(file.file)) {}
 
 FilesSession::~FilesSession() = default;
 
@@ -159,12 +163,12 @@ void FilesSession::start(std::string_view line) {
     return;
   }
   if (request->offset > opened->size) {
-    refuse("offset " + std::to_string(request->offset) + " beyond the " + std::to_string(opened->size) +
-           " bytes of '" + request->name + "'");
+    refuse("offset " + std::to_string(request->offset) + " beyond the " + std::to_string(opened->size) + " bytes of '" +
+           request->name + "'");
     return;
   }
-  logger("app")->debug("files: {}: sending '{}' from {} of {}", carrier_->describe(), request->name,
-                       request->offset, opened->size);
+  logger("app")->debug("files: {}: sending '{}' from {} of {}", carrier_->describe(), request->name, request->offset,
+                       opened->size);
   state_.phase = FilesPhase::sending;
   state_.name = std::move(request->name);
   state_.offset = request->offset;
@@ -246,7 +250,9 @@ void FilesSession::on_error(TcpConnection&, err_t error) {
   finish(true);  // the pcb is gone: nothing is sent either way
 }
 
-bool FilesSession::movable() const { return carrier_->alive() && !end_.finishing() && !fin_sent_; }
+bool FilesSession::movable() const {
+  return carrier_->alive() && !end_.finishing() && !fin_sent_;
+}
 
 void FilesSession::freeze() {
   frozen_ = true;
@@ -262,12 +268,20 @@ void FilesSession::thaw() {
   pump();
 }
 
-std::vector<uint8_t> FilesSession::app_state() const { return encode_files_state(state_); }
+std::vector<uint8_t> FilesSession::app_state() const {
+  return encode_files_state(state_);
+}
 
-tcp_pcb* FilesSession::release_pcb() { return end_.release(*carrier_); }
+tcp_pcb* FilesSession::release_pcb() {
+  return end_.release(*carrier_);
+}
 
-void FilesSession::close() { finish(state_.phase == FilesPhase::sending && !fin_sent_); }
+void FilesSession::close() {
+  finish(state_.phase == FilesPhase::sending && !fin_sent_);
+}
 
-void FilesSession::finish(bool reset) { end_.finish(*carrier_, reset); }
+void FilesSession::finish(bool reset) {
+  end_.finish(*carrier_, reset);
+}
 
 }  // namespace roam

@@ -43,9 +43,9 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
   // is sent before the next loop turn, so the importer can park the pcb first. Returns
   // nullptr with `error` set, leaving the pcb untouched, when the state is malformed or the
   // file does not match.
-  static std::unique_ptr<FilesSession> import(Node& node, std::string root, tcp_pcb* pcb,
-                                              std::vector<uint8_t> received, std::span<const uint8_t> app_state,
-                                              FinishedFn on_finished, std::string& error);
+  static std::unique_ptr<FilesSession> import(Node& node, std::string root, tcp_pcb* pcb, std::vector<uint8_t> received,
+                                              std::span<const uint8_t> app_state, FinishedFn on_finished,
+                                              std::string& error);
 
   // MovableSession
   const char* kind() const override { return "files"; }
@@ -87,8 +87,7 @@ class FilesSession final : public MovableSession, public TcpConnection::Handler 
   // Opens root/name read-only: a regular file, never through a symlink; else the reason.
   static Result<OpenedFile, std::string> open_file(const std::string& root, const std::string& name);
 
-  FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state,
-               OpenedFile file);
+  FilesSession(Node& node, std::string root, tcp_pcb* pcb, FinishedFn on_finished, FilesState state, OpenedFile file);
   // Takes received bytes: the request line while reading it, ignored afterwards.
   void take(std::span<const uint8_t> bytes);
   void start_frozen();

@@ -16,32 +16,42 @@ void put_u16(std::vector<uint8_t>& out, uint16_t v) {
 void put_u64(std::vector<uint8_t>& out, uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
 }
-void put_text(std::vector<uint8_t>& out, const std::string& text) { out.insert(out.end(), text.begin(), text.end()); }
+void put_text(std::vector<uint8_t>& out, const std::string& text) {
+  out.insert(out.end(), text.begin(), text.end());
+}
 
 bool is_name_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-         c == '-';
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 }  // namespace
 
 const char* files_state_error_name(FilesStateError error) {
   switch (error) {
-    case FilesStateError::truncated: return "truncated";
-    case FilesStateError::trailing_bytes: return "trailing bytes";
-    case FilesStateError::unknown_version: return "unknown version";
-    case FilesStateError::bad_phase: return "unknown phase";
-    case FilesStateError::bad_request: return "bad partial request";
-    case FilesStateError::bad_name: return "bad file name";
-    case FilesStateError::offset_beyond_size: return "offset beyond the file size";
+    case FilesStateError::truncated:
+      return "truncated";
+    case FilesStateError::trailing_bytes:
+      return "trailing bytes";
+    case FilesStateError::unknown_version:
+      return "unknown version";
+    case FilesStateError::bad_phase:
+      return "unknown phase";
+    case FilesStateError::bad_request:
+      return "bad partial request";
+    case FilesStateError::bad_name:
+      return "bad file name";
+    case FilesStateError::offset_beyond_size:
+      return "offset beyond the file size";
   }
   return "unknown error";
 }
 
 const char* files_request_error_name(FilesRequestError error) {
   switch (error) {
-    case FilesRequestError::bad_name: return "bad file name";
-    case FilesRequestError::bad_offset: return "bad offset";
+    case FilesRequestError::bad_name:
+      return "bad file name";
+    case FilesRequestError::bad_offset:
+      return "bad offset";
   }
   return "unknown error";
 }

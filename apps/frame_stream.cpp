@@ -22,7 +22,9 @@ struct FrameStream::Write {
 };
 
 FrameStream::FrameStream(uv_loop_t* loop, FrameFn on_frame, ClosedFn on_closed)
-    : loop_(loop), on_frame_(std::move(on_frame)), on_closed_(std::move(on_closed)),
+    : loop_(loop),
+      on_frame_(std::move(on_frame)),
+      on_closed_(std::move(on_closed)),
       alive_(std::make_shared<bool>(true)) {
   if (uv_tcp_init(loop_, socket_.get()) == 0) socket_.mark_initialized();
   socket_.get()->data = this;
@@ -78,7 +80,8 @@ void FrameStream::on_alloc(uv_handle_t* handle, size_t, uv_buf_t* buf) noexcept 
     *buf = uv_buf_init(nullptr, 0);
     return;
   }
-  *buf = uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()), static_cast<unsigned>(self->read_buffer_.size()));
+  *buf =
+      uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()), static_cast<unsigned>(self->read_buffer_.size()));
 }
 
 void FrameStream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {

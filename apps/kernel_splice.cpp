@@ -11,7 +11,7 @@ namespace roam {
 namespace {
 constexpr size_t kernel_read_size = 256 * 1024;
 constexpr size_t carrier_refill_step = 128 * 1024;
-}
+}  // namespace
 
 // One uv_write of a carrier pbuf chain, straight from lwIP's buffers (zero copy); the pbuf
 // and its window credit are released when the kernel has taken the bytes.
@@ -98,8 +98,8 @@ void KernelSplice::on_kernel_alloc(uv_handle_t* handle, size_t /*suggested*/, uv
     return;
   }
   // One buffer suffices: each read is consumed (copied into lwIP) before the next alloc.
-  *buf = uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()),
-                     static_cast<unsigned>(self->read_buffer_.size()));
+  *buf =
+      uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()), static_cast<unsigned>(self->read_buffer_.size()));
 }
 
 void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
@@ -150,7 +150,8 @@ void KernelSplice::pump_to_carrier() {
   }
   bool drained = pending_to_carrier_.empty();
   if (drained && !kernel_eof_ && !kernel_reading_ && started_) {
-    kernel_reading_ = uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
+    kernel_reading_ =
+        uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
   }
   if (drained && kernel_eof_ && !carrier_fin_sent_) {
     carrier_fin_sent_ = true;
@@ -265,7 +266,9 @@ void KernelSplice::fail(const char* why) {
   teardown(true);
 }
 
-void KernelSplice::close() { teardown(!(kernel_eof_ && carrier_eof_)); }
+void KernelSplice::close() {
+  teardown(!(kernel_eof_ && carrier_eof_));
+}
 
 void KernelSplice::teardown(bool reset) {
   if (closing_) return;
@@ -275,7 +278,10 @@ void KernelSplice::teardown(bool reset) {
     if (carrier_) {
       // lwIP answers tcp_close with RST while received bytes are unconsumed; a reset
       // teardown says so on purpose.
-      if (reset) carrier_->abort(); else carrier_->close();
+      if (reset)
+        carrier_->abort();
+      else
+        carrier_->close();
     }
     if (kernel_.valid()) {
       if (reset) {

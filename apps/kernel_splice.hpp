@@ -77,9 +77,9 @@ class KernelSplice final : public TcpConnection::Handler {
   bool carrier_ready_ = false;
   bool started_ = false;
   bool kernel_reading_ = false;
-  bool kernel_eof_ = false;         // kernel app sent FIN
-  bool carrier_fin_sent_ = false;   // we forwarded it
-  bool carrier_eof_ = false;        // carrier peer sent FIN
+  bool kernel_eof_ = false;        // kernel app sent FIN
+  bool carrier_fin_sent_ = false;  // we forwarded it
+  bool carrier_eof_ = false;       // carrier peer sent FIN
   bool kernel_shutdown_sent_ = false;
   bool kernel_shutdown_done_ = false;
   bool closing_ = false;

@@ -23,9 +23,9 @@ constexpr uint64_t notice_retry_ms = 20;
 constexpr int notice_attempts = 100;  // two seconds of retries
 
 uint64_t now_ns() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                   std::chrono::steady_clock::now().time_since_epoch())
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          .count());
 }
 
 // "to=HOST:PORT count=N" -> fields; unknown words are errors.
@@ -126,7 +126,9 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
                           config_.control);
 }
 
-MigrationService::~MigrationService() { shutdown(); }
+MigrationService::~MigrationService() {
+  shutdown();
+}
 
 void MigrationService::shutdown() {
   if (export_) abandon_export("server shutting down");
@@ -269,20 +271,19 @@ void MigrationService::send_sessions(Export& job) {
     migrate::finish_frame(frame);
     uint64_t encoded_ns = now_ns();
     job.peer->send_frame(std::move(frame));
-    logger("migrate")->debug("{}: {} unacked + {} unsent bytes; connected {:.3f} ms after the request, "
-                             "captured in {:.3f} ms, encoded in {:.3f} ms, queued in {:.3f} ms",
-                             key.to_string(), snapshot->unacked.size(), snapshot->unsent.size(),
-                             static_cast<double>(freeze_ns - job.started_ns) / 1e6,
-                             static_cast<double>(captured_ns - freeze_ns) / 1e6,
-                             static_cast<double>(encoded_ns - captured_ns) / 1e6,
-                             static_cast<double>(now_ns() - encoded_ns) / 1e6);
+    logger("migrate")->debug(
+        "{}: {} unacked + {} unsent bytes; connected {:.3f} ms after the request, "
+        "captured in {:.3f} ms, encoded in {:.3f} ms, queued in {:.3f} ms",
+        key.to_string(), snapshot->unacked.size(), snapshot->unsent.size(),
+        static_cast<double>(freeze_ns - job.started_ns) / 1e6, static_cast<double>(captured_ns - freeze_ns) / 1e6,
+        static_cast<double>(encoded_ns - captured_ns) / 1e6, static_cast<double>(now_ns() - encoded_ns) / 1e6);
   }
   if (job.items.empty()) finish_export();
 }
 
 void MigrationService::on_session_result(Export& job, const migrate::Frame& frame) {
-  auto result = frame.type == migrate::FrameType::session_result ? migrate::decode_session_result(frame.payload)
-                                                                 : std::nullopt;
+  auto result =
+      frame.type == migrate::FrameType::session_result ? migrate::decode_session_result(frame.payload) : std::nullopt;
   if (!result || job.results >= job.items.size()) {
     ++counters_.bad_frames;
     abandon_export("target sent an unexpected frame");
@@ -347,13 +348,13 @@ void MigrationService::finish_export() {
     }
   }
   double elapsed_ms = static_cast<double>(now_ns() - job->started_ns) / 1e6;
-  std::string reply =
-      job->failed == 0 && job->first_error.empty()
-          ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved, std::max(job->candidates, job->items.size() + job->skipped),
-                        job->moved > 0 ? job->new_address.to_string() : job->target, elapsed_ms)
-          : fmt::format("error moved {} of {} sessions to {} in {:.3f} ms; {} failed: {}", job->moved,
-                        std::max(job->candidates, job->items.size() + job->skipped), job->target, elapsed_ms,
-                        job->failed, job->first_error);
+  std::string reply = job->failed == 0 && job->first_error.empty()
+                          ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved,
+                                        std::max(job->candidates, job->items.size() + job->skipped),
+                                        job->moved > 0 ? job->new_address.to_string() : job->target, elapsed_ms)
+                          : fmt::format("error moved {} of {} sessions to {} in {:.3f} ms; {} failed: {}", job->moved,
+                                        std::max(job->candidates, job->items.size() + job->skipped), job->target,
+                                        elapsed_ms, job->failed, job->first_error);
   logger("migrate")->info("{}", reply);
   if (job->requester != nullptr) job->requester->send(migrate::FrameType::reply, reply);
   if (job->peer) {
@@ -512,8 +513,8 @@ std::string MigrationService::status_json() const {
       "\"notices_acked\":{},\"notices_unacked\":{},\"bad_notices\":{},\"silenced_input_drops\":{},"
       "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
-      c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.notices_sent,
-      c.notices_acked, c.notices_unacked, c.bad_notices, g.silenced_input_drops, g.parked_output_drops, g.unparked,
+      c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.notices_sent, c.notices_acked,
+      c.notices_unacked, c.bad_notices, g.silenced_input_drops, g.parked_output_drops, g.unparked,
       guard_.parked_count(), c.moves_timed_out, c.parked_expired);
 }
 

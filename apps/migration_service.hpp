@@ -73,7 +73,7 @@ struct MigrationConfig {
   uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
   uint16_t notice_port = migrate::default_notice_port;
-  wire::IpAddress address4;                 // this server's carrier addresses
+  wire::IpAddress address4;  // this server's carrier addresses
   std::optional<wire::IpAddress> address6;
 };
 

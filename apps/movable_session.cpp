@@ -15,8 +15,7 @@ std::unique_ptr<MovableSession> make_movable_session(const std::string& kind, co
   }
   if (kind == "echo" || kind == "discard") {
     auto mode = kind == "echo" ? EchoSession::Mode::echo : EchoSession::Mode::discard;
-    return EchoSession::import(*context.node, mode, pcb, std::move(received), app_state, std::move(on_finished),
-                               error);
+    return EchoSession::import(*context.node, mode, pcb, std::move(received), app_state, std::move(on_finished), error);
   }
   if (kind == "files") {
     if (context.files_root.empty()) {

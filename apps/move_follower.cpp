@@ -27,7 +27,9 @@ MoveFollower::MoveFollower(Node& node, uint16_t port) : node_(node), guard_(node
   udp_recv(pcb_, &MoveFollower::on_udp_recv, this);
 }
 
-MoveFollower::~MoveFollower() { close(); }
+MoveFollower::~MoveFollower() {
+  close();
+}
 
 void MoveFollower::close() {
   awaiting_.clear();

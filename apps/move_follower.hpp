@@ -23,11 +23,11 @@ struct udp_pcb;
 namespace roam {
 
 struct MoveFollowerCounters {
-  uint64_t notices = 0;           // well-formed notices received
+  uint64_t notices = 0;  // well-formed notices received
   uint64_t connections_moved = 0;
-  uint64_t pokes = 0;             // repeated ACKs toward a new server not yet heard from
-  uint64_t unanswered = 0;        // moved connections the new server never answered
-  uint64_t bad_notices = 0;       // malformed, wrong kind, family mismatch: dropped
+  uint64_t pokes = 0;        // repeated ACKs toward a new server not yet heard from
+  uint64_t unanswered = 0;   // moved connections the new server never answered
+  uint64_t bad_notices = 0;  // malformed, wrong kind, family mismatch: dropped
 };
 
 class MoveFollower {

@@ -43,7 +43,8 @@ int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeAp
   }
   // Logged only once everything is up, so a start-up error stays the only line printed.
   logger("node")->info("interface up: {}", node->describe_interface(0));
-  ShutdownOnSignal shutdown(*node, [&] { app->shutdown(); }, [&] { log_node_counters(*node); });
+  ShutdownOnSignal shutdown(
+      *node, [&] { app->shutdown(); }, [&] { log_node_counters(*node); });
   uv_run(loop, UV_RUN_DEFAULT);
   app.reset();
   uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of the app's handles

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "apps/cli.hpp"
-#include "apps/node_app.hpp"
 #include "apps/kernel_splice.hpp"
 #include "apps/move_follower.hpp"
+#include "apps/node_app.hpp"
 #include "tun/log.hpp"
 #include "tun/udp_link.hpp"
 
@@ -124,8 +124,8 @@ class Client {
       if (rc == 0) rc = uv_listen(listener->handle.stream(), 1024, &Client::on_connection);
       if (rc != 0)
         throw ConfigError("cannot listen on " + format_socket_address(forward.bind) + ": " + uv_strerror(rc));
-      logger("app")->info("forwarding {} -> {}:{}", format_socket_address(forward.bind),
-                          forward.server.to_string(), forward.server_port);
+      logger("app")->info("forwarding {} -> {}:{}", format_socket_address(forward.bind), forward.server.to_string(),
+                          forward.server_port);
       listeners_.push_back(std::move(listener));
     }
   }
@@ -154,9 +154,8 @@ class Client {
     uv_tcp_init(node_.loop(), kernel.get());
     kernel.mark_initialized();
     if (uv_accept(listener.handle.stream(), kernel.stream()) != 0) return;
-    auto splice = std::make_unique<KernelSplice>(node_, [this](KernelSplice* done) {
-      node_.defer([this, done] { splices_.erase(done); });
-    });
+    auto splice = std::make_unique<KernelSplice>(
+        node_, [this](KernelSplice* done) { node_.defer([this, done] { splices_.erase(done); }); });
     KernelSplice* raw = splice.get();
     splices_.emplace(raw, std::move(splice));
     raw->adopt_kernel(std::move(kernel));

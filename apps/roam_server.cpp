@@ -9,12 +9,12 @@
 #include <unordered_map>
 
 #include "apps/cli.hpp"
-#include "apps/node_app.hpp"
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
-#include "apps/migration_service.hpp"
 #include "apps/kernel_splice.hpp"
+#include "apps/migration_service.hpp"
+#include "apps/node_app.hpp"
 #include "stack/tcp_listener.hpp"
 #include "tun/log.hpp"
 #include "tun/udp_link.hpp"
@@ -116,8 +116,7 @@ wire::IpAddress address_without_prefix(const std::string& text) {
 class Server final : public SessionTable {
  public:
   Server(Node& node, const ServerOptions& options) : node_(node), options_(options) {
-    if (options_.mode == "relay" &&
-        !parse_socket_address(options_.backend, backend_, backend_len_))
+    if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
     context_.node = &node_;
     context_.files_root = options_.root;
@@ -167,9 +166,8 @@ class Server final : public SessionTable {
     ++accepted_;
     tcp_nagle_disable(pcb);
     if (options_.mode == "relay") {
-      auto splice = std::make_unique<KernelSplice>(node_, [this](KernelSplice* done) {
-        node_.defer([this, done] { splices_.erase(done); });
-      });
+      auto splice = std::make_unique<KernelSplice>(
+          node_, [this](KernelSplice* done) { node_.defer([this, done] { splices_.erase(done); }); });
       KernelSplice* raw = splice.get();
       splices_.emplace(raw, std::move(splice));
       raw->adopt_carrier(std::make_unique<TcpConnection>(pcb, raw), true);
@@ -203,9 +201,10 @@ class Server final : public SessionTable {
 
 int main(int argc, char** argv) {
   bool locked = roam::warm_heap_for_moves(64u << 20);
-  return roam::run_node_app("roam-server", argc, argv, parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
-    roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
-                                                       : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
-    return std::make_unique<Server>(node, options);
-  });
+  return roam::run_node_app(
+      "roam-server", argc, argv, parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
+        roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
+                                                           : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
+        return std::make_unique<Server>(node, options);
+      });
 }

@@ -86,8 +86,8 @@ std::string request(const std::string& server, roam::migrate::FrameType type, co
     }
     ssize_t n = recv(fd, buffer.data(), buffer.size(), 0);
     if (n <= 0) {
-      std::string error = n == 0 ? "error connection closed without a reply"
-                                 : std::string("error no reply: ") + std::strerror(errno);
+      std::string error =
+          n == 0 ? "error connection closed without a reply" : std::string("error no reply: ") + std::strerror(errno);
       close(fd);
       return error;
     }
@@ -114,12 +114,18 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) return fail_usage("option " + arg + " needs a value");
     std::string value = argv[++i];
-    if (arg == "--from") from = value;
-    else if (arg == "--to") to = value;
-    else if (arg == "--server") server = value;
-    else if (arg == "--count") count = value;
-    else if (arg == "--timeout") timeout_seconds = std::atoi(value.c_str());
-    else return fail_usage("unknown option '" + arg + "' (see --help)");
+    if (arg == "--from")
+      from = value;
+    else if (arg == "--to")
+      to = value;
+    else if (arg == "--server")
+      server = value;
+    else if (arg == "--count")
+      count = value;
+    else if (arg == "--timeout")
+      timeout_seconds = std::atoi(value.c_str());
+    else
+      return fail_usage("unknown option '" + arg + "' (see --help)");
   }
   if (timeout_seconds <= 0) return fail_usage("--timeout must be a positive number of seconds");
   auto check_address = [](const std::string& option, const std::string& value) {
@@ -129,8 +135,8 @@ int main(int argc, char** argv) {
                ? std::string()
                : "bad " + option + " '" + value + "': expected IP:PORT";
   };
-  for (const auto& [option, value] : {std::pair<std::string, std::string>{"--from", from}, {"--to", to},
-                                      {"--server", server}}) {
+  for (const auto& [option, value] :
+       {std::pair<std::string, std::string>{"--from", from}, {"--to", to}, {"--server", server}}) {
     if (auto error = check_address(option, value); !error.empty()) return fail_usage(error);
   }
   std::string reply;

@@ -20,8 +20,7 @@ namespace roam {
 
 class SessionEnd {
  public:
-  SessionEnd(Node& node, std::function<void()> notify_owner)
-      : node_(node), notify_owner_(std::move(notify_owner)) {}
+  SessionEnd(Node& node, std::function<void()> notify_owner) : node_(node), notify_owner_(std::move(notify_owner)) {}
   SessionEnd(const SessionEnd&) = delete;
   SessionEnd& operator=(const SessionEnd&) = delete;
 
@@ -32,7 +31,10 @@ class SessionEnd {
     finishing_ = true;
     node_.defer([this, &carrier, reset, lifetime = std::weak_ptr<bool>(lifetime_)] {
       if (lifetime.expired()) return;
-      if (reset) carrier.abort(); else carrier.close();
+      if (reset)
+        carrier.abort();
+      else
+        carrier.close();
       if (auto notify = std::exchange(notify_owner_, nullptr)) notify();
     });
     node_.kick();

@@ -6,6 +6,8 @@
 #include <netinet/tcp.h>
 #undef TCP_MSS
 
+#include <memory>
+
 #include "lwip/init.h"
 #include "lwip/ip.h"
 #include "lwip/ip_addr.h"
@@ -14,8 +16,6 @@
 #include "lwip/tcp.h"
 #include "lwip/timeouts.h"
 #include "roam_lwip_hooks.h"
-
-#include <memory>
 
 namespace roam {
 
@@ -30,24 +30,42 @@ using PbufPtr = std::unique_ptr<pbuf, PbufDeleter>;
 // lwIP's own lwip_strerr exists only in LWIP_DEBUG builds.
 inline const char* lwip_error_name(err_t error) {
   switch (error) {
-    case ERR_OK: return "ok";
-    case ERR_MEM: return "out of memory";
-    case ERR_BUF: return "buffer error";
-    case ERR_TIMEOUT: return "timeout";
-    case ERR_RTE: return "no route";
-    case ERR_INPROGRESS: return "in progress";
-    case ERR_VAL: return "illegal value";
-    case ERR_WOULDBLOCK: return "would block";
-    case ERR_USE: return "address in use";
-    case ERR_ALREADY: return "already connecting";
-    case ERR_ISCONN: return "already connected";
-    case ERR_CONN: return "not connected";
-    case ERR_IF: return "interface error";
-    case ERR_ABRT: return "connection aborted";
-    case ERR_RST: return "connection reset";
-    case ERR_CLSD: return "connection closed";
-    case ERR_ARG: return "illegal argument";
-    default: return "unknown lwIP error";
+    case ERR_OK:
+      return "ok";
+    case ERR_MEM:
+      return "out of memory";
+    case ERR_BUF:
+      return "buffer error";
+    case ERR_TIMEOUT:
+      return "timeout";
+    case ERR_RTE:
+      return "no route";
+    case ERR_INPROGRESS:
+      return "in progress";
+    case ERR_VAL:
+      return "illegal value";
+    case ERR_WOULDBLOCK:
+      return "would block";
+    case ERR_USE:
+      return "address in use";
+    case ERR_ALREADY:
+      return "already connecting";
+    case ERR_ISCONN:
+      return "already connected";
+    case ERR_CONN:
+      return "not connected";
+    case ERR_IF:
+      return "interface error";
+    case ERR_ABRT:
+      return "connection aborted";
+    case ERR_RST:
+      return "connection reset";
+    case ERR_CLSD:
+      return "connection closed";
+    case ERR_ARG:
+      return "illegal argument";
+    default:
+      return "unknown lwIP error";
   }
 }
 

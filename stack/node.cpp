@@ -86,9 +86,9 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
     interfaces_.pop_back();
     return unexpected(started.error());
   }
-  raw->description = fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(),
-                                 config.prefix4, config.address6 ? " " : "",
-                                 config.address6 ? config.address6->to_string() : "", raw->link->mtu());
+  raw->description =
+      fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(), config.prefix4,
+                  config.address6 ? " " : "", config.address6 ? config.address6->to_string() : "", raw->link->mtu());
   logger("node")->debug("interface up: {}", raw->description);
   return Ok{};
 }
@@ -142,8 +142,7 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
   if (!checked) {
     ++counters_.rx_malformed;
     ++counters_.malformed_by_kind[static_cast<size_t>(checked.error())];
-    logger("node")->debug("dropped malformed packet ({} bytes): {}", packet.size(),
-                          wire::to_string(checked.error()));
+    logger("node")->debug("dropped malformed packet ({} bytes): {}", packet.size(), wire::to_string(checked.error()));
     return;
   }
   const wire::PacketInfo& info = checked.value();
@@ -189,7 +188,9 @@ void Node::defer(std::function<void()> task) {
   if (!closed_ && !uv_is_active(idle_.base())) uv_idle_start(idle_.get(), &Node::on_idle);
 }
 
-void Node::kick() { run_timers_and_rearm(); }
+void Node::kick() {
+  run_timers_and_rearm();
+}
 
 void Node::run_deferred() {
   // Tasks may defer more tasks; run until none are left.

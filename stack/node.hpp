@@ -53,7 +53,7 @@ class OutputFilter {
 };
 
 struct InterfaceConfig {
-  wire::IpAddress address4;                  // this node's IPv4 address on the link
+  wire::IpAddress address4;  // this node's IPv4 address on the link
   uint8_t prefix4 = 32;
   std::optional<wire::IpAddress> address6;  // optional IPv6 address
 };

@@ -27,10 +27,12 @@ TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler) : pcb_(pcb), handle
   install_callbacks();
 }
 
-TcpConnection::~TcpConnection() { close(); }
+TcpConnection::~TcpConnection() {
+  close();
+}
 
-Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const wire::IpAddress& remote,
-                                                                           uint16_t port, Handler* handler,
+Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const wire::IpAddress& remote, uint16_t port,
+                                                                           Handler* handler,
                                                                            const wire::IpAddress* local) {
   ip_addr_t remote_ip = to_lwip(remote);
   tcp_pcb* pcb = tcp_new_ip_type(remote.version == 4 ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
@@ -69,7 +71,9 @@ void TcpConnection::detach() {
 }
 
 // pcb->snd_buf, not tcp_sndbuf(): with window scaling that macro clamps to 65535.
-size_t TcpConnection::send_space() const { return pcb_ == nullptr ? 0 : pcb_->snd_buf; }
+size_t TcpConnection::send_space() const {
+  return pcb_ == nullptr ? 0 : pcb_->snd_buf;
+}
 
 size_t TcpConnection::write(std::span<const uint8_t> bytes) {
   size_t written = 0;

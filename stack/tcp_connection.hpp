@@ -48,8 +48,8 @@ class TcpConnection {
 
   // Starts an active open to remote:port, from `local` when given, else from the node's
   // address on the route to it.
-  static Result<std::unique_ptr<TcpConnection>, std::string> connect(const wire::IpAddress& remote,
-                                                                     uint16_t port, Handler* handler,
+  static Result<std::unique_ptr<TcpConnection>, std::string> connect(const wire::IpAddress& remote, uint16_t port,
+                                                                     Handler* handler,
                                                                      const wire::IpAddress* local = nullptr);
 
   void set_handler(Handler* handler) { handler_ = handler; }

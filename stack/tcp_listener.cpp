@@ -10,7 +10,9 @@ TcpListener::TcpListener(tcp_pcb* pcb, uint16_t port, AcceptFn on_accept)
   tcp_accept(pcb_, &TcpListener::on_accept_trampoline);
 }
 
-TcpListener::~TcpListener() { close(); }
+TcpListener::~TcpListener() {
+  close();
+}
 
 Result<std::unique_ptr<TcpListener>, std::string> TcpListener::listen(uint16_t port, AcceptFn on_accept) {
   tcp_pcb* pcb = tcp_new_ip_type(IPADDR_TYPE_ANY);

@@ -5,7 +5,9 @@ namespace roam {
 PcapTap::PcapTap(std::unique_ptr<Link> inner, std::unique_ptr<PcapWriter> writer)
     : inner_(std::move(inner)), writer_(std::move(writer)) {}
 
-PcapTap::~PcapTap() { close(); }
+PcapTap::~PcapTap() {
+  close();
+}
 
 Result<Ok, std::string> PcapTap::start(ReceiveBatchFn on_batch) {
   return inner_->start([this, on_batch = std::move(on_batch)](std::span<const PacketView> batch) {

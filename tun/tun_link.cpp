@@ -20,15 +20,16 @@ TunLink::TunLink(uv_loop_t* loop, TunLinkConfig config) : loop_(loop), config_(s
   rx_views_.reserve(batch_size);
 }
 
-TunLink::~TunLink() { close(); }
+TunLink::~TunLink() {
+  close();
+}
 
 Result<Ok, std::string> TunLink::start(ReceiveBatchFn on_batch) {
   on_batch_ = std::move(on_batch);
   if (config_.name.empty() || config_.name.size() >= IFNAMSIZ)
     return unexpected("tun link: device name must be 1-" + std::to_string(IFNAMSIZ - 1) + " characters");
   fd_ = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  if (fd_ < 0)
-    return unexpected(std::string("tun link: cannot open /dev/net/tun: ") + std::strerror(errno));
+  if (fd_ < 0) return unexpected(std::string("tun link: cannot open /dev/net/tun: ") + std::strerror(errno));
   ifreq request{};
   request.ifr_flags = IFF_TUN | IFF_NO_PI;
   std::strncpy(request.ifr_name, config_.name.c_str(), IFNAMSIZ - 1);

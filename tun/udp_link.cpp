@@ -1,13 +1,13 @@
 #include "tun/udp_link.hpp"
 
-#include "tun/log.hpp"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "tun/log.hpp"
 
 namespace roam {
 
@@ -72,9 +72,13 @@ UdpLink::UdpLink(uv_loop_t* loop, UdpLinkConfig config) : loop_(loop), config_(s
   tx_iovecs_.resize(batch_size);
 }
 
-UdpLink::~UdpLink() { close(); }
+UdpLink::~UdpLink() {
+  close();
+}
 
-std::string UdpLink::describe() const { return "udp:" + format_socket_address(config_.bind); }
+std::string UdpLink::describe() const {
+  return "udp:" + format_socket_address(config_.bind);
+}
 
 sockaddr_storage UdpLink::local_address() const {
   sockaddr_storage addr{};
@@ -94,8 +98,7 @@ Result<Ok, std::string> UdpLink::start(ReceiveBatchFn on_batch) {
   if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &buffer_bytes, sizeof buffer_bytes) != 0)
     setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &buffer_bytes, sizeof buffer_bytes);
   if (bind(fd_, reinterpret_cast<const sockaddr*>(&config_.bind), config_.bind_len) != 0) {
-    std::string error = "udp link: cannot bind " + format_socket_address(config_.bind) + ": " +
-                        std::strerror(errno);
+    std::string error = "udp link: cannot bind " + format_socket_address(config_.bind) + ": " + std::strerror(errno);
     ::close(fd_);
     fd_ = -1;
     return unexpected(error);

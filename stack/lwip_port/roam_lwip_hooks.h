@@ -18,8 +18,7 @@ int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp);
 typedef int (*roam_lwip_ip4_input_fn)(struct pbuf* p, struct netif* inp);
 void roam_lwip_set_ip4_input_hook(roam_lwip_ip4_input_fn fn);
 
-u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip,
-                        u16_t remote_port);
+u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip, u16_t remote_port);
 #ifdef __cplusplus
 }
 #endif

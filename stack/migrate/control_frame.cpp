@@ -7,13 +7,17 @@ namespace roam::migrate {
 namespace {
 constexpr size_t header_bytes = 5;
 
-bool known_type(uint8_t type) { return type >= 1 && type <= 5; }
+bool known_type(uint8_t type) {
+  return type >= 1 && type <= 5;
+}
 }  // namespace
 
 const char* frame_error_name(FrameError error) {
   switch (error) {
-    case FrameError::unknown_type: return "unknown frame type";
-    case FrameError::oversized: return "frame too large";
+    case FrameError::unknown_type:
+      return "unknown frame type";
+    case FrameError::oversized:
+      return "frame too large";
   }
   return "unknown frame error";
 }
@@ -62,8 +66,8 @@ Result<std::optional<Frame>, FrameError> FrameReader::next() {
   size_t available = buffer_.size() - consumed_;
   if (available < header_bytes) return std::optional<Frame>{};
   const uint8_t* h = buffer_.data() + consumed_;
-  uint32_t length = static_cast<uint32_t>(h[0]) << 24 | static_cast<uint32_t>(h[1]) << 16 |
-                    static_cast<uint32_t>(h[2]) << 8 | h[3];
+  uint32_t length =
+      static_cast<uint32_t>(h[0]) << 24 | static_cast<uint32_t>(h[1]) << 16 | static_cast<uint32_t>(h[2]) << 8 | h[3];
   if (!known_type(h[4])) return unexpected(FrameError::unknown_type);
   if (length > max_frame_payload) return unexpected(FrameError::oversized);
   if (available < header_bytes + length) return std::optional<Frame>{};

@@ -7,7 +7,6 @@
 
 namespace roam::migrate {
 
-
 MigrationGuard::MigrationGuard(Node& node, uint64_t silence_ms) : node_(node), silence_ms_(silence_ms) {
   node_.add_input_filter(this);
   node_.add_output_filter(this);
@@ -23,7 +22,9 @@ void MigrationGuard::silence(const FlowKey& key) {
   silenced_[key] = uv_now(node_.loop()) + silence_ms_;
 }
 
-void MigrationGuard::unsilence(const FlowKey& key) { silenced_.erase(key); }
+void MigrationGuard::unsilence(const FlowKey& key) {
+  silenced_.erase(key);
+}
 
 void MigrationGuard::expire_silenced() {
   uint64_t now = uv_now(node_.loop());
@@ -40,7 +41,9 @@ void MigrationGuard::unpark_all() {
   parked_.clear();
 }
 
-void MigrationGuard::forget_parked(const FlowKey& key) { parked_.erase(key); }
+void MigrationGuard::forget_parked(const FlowKey& key) {
+  parked_.erase(key);
+}
 
 FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
   if (silenced_.empty() && parked_.empty() && watched_.empty()) return FilterVerdict::pass;

@@ -15,8 +15,10 @@ std::vector<uint8_t> encode_move_notice(const MoveNotice& n) {
   out.push_back(static_cast<uint8_t>(n.kind));
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(n.sequence >> shift));
   out.push_back(n.old_address.version);
-  out.insert(out.end(), n.old_address.bytes.begin(), n.old_address.bytes.begin() + static_cast<long>(n.old_address.size()));
-  out.insert(out.end(), n.new_address.bytes.begin(), n.new_address.bytes.begin() + static_cast<long>(n.new_address.size()));
+  out.insert(out.end(), n.old_address.bytes.begin(),
+             n.old_address.bytes.begin() + static_cast<long>(n.old_address.size()));
+  out.insert(out.end(), n.new_address.bytes.begin(),
+             n.new_address.bytes.begin() + static_cast<long>(n.new_address.size()));
   for (uint16_t port : {n.old_port, n.new_port}) {
     out.push_back(static_cast<uint8_t>(port >> 8));
     out.push_back(static_cast<uint8_t>(port));
@@ -30,8 +32,8 @@ std::optional<MoveNotice> decode_move_notice(std::span<const uint8_t> b) {
     return std::nullopt;
   MoveNotice n;
   n.kind = static_cast<MoveNoticeKind>(b[5]);
-  n.sequence = static_cast<uint32_t>(b[6]) << 24 | static_cast<uint32_t>(b[7]) << 16 |
-               static_cast<uint32_t>(b[8]) << 8 | b[9];
+  n.sequence =
+      static_cast<uint32_t>(b[6]) << 24 | static_cast<uint32_t>(b[7]) << 16 | static_cast<uint32_t>(b[8]) << 8 | b[9];
   uint8_t family = b[10];
   if (family != 4 && family != 6) return std::nullopt;
   size_t address_bytes = family == 4 ? 4 : 16;

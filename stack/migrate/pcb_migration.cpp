@@ -31,8 +31,7 @@ void append_segment_payload(const tcp_seg* seg, uint32_t from, uint32_t to, std:
   size_t header_bytes = seg->p->tot_len - seg->len;  // headers precede the payload in p
   size_t old_size = out.size();
   out.resize(old_size + count);
-  pbuf_copy_partial(seg->p, out.data() + old_size, static_cast<u16_t>(count),
-                    static_cast<u16_t>(header_bytes + skip));
+  pbuf_copy_partial(seg->p, out.data() + old_size, static_cast<u16_t>(count), static_cast<u16_t>(header_bytes + skip));
 }
 
 }  // namespace
@@ -60,7 +59,9 @@ Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
   return Ok{};
 }
 
-void freeze_pcb(tcp_pcb* pcb) { TCP_RMV_ACTIVE(pcb); }
+void freeze_pcb(tcp_pcb* pcb) {
+  TCP_RMV_ACTIVE(pcb);
+}
 
 void thaw_pcb(tcp_pcb* pcb) {
   TCP_REG_ACTIVE(pcb);
@@ -75,8 +76,7 @@ void discard_frozen_pcb(tcp_pcb* pcb) {
   tcp_free(pcb);
 }
 
-Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb,
-                                                               std::span<const uint8_t> received,
+Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb, std::span<const uint8_t> received,
                                                                std::span<const uint8_t> app_state) {
   auto movable = check_movable(pcb);
   if (!movable) return unexpected(movable.error());
@@ -239,7 +239,9 @@ Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, cons
   return pcb;
 }
 
-void register_imported_pcb(tcp_pcb* pcb) { TCP_REG_ACTIVE(pcb); }
+void register_imported_pcb(tcp_pcb* pcb) {
+  TCP_REG_ACTIVE(pcb);
+}
 
 void discard_imported_pcb(tcp_pcb* pcb) {
   clear_callbacks(pcb);
@@ -258,8 +260,8 @@ void restart_transmission(tcp_pcb* pcb) {
   tcp_output(pcb);
 }
 
-std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port, const wire::IpAddress& new_remote,
-                      uint16_t new_port) {
+std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
+                                    const wire::IpAddress& new_remote, uint16_t new_port) {
   ip_addr_t old_ip = to_lwip(old_remote);
   ip_addr_t new_ip = to_lwip(new_remote);
   std::vector<tcp_pcb*> changed;

@@ -48,8 +48,7 @@ void discard_frozen_pcb(tcp_pcb* pcb);
 
 // Reads a (frozen) pcb into a snapshot. `received` are bytes lwIP delivered that the app
 // has not consumed; `app_state` is the app's own encoding.
-Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb,
-                                                               std::span<const uint8_t> received,
+Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb, std::span<const uint8_t> received,
                                                                std::span<const uint8_t> app_state);
 
 // Builds a pcb from a validated snapshot, with `local_address` as its new local address
@@ -71,8 +70,8 @@ void restart_transmission(tcp_pcb* pcb);
 // sets it to new_remote / new_port (new_port 0: keep) and restarts transmission. Returns
 // the flows as they were before: the caller silences them (MigrationGuard), or late
 // packets on the old path would be answered with RST. (A client following its server.)
-std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port, const wire::IpAddress& new_remote,
-                      uint16_t new_port);
+std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
+                                    const wire::IpAddress& new_remote, uint16_t new_port);
 // For each active pcb bound to old_local, rebinds it to new_local and restarts
 // transmission (a host whose own address changed). Returns the flows as they were.
 std::vector<FlowKey> rewrite_local(const wire::IpAddress& old_local, const wire::IpAddress& new_local);

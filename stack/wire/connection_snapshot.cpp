@@ -1,9 +1,9 @@
 #include "stack/wire/connection_snapshot.hpp"
 
-#include "stack/wire/byte_reader.hpp"
-
 #include <algorithm>
 #include <array>
+
+#include "stack/wire/byte_reader.hpp"
 
 namespace roam::wire {
 namespace {

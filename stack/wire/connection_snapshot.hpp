@@ -40,19 +40,19 @@ inline constexpr size_t snapshot_max_app_state_bytes = 1u << 20;
 enum class SnapshotTcpState : uint8_t { established = 1, close_wait = 2 };
 
 struct SnapshotSendState {
-  uint32_t snd_una = 0;        // oldest unacknowledged sequence number (lwIP lastack)
-  uint32_t snd_nxt = 0;        // next sequence number to send
-  uint32_t snd_wnd = 0;        // peer's window, already scaled
-  uint32_t snd_wnd_max = 0;    // largest window the peer announced
-  uint32_t snd_wl1 = 0;        // seq of the segment that last updated snd_wnd
-  uint32_t snd_wl2 = 0;        // ack of that segment
+  uint32_t snd_una = 0;      // oldest unacknowledged sequence number (lwIP lastack)
+  uint32_t snd_nxt = 0;      // next sequence number to send
+  uint32_t snd_wnd = 0;      // peer's window, already scaled
+  uint32_t snd_wnd_max = 0;  // largest window the peer announced
+  uint32_t snd_wl1 = 0;      // seq of the segment that last updated snd_wnd
+  uint32_t snd_wl2 = 0;      // ack of that segment
   uint32_t cwnd = 0;
   uint32_t ssthresh = 0;
-  uint16_t mss = 0;            // effective send MSS
-  uint8_t snd_scale = 0;       // peer's window scale shift
-  int16_t rtt_sa = 0;          // smoothed RTT estimator (lwIP ticks, scaled as lwIP keeps it)
-  int16_t rtt_sv = 0;          // RTT variance estimator
-  int16_t rto = 0;             // retransmission timeout, lwIP slow-timer ticks
+  uint16_t mss = 0;       // effective send MSS
+  uint8_t snd_scale = 0;  // peer's window scale shift
+  int16_t rtt_sa = 0;     // smoothed RTT estimator (lwIP ticks, scaled as lwIP keeps it)
+  int16_t rtt_sv = 0;     // RTT variance estimator
+  int16_t rto = 0;        // retransmission timeout, lwIP slow-timer ticks
 };
 
 struct SnapshotReceiveState {
@@ -65,7 +65,7 @@ struct SnapshotReceiveState {
 
 struct SnapshotOptions {
   bool nodelay = false;
-  bool window_scaling = false;   // both ends agreed on window scaling (TF_WND_SCALE)
+  bool window_scaling = false;  // both ends agreed on window scaling (TF_WND_SCALE)
   bool keepalive = false;
   uint32_t keep_idle_ms = 0;
   uint32_t keep_interval_ms = 0;
@@ -91,8 +91,8 @@ struct ConnectionSnapshot {
 };
 
 enum class SnapshotError : uint8_t {
-  truncated,       // shorter than its header or its declared parts
-  bad_magic,       // not a snapshot
+  truncated,  // shorter than its header or its declared parts
+  bad_magic,  // not a snapshot
   unknown_version,
   oversized,       // a part longer than its bound
   trailing_bytes,  // bytes after the declared body

@@ -20,7 +20,7 @@ Unexpected<E> unexpected(E error) {
 template <typename T, typename E>
 class Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit on purpose
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}            // NOLINT: implicit on purpose
   Result(Unexpected<E> e) : state_(std::in_place_index<1>, std::move(e.error)) {}  // NOLINT
 
   bool has_value() const { return state_.index() == 0; }

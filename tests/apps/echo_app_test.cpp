@@ -98,7 +98,8 @@ TEST_CASE("a discard session moved mid-stream takes every byte the client sends"
   e.lab.run([&] { return !e.session->received_unconsumed().empty(); });
   e.move();
   e.lab.run([&] {
-    return e.lab.client.sent_offset == e.lab.client.to_send.size() && e.lab.client.connection->everything_acknowledged();
+    return e.lab.client.sent_offset == e.lab.client.to_send.size() &&
+           e.lab.client.connection->everything_acknowledged();
   });
   CHECK(e.lab.client.sent_offset == e.lab.client.to_send.size());
   CHECK(e.lab.client.connection->everything_acknowledged());

@@ -98,7 +98,10 @@ TEST_CASE("a SYN to a listening port gets a SYN-ACK from lwIP, with window scali
   bool has_window_scale = false;
   for (size_t i = 0; i + 2 < reply.options.size();) {
     uint8_t kind = reply.options[i];
-    if (kind == 1) { ++i; continue; }
+    if (kind == 1) {
+      ++i;
+      continue;
+    }
     if (kind == 0) break;
     if (kind == 3) has_window_scale = true;
     i += reply.options[i + 1] < 2 ? 2 : reply.options[i + 1];
