@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "crypto/identity_key.hpp"
 #include "stack/migrate/control_frame.hpp"
 #include "tun/udp_link.hpp"
 
@@ -29,6 +30,12 @@ Commands:
         "ok moved M of N sessions to ADDRESS in T ms", or "error ...".
   status --server HOST:PORT
         print the server's migration counters as one JSON line
+  genkey [--out FILE]
+        make a new X25519 identity key: print its private key (base64), or write it to
+        FILE with mode 0600 (never overwriting). `roamctl genkey | roamctl pubkey`.
+  pubkey [--key FILE]
+        read a private key (base64) from stdin, or from FILE (refused when group or
+        others can read it), and print its public key (base64)
 
 Options:
   --timeout SECONDS   give up waiting for the reply (default 60)
@@ -95,16 +102,52 @@ std::string request(const std::string& server, roam::migrate::FrameType type, co
   }
 }
 
+int generate_key(const std::string& out_file) {
+  auto key = roam::crypto::IdentityKey::generate();
+  if (out_file.empty()) {
+    std::printf("%s\n", key.secret_base64().c_str());
+    return 0;
+  }
+  auto saved = key.save(out_file);
+  if (!saved) {
+    std::fprintf(stderr, "roamctl: %s: %s\n", out_file.c_str(), roam::crypto::key_error_name(saved.error()));
+    return 1;
+  }
+  std::printf("%s\n", roam::crypto::to_base64(key.public_key()).c_str());  // the shareable half
+  return 0;
+}
+
+int print_public_key(const std::string& key_file) {
+  auto key = [&]() -> roam::Result<roam::crypto::IdentityKey, roam::crypto::KeyError> {
+    if (!key_file.empty()) return roam::crypto::IdentityKey::load(key_file);
+    std::string line;
+    char buffer[256];
+    size_t n = std::fread(buffer, 1, sizeof buffer, stdin);
+    line.assign(buffer, n);
+    sodium_memzero(buffer, sizeof buffer);
+    auto parsed = roam::crypto::IdentityKey::from_base64(line);
+    sodium_memzero(line.data(), line.size());
+    return parsed;
+  }();
+  if (!key) {
+    std::fprintf(stderr, "roamctl: %s%s%s\n", key_file.empty() ? "stdin" : key_file.c_str(), ": ",
+                 roam::crypto::key_error_name(key.error()));
+    return 1;
+  }
+  std::printf("%s\n", roam::crypto::to_base64(key->public_key()).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return fail_usage("no command: migrate or status (see --help)");
+  if (argc < 2) return fail_usage("no command: migrate, status, genkey or pubkey (see --help)");
   std::string command = argv[1];
   if (command == "-h" || command == "--help") {
     std::fputs(usage, stdout);
     return 0;
   }
-  std::string from, to, server, count;
+  std::string from, to, server, count, out_file, key_file;
   int timeout_seconds = 60;
   for (int i = 2; i < argc; ++i) {
     std::string arg = argv[i];
@@ -122,6 +165,10 @@ int main(int argc, char** argv) {
       server = value;
     else if (arg == "--count")
       count = value;
+    else if (arg == "--out" && command == "genkey")
+      out_file = value;
+    else if (arg == "--key" && command == "pubkey")
+      key_file = value;
     else if (arg == "--timeout")
       timeout_seconds = std::atoi(value.c_str());
     else
@@ -138,6 +185,11 @@ int main(int argc, char** argv) {
   for (const auto& [option, value] :
        {std::pair<std::string, std::string>{"--from", from}, {"--to", to}, {"--server", server}}) {
     if (auto error = check_address(option, value); !error.empty()) return fail_usage(error);
+  }
+  if (command == "genkey" || command == "pubkey") {
+    if (!from.empty() || !to.empty() || !server.empty() || !count.empty())
+      return fail_usage(command + " takes no --from, --to, --server or --count");
+    return command == "genkey" ? generate_key(out_file) : print_public_key(key_file);
   }
   std::string reply;
   if (command == "migrate") {
