@@ -1,0 +1,172 @@
+#include "stack/control/messages.hpp"
+
+#include <cstring>
+
+#include "stack/wire/byte_reader.hpp"
+
+namespace roam::control {
+
+namespace {
+
+using wire::ByteReader;
+
+void put_u8(std::vector<uint8_t>& out, uint8_t v) {
+  out.push_back(v);
+}
+void put_u16(std::vector<uint8_t>& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v >> 8));
+  out.push_back(static_cast<uint8_t>(v));
+}
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
+}
+void put_bytes(std::vector<uint8_t>& out, const uint8_t* data, size_t size) {
+  size_t at = out.size();
+  out.resize(at + size);
+  if (size != 0) std::memcpy(out.data() + at, data, size);
+}
+
+bool valid_host_id(const std::string& id) {
+  if (id.empty() || id.size() > max_host_id) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Result<Message, MessageError> decode_acm(ByteReader& r) {
+  AddressChange m;
+  m.sequence = r.u64();
+  auto nonce = r.take(16);
+  if (!nonce.empty()) std::memcpy(m.nonce.data(), nonce.data(), 16);
+  m.issued_at_ms = r.u64();
+  uint8_t scope = r.u8();
+  uint8_t family = r.u8();
+  if (r.failed()) return unexpected(MessageError::truncated);
+  if (scope != 1 && scope != 2) return unexpected(MessageError::bad_field);
+  if (family != 4 && family != 6) return unexpected(MessageError::bad_field);
+  m.scope = static_cast<AcmScope>(scope);
+  size_t address_bytes = family == 4 ? 4 : 16;
+  m.old_address.version = m.new_address.version = family;
+  auto old_address = r.take(address_bytes);
+  auto new_address = r.take(address_bytes);
+  m.old_port = r.u16();
+  m.new_port = r.u16();
+  uint16_t count = r.u16();
+  if (r.failed()) return unexpected(MessageError::truncated);
+  std::memcpy(m.old_address.bytes.data(), old_address.data(), address_bytes);
+  std::memcpy(m.new_address.bytes.data(), new_address.data(), address_bytes);
+  if (count > max_connection_ids) return unexpected(MessageError::oversized);
+  if (m.scope == AcmScope::connections ? count == 0 || m.old_port == 0 : count != 0)
+    return unexpected(MessageError::bad_field);
+  if (r.remaining() < size_t{count} * 8) return unexpected(MessageError::truncated);
+  m.connection_ids.reserve(count);
+  for (uint16_t i = 0; i < count; ++i) m.connection_ids.push_back(r.u64());
+  if (m.old_address == m.new_address && (m.new_port == 0 || m.new_port == m.old_port))
+    return unexpected(MessageError::bad_field);  // a move to where it already is
+  return Message{std::move(m)};
+}
+
+}  // namespace
+
+const char* message_error_name(MessageError error) {
+  switch (error) {
+    case MessageError::truncated:
+      return "truncated";
+    case MessageError::trailing_bytes:
+      return "trailing bytes";
+    case MessageError::unknown_type:
+      return "unknown message type";
+    case MessageError::bad_field:
+      return "field out of range";
+    case MessageError::oversized:
+      return "too many entries";
+  }
+  return "unknown message error";
+}
+
+std::vector<uint8_t> encode_message(const Message& message) {
+  std::vector<uint8_t> out;
+  if (const auto* hello = std::get_if<Hello>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::hello));
+    put_u16(out, hello->version);
+    put_u8(out, static_cast<uint8_t>(hello->host_id.size()));
+    put_bytes(out, reinterpret_cast<const uint8_t*>(hello->host_id.data()), hello->host_id.size());
+    put_u32(out, hello->capabilities);
+  } else if (const auto* acm = std::get_if<AddressChange>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::acm));
+    put_u64(out, acm->sequence);
+    put_bytes(out, acm->nonce.data(), acm->nonce.size());
+    put_u64(out, acm->issued_at_ms);
+    put_u8(out, static_cast<uint8_t>(acm->scope));
+    put_u8(out, acm->old_address.version);
+    put_bytes(out, acm->old_address.bytes.data(), acm->old_address.size());
+    put_bytes(out, acm->new_address.bytes.data(), acm->new_address.size());
+    put_u16(out, acm->old_port);
+    put_u16(out, acm->new_port);
+    put_u16(out, static_cast<uint16_t>(acm->connection_ids.size()));
+    for (uint64_t id : acm->connection_ids) put_u64(out, id);
+  } else if (const auto* ack = std::get_if<Ack>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::ack));
+    put_u64(out, ack->sequence);
+    put_u8(out, static_cast<uint8_t>(ack->status));
+  } else if (const auto* error = std::get_if<ErrorMessage>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::error));
+    put_u16(out, error->code);
+    put_u8(out, static_cast<uint8_t>(error->text.size()));
+    put_bytes(out, reinterpret_cast<const uint8_t*>(error->text.data()), error->text.size());
+  }
+  return out;
+}
+
+Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
+  ByteReader r(bytes);
+  uint8_t type = r.u8();
+  if (r.failed()) return unexpected(MessageError::truncated);
+  Result<Message, MessageError> result = unexpected(MessageError::unknown_type);
+  switch (type) {
+    case static_cast<uint8_t>(MessageType::hello): {
+      Hello m;
+      m.version = r.u16();
+      m.host_id = r.text(r.u8());
+      m.capabilities = r.u32();
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (m.version == 0 || !valid_host_id(m.host_id)) return unexpected(MessageError::bad_field);
+      result = Message{std::move(m)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::acm):
+      result = decode_acm(r);
+      break;
+    case static_cast<uint8_t>(MessageType::ack): {
+      Ack m;
+      m.sequence = r.u64();
+      uint8_t status = r.u8();
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (status > 1) return unexpected(MessageError::bad_field);
+      m.status = static_cast<AckStatus>(status);
+      result = Message{m};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::error): {
+      ErrorMessage m;
+      m.code = r.u16();
+      m.text = r.text(r.u8());
+      if (r.failed()) return unexpected(MessageError::truncated);
+      result = Message{std::move(m)};
+      break;
+    }
+    default:
+      return unexpected(MessageError::unknown_type);
+  }
+  if (!result) return result;
+  if (r.remaining() != 0) return unexpected(MessageError::trailing_bytes);
+  return result;
+}
+
+}  // namespace roam::control

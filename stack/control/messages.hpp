@@ -1,0 +1,83 @@
+// Control-channel messages (DESIGN.md section 5; seed 003 section 2.1 and Fig. 2): HELLO,
+// ACM (Address Change Message), ACK and ERROR, as pure encode/decode functions. They
+// travel inside the channel's AEAD frames (crypto/noise.hpp, crypto/replay_window.hpp),
+// which authenticate and encrypt them; the ACM's own sequence number, nonce and issue
+// time let the receiver refuse replays and stale moves on top of that. Any thread.
+//
+// Layout (big-endian): u8 type | body
+//   HELLO  u16 version | u8 id length | host id | u32 capabilities
+//   ACM    u64 sequence | 16-byte nonce | u64 issued_at_ms (Unix) | u8 scope
+//          | u8 ip version | old address | new address | u16 old port | u16 new port
+//          | u16 count | count x u64 connection id      (scope connections: count >= 1;
+//                                                        scope global: count 0)
+//   ACK    u64 sequence | u8 status (0 applied, 1 refused)
+//   ERROR  u16 code | u8 text length | text
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "stack/wire/ip_prefix.hpp"
+#include "stack/wire/result.hpp"
+
+namespace roam::control {
+
+inline constexpr uint16_t protocol_version = 1;
+inline constexpr size_t max_connection_ids = 4096;  // a bigger move sends several ACMs
+inline constexpr size_t max_host_id = 64;
+inline constexpr size_t max_error_text = 255;
+
+enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4 };
+
+struct Hello {
+  uint16_t version = protocol_version;
+  std::string host_id;
+  uint32_t capabilities = 0;
+  bool operator==(const Hello&) const = default;
+};
+
+// Which connections an ACM moves: the listed ids, or every connection between the two
+// hosts that uses the old endpoint (a whole server moving).
+enum class AcmScope : uint8_t { connections = 1, global = 2 };
+
+struct AddressChange {
+  uint64_t sequence = 0;
+  std::array<uint8_t, 16> nonce{};
+  uint64_t issued_at_ms = 0;
+  AcmScope scope = AcmScope::connections;
+  wire::IpAddress old_address;
+  wire::IpAddress new_address;
+  uint16_t old_port = 0;  // global scope: 0 means every port
+  uint16_t new_port = 0;  // 0: unchanged
+  std::vector<uint64_t> connection_ids;
+  bool operator==(const AddressChange&) const = default;
+};
+
+enum class AckStatus : uint8_t { applied = 0, refused = 1 };
+
+struct Ack {
+  uint64_t sequence = 0;
+  AckStatus status = AckStatus::applied;
+  bool operator==(const Ack&) const = default;
+};
+
+struct ErrorMessage {
+  uint16_t code = 0;
+  std::string text;
+  bool operator==(const ErrorMessage&) const = default;
+};
+
+using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage>;
+
+enum class MessageError : uint8_t { truncated, trailing_bytes, unknown_type, bad_field, oversized };
+const char* message_error_name(MessageError error);
+
+// The message must be valid (decode_message(encode_message(m)) == m).
+std::vector<uint8_t> encode_message(const Message& message);
+Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes);
+
+}  // namespace roam::control

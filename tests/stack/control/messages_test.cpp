@@ -1,0 +1,112 @@
+// Control messages: every kind round-trips (v4 and v6 ACMs), known bytes decode, every
+// truncation and each bad field is refused.
+#include "stack/control/messages.hpp"
+
+#include <doctest/doctest.h>
+
+namespace {
+
+using namespace roam::control;
+using roam::wire::IpAddress;
+
+AddressChange sample_acm(bool v6) {
+  AddressChange m;
+  m.sequence = 42;
+  for (size_t i = 0; i < m.nonce.size(); ++i) m.nonce[i] = static_cast<uint8_t>(i * 7);
+  m.issued_at_ms = 1'795'000'000'000;
+  m.scope = AcmScope::connections;
+  m.old_address = *IpAddress::parse(v6 ? "2001:db8:12::2" : "198.18.12.2");
+  m.new_address = *IpAddress::parse(v6 ? "2001:db8:13::2" : "198.18.13.2");
+  m.old_port = 7000;
+  m.new_port = 7000;
+  m.connection_ids = {1, 2, 0xFFFFFFFFFFFFFFFFull};
+  return m;
+}
+
+std::vector<Message> samples() {
+  AddressChange global = sample_acm(false);
+  global.scope = AcmScope::global;
+  global.old_port = 0;
+  global.connection_ids.clear();
+  return {Hello{1, "server-a", 3},
+          sample_acm(false),
+          sample_acm(true),
+          global,
+          Ack{42, AckStatus::refused},
+          ErrorMessage{7, "no such connection"},
+          ErrorMessage{0, ""}};
+}
+
+TEST_CASE("every control message round-trips") {
+  for (const auto& m : samples()) {
+    auto bytes = encode_message(m);
+    auto decoded = decode_message(bytes);
+    REQUIRE(decoded);
+    CHECK(decoded.value() == m);
+    CHECK(encode_message(decoded.value()) == bytes);
+  }
+}
+
+TEST_CASE("an ACK decodes from known bytes") {
+  const uint8_t bytes[] = {3, 0, 0, 0, 0, 0, 0, 1, 0, 0};
+  auto decoded = decode_message(bytes);
+  REQUIRE(decoded);
+  CHECK(std::get<Ack>(decoded.value()) == Ack{256, AckStatus::applied});
+}
+
+TEST_CASE("every truncation of every message is refused, and a trailing byte too") {
+  for (const auto& m : samples()) {
+    auto bytes = encode_message(m);
+    for (size_t cut = 0; cut < bytes.size(); ++cut) {
+      auto decoded = decode_message(std::span(bytes.data(), cut));
+      REQUIRE_FALSE(decoded);
+    }
+    bytes.push_back(0);
+    auto decoded = decode_message(bytes);
+    REQUIRE_FALSE(decoded);
+    CHECK(decoded.error() == MessageError::trailing_bytes);
+  }
+}
+
+TEST_CASE("bad fields are refused") {
+  auto refuse = [](std::vector<uint8_t> bytes, MessageError error) {
+    auto decoded = decode_message(bytes);
+    REQUIRE_FALSE(decoded);
+    CHECK(decoded.error() == error);
+  };
+  refuse({9}, MessageError::unknown_type);
+  refuse({}, MessageError::truncated);
+  auto acm = encode_message(sample_acm(false));
+  auto with = [&](size_t offset, uint8_t value) {
+    auto copy = acm;
+    copy[offset] = value;
+    return copy;
+  };
+  const size_t scope_at = 1 + 8 + 16 + 8, family_at = scope_at + 1;
+  refuse(with(scope_at, 3), MessageError::bad_field);
+  refuse(with(family_at, 5), MessageError::bad_field);
+  // Connection scope with no ids; global scope with ids.
+  AddressChange empty = sample_acm(false);
+  empty.connection_ids.clear();
+  refuse(encode_message(empty), MessageError::bad_field);
+  AddressChange global_with_ids = sample_acm(false);
+  global_with_ids.scope = AcmScope::global;
+  refuse(encode_message(global_with_ids), MessageError::bad_field);
+  // A move to where it already is.
+  AddressChange nowhere = sample_acm(false);
+  nowhere.new_address = nowhere.old_address;
+  refuse(encode_message(nowhere), MessageError::bad_field);
+  // Too many ids (the count is checked before anything is allocated).
+  auto many = encode_message(sample_acm(false));
+  const size_t count_at = family_at + 1 + 4 + 4 + 2 + 2;
+  many[count_at] = 0xFF;
+  many[count_at + 1] = 0xFF;
+  refuse(many, MessageError::oversized);
+  // Host ids outside the alphabet, version 0, ack status 2.
+  refuse(encode_message(Hello{1, "bad id", 0}), MessageError::bad_field);
+  refuse(encode_message(Hello{0, "ok", 0}), MessageError::bad_field);
+  refuse({3, 0, 0, 0, 0, 0, 0, 0, 1, 2}, MessageError::bad_field);
+  CHECK(std::string(message_error_name(MessageError::oversized)).size() > 0);
+}
+
+}  // namespace
