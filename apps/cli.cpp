@@ -17,7 +17,10 @@ std::string link_options_help() {
                          (no privilege needed; peers are set with --route)
   --link tun:NAME        use TUN device NAME: created if we have CAP_NET_ADMIN, else a
                          persistent device made once by root with
-                         `ip tuntap add mode tun user $USER name NAME`
+                         `ip tuntap add mode tun user $USER name NAME`. Uses checksum
+                         and segmentation offload (64 KiB TCP writes, the kernel cuts
+                         them to the MTU) when the kernel allows it
+  --link tun:NAME,no-offload  the same without offloads: one write per MTU-sized packet
   --addr IPv4[/LEN]      this node's own address in its userspace stack (required)
   --addr6 IPv6           an IPv6 address as well (optional)
   --route PREFIX=IP:PORT udp link: send packets for PREFIX to that UDP endpoint
@@ -111,7 +114,14 @@ void attach_link(Node& node, const LinkOptions& options) {
     link = std::make_unique<UdpLink>(node.loop(), std::move(config));
   } else if (options.link.rfind("tun:", 0) == 0) {
     if (!options.routes.empty()) throw ConfigError("--route applies to udp links only (the kernel routes a TUN)");
-    link = std::make_unique<TunLink>(node.loop(), TunLinkConfig{options.link.substr(4), options.mtu});
+    TunLinkConfig config{options.link.substr(4), options.mtu, true};
+    if (auto comma = config.name.find(','); comma != std::string::npos) {
+      if (config.name.substr(comma + 1) != "no-offload")
+        throw ConfigError("bad --link '" + options.link + "': the only tun option is ,no-offload");
+      config.name.resize(comma);
+      config.offload = false;
+    }
+    link = std::make_unique<TunLink>(node.loop(), std::move(config));
   } else {
     throw ConfigError(options.link.empty() ? "--link is required (udp:IP:PORT or tun:NAME)"
                                            : "bad --link '" + options.link + "': expected udp:IP:PORT or tun:NAME");

@@ -13,8 +13,9 @@ file(GLOB LWIP_CORE_SOURCES
      "${LWIP_SOURCE_DIR}/src/core/ipv4/*.c"
      "${LWIP_SOURCE_DIR}/src/core/ipv6/*.c")
 include(${CMAKE_CURRENT_LIST_DIR}/LwipPatches.cmake)
-list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/tcp_out.c")
-add_library(lwip STATIC ${LWIP_CORE_SOURCES} ${LWIP_PATCHED_TCP_OUT_C}
+list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/tcp_out.c"
+                                   "${LWIP_SOURCE_DIR}/src/core/tcp_in.c")
+add_library(lwip STATIC ${LWIP_CORE_SOURCES} ${LWIP_PATCHED_TCP_OUT_C} ${LWIP_PATCHED_TCP_IN_C}
             ${PROJECT_SOURCE_DIR}/stack/lwip_port/sys_arch.c)
 # The patched copies' include directory comes before the original tree.
 target_include_directories(lwip SYSTEM PUBLIC

@@ -9,6 +9,29 @@
 # the walk was 17 % of the sending process's CPU. The pcb now keeps the tail; the only
 # code that appends to unacked is tcp_output itself, every other change removes segments
 # from the head or empties the list, so the tail stays right whenever unacked != NULL.
+#
+# Patch "TSO segments" (justified by tools/bench/run throughput, carrier_tun; DESIGN.md
+# section 8 names TUN offloads as the lever once the tail walk was gone): on a netif whose
+# link segments TCP itself (a TUN device with IFF_VNET_HDR and TSO, tun/tun_link.cpp), the
+# sender was spending most of its CPU in one write() per 1460-byte packet. The pcb keeps
+# its real MSS (min of the peer's MSS option and netif MTU - 40, also what our SYN
+# advertises), and every use of it as a congestion unit is unchanged; only the size of
+# the segments tcp_write builds grows to a multiple of the MSS up to the link's limit
+# (roam_lwip_tcp_segment_size). Four edits:
+#  - tcp_write: segment size from the hook instead of pcb->mss;
+#  - tcp_output: a multi-MSS segment that does not fit the window is cut to the whole MSS
+#    multiples that fit (tcp_split_unsent_seg, whose "split <= mss" assertion is lifted),
+#    otherwise a window smaller than one segment (cwnd starts at 3 MSS) would never send;
+#    while data is in flight the cut waits until a third of the window is free, as Linux
+#    defers TSO sends, or ACK-clocked sends shrink back to a few MSS each.
+#    tcp_split_unsent_seg moves FIN and PSH to the remainder but only ORed the head's
+#    flags, so a FIN stayed on the head too: the peer saw the stream end early (a bug
+#    lwIP's own zero-window probes rarely hit); the head's FIN and PSH are now cleared;
+#  - tcp_output_segment: publishes the pcb's MSS while the netif output runs
+#    (roam_lwip_tcp_tx_mss), which becomes the virtio_net_hdr gso_size;
+#  - tcp_receive: slow start grows cwnd by the bytes acked (as Linux does) instead of at
+#    most 2 MSS per ACK (RFC 3465's L): a receiver of 64 KiB segments acks every 128 KiB,
+#    and with L = 2 MSS slow start would crawl. After an RTO it stays 1 MSS.
 
 function(roam_lwip_patch_file relative_path out_var)
   set(source "${LWIP_SOURCE_DIR}/${relative_path}")
@@ -47,4 +70,22 @@ roam_lwip_patch_file(src/core/tcp_out.c LWIP_PATCHED_TCP_OUT_C
   "        pcb->unacked = seg;\n        useg = seg;\n"
   "        pcb->unacked = seg;\n        useg = seg;\n        pcb->unacked_tail = seg;\n"
   "          useg->next = seg;\n          useg = useg->next;\n"
-  "          useg->next = seg;\n          useg = useg->next;\n          pcb->unacked_tail = seg;\n")
+  "          useg->next = seg;\n          useg = useg->next;\n          pcb->unacked_tail = seg;\n"
+  "  mss_local = LWIP_MIN(pcb->mss, TCPWND_MIN16(pcb->snd_wnd_max / 2));\n"
+  "  mss_local = roam_lwip_tcp_segment_size(pcb, TCPWND_MIN16(pcb->snd_wnd_max / 2));\n"
+  "err_t\ntcp_output(struct tcp_pcb *pcb)\n{"
+  "/* roamstack TSO: send the whole MSS multiples of an oversized head segment that fit now.\n * The head may start before lastack (partly acknowledged, e.g. re-queued after an RTO or\n * an import): those bytes count for nothing in the window. While data is in flight, wait\n * until a third of the window is free (Linux's tcp_tso_should_defer, tso_win_divisor 3):\n * a peer acking every 2 MSS would otherwise turn every ACK into a 2-4 MSS segment. */\nstatic void\nroam_tcp_split_to_window(struct tcp_pcb *pcb, struct tcp_seg *seg, u32_t wnd)\n{\n  s32_t used = (s32_t)(lwip_ntohl(seg->tcphdr->seqno) - pcb->lastack);\n  s32_t acked = used < 0 ? -used : 0;\n  s32_t room = (s32_t)wnd - (used > 0 ? used : 0);\n  if (seg->len > pcb->mss && room >= (s32_t)pcb->mss && acked + room < (s32_t)seg->len &&\n      (pcb->unacked == NULL || room >= (s32_t)(wnd / 3))) {\n    tcp_split_unsent_seg(pcb, (u16_t)(acked + (room / pcb->mss) * pcb->mss));\n  }\n}\n\nerr_t\ntcp_output(struct tcp_pcb *pcb)\n{"
+  "  /* Handle the current segment not fitting within the window */\n"
+  "  roam_tcp_split_to_window(pcb, seg, wnd);\n  /* Handle the current segment not fitting within the window */\n"
+  "  while (seg != NULL &&\n         lwip_ntohl(seg->tcphdr->seqno) - pcb->lastack + seg->len <= wnd) {"
+  "  while (seg != NULL &&\n         (roam_tcp_split_to_window(pcb, seg, wnd), lwip_ntohl(seg->tcphdr->seqno) - pcb->lastack + seg->len <= wnd)) {"
+  "  LWIP_ASSERT(\"split <= mss\", split <= pcb->mss);\n"
+  "  /* roamstack TSO: splits of multi-MSS segments may exceed the MSS */\n"
+  "  TCPH_SET_FLAG(useg->tcphdr, split_flags);\n"
+  "  TCPH_UNSET_FLAG(useg->tcphdr, TCP_PSH | TCP_FIN); /* roamstack: they moved to the remainder */\n  TCPH_SET_FLAG(useg->tcphdr, split_flags);\n"
+  "  err = ip_output_if(seg->p, &pcb->local_ip, &pcb->remote_ip, pcb->ttl,\n                     pcb->tos, IP_PROTO_TCP, netif);\n"
+  "  roam_lwip_tcp_tx_mss = pcb->mss;\n  err = ip_output_if(seg->p, &pcb->local_ip, &pcb->remote_ip, pcb->ttl,\n                     pcb->tos, IP_PROTO_TCP, netif);\n  roam_lwip_tcp_tx_mss = 0;\n")
+
+roam_lwip_patch_file(src/core/tcp_in.c LWIP_PATCHED_TCP_IN_C
+  "          increase = LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss));\n"
+  "          increase = (pcb->flags & TF_RTO) ? LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss)) : acked;\n")

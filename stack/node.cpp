@@ -1,5 +1,6 @@
 #include "stack/node.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -19,6 +20,7 @@ Node::Node(uv_loop_t* loop) : loop_(loop) {
   the_node = this;
   lwip_init();
   roam_lwip_set_ip4_input_hook(&Node::ip4_input_hook);
+  roam_lwip_set_tso_limit_fn(&Node::tso_limit);
 
   uv_timer_init(loop_, timer_.get());
   timer_.mark_initialized();
@@ -86,6 +88,12 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
     interfaces_.pop_back();
     return unexpected(started.error());
   }
+  // Offloads are known once the device is open: from now on lwIP may build multi-MSS
+  // segments for this netif (tso_limit) and, with checksum offload, skips TCP checksums.
+  raw->offloads = raw->link->offloads();
+  if (raw->offloads.tcp_checksum) NETIF_SET_CHECKSUM_CTRL(n, NETIF_CHECKSUM_ENABLE_ALL & ~NETIF_CHECKSUM_GEN_TCP);
+  if (raw->offloads.max_tcp_payload > 0)
+    raw->gather_buffer.resize(std::max(raw->gather_buffer.size(), raw->offloads.max_tcp_payload + 100));
   raw->description =
       fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(), config.prefix4,
                   config.address6 ? " " : "", config.address6 ? config.address6->to_string() : "", raw->link->mtu());
@@ -102,6 +110,12 @@ err_t Node::netif_init(netif* n) {
   n->output_ip6 = &Node::output6;
   n->flags = 0;  // point-to-point: no broadcast, no ARP
   return ERR_OK;
+}
+
+u16_t Node::tso_limit(netif* n) {
+  if (the_node == nullptr || n == nullptr || n->output != &Node::output4) return 0;  // not one of ours
+  const auto* interface = static_cast<const Interface*>(n->state);
+  return static_cast<u16_t>(std::min<size_t>(interface->offloads.max_tcp_payload, 0xffff));
 }
 
 err_t Node::output4(netif* n, pbuf* p, const ip4_addr_t* /*next_hop*/) {
@@ -130,7 +144,14 @@ err_t Node::output(Interface& interface, pbuf* p) {
     }
   }
   ++counters_.tx_packets;
-  interface.link->send(packet);
+  // Only tcp_output_segment builds packets above the MTU (on a TSO netif), and it
+  // publishes its pcb's MSS while this output runs.
+  if (packet.size() > interface.link->mtu() && interface.offloads.max_tcp_payload > 0 && roam_lwip_tcp_tx_mss > 0) {
+    ++counters_.tx_segmented;
+    interface.link->send_segmented(packet, roam_lwip_tcp_tx_mss);
+  } else {
+    interface.link->send(packet);  // a link drops (and counts) what exceeds its MTU
+  }
   return ERR_OK;
 }
 
@@ -250,6 +271,7 @@ void Node::close() {
     netif_remove(&interface->lwip_netif);
   }
   roam_lwip_set_ip4_input_hook(nullptr);
+  roam_lwip_set_tso_limit_fn(nullptr);
   timer_.close();
   check_.close();
   idle_.close();

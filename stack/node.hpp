@@ -8,7 +8,10 @@
 //                  -> input filter chain (drop / consume / pass) -> tcp_input -> pcb callbacks.
 //                  (IPv6 has no input hook in lwIP 2.1.3: the Node runs the same chain
 //                  before netif->input.)
-// Packet walk out: tcp_output -> netif output -> Link::send (queued) -> Link::flush.
+// Packet walk out: tcp_write (segments of one MSS, or of many on a link with TSO:
+//                  roam_lwip_tcp_segment_size) -> tcp_output -> netif output -> output
+//                  filter chain -> Link::send, or Link::send_segmented(packet, MSS) for a
+//                  segment larger than the MTU (the link's device cuts it) -> Link::flush.
 #pragma once
 
 #include <uv.h>
@@ -66,6 +69,7 @@ struct NodeCounters {
   uint64_t rx_no_memory = 0;
   uint64_t tx_packets = 0;
   uint64_t tx_filtered = 0;
+  uint64_t tx_segmented = 0;  // packets larger than the MTU handed to a TSO link
 };
 
 class Node {
@@ -113,10 +117,12 @@ class Node {
     std::unique_ptr<Link> link;
     netif lwip_netif{};
     std::vector<uint8_t> gather_buffer;  // for pbuf chains that are not contiguous
+    LinkOffloads offloads;               // as the link reported them once started
     std::string description;
   };
 
   static int ip4_input_hook(pbuf* p, netif* inp);
+  static u16_t tso_limit(netif* n);
   static err_t netif_init(netif* n);
   static err_t output4(netif* n, pbuf* p, const ip4_addr_t* next_hop);
   static err_t output6(netif* n, pbuf* p, const ip6_addr_t* next_hop);

@@ -26,6 +26,18 @@ struct LinkCounters {
   uint64_t tx_dropped = 0;  // no route, oversize, or the device/socket was full
 };
 
+// What a link does to outgoing packets itself, so lwIP may leave that work to it. The
+// default (all off) is a link that sends packets exactly as given.
+struct LinkOffloads {
+  // TCP payload bytes one packet handed to send_segmented() may carry (the link or its
+  // device cuts it into segments of the connection's MSS): 0 when send_segmented is not
+  // supported and every packet must fit mtu().
+  size_t max_tcp_payload = 0;
+  // The link completes TCP checksums: lwIP leaves the field zero on this link's packets
+  // (only the pseudo header is summed, by the link).
+  bool tcp_checksum = false;
+};
+
 class Link {
  public:
   // Receives every packet read in one wake-up, so the consumer can work per batch.
@@ -38,12 +50,17 @@ class Link {
   // Queues one IP packet for sending. May send at once or wait for flush(); never blocks.
   // A packet that cannot be sent is dropped and counted (IP is best effort; TCP recovers).
   virtual void send(PacketView packet) = 0;
+  // Queues one TCP packet that may be larger than mtu(), up to offloads().max_tcp_payload
+  // bytes of payload, to leave as segments of at most `mss` payload bytes (TCP
+  // segmentation offload). Only called on a link whose offloads() allow it.
+  virtual void send_segmented(PacketView packet, uint16_t /*mss*/) { send(packet); }
   // Sends whatever send() queued. The Node calls it once per loop iteration.
   virtual void flush() {}
   // Stops reading and releases the device or socket. Idempotent.
   virtual void close() = 0;
 
   virtual size_t mtu() const = 0;
+  virtual LinkOffloads offloads() const { return {}; }
   virtual std::string describe() const = 0;
   virtual const LinkCounters& counters() const = 0;
 };

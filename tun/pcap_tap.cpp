@@ -21,6 +21,13 @@ void PcapTap::send(PacketView packet) {
   inner_->send(packet);
 }
 
+// Records the packet as lwIP built it (before segmentation; with checksum offload the
+// TCP checksum is still zero there), as tcpdump on a host with offloads shows them.
+void PcapTap::send_segmented(PacketView packet, uint16_t mss) {
+  writer_->write(packet);
+  inner_->send_segmented(packet, mss);
+}
+
 void PcapTap::flush() {
   inner_->flush();
   writer_->flush();

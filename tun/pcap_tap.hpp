@@ -17,9 +17,11 @@ class PcapTap final : public Link {
 
   Result<Ok, std::string> start(ReceiveBatchFn on_batch) override;
   void send(PacketView packet) override;
+  void send_segmented(PacketView packet, uint16_t mss) override;
   void flush() override;
   void close() override;
   size_t mtu() const override { return inner_->mtu(); }
+  LinkOffloads offloads() const override { return inner_->offloads(); }
   std::string describe() const override { return inner_->describe() + " (pcap)"; }
   const LinkCounters& counters() const override { return inner_->counters(); }
 

@@ -5,18 +5,20 @@
 #include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
+#include "stack/wire/virtio_net_header.hpp"
 #include "tun/log.hpp"
 
 namespace roam {
 
 TunLink::TunLink(uv_loop_t* loop, TunLinkConfig config) : loop_(loop), config_(std::move(config)) {
-  // One spare byte per buffer: a read that fills it was larger than our MTU.
-  rx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu + 1));
   rx_views_.reserve(batch_size);
 }
 
@@ -31,7 +33,7 @@ Result<Ok, std::string> TunLink::start(ReceiveBatchFn on_batch) {
   fd_ = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd_ < 0) return unexpected(std::string("tun link: cannot open /dev/net/tun: ") + std::strerror(errno));
   ifreq request{};
-  request.ifr_flags = IFF_TUN | IFF_NO_PI;
+  request.ifr_flags = static_cast<short>(IFF_TUN | IFF_NO_PI | (config_.offload ? IFF_VNET_HDR : 0));
   std::strncpy(request.ifr_name, config_.name.c_str(), IFNAMSIZ - 1);
   if (ioctl(fd_, TUNSETIFF, &request) != 0) {
     int error = errno;
@@ -42,14 +44,45 @@ Result<Ok, std::string> TunLink::start(ReceiveBatchFn on_batch) {
       message += " (create it once as root: ip tuntap add mode tun user $USER name " + config_.name + ")";
     return unexpected(message);
   }
+  vnet_header_ = config_.offload;
+  if (vnet_header_) enable_offloads();
+  // One spare byte per buffer: a read that fills it was larger than we accept.
+  const size_t largest = (tso_ ? max_offload_packet : config_.mtu) +
+                         (vnet_header_ ? wire::virtio_net_header_size : 0);
+  rx_buffers_.assign(batch_size, std::vector<uint8_t>(largest + 1));
   bring_up_if_permitted();
   if (int rc = uv_poll_init(loop_, poll_.get(), fd_); rc != 0)
     return unexpected(std::string("tun link: uv_poll_init: ") + uv_strerror(rc));
   poll_.mark_initialized();
   poll_.get()->data = this;
   uv_poll_start(poll_.get(), UV_READABLE, &TunLink::on_readable);
-  logger("link")->info("attached to TUN device {} (mtu {})", config_.name, config_.mtu);
+  logger("link")->info("attached to TUN device {} (mtu {}, offloads {})", config_.name, config_.mtu,
+                       tso_ ? "checksum+tso" : "off");
   return Ok{};
+}
+
+// Asks for checksum offload and TSO. A kernel that refuses leaves the link working without
+// them (the header stays, all zero on the way out): lwIP then builds MTU-sized packets
+// with full checksums as it does without IFF_VNET_HDR.
+void TunLink::enable_offloads() {
+  int header_size = static_cast<int>(wire::virtio_net_header_size);
+  if (ioctl(fd_, TUNSETVNETHDRSZ, &header_size) != 0) {
+    logger("link")->warn("tun {}: TUNSETVNETHDRSZ: {}", config_.name, std::strerror(errno));
+    return;
+  }
+  const unsigned long features = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+  if (ioctl(fd_, TUNSETOFFLOAD, features) != 0) {
+    logger("link")->info("tun {}: kernel refused TSO offloads ({}): sending MTU-sized packets",
+                         config_.name, std::strerror(errno));
+    return;
+  }
+  tso_ = true;
+}
+
+LinkOffloads TunLink::offloads() const {
+  if (!tso_) return {};
+  // Room for the IPv6 (40) and TCP (20) headers plus 40 bytes of TCP options in 64 KiB.
+  return {max_offload_packet - 100, true};
 }
 
 // Sets the device up with our MTU when we may (CAP_NET_ADMIN). An unprivileged process on
@@ -100,13 +133,27 @@ void TunLink::read_batch() {
       break;
     }
     if (n == 0) break;
-    if (static_cast<size_t>(n) > config_.mtu) {
+    std::span<uint8_t> packet(buffer.data(), static_cast<size_t>(n));
+    if (vnet_header_) {
+      // From the kernel, but still checked: a header we cannot honour drops the packet.
+      auto header = wire::parse_virtio_net_header(packet);
+      if (!header) {
+        ++counters_.rx_dropped;
+        continue;
+      }
+      packet = packet.subspan(wire::virtio_net_header_size);
+      if (!wire::complete_checksum(*header, packet)) {
+        ++counters_.rx_dropped;
+        continue;
+      }
+    }
+    if (packet.size() > (tso_ ? max_offload_packet : config_.mtu)) {
       ++counters_.rx_dropped;
       continue;
     }
     ++counters_.rx_packets;
-    counters_.rx_bytes += static_cast<uint64_t>(n);
-    rx_views_.emplace_back(buffer.data(), static_cast<size_t>(n));
+    counters_.rx_bytes += packet.size();
+    rx_views_.emplace_back(packet.data(), packet.size());
     ++slot;
   }
   if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
@@ -117,9 +164,59 @@ void TunLink::send(PacketView packet) {
     ++counters_.tx_dropped;
     return;
   }
+  write_packet(packet, static_cast<uint16_t>(config_.mtu));  // within the MTU: never segmented
+}
+
+void TunLink::send_segmented(PacketView packet, uint16_t mss) {
+  if (fd_ < 0 || !tso_ || packet.size() > max_offload_packet) {
+    ++counters_.tx_dropped;
+    return;
+  }
+  write_packet(packet, mss);
+}
+
+// One write per packet (a TUN fd has no batched write); with TSO a packet is up to 64 KiB.
+// The TCP checksum field is replaced, without copying the packet, by the pseudo-header
+// sum the kernel expects with NEEDS_CSUM: the iovec skips lwIP's two bytes.
+void TunLink::write_packet(PacketView packet, uint16_t mss) {
+  std::array<uint8_t, wire::virtio_net_header_size> header{};
+  std::array<uint8_t, 2> checksum{};
+  std::array<iovec, 4> iov{};
+  int count = 0;
+  auto add = [&](const uint8_t* data, size_t size) {
+    iov[static_cast<size_t>(count++)] = {const_cast<uint8_t*>(data), size};
+  };
+  if (vnet_header_) {
+    wire::VirtioNetHeader fields;
+    std::optional<uint16_t> partial;
+    size_t checksum_at = 0;
+    if (tso_) {
+      auto plan = wire::plan_offload(packet, mss);
+      if (!plan) {
+        ++counters_.tx_dropped;  // lwIP built something we cannot describe: a bug, not traffic
+        logger("link")->debug("tun {}: cannot offload packet: {}", config_.name, wire::to_string(plan.error()));
+        return;
+      }
+      fields = plan->header;
+      partial = plan->partial_checksum;
+      checksum_at = plan->checksum_at;
+    }
+    wire::emit_virtio_net_header(fields, header);
+    add(header.data(), header.size());
+    if (partial) {
+      checksum = {static_cast<uint8_t>(*partial >> 8), static_cast<uint8_t>(*partial)};
+      add(packet.data(), checksum_at);
+      add(checksum.data(), checksum.size());
+      add(packet.data() + checksum_at + 2, packet.size() - checksum_at - 2);
+    } else {
+      add(packet.data(), packet.size());
+    }
+  } else {
+    add(packet.data(), packet.size());
+  }
   ssize_t n;
   do {
-    n = write(fd_, packet.data(), packet.size());
+    n = writev(fd_, iov.data(), count);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     ++counters_.tx_dropped;  // queue full (EAGAIN) or device gone: TCP will retransmit

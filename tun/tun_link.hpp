@@ -4,6 +4,15 @@
 // (`ip tuntap add mode tun user NAME name DEV`), which then needs no privilege.
 // Kernel-side addresses and routes for the device are the operator's (or the lab tool's)
 // job. Reads up to a batch of packets per wake-up. Owned by the Node; loop thread only.
+//
+// Offloads (on unless TunLinkConfig::offload is false, and only when the kernel accepts
+// them, as wireguard-go does): the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD
+// TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, so every packet carries a virtio_net_hdr
+// (stack/wire/virtio_net_header.hpp). Out: lwIP hands over TCP segments of up to ~64 KiB
+// with a zero checksum; one writev() per segment tells the kernel to checksum it and cut
+// it into MSS-sized packets (GSO). In: the kernel may hand over GRO'd or GSO super-packets
+// (up to 64 KiB) and packets whose checksum is only partial (NEEDS_CSUM): the checksum is
+// completed here so the Node validates them like any other packet.
 #pragma once
 
 #include <uv.h>
@@ -19,6 +28,7 @@ namespace roam {
 struct TunLinkConfig {
   std::string name;
   size_t mtu = 1500;
+  bool offload = true;  // try IFF_VNET_HDR + TSO; `--link tun:NAME,no-offload` turns it off
 };
 
 class TunLink final : public Link {
@@ -28,20 +38,28 @@ class TunLink final : public Link {
 
   Result<Ok, std::string> start(ReceiveBatchFn on_batch) override;
   void send(PacketView packet) override;
+  void send_segmented(PacketView packet, uint16_t mss) override;
   void close() override;
   size_t mtu() const override { return config_.mtu; }
-  std::string describe() const override { return "tun:" + config_.name; }
+  LinkOffloads offloads() const override;
+  std::string describe() const override { return "tun:" + config_.name + (tso_ ? " (tso)" : ""); }
   const LinkCounters& counters() const override { return counters_; }
 
  private:
   static constexpr size_t batch_size = 64;
+  // The largest IP packet the kernel delivers with TSO on, and what we may send.
+  static constexpr size_t max_offload_packet = 65535;
   static void on_readable(uv_poll_t* handle, int status, int events) noexcept;
   void read_batch();
   void bring_up_if_permitted();
+  void enable_offloads();
+  void write_packet(PacketView packet, uint16_t mss);
 
   uv_loop_t* loop_;
   TunLinkConfig config_;
   int fd_ = -1;
+  bool vnet_header_ = false;  // every read/write starts with a virtio_net_hdr
+  bool tso_ = false;          // and the kernel checksums and segments TCP for us
   UvHandle<uv_poll_t> poll_;
   ReceiveBatchFn on_batch_;
   LinkCounters counters_;

@@ -67,6 +67,9 @@
 #define CHECKSUM_CHECK_TCP 0
 #define CHECKSUM_CHECK_ICMP 0
 #define CHECKSUM_CHECK_ICMP6 0
+/* A link with TCP checksum offload (a TUN device with IFF_VNET_HDR) has lwIP skip the
+ * TCP checksum of its packets: the kernel completes it (Node::add_interface). */
+#define LWIP_CHECKSUM_CTRL_PER_NETIF 1
 /* Checksums of outgoing segments run on every packet: the unrolled 32-bit loop. */
 #define LWIP_CHKSUM_ALGORITHM 3
 

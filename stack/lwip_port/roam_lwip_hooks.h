@@ -11,12 +11,26 @@ extern "C" {
 #endif
 struct pbuf;
 struct netif;
+struct tcp_pcb;
 union ip_addr_u;
 
 /* Returns non-zero when the filter consumed the packet (and freed the pbuf). */
 int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp);
 typedef int (*roam_lwip_ip4_input_fn)(struct pbuf* p, struct netif* inp);
 void roam_lwip_set_ip4_input_hook(roam_lwip_ip4_input_fn fn);
+
+/* TCP segmentation offload (cmake/LwipPatches.cmake, patch "TSO segments"). The Node
+ * registers a function telling how many TCP payload bytes one segment may carry on a
+ * netif whose link cuts segments itself (0: the link does not, segments stay one MSS). */
+typedef u16_t (*roam_lwip_tso_limit_fn)(struct netif* n);
+void roam_lwip_set_tso_limit_fn(roam_lwip_tso_limit_fn fn);
+/* Size of the segments tcp_write builds for `pcb`: its MSS, or on a TSO netif the largest
+ * multiple of the MSS within the netif's limit; never above `window_limit` (rounded down
+ * to whole MSS when above one MSS). Without TSO: LWIP_MIN(pcb->mss, window_limit). */
+u16_t roam_lwip_tcp_segment_size(const struct tcp_pcb* pcb, u16_t window_limit);
+/* The MSS of the pcb whose segment the netif output is sending right now (0 otherwise):
+ * the gso_size a TSO link cuts a larger segment into. */
+extern u16_t roam_lwip_tcp_tx_mss;
 
 u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip, u16_t remote_port);
 #ifdef __cplusplus

@@ -122,8 +122,11 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   std::vector<const tcp_seg*> segments;
   for (const tcp_seg* seg = pcb->unacked; seg != nullptr; seg = seg->next) segments.push_back(seg);
   for (const tcp_seg* seg = pcb->unsent; seg != nullptr; seg = seg->next) segments.push_back(seg);
+  // Signed distance from lastack: a partly acknowledged first segment starts *before*
+  // lastack (common with TSO, where one segment spans many ACKs) and must sort first.
   std::sort(segments.begin(), segments.end(), [pcb](const tcp_seg* a, const tcp_seg* b) {
-    return lwip_ntohl(a->tcphdr->seqno) - pcb->lastack < lwip_ntohl(b->tcphdr->seqno) - pcb->lastack;
+    return static_cast<int32_t>(lwip_ntohl(a->tcphdr->seqno) - pcb->lastack) <
+           static_cast<int32_t>(lwip_ntohl(b->tcphdr->seqno) - pcb->lastack);
   });
   // Copied straight into the snapshot's two queues: unacked up to snd_nxt, unsent after.
   uint32_t in_flight = pcb->snd_nxt - pcb->lastack;

@@ -68,6 +68,7 @@ def cases():
             ("--link udp: bad port", prog, ["--link", "udp:127.0.0.1:99999"] + addr + route + tail),
             ("--link udp: not an IP", prog, ["--link", "udp:localhost:9"] + addr + route + tail),
             ("--route with a tun link", prog, ["--link", "tun:roamnx0"] + addr + route + tail),
+            ("--link tun: unknown option", prog, ["--link", "tun:roamnx0,fast"] + addr + tail),
             ("--log-level loud", prog, base + ["--log-level", "loud"] + tail),
             ("--pcap in a missing directory", prog, base + ["--pcap", "/nonexistent-dir/x.pcap"] + tail),
         ]

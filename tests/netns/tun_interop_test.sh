@@ -11,6 +11,9 @@
 #      which relays to a kernel echo backend on 127.0.0.1 in s: 32 MiB echo-check through
 #      kernel -> roam-client -> lwIP -> TUN -> routing via r -> TUN -> lwIP -> relay -> kernel.
 #   c. 50 concurrent 1 MiB echo-checks through the same forward, all byte-exact.
+#      (a-c run with the default TUN offloads: IFF_VNET_HDR, checksum offload and TSO.)
+#   f. the same forward with `--link tun:NAME,no-offload` on both ends (plain one packet
+#      per read/write): 32 MiB echo-check through it, byte-exact.
 #   e. every roam process exits 0 on SIGTERM with its final counters line, and no process
 #      is left in the lab namespaces before teardown.
 #
@@ -343,8 +346,6 @@ if ((relay_up)); then
     fi
 fi
 
-# ------------------------------------------------------------------------------ e
-
 stop_roam client
 stop_roam server_relay
 if ((MALFORMED == 0)); then
@@ -352,6 +353,28 @@ if ((MALFORMED == 0)); then
 elif ((MALFORMED > 0)); then
     fail "e: roam-server relay counted $MALFORMED malformed packets from plain kernel TCP"
 fi
+
+# ------------------------------------------------------------------------------ f
+# The path without offloads: the same forward and relay with `,no-offload` on both TUNs.
+
+start server_plain s "$roam_server" --link "tun:$TUN_NAME,no-offload" --addr "$SERVER_LWIP_IP" \
+    relay --backend "127.0.0.1:$backend_port"
+start client_plain c "$roam_client" --link "tun:$TUN_NAME,no-offload" --addr "$CLIENT_LWIP_IP" \
+    -L "$fwd:$SERVER_LWIP_IP:$carrier_port"
+if wait_log server_plain 'offloads off' 15 && wait_log client_plain 'offloads off' 15 &&
+    wait_listen c "$fwd"; then
+    pass "f: roam-client and roam-server up on TUN without offloads"
+    echo_check "f: kernel -> roam-client -> TUN (no offload) -> ... -> relay -> kernel backend, 32 MiB" \
+        "$fwd" "$mib32" || { show_log "${proc_log[client_plain]}"; show_log "${proc_log[server_plain]}"; }
+else
+    fail "f: roam processes without offloads did not start"
+    show_log "${proc_log[client_plain]}"
+    show_log "${proc_log[server_plain]}"
+fi
+stop_roam client_plain
+stop_roam server_plain
+
+# ------------------------------------------------------------------------------ e
 if [[ -n ${proc_pid[backend]-} ]]; then stop backend || true; fi
 
 left=

@@ -10,7 +10,7 @@ namespace roam::testing {
 
 class FakeLink final : public Link {
  public:
-  explicit FakeLink(size_t mtu = 1500) : mtu_(mtu) {}
+  explicit FakeLink(size_t mtu = 1500, LinkOffloads offloads = {}) : mtu_(mtu), offloads_(offloads) {}
 
   Result<Ok, std::string> start(ReceiveBatchFn on_batch) override {
     on_batch_ = std::move(on_batch);
@@ -18,8 +18,16 @@ class FakeLink final : public Link {
   }
   void send(PacketView packet) override {
     sent.emplace_back(packet.begin(), packet.end());
+    sent_mss.push_back(0);
     ++counters_.tx_packets;
   }
+  // A TSO link: records the packet as is (a test plays the device) and the MSS asked for.
+  void send_segmented(PacketView packet, uint16_t mss) override {
+    send(packet);
+    sent_mss.back() = mss;
+    segmented_mss.push_back(mss);
+  }
+  LinkOffloads offloads() const override { return offloads_; }
   void close() override { on_batch_ = nullptr; }
   size_t mtu() const override { return mtu_; }
   std::string describe() const override { return "fake"; }
@@ -31,9 +39,12 @@ class FakeLink final : public Link {
   }
 
   std::vector<std::vector<uint8_t>> sent;
+  std::vector<uint16_t> sent_mss;       // beside `sent`: the MSS asked for, 0 for send()
+  std::vector<uint16_t> segmented_mss;  // one per send_segmented call
 
  private:
   size_t mtu_;
+  LinkOffloads offloads_;
   ReceiveBatchFn on_batch_;
   LinkCounters counters_;
 };

@@ -2,12 +2,17 @@
 // connections between addresses against the real lwIP. One Node holds a client address C
 // and two server addresses A and B on three fake links; run() carries every packet to the
 // link that owns its destination. A listener on lab_port hands accepted pcbs to the test.
+// With `offloads` the links behave like TUN devices with TSO (tun/tun_link.hpp): lwIP
+// hands them multi-MSS TCP segments with only a zero checksum, and run() completes the
+// checksum and cuts multi-MSS segments into MSS-sized packets as the kernel would (GSO),
+// so receivers acknowledge parts of a segment as they do on a real path.
 // Loop thread only (the test's own thread).
 #pragma once
 
 #include <doctest/doctest.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -19,6 +24,8 @@
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
 #include "stack/tcp_listener.hpp"
+#include "stack/wire/checksum.hpp"
+#include "stack/wire/virtio_net_header.hpp"
 #include "support/fake_link.hpp"
 
 namespace roam::testing {
@@ -71,7 +78,7 @@ struct LabPeer final : TcpConnection::Handler {
 class LwipLab {
  public:
   // family 4 or 6. `on_accept` receives each pcb accepted on lab_port at A or B.
-  LwipLab(int family, TcpListener::AcceptFn on_accept) {
+  LwipLab(int family, TcpListener::AcceptFn on_accept, LinkOffloads offloads = {}) : offloads_(offloads) {
     uv_loop_init(&loop_);
     uv_timer_init(&loop_, &keep_alive_);
     uv_timer_start(
@@ -80,7 +87,7 @@ class LwipLab {
     const char* v4[] = {"198.18.11.2", "198.18.12.2", "198.18.13.2"};
     const char* v6[] = {"2001:db8:11::2", "2001:db8:12::2", "2001:db8:13::2"};
     for (int i = 0; i < 3; ++i) {
-      auto fake = std::make_unique<FakeLink>();
+      auto fake = std::make_unique<FakeLink>(1500, offloads);
       links_.push_back(fake.get());
       InterfaceConfig config;
       config.address4 = *wire::IpAddress::parse(v4[i]);
@@ -130,10 +137,22 @@ class LwipLab {
       uv_run(&loop_, UV_RUN_NOWAIT);
       bool moved = false;
       for (FakeLink* from : links_) {
-        auto packets = std::move(from->sent);
+        auto sent = std::move(from->sent);
+        auto sent_mss = std::move(from->sent_mss);
         from->sent.clear();
+        from->sent_mss.clear();
+        std::vector<std::vector<uint8_t>> packets;
+        for (size_t i = 0; i < sent.size(); ++i) {
+          largest_packet = std::max(largest_packet, sent[i].size());
+          if (sent_mss[i] != 0) {
+            for (auto& piece : gso_segment(sent[i], sent_mss[i])) packets.push_back(std::move(piece));
+          } else {
+            packets.push_back(std::move(sent[i]));
+          }
+        }
         for (auto& packet : packets) {
           moved = true;
+          if (offloads_.tcp_checksum) complete_offloaded_checksum(packet);
           if (is_rst(packet)) ++rst_seen;
           if (lose && lose(packet)) continue;
           auto destination = wire::IpAddress::destination_of(packet);
@@ -146,6 +165,55 @@ class LwipLab {
     }
   }
 
+  // What the kernel does for a packet written with NEEDS_CSUM: put the pseudo-header sum
+  // in the checksum field, then sum from the TCP header on.
+  static void complete_offloaded_checksum(std::vector<uint8_t>& packet) {
+    auto plan = wire::plan_offload(packet, 0xffff);
+    REQUIRE(plan);
+    if (!plan->partial_checksum) return;
+    packet[plan->checksum_at] = static_cast<uint8_t>(*plan->partial_checksum >> 8);
+    packet[plan->checksum_at + 1] = static_cast<uint8_t>(*plan->partial_checksum);
+    REQUIRE(wire::complete_checksum(plan->header, packet));
+  }
+
+  // The kernel's TCP GSO (tcp_gso_segment): same headers, consecutive sequence numbers,
+  // FIN and PSH only on the last piece; checksums are completed on delivery.
+  static std::vector<std::vector<uint8_t>> gso_segment(const std::vector<uint8_t>& packet, uint16_t mss) {
+    const bool v4 = (packet[0] >> 4) == 4;
+    const size_t ip = v4 ? static_cast<size_t>(packet[0] & 0x0F) * 4 : 40;
+    const size_t header = ip + static_cast<size_t>(packet[ip + 12] >> 4) * 4;
+    const size_t payload = packet.size() - header;
+    const uint32_t seq = (uint32_t{packet[ip + 4]} << 24) | (uint32_t{packet[ip + 5]} << 16) |
+                         (uint32_t{packet[ip + 6]} << 8) | packet[ip + 7];
+    std::vector<std::vector<uint8_t>> out;
+    for (size_t offset = 0; offset < payload; offset += mss) {
+      const size_t n = std::min<size_t>(mss, payload - offset);
+      std::vector<uint8_t> piece(packet.begin(), packet.begin() + static_cast<std::ptrdiff_t>(header));
+      piece.insert(piece.end(), packet.begin() + static_cast<std::ptrdiff_t>(header + offset),
+                   packet.begin() + static_cast<std::ptrdiff_t>(header + offset + n));
+      const size_t length = v4 ? piece.size() : piece.size() - 40;
+      piece[v4 ? 2 : 4] = static_cast<uint8_t>(length >> 8);
+      piece[v4 ? 3 : 5] = static_cast<uint8_t>(length);
+      if (v4) {
+        piece[10] = piece[11] = 0;
+        const uint16_t sum = wire::internet_checksum(std::span(piece).first(ip));
+        piece[10] = static_cast<uint8_t>(sum >> 8);
+        piece[11] = static_cast<uint8_t>(sum);
+      }
+      const uint32_t piece_seq = seq + static_cast<uint32_t>(offset);
+      for (int b = 0; b < 4; ++b) piece[ip + 4 + static_cast<size_t>(b)] = static_cast<uint8_t>(piece_seq >> (24 - 8 * b));
+      if (offset + n < payload) piece[ip + 13] &= static_cast<uint8_t>(~0x09);  // FIN, PSH
+      out.push_back(std::move(piece));
+    }
+    return out;
+  }
+
+  std::vector<uint16_t> segmented_mss() const {
+    std::vector<uint16_t> out;
+    for (const FakeLink* link : links_) out.insert(out.end(), link->segmented_mss.begin(), link->segmented_mss.end());
+    return out;
+  }
+
   static bool is_rst(const std::vector<uint8_t>& packet) {
     size_t transport = (packet[0] >> 4) == 4 ? static_cast<size_t>(packet[0] & 0x0F) * 4 : 40;
     uint8_t protocol = (packet[0] >> 4) == 4 ? packet[9] : packet[6];
@@ -155,10 +223,12 @@ class LwipLab {
   std::unique_ptr<Node> node;
   LabPeer client;
   size_t rst_seen = 0;
+  size_t largest_packet = 0;  // the largest IP packet any link was handed
   // Returns true to drop a packet in flight (loss on the path); none by default.
   std::function<bool(std::span<const uint8_t>)> lose;
 
  private:
+  LinkOffloads offloads_;
   uv_loop_t loop_{};
   uv_timer_t keep_alive_{};  // fake links hold no handle: without one, uv_run runs nothing
   std::vector<FakeLink*> links_;
