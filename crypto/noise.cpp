@@ -200,6 +200,27 @@ Result<Ok, NoiseError> NoiseHandshake::mix_dh(const uint8_t* secret, const uint8
   return Ok{};
 }
 
+// The DH tokens, from this side's point of view (Noise section 5.3): "es" is DH(e, rs) for
+// the initiator and DH(s, re) for the responder; "se" the other way round.
+Result<Ok, NoiseError> NoiseHandshake::mix_dh_token(uint8_t token_value) {
+  auto token = static_cast<Token>(token_value);
+  bool initiator = role_ == NoiseRole::initiator;
+  const uint8_t* s = local_static_.secret_key().data();
+  const uint8_t* e = ephemeral_.data();
+  switch (token) {
+    case Token::ee:
+      return mix_dh(e, remote_ephemeral_.data());
+    case Token::es:
+      return initiator ? mix_dh(e, remote_static_->data()) : mix_dh(s, remote_ephemeral_.data());
+    case Token::se:
+      return initiator ? mix_dh(s, remote_ephemeral_.data()) : mix_dh(e, remote_static_->data());
+    case Token::ss:
+      return mix_dh(s, remote_static_->data());
+    default:
+      return Ok{};
+  }
+}
+
 Result<Ok, NoiseError> NoiseHandshake::encrypt_and_hash(std::span<const uint8_t> plaintext, std::vector<uint8_t>& out) {
   size_t at = out.size();
   auto done = cipher_.encrypt(h_, plaintext, out);
@@ -219,7 +240,6 @@ Result<Ok, NoiseError> NoiseHandshake::decrypt_and_hash(std::span<const uint8_t>
 Result<std::vector<uint8_t>, NoiseError> NoiseHandshake::write_message(std::span<const uint8_t> payload) {
   if (finished()) return unexpected(NoiseError::handshake_done);
   if (!my_turn()) return unexpected(NoiseError::wrong_turn);
-  bool initiator = role_ == NoiseRole::initiator;
   std::vector<uint8_t> message;
   auto fail = [this](NoiseError error) {
     failed_ = true;
@@ -240,18 +260,10 @@ Result<std::vector<uint8_t>, NoiseError> NoiseHandshake::write_message(std::span
         step = encrypt_and_hash(local_static_.public_key(), message);
         break;
       case Token::ee:
-        step = mix_dh(ephemeral_.data(), remote_ephemeral_.data());
-        break;
       case Token::es:
-        step = initiator ? mix_dh(ephemeral_.data(), remote_static_->data())
-                         : mix_dh(local_static_.secret_key().data(), remote_ephemeral_.data());
-        break;
       case Token::se:
-        step = initiator ? mix_dh(local_static_.secret_key().data(), remote_ephemeral_.data())
-                         : mix_dh(ephemeral_.data(), remote_static_->data());
-        break;
       case Token::ss:
-        step = mix_dh(local_static_.secret_key().data(), remote_static_->data());
+        step = mix_dh_token(static_cast<uint8_t>(token));
         break;
     }
     if (!step) return fail(step.error());
@@ -271,7 +283,6 @@ Result<std::vector<uint8_t>, NoiseError> NoiseHandshake::read_message(std::span<
     return unexpected(error);
   };
   if (message.size() > noise_max_message) return fail(NoiseError::message_too_long);
-  bool initiator = role_ == NoiseRole::initiator;
   size_t offset = 0;
   for (Token token : tokens_of(pattern_, next_message_)) {
     Result<Ok, NoiseError> step = Ok{};
@@ -296,18 +307,10 @@ Result<std::vector<uint8_t>, NoiseError> NoiseHandshake::read_message(std::span<
         break;
       }
       case Token::ee:
-        step = mix_dh(ephemeral_.data(), remote_ephemeral_.data());
-        break;
       case Token::es:
-        step = initiator ? mix_dh(ephemeral_.data(), remote_static_->data())
-                         : mix_dh(local_static_.secret_key().data(), remote_ephemeral_.data());
-        break;
       case Token::se:
-        step = initiator ? mix_dh(local_static_.secret_key().data(), remote_ephemeral_.data())
-                         : mix_dh(ephemeral_.data(), remote_static_->data());
-        break;
       case Token::ss:
-        step = mix_dh(local_static_.secret_key().data(), remote_static_->data());
+        step = mix_dh_token(static_cast<uint8_t>(token));
         break;
     }
     if (!step) return fail(step.error());

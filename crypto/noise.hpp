@@ -97,6 +97,7 @@ class NoiseHandshake {
  private:
   size_t message_count() const;
   Result<Ok, NoiseError> mix_dh(const uint8_t* secret, const uint8_t* public_key);
+  Result<Ok, NoiseError> mix_dh_token(uint8_t token);
   void mix_hash(std::span<const uint8_t> data);
   void mix_key(std::span<const uint8_t> input);
   Result<Ok, NoiseError> encrypt_and_hash(std::span<const uint8_t> plaintext, std::vector<uint8_t>& out);

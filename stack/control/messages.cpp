@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "stack/wire/byte_reader.hpp"
+#include "stack/wire/byte_writer.hpp"
 
 namespace roam::control {
 
@@ -10,23 +11,13 @@ namespace {
 
 using wire::ByteReader;
 
-void put_u8(std::vector<uint8_t>& out, uint8_t v) {
-  out.push_back(v);
-}
-void put_u16(std::vector<uint8_t>& out, uint16_t v) {
-  out.push_back(static_cast<uint8_t>(v >> 8));
-  out.push_back(static_cast<uint8_t>(v));
-}
-void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
-}
-void put_u64(std::vector<uint8_t>& out, uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
-}
+using wire::put_u16;
+using wire::put_u32;
+using wire::put_u64;
+using wire::put_u8;
+
 void put_bytes(std::vector<uint8_t>& out, const uint8_t* data, size_t size) {
-  size_t at = out.size();
-  out.resize(at + size);
-  if (size != 0) std::memcpy(out.data() + at, data, size);
+  wire::put_bytes(out, std::span<const uint8_t>(data, size));
 }
 
 bool valid_host_id(const std::string& id) {

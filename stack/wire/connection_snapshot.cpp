@@ -4,6 +4,7 @@
 #include <array>
 
 #include "stack/wire/byte_reader.hpp"
+#include "stack/wire/byte_writer.hpp"
 
 namespace roam::wire {
 namespace {
@@ -32,25 +33,8 @@ constexpr uint16_t max_mss = 65495;
 
 using Reader = ByteReader;
 
-void put_u8(std::vector<uint8_t>& out, uint8_t v) {
-  out.push_back(v);
-}
-void put_u16(std::vector<uint8_t>& out, uint16_t v) {
-  out.push_back(static_cast<uint8_t>(v >> 8));
-  out.push_back(static_cast<uint8_t>(v));
-}
-void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(v >> shift));
-}
-void put_u64(std::vector<uint8_t>& out, uint64_t v) {
-  put_u32(out, static_cast<uint32_t>(v >> 32));
-  put_u32(out, static_cast<uint32_t>(v));
-}
 void put_i16(std::vector<uint8_t>& out, int16_t v) {
   put_u16(out, static_cast<uint16_t>(v));
-}
-void put_bytes(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
-  out.insert(out.end(), bytes.begin(), bytes.end());
 }
 void put_part(std::vector<uint8_t>& out, const std::vector<uint8_t>& part) {
   put_u32(out, static_cast<uint32_t>(part.size()));
