@@ -74,9 +74,10 @@ void KernelSplice::adopt_carrier(std::unique_ptr<TcpConnection> carrier, bool es
   start_if_ready();
 }
 
-void KernelSplice::on_connected(TcpConnection&) {
+void KernelSplice::on_connected(TcpConnection& carrier) {
   if (closing_) return;
   carrier_ready_ = true;
+  if (on_carrier_connected_) on_carrier_connected_(carrier.pcb());
   start_if_ready();
 }
 

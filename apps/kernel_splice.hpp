@@ -39,6 +39,10 @@ class KernelSplice final : public TcpConnection::Handler {
   // Takes the carrier; `established` is false while an active open is still running.
   void adopt_carrier(std::unique_ptr<TcpConnection> carrier, bool established);
 
+  // Called once an active open of the carrier completed (roam-client registers it with
+  // the server's control channel).
+  void set_on_carrier_connected(std::function<void(tcp_pcb*)> callback) { on_carrier_connected_ = std::move(callback); }
+
   // Closes both sides now (process shutdown). Graceful where nothing is left in flight.
   void close();
 
@@ -70,6 +74,7 @@ class KernelSplice final : public TcpConnection::Handler {
 
   Node& node_;
   FinishedFn on_finished_;
+  std::function<void(tcp_pcb*)> on_carrier_connected_;
   UvHandle<uv_tcp_t> kernel_;
   std::unique_ptr<TcpConnection> carrier_;
 

@@ -9,7 +9,7 @@
 #include <tuple>
 
 #include "apps/cli.hpp"
-#include "lwip/udp.h"
+#include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "tun/log.hpp"
@@ -18,9 +18,6 @@
 namespace roam {
 
 namespace {
-
-constexpr uint64_t notice_retry_ms = 20;
-constexpr int notice_attempts = 100;  // two seconds of retries
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
@@ -65,6 +62,7 @@ struct MigrationService::Export {
     MovableSession* session = nullptr;
     tcp_pcb* pcb = nullptr;
     migrate::FlowKey key;
+    uint64_t connection_id = 0;
     bool settled = false;
   };
   FrameStream* requester = nullptr;
@@ -83,22 +81,12 @@ struct MigrationService::Export {
   size_t candidates = 0;  // sessions in the table when the request came
 };
 
-struct MigrationService::PendingNotice {
-  wire::IpAddress client;
-  migrate::MoveNotice notice;
-  int attempts_left = notice_attempts;
-};
-
 MigrationService::MigrationService(Node& node, SessionTable& table, MigrationConfig config)
     : node_(node), table_(table), config_(std::move(config)), guard_(node) {
-  notice_pcb_ = udp_new_ip_type(IPADDR_TYPE_ANY);
-  if (notice_pcb_ == nullptr) throw ConfigError("out of memory for the notice socket");
-  if (udp_bind(notice_pcb_, IP_ANY_TYPE, config_.notice_port) != ERR_OK)
-    throw ConfigError("cannot bind the notice port " + std::to_string(config_.notice_port));
-  udp_recv(notice_pcb_, &MigrationService::on_udp_recv, this);
-
-  if (uv_timer_init(node_.loop(), notice_timer_.get()) == 0) notice_timer_.mark_initialized();
-  notice_timer_.get()->data = this;
+  key_ = load_identity(config_.channel);
+  channels_ = std::make_unique<ChannelServer>(
+      node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
+      config_.channel.port);
   if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
     housekeeping_timer_.mark_initialized();
     housekeeping_timer_.get()->data = this;
@@ -134,14 +122,9 @@ void MigrationService::shutdown() {
   if (export_) abandon_export("server shutting down");
   streams_.clear();
   if (control_listener_.valid()) control_listener_.close();
-  if (notice_timer_.valid()) notice_timer_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   parked_imports_.clear();
-  pending_notices_.clear();
-  if (notice_pcb_ != nullptr) {
-    udp_remove(notice_pcb_);
-    notice_pcb_ = nullptr;
-  }
+  if (channels_) channels_->shutdown();
   guard_.unpark_all();  // so the sessions' own close works on registered pcbs
 }
 
@@ -240,6 +223,14 @@ void MigrationService::send_sessions(Export& job) {
       ++job.skipped;
       continue;
     }
+    uint64_t id = connection_id(pcb);
+    if (channels_->channel_for(id) == nullptr) {
+      ++job.skipped;
+      ++counters_.sessions_without_channel;
+      logger("migrate")->info("{}: stays here: its client has no control channel to be told by",
+                              migrate::flow_of(pcb).to_string());
+      continue;
+    }
     uint64_t freeze_ns = now_ns();
     session->freeze();
     migrate::freeze_pcb(pcb);
@@ -255,7 +246,7 @@ void MigrationService::send_sessions(Export& job) {
       ++job.failed;
       continue;
     }
-    job.items.push_back({session, pcb, key, false});
+    job.items.push_back({session, pcb, key, id, false});
     // One buffer from snapshot to socket: at a 4 MiB window every copy of it costs
     // milliseconds of the move (mostly first-touch page faults).
     std::vector<uint8_t> frame;
@@ -330,23 +321,7 @@ void MigrationService::abandon_export(const std::string& reason) {
 
 void MigrationService::finish_export() {
   std::unique_ptr<Export> job = std::move(export_);
-  // One notice per client host and old endpoint: the client rewrites all its connections
-  // to that endpoint at once.
-  std::set<std::tuple<std::string, std::string, uint16_t>> noticed;
-  if (job->moved > 0) {
-    for (const auto& item : job->items) {
-      if (item.session != nullptr) continue;  // not moved
-      auto id = std::make_tuple(item.key.remote.to_string(), item.key.local.to_string(), item.key.local_port);
-      if (!noticed.insert(id).second) continue;
-      migrate::MoveNotice notice;
-      notice.sequence = next_notice_sequence_++;
-      notice.old_address = item.key.local;
-      notice.old_port = item.key.local_port;
-      notice.new_address = job->new_address.version == item.key.local.version ? job->new_address : item.key.local;
-      notice.new_port = item.key.local_port;
-      send_notice(item.key.remote, notice);
-    }
-  }
+  if (job->moved > 0) announce_moves(*job);
   double elapsed_ms = static_cast<double>(now_ns() - job->started_ns) / 1e6;
   std::string reply = job->failed == 0 && job->first_error.empty()
                           ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", job->moved,
@@ -440,82 +415,55 @@ void MigrationService::on_housekeeping() {
   }
 }
 
-// ------------------------------------------------------------------ notices
+// ------------------------------------------------------------------ announcing moves
 
-void MigrationService::send_notice(const wire::IpAddress& client, const migrate::MoveNotice& notice) {
-  auto pending = std::make_unique<PendingNotice>();
-  pending->client = client;
-  pending->notice = notice;
-  pending_notices_[notice.sequence] = std::move(pending);
-  retry_notices();
-  if (notice_timer_.valid() && !uv_is_active(notice_timer_.base())) {
-    uv_timer_start(
-        notice_timer_.get(),
-        [](uv_timer_t* timer) {
-          auto* self = static_cast<MigrationService*>(timer->data);
-          if (self != nullptr) self->retry_notices();
-        },
-        notice_retry_ms, notice_retry_ms);
-  }
-}
-
-void MigrationService::retry_notices() {
-  for (auto it = pending_notices_.begin(); it != pending_notices_.end();) {
-    PendingNotice& pending = *it->second;
-    if (pending.attempts_left-- <= 0) {
-      ++counters_.notices_unacked;
-      logger("migrate")->warn("client {} never acknowledged the move notice", pending.client.to_string());
-      it = pending_notices_.erase(it);
+void MigrationService::announce_moves(const Export& job) {
+  // One ACM per client channel and old endpoint, naming the moved connections by id.
+  std::map<std::tuple<ChannelConnection*, std::string, uint16_t>, control::AddressChange> acms;
+  for (const auto& item : job.items) {
+    if (item.session != nullptr) continue;  // not moved
+    ChannelConnection* channel = channels_->channel_for(item.connection_id);
+    if (channel == nullptr) {
+      ++counters_.acms_undeliverable;
+      logger("migrate")->warn("{}: moved, but its client's control channel closed meanwhile", item.key.to_string());
       continue;
     }
-    auto bytes = migrate::encode_move_notice(pending.notice);
-    pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(bytes.size()), PBUF_RAM);
-    if (p != nullptr && notice_pcb_ != nullptr) {
-      std::memcpy(p->payload, bytes.data(), bytes.size());
-      ip_addr_t destination = to_lwip(pending.client);
-      udp_sendto(notice_pcb_, p, &destination, config_.notice_port);
-      ++counters_.notices_sent;
+    auto& acm = acms[{channel, item.key.local.to_string(), item.key.local_port}];
+    if (acm.connection_ids.empty()) {
+      acm.scope = control::AcmScope::connections;
+      acm.old_address = item.key.local;
+      acm.old_port = item.key.local_port;
+      acm.new_address = job.new_address.version == item.key.local.version ? job.new_address : item.key.local;
+      acm.new_port = item.key.local_port;
     }
-    if (p != nullptr) pbuf_free(p);
-    ++it;
+    acm.connection_ids.push_back(item.connection_id);
+    if (acm.connection_ids.size() == control::max_connection_ids) {
+      if (!channels_->send_acm(*channel, std::move(acm))) ++counters_.acms_undeliverable;
+      acms.erase({channel, item.key.local.to_string(), item.key.local_port});
+    }
   }
-  if (pending_notices_.empty() && notice_timer_.valid()) uv_timer_stop(notice_timer_.get());
-  node_.kick();
-}
-
-void MigrationService::on_notice_ack(const migrate::MoveNotice& ack) {
-  auto it = pending_notices_.find(ack.sequence);
-  if (it == pending_notices_.end()) return;  // a duplicate ack
-  ++counters_.notices_acked;
-  pending_notices_.erase(it);
-}
-
-void MigrationService::on_udp_recv(void* arg, udp_pcb*, pbuf* p, const ip_addr_t*, u16_t) noexcept {
-  auto* self = static_cast<MigrationService*>(arg);
-  PbufPtr packet(p);
-  if (self == nullptr || !packet) return;
-  std::vector<uint8_t> bytes(packet->tot_len);
-  pbuf_copy_partial(packet.get(), bytes.data(), packet->tot_len, 0);
-  auto ack = migrate::decode_move_notice(bytes);
-  if (!ack || ack->kind != migrate::MoveNoticeKind::ack) {
-    ++self->counters_.bad_notices;
-    return;
-  }
-  self->on_notice_ack(*ack);
+  for (auto& [where, acm] : acms)
+    if (!channels_->send_acm(*std::get<0>(where), std::move(acm))) ++counters_.acms_undeliverable;
 }
 
 std::string MigrationService::status_json() const {
   const auto& c = counters_;
   const auto& g = guard_.counters();
+  const auto& k = channels_->counters();
   return fmt::format(
       "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
-      "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"notices_sent\":{},"
-      "\"notices_acked\":{},\"notices_unacked\":{},\"bad_notices\":{},\"silenced_input_drops\":{},"
-      "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{}}}",
+      "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"sessions_without_channel\":{},"
+      "\"acms_undeliverable\":{},\"silenced_input_drops\":{},"
+      "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{},"
+      "\"channels\":{},\"channels_accepted\":{},\"channels_established\":{},\"channels_failed\":{},"
+      "\"registrations\":{},\"registrations_refused\":{},\"channel_frames_dropped\":{},"
+      "\"acms_sent\":{},\"acms_applied\":{},\"acms_refused\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
-      c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.notices_sent, c.notices_acked,
-      c.notices_unacked, c.bad_notices, g.silenced_input_drops, g.parked_output_drops, g.unparked,
-      guard_.parked_count(), c.moves_timed_out, c.parked_expired);
+      c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.sessions_without_channel,
+      c.acms_undeliverable, g.silenced_input_drops, g.parked_output_drops, g.unparked, guard_.parked_count(),
+      c.moves_timed_out, c.parked_expired, channels_->channel_count(), k.channels_accepted, k.channels_established,
+      k.channels_failed, k.registrations, k.registrations_refused, k.frames_dropped, k.acms_sent, k.acms_applied,
+      k.acms_refused);
 }
 
 }  // namespace roam

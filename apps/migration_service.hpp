@@ -10,8 +10,11 @@
 //   connect to B's control port -> for each movable session: app freeze, pcb freeze,
 //   silence its flow, capture, send -> B answers each in order -> ok: free the pcb (no RST,
 //   no FIN), drop the session; refused: unsilence, thaw, the session goes on unchanged ->
-//   tell each client host where its server went (MoveNotice over lwIP UDP, repeated until
-//   acknowledged) -> reply to roamctl with the outcome and the time taken.
+//   tell each client where its connections went: one Address Change Message per client
+//   channel and old endpoint, naming the connections by id (ChannelServer) -> reply to
+//   roamctl with the outcome and the time taken. A session whose client has no
+//   authenticated control channel here (or never registered it) is not moved: it could
+//   not be told, so it stays where it is.
 // New server, on a session frame: decode (bad snapshots are refused and counted), import
 // with its own address, rebuild the app session, park it until the client arrives.
 #pragma once
@@ -24,15 +27,14 @@
 #include <string>
 #include <vector>
 
+#include "apps/channel_options.hpp"
+#include "apps/channel_server.hpp"
 #include "apps/frame_stream.hpp"
 #include "apps/movable_session.hpp"
 #include "stack/migrate/migration_guard.hpp"
-#include "stack/migrate/move_notice.hpp"
 #include "stack/node.hpp"
 #include "stack/wire/ip_prefix.hpp"
 #include "tun/uv_handle.hpp"
-
-struct udp_pcb;
 
 namespace roam {
 
@@ -56,10 +58,8 @@ struct MigrationCounters {
   uint64_t sessions_imported = 0;
   uint64_t imports_refused = 0;  // bad snapshot, unknown kind, no pcb memory, ...
   uint64_t bad_frames = 0;
-  uint64_t notices_sent = 0;
-  uint64_t notices_acked = 0;
-  uint64_t notices_unacked = 0;  // gave up after all retries
-  uint64_t bad_notices = 0;
+  uint64_t sessions_without_channel = 0;  // not moved: their client could not be told
+  uint64_t acms_undeliverable = 0;        // moved, but the client's channel closed meanwhile
   uint64_t moves_timed_out = 0;
   uint64_t parked_expired = 0;
 };
@@ -72,7 +72,7 @@ struct MigrationConfig {
   // server may have resumed it after a timeout, or the client is gone).
   uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
-  uint16_t notice_port = migrate::default_notice_port;
+  ChannelOptions channel;
   wire::IpAddress address4;  // this server's carrier addresses
   std::optional<wire::IpAddress> address6;
 };
@@ -91,7 +91,6 @@ class MigrationService {
 
  private:
   struct Export;
-  struct PendingNotice;
 
   static void on_control_connection(uv_stream_t* server, int status) noexcept;
   void on_control_frame(FrameStream& stream, migrate::Frame frame);
@@ -101,10 +100,7 @@ class MigrationService {
   void abandon_export(const std::string& reason);
   void finish_export();
   void import_session(FrameStream& stream, const migrate::Frame& frame);
-  void send_notice(const wire::IpAddress& client, const migrate::MoveNotice& notice);
-  void retry_notices();
-  void on_notice_ack(const migrate::MoveNotice& ack);
-  static void on_udp_recv(void* arg, udp_pcb* pcb, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept;
+  void announce_moves(const Export& job);
   void forget_stream(FrameStream* stream);
   void on_housekeeping();
   const wire::IpAddress& own_address(uint8_t version) const;
@@ -116,10 +112,8 @@ class MigrationService {
   UvHandle<uv_tcp_t> control_listener_;
   std::map<FrameStream*, std::unique_ptr<FrameStream>> streams_;
   std::unique_ptr<Export> export_;
-  udp_pcb* notice_pcb_ = nullptr;
-  uint32_t next_notice_sequence_ = 1;
-  std::map<uint32_t, std::unique_ptr<PendingNotice>> pending_notices_;
-  UvHandle<uv_timer_t> notice_timer_;
+  std::unique_ptr<crypto::IdentityKey> key_;
+  std::unique_ptr<ChannelServer> channels_;
   // Every second: move deadline, parked-session expiry.
   UvHandle<uv_timer_t> housekeeping_timer_;
   struct ParkedImport {

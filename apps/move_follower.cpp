@@ -1,11 +1,13 @@
 #include "apps/move_follower.hpp"
 
-#include <cstring>
-#include <vector>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <utility>
 
 #include "apps/cli.hpp"
 #include "lwip/priv/tcp_priv.h"
-#include "lwip/udp.h"
+#include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "tun/log.hpp"
@@ -15,16 +17,52 @@ namespace roam {
 namespace {
 constexpr uint64_t poke_interval_ms = 20;
 constexpr int poke_attempts = 100;  // two seconds; then the connection's own timers rule
+constexpr uint64_t housekeeping_ms = 500;
+constexpr uint64_t retry_after_failure_ms = 1000;
+constexpr uint64_t retry_after_distrust_ms = 30'000;
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
 
 }  // namespace
 
-MoveFollower::MoveFollower(Node& node, uint16_t port) : node_(node), guard_(node) {
+struct MoveFollower::Server {
+  wire::IpAddress address;
+  std::unique_ptr<ChannelConnection> channel;
+  bool trusted = false;           // the channel is established and the key accepted
+  std::set<uint64_t> registered;  // ids registered on the current channel
+  uint64_t retry_at_ms = 0;       // loop time before which no new channel is opened
+};
+
+MoveFollower::MoveFollower(Node& node, const ChannelOptions& options)
+    : node_(node), options_(options), key_(load_identity(options)), guard_(node) {
+  if (!options_.known_hosts_file.empty()) {
+    auto loaded = crypto::KnownHosts::load(options_.known_hosts_file);
+    if (!loaded)
+      throw ConfigError(fmt::format("bad --known-hosts '{}': line {}: {}", options_.known_hosts_file,
+                                    loaded.error().line, loaded.error().reason));
+    known_hosts_ = std::move(loaded.value());
+    size_t pruned = known_hosts_.prune(unix_ms() / 1000, options_.known_hosts_max_idle_s);
+    if (pruned > 0) logger("channel")->info("known hosts: pruned {} entries unused for long", pruned);
+  } else if (options_.pinned) {
+    throw ConfigError("--pin-keys needs --known-hosts FILE (the keys to pin)");
+  }
   if (uv_timer_init(node_.loop(), poke_timer_.get()) == 0) poke_timer_.mark_initialized();
   poke_timer_.get()->data = this;
-  pcb_ = udp_new_ip_type(IPADDR_TYPE_ANY);
-  if (pcb_ == nullptr) throw ConfigError("out of memory for the notice socket");
-  if (udp_bind(pcb_, IP_ANY_TYPE, port) != ERR_OK) throw ConfigError("cannot bind notice port " + std::to_string(port));
-  udp_recv(pcb_, &MoveFollower::on_udp_recv, this);
+  if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
+    housekeeping_timer_.mark_initialized();
+    housekeeping_timer_.get()->data = this;
+    uv_timer_start(
+        housekeeping_timer_.get(),
+        [](uv_timer_t* timer) {
+          if (auto* self = static_cast<MoveFollower*>(timer->data)) self->on_housekeeping();
+        },
+        housekeeping_ms, housekeeping_ms);
+    uv_unref(housekeeping_timer_.base());
+  }
 }
 
 MoveFollower::~MoveFollower() {
@@ -32,25 +70,266 @@ MoveFollower::~MoveFollower() {
 }
 
 void MoveFollower::close() {
+  if (closed_) return;
+  closed_ = true;
   awaiting_.clear();
   if (poke_timer_.valid()) poke_timer_.close();
-  if (pcb_ == nullptr) return;
-  udp_remove(pcb_);
-  pcb_ = nullptr;
+  if (housekeeping_timer_.valid()) housekeeping_timer_.close();
+  // Closing queues each channel's on_closed; destroying the channel right away cancels it,
+  // so nothing calls back into this follower after it is gone.
+  for (auto& [name, server] : servers_) {
+    if (!server->channel) continue;
+    server->channel->close("client shutting down");
+    server->channel.reset();
+  }
+  servers_.clear();
+  logger("channel")->info("{}", counters_text());
 }
 
-void MoveFollower::on_udp_recv(void* arg, udp_pcb*, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept {
-  auto* self = static_cast<MoveFollower*>(arg);
-  PbufPtr packet(p);
-  if (self == nullptr || !packet || addr == nullptr) return;
-  std::vector<uint8_t> bytes(packet->tot_len);
-  pbuf_copy_partial(packet.get(), bytes.data(), packet->tot_len, 0);
-  auto notice = migrate::decode_move_notice(bytes);
-  if (!notice || notice->kind != migrate::MoveNoticeKind::notice) {
-    ++self->counters_.bad_notices;
+std::string MoveFollower::counters_text() const {
+  const auto& c = counters_;
+  return fmt::format(
+      "follower: channels opened {} established {} failed {} untrusted {}; frames dropped {}; ACMs {} applied {} "
+      "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {}); connections moved {}",
+      c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_dropped, c.acms,
+      c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale, c.acms_wrong_peer, c.acms_unknown_connections,
+      c.acms_bad_address, c.connections_moved);
+}
+
+MoveFollower::Server& MoveFollower::server_for(const wire::IpAddress& address) {
+  auto& slot = servers_[address.to_string()];
+  if (!slot) {
+    slot = std::make_unique<Server>();
+    slot->address = address;
+  }
+  return *slot;
+}
+
+std::vector<control::ClientConnection> MoveFollower::connections_with(const wire::IpAddress& server) const {
+  std::vector<control::ClientConnection> out;
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    uint64_t id = connection_id(pcb);
+    // The control channels themselves are never moved by a message they carry.
+    if (id == 0 || pcb->remote_port == options_.port) continue;
+    auto remote = from_lwip(pcb->remote_ip);
+    if (!(remote == server)) continue;
+    out.push_back({id, remote, pcb->remote_port});
+  }
+  return out;
+}
+
+void MoveFollower::track(tcp_pcb* pcb) {
+  if (closed_ || pcb == nullptr || connection_id(pcb) == 0) return;
+  // After the current input: lwIP sends this connection's last handshake ACK once the
+  // connected callback returns, and the registration should not overtake it.
+  wire::IpAddress address = from_lwip(pcb->remote_ip);
+  node_.defer([this, address, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired() || closed_) return;
+    Server& server = server_for(address);
+    if (server.trusted) {
+      register_connections(server);
+    } else if (!server.channel) {
+      open_channel(server);
+    }
+  });
+}
+
+void MoveFollower::open_channel(Server& server) {
+  if (closed_ || server.channel || uv_now(node_.loop()) < server.retry_at_ms) return;
+  std::string host_id = options_.host_id.empty() ? "client" : options_.host_id;
+  auto channel =
+      std::make_unique<control::ControlChannel>(crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
+                                                control::Hello{control::protocol_version, host_id, 0});
+  ChannelConnection::Callbacks callbacks;
+  Server* target = &server;
+  callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
+  callbacks.on_message = [this, target](ChannelConnection& c, const control::Message& m) { on_message(*target, c, m); };
+  callbacks.on_bad_frame = [this](ChannelConnection& c, control::ChannelError error) {
+    ++counters_.frames_dropped;
+    uint64_t suppressed = 0;
+    if (bad_frame_log_.allow(suppressed))
+      logger("channel")->warn("control channel to {}: dropped a frame: {} ({} more not logged)",
+                              c.peer_address().to_string(), control::channel_error_name(error), suppressed);
+  };
+  callbacks.on_closed = [this, target](ChannelConnection&, const std::string& why) { on_closed(*target, why); };
+  auto connection = std::make_unique<ChannelConnection>(node_, std::move(channel), std::move(callbacks));
+  auto tcp = TcpConnection::connect(server.address, options_.port, connection.get());
+  if (!tcp) {
+    logger("channel")->warn("cannot open a control channel to {}: {}", server.address.to_string(), tcp.error());
+    server.retry_at_ms = uv_now(node_.loop()) + retry_after_failure_ms;
     return;
   }
-  self->on_notice(*notice, *addr, port);
+  ++counters_.channels_opened;
+  connection->attach(std::move(tcp.value()), false);
+  server.channel = std::move(connection);
+  server.trusted = false;
+  server.registered.clear();
+  node_.kick();
+}
+
+void MoveFollower::on_established(Server& server, ChannelConnection& channel) {
+  ++counters_.channels_established;
+  const auto& hello = channel.channel().peer_hello();
+  const auto& key = channel.channel().remote_static();
+  auto verdict =
+      known_hosts_.check(hello.host_id, key, unix_ms() / 1000,
+                         options_.pinned ? crypto::TrustPolicy::pinned : crypto::TrustPolicy::trust_on_first_use);
+  if (!crypto::trusted(verdict)) {
+    ++counters_.servers_untrusted;
+    logger("channel")->error("server {} ('{}') presented key {}: {}; its Address Change Messages will be ignored",
+                             server.address.to_string(), hello.host_id, crypto::to_base64(key),
+                             crypto::trust_verdict_name(verdict));
+    server.retry_at_ms = uv_now(node_.loop()) + retry_after_distrust_ms;
+    channel.close("untrusted server key");
+    return;
+  }
+  if (verdict == crypto::TrustVerdict::learned) {
+    logger("channel")->info("server {} ('{}'): key {} learned (trust on first use)", server.address.to_string(),
+                            hello.host_id, crypto::to_base64(key));
+  }
+  save_known_hosts();
+  server.trusted = true;
+  logger("channel")->info("control channel to {} ('{}') established", server.address.to_string(), hello.host_id);
+  register_connections(server);
+}
+
+void MoveFollower::save_known_hosts() {
+  if (options_.known_hosts_file.empty()) return;
+  auto saved = known_hosts_.save(options_.known_hosts_file);
+  if (!saved) logger("channel")->warn("cannot save {}: {}", options_.known_hosts_file, saved.error());
+}
+
+void MoveFollower::register_connections(Server& server) {
+  if (!server.trusted || !server.channel) return;
+  control::RegisterConnections message;
+  for (const auto& c : connections_with(server.address))
+    if (server.registered.insert(c.id).second) message.connection_ids.push_back(c.id);
+  while (!message.connection_ids.empty()) {
+    control::RegisterConnections part;
+    size_t n = std::min(message.connection_ids.size(), control::max_connection_ids);
+    part.connection_ids.assign(message.connection_ids.begin(), message.connection_ids.begin() + static_cast<long>(n));
+    message.connection_ids.erase(message.connection_ids.begin(), message.connection_ids.begin() + static_cast<long>(n));
+    if (!server.channel->send(part)) return;
+    counters_.registrations_sent += n;
+  }
+}
+
+void MoveFollower::on_closed(Server& server, const std::string& why) {
+  if (!server.channel) return;
+  if (!server.trusted) ++counters_.channels_failed;
+  logger("channel")->info("control channel to {} closed: {}", server.address.to_string(), why);
+  ChannelConnection* dying = server.channel.release();
+  node_.defer([dying] { delete dying; });
+  server.trusted = false;
+  server.registered.clear();
+  server.retry_at_ms = std::max(server.retry_at_ms, uv_now(node_.loop()) + retry_after_failure_ms);
+}
+
+void MoveFollower::on_housekeeping() {
+  for (auto it = servers_.begin(); it != servers_.end();) {
+    Server& server = *it->second;
+    bool has_connections = !connections_with(server.address).empty();
+    if (!server.channel && !has_connections) {
+      it = servers_.erase(it);
+      continue;
+    }
+    if (!server.channel)
+      open_channel(server);
+    else
+      register_connections(server);  // connections that came up while the channel was opening
+    ++it;
+  }
+}
+
+void MoveFollower::on_message(Server& server, ChannelConnection& channel, const control::Message& message) {
+  if (!server.trusted) return;
+  if (const auto* acm = std::get_if<control::AddressChange>(&message)) {
+    on_acm(server, channel, *acm);
+  } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
+    logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
+  }
+}
+
+void MoveFollower::refuse(ChannelConnection& channel, const control::AddressChange& acm, control::AcmVerdict verdict) {
+  ++counters_.acms_refused;
+  switch (verdict) {
+    case control::AcmVerdict::replayed:
+      ++counters_.acms_replayed;
+      break;
+    case control::AcmVerdict::stale:
+    case control::AcmVerdict::from_future:
+      ++counters_.acms_stale;
+      break;
+    case control::AcmVerdict::wrong_peer:
+      ++counters_.acms_wrong_peer;
+      break;
+    case control::AcmVerdict::unknown_connections:
+      ++counters_.acms_unknown_connections;
+      break;
+    case control::AcmVerdict::bad_address:
+      ++counters_.acms_bad_address;
+      break;
+    case control::AcmVerdict::apply:
+      break;
+  }
+  uint64_t suppressed = 0;
+  if (refusal_log_.allow(suppressed))
+    logger("channel")->warn("refused an Address Change Message from {} (sequence {}): {} ({} more not logged)",
+                            channel.peer_address().to_string(), acm.sequence, control::acm_verdict_name(verdict),
+                            suppressed);
+  channel.send(control::Ack{acm.sequence, control::AckStatus::refused});
+}
+
+void MoveFollower::on_acm(Server& server, ChannelConnection& channel, const control::AddressChange& acm) {
+  ++counters_.acms;
+  auto& filter = filters_
+                     .try_emplace({channel.channel().remote_static(), server.address.to_string()},
+                                  control::AcmLimits{options_.acm_max_age_ms, 5'000})
+                     .first->second;
+  uint64_t now = unix_ms();
+  auto ours = connections_with(server.address);
+  auto decision = filter.check(acm, channel.peer_address(), ours, now);
+  if (decision.verdict != control::AcmVerdict::apply) {
+    refuse(channel, acm, decision.verdict);
+    return;
+  }
+  std::vector<tcp_pcb*> pcbs;
+  for (uint64_t id : decision.connections)
+    if (tcp_pcb* pcb = find_pcb_by_connection_id(id)) pcbs.push_back(pcb);
+  filter.remember(acm, now);
+  ++counters_.acms_applied;
+  counters_.unknown_ids += decision.unknown_ids;
+  uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
+  follow(pcbs, acm.new_address, acm.new_port);
+  logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
+                          migrate::endpoint_string(acm.old_address, acm.old_port),
+                          migrate::endpoint_string(acm.new_address, new_port), pcbs.size(), acm.sequence);
+  channel.send(control::Ack{acm.sequence, control::AckStatus::applied});
+  // The connections now belong to the new server: it needs a channel to name them.
+  open_channel(server_for(acm.new_address));
+  register_connections(server_for(acm.new_address));
+}
+
+void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port) {
+  auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port);
+  counters_.connections_moved += old_flows.size();
+  for (size_t i = 0; i < old_flows.size(); ++i) {
+    guard_.silence(old_flows[i]);
+    migrate::FlowKey moved = migrate::flow_of(pcbs[i]);
+    guard_.unsilence(moved);  // a flow may come back to a server it once left
+    guard_.watch(moved);
+    std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
+    awaiting_.push_back({moved, poke_attempts});
+  }
+  if (!awaiting_.empty() && poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
+    uv_timer_start(
+        poke_timer_.get(),
+        [](uv_timer_t* timer) {
+          if (auto* self = static_cast<MoveFollower*>(timer->data)) self->poke_new_paths();
+        },
+        poke_interval_ms, poke_interval_ms);
+  }
+  node_.kick();
 }
 
 void MoveFollower::poke_new_paths() {
@@ -71,51 +350,6 @@ void MoveFollower::poke_new_paths() {
     return false;
   });
   if (awaiting_.empty() && poke_timer_.valid()) uv_timer_stop(poke_timer_.get());
-  node_.kick();
-}
-
-void MoveFollower::on_notice(const migrate::MoveNotice& notice, const ip_addr_t& from, u16_t from_port) {
-  ++counters_.notices;
-  auto old_flows = migrate::rewrite_remote(notice.old_address, notice.old_port, notice.new_address, notice.new_port);
-  for (const auto& flow : old_flows) {
-    guard_.silence(flow);
-    migrate::FlowKey moved = flow;
-    moved.remote = notice.new_address;
-    moved.remote_port = notice.new_port;
-    guard_.unsilence(moved);  // a flow may come back to a server it once left
-  }
-  counters_.connections_moved += old_flows.size();
-  for (const auto& flow : old_flows) {
-    migrate::FlowKey moved = flow;
-    moved.remote = notice.new_address;
-    moved.remote_port = notice.new_port;
-    if (migrate::find_active_pcb(moved) == nullptr) continue;
-    guard_.watch(moved);
-    std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
-    awaiting_.push_back({moved, poke_attempts});
-  }
-  if (!awaiting_.empty() && poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
-    uv_timer_start(
-        poke_timer_.get(),
-        [](uv_timer_t* timer) {
-          if (auto* self = static_cast<MoveFollower*>(timer->data)) self->poke_new_paths();
-        },
-        poke_interval_ms, poke_interval_ms);
-  }
-  if (!old_flows.empty()) {
-    logger("migrate")->info("server {} moved to {}: {} connection(s) follow",
-                            migrate::endpoint_string(notice.old_address, notice.old_port),
-                            migrate::endpoint_string(notice.new_address, notice.new_port), old_flows.size());
-  }
-  // Acknowledge every copy (the first ack may have been lost).
-  migrate::MoveNotice ack = notice;
-  ack.kind = migrate::MoveNoticeKind::ack;
-  auto bytes = migrate::encode_move_notice(ack);
-  pbuf* p = pbuf_alloc(PBUF_TRANSPORT, static_cast<u16_t>(bytes.size()), PBUF_RAM);
-  if (p == nullptr) return;
-  std::memcpy(p->payload, bytes.data(), bytes.size());
-  udp_sendto(pcb_, p, &from, from_port);
-  pbuf_free(p);
   node_.kick();
 }
 

@@ -1,49 +1,86 @@
-// MoveFollower: the client's side of a server move. Listens for MoveNotices on the carrier
-// link (lwIP UDP), rewrites every connection to the old server endpoint so it goes to the
-// new one (migrate::rewrite_remote), restarts transmission at once, silences the old
-// flows (late packets from the old server must not be answered with RST), and
-// acknowledges. Owned by roam-client; loop thread only.
-//
-// UNAUTHENTICATED stepping stone (see stack/migrate/move_notice.hpp): any host that can
-// reach the client's link can redirect it. Disable with --no-follow where that matters;
-// the control-channel issue replaces it with authenticated Address Change Messages.
+// MoveFollower: the client's side of a server move (DESIGN.md section 4; seed 003). For
+// every server its connections go to, it keeps one control channel (Noise XX over lwIP
+// TCP, initiator), checks the server's key against the known hosts (trust on first use,
+// or pinned), and registers the ids of its connections to that server. When the server
+// sends an Address Change Message, the follower applies it only if the AcmFilter finds it
+// fresh, about connections it has with that server, and to an acceptable address: then
+// it rewrites exactly those connections (migrate::rewrite_remote), restarts their
+// transmission, silences the old flows (late packets from the old server must not be
+// answered with RST), acknowledges, and opens a channel to the new server. Anything else
+// is dropped, counted, logged at most every few seconds, answered with a refusal, and
+// changes nothing. Owned by roam-client; loop thread only.
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
 #include <vector>
 
+#include "apps/channel_connection.hpp"
+#include "apps/channel_options.hpp"
+#include "crypto/identity_key.hpp"
+#include "crypto/known_hosts.hpp"
+#include "stack/control/acm_filter.hpp"
 #include "stack/lwip.hpp"
 #include "stack/migrate/migration_guard.hpp"
-#include "stack/migrate/move_notice.hpp"
 #include "stack/node.hpp"
+#include "tun/rate_limited_log.hpp"
 #include "tun/uv_handle.hpp"
-
-struct udp_pcb;
 
 namespace roam {
 
 struct MoveFollowerCounters {
-  uint64_t notices = 0;  // well-formed notices received
+  uint64_t channels_opened = 0;
+  uint64_t channels_established = 0;
+  uint64_t channels_failed = 0;    // handshake or framing failed, or the connection broke
+  uint64_t servers_untrusted = 0;  // key mismatch, or unknown under --pin-keys
+  uint64_t frames_dropped = 0;     // forged, replayed or undecodable frames on a channel
+  uint64_t acms = 0;               // authenticated ACMs received
+  uint64_t acms_applied = 0;
+  uint64_t acms_refused = 0;  // failed the AcmFilter (by verdict below)
+  uint64_t acms_replayed = 0;
+  uint64_t acms_stale = 0;
+  uint64_t acms_wrong_peer = 0;
+  uint64_t acms_unknown_connections = 0;
+  uint64_t acms_bad_address = 0;
+  uint64_t unknown_ids = 0;  // ids named in applied ACMs that we do not have
   uint64_t connections_moved = 0;
-  uint64_t pokes = 0;        // repeated ACKs toward a new server not yet heard from
-  uint64_t unanswered = 0;   // moved connections the new server never answered
-  uint64_t bad_notices = 0;  // malformed, wrong kind, family mismatch: dropped
+  uint64_t registrations_sent = 0;
+  uint64_t pokes = 0;       // repeated ACKs toward a new server not yet heard from
+  uint64_t unanswered = 0;  // moved connections the new server never answered
 };
 
 class MoveFollower {
  public:
-  MoveFollower(Node& node, uint16_t port);  // throws ConfigError
+  MoveFollower(Node& node, const ChannelOptions& options);  // throws ConfigError
   ~MoveFollower();
   MoveFollower(const MoveFollower&) = delete;
   MoveFollower& operator=(const MoveFollower&) = delete;
 
+  // A carrier connection is up (its id agreed): register it with its server.
+  void track(tcp_pcb* pcb);
   void close();
   const MoveFollowerCounters& counters() const { return counters_; }
+  std::string counters_text() const;
 
  private:
-  static void on_udp_recv(void* arg, udp_pcb* pcb, pbuf* p, const ip_addr_t* addr, u16_t port) noexcept;
-  void on_notice(const migrate::MoveNotice& notice, const ip_addr_t& from, u16_t from_port);
+  struct Server;
+  Server& server_for(const wire::IpAddress& address);
+  void open_channel(Server& server);
+  void on_established(Server& server, ChannelConnection& channel);
+  void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
+  void on_acm(Server& server, ChannelConnection& channel, const control::AddressChange& acm);
+  void register_connections(Server& server);
+  void on_closed(Server& server, const std::string& why);
+  void refuse(ChannelConnection& channel, const control::AddressChange& acm, control::AcmVerdict verdict);
+  void follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port);
   void poke_new_paths();
+  void on_housekeeping();
+  std::vector<control::ClientConnection> connections_with(const wire::IpAddress& server) const;
+  void save_known_hosts();
 
   // A moved connection until the new server is heard from: the new server stays silent
   // until our first packet reaches it, so if that one ACK is lost (and we have nothing
@@ -54,11 +91,21 @@ class MoveFollower {
   };
 
   Node& node_;
+  ChannelOptions options_;
+  std::unique_ptr<crypto::IdentityKey> key_;
+  crypto::KnownHosts known_hosts_;
+  std::map<std::string, std::unique_ptr<Server>> servers_;  // by carrier address
+  // Freshness state per server key and address, kept across reconnects of a channel.
+  std::map<std::pair<crypto::PublicKey, std::string>, control::AcmFilter> filters_;
   migrate::MigrationGuard guard_;
-  udp_pcb* pcb_ = nullptr;
   std::vector<AwaitingPath> awaiting_;
   UvHandle<uv_timer_t> poke_timer_;
+  UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
+  RateLimitedLog refusal_log_;
+  RateLimitedLog bad_frame_log_;
   MoveFollowerCounters counters_;
+  bool closed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for deferred tasks
 };
 
 }  // namespace roam

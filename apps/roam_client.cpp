@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "apps/channel_options.hpp"
 #include "apps/cli.hpp"
 #include "apps/kernel_splice.hpp"
 #include "apps/move_follower.hpp"
@@ -28,11 +29,8 @@ Options:
                          accept kernel TCP connections on BIND:PORT (BIND defaults to
                          127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
                          the server's userspace address (repeatable)
-  --notice-port PORT     userspace UDP port where servers announce that they moved
-                         (default 7001); connections follow the server at once
-  --no-follow            ignore move notices. They are NOT authenticated in this
-                         version: any host that reaches this link could redirect the
-                         connections (authenticated Address Change Messages come next)
+  --no-follow            open no control channels: connections never follow a server
+                         that moves (they break when it does)
   -h, --help             show this help
 )";
 
@@ -81,7 +79,7 @@ Forward parse_forward(const std::string& text) {
 struct ClientOptions {
   LinkOptions link;
   std::vector<Forward> forwards;
-  uint16_t notice_port = migrate::default_notice_port;
+  ChannelOptions channel;
   bool follow = true;
 };
 
@@ -90,15 +88,13 @@ ClientOptions parse_arguments(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s", usage, link_options_help().c_str());
+      std::printf("%s\n%s\n%s", usage, channel_options_help(true).c_str(), link_options_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
+    if (parse_channel_option(argc, argv, i, options.channel, true)) continue;
     if (arg == "-L") {
       options.forwards.push_back(parse_forward(option_value(argc, argv, i)));
-    } else if (arg == "--notice-port") {
-      options.notice_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--notice-port"));
-      if (options.notice_port == 0) throw ConfigError("--notice-port must be 1-65535");
     } else if (arg == "--no-follow") {
       options.follow = false;
     } else {
@@ -112,7 +108,7 @@ ClientOptions parse_arguments(int argc, char** argv) {
 class Client {
  public:
   Client(Node& node, std::vector<Forward> forwards, const ClientOptions& options) : node_(node) {
-    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.notice_port);
+    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.channel);
     for (auto& forward : forwards) {
       auto listener = std::make_unique<Listener>();
       listener->client = this;
@@ -159,6 +155,7 @@ class Client {
     KernelSplice* raw = splice.get();
     splices_.emplace(raw, std::move(splice));
     raw->adopt_kernel(std::move(kernel));
+    if (follower_) raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
     auto carrier = TcpConnection::connect(listener.forward.server, listener.forward.server_port, raw);
     if (!carrier) {
       logger("app")->warn("cannot open carrier to {}: {}", listener.forward.server.to_string(), carrier.error());

@@ -40,14 +40,14 @@ Modes:
 
 Sessions of echo, discard and files move live to another roam-server with
 `roamctl migrate --from THIS_CONTROL --to OTHER_CONTROL`: their connections stay open and
-byte-exact, and each client is told where the server went.
+byte-exact, and each client is told where the server went by an authenticated Address
+Change Message on its control channel (clients open one to each server they use).
 
 Options:
   --listen PORT          carrier port to accept on (default 7000)
   --control IP:PORT      kernel TCP port for roamctl and for sessions arriving from other
                          servers. NOT authenticated in this version: loopback or a
                          management network only. Default: none (no moves in or out)
-  --notice-port PORT     userspace UDP port of clients for move notices (default 7001)
   --move-timeout SECONDS a move the target has not fully answered in this time is
                          abandoned and its sessions resume here (default 10)
   -h, --help             show this help
@@ -59,7 +59,7 @@ struct ServerOptions {
   std::string backend;
   std::string root;
   std::string control;
-  uint16_t notice_port = migrate::default_notice_port;
+  ChannelOptions channel;
   uint64_t move_timeout_s = 10;
   uint16_t port = 7000;
 };
@@ -69,10 +69,11 @@ ServerOptions parse_arguments(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s", usage, link_options_help().c_str());
+      std::printf("%s\n%s\n%s", usage, channel_options_help(false).c_str(), link_options_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
+    if (parse_channel_option(argc, argv, i, options.channel, false)) continue;
     if (arg == "--listen") {
       options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--listen port"));
     } else if (arg == "--backend") {
@@ -84,9 +85,6 @@ ServerOptions parse_arguments(int argc, char** argv) {
     } else if (arg == "--move-timeout") {
       options.move_timeout_s = parse_number(option_value(argc, argv, i), 3600, "--move-timeout");
       if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
-    } else if (arg == "--notice-port") {
-      options.notice_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--notice-port"));
-      if (options.notice_port == 0) throw ConfigError("--notice-port must be 1-65535");
     } else if (!arg.empty() && arg[0] != '-' && options.mode.empty()) {
       options.mode = arg;
     } else {
@@ -122,7 +120,7 @@ class Server final : public SessionTable {
     context_.files_root = options_.root;
     MigrationConfig migration;
     migration.control = options_.control;
-    migration.notice_port = options_.notice_port;
+    migration.channel = options_.channel;
     migration.move_timeout_ms = options_.move_timeout_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);

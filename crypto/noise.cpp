@@ -127,10 +127,19 @@ Result<Ok, NoiseError> NoiseCipher::decrypt(std::span<const uint8_t> ad, std::sp
     out.insert(out.end(), ciphertext.begin(), ciphertext.end());
     return Ok{};
   }
-  if (nonce_ == UINT64_MAX) return unexpected(NoiseError::nonce_exhausted);
+  auto result = decrypt_with_nonce(nonce_, ad, ciphertext, out);
+  if (result) ++nonce_;
+  return result;
+}
+
+Result<Ok, NoiseError> NoiseCipher::decrypt_with_nonce(uint64_t counter, std::span<const uint8_t> ad,
+                                                       std::span<const uint8_t> ciphertext,
+                                                       std::vector<uint8_t>& out) const {
+  if (!has_key_) return unexpected(NoiseError::decrypt_failed);
+  if (counter == UINT64_MAX) return unexpected(NoiseError::nonce_exhausted);
   if (ciphertext.size() < noise_tag_bytes) return unexpected(NoiseError::truncated);
   uint8_t nonce[12];
-  nonce_bytes(nonce_, nonce);
+  nonce_bytes(counter, nonce);
   size_t at = out.size();
   out.resize(at + ciphertext.size() - noise_tag_bytes);
   unsigned long long written = 0;
@@ -139,7 +148,6 @@ Result<Ok, NoiseError> NoiseCipher::decrypt(std::span<const uint8_t> ad, std::sp
     out.resize(at);
     return unexpected(NoiseError::decrypt_failed);
   }
-  ++nonce_;
   return Ok{};
 }
 

@@ -55,6 +55,11 @@ class NoiseCipher {
   // Appends the plaintext to `out`; on failure `out` and the nonce are unchanged.
   Result<Ok, NoiseError> decrypt(std::span<const uint8_t> ad, std::span<const uint8_t> ciphertext,
                                  std::vector<uint8_t>& out);
+  // Explicit-nonce transport (as WireGuard and DTLS do): the sender's counter travels with
+  // the message, so the receiver decrypts under that nonce and leaves ordering and replay
+  // to a ReplayWindow. The cipher's own nonce is not used or changed.
+  Result<Ok, NoiseError> decrypt_with_nonce(uint64_t nonce, std::span<const uint8_t> ad,
+                                            std::span<const uint8_t> ciphertext, std::vector<uint8_t>& out) const;
 
  private:
   SecretBytes<32> key_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "tun/log.hpp"
 
@@ -201,7 +202,8 @@ err_t TcpConnection::on_sent_trampoline(void* arg, tcp_pcb* /*pcb*/, u16_t len) 
   return self->aborted_in_callback_ ? ERR_ABRT : ERR_OK;
 }
 
-err_t TcpConnection::on_connected_trampoline(void* arg, tcp_pcb* /*pcb*/, err_t /*err*/) noexcept {
+err_t TcpConnection::on_connected_trampoline(void* arg, tcp_pcb* pcb, err_t /*err*/) noexcept {
+  if (pcb != nullptr) assign_connection_id_at_connected(pcb);
   auto* self = static_cast<TcpConnection*>(arg);
   if (self == nullptr || self->handler_ == nullptr) return ERR_OK;
   CallbackScope scope(self->in_callback_);

@@ -1,5 +1,6 @@
 #include "stack/tcp_listener.hpp"
 
+#include "stack/connection_id.hpp"
 #include "tun/log.hpp"
 
 namespace roam {
@@ -41,6 +42,7 @@ void TcpListener::close() {
 err_t TcpListener::on_accept_trampoline(void* arg, tcp_pcb* pcb, err_t err) noexcept {
   auto* self = static_cast<TcpListener*>(arg);
   if (self == nullptr || err != ERR_OK || pcb == nullptr) return ERR_VAL;
+  assign_connection_id_at_accept(pcb);
   try {
     if (!self->on_accept_(pcb)) return ERR_ABRT;
   } catch (const std::exception& e) {

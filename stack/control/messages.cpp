@@ -1,5 +1,6 @@
 #include "stack/control/messages.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "stack/wire/byte_reader.hpp"
@@ -111,6 +112,10 @@ std::vector<uint8_t> encode_message(const Message& message) {
     put_u16(out, error->code);
     put_u8(out, static_cast<uint8_t>(error->text.size()));
     put_bytes(out, reinterpret_cast<const uint8_t*>(error->text.data()), error->text.size());
+  } else if (const auto* reg = std::get_if<RegisterConnections>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::register_connections));
+    put_u16(out, static_cast<uint16_t>(reg->connection_ids.size()));
+    for (uint64_t id : reg->connection_ids) put_u64(out, id);
   }
   return out;
 }
@@ -149,6 +154,20 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       m.code = r.u16();
       m.text = r.text(r.u8());
       if (r.failed()) return unexpected(MessageError::truncated);
+      result = Message{std::move(m)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::register_connections): {
+      RegisterConnections m;
+      uint16_t count = r.u16();
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (count == 0) return unexpected(MessageError::bad_field);
+      if (count > max_connection_ids) return unexpected(MessageError::oversized);
+      if (r.remaining() < size_t{count} * 8) return unexpected(MessageError::truncated);
+      m.connection_ids.reserve(count);
+      for (uint16_t i = 0; i < count; ++i) m.connection_ids.push_back(r.u64());
+      if (std::find(m.connection_ids.begin(), m.connection_ids.end(), 0) != m.connection_ids.end())
+        return unexpected(MessageError::bad_field);
       result = Message{std::move(m)};
       break;
     }

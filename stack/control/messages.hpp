@@ -12,6 +12,11 @@
 //                                                        scope global: count 0)
 //   ACK    u64 sequence | u8 status (0 applied, 1 refused)
 //   ERROR  u16 code | u8 text length | text
+//   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
+//
+// REGISTER is how the client names the connections this channel speaks for: each id was
+// agreed by both ends when the connection was set up (stack/connection_id.hpp), so it
+// still names the connection after a NAT rewrote the client's port.
 #pragma once
 
 #include <array>
@@ -31,7 +36,7 @@ inline constexpr size_t max_connection_ids = 4096;  // a bigger move sends sever
 inline constexpr size_t max_host_id = 64;
 inline constexpr size_t max_error_text = 255;
 
-enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4 };
+enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5 };
 
 struct Hello {
   uint16_t version = protocol_version;
@@ -71,7 +76,12 @@ struct ErrorMessage {
   bool operator==(const ErrorMessage&) const = default;
 };
 
-using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage>;
+struct RegisterConnections {
+  std::vector<uint64_t> connection_ids;
+  bool operator==(const RegisterConnections&) const = default;
+};
+
+using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections>;
 
 enum class MessageError : uint8_t { truncated, trailing_bytes, unknown_type, bad_field, oversized };
 const char* message_error_name(MessageError error);

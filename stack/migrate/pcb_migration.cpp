@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lwip/priv/tcp_priv.h"
+#include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 
 namespace roam::migrate {
@@ -84,6 +85,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   s.local_address = from_lwip(pcb->local_ip);
   s.remote_address = from_lwip(pcb->remote_ip);
   s.local_port = pcb->local_port;
+  s.connection_id = connection_id(pcb);
   s.remote_port = pcb->remote_port;
   s.state = pcb->state == ESTABLISHED ? wire::SnapshotTcpState::established : wire::SnapshotTcpState::close_wait;
 
@@ -179,6 +181,7 @@ Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, cons
   pcb->local_ip = to_lwip(local_address);
   pcb->remote_ip = to_lwip(s.remote_address);
   pcb->local_port = s.local_port;
+  set_connection_id(pcb, s.connection_id);
   pcb->remote_port = s.remote_port;
   pcb->state = s.state == wire::SnapshotTcpState::established ? ESTABLISHED : CLOSE_WAIT;
   pcb->tos = s.options.tos;
@@ -279,6 +282,19 @@ std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t 
   }
   // Output after the walk: nothing in tcp_output unlinks pcbs, but keep the walk pure.
   for (tcp_pcb* pcb : changed) restart_transmission(pcb);
+  return old_flows;
+}
+
+std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
+                                    uint16_t new_port) {
+  ip_addr_t new_ip = to_lwip(new_remote);
+  std::vector<FlowKey> old_flows;
+  for (tcp_pcb* pcb : pcbs) {
+    old_flows.push_back(flow_of(pcb));
+    pcb->remote_ip = new_ip;
+    if (new_port != 0) pcb->remote_port = new_port;
+  }
+  for (tcp_pcb* pcb : pcbs) restart_transmission(pcb);
   return old_flows;
 }
 

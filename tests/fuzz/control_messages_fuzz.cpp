@@ -1,7 +1,7 @@
 // libFuzzer target for the messages that reach a node's control paths from the network:
-// control frames (FrameReader, fed in pieces), session and session-result payloads, move
-// notices, and the files app's state and request line. None may crash; whatever decodes
-// must encode back to a form that decodes the same.
+// control frames (FrameReader, fed in pieces), session and session-result payloads, and
+// the files app's state and request line. None may crash; whatever decodes must encode
+// back to a form that decodes the same.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -9,7 +9,6 @@
 
 #include "apps/files_state.hpp"
 #include "stack/migrate/control_frame.hpp"
-#include "stack/migrate/move_notice.hpp"
 
 namespace {
 
@@ -39,13 +38,6 @@ void fuzz_frames(std::span<const uint8_t> bytes) {
   }
 }
 
-void fuzz_notice(std::span<const uint8_t> bytes) {
-  auto notice = roam::migrate::decode_move_notice(bytes);
-  if (!notice) return;
-  auto again = roam::migrate::encode_move_notice(*notice);
-  check(std::vector<uint8_t>(bytes.begin(), bytes.end()) == again);
-}
-
 void fuzz_files(std::span<const uint8_t> bytes) {
   auto state = roam::decode_files_state(bytes);
   if (state) {
@@ -63,7 +55,6 @@ void fuzz_files(std::span<const uint8_t> bytes) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> bytes(data, size);
   fuzz_frames(bytes);
-  fuzz_notice(bytes);
   fuzz_files(bytes);
   return 0;
 }

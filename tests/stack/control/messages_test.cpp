@@ -34,7 +34,9 @@ std::vector<Message> samples() {
           global,
           Ack{42, AckStatus::refused},
           ErrorMessage{7, "no such connection"},
-          ErrorMessage{0, ""}};
+          ErrorMessage{0, ""},
+          RegisterConnections{{7}},
+          RegisterConnections{{1, 0xFFFFFFFFFFFFFFFFull, 0x0123456789ABCDEFull}}};
 }
 
 TEST_CASE("every control message round-trips") {
@@ -106,6 +108,10 @@ TEST_CASE("bad fields are refused") {
   refuse(encode_message(Hello{1, "bad id", 0}), MessageError::bad_field);
   refuse(encode_message(Hello{0, "ok", 0}), MessageError::bad_field);
   refuse({3, 0, 0, 0, 0, 0, 0, 0, 1, 2}, MessageError::bad_field);
+  // REGISTER: no ids, id 0, a count beyond the bound.
+  refuse({5, 0, 0}, MessageError::bad_field);
+  refuse(encode_message(RegisterConnections{{4, 0}}), MessageError::bad_field);
+  refuse({5, 0xFF, 0xFF}, MessageError::oversized);
   CHECK(std::string(message_error_name(MessageError::oversized)).size() > 0);
 }
 

@@ -1,0 +1,153 @@
+#include "apps/channel_connection.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include "lwip/tcp.h"
+#include "stack/lwip_address.hpp"
+
+namespace roam {
+
+namespace {
+// A peer that stops reading its control channel is not worth more memory than this.
+constexpr size_t max_pending_bytes = 1u << 20;
+}  // namespace
+
+ChannelConnection::ChannelConnection(Node& node, std::unique_ptr<control::ControlChannel> channel, Callbacks callbacks)
+    : node_(node), channel_(std::move(channel)), callbacks_(std::move(callbacks)) {}
+
+ChannelConnection::~ChannelConnection() {
+  *alive_ = false;
+  if (connection_) connection_->set_handler(nullptr);
+}
+
+void ChannelConnection::attach(std::unique_ptr<TcpConnection> connection, bool established) {
+  connection_ = std::move(connection);
+  connection_->set_handler(this);
+  if (tcp_pcb* pcb = connection_->pcb()) {
+    peer_address_ = from_lwip(pcb->remote_ip);
+    peer_port_ = pcb->remote_port;
+  }
+  if (established) on_connected(*connection_);
+}
+
+void ChannelConnection::on_connected(TcpConnection&) {
+  auto first = channel_->start();  // empty for a responder
+  if (!first.empty()) queue(std::move(first));
+  if (channel_->failed()) end("cannot start the handshake", true);
+}
+
+bool ChannelConnection::send(const control::Message& message) {
+  if (closed_ || !channel_->established()) return false;
+  auto bytes = channel_->seal(message);
+  if (!bytes) return false;
+  queue(std::move(bytes.value()));
+  return !closed_;
+}
+
+void ChannelConnection::queue(std::vector<uint8_t> bytes) {
+  if (closed_) return;
+  if (pending_.size() - pending_at_ + bytes.size() > max_pending_bytes) {
+    end("the peer does not read its control channel", true);
+    return;
+  }
+  if (pending_at_ == pending_.size()) {
+    pending_ = std::move(bytes);
+    pending_at_ = 0;
+  } else {
+    pending_.insert(pending_.end(), bytes.begin(), bytes.end());
+  }
+  pump();
+}
+
+void ChannelConnection::pump() {
+  if (!connection_ || !connection_->alive()) return;
+  size_t wrote = 0;
+  while (pending_at_ < pending_.size()) {
+    size_t n = connection_->write(std::span<const uint8_t>(pending_).subspan(pending_at_));
+    if (n == 0) break;
+    pending_at_ += n;
+    wrote += n;
+  }
+  if (pending_at_ == pending_.size()) {
+    pending_.clear();
+    pending_at_ = 0;
+  }
+  if (wrote > 0) {
+    connection_->flush();
+    node_.kick();
+  }
+}
+
+void ChannelConnection::on_data(TcpConnection& connection, PbufPtr data) {
+  size_t length = data->tot_len;
+  for (pbuf* q = data.get(); q != nullptr; q = q->next)
+    channel_->feed(std::span<const uint8_t>(static_cast<const uint8_t*>(q->payload), q->len));
+  connection.consumed(length);
+  process();
+}
+
+void ChannelConnection::process() {
+  auto alive = alive_;
+  while (!closed_) {
+    std::vector<uint8_t> replies;
+    auto event = channel_->next(replies);
+    if (!replies.empty()) queue(std::move(replies));
+    if (!event) {
+      if (control::channel_error_is_fatal(event.error())) {
+        end(std::string("control channel: ") + control::channel_error_name(event.error()), true);
+        return;
+      }
+      if (callbacks_.on_bad_frame) callbacks_.on_bad_frame(*this, event.error());
+      if (!*alive) return;
+      continue;
+    }
+    if (!event.value()) return;  // needs more bytes
+    if (event.value()->established) {
+      if (callbacks_.on_established) callbacks_.on_established(*this);
+    } else if (callbacks_.on_message) {
+      callbacks_.on_message(*this, event.value()->message);
+    }
+    if (!*alive) return;
+  }
+}
+
+void ChannelConnection::on_remote_closed(TcpConnection&) {
+  end("peer closed the control channel", false);
+}
+
+void ChannelConnection::on_sent(TcpConnection&, size_t) {
+  pump();
+}
+
+void ChannelConnection::on_error(TcpConnection&, err_t error) {
+  end(std::string("control channel connection failed: ") + lwip_error_name(error), false);
+}
+
+void ChannelConnection::close(const std::string& why) {
+  end(why, false);
+}
+
+void ChannelConnection::end(const std::string& why, bool reset) {
+  if (closed_) return;
+  closed_ = true;
+  if (connection_ && connection_->alive()) {
+    // Never inside the connection's own callback: lwIP may still be using the pcb.
+    TcpConnection* raw = connection_.release();
+    raw->set_handler(nullptr);
+    node_.defer([raw, reset] {
+      std::unique_ptr<TcpConnection> owned(raw);
+      if (reset)
+        owned->abort();
+      else
+        owned->close();
+    });
+  }
+  auto callback = callbacks_.on_closed;
+  if (callback)
+    node_.defer([alive = alive_, this, callback, why] {
+      if (*alive) callback(*this, why);
+    });
+}
+
+}  // namespace roam

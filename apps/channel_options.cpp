@@ -1,0 +1,63 @@
+#include "apps/channel_options.hpp"
+
+#include "apps/cli.hpp"
+#include "tun/log.hpp"
+
+namespace roam {
+
+bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client) {
+  std::string arg = argv[i];
+  if (arg == "--channel-port") {
+    options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--channel-port"));
+    if (options.port == 0) throw ConfigError("--channel-port must be 1-65535");
+  } else if (arg == "--key") {
+    options.key_file = option_value(argc, argv, i);
+  } else if (arg == "--host-id") {
+    options.host_id = option_value(argc, argv, i);
+    if (!crypto::valid_peer_id(options.host_id))
+      throw ConfigError("bad --host-id '" + options.host_id + "': 1-64 characters of A-Z a-z 0-9 . _ : -");
+  } else if (client && arg == "--known-hosts") {
+    options.known_hosts_file = option_value(argc, argv, i);
+  } else if (client && arg == "--pin-keys") {
+    options.pinned = true;
+  } else if (client && arg == "--acm-max-age") {
+    options.acm_max_age_ms = parse_number(option_value(argc, argv, i), 3600, "--acm-max-age") * 1000;
+    if (options.acm_max_age_ms == 0) throw ConfigError("--acm-max-age must be 1-3600 seconds");
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string channel_options_help(bool client) {
+  std::string text =
+      "Control channel (Noise XX over a userspace TCP connection; Address Change Messages):\n"
+      "  --channel-port PORT    userspace TCP port of the control channel (default 7001)\n"
+      "  --key FILE             this host's identity key (`roamctl genkey --out FILE`, mode\n"
+      "                         0600); default: a fresh key for this run only\n"
+      "  --host-id NAME         the name this host gives in its HELLO (default: its address)\n";
+  if (client)
+    text +=
+        "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"
+        "                         saved there); default: remembered for this run only\n"
+        "  --pin-keys             accept only servers already listed in --known-hosts\n"
+        "  --acm-max-age SECONDS  refuse Address Change Messages issued longer ago (default 30;\n"
+        "                         client and server clocks must agree that closely)\n";
+  return text;
+}
+
+std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options) {
+  if (options.key_file.empty()) {
+    auto key = std::make_unique<crypto::IdentityKey>(crypto::IdentityKey::generate());
+    logger("channel")->info("identity key: fresh for this run, public key {} (give --key to keep one)",
+                            crypto::to_base64(key->public_key()));
+    return key;
+  }
+  auto key = crypto::IdentityKey::load(options.key_file);
+  if (!key) throw ConfigError("cannot use --key '" + options.key_file + "': " + crypto::key_error_name(key.error()));
+  auto owned = std::make_unique<crypto::IdentityKey>(std::move(key.value()));
+  logger("channel")->info("identity key {}: public key {}", options.key_file, crypto::to_base64(owned->public_key()));
+  return owned;
+}
+
+}  // namespace roam

@@ -1,0 +1,35 @@
+// Command-line options of the control channel, shared by roam-server and roam-client:
+// the lwIP port it uses, this host's identity key and name, and (client) how server keys
+// are trusted and how old an Address Change Message may be. Start-up only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "crypto/identity_key.hpp"
+#include "crypto/known_hosts.hpp"
+
+namespace roam {
+
+inline constexpr uint16_t default_channel_port = 7001;
+
+struct ChannelOptions {
+  uint16_t port = default_channel_port;
+  std::string key_file;  // "": a fresh key for this run only
+  std::string host_id;   // "": the carrier address
+  // Client only.
+  std::string known_hosts_file;  // "": remembered for this run only
+  bool pinned = false;           // refuse servers not in the known-hosts file
+  uint64_t acm_max_age_ms = 30'000;
+  uint64_t known_hosts_max_idle_s = 90ull * 24 * 3600;
+};
+
+// Consumes argv[i] (and its value) when it is a channel option. Throws ConfigError.
+bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client);
+std::string channel_options_help(bool client);
+
+// The identity key named by --key, or a fresh one (logged as such). Throws ConfigError.
+std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options);
+
+}  // namespace roam

@@ -1,0 +1,167 @@
+#include "apps/channel_server.hpp"
+
+#include <sodium.h>
+
+#include <chrono>
+#include <utility>
+
+#include "apps/cli.hpp"
+#include "stack/connection_id.hpp"
+#include "stack/lwip_address.hpp"
+#include "tun/log.hpp"
+#include "tun/rate_limited_log.hpp"
+
+namespace roam {
+
+namespace {
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+RateLimitedLog& bad_frame_log() {
+  static RateLimitedLog log;
+  return log;
+}
+
+}  // namespace
+
+ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port)
+    : node_(node),
+      key_(key),
+      host_id_(std::move(host_id)),
+      // Sequences grow across restarts too (clients refuse any not above the last they
+      // applied from this server): start from the clock, in steps finer than a millisecond.
+      next_sequence_(unix_ms() << 10) {
+  auto listener = TcpListener::listen(port, [this](tcp_pcb* pcb) { return accept(pcb); });
+  if (!listener)
+    throw ConfigError("cannot open the control channel port " + std::to_string(port) + ": " + listener.error());
+  listener_ = std::move(listener.value());
+  logger("channel")->info("control channel on userspace TCP port {} as '{}'", port, host_id_);
+}
+
+ChannelServer::~ChannelServer() {
+  shutdown();
+}
+
+void ChannelServer::shutdown() {
+  listener_.reset();
+  by_id_.clear();
+  channels_.clear();
+}
+
+bool ChannelServer::accept(tcp_pcb* pcb) {
+  ++counters_.channels_accepted;
+  auto channel = std::make_unique<control::ControlChannel>(crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
+                                                           control::Hello{control::protocol_version, host_id_, 0});
+  ChannelConnection::Callbacks callbacks;
+  callbacks.on_established = [this](ChannelConnection& c) {
+    ++counters_.channels_established;
+    logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
+                            c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
+  };
+  callbacks.on_message = [this](ChannelConnection& c, const control::Message& m) { on_message(c, m); };
+  callbacks.on_bad_frame = [this](ChannelConnection& c, control::ChannelError error) {
+    ++counters_.frames_dropped;
+    uint64_t suppressed = 0;
+    if (bad_frame_log().allow(suppressed))
+      logger("channel")->warn("control channel from {}: dropped a frame: {} ({} more not logged)",
+                              c.peer_address().to_string(), control::channel_error_name(error), suppressed);
+  };
+  callbacks.on_closed = [this](ChannelConnection& c, const std::string& why) { forget(&c, why); };
+  auto connection = std::make_unique<ChannelConnection>(node_, std::move(channel), std::move(callbacks));
+  ChannelConnection* raw = connection.get();
+  channels_[raw].connection = std::move(connection);
+  raw->attach(std::make_unique<TcpConnection>(pcb, raw), true);
+  return true;
+}
+
+void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {
+  auto it = channels_.find(channel);
+  if (it == channels_.end()) return;
+  if (!channel->channel().established()) ++counters_.channels_failed;
+  logger("channel")->info("control channel from {} closed: {}", channel->peer_address().to_string(), why);
+  for (uint64_t id : it->second.ids) {
+    auto owner = by_id_.find(id);
+    if (owner != by_id_.end() && owner->second == channel) by_id_.erase(owner);
+  }
+  auto owned = std::move(it->second.connection);
+  channels_.erase(it);
+  node_.defer([dead = std::shared_ptr<ChannelConnection>(std::move(owned))] {});
+}
+
+void ChannelServer::on_message(ChannelConnection& channel, const control::Message& message) {
+  if (const auto* reg = std::get_if<control::RegisterConnections>(&message)) {
+    on_register(channel, *reg);
+  } else if (const auto* ack = std::get_if<control::Ack>(&message)) {
+    if (ack->status == control::AckStatus::applied) {
+      ++counters_.acms_applied;
+    } else {
+      ++counters_.acms_refused;
+      logger("channel")->warn("client {} refused ACM {}", channel.peer_address().to_string(), ack->sequence);
+    }
+  } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
+    ++counters_.client_errors;
+    logger("channel")->warn("client {} reports error {}: {}", channel.peer_address().to_string(), error->code,
+                            error->text);
+  } else {
+    ++counters_.unexpected_messages;  // HELLO twice, or an ACM: clients do not move servers
+  }
+}
+
+// Maps `id` to `channel` if this server has that connection with the channel's host.
+bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id) {
+  tcp_pcb* pcb = find_pcb_by_connection_id(id);
+  if (pcb == nullptr) return false;
+  entry.pending.erase(id);
+  if (!(from_lwip(pcb->remote_ip) == channel.peer_address())) {
+    ++counters_.registrations_refused;
+    return false;
+  }
+  auto previous = by_id_.find(id);
+  if (previous != by_id_.end() && previous->second != &channel) {
+    auto old = channels_.find(previous->second);
+    if (old != channels_.end()) old->second.ids.erase(id);
+  }
+  by_id_[id] = &channel;
+  entry.ids.insert(id);
+  ++counters_.registrations;
+  return true;
+}
+
+void ChannelServer::on_register(ChannelConnection& channel, const control::RegisterConnections& message) {
+  constexpr size_t max_pending = 4096;
+  auto it = channels_.find(&channel);
+  if (it == channels_.end()) return;
+  for (uint64_t id : message.connection_ids) {
+    if (find_pcb_by_connection_id(id) != nullptr) {
+      claim(channel, it->second, id);
+    } else if (it->second.pending.size() < max_pending) {
+      it->second.pending.insert(id);
+      ++counters_.registrations_pending;
+    }
+  }
+}
+
+ChannelConnection* ChannelServer::channel_for(uint64_t connection_id) {
+  auto it = by_id_.find(connection_id);
+  if (it != by_id_.end()) return it->second->established() ? it->second : nullptr;
+  for (auto& [channel, entry] : channels_) {
+    if (entry.pending.count(connection_id) == 0) continue;
+    if (claim(*channel, entry, connection_id) && channel->established()) return channel;
+  }
+  return nullptr;
+}
+
+bool ChannelServer::send_acm(ChannelConnection& channel, control::AddressChange acm) {
+  acm.sequence = next_sequence_++;
+  randombytes_buf(acm.nonce.data(), acm.nonce.size());
+  acm.issued_at_ms = unix_ms();
+  if (!channel.send(acm)) return false;
+  ++counters_.acms_sent;
+  return true;
+}
+
+}  // namespace roam

@@ -1,0 +1,84 @@
+// ChannelServer: roam-server's end of the control channels (DESIGN.md section 5). Clients
+// open one to each server they use (lwIP TCP, --channel-port), authenticate with Noise XX
+// and register the ids of their connections to this server; the migration service then
+// tells each client where its connections went with an Address Change Message on that
+// client's channel, and counts the client's ACK. Loop thread only.
+//
+// A registration is accepted only for a connection this server really has with the
+// registering host (same carrier address), so no client can claim another's connections.
+// An id with no connection here YET is held (bounded) and checked again when it is looked
+// up: the registration can overtake the last ACK of the connection's own handshake.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "apps/channel_connection.hpp"
+#include "crypto/identity_key.hpp"
+#include "stack/control/messages.hpp"
+#include "stack/node.hpp"
+#include "stack/tcp_listener.hpp"
+
+namespace roam {
+
+struct ChannelServerCounters {
+  uint64_t channels_accepted = 0;
+  uint64_t channels_established = 0;
+  uint64_t channels_failed = 0;  // handshake failed or framing broke
+  uint64_t registrations = 0;
+  uint64_t registrations_refused = 0;  // an id this server has, but with another host
+  uint64_t registrations_pending = 0;  // ids not (yet) known here when registered
+  uint64_t frames_dropped = 0;         // forged, replayed or undecodable
+  uint64_t unexpected_messages = 0;
+  uint64_t acms_sent = 0;
+  uint64_t acms_applied = 0;
+  uint64_t acms_refused = 0;
+  uint64_t client_errors = 0;
+};
+
+class ChannelServer {
+ public:
+  ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port);  // throws ConfigError
+  ~ChannelServer();
+  ChannelServer(const ChannelServer&) = delete;
+  ChannelServer& operator=(const ChannelServer&) = delete;
+
+  void shutdown();
+
+  // The established channel whose client registered this connection id, or nullptr.
+  ChannelConnection* channel_for(uint64_t connection_id);
+  // Sends one ACM (its sequence, nonce and issue time are filled in here). False when the
+  // channel can no longer send.
+  bool send_acm(ChannelConnection& channel, control::AddressChange acm);
+
+  const ChannelServerCounters& counters() const { return counters_; }
+  size_t channel_count() const { return channels_.size(); }
+
+ private:
+  struct Entry {
+    std::unique_ptr<ChannelConnection> connection;
+    std::set<uint64_t> ids;
+    std::set<uint64_t> pending;  // registered before the connection was accepted here
+  };
+  bool claim(ChannelConnection& channel, Entry& entry, uint64_t id);
+  bool accept(tcp_pcb* pcb);
+  void on_message(ChannelConnection& channel, const control::Message& message);
+  void on_register(ChannelConnection& channel, const control::RegisterConnections& message);
+  void forget(ChannelConnection* channel, const std::string& why);
+
+  Node& node_;
+  const crypto::IdentityKey& key_;
+  std::string host_id_;
+  std::unique_ptr<TcpListener> listener_;
+  std::map<ChannelConnection*, Entry> channels_;
+  std::unordered_map<uint64_t, ChannelConnection*> by_id_;
+  uint64_t next_sequence_;
+  ChannelServerCounters counters_;
+};
+
+}  // namespace roam
