@@ -108,7 +108,6 @@ ClientOptions parse_arguments(int argc, char** argv) {
 class Client {
  public:
   Client(Node& node, std::vector<Forward> forwards, const ClientOptions& options) : node_(node) {
-    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.channel);
     for (auto& forward : forwards) {
       auto listener = std::make_unique<Listener>();
       listener->client = this;
@@ -124,6 +123,8 @@ class Client {
                           forward.server_port);
       listeners_.push_back(std::move(listener));
     }
+    // Last: a start-up error above must stay the only line printed.
+    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.channel);
   }
 
   void shutdown() {
