@@ -11,6 +11,14 @@ namespace roam {
 namespace {
 // A peer that stops reading its control channel is not worth more memory than this.
 constexpr size_t max_pending_bytes = 1u << 20;
+// Over TCP a frame that fails authentication, or an authentic one replayed, can only be
+// there because someone wrote into the byte stream (TCP's checksum catches accidents
+// well enough that TLS treats a bad record MAC the same way). The peer's next bytes would
+// then be misframed: close, and let the owner open a fresh channel.
+bool stream_tampered(control::ChannelError error) {
+  return error == control::ChannelError::forged || error == control::ChannelError::replayed;
+}
+
 }  // namespace
 
 ChannelConnection::ChannelConnection(Node& node, std::unique_ptr<control::ControlChannel> channel, Callbacks callbacks)
@@ -94,12 +102,12 @@ void ChannelConnection::process() {
     auto event = channel_->next(replies);
     if (!replies.empty()) queue(std::move(replies));
     if (!event) {
-      if (control::channel_error_is_fatal(event.error())) {
+      if (callbacks_.on_bad_frame) callbacks_.on_bad_frame(*this, event.error());
+      if (!*alive) return;
+      if (control::channel_error_is_fatal(event.error()) || stream_tampered(event.error())) {
         end(std::string("control channel: ") + control::channel_error_name(event.error()), true);
         return;
       }
-      if (callbacks_.on_bad_frame) callbacks_.on_bad_frame(*this, event.error());
-      if (!*alive) return;
       continue;
     }
     if (!event.value()) return;  // needs more bytes

@@ -4,9 +4,11 @@
 // the server's ChannelServer (accepted, responder) and the client's MoveFollower
 // (connected, initiator). Loop thread only.
 //
-// Frames that fail authentication, replay, or decoding are counted by the channel and
-// dropped here; a fatal channel error (failed handshake, broken framing) closes the
-// connection. `on_closed` is called once, never from inside the constructor; the owner
+// Every bad frame is reported (on_bad_frame) and nothing acts on it. A frame that fails
+// authentication or replays an old counter means the TCP stream was written into: the
+// connection is reset (as TLS does on a bad record MAC) and the owner opens a new channel;
+// so does any fatal channel error (failed handshake, broken framing). An authentic
+// message that does not decode is only dropped. `on_closed` is called once, never from inside the constructor; the owner
 // destroys the object later (deferred), never inside one of its callbacks.
 #pragma once
 

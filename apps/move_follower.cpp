@@ -89,9 +89,11 @@ void MoveFollower::close() {
 std::string MoveFollower::counters_text() const {
   const auto& c = counters_;
   return fmt::format(
-      "follower: channels opened {} established {} failed {} untrusted {}; frames dropped {}; ACMs {} applied {} "
+      "follower: channels opened {} established {} failed {} untrusted {}; frames forged {} replayed {} "
+      "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {}); connections moved {}",
-      c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_dropped, c.acms,
+      c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
+      c.frames_replayed, c.frames_dropped, c.acms,
       c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale, c.acms_wrong_peer, c.acms_unknown_connections,
       c.acms_bad_address, c.connections_moved);
 }
@@ -145,7 +147,13 @@ void MoveFollower::open_channel(Server& server) {
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
   callbacks.on_message = [this, target](ChannelConnection& c, const control::Message& m) { on_message(*target, c, m); };
   callbacks.on_bad_frame = [this](ChannelConnection& c, control::ChannelError error) {
-    ++counters_.frames_dropped;
+    if (error == control::ChannelError::forged) {
+      ++counters_.frames_forged;
+    } else if (error == control::ChannelError::replayed) {
+      ++counters_.frames_replayed;
+    } else {
+      ++counters_.frames_dropped;
+    }
     uint64_t suppressed = 0;
     if (bad_frame_log_.allow(suppressed))
       logger("channel")->warn("control channel to {}: dropped a frame: {} ({} more not logged)",

@@ -37,7 +37,9 @@ struct MoveFollowerCounters {
   uint64_t channels_established = 0;
   uint64_t channels_failed = 0;    // handshake or framing failed, or the connection broke
   uint64_t servers_untrusted = 0;  // key mismatch, or unknown under --pin-keys
-  uint64_t frames_dropped = 0;     // forged, replayed or undecodable frames on a channel
+  uint64_t frames_forged = 0;      // did not authenticate (the channel is then reset)
+  uint64_t frames_replayed = 0;    // authentic but an old counter (the channel is then reset)
+  uint64_t frames_dropped = 0;     // any other bad frame
   uint64_t acms = 0;               // authenticated ACMs received
   uint64_t acms_applied = 0;
   uint64_t acms_refused = 0;  // failed the AcmFilter (by verdict below)

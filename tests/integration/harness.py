@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -675,6 +676,97 @@ class TwoServers:
         except TestFailure as e:
             log("(also, while cleaning up after the failure:)\n" + str(e))
         return False
+
+
+class Relay:
+    """A UDP relay between the nodes of a TwoServers topology (pass routes=relay.routes):
+    one socket per destination; what arrives on the "A" socket goes to A's link port, and so
+    on (the links do not look at a datagram's source, so replies need no mapping). Each
+    datagram is one IP packet of the carrier link. Drops a seeded fraction `loss` of all
+    datagrams, plus the first `drop_first[name]` datagrams toward each named node; `watch`,
+    when given, sees every datagram forwarded as watch(name, data) (on the relay's thread).
+    inject(name, data) sends a datagram of our own to node NAME, as if from the link."""
+
+    def __init__(self, loss=0.0, seed=0, drop_first=None, watch=None):
+        self.loss = loss
+        self.rng = random.Random(seed)
+        self.drop_first = dict(drop_first or {})
+        self.watch = watch
+        self.sockets = {}
+        self.destination = {}
+        self.forwarded = {}
+        self.dropped = {}
+        self.selector = selectors.DefaultSelector()
+        for name in ("A", "B", "client"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            self.sockets[name] = sock
+            self.forwarded[name] = 0
+            self.dropped[name] = 0
+            self.selector.register(sock, selectors.EVENT_READ, name)
+        self.stopping = threading.Event()
+        self.thread = None
+
+    def routes(self, ports):
+        """For harness.TwoServers(routes=...): remembers the nodes' real ports, returns ours."""
+        self.destination = {name: ("127.0.0.1", ports[name]) for name in self.sockets}
+        return {name: sock.getsockname()[1] for name, sock in self.sockets.items()}
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self.thread.start()
+
+    def _drop(self, name):
+        if self.drop_first.get(name, 0) > 0:
+            self.drop_first[name] -= 1
+            return True
+        return self.loss > 0 and self.rng.random() < self.loss
+
+    def _run(self):
+        while not self.stopping.is_set():
+            for key, _ in self.selector.select(0.2):
+                name = key.data
+                sock = self.sockets[name]
+                for _ in range(256):  # drain a batch, then look at the other sockets
+                    try:
+                        data = sock.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        return  # closed
+                    if self._drop(name):
+                        self.dropped[name] += 1
+                        continue
+                    if self.watch is not None:
+                        self.watch(name, data)
+                    try:
+                        sock.sendto(data, self.destination[name])
+                        self.forwarded[name] += 1
+                    except (BlockingIOError, ConnectionRefusedError):
+                        self.dropped[name] += 1  # a full buffer or a node not up: a loss too
+                    except OSError:
+                        return
+
+    def inject(self, name, data):
+        """Sends one datagram to node NAME's link port (from the relay's socket)."""
+        self.sockets[name].sendto(data, self.destination[name])
+
+    def close(self):
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        for sock in self.sockets.values():
+            sock.close()
+        self.selector.close()
+
+    def summary(self):
+        return ", ".join("to %s: forwarded %d, dropped %d (%.1f%%)" % (
+            name, self.forwarded[name], self.dropped[name],
+            100.0 * self.dropped[name] / max(1, self.forwarded[name] + self.dropped[name]))
+            for name in self.sockets)
 
 
 class MarkedReader:

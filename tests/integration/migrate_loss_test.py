@@ -23,13 +23,9 @@ A stall is detected by no byte at all arriving for a while (STALL_TIMEOUT): a ha
 detector, not a timing assertion. Drop counts and throughput are printed as information.
 """
 import os
-import random
-import selectors
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,87 +42,6 @@ NAME = "lossy.bin"
 # No byte at all for this long is a hang (a lossy transfer still moves every second or so;
 # lwIP's retransmission backoff after several losses in a row stays far below this).
 STALL_TIMEOUT = 60.0
-
-
-class LossyRelay:
-    """Forwards UDP datagrams to the nodes. One socket per destination: what arrives on the
-    "A" socket goes to A's link port, and so on (the links do not look at a datagram's
-    source, so replies need no mapping). Drops a seeded fraction `loss` of all datagrams,
-    plus the first `drop_first[name]` datagrams toward each named node."""
-
-    def __init__(self, loss=0.0, seed=0, drop_first=None):
-        self.loss = loss
-        self.rng = random.Random(seed)
-        self.drop_first = dict(drop_first or {})
-        self.sockets = {}
-        self.destination = {}
-        self.forwarded = {}
-        self.dropped = {}
-        self.selector = selectors.DefaultSelector()
-        for name in ("A", "B", "client"):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-            sock.bind(("127.0.0.1", 0))
-            sock.setblocking(False)
-            self.sockets[name] = sock
-            self.forwarded[name] = 0
-            self.dropped[name] = 0
-            self.selector.register(sock, selectors.EVENT_READ, name)
-        self.stopping = threading.Event()
-        self.thread = None
-
-    def routes(self, ports):
-        """For harness.TwoServers(routes=...): remembers the nodes' real ports, returns ours."""
-        self.destination = {name: ("127.0.0.1", ports[name]) for name in self.sockets}
-        return {name: sock.getsockname()[1] for name, sock in self.sockets.items()}
-
-    def start(self):
-        self.thread = threading.Thread(target=self._run, name="lossy-relay", daemon=True)
-        self.thread.start()
-
-    def _drop(self, name):
-        if self.drop_first.get(name, 0) > 0:
-            self.drop_first[name] -= 1
-            return True
-        return self.loss > 0 and self.rng.random() < self.loss
-
-    def _run(self):
-        while not self.stopping.is_set():
-            for key, _ in self.selector.select(0.2):
-                name = key.data
-                sock = self.sockets[name]
-                for _ in range(256):  # drain a batch, then look at the other sockets
-                    try:
-                        data = sock.recv(65536)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:
-                        return  # closed
-                    if self._drop(name):
-                        self.dropped[name] += 1
-                        continue
-                    try:
-                        sock.sendto(data, self.destination[name])
-                        self.forwarded[name] += 1
-                    except (BlockingIOError, ConnectionRefusedError):
-                        self.dropped[name] += 1  # a full buffer or a node not up: a loss too
-                    except OSError:
-                        return
-
-    def close(self):
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(5)
-        for sock in self.sockets.values():
-            sock.close()
-        self.selector.close()
-
-    def summary(self):
-        return ", ".join("to %s: forwarded %d, dropped %d (%.1f%%)" % (
-            name, self.forwarded[name], self.dropped[name],
-            100.0 * self.dropped[name] / max(1, self.forwarded[name] + self.dropped[name]))
-            for name in self.sockets)
 
 
 def download_with_move(phase, directory, want, relay):
@@ -179,8 +94,8 @@ def main():
             f.write(data)
         del data
         phases = [
-            ("random %.0f%% loss" % (LOSS * 100), LossyRelay(loss=LOSS, seed=SEED)),
-            ("client's first packet to B lost", LossyRelay(drop_first={"B": 1})),
+            ("random %.0f%% loss" % (LOSS * 100), harness.Relay(loss=LOSS, seed=SEED)),
+            ("client's first packet to B lost", harness.Relay(drop_first={"B": 1})),
         ]
         for phase, relay in phases:
             log("phase: %s (%d MiB file in %s)" % (phase, SIZE // MIB, directory))
