@@ -35,6 +35,7 @@ void ChannelConnection::attach(std::unique_ptr<TcpConnection> connection, bool e
   if (tcp_pcb* pcb = connection_->pcb()) {
     peer_address_ = from_lwip(pcb->remote_ip);
     peer_port_ = pcb->remote_port;
+    local_port_ = pcb->local_port;
   }
   if (established) on_connected(*connection_);
 }

@@ -55,6 +55,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   // The peer's carrier address, as this connection sees it.
   const wire::IpAddress& peer_address() const { return peer_address_; }
   uint16_t peer_port() const { return peer_port_; }
+  uint16_t local_port() const { return local_port_; }
 
   // TcpConnection::Handler
   void on_connected(TcpConnection&) override;
@@ -75,6 +76,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   std::unique_ptr<TcpConnection> connection_;
   wire::IpAddress peer_address_;
   uint16_t peer_port_ = 0;
+  uint16_t local_port_ = 0;
   std::vector<uint8_t> pending_;  // sealed bytes lwIP had no room for yet
   size_t pending_at_ = 0;
   bool closed_ = false;

@@ -197,7 +197,8 @@ void MoveFollower::on_established(Server& server, ChannelConnection& channel) {
   }
   save_known_hosts();
   server.trusted = true;
-  logger("channel")->info("control channel to {} ('{}') established", server.address.to_string(), hello.host_id);
+  logger("channel")->info("control channel to {} ('{}') established from local port {}", server.address.to_string(),
+                          hello.host_id, channel.local_port());
   register_connections(server);
 }
 

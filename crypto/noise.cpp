@@ -42,14 +42,14 @@ void blake2b(std::span<const std::span<const uint8_t>> parts, uint8_t* out) {
 
 // HMAC (RFC 2104) over BLAKE2b, as Noise section 4.3 defines it. Keys are at most 64 bytes.
 void hmac(std::span<const uint8_t> key, std::span<const std::span<const uint8_t>> data, uint8_t* out) {
-  SecretBytes<block_bytes> pad;
+  ScratchSecret<block_bytes> pad;
   std::memcpy(pad.data(), key.data(), key.size());
   for (size_t i = 0; i < block_bytes; ++i) pad.data()[i] ^= 0x36;
   crypto_generichash_state state;
   crypto_generichash_init(&state, nullptr, 0, noise_hash_bytes);
   crypto_generichash_update(&state, pad.data(), block_bytes);
   for (auto part : data) crypto_generichash_update(&state, part.data(), part.size());
-  SecretBytes<noise_hash_bytes> inner;
+  ScratchSecret<noise_hash_bytes> inner;
   crypto_generichash_final(&state, inner.data(), noise_hash_bytes);
   for (size_t i = 0; i < block_bytes; ++i) pad.data()[i] ^= 0x36 ^ 0x5c;
   crypto_generichash_init(&state, nullptr, 0, noise_hash_bytes);
@@ -61,7 +61,7 @@ void hmac(std::span<const uint8_t> key, std::span<const std::span<const uint8_t>
 
 // HKDF(chaining_key, input, 2) of Noise section 4.3: two 64-byte outputs.
 void hkdf2(std::span<const uint8_t> chaining_key, std::span<const uint8_t> input, uint8_t* out1, uint8_t* out2) {
-  SecretBytes<noise_hash_bytes> temp;
+  ScratchSecret<noise_hash_bytes> temp;
   std::span<const uint8_t> in[] = {input};
   hmac(chaining_key, in, temp.data());
   const uint8_t one = 1, two = 2;
@@ -98,8 +98,14 @@ const char* noise_error_name(NoiseError error) {
   return "unknown noise error";
 }
 
-NoiseCipher::NoiseCipher(std::span<const uint8_t, 32> key) : has_key_(true) {
+NoiseCipher::NoiseCipher(std::span<const uint8_t, 32> key) {
+  set_key(key);
+}
+
+void NoiseCipher::set_key(std::span<const uint8_t, 32> key) {
   std::memcpy(key_.data(), key.data(), key_length);
+  has_key_ = true;
+  nonce_ = 0;
 }
 
 Result<Ok, NoiseError> NoiseCipher::encrypt(std::span<const uint8_t> ad, std::span<const uint8_t> plaintext,
@@ -193,15 +199,15 @@ void NoiseHandshake::mix_hash(std::span<const uint8_t> data) {
 }
 
 void NoiseHandshake::mix_key(std::span<const uint8_t> input) {
-  SecretBytes<noise_hash_bytes> next_ck;
-  SecretBytes<noise_hash_bytes> temp_key;
+  ScratchSecret<noise_hash_bytes> next_ck;
+  ScratchSecret<noise_hash_bytes> temp_key;
   hkdf2(ck_.span(), input, next_ck.data(), temp_key.data());
-  ck_ = std::move(next_ck);
-  cipher_ = NoiseCipher(std::span<const uint8_t, 32>(temp_key.data(), key_length));
+  std::memcpy(ck_.data(), next_ck.data(), noise_hash_bytes);
+  cipher_.set_key(std::span<const uint8_t, 32>(temp_key.data(), key_length));
 }
 
 Result<Ok, NoiseError> NoiseHandshake::mix_dh(const uint8_t* secret, const uint8_t* public_key) {
-  SecretBytes<key_length> shared;
+  ScratchSecret<key_length> shared;
   // libsodium refuses (returns -1) when the result is all zeros: a low-order point.
   if (crypto_scalarmult(shared.data(), secret, public_key) != 0) return unexpected(NoiseError::bad_public_key);
   mix_key(shared.span());
@@ -331,8 +337,8 @@ Result<std::vector<uint8_t>, NoiseError> NoiseHandshake::read_message(std::span<
 }
 
 NoiseTransport NoiseHandshake::split() {
-  SecretBytes<noise_hash_bytes> k1;
-  SecretBytes<noise_hash_bytes> k2;
+  ScratchSecret<noise_hash_bytes> k1;
+  ScratchSecret<noise_hash_bytes> k2;
   hkdf2(ck_.span(), {}, k1.data(), k2.data());
   NoiseTransport transport;
   NoiseCipher c1(std::span<const uint8_t, 32>(k1.data(), key_length));

@@ -47,6 +47,8 @@ class NoiseCipher {
  public:
   NoiseCipher() = default;
   explicit NoiseCipher(std::span<const uint8_t, 32> key);
+  // InitializeKey(k): a new key in the same secret memory, nonce back to 0.
+  void set_key(std::span<const uint8_t, 32> key);
   bool has_key() const { return has_key_; }
   uint64_t nonce() const { return nonce_; }
   // Appends ciphertext + tag to `out`.

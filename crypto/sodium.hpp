@@ -55,4 +55,25 @@ class SecretBytes {
   uint8_t* bytes_;
 };
 
+// N secret bytes on the stack, wiped when they go out of scope: for intermediate values
+// (HMAC pads, HKDF outputs, DH results) that live for one function call. sodium_malloc
+// costs an mmap, two mprotects and a munmap each time, which made a handshake take
+// milliseconds; these never leave the stack frame and are scrubbed as they leave it.
+template <size_t N>
+class ScratchSecret {
+ public:
+  ScratchSecret() { sodium_memzero(bytes_.data(), N); }
+  ~ScratchSecret() { sodium_memzero(bytes_.data(), N); }
+  ScratchSecret(const ScratchSecret&) = delete;
+  ScratchSecret& operator=(const ScratchSecret&) = delete;
+
+  uint8_t* data() { return bytes_.data(); }
+  const uint8_t* data() const { return bytes_.data(); }
+  static constexpr size_t size() { return N; }
+  std::span<const uint8_t, N> span() const { return std::span<const uint8_t, N>(bytes_.data(), N); }
+
+ private:
+  std::array<uint8_t, N> bytes_;
+};
+
 }  // namespace roam::crypto

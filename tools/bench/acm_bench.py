@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Control-channel costs, and a transfer under a flood of forged ACMs, measured in one run.
+
+In-process, one core (tools/bench/acm_bench.cpp): handshake_ms (a Noise XX handshake, both
+ends), acm_verify_per_s (ACMs sealed, opened, decoded and checked by the AcmFilter),
+forged_rejected_per_s (ACM-sized frames with a wrong tag rejected by a channel) and the
+reference aead_open_per_s (libsodium's ChaCha20-Poly1305 open alone, same size).
+
+Over the links (UDP on loopback, no privilege): roam-server A (discard) and a roam-client
+whose forward carries one kernel TCP upload to A. Three phases of --seconds each: upload
+alone, upload while tools/bench/acm_flood.py sends forged ACM segments (spoofed from A's
+control-channel endpoint to the client's channel port, random sequence numbers: an
+off-path attacker) to the client's link, upload alone again.
+  throughput_ratio_under_flood = flood phase / mean of the two phases without flood
+  redirects_by_forgery         connections the client moved (no genuine move happens: 0)
+  flood_pps                    forged datagrams per second the flooder got out
+The last line of stdout is one JSON object.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
+ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
+ACM_BENCH = os.environ.get("ACM_BENCH", os.path.join(os.path.dirname(ROAM_SERVER), "..", "tools", "bench",
+                                                     "acm_bench"))
+FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "acm_flood.py")
+CLIENT_ADDR, A_ADDR = "198.18.11.2", "198.18.12.2"
+
+
+def note(*args):
+    print("[acm]", *args, file=sys.stderr, flush=True)
+
+
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(what, predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for " + what)
+        time.sleep(0.05)
+
+
+class Upload:
+    """One kernel TCP connection through the forward, written as fast as it goes."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sent = 0
+        self.stop = threading.Event()
+        self.error = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        chunk = os.urandom(256 * 1024)
+        try:
+            while not self.stop.is_set():
+                self.sent += self.sock.send(chunk)
+        except OSError as e:
+            self.error = e
+
+    def rate(self, seconds):
+        before, started = self.sent, time.monotonic()
+        time.sleep(seconds)
+        if self.error is not None:
+            raise RuntimeError("upload failed: %s" % self.error)
+        return (self.sent - before) * 8 / (time.monotonic() - started) / 1e9
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each upload phase (default 5)")
+    parser.add_argument("--handshakes", type=int, default=300, help="handshakes timed in-process (default 300)")
+    args = parser.parse_args()
+
+    note("in-process costs (%s)" % ACM_BENCH)
+    cpu = json.loads(subprocess.run([ACM_BENCH, "--handshakes", str(args.handshakes)], check=True,
+                                    capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    note(json.dumps(cpu))
+
+    workdir = tempfile.mkdtemp(prefix="roam-bench-acm-")
+    udp = {name: free_port(socket.SOCK_DGRAM) for name in ("client", "a")}
+    forward = free_port(socket.SOCK_STREAM)
+    logs = {name: open(os.path.join(workdir, name + ".log"), "w+") for name in ("server", "client")}
+    procs = [
+        subprocess.Popen([ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % udp["a"], "--addr", A_ADDR, "--route",
+                          "198.18.11.0/24=127.0.0.1:%d" % udp["client"], "discard"],
+                         stdout=logs["server"], stderr=subprocess.STDOUT),
+        subprocess.Popen([ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % udp["client"], "--addr", CLIENT_ADDR,
+                          "--route", "198.18.12.0/24=127.0.0.1:%d" % udp["a"],
+                          "-L", "127.0.0.1:%d:%s:7000" % (forward, A_ADDR)],
+                         stdout=logs["client"], stderr=subprocess.STDOUT),
+    ]
+
+    def client_log():
+        with open(os.path.join(workdir, "client.log")) as f:
+            return f.read()
+
+    try:
+        wait_for("the client's forward", lambda: "[app] forwarding" in client_log())
+        upload = Upload(forward)
+        wait_for("the control channel", lambda: "established from local port" in client_log())
+        channel_port = int(re.search(r"established from local port (\d+)", client_log()).group(1))
+        note("control channel from client port %d; phases of %.1f s" % (channel_port, args.seconds))
+        before = upload.rate(args.seconds)
+        flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % udp["client"], "--src", A_ADDR,
+                                  "--dst", CLIENT_ADDR, "--dport", str(channel_port), "--count", "100000000",
+                                  "--seconds", str(args.seconds)], stdout=subprocess.PIPE, text=True)
+        under = upload.rate(args.seconds)
+        flood_result = json.loads(flood.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1])
+        after = upload.rate(args.seconds)
+        upload.close()
+        note("upload %.3f Gbit/s, under flood %.3f, after %.3f; flood %s" % (before, under, after, flood_result))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    text = client_log()
+    follower = re.search(r"frames forged (\d+) replayed (\d+).*ACMs (\d+) applied (\d+) refused (\d+).*"
+                         r"connections moved (\d+)", text)
+    packets = re.search(r"packets in (\d+) \(malformed (\d+)", text)
+    if follower is None or packets is None:
+        raise RuntimeError("no counters in the client's log (%s)" % workdir)
+    forged, _replayed, _acms, applied, _refused, moved = map(int, follower.groups())
+    result = dict(cpu)
+    result.update({
+        "throughput_ratio_under_flood": round(under / ((before + after) / 2), 3),
+        "upload_gbps": round(before, 3),
+        "upload_gbps_under_flood": round(under, 3),
+        "upload_gbps_after": round(after, 3),
+        "flood_sent": flood_result["sent"],
+        "flood_pps": flood_result["pps"],
+        "client_packets_in": int(packets.group(1)),
+        "forged_reaching_channel": forged,
+        "acms_applied": applied,
+        "redirects_by_forgery": moved,
+    })
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
