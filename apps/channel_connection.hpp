@@ -8,8 +8,8 @@
 // authentication or replays an old counter means the TCP stream was written into: the
 // connection is reset (as TLS does on a bad record MAC) and the owner opens a new channel;
 // so does any fatal channel error (failed handshake, broken framing). An authentic
-// message that does not decode is only dropped. `on_closed` is called once, never from inside the constructor; the owner
-// destroys the object later (deferred), never inside one of its callbacks.
+// message that does not decode is only dropped. `on_closed` is called once, never from inside the constructor; the
+// owner destroys the object later (deferred), never inside one of its callbacks.
 #pragma once
 
 #include <cstdint>

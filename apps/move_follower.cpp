@@ -93,9 +93,8 @@ std::string MoveFollower::counters_text() const {
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {}); connections moved {}",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
-      c.frames_replayed, c.frames_dropped, c.acms,
-      c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale, c.acms_wrong_peer, c.acms_unknown_connections,
-      c.acms_bad_address, c.connections_moved);
+      c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
+      c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.connections_moved);
 }
 
 MoveFollower::Server& MoveFollower::server_for(const wire::IpAddress& address) {

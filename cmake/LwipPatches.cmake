@@ -32,6 +32,15 @@
 #  - tcp_receive: slow start grows cwnd by the bytes acked (as Linux does) instead of at
 #    most 2 MSS per ACK (RFC 3465's L): a receiver of 64 KiB segments acks every 128 KiB,
 #    and with L = 2 MSS slow start would crawl. After an RTO it stays 1 MSS.
+#
+# Patch "sequence check first" (found by tools/bench/run acm): tcp_process handed every
+# segment of a synchronized connection to tcp_receive, which processed its ACK field and
+# window before it looked at the sequence number. A blind attacker's segment with a random
+# sequence number was answered with an ACK each (a flood of forgeries became a flood of
+# ACKs), could install its window, and about inflight / 2^32 of them acknowledged data the
+# peer never received (lost bytes). RFC 793's first check now comes first: a segment
+# outside the receive window changes nothing, and its ACK is rate-limited (RFC 5961
+# section 7) unless it looks like a retransmission of data we already have.
 
 function(roam_lwip_patch_file relative_path out_var)
   set(source "${LWIP_SOURCE_DIR}/${relative_path}")
@@ -88,4 +97,6 @@ roam_lwip_patch_file(src/core/tcp_out.c LWIP_PATCHED_TCP_OUT_C
 
 roam_lwip_patch_file(src/core/tcp_in.c LWIP_PATCHED_TCP_IN_C
   "          increase = LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss));\n"
-  "          increase = (pcb->flags & TF_RTO) ? LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss)) : acked;\n")
+  "          increase = (pcb->flags & TF_RTO) ? LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss)) : acked;\n"
+  "  if ((pcb->flags & TF_RXCLOSED) == 0) {\n    /* Update the PCB (in)activity timer unless rx is closed (see tcp_shutdown) */\n"
+  "  if (pcb->state != SYN_SENT && pcb->state != SYN_RCVD &&\n      !roam_lwip_tcp_segment_acceptable(pcb->rcv_nxt, pcb->rcv_wnd, pcb->rcv_ann_right_edge, seqno, tcplen)) {\n    /* roamstack patch \"sequence check first\" (RFC 793 p. 69, RFC 5961) */\n    if (roam_lwip_tcp_unacceptable_ack_allowed(pcb->rcv_nxt, seqno, tcplen)) {\n      tcp_send_empty_ack(pcb);\n    }\n    return ERR_OK;\n  }\n  if ((pcb->flags & TF_RXCLOSED) == 0) {\n    /* Update the PCB (in)activity timer unless rx is closed (see tcp_shutdown) */\n")

@@ -32,6 +32,22 @@ u16_t roam_lwip_tcp_segment_size(const struct tcp_pcb* pcb, u16_t window_limit);
  * the gso_size a TSO link cuts a larger segment into. */
 extern u16_t roam_lwip_tcp_tx_mss;
 
+/* Patch "sequence check first" (cmake/LwipPatches.cmake). RFC 793's first check on a
+ * segment for a synchronized connection: does its sequence number fall in the receive
+ * window? lwIP processed the ACK field (and window updates) of every segment before
+ * looking, so a blind attacker's random segment could acknowledge data the peer never
+ * got (about inflight / 2^32 of them do). Non-zero when acceptable. `right_edge`: the
+ * right edge of the window we announced (never shrinks). */
+int roam_lwip_tcp_segment_acceptable(u32_t rcv_nxt, u32_t rcv_wnd, u32_t right_edge, u32_t seqno, u32_t tcplen);
+/* Whether an unacceptable segment may be answered with an ACK now: always for a segment
+ * just behind rcv_nxt (a retransmission whose ACK was lost), otherwise at most
+ * roam_lwip_challenge_ack_limit per second for the whole stack (RFC 5961 section 7), so
+ * a flood of forgeries does not turn into a flood of ACKs. Counts what it refuses. */
+int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcplen);
+#define ROAM_LWIP_CHALLENGE_ACK_LIMIT 1000
+extern u32_t roam_lwip_unacceptable_segments;  /* dropped by the sequence check */
+extern u32_t roam_lwip_challenge_acks_suppressed;
+
 u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip, u16_t remote_port);
 #ifdef __cplusplus
 }

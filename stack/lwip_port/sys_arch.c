@@ -66,3 +66,39 @@ u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remo
   (void)remote_port;
   return roam_lwip_rand();
 }
+
+/* Patch "sequence check first": see roam_lwip_hooks.h. */
+u32_t roam_lwip_unacceptable_segments;
+u32_t roam_lwip_challenge_acks_suppressed;
+
+static int seq_in(u32_t seq, u32_t left, u32_t right) { /* left <= seq < right, modulo 2^32 */
+  return (u32_t)(seq - left) < (u32_t)(right - left);
+}
+
+int roam_lwip_tcp_segment_acceptable(u32_t rcv_nxt, u32_t rcv_wnd, u32_t right_edge, u32_t seqno, u32_t tcplen) {
+  u32_t right = rcv_nxt + rcv_wnd;
+  if ((s32_t)(right_edge - right) > 0) right = right_edge;
+  if (right == rcv_nxt) return seqno == rcv_nxt; /* zero window: only ACKs and probes at rcv_nxt */
+  if (tcplen == 0) return seq_in(seqno, rcv_nxt, right);
+  return seq_in(seqno, rcv_nxt, right) || seq_in(seqno + tcplen - 1, rcv_nxt, right);
+}
+
+int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcplen) {
+  static u32_t window_start;
+  static u32_t sent_in_window;
+  ++roam_lwip_unacceptable_segments;
+  /* Old data we already have (it ends at or before rcv_nxt, within a window's length):
+   * the peer retransmits because our ACK was lost, and must get one. */
+  if (tcplen > 0 && seq_in(seqno + tcplen, rcv_nxt - TCP_WND, rcv_nxt + 1)) return 1;
+  u32_t now = sys_now();
+  if (now - window_start >= 1000) {
+    window_start = now;
+    sent_in_window = 0;
+  }
+  if (sent_in_window >= ROAM_LWIP_CHALLENGE_ACK_LIMIT) {
+    ++roam_lwip_challenge_acks_suppressed;
+    return 0;
+  }
+  ++sent_in_window;
+  return 1;
+}

@@ -57,6 +57,21 @@ struct IpAddress {
     }
     return std::nullopt;
   }
+  // Source address of a raw IP packet, likewise.
+  static std::optional<IpAddress> source_of(std::span<const uint8_t> packet) {
+    if (packet.empty()) return std::nullopt;
+    IpAddress a;
+    a.version = static_cast<uint8_t>(packet[0] >> 4);
+    if (a.version == 4 && packet.size() >= 20) {
+      std::memcpy(a.bytes.data(), packet.data() + 12, 4);
+      return a;
+    }
+    if (a.version == 6 && packet.size() >= 40) {
+      std::memcpy(a.bytes.data(), packet.data() + 8, 16);
+      return a;
+    }
+    return std::nullopt;
+  }
 };
 
 struct IpPrefix {

@@ -165,6 +165,19 @@ class LwipLab {
     }
   }
 
+  // Delivers a packet of the test's own to the host at `to` (c(), a() or b()), as if it had
+  // arrived on that host's link: what an attacker on the path can do.
+  void inject(const wire::IpAddress& to, std::span<const uint8_t> packet) {
+    for (size_t i = 0; i < links_.size(); ++i)
+      if (addresses_[i] == to) links_[i]->inject(packet);
+  }
+  // Packets each host has sent and run() has not yet carried.
+  size_t pending_from(const wire::IpAddress& host) const {
+    for (size_t i = 0; i < links_.size(); ++i)
+      if (addresses_[i] == host) return links_[i]->sent.size();
+    return 0;
+  }
+
   // What the kernel does for a packet written with NEEDS_CSUM: put the pseudo-header sum
   // in the checksum field, then sum from the TCP header on.
   static void complete_offloaded_checksum(std::vector<uint8_t>& packet) {
@@ -201,7 +214,8 @@ class LwipLab {
         piece[11] = static_cast<uint8_t>(sum);
       }
       const uint32_t piece_seq = seq + static_cast<uint32_t>(offset);
-      for (int b = 0; b < 4; ++b) piece[ip + 4 + static_cast<size_t>(b)] = static_cast<uint8_t>(piece_seq >> (24 - 8 * b));
+      for (int b = 0; b < 4; ++b)
+        piece[ip + 4 + static_cast<size_t>(b)] = static_cast<uint8_t>(piece_seq >> (24 - 8 * b));
       if (offset + n < payload) piece[ip + 13] &= static_cast<uint8_t>(~0x09);  // FIN, PSH
       out.push_back(std::move(piece));
     }
