@@ -112,7 +112,11 @@ tcp_pcb* EchoSession::release_pcb() {
 }
 
 void EchoSession::close() {
-  finish(!remote_eof_);
+  // FIN when everything received was echoed (or discarded): the stream ends truthfully.
+  // Bytes still waiting to go back would be lost without a word: reset, so the client
+  // knows its echo was cut short.
+  bool unechoed = mode_ == Mode::echo && pending_offset_ < pending_.size();
+  finish(unechoed);
 }
 
 void EchoSession::finish(bool reset) {

@@ -128,6 +128,12 @@ void MigrationService::shutdown() {
   guard_.unpark_all();  // so the sessions' own close works on registered pcbs
 }
 
+void MigrationService::connection_accepted(tcp_pcb* pcb) {
+  if (config_.protect_older_than_ms == 0) return;
+  uint64_t id = connection_id(pcb);
+  if (id != 0) young_[id] = uv_now(node_.loop());
+}
+
 const wire::IpAddress& MigrationService::own_address(uint8_t version) const {
   if (version == 6 && config_.address6) return *config_.address6;
   return config_.address4;
@@ -224,6 +230,16 @@ void MigrationService::send_sessions(Export& job) {
       continue;
     }
     uint64_t id = connection_id(pcb);
+    auto young = young_.find(id);
+    if (young != young_.end() && uv_now(node_.loop()) - young->second < config_.protect_older_than_ms) {
+      // Long-lived policy: a young connection is not worth a move; its client reconnects.
+      ++job.skipped;
+      ++counters_.sessions_closed_young;
+      logger("migrate")->info("{}: younger than {} ms: closed instead of moved", migrate::flow_of(pcb).to_string(),
+                              config_.protect_older_than_ms);
+      session->close();
+      continue;
+    }
     if (channels_->channel_for(id) == nullptr) {
       ++job.skipped;
       ++counters_.sessions_without_channel;
@@ -379,6 +395,10 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
 
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
+  // Connections that grew old (or ended) need no entry: no entry means old.
+  std::erase_if(young_, [&](const auto& entry) {
+    return now - entry.second >= config_.protect_older_than_ms || find_pcb_by_connection_id(entry.first) == nullptr;
+  });
   if (export_ && now >= export_->deadline_ms) {
     ++counters_.moves_timed_out;
     abandon_export("no complete answer within " + std::to_string(config_.move_timeout_ms / 1000) + " s");
@@ -453,17 +473,17 @@ std::string MigrationService::status_json() const {
   return fmt::format(
       "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
       "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"sessions_without_channel\":{},"
-      "\"acms_undeliverable\":{},\"silenced_input_drops\":{},"
+      "\"acms_undeliverable\":{},\"sessions_closed_young\":{},\"silenced_input_drops\":{},"
       "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{},"
       "\"channels\":{},\"channels_accepted\":{},\"channels_established\":{},\"channels_failed\":{},"
       "\"registrations\":{},\"registrations_refused\":{},\"channel_frames_dropped\":{},"
       "\"acms_sent\":{},\"acms_applied\":{},\"acms_refused\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
       c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.sessions_without_channel,
-      c.acms_undeliverable, g.silenced_input_drops, g.parked_output_drops, g.unparked, guard_.parked_count(),
-      c.moves_timed_out, c.parked_expired, channels_->channel_count(), k.channels_accepted, k.channels_established,
-      k.channels_failed, k.registrations, k.registrations_refused, k.frames_dropped, k.acms_sent, k.acms_applied,
-      k.acms_refused);
+      c.acms_undeliverable, c.sessions_closed_young, g.silenced_input_drops, g.parked_output_drops, g.unparked,
+      guard_.parked_count(), c.moves_timed_out, c.parked_expired, channels_->channel_count(), k.channels_accepted,
+      k.channels_established, k.channels_failed, k.registrations, k.registrations_refused, k.frames_dropped,
+      k.acms_sent, k.acms_applied, k.acms_refused);
 }
 
 }  // namespace roam

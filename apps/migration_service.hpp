@@ -60,6 +60,7 @@ struct MigrationCounters {
   uint64_t bad_frames = 0;
   uint64_t sessions_without_channel = 0;  // not moved: their client could not be told
   uint64_t acms_undeliverable = 0;        // moved, but the client's channel closed meanwhile
+  uint64_t sessions_closed_young = 0;     // long-lived policy: closed instead of moved
   uint64_t moves_timed_out = 0;
   uint64_t parked_expired = 0;
 };
@@ -73,6 +74,9 @@ struct MigrationConfig {
   uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
   ChannelOptions channel;
+  // Long-lived policy (seed 003 section 3.3): only connections at least this old move;
+  // younger ones are closed cleanly instead. 0: all move.
+  uint64_t protect_older_than_ms = 0;
   wire::IpAddress address4;  // this server's carrier addresses
   std::optional<wire::IpAddress> address6;
 };
@@ -85,6 +89,9 @@ class MigrationService {
   MigrationService& operator=(const MigrationService&) = delete;
 
   void shutdown();
+  // A connection was accepted here (its age counts from now; imported ones count as old:
+  // they were old enough to move once).
+  void connection_accepted(tcp_pcb* pcb);
   const MigrationCounters& counters() const { return counters_; }
   const migrate::MigrationGuard& guard() const { return guard_; }
   std::string status_json() const;
@@ -122,6 +129,8 @@ class MigrationService {
   };
   std::map<std::pair<std::string, uint16_t>, ParkedImport> parked_imports_;  // (client, port)
   MigrationCounters counters_;
+  // Long-lived policy: connection id -> loop time accepted, while younger than the limit.
+  std::map<uint64_t, uint64_t> young_;
 };
 
 }  // namespace roam

@@ -50,6 +50,10 @@ Options:
                          management network only. Default: none (no moves in or out)
   --move-timeout SECONDS a move the target has not fully answered in this time is
                          abandoned and its sessions resume here (default 10)
+  --protect-older-than SECONDS
+                         long-lived policy (seed 003, 3.3): a move takes only
+                         connections at least this old; younger ones are closed cleanly
+                         (FIN) instead of moved. Default 0: every connection moves
   -h, --help             show this help
 )";
 
@@ -61,6 +65,7 @@ struct ServerOptions {
   std::string control;
   ChannelOptions channel;
   uint64_t move_timeout_s = 10;
+  uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
 };
 
@@ -85,6 +90,8 @@ ServerOptions parse_arguments(int argc, char** argv) {
     } else if (arg == "--move-timeout") {
       options.move_timeout_s = parse_number(option_value(argc, argv, i), 3600, "--move-timeout");
       if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
+    } else if (arg == "--protect-older-than") {
+      options.protect_older_than_s = parse_number(option_value(argc, argv, i), 86400, "--protect-older-than");
     } else if (!arg.empty() && arg[0] != '-' && options.mode.empty()) {
       options.mode = arg;
     } else {
@@ -122,6 +129,7 @@ class Server final : public SessionTable {
     migration.control = options_.control;
     migration.channel = options_.channel;
     migration.move_timeout_ms = options_.move_timeout_s * 1000;
+    migration.protect_older_than_ms = options_.protect_older_than_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
     migration_ = std::make_unique<MigrationService>(node_, *this, migration);
@@ -162,6 +170,7 @@ class Server final : public SessionTable {
  private:
   bool accept(tcp_pcb* pcb) {
     ++accepted_;
+    migration_->connection_accepted(pcb);
     tcp_nagle_disable(pcb);
     if (options_.mode == "relay") {
       auto splice = std::make_unique<KernelSplice>(

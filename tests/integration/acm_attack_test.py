@@ -266,17 +266,6 @@ def phase_attacks():
         relay.close()
 
 
-def echo_once(sock, size=4096):
-    data = os.urandom(size)
-    sock.sendall(data)
-    got = b""
-    while len(got) < size:
-        chunk = sock.recv(size - len(got))
-        check(chunk, "the connection closed")
-        got += chunk
-    check(got == data, "echo differs")
-
-
 def server_key(t, name):
     match = re.search(r"public key (\S+)", t.servers[name].stderr_text())
     check(match is not None, "server %s did not log its public key" % name)
@@ -291,13 +280,13 @@ def phase_wrong_key(directory):
     os.close(fd)
     with harness.TwoServers(mode="echo", client_extra=["--known-hosts", path, "--pin-keys"]) as t:
         sock = t.connect()
-        echo_once(sock)
+        harness.echo_round_trip(sock)
         t.client.wait_for_log("key mismatch")
         result = t.migrate_raw("A", "B")
         moved = harness.parse_moved(result.stdout.strip())
         check(result.returncode == 0 and moved is not None and moved[:2] == (0, 1),
               "a client under a wrong key was moved: %r" % result.stdout)
-        echo_once(sock)
+        harness.echo_round_trip(sock)
         check(t.status("A")["sessions"] == 1 and t.status("B")["sessions"] == 0, "the session left A")
         sock.close()
         t.client.stop()
@@ -310,7 +299,7 @@ def phase_trust_on_first_use(directory):
     path = os.path.join(directory, "known_hosts")
     with harness.TwoServers(mode="echo", client_extra=["--known-hosts", path]) as t:
         sock = t.connect()
-        echo_once(sock)
+        harness.echo_round_trip(sock)
         t.client.wait_for_log("learned (trust on first use)")
         key = server_key(t, "A")
         sock.close()

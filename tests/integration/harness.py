@@ -853,6 +853,18 @@ def raise_nofile_limit(want):
 
 # ---------------------------------------------------------------- data helpers
 
+def echo_round_trip(sock, size=2048):
+    """Sends `size` random bytes on an echo connection and checks they come back as sent."""
+    data = os.urandom(size)
+    sock.sendall(data)
+    got = b""
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        check(chunk, "the connection closed during an echo")
+        got += chunk
+    check(got == data, "echo differs from the bytes sent")
+
+
 def pseudo_random_bytes(seed, size):
     return random.Random(seed).randbytes(size)
 
