@@ -104,7 +104,11 @@ def main():
               f"{'saw an error: ' + str(errors[0]) if errors else 'never noticed'}")
         print(f"demo: sha256 sent {sent_hash[:16]}... received {received.hexdigest()[:16]}... -> "
               f"{'MATCH' if match else 'MISMATCH'}")
-        ok = match and all(moves) and len(moves) == args.moves
+        with open(os.path.join(logs, "client.log")) as f:
+            followed = f.read().count("connection(s) follow (ACM")
+        print(f"demo: the client followed {followed} authenticated Address Change Messages, each on its Noise "
+              f"channel to the server it was leaving")
+        ok = match and all(moves) and len(moves) == args.moves and followed == args.moves
         return 0 if ok else 1
     finally:
         for p in procs:
