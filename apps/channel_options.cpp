@@ -16,6 +16,8 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     options.host_id = option_value(argc, argv, i);
     if (!crypto::valid_peer_id(options.host_id))
       throw ConfigError("bad --host-id '" + options.host_id + "': 1-64 characters of A-Z a-z 0-9 . _ : -");
+  } else if (arg == "--segment-mac") {
+    options.segment_mac = true;
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--pin-keys") {
@@ -35,7 +37,10 @@ std::string channel_options_help(bool client) {
       "  --channel-port PORT    userspace TCP port of the control channel (default 7001)\n"
       "  --key FILE             this host's identity key (`roamctl genkey --out FILE`, mode\n"
       "                         0600); default: a fresh key for this run only\n"
-      "  --host-id NAME         the name this host gives in its HELLO (default: its address)\n";
+      "  --host-id NAME         the name this host gives in its HELLO (default: its address)\n"
+      "  --segment-mac          per-segment MAC on carrier connections (a 16-byte TCP option\n"
+      "                         keyed from the control channel) with peers that offer it\n"
+      "                         too; segments failing it are dropped. Not with TUN offloads\n";
   if (client)
     text +=
         "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"

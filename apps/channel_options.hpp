@@ -16,8 +16,9 @@ inline constexpr uint16_t default_channel_port = 7001;
 
 struct ChannelOptions {
   uint16_t port = default_channel_port;
-  std::string key_file;  // "": a fresh key for this run only
-  std::string host_id;   // "": the carrier address
+  std::string key_file;      // "": a fresh key for this run only
+  std::string host_id;       // "": the carrier address
+  bool segment_mac = false;  // sign and check carrier segments where the peer does too
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file

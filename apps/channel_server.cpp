@@ -28,10 +28,12 @@ RateLimitedLog& bad_frame_log() {
 
 }  // namespace
 
-ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port)
+ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
+                             SegmentMacGuard* guard)
     : node_(node),
       key_(key),
       host_id_(std::move(host_id)),
+      guard_(guard),
       // Sequences grow across restarts too (clients refuse any not above the last they
       // applied from this server): start from the clock, in steps finer than a millisecond.
       next_sequence_(unix_ms() << 10) {
@@ -54,8 +56,9 @@ void ChannelServer::shutdown() {
 
 bool ChannelServer::accept(tcp_pcb* pcb) {
   ++counters_.channels_accepted;
-  auto channel = std::make_unique<control::ControlChannel>(crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
-                                                           control::Hello{control::protocol_version, host_id_, 0});
+  auto channel = std::make_unique<control::ControlChannel>(
+      crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
+      control::Hello{control::protocol_version, host_id_, guard_ != nullptr ? capability_segment_mac : 0});
   ChannelConnection::Callbacks callbacks;
   callbacks.on_established = [this](ChannelConnection& c) {
     ++counters_.channels_established;
@@ -128,6 +131,8 @@ bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id)
   by_id_[id] = &channel;
   entry.ids.insert(id);
   ++counters_.registrations;
+  if (guard_ != nullptr && (channel.channel().peer_hello().capabilities & capability_segment_mac) != 0)
+    guard_->protect(pcb, id, channel.channel().handshake_hash(), crypto::SegmentDirection::server_to_client);
   return true;
 }
 

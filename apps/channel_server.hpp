@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "apps/channel_connection.hpp"
+#include "apps/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "stack/control/messages.hpp"
 #include "stack/node.hpp"
@@ -43,7 +44,10 @@ struct ChannelServerCounters {
 
 class ChannelServer {
  public:
-  ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port);  // throws ConfigError
+  // `guard`: sign and check the segments of connections registered by clients that offer
+  // the capability (nullptr: never).
+  ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
+                SegmentMacGuard* guard = nullptr);  // throws ConfigError
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
@@ -74,6 +78,7 @@ class ChannelServer {
   Node& node_;
   const crypto::IdentityKey& key_;
   std::string host_id_;
+  SegmentMacGuard* guard_;
   std::unique_ptr<TcpListener> listener_;
   std::map<ChannelConnection*, Entry> channels_;
   std::unordered_map<uint64_t, ChannelConnection*> by_id_;

@@ -84,9 +84,10 @@ struct MigrationService::Export {
 MigrationService::MigrationService(Node& node, SessionTable& table, MigrationConfig config)
     : node_(node), table_(table), config_(std::move(config)), guard_(node) {
   key_ = load_identity(config_.channel);
+  if (config_.channel.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   channels_ = std::make_unique<ChannelServer>(
       node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
-      config_.channel.port);
+      config_.channel.port, segment_mac_.get());
   if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
     housekeeping_timer_.mark_initialized();
     housekeeping_timer_.get()->data = this;
@@ -125,6 +126,8 @@ void MigrationService::shutdown() {
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   parked_imports_.clear();
   if (channels_) channels_->shutdown();
+  if (segment_mac_ && !shut_down_) logger("channel")->info("{}", segment_mac_->counters_text());
+  shut_down_ = true;
   guard_.unpark_all();  // so the sessions' own close works on registered pcbs
 }
 
@@ -303,6 +306,7 @@ void MigrationService::on_session_result(Export& job, const migrate::Frame& fram
     if (address) job.new_address = *address;
     tcp_pcb* pcb = item.session->release_pcb();
     if (pcb != nullptr) migrate::discard_frozen_pcb(pcb);
+    if (segment_mac_) segment_mac_->forget(item.key);
     table_.drop(item.session);
     item.session = nullptr;
     ++job.moved;
@@ -395,6 +399,7 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
 
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
+  if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
   std::erase_if(young_, [&](const auto& entry) {
     return now - entry.second >= config_.protect_older_than_ms || find_pcb_by_connection_id(entry.first) == nullptr;

@@ -120,6 +120,7 @@ class MigrationService {
   std::map<FrameStream*, std::unique_ptr<FrameStream>> streams_;
   std::unique_ptr<Export> export_;
   std::unique_ptr<crypto::IdentityKey> key_;
+  std::unique_ptr<SegmentMacGuard> segment_mac_;  // --segment-mac
   std::unique_ptr<ChannelServer> channels_;
   // Every second: move deadline, parked-session expiry.
   UvHandle<uv_timer_t> housekeeping_timer_;
@@ -131,6 +132,7 @@ class MigrationService {
   MigrationCounters counters_;
   // Long-lived policy: connection id -> loop time accepted, while younger than the limit.
   std::map<uint64_t, uint64_t> young_;
+  bool shut_down_ = false;
 };
 
 }  // namespace roam

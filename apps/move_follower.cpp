@@ -39,6 +39,7 @@ struct MoveFollower::Server {
 
 MoveFollower::MoveFollower(Node& node, const ChannelOptions& options)
     : node_(node), options_(options), key_(load_identity(options)), guard_(node) {
+  if (options_.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   if (!options_.known_hosts_file.empty()) {
     auto loaded = crypto::KnownHosts::load(options_.known_hosts_file);
     if (!loaded)
@@ -84,6 +85,7 @@ void MoveFollower::close() {
   }
   servers_.clear();
   logger("channel")->info("{}", counters_text());
+  if (segment_mac_) logger("channel")->info("{}", segment_mac_->counters_text());
 }
 
 std::string MoveFollower::counters_text() const {
@@ -138,9 +140,9 @@ void MoveFollower::track(tcp_pcb* pcb) {
 void MoveFollower::open_channel(Server& server) {
   if (closed_ || server.channel || uv_now(node_.loop()) < server.retry_at_ms) return;
   std::string host_id = options_.host_id.empty() ? "client" : options_.host_id;
-  auto channel =
-      std::make_unique<control::ControlChannel>(crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
-                                                control::Hello{control::protocol_version, host_id, 0});
+  auto channel = std::make_unique<control::ControlChannel>(
+      crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
+      control::Hello{control::protocol_version, host_id, segment_mac_ ? capability_segment_mac : 0});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
@@ -210,8 +212,14 @@ void MoveFollower::save_known_hosts() {
 void MoveFollower::register_connections(Server& server) {
   if (!server.trusted || !server.channel) return;
   control::RegisterConnections message;
-  for (const auto& c : connections_with(server.address))
-    if (server.registered.insert(c.id).second) message.connection_ids.push_back(c.id);
+  bool sign = segment_mac_ && (server.channel->channel().peer_hello().capabilities & capability_segment_mac) != 0;
+  for (const auto& c : connections_with(server.address)) {
+    if (!server.registered.insert(c.id).second) continue;
+    message.connection_ids.push_back(c.id);
+    if (sign)
+      segment_mac_->protect(find_pcb_by_connection_id(c.id), c.id, server.channel->channel().handshake_hash(),
+                            crypto::SegmentDirection::client_to_server);
+  }
   while (!message.connection_ids.empty()) {
     control::RegisterConnections part;
     size_t n = std::min(message.connection_ids.size(), control::max_connection_ids);
@@ -234,6 +242,7 @@ void MoveFollower::on_closed(Server& server, const std::string& why) {
 }
 
 void MoveFollower::on_housekeeping() {
+  if (segment_mac_) segment_mac_->prune();
   for (auto it = servers_.begin(); it != servers_.end();) {
     Server& server = *it->second;
     bool has_connections = !connections_with(server.address).empty();
@@ -322,6 +331,8 @@ void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddre
   auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port);
   counters_.connections_moved += old_flows.size();
   for (size_t i = 0; i < old_flows.size(); ++i) {
+    // The new server signs with keys from its own channel, once we registered there.
+    if (segment_mac_) segment_mac_->forget(old_flows[i]);
     guard_.silence(old_flows[i]);
     migrate::FlowKey moved = migrate::flow_of(pcbs[i]);
     guard_.unsilence(moved);  // a flow may come back to a server it once left

@@ -21,6 +21,7 @@
 
 #include "apps/channel_connection.hpp"
 #include "apps/channel_options.hpp"
+#include "apps/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "crypto/known_hosts.hpp"
 #include "stack/control/acm_filter.hpp"
@@ -95,6 +96,7 @@ class MoveFollower {
   Node& node_;
   ChannelOptions options_;
   std::unique_ptr<crypto::IdentityKey> key_;
+  std::unique_ptr<SegmentMacGuard> segment_mac_;  // --segment-mac
   crypto::KnownHosts known_hosts_;
   std::map<std::string, std::unique_ptr<Server>> servers_;  // by carrier address
   // Freshness state per server key and address, kept across reconnects of a channel.

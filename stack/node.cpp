@@ -51,6 +51,7 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   auto interface = std::make_unique<Interface>();
   interface->node = this;
   interface->gather_buffer.resize(link->mtu());
+  interface->rewrite_buffer.resize(link->mtu() + 64);
   interface->link = std::move(link);
 
   ip4_addr_t address;
@@ -94,6 +95,7 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   if (raw->offloads.tcp_checksum) NETIF_SET_CHECKSUM_CTRL(n, NETIF_CHECKSUM_ENABLE_ALL & ~NETIF_CHECKSUM_GEN_TCP);
   if (raw->offloads.max_tcp_payload > 0)
     raw->gather_buffer.resize(std::max(raw->gather_buffer.size(), raw->offloads.max_tcp_payload + 100));
+  raw->rewrite_buffer.resize(raw->gather_buffer.size() + 64);
   raw->description =
       fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(), config.prefix4,
                   config.address6 ? " " : "", config.address6 ? config.address6->to_string() : "", raw->link->mtu());
@@ -101,11 +103,25 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   return Ok{};
 }
 
+void Node::reserve_output_space(size_t bytes) {
+  output_reserve_ = bytes;
+  for (auto& interface : interfaces_) {
+    interface->lwip_netif.mtu = static_cast<u16_t>(interface->link->mtu() - bytes);
+#if LWIP_IPV6 && LWIP_ND6_ALLOW_RA_UPDATES
+    interface->lwip_netif.mtu6 = interface->lwip_netif.mtu;
+#endif
+    interface->rewrite_buffer.resize(interface->link->mtu() + 64);
+  }
+}
+
 err_t Node::netif_init(netif* n) {
   auto* interface = static_cast<Interface*>(n->state);
   n->name[0] = 'r';
   n->name[1] = 's';
-  n->mtu = static_cast<u16_t>(interface->link->mtu());
+  n->mtu = static_cast<u16_t>(interface->link->mtu() - interface->node->output_reserve_);
+#if LWIP_IPV6 && LWIP_ND6_ALLOW_RA_UPDATES
+  n->mtu6 = n->mtu;
+#endif
   n->output = &Node::output4;
   n->output_ip6 = &Node::output6;
   n->flags = 0;  // point-to-point: no broadcast, no ARP
@@ -143,6 +159,7 @@ err_t Node::output(Interface& interface, pbuf* p) {
       return ERR_OK;  // as if lost on the wire: TCP recovers it
     }
   }
+  if (rewriter_ != nullptr) packet = rewriter_->rewrite(packet, interface.rewrite_buffer);
   ++counters_.tx_packets;
   // Only tcp_output_segment builds packets above the MTU (on a TSO netif), and it
   // publishes its pcb's MSS while this output runs.

@@ -55,6 +55,16 @@ class OutputFilter {
   virtual FilterVerdict on_output(std::span<const uint8_t> packet) = 0;
 };
 
+// The last stage of the output chain: may hand back a changed copy of the packet (the
+// per-segment MAC option). At most one; it must not grow a packet by more than the space
+// reserved with Node::reserve_output_space.
+class OutputRewriter {
+ public:
+  virtual ~OutputRewriter() = default;
+  // Returns `packet` itself, or the changed packet written into `scratch`.
+  virtual std::span<const uint8_t> rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) = 0;
+};
+
 struct InterfaceConfig {
   wire::IpAddress address4;  // this node's IPv4 address on the link
   uint8_t prefix4 = 32;
@@ -92,6 +102,11 @@ class Node {
   void add_output_filter(OutputFilter* filter) { output_filters_.push_back(filter); }
   void remove_output_filter(OutputFilter* filter) { std::erase(output_filters_, filter); }
 
+  void set_output_rewriter(OutputRewriter* rewriter) { rewriter_ = rewriter; }
+  // Makes lwIP see every link's MTU `bytes` smaller (and so build TCP segments that
+  // small), leaving room for what an OutputRewriter adds. Call before any connection.
+  void reserve_output_space(size_t bytes);
+
   // Feeds one packet as if a link had received it (used by tests and by the links).
   void receive_packet(size_t interface_index, std::span<const uint8_t> packet);
 
@@ -108,6 +123,7 @@ class Node {
   const NodeCounters& counters() const { return counters_; }
   const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
   size_t interface_count() const { return interfaces_.size(); }
+  const LinkOffloads& offloads(size_t index) const { return interfaces_.at(index)->offloads; }
   // "udp:127.0.0.1:7001 198.18.12.2/32 mtu 1500": for the app's start-up line.
   const std::string& describe_interface(size_t index) const { return interfaces_.at(index)->description; }
 
@@ -116,8 +132,9 @@ class Node {
     Node* node = nullptr;
     std::unique_ptr<Link> link;
     netif lwip_netif{};
-    std::vector<uint8_t> gather_buffer;  // for pbuf chains that are not contiguous
-    LinkOffloads offloads;               // as the link reported them once started
+    std::vector<uint8_t> gather_buffer;   // for pbuf chains that are not contiguous
+    std::vector<uint8_t> rewrite_buffer;  // for the OutputRewriter's copy
+    LinkOffloads offloads;                // as the link reported them once started
     std::string description;
   };
 
@@ -140,6 +157,8 @@ class Node {
   std::vector<std::unique_ptr<Interface>> interfaces_;
   std::vector<InputFilter*> input_filters_;
   std::vector<OutputFilter*> output_filters_;
+  OutputRewriter* rewriter_ = nullptr;
+  size_t output_reserve_ = 0;
   std::vector<std::function<void()>> deferred_;
   UvHandle<uv_timer_t> timer_;
   UvHandle<uv_check_t> check_;

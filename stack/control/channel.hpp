@@ -88,6 +88,8 @@ class ControlChannel {
   // After established(): who is at the other end.
   const Hello& peer_hello() const { return peer_hello_; }
   const crypto::PublicKey& remote_static() const { return transport_->remote_static; }
+  // Binds keys derived later (per-segment MACs) to this very session.
+  const std::array<uint8_t, crypto::noise_hash_bytes>& handshake_hash() const { return transport_->handshake_hash; }
   const ChannelCounters& counters() const { return counters_; }
 
  private:

@@ -1,0 +1,80 @@
+#include "stack/wire/segment_mac_option.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "stack/wire/checksum.hpp"
+
+namespace roam::wire {
+
+MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<uint8_t, segment_mac_bytes>& mac) {
+  bool found = false;
+  size_t at = 0;
+  while (at < options.size()) {
+    uint8_t kind = options[at];
+    if (kind == 0) break;  // end of options
+    if (kind == 1) {       // no-op
+      ++at;
+      continue;
+    }
+    if (at + 1 >= options.size()) return MacOptionLookup::malformed;
+    uint8_t length = options[at + 1];
+    if (length < 2 || at + length > options.size()) return MacOptionLookup::malformed;
+    if (kind == tcp_option_experimental && length >= 4 &&
+        ((options[at + 2] << 8) | options[at + 3]) == segment_mac_exid) {
+      if (length != segment_mac_option_bytes || found) return MacOptionLookup::malformed;
+      std::memcpy(mac.data(), options.data() + at + 4, segment_mac_bytes);
+      found = true;
+    }
+    at += length;
+  }
+  return found ? MacOptionLookup::found : MacOptionLookup::absent;
+}
+
+size_t append_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, const TcpSegmentView& tcp,
+                          std::span<const uint8_t, segment_mac_bytes> mac, std::span<uint8_t> out) {
+  const size_t tcp_at = info.transport_offset;
+  const size_t header = tcp.header_length;
+  const size_t new_header = header + segment_mac_option_bytes;
+  const size_t new_length = size_t{info.length} + segment_mac_option_bytes;
+  if (new_header > 60 || new_length > 65535 || out.size() < new_length) return 0;
+  // IP header and TCP header as they were, then the option, then the payload.
+  std::memcpy(out.data(), packet.data(), tcp_at + header);
+  uint8_t* option = out.data() + tcp_at + header;
+  option[0] = tcp_option_experimental;
+  option[1] = segment_mac_option_bytes;
+  option[2] = static_cast<uint8_t>(segment_mac_exid >> 8);
+  option[3] = static_cast<uint8_t>(segment_mac_exid);
+  std::memcpy(option + 4, mac.data(), segment_mac_bytes);
+  std::memcpy(option + segment_mac_option_bytes, packet.data() + tcp_at + header, info.length - tcp_at - header);
+
+  uint8_t* ip = out.data();
+  if (info.version == 4) {
+    ip[2] = static_cast<uint8_t>(new_length >> 8);
+    ip[3] = static_cast<uint8_t>(new_length);
+    ip[10] = ip[11] = 0;
+    uint16_t sum = internet_checksum(std::span<const uint8_t>(ip, tcp_at));
+    ip[10] = static_cast<uint8_t>(sum >> 8);
+    ip[11] = static_cast<uint8_t>(sum);
+  } else {
+    size_t payload_length = new_length - 40;
+    ip[4] = static_cast<uint8_t>(payload_length >> 8);
+    ip[5] = static_cast<uint8_t>(payload_length);
+  }
+  uint8_t* t = out.data() + tcp_at;
+  t[12] = static_cast<uint8_t>(((new_header / 4) << 4) | (t[12] & 0x0F));
+  t[16] = t[17] = 0;
+  const size_t tcp_length = new_length - tcp_at;
+  uint32_t acc =
+      info.version == 4
+          ? pseudo_header_sum_v4(std::span<const uint8_t, 4>(ip + 12, 4), std::span<const uint8_t, 4>(ip + 16, 4), 6,
+                                 static_cast<uint16_t>(tcp_length))
+          : pseudo_header_sum_v6(std::span<const uint8_t, 16>(ip + 8, 16), std::span<const uint8_t, 16>(ip + 24, 16), 6,
+                                 static_cast<uint32_t>(tcp_length));
+  uint16_t sum = checksum_fold(checksum_add(acc, std::span<const uint8_t>(t, tcp_length)));
+  t[16] = static_cast<uint8_t>(sum >> 8);
+  t[17] = static_cast<uint8_t>(sum);
+  return new_length;
+}
+
+}  // namespace roam::wire
