@@ -28,6 +28,11 @@ Phase 2 (wrong key): a client whose --known-hosts pins A's id to another key (--
   that cannot be told is not moved) and the connection keeps echoing on A.
 Phase 3 (trust on first use): a client with an empty --known-hosts file learns A's key and
   saves it (the key A logged at start).
+Phase 4 (--segment-mac on every node): a data segment injected at exactly the sequence
+  number the client expects on its data connection (TCP alone would take it: see
+  tests/apps/segment_mac_guard_test.cpp), once without the MAC option and once with a
+  made-up one, is dropped; the echo stays byte-exact through a move A -> B, and the client
+  protects the moved connection again with B's key.
 """
 import base64
 import hashlib
@@ -48,6 +53,7 @@ from harness import TestFailure, check, log  # noqa: E402
 from scapy.all import IP, TCP, UDP, Raw, raw  # noqa: E402
 
 CHANNEL_PORT = 7001
+SERVICE_PORT = 7000
 SEED = 0xAC3
 CHUNK = 32 * 1024
 
@@ -67,7 +73,7 @@ class ChannelRecorder:
             return
         ihl = (data[0] & 0x0F) * 4
         sport, dport = struct.unpack("!HH", data[ihl:ihl + 4])
-        if CHANNEL_PORT not in (sport, dport):
+        if CHANNEL_PORT not in (sport, dport) and SERVICE_PORT not in (sport, dport):
             return
         packet = IP(data)
         tcp = packet[TCP]
@@ -84,14 +90,14 @@ class ChannelRecorder:
             if payload and tcp.sport == CHANNEL_PORT:
                 self.payloads.append((time.monotonic(), packet.src, packet.dst, tcp.dport, tcp.seq, payload))
 
-    def channel_to(self, server):
+    def channel_to(self, server, port=CHANNEL_PORT):
         """(client port, next sequence number the client expects from SERVER, the client's
-        next own sequence number) of the newest channel between the client and SERVER."""
+        next own sequence number) of the newest flow from the client to SERVER:PORT."""
         with self.lock:
             candidates = [(key, flow) for key, flow in self.flows.items()
-                          if key[0] == harness.CLIENT_ADDR and key[2] == server and key[3] == CHANNEL_PORT]
+                          if key[0] == harness.CLIENT_ADDR and key[2] == server and key[3] == port]
             if not candidates:
-                raise TestFailure("no control channel to %s seen on the link" % server)
+                raise TestFailure("no flow to %s:%d seen on the link" % (server, port))
             key, flow = candidates[-1]
             return key[1], flow["ack"], flow["seq_end"]
 
@@ -162,9 +168,9 @@ def wait_until(what, predicate, timeout=harness.READY_TIMEOUT):
         time.sleep(0.05)
 
 
-def segment(server, client_port, seq, ack, payload):
+def segment(server, client_port, seq, ack, payload, server_port=CHANNEL_PORT):
     return raw(IP(src=server, dst=harness.CLIENT_ADDR, ttl=64) /
-               TCP(sport=CHANNEL_PORT, dport=client_port, seq=seq, ack=ack, flags="PA", window=65535) /
+               TCP(sport=server_port, dport=client_port, seq=seq, ack=ack, flags="PA", window=65535) /
                Raw(payload))
 
 
@@ -266,6 +272,52 @@ def phase_attacks():
         relay.close()
 
 
+def mac_counters(proc):
+    lines = re.findall(r"segment MAC: connections (\d+), signed (\d+), verified (\d+), dropped missing (\d+) bad (\d+)",
+                       proc.stderr_text())
+    if not lines:
+        raise TestFailure("no segment MAC counters in the log:\n" + proc.tail())
+    return dict(zip(("connections", "signed", "verified", "missing", "bad"), map(int, lines[-1])))
+
+
+def phase_segment_mac():
+    log("phase 4: --segment-mac stops an in-window forgery on the data connection itself")
+    recorder = ChannelRecorder()
+    relay = harness.Relay(watch=recorder.watch)
+    relay.start()
+    try:
+        mac = ["--segment-mac"]
+        with harness.TwoServers(mode="echo", routes=relay.routes, server_extra=mac, client_extra=mac) as t:
+            sock = t.connect()
+            pump = EchoPump(sock)
+            pump.start()
+            pump.wait_for(8 * CHUNK)
+            wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+            pump.flowing("signing starts")
+            # What TCP alone would take: the next sequence number the client expects from A
+            # on the data connection, a valid checksum, no MAC; then one with a made-up MAC.
+            port, expected, client_seq = recorder.channel_to(harness.SERVER_ADDR, SERVICE_PORT)
+            relay.inject("client", segment(harness.SERVER_ADDR, port, expected, client_seq, b"X" * 64,
+                                           SERVICE_PORT))
+            made_up = raw(IP(src=harness.SERVER_ADDR, dst=harness.CLIENT_ADDR) /
+                          TCP(sport=SERVICE_PORT, dport=port, seq=expected, ack=client_seq, flags="PA", window=65535,
+                              options=[(253, bytes([0x52, 0x53]) + os.urandom(12))]) / Raw(b"Y" * 64))
+            relay.inject("client", made_up)
+            nothing_moved(t, pump, "A", "forged data segments")
+            t.migrate("A", "B", expect_moved=1)
+            wait_until("B to register the connection", lambda: t.status("B")["registrations"] >= 1)
+            pump.flowing("the move with signing")
+            pump.finish()
+            t.client.stop()
+            counters = mac_counters(t.client)
+            log("client: %s" % counters)
+            check(counters["missing"] >= 1 and counters["bad"] >= 1, "forgeries not dropped: %s" % counters)
+            check(counters["signed"] > 100 and counters["verified"] > 100, "too little signed: %s" % counters)
+            check(counters["connections"] >= 2, "the moved connection was not protected again: %s" % counters)
+    finally:
+        relay.close()
+
+
 def server_key(t, name):
     match = re.search(r"public key (\S+)", t.servers[name].stderr_text())
     check(match is not None, "server %s did not log its public key" % name)
@@ -314,6 +366,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="roam-acm-") as directory:
         phase_wrong_key(directory)
         phase_trust_on_first_use(directory)
+    phase_segment_mac()
 
 
 if __name__ == "__main__":
