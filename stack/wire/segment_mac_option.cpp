@@ -61,17 +61,21 @@ size_t append_segment_mac(std::span<const uint8_t> packet, const PacketInfo& inf
     ip[4] = static_cast<uint8_t>(payload_length >> 8);
     ip[5] = static_cast<uint8_t>(payload_length);
   }
+  // The TCP checksum, updated rather than summed again (RFC 1624: HC' = ~(~HC + ~m + m')):
+  // the option is whole 16-bit words inserted at a word boundary, so the payload's words
+  // keep their alignment; what changes is the data offset word, the pseudo header's
+  // length (+16), and the option's own words.
   uint8_t* t = out.data() + tcp_at;
+  const auto old_offset_word = static_cast<uint16_t>((t[12] << 8) | t[13]);
   t[12] = static_cast<uint8_t>(((new_header / 4) << 4) | (t[12] & 0x0F));
-  t[16] = t[17] = 0;
-  const size_t tcp_length = new_length - tcp_at;
-  uint32_t acc =
-      info.version == 4
-          ? pseudo_header_sum_v4(std::span<const uint8_t, 4>(ip + 12, 4), std::span<const uint8_t, 4>(ip + 16, 4), 6,
-                                 static_cast<uint16_t>(tcp_length))
-          : pseudo_header_sum_v6(std::span<const uint8_t, 16>(ip + 8, 16), std::span<const uint8_t, 16>(ip + 24, 16), 6,
-                                 static_cast<uint32_t>(tcp_length));
-  uint16_t sum = checksum_fold(checksum_add(acc, std::span<const uint8_t>(t, tcp_length)));
+  const auto new_offset_word = static_cast<uint16_t>((t[12] << 8) | t[13]);
+  const auto old_checksum = static_cast<uint16_t>((t[16] << 8) | t[17]);
+  uint32_t acc = static_cast<uint16_t>(~old_checksum);
+  acc += static_cast<uint16_t>(~old_offset_word);
+  acc += new_offset_word;
+  acc += segment_mac_option_bytes;  // the pseudo header's TCP length grew by this much
+  acc = checksum_add(acc, std::span<const uint8_t>(option, segment_mac_option_bytes));
+  uint16_t sum = checksum_fold(acc);
   t[16] = static_cast<uint8_t>(sum >> 8);
   t[17] = static_cast<uint8_t>(sum);
   return new_length;

@@ -14,6 +14,8 @@ off-path attacker) to the client's link, upload alone again.
   throughput_ratio_under_flood = flood phase / mean of the two phases without flood
   redirects_by_forgery         connections the client moved (no genuine move happens: 0)
   flood_pps                    forged datagrams per second the flooder got out
+Then a second pair with --segment-mac on both ends runs the same upload:
+  segment_mac_throughput_ratio = upload with per-segment MACs / the mean without (lab 1)
 The last line of stdout is one JSON object.
 """
 import argparse
@@ -54,6 +56,41 @@ def wait_for(what, predicate, timeout=30):
         if time.monotonic() > deadline:
             raise RuntimeError("timed out waiting for " + what)
         time.sleep(0.05)
+
+
+class Lab:
+    """roam-server A (discard) and a roam-client with one forward to it, on UDP links."""
+
+    def __init__(self, workdir, name, extra):
+        self.udp = {n: free_port(socket.SOCK_DGRAM) for n in ("client", "a")}
+        self.forward = free_port(socket.SOCK_STREAM)
+        self.path = os.path.join(workdir, name + "-client.log")
+        server_log = open(os.path.join(workdir, name + "-server.log"), "w")
+        client_log = open(self.path, "w")
+        self.procs = [
+            subprocess.Popen([ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % self.udp["a"], "--addr", A_ADDR, "--route",
+                              "198.18.11.0/24=127.0.0.1:%d" % self.udp["client"]] + extra + ["discard"],
+                             stdout=server_log, stderr=subprocess.STDOUT),
+            subprocess.Popen([ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % self.udp["client"], "--addr", CLIENT_ADDR,
+                              "--route", "198.18.12.0/24=127.0.0.1:%d" % self.udp["a"],
+                              "-L", "127.0.0.1:%d:%s:7000" % (self.forward, A_ADDR)] + extra,
+                             stdout=client_log, stderr=subprocess.STDOUT),
+        ]
+
+    def client_log(self):
+        with open(self.path) as f:
+            return f.read()
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 class Upload:
@@ -100,31 +137,17 @@ def main():
     note(json.dumps(cpu))
 
     workdir = tempfile.mkdtemp(prefix="roam-bench-acm-")
-    udp = {name: free_port(socket.SOCK_DGRAM) for name in ("client", "a")}
-    forward = free_port(socket.SOCK_STREAM)
-    logs = {name: open(os.path.join(workdir, name + ".log"), "w+") for name in ("server", "client")}
-    procs = [
-        subprocess.Popen([ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % udp["a"], "--addr", A_ADDR, "--route",
-                          "198.18.11.0/24=127.0.0.1:%d" % udp["client"], "discard"],
-                         stdout=logs["server"], stderr=subprocess.STDOUT),
-        subprocess.Popen([ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % udp["client"], "--addr", CLIENT_ADDR,
-                          "--route", "198.18.12.0/24=127.0.0.1:%d" % udp["a"],
-                          "-L", "127.0.0.1:%d:%s:7000" % (forward, A_ADDR)],
-                         stdout=logs["client"], stderr=subprocess.STDOUT),
-    ]
 
-    def client_log():
-        with open(os.path.join(workdir, "client.log")) as f:
-            return f.read()
-
+    # Lab 1: no MAC; the upload before, under and after the flood.
+    lab = Lab(workdir, "plain", [])
     try:
-        wait_for("the client's forward", lambda: "[app] forwarding" in client_log())
-        upload = Upload(forward)
-        wait_for("the control channel", lambda: "established from local port" in client_log())
-        channel_port = int(re.search(r"established from local port (\d+)", client_log()).group(1))
+        wait_for("the client's forward", lambda: "[app] forwarding" in lab.client_log())
+        upload = Upload(lab.forward)
+        wait_for("the control channel", lambda: "established from local port" in lab.client_log())
+        channel_port = int(re.search(r"established from local port (\d+)", lab.client_log()).group(1))
         note("control channel from client port %d; phases of %.1f s" % (channel_port, args.seconds))
         before = upload.rate(args.seconds)
-        flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % udp["client"], "--src", A_ADDR,
+        flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % lab.udp["client"], "--src", A_ADDR,
                                   "--dst", CLIENT_ADDR, "--dport", str(channel_port), "--count", "100000000",
                                   "--seconds", str(args.seconds)], stdout=subprocess.PIPE, text=True)
         under = upload.rate(args.seconds)
@@ -133,16 +156,26 @@ def main():
         upload.close()
         note("upload %.3f Gbit/s, under flood %.3f, after %.3f; flood %s" % (before, under, after, flood_result))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-    text = client_log()
+        lab.stop()
+    text = lab.client_log()
+
+    # Lab 2: --segment-mac on both ends, the same upload.
+    mac_lab = Lab(workdir, "mac", ["--segment-mac"])
+    try:
+        wait_for("the client's forward", lambda: "[app] forwarding" in mac_lab.client_log())
+        upload = Upload(mac_lab.forward)
+        wait_for("the control channel", lambda: "established from local port" in mac_lab.client_log())
+        time.sleep(0.5)  # the registration that turns signing on
+        with_mac = upload.rate(args.seconds)
+        upload.close()
+    finally:
+        mac_lab.stop()
+    signed = re.search(r"segment MAC: connections (\d+), signed (\d+), verified (\d+)", mac_lab.client_log())
+    if signed is None or int(signed.group(2)) == 0:
+        raise RuntimeError("the MAC lab signed nothing (%s)" % workdir)
+    note("upload with --segment-mac %.3f Gbit/s (client signed %s, verified %s segments)" % (
+        with_mac, signed.group(2), signed.group(3)))
+
     follower = re.search(r"frames forged (\d+) replayed (\d+).*ACMs (\d+) applied (\d+) refused (\d+).*"
                          r"connections moved (\d+)", text)
     packets = re.search(r"packets in (\d+) \(malformed (\d+)", text)
@@ -161,6 +194,8 @@ def main():
         "forged_reaching_channel": forged,
         "acms_applied": applied,
         "redirects_by_forgery": moved,
+        "upload_gbps_segment_mac": round(with_mac, 3),
+        "segment_mac_throughput_ratio": round(with_mac / ((before + after) / 2), 3),
     })
     print(json.dumps(result))
 
