@@ -7,6 +7,26 @@
 
 namespace roam::wire {
 
+namespace {
+
+// Whether the option list has an End of Option List (or is malformed) before its end.
+bool ends_early(std::span<const uint8_t> options) {
+  size_t at = 0;
+  while (at < options.size()) {
+    uint8_t kind = options[at];
+    if (kind == 0) return true;
+    if (kind == 1) {
+      ++at;
+      continue;
+    }
+    if (at + 1 >= options.size() || options[at + 1] < 2) return true;
+    at += options[at + 1];
+  }
+  return at != options.size();
+}
+
+}  // namespace
+
 MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<uint8_t, segment_mac_bytes>& mac) {
   bool found = false;
   size_t at = 0;
@@ -38,6 +58,9 @@ size_t append_segment_mac(std::span<const uint8_t> packet, const PacketInfo& inf
   const size_t new_header = header + segment_mac_option_bytes;
   const size_t new_length = size_t{info.length} + segment_mac_option_bytes;
   if (new_header > 60 || new_length > 65535 || out.size() < new_length) return 0;
+  // Receivers stop reading options at End of Option List: an option after it is unseen.
+  // (lwIP pads with NOPs and never writes one; a packet that has one stays unsigned.)
+  if (ends_early(tcp.options)) return 0;
   // IP header and TCP header as they were, then the option, then the payload.
   std::memcpy(out.data(), packet.data(), tcp_at + header);
   uint8_t* option = out.data() + tcp_at + header;

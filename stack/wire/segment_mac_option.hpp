@@ -29,8 +29,9 @@ MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<ui
 
 // Writes `packet` (validated: `info`, `tcp` describe it) to `out` with our option holding
 // `mac` appended to its TCP options, the IP length, the IPv4 header checksum and the TCP
-// checksum brought up to date. Returns the new length, or 0 when `out` is too small or
-// the TCP header would exceed 60 bytes.
+// checksum brought up to date. Returns the new length, or 0 when `out` is too small, the
+// TCP header would exceed 60 bytes, or its options end early (End of Option List or a
+// malformed option: a receiver would not read past it).
 size_t append_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, const TcpSegmentView& tcp,
                           std::span<const uint8_t, segment_mac_bytes> mac, std::span<uint8_t> out);
 

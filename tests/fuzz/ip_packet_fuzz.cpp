@@ -1,4 +1,6 @@
-// libFuzzer target for stack/wire: check_ip_packet and parse_tcp_segment on arbitrary bytes.
+// libFuzzer target for stack/wire: check_ip_packet, parse_tcp_segment and the segment MAC
+// option (find_segment_mac on any options; append_segment_mac must give a packet that is
+// accepted again and carries the option) on arbitrary bytes.
 // Run: fuzz_ip_packet tests/fuzz/corpus/ip_packet (built with Clang only, see CMakeLists.txt).
 #include <cstddef>
 #include <cstdint>
@@ -6,6 +8,7 @@
 #include <vector>
 
 #include "stack/wire/ip_packet.hpp"
+#include "stack/wire/segment_mac_option.hpp"
 #include "stack/wire/tcp_header.hpp"
 
 namespace {
@@ -42,6 +45,23 @@ void check_rebuild(const TcpSegmentView& view) {
   }
 }
 
+void check_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, const TcpSegmentView& view) {
+  std::array<uint8_t, roam::wire::segment_mac_bytes> mac{};
+  const auto lookup = roam::wire::find_segment_mac(view.options, mac);
+  if (lookup != roam::wire::MacOptionLookup::absent) return;  // signing a signed packet is not a case
+  const std::array<uint8_t, roam::wire::segment_mac_bytes> tag = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+  static std::vector<uint8_t> out(65536 + 64);
+  const size_t n = roam::wire::append_segment_mac(packet, info, view, tag, out);
+  if (n == 0) return;  // no room in the header
+  const std::span<const uint8_t> signed_packet(out.data(), n);
+  const auto again = roam::wire::check_ip_packet(signed_packet);  // lengths and checksums still right
+  if (!again) __builtin_trap();
+  const auto view_again = roam::wire::parse_tcp_segment(signed_packet, *again);
+  if (!view_again || view_again->payload.size() != view.payload.size()) __builtin_trap();
+  if (roam::wire::find_segment_mac(view_again->options, mac) != roam::wire::MacOptionLookup::found || mac != tag)
+    __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -53,6 +73,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto tcp = roam::wire::parse_tcp_segment(packet, *info);
       if (!tcp) __builtin_trap();  // a validated TCP packet always parses
       if (tcp->version == 4) check_rebuild(*tcp);
+      check_segment_mac(packet, *info, *tcp);
     }
   } else if (size >= 6) {
     // parse_tcp_segment must also survive a PacketInfo that does not match the bytes.

@@ -101,6 +101,11 @@ TEST_CASE("no room: a TCP header already at 48+ bytes of options, or a small out
   auto small_tcp = parse_tcp_segment(small, small_info.value());
   std::vector<uint8_t> tiny(small.size());
   CHECK(append_segment_mac(small, small_info.value(), *small_tcp, sample_mac, tiny) == 0);
+  // Options ending with End of Option List: a receiver would never see ours after it.
+  auto eol = ipv4_segment(10, {2, 4, 0x05, 0xb4, 0, 0, 0, 0});
+  auto eol_info = check_ip_packet(eol);
+  auto eol_tcp = parse_tcp_segment(eol, eol_info.value());
+  CHECK(append_segment_mac(eol, eol_info.value(), *eol_tcp, sample_mac, out) == 0);
 }
 
 TEST_CASE("malformed option lists are reported, other experiments are ignored") {
