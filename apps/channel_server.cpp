@@ -111,6 +111,7 @@ void ChannelServer::on_message(ChannelConnection& channel, const control::Messag
                             error->text);
   } else {
     ++counters_.unexpected_messages;  // HELLO twice, or an ACM: clients do not move servers
+    channel.send(control::ErrorMessage{control::error_unexpected_message, "unexpected message"});
   }
 }
 
@@ -121,6 +122,7 @@ bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id)
   entry.pending.erase(id);
   if (!(from_lwip(pcb->remote_ip) == channel.peer_address())) {
     ++counters_.registrations_refused;
+    channel.send(control::ErrorMessage{control::error_not_your_connection, "connection is not yours"});
     return false;
   }
   auto previous = by_id_.find(id);

@@ -64,6 +64,10 @@ struct AddressChange {
 
 enum class AckStatus : uint8_t { applied = 0, refused = 1 };
 
+// ERROR codes.
+inline constexpr uint16_t error_unexpected_message = 1;  // a message the receiver never takes
+inline constexpr uint16_t error_not_your_connection = 2;  // a REGISTER for another host's connection
+
 struct Ack {
   uint64_t sequence = 0;
   AckStatus status = AckStatus::applied;
