@@ -12,7 +12,8 @@ SegmentMacKey::SegmentMacKey(std::span<const uint8_t, 64> handshake_hash, uint64
   uint8_t message[sizeof(label) - 1 + 8];
   std::memcpy(message, label, sizeof(label) - 1);
   for (int i = 0; i < 8; ++i) message[sizeof(label) - 1 + i] = static_cast<uint8_t>(connection_id >> (56 - 8 * i));
-  crypto_generichash(key_.data(), 32, message, sizeof message, handshake_hash.data(), handshake_hash.size());
+  crypto_generichash(key_.data(), crypto_shorthash_siphashx24_KEYBYTES, message, sizeof message, handshake_hash.data(),
+                     handshake_hash.size());
 }
 
 SegmentMacTag SegmentMacKey::tag(const SegmentFields& f) const {
@@ -25,15 +26,13 @@ SegmentMacTag SegmentMacKey::tag(const SegmentFields& f) const {
   header[at++] = f.flags;
   header[at++] = static_cast<uint8_t>(f.window >> 8);
   header[at++] = static_cast<uint8_t>(f.window);
-  crypto_generichash_state state;
-  crypto_generichash_init(&state, key_.data(), 32, 16);
-  crypto_generichash_update(&state, header, sizeof header);
-  crypto_generichash_update(&state, f.payload.data(), f.payload.size());
-  uint8_t full[16];
-  crypto_generichash_final(&state, full, sizeof full);
+  scratch_.resize(sizeof header + f.payload.size());
+  std::memcpy(scratch_.data(), header, sizeof header);
+  if (!f.payload.empty()) std::memcpy(scratch_.data() + sizeof header, f.payload.data(), f.payload.size());
+  uint8_t full[crypto_shorthash_siphashx24_BYTES];
+  crypto_shorthash_siphashx24(full, scratch_.data(), scratch_.size(), key_.data());
   SegmentMacTag out;
   std::memcpy(out.data(), full, out.size());
-  sodium_memzero(&state, sizeof state);
   return out;
 }
 

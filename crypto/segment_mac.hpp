@@ -1,14 +1,20 @@
 // Per-segment MACs for carrier connections (seed 003 section 3.4; the idea of TCP-AO,
-// RFC 5925, made to survive NAT): a key per connection, derived from the control
-// channel's handshake hash and the connection id, and a 12-byte keyed BLAKE2b tag over
-// what a NAT leaves alone: direction, connection id, sequence and acknowledgement numbers,
+// RFC 5925, made to survive NAT): a key per connection, derived with keyed BLAKE2b from
+// the control channel's handshake hash and the connection id, and a 12-byte tag over what
+// a NAT leaves alone: direction, connection id, sequence and acknowledgement numbers,
 // flags, window and payload (not addresses, ports or the checksum, which NATs rewrite).
-// Any thread (after ensure_sodium()).
+//
+// The tag is SipHash-2-4 with 128-bit output (libsodium's crypto_shorthash_siphashx24, a
+// keyed PRF) truncated to 96 bits, as TCP-AO truncates its MACs: every carrier byte goes
+// through it, and on this VM it runs at 2.96 GB/s against 0.54 GB/s for keyed BLAKE2b
+// (tools/bench/README.md). A forger gets one try per packet, each with odds 2^-96.
+// Not shared between threads (a per-object scratch buffer).
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "crypto/sodium.hpp"
 
@@ -40,7 +46,8 @@ class SegmentMacKey {
   bool verify(const SegmentFields& fields, std::span<const uint8_t, segment_mac_tag_bytes> carried) const;
 
  private:
-  SecretBytes<32> key_;
+  SecretBytes<crypto_shorthash_siphashx24_KEYBYTES> key_;
+  mutable std::vector<uint8_t> scratch_;  // the fields and the payload in one piece
 };
 
 }  // namespace roam::crypto
