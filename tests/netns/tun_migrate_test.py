@@ -15,60 +15,31 @@ report "ok moved 1 of 1", and every roam process must exit 0 on SIGTERM. Exit 0 
 import hashlib
 import os
 import random
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.environ.get("ROAMSTACK_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-TOPOLOGY = os.path.join(ROOT, "tools", "netns", "topology")
-ROAM_SERVER = os.environ.get("ROAM_SERVER", os.path.join(ROOT, "build", "apps", "roam-server"))
-ROAM_CLIENT = os.environ.get("ROAM_CLIENT", os.path.join(ROOT, "build", "apps", "roam-client"))
-ROAMCTL = os.environ.get("ROAMCTL", os.path.join(ROOT, "build", "apps", "roamctl"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from netns_lab import ROAM_CLIENT, ROAM_SERVER, ROAMCTL, Failure, log  # noqa: E402
+import netns_lab  # noqa: E402
+
 # Large enough that the stream cannot end before move 3: with TUN offloads the path is fast
 # and ~16 MiB sit in buffers ahead of the reader (kernel sockets, both lwIP windows), so a
 # server that queued its last byte (FIN) at 64 MiB could no longer move (seen under ASan).
 SIZE = 128 << 20
 CONTROL = {"s": "198.18.2.1:7100", "s2": "198.18.3.1:7100"}
-LAB = "tm%04d" % (os.getpid() % 10000)
 
 
-def log(*args):
-    print(*args, flush=True)
-
-
-class Failure(Exception):
-    pass
-
-
-def run_in(role, argv, **kwargs):
-    return subprocess.run([TOPOLOGY, "exec", LAB, role] + argv, capture_output=True, text=True, **kwargs)
-
-
-def main(workdir, procs):
+def main(lab):
+    workdir = lab.workdir
     data = random.Random(7).randbytes(SIZE)
     with open(os.path.join(workdir, "movie.bin"), "wb") as f:
         f.write(data)
     expected = hashlib.sha256(data).hexdigest()
     del data
 
-    def start(label, role, argv):
-        out = open(os.path.join(workdir, label + ".log"), "w")
-        procs[label] = subprocess.Popen([TOPOLOGY, "exec", LAB, role] + argv, stdout=out, stderr=subprocess.STDOUT)
-
-    def wait_log(label, needle, seconds=15):
-        deadline = time.monotonic() + seconds
-        path = os.path.join(workdir, label + ".log")
-        while time.monotonic() < deadline:
-            if needle in open(path).read():
-                return
-            if procs[label].poll() is not None:
-                break
-            time.sleep(0.1)
-        raise Failure("%s never logged %r:\n%s" % (label, needle, open(path).read()[-2000:]))
+    start, wait_log, run_in = lab.start, lab.wait_log, lab.run_in
 
     for role, addr in (("s", "198.18.12.2"), ("s2", "198.18.13.2")):
         start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr, "--control", CONTROL[role],
@@ -81,7 +52,7 @@ def main(workdir, procs):
 
     # The kernel client runs inside namespace c: a small python reader.
     reader = subprocess.Popen(
-        [TOPOLOGY, "exec", LAB, "c", sys.executable, "-c", """
+        [netns_lab.TOPOLOGY, "exec", lab.name, "c", sys.executable, "-c", """
 import hashlib, socket, sys
 s = socket.create_connection(("127.0.0.1", 9000), timeout=60)
 s.sendall(b"movie.bin\\n")
@@ -130,41 +101,9 @@ print("done", n, h.hexdigest(), flush=True)
     status = run_in("r", [ROAMCTL, "status", "--server", CONTROL["s2"]])
     log("ok   - s2 status: " + status.stdout.strip())
 
-    for label in ("client", "server_s", "server_s2"):
-        procs[label].send_signal(signal.SIGTERM)
-        try:
-            rc = procs[label].wait(15)
-        except subprocess.TimeoutExpired:
-            raise Failure("%s did not exit within 15 s of SIGTERM" % label)
-        text = open(os.path.join(workdir, label + ".log")).read()
-        if rc != 0 or "Sanitizer" in text or "runtime error" in text:
-            raise Failure("%s exited %d:\n%s" % (label, rc, text[-2000:]))
+    lab.stop_cleanly(["client", "server_s", "server_s2"])
     log("ok   - every roam process exited 0 on SIGTERM")
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        print("SKIP: needs root and iproute2")
-        sys.exit(77)
-    workdir = tempfile.mkdtemp(prefix="roam-tun-migrate-")
-    procs = {}
-    code = 0
-    try:
-        up = subprocess.run([TOPOLOGY, "up", LAB], capture_output=True, text=True)
-        if up.returncode != 0:
-            raise Failure("topology up: " + up.stderr)
-        main(workdir, procs)
-        log("# all checks passed")
-    except Failure as e:
-        code = 1
-        log("FAIL - %s" % e)
-        log("# logs kept in %s" % workdir)
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        subprocess.run([TOPOLOGY, "down", LAB], capture_output=True)
-        if code == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-    sys.exit(code)
+    netns_lab.run("tm", main)

@@ -1,0 +1,107 @@
+"""Shared plumbing of the Python netns tests: one lab of namespaces (tools/netns/topology)
+named after the test and its pid, processes started inside it with their output in a
+work directory, and the rule that the lab and every process are gone on every exit path.
+
+    def main(lab):
+        lab.start("server_s", "s", [ROAM_SERVER, ...])
+        lab.wait_log("server_s", "interface up")
+        ...
+    if __name__ == "__main__":
+        netns_lab.run("tm", main)      # exit 0 passed, 1 failed, 77 skipped (not root)
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.environ.get("ROAMSTACK_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+TOPOLOGY = os.path.join(ROOT, "tools", "netns", "topology")
+NAT = os.path.join(ROOT, "tools", "netns", "nat")
+ROAM_SERVER = os.environ.get("ROAM_SERVER", os.path.join(ROOT, "build", "apps", "roam-server"))
+ROAM_CLIENT = os.environ.get("ROAM_CLIENT", os.path.join(ROOT, "build", "apps", "roam-client"))
+ROAMCTL = os.environ.get("ROAMCTL", os.path.join(ROOT, "build", "apps", "roamctl"))
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+class Failure(Exception):
+    pass
+
+
+class Lab:
+    def __init__(self, name, workdir):
+        self.name = name
+        self.workdir = workdir
+        self.procs = {}
+
+    def run_in(self, role, argv, **kwargs):
+        return subprocess.run([TOPOLOGY, "exec", self.name, role] + argv, capture_output=True, text=True, **kwargs)
+
+    def start(self, label, role, argv):
+        out = open(os.path.join(self.workdir, label + ".log"), "w")
+        self.procs[label] = subprocess.Popen([TOPOLOGY, "exec", self.name, role] + argv, stdout=out,
+                                             stderr=subprocess.STDOUT)
+
+    def log_text(self, label):
+        with open(os.path.join(self.workdir, label + ".log")) as f:
+            return f.read()
+
+    def wait_log(self, label, needle, seconds=15, count=1):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.log_text(label).count(needle) >= count:
+                return
+            if self.procs[label].poll() is not None:
+                break
+            time.sleep(0.1)
+        raise Failure("%s never logged %r:\n%s" % (label, needle, self.log_text(label)[-2000:]))
+
+    def stop_cleanly(self, labels):
+        """SIGTERM each; each must exit 0 within 15 s with no sanitizer report."""
+        for label in labels:
+            self.procs[label].send_signal(signal.SIGTERM)
+            try:
+                rc = self.procs[label].wait(15)
+            except subprocess.TimeoutExpired:
+                raise Failure("%s did not exit within 15 s of SIGTERM" % label)
+            text = self.log_text(label)
+            if rc != 0 or "Sanitizer" in text or "runtime error" in text:
+                raise Failure("%s exited %d:\n%s" % (label, rc, text[-2000:]))
+
+    def kill_all(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def run(prefix, main):
+    """Creates the lab (`prefix`: 2 letters), runs main(lab), deletes the lab; exits with the test's status."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print("SKIP: needs root and iproute2")
+        sys.exit(77)
+    name = "%s%04d" % (prefix, os.getpid() % 10000)
+    workdir = tempfile.mkdtemp(prefix="roam-%s-" % prefix)
+    lab = Lab(name, workdir)
+    code = 0
+    try:
+        up = subprocess.run([TOPOLOGY, "up", name], capture_output=True, text=True)
+        if up.returncode != 0:
+            raise Failure("topology up: " + up.stderr)
+        main(lab)
+        log("# all checks passed")
+    except Failure as e:
+        code = 1
+        log("FAIL - %s" % e)
+        log("# logs kept in %s" % workdir)
+    finally:
+        lab.kill_all()
+        subprocess.run([TOPOLOGY, "down", name], capture_output=True)
+        if code == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+    sys.exit(code)
