@@ -14,8 +14,9 @@ off-path attacker) to the client's link, upload alone again.
   throughput_ratio_under_flood = flood phase / mean of the two phases without flood
   redirects_by_forgery         connections the client moved (no genuine move happens: 0)
   flood_pps                    forged datagrams per second the flooder got out
-Then a second pair with --segment-mac on both ends runs the same upload:
-  segment_mac_throughput_ratio = upload with per-segment MACs / the mean without (lab 1)
+Then three fresh pairs run the same upload (1 s warm-up, one phase): without MAC, with
+--segment-mac on both ends, without again:
+  segment_mac_throughput_ratio = with per-segment MACs / the mean of the two without
 The last line of stdout is one JSON object.
 """
 import argparse
@@ -159,22 +160,29 @@ def main():
         lab.stop()
     text = lab.client_log()
 
-    # Lab 2: --segment-mac on both ends, the same upload.
-    mac_lab = Lab(workdir, "mac", ["--segment-mac"])
-    try:
-        wait_for("the client's forward", lambda: "[app] forwarding" in mac_lab.client_log())
-        upload = Upload(mac_lab.forward)
-        wait_for("the control channel", lambda: "established from local port" in mac_lab.client_log())
-        time.sleep(0.5)  # the registration that turns signing on
-        with_mac = upload.rate(args.seconds)
-        upload.close()
-    finally:
-        mac_lab.stop()
-    signed = re.search(r"segment MAC: connections (\d+), signed (\d+), verified (\d+)", mac_lab.client_log())
+    # The MAC's cost: fresh pairs, each measured the same way (connect, 1 s to warm up, one
+    # phase): without, with --segment-mac on both ends, without again.
+    def fresh_upload(name, extra):
+        pair = Lab(workdir, name, extra)
+        try:
+            wait_for("the client's forward", lambda: "[app] forwarding" in pair.client_log())
+            upload = Upload(pair.forward)
+            wait_for("the control channel", lambda: "established from local port" in pair.client_log())
+            time.sleep(1.0)  # registration (which turns signing on) and slow start
+            rate = upload.rate(args.seconds)
+            upload.close()
+        finally:
+            pair.stop()
+        return rate, pair.client_log()
+
+    plain_before, _ = fresh_upload("plain-before", [])
+    with_mac, mac_log = fresh_upload("mac", ["--segment-mac"])
+    plain_after, _ = fresh_upload("plain-after", [])
+    signed = re.search(r"segment MAC: connections (\d+), signed (\d+), verified (\d+)", mac_log)
     if signed is None or int(signed.group(2)) == 0:
-        raise RuntimeError("the MAC lab signed nothing (%s)" % workdir)
-    note("upload with --segment-mac %.3f Gbit/s (client signed %s, verified %s segments)" % (
-        with_mac, signed.group(2), signed.group(3)))
+        raise RuntimeError("the MAC pair signed nothing (%s)" % workdir)
+    note("upload without MAC %.3f, with --segment-mac %.3f, without %.3f Gbit/s (client signed %s, verified %s)" % (
+        plain_before, with_mac, plain_after, signed.group(2), signed.group(3)))
 
     follower = re.search(r"frames forged (\d+) replayed (\d+).*ACMs (\d+) applied (\d+) refused (\d+).*"
                          r"connections moved (\d+)", text)
@@ -195,7 +203,8 @@ def main():
         "acms_applied": applied,
         "redirects_by_forgery": moved,
         "upload_gbps_segment_mac": round(with_mac, 3),
-        "segment_mac_throughput_ratio": round(with_mac / ((before + after) / 2), 3),
+        "upload_gbps_segment_mac_reference": round((plain_before + plain_after) / 2, 3),
+        "segment_mac_throughput_ratio": round(with_mac / ((plain_before + plain_after) / 2), 3),
     })
     print(json.dumps(result))
 
