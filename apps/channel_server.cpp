@@ -152,6 +152,11 @@ void ChannelServer::on_register(ChannelConnection& channel, const control::Regis
   }
 }
 
+const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* channel) const {
+  auto it = channels_.find(channel);
+  return it == channels_.end() ? nullptr : &it->second.ids;
+}
+
 ChannelConnection* ChannelServer::channel_for(uint64_t connection_id) {
   auto it = by_id_.find(connection_id);
   if (it != by_id_.end()) return it->second->established() ? it->second : nullptr;

@@ -60,6 +60,9 @@ class ChannelServer {
   // channel can no longer send.
   bool send_acm(ChannelConnection& channel, control::AddressChange acm);
 
+  // The connection ids this channel's client registered (and this server still maps to it).
+  const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
+
   const ChannelServerCounters& counters() const { return counters_; }
   size_t channel_count() const { return channels_.size(); }
 

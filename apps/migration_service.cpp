@@ -467,8 +467,22 @@ void MigrationService::announce_moves(const Export& job) {
       acms.erase({channel, item.key.local.to_string(), item.key.local_port});
     }
   }
-  for (auto& [where, acm] : acms)
-    if (!channels_->send_acm(*std::get<0>(where), std::move(acm))) ++counters_.acms_undeliverable;
+  for (auto& [where, acm] : acms) {
+    ChannelConnection* channel = std::get<0>(where);
+    // Every connection this client registered here moved, all from one endpoint: the
+    // global form says it in a few bytes, however many connections there are.
+    const std::set<uint64_t>* registered = channels_->registered_ids(channel);
+    size_t endpoints = 0;
+    for (const auto& [other, unused] : acms) endpoints += std::get<0>(other) == channel ? 1 : 0;
+    if (registered != nullptr && endpoints == 1 && registered->size() == acm.connection_ids.size() &&
+        std::all_of(acm.connection_ids.begin(), acm.connection_ids.end(),
+                    [registered](uint64_t id) { return registered->count(id) != 0; })) {
+      acm.scope = control::AcmScope::global;
+      acm.connection_ids.clear();
+      ++counters_.acms_global;
+    }
+    if (!channels_->send_acm(*channel, std::move(acm))) ++counters_.acms_undeliverable;
+  }
 }
 
 std::string MigrationService::status_json() const {
@@ -478,17 +492,17 @@ std::string MigrationService::status_json() const {
   return fmt::format(
       "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
       "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"sessions_without_channel\":{},"
-      "\"acms_undeliverable\":{},\"sessions_closed_young\":{},\"silenced_input_drops\":{},"
+      "\"acms_undeliverable\":{},\"acms_global\":{},\"sessions_closed_young\":{},\"silenced_input_drops\":{},"
       "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{},"
       "\"channels\":{},\"channels_accepted\":{},\"channels_established\":{},\"channels_failed\":{},"
       "\"registrations\":{},\"registrations_refused\":{},\"channel_frames_dropped\":{},"
       "\"acms_sent\":{},\"acms_applied\":{},\"acms_refused\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
       c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.sessions_without_channel,
-      c.acms_undeliverable, c.sessions_closed_young, g.silenced_input_drops, g.parked_output_drops, g.unparked,
-      guard_.parked_count(), c.moves_timed_out, c.parked_expired, channels_->channel_count(), k.channels_accepted,
-      k.channels_established, k.channels_failed, k.registrations, k.registrations_refused, k.frames_dropped,
-      k.acms_sent, k.acms_applied, k.acms_refused);
+      c.acms_undeliverable, c.acms_global, c.sessions_closed_young, g.silenced_input_drops, g.parked_output_drops,
+      g.unparked, guard_.parked_count(), c.moves_timed_out, c.parked_expired, channels_->channel_count(),
+      k.channels_accepted, k.channels_established, k.channels_failed, k.registrations, k.registrations_refused,
+      k.frames_dropped, k.acms_sent, k.acms_applied, k.acms_refused);
 }
 
 }  // namespace roam

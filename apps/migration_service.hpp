@@ -61,6 +61,7 @@ struct MigrationCounters {
   uint64_t sessions_without_channel = 0;  // not moved: their client could not be told
   uint64_t acms_undeliverable = 0;        // moved, but the client's channel closed meanwhile
   uint64_t sessions_closed_young = 0;     // long-lived policy: closed instead of moved
+  uint64_t acms_global = 0;               // ACMs sent in the global form
   uint64_t moves_timed_out = 0;
   uint64_t parked_expired = 0;
 };

@@ -209,6 +209,8 @@ def phase_attacks():
             started = time.monotonic()
             t.migrate("A", "B", expect_moved=1)
             wait_until("the client's ACK of the ACM", lambda: t.status("A")["acms_applied"] == 1)
+            # All of the client's connections to A moved: announced in the global form.
+            check(t.status("A")["acms_global"] == 1, "the whole move was not announced in the global form")
             wait_until("B to register the connection", lambda: t.status("B")["registrations"] >= 1)
             pump.flowing("the genuine move A -> B")
             with recorder.lock:

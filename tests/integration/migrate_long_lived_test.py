@@ -30,6 +30,8 @@ def main():
         t.wait_for_sessions("A", 0)
         check(t.status("B")["sessions"] == 1, "B should hold the old connection only")
         check(t.status("A")["sessions_closed_young"] == 1, "A did not count the young connection")
+        # One of the client's two connections stayed: the ACM names the one that moved.
+        check(t.status("A")["acms_global"] == 0, "A announced the partial move in the global form")
         try:
             rest = young.recv(100)
         except ConnectionResetError:
