@@ -37,7 +37,9 @@ std::string channel_options_help(bool client) {
       "  --channel-port PORT    userspace TCP port of the control channel (default 7001)\n"
       "  --key FILE             this host's identity key (`roamctl genkey --out FILE`, mode\n"
       "                         0600); default: a fresh key for this run only\n"
-      "  --host-id NAME         the name this host gives in its HELLO (default: its address)\n"
+      "  --host-id NAME         the name this host gives in its HELLO: clients know servers\n"
+      "                         by it in --known-hosts (default: a server's carrier address;\n"
+      "                         a client's is \"client\")\n"
       "  --segment-mac          per-segment MAC on carrier connections (a 16-byte TCP option\n"
       "                         keyed from the control channel) with peers that offer it\n"
       "                         too; segments failing it are dropped. Not with TUN offloads\n";
