@@ -1,5 +1,7 @@
 #include "apps/channel_options.hpp"
 
+#include <chrono>
+
 #include "apps/cli.hpp"
 #include "tun/log.hpp"
 
@@ -51,6 +53,12 @@ std::string channel_options_help(bool client) {
         "  --acm-max-age SECONDS  refuse Address Change Messages issued longer ago (default 30;\n"
         "                         client and server clocks must agree that closely)\n";
   return text;
+}
+
+uint64_t unix_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options) {

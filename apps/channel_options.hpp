@@ -30,6 +30,10 @@ struct ChannelOptions {
 bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client);
 std::string channel_options_help(bool client);
 
+// Unix time in milliseconds: what ACMs are stamped with (issued_at) and checked against,
+// and what known-hosts entries record (in seconds). The wall clock, not the loop's.
+uint64_t unix_ms();
+
 // The identity key named by --key, or a fresh one (logged as such). Throws ConfigError.
 std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options);
 

@@ -9,24 +9,8 @@
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "tun/log.hpp"
-#include "tun/rate_limited_log.hpp"
 
 namespace roam {
-
-namespace {
-
-uint64_t unix_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
-RateLimitedLog& bad_frame_log() {
-  static RateLimitedLog log;
-  return log;
-}
-
-}  // namespace
 
 ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
                              SegmentMacGuard* guard)
@@ -69,7 +53,7 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
   callbacks.on_bad_frame = [this](ChannelConnection& c, control::ChannelError error) {
     ++counters_.frames_dropped;
     uint64_t suppressed = 0;
-    if (bad_frame_log().allow(suppressed))
+    if (bad_frame_log_.allow(suppressed))
       logger("channel")->warn("control channel from {}: dropped a frame: {} ({} more not logged)",
                               c.peer_address().to_string(), control::channel_error_name(error), suppressed);
   };

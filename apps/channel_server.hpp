@@ -19,11 +19,13 @@
 #include <vector>
 
 #include "apps/channel_connection.hpp"
+#include "apps/channel_options.hpp"
 #include "apps/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "stack/control/messages.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
+#include "tun/rate_limited_log.hpp"
 
 namespace roam {
 
@@ -86,6 +88,7 @@ class ChannelServer {
   std::map<ChannelConnection*, Entry> channels_;
   std::unordered_map<uint64_t, ChannelConnection*> by_id_;
   uint64_t next_sequence_;
+  RateLimitedLog bad_frame_log_;
   ChannelServerCounters counters_;
 };
 

@@ -88,17 +88,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   channels_ = std::make_unique<ChannelServer>(
       node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
       config_.channel.port, segment_mac_.get());
-  if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
-    housekeeping_timer_.mark_initialized();
-    housekeeping_timer_.get()->data = this;
-    uv_timer_start(
-        housekeeping_timer_.get(),
-        [](uv_timer_t* timer) {
-          if (auto* self = static_cast<MigrationService*>(timer->data)) self->on_housekeeping();
-        },
-        1000, 1000);
-    uv_unref(housekeeping_timer_.base());  // never keeps the loop alive on its own
-  }
+  start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
 
   if (config_.control.empty()) return;
   sockaddr_storage address{};
@@ -467,16 +457,15 @@ void MigrationService::announce_moves(const Export& job) {
       acms.erase({channel, item.key.local.to_string(), item.key.local_port});
     }
   }
+  std::map<ChannelConnection*, size_t> endpoints_of;
+  for (const auto& [where, acm] : acms) ++endpoints_of[std::get<0>(where)];
   for (auto& [where, acm] : acms) {
     ChannelConnection* channel = std::get<0>(where);
-    // Every connection this client registered here moved, all from one endpoint: the
-    // global form says it in a few bytes, however many connections there are.
+    // Every id here is registered on this channel (channel_for found it there). When they
+    // are all of its ids, from one endpoint, the global form says it in a few bytes,
+    // however many connections there are.
     const std::set<uint64_t>* registered = channels_->registered_ids(channel);
-    size_t endpoints = 0;
-    for (const auto& [other, unused] : acms) endpoints += std::get<0>(other) == channel ? 1 : 0;
-    if (registered != nullptr && endpoints == 1 && registered->size() == acm.connection_ids.size() &&
-        std::all_of(acm.connection_ids.begin(), acm.connection_ids.end(),
-                    [registered](uint64_t id) { return registered->count(id) != 0; })) {
+    if (endpoints_of[channel] == 1 && registered != nullptr && registered->size() == acm.connection_ids.size()) {
       acm.scope = control::AcmScope::global;
       acm.connection_ids.clear();
       ++counters_.acms_global;

@@ -21,12 +21,6 @@ constexpr uint64_t housekeeping_ms = 500;
 constexpr uint64_t retry_after_failure_ms = 1000;
 constexpr uint64_t retry_after_distrust_ms = 30'000;
 
-uint64_t unix_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
 }  // namespace
 
 struct MoveFollower::Server {
@@ -53,17 +47,8 @@ MoveFollower::MoveFollower(Node& node, const ChannelOptions& options)
   }
   if (uv_timer_init(node_.loop(), poke_timer_.get()) == 0) poke_timer_.mark_initialized();
   poke_timer_.get()->data = this;
-  if (uv_timer_init(node_.loop(), housekeeping_timer_.get()) == 0) {
-    housekeeping_timer_.mark_initialized();
-    housekeeping_timer_.get()->data = this;
-    uv_timer_start(
-        housekeeping_timer_.get(),
-        [](uv_timer_t* timer) {
-          if (auto* self = static_cast<MoveFollower*>(timer->data)) self->on_housekeeping();
-        },
-        housekeeping_ms, housekeeping_ms);
-    uv_unref(housekeeping_timer_.base());
-  }
+  start_repeating_timer<&MoveFollower::on_housekeeping>(housekeeping_timer_, node_.loop(), this, housekeeping_ms,
+                                                        false);
 }
 
 MoveFollower::~MoveFollower() {

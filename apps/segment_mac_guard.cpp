@@ -96,12 +96,13 @@ std::span<const uint8_t> SegmentMacGuard::rewrite(std::span<const uint8_t> packe
   if (!flow) return packet;
   auto it = flows_.find(*flow);
   if (it == flows_.end()) return packet;
-  auto info = wire::check_ip_packet(packet);
+  // lwIP built this packet: read its headers without summing its checksum again.
+  auto info = wire::describe_own_tcp_packet(packet);
   if (!info) return packet;
-  auto tcp = wire::parse_tcp_segment(packet, info.value());
+  auto tcp = wire::parse_tcp_segment(packet, *info);
   if (!tcp) return packet;
   auto tag = it->second.key->tag(fields_of(*tcp, it->second.outbound, it->second.connection_id));
-  size_t length = wire::append_segment_mac(packet, info.value(), *tcp, tag, scratch);
+  size_t length = wire::append_segment_mac(packet, *info, *tcp, tag, scratch);
   if (length == 0) {
     ++counters_.unsigned_no_room;
     return packet;

@@ -71,4 +71,23 @@ class UvHandle {
   bool initialized_ = false;
 };
 
+// Initialises `timer` on `loop` and starts it calling (owner->*Method)() every
+// `interval_ms`. A housekeeping timer should not keep the loop alive on its own
+// (`keeps_loop_alive` false). Returns false when libuv refused (the timer stays unused).
+template <auto Method, typename Owner>
+bool start_repeating_timer(UvHandle<uv_timer_t>& timer, uv_loop_t* loop, Owner* owner, uint64_t interval_ms,
+                           bool keeps_loop_alive) {
+  if (uv_timer_init(loop, timer.get()) != 0) return false;
+  timer.mark_initialized();
+  timer.get()->data = owner;
+  uv_timer_start(
+      timer.get(),
+      [](uv_timer_t* t) {
+        if (auto* self = static_cast<Owner*>(t->data)) (self->*Method)();
+      },
+      interval_ms, interval_ms);
+  if (!keeps_loop_alive) uv_unref(timer.base());
+  return true;
+}
+
 }  // namespace roam

@@ -1,18 +1,15 @@
 #include "stack/control/channel.hpp"
 
+#include <algorithm>
+#include <array>
 #include <utility>
 
+#include "stack/wire/byte_reader.hpp"
 #include "stack/wire/byte_writer.hpp"
 
 namespace roam::control {
 
 namespace {
-
-uint64_t read_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-  return v;
-}
 
 void append_framed(std::span<const uint8_t> body, std::vector<uint8_t>& out) {
   wire::put_u16(out, static_cast<uint16_t>(body.size()));
@@ -129,7 +126,7 @@ Result<std::optional<ControlChannel::Event>, ChannelError> ControlChannel::read_
     ++counters_.forged;
     return unexpected(ChannelError::forged);
   }
-  uint64_t counter = read_u64(body.data());
+  uint64_t counter = wire::ByteReader(body).u64();
   std::vector<uint8_t> plain;
   if (!transport_->receive.decrypt_with_nonce(counter, body.first(channel_counter_bytes),
                                               body.subspan(channel_counter_bytes), plain)) {
@@ -152,14 +149,17 @@ Result<std::optional<ControlChannel::Event>, ChannelError> ControlChannel::read_
 Result<std::vector<uint8_t>, ChannelError> ControlChannel::seal(const Message& message) {
   if (!established() || failed_) return unexpected(ChannelError::not_established);
   auto plain = encode_message(message);
-  std::vector<uint8_t> body;
-  body.reserve(channel_counter_bytes + plain.size() + crypto::noise_tag_bytes);
-  wire::put_u64(body, transport_->send.nonce());
-  std::vector<uint8_t> counter(body.begin(), body.end());
-  if (!transport_->send.encrypt(counter, plain, body)) return unexpected(ChannelError::not_established);
+  // The frame is built in place: length (filled in last), counter, ciphertext and tag.
   std::vector<uint8_t> out;
-  out.reserve(channel_length_bytes + body.size());
-  append_framed(body, out);
+  out.reserve(channel_length_bytes + channel_counter_bytes + plain.size() + crypto::noise_tag_bytes);
+  wire::put_u16(out, 0);
+  wire::put_u64(out, transport_->send.nonce());
+  std::array<uint8_t, channel_counter_bytes> counter;
+  std::copy(out.begin() + channel_length_bytes, out.end(), counter.begin());
+  if (!transport_->send.encrypt(counter, plain, out)) return unexpected(ChannelError::not_established);
+  const size_t body = out.size() - channel_length_bytes;
+  out[0] = static_cast<uint8_t>(body >> 8);
+  out[1] = static_cast<uint8_t>(body);
   ++counters_.messages_out;
   return out;
 }

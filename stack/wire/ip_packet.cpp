@@ -157,4 +157,22 @@ Result<PacketInfo, PacketError> check_ip_packet(std::span<const uint8_t> packet)
   }
 }
 
+std::optional<PacketInfo> describe_own_tcp_packet(std::span<const uint8_t> packet) {
+  if (packet.size() < 40) return std::nullopt;
+  const uint8_t version = packet[0] >> 4;
+  if (version == 4) {
+    const size_t header = static_cast<size_t>(packet[0] & 0x0F) * 4;
+    const size_t length = (size_t{packet[2]} << 8) | packet[3];
+    if (packet[9] != ip_protocol_tcp || header < 20 || length > packet.size() || length < header + 20)
+      return std::nullopt;
+    return PacketInfo{4, ip_protocol_tcp, static_cast<uint16_t>(length), static_cast<uint16_t>(header)};
+  }
+  if (version == 6 && packet.size() >= 60) {
+    const size_t length = 40 + ((size_t{packet[4]} << 8) | packet[5]);
+    if (packet[6] != ip_protocol_tcp || length > packet.size() || length > 65535) return std::nullopt;
+    return PacketInfo{6, ip_protocol_tcp, static_cast<uint16_t>(length), 40};
+  }
+  return std::nullopt;
+}
+
 }  // namespace roam::wire

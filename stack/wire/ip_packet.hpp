@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -50,5 +51,10 @@ struct PacketInfo {
 // minimum header and its checksum. On success every header byte up to `length` is valid
 // to read. IPv6 packets longer than 65535 bytes in total are rejected (bad_total_length).
 Result<PacketInfo, PacketError> check_ip_packet(std::span<const uint8_t> packet);
+
+// The PacketInfo of a TCP packet this host's own stack built (lwIP: no fragments, no IPv6
+// extension headers): lengths and protocol are checked, checksums are not summed again
+// (the output path runs this per segment). nullopt for anything else.
+std::optional<PacketInfo> describe_own_tcp_packet(std::span<const uint8_t> packet);
 
 }  // namespace roam::wire

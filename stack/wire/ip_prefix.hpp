@@ -42,32 +42,22 @@ struct IpAddress {
     inet_ntop(version == 4 ? AF_INET : AF_INET6, bytes.data(), text, sizeof text);
     return text;
   }
-  // Destination address of a raw IP packet (version from the first nibble), if long enough.
-  static std::optional<IpAddress> destination_of(std::span<const uint8_t> packet) {
+  // Destination and source address of a raw IP packet (version from the first nibble),
+  // if it is long enough to hold them.
+  static std::optional<IpAddress> destination_of(std::span<const uint8_t> packet) { return address_at(packet, 16, 24); }
+  static std::optional<IpAddress> source_of(std::span<const uint8_t> packet) { return address_at(packet, 12, 8); }
+
+ private:
+  static std::optional<IpAddress> address_at(std::span<const uint8_t> packet, size_t v4_offset, size_t v6_offset) {
     if (packet.empty()) return std::nullopt;
     IpAddress a;
     a.version = static_cast<uint8_t>(packet[0] >> 4);
     if (a.version == 4 && packet.size() >= 20) {
-      std::memcpy(a.bytes.data(), packet.data() + 16, 4);
+      std::memcpy(a.bytes.data(), packet.data() + v4_offset, 4);
       return a;
     }
     if (a.version == 6 && packet.size() >= 40) {
-      std::memcpy(a.bytes.data(), packet.data() + 24, 16);
-      return a;
-    }
-    return std::nullopt;
-  }
-  // Source address of a raw IP packet, likewise.
-  static std::optional<IpAddress> source_of(std::span<const uint8_t> packet) {
-    if (packet.empty()) return std::nullopt;
-    IpAddress a;
-    a.version = static_cast<uint8_t>(packet[0] >> 4);
-    if (a.version == 4 && packet.size() >= 20) {
-      std::memcpy(a.bytes.data(), packet.data() + 12, 4);
-      return a;
-    }
-    if (a.version == 6 && packet.size() >= 40) {
-      std::memcpy(a.bytes.data(), packet.data() + 8, 16);
+      std::memcpy(a.bytes.data(), packet.data() + v6_offset, 16);
       return a;
     }
     return std::nullopt;

@@ -66,6 +66,7 @@ void check_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, 
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> packet(data, size);
+  (void)roam::wire::describe_own_tcp_packet(packet);  // any bytes: no read out of bounds
   const auto info = roam::wire::check_ip_packet(packet);
   if (info) {
     if (info->length > size || info->transport_offset > info->length) __builtin_trap();
@@ -73,6 +74,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto tcp = roam::wire::parse_tcp_segment(packet, *info);
       if (!tcp) __builtin_trap();  // a validated TCP packet always parses
       if (tcp->version == 4) check_rebuild(*tcp);
+      // What the output path reads without summing agrees with the full check.
+      const auto own = roam::wire::describe_own_tcp_packet(packet);
+      if (!own || own->length != info->length || own->transport_offset != info->transport_offset) __builtin_trap();
       check_segment_mac(packet, *info, *tcp);
     }
   } else if (size >= 6) {

@@ -59,6 +59,24 @@ TEST_CASE("the MAC option is appended with valid lengths and checksums, and foun
   }
 }
 
+TEST_CASE("describe_own_tcp_packet reads what check_ip_packet reads, without the sums") {
+  auto packet = ipv4_segment(300, {2, 4, 0x05, 0xb4});
+  auto checked = check_ip_packet(packet);
+  REQUIRE(checked);
+  auto own = describe_own_tcp_packet(packet);
+  REQUIRE(own);
+  CHECK(own->length == checked->length);
+  CHECK(own->transport_offset == checked->transport_offset);
+  CHECK(own->version == 4);
+  CHECK_FALSE(describe_own_tcp_packet(std::span(packet).first(39)));
+  auto udp = packet;
+  udp[9] = 17;
+  CHECK_FALSE(describe_own_tcp_packet(udp));
+  auto too_long = packet;
+  too_long[2] = 0xFF;  // total length beyond the buffer
+  CHECK_FALSE(describe_own_tcp_packet(too_long));
+}
+
 TEST_CASE("IPv6: the payload length and checksum follow") {
   // Build an IPv6 packet by hand: header + 20-byte TCP header + 10 bytes.
   std::vector<uint8_t> packet(40 + 20 + 10, 0);
