@@ -20,15 +20,7 @@ namespace {
 using namespace roam;
 using namespace roam::testing;
 
-struct Lab : LwipLab {
-  LabPeer server;
-  Lab()
-      : LwipLab(4, [this](tcp_pcb* pcb) {
-          server.connection = std::make_unique<TcpConnection>(pcb, &server);
-          return true;
-        }) {}
-  ~Lab() { server.connection.reset(); }
-};
+using Lab = PeerLab;
 
 std::array<uint8_t, 64> session_hash() {
   std::array<uint8_t, 64> h{};
@@ -59,7 +51,7 @@ std::vector<uint8_t> injected(const Lab& lab, const tcp_pcb* client, bool with_m
 TEST_CASE("protected both ways: byte-exact, every segment signed and verified; forgeries dropped") {
   Lab lab;
   SegmentMacGuard guard(*lab.node);
-  lab.connect([&] { return lab.server.connection != nullptr; });
+  lab.connect();
   tcp_pcb* client = lab.client.connection->pcb();
   tcp_pcb* server = lab.server.connection->pcb();
   REQUIRE(connection_id(client) == connection_id(server));
@@ -104,7 +96,7 @@ TEST_CASE("protected both ways: byte-exact, every segment signed and verified; f
 
 TEST_CASE("the same forgery without the guard corrupts the stream (why the option exists)") {
   Lab lab;
-  lab.connect([&] { return lab.server.connection != nullptr; });
+  lab.connect();
   tcp_pcb* client = lab.client.connection->pcb();
   lab.inject(lab.c(), injected(lab, client, false));
   lab.run([] { return false; }, 5);

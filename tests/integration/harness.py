@@ -302,7 +302,32 @@ def _bind_failed(proc):
         "Address already in use" in text or "cannot bind" in text or "cannot listen" in text)
 
 
-class Pair:
+class _Topology:
+    """What Pair and TwoServers share as context managers: start() on entry (if it fails,
+    every process started so far is reaped), stop_all() on exit. A failure already on its
+    way out is not hidden by shutdown problems, which are logged instead. Subclasses
+    provide start(), stop_all() and _processes()."""
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            for proc in self._processes():
+                proc.stop(check_exit=False)
+            raise
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.stop_all()
+            return False
+        try:
+            self.stop_all()
+        except TestFailure as e:
+            log("(also, while cleaning up after the failure:)\n" + str(e))
+        return False
+
+
+class Pair(_Topology):
     """A roam-server and a roam-client joined by UDP links on loopback.
 
         with Pair(mode="echo") as pair:
@@ -407,29 +432,8 @@ class Pair:
             raise TestFailure("\n".join(errors))
         return tuple(results)
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self._stop_quietly()
-            raise
-
-    def _stop_quietly(self):
-        for proc in (self.client, self.server):
-            if proc is not None:
-                proc.stop(check_exit=False)
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.stop_all()
-            return False
-        # A failure is already on its way out: still reap everything, and mention shutdown
-        # problems without hiding the original error.
-        try:
-            self.stop_all()
-        except TestFailure as e:
-            log("(also, while cleaning up after the failure:)\n" + str(e))
-        return False
+    def _processes(self):
+        return [p for p in (self.client, self.server) if p is not None]
 
 
 def wait_for_tcp(port, timeout=READY_TIMEOUT, proc=None):
@@ -480,7 +484,7 @@ def parse_moved(line):
     return int(m.group(1)), int(m.group(2)), m.group(3), float(m.group(4))
 
 
-class TwoServers:
+class TwoServers(_Topology):
     """Servers A and B running the same mode, each with its own --control port on
     127.0.0.1, and one roam-client whose -L forwards all target A:
 
@@ -659,23 +663,6 @@ class TwoServers:
             raise TestFailure("\n".join(errors))
         return results
 
-    def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            for proc in self._processes():
-                proc.stop(check_exit=False)
-            raise
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.stop_all()
-            return False
-        try:
-            self.stop_all()
-        except TestFailure as e:
-            log("(also, while cleaning up after the failure:)\n" + str(e))
-        return False
 
 
 class Relay:
@@ -853,16 +840,26 @@ def raise_nofile_limit(want):
 
 # ---------------------------------------------------------------- data helpers
 
-def echo_round_trip(sock, size=2048):
-    """Sends `size` random bytes on an echo connection and checks they come back as sent."""
-    data = os.urandom(size)
-    sock.sendall(data)
+def echo_round_trip(sock, message=2048, what=None):
+    """Sends `message` (bytes, or that many random bytes) on an echo connection and checks
+    that exactly it comes back. A reset, EOF or no echo within the socket's timeout first
+    is a failure, named after `what`."""
+    if isinstance(message, int):
+        message = os.urandom(message)
+    what = what or "echo of %d bytes" % len(message)
+    sock.sendall(message)
     got = b""
-    while len(got) < size:
-        chunk = sock.recv(size - len(got))
-        check(chunk, "the connection closed during an echo")
-        got += chunk
-    check(got == data, "echo differs from the bytes sent")
+    while len(got) < len(message):
+        try:
+            part = sock.recv(len(message) - len(got))
+        except ConnectionResetError as e:
+            raise TestFailure("%s: reset after %d bytes: %r" % (what, len(got), e))
+        except socket.timeout:
+            raise TestFailure("%s: no echo within the socket's timeout after %d bytes" % (what, len(got)))
+        if not part:
+            raise TestFailure("%s: EOF after %d bytes" % (what, len(got)))
+        got += part
+    check(got == message, "%s: came back as %r, expected %r" % (what, got[:64], message[:64]))
 
 
 def pseudo_random_bytes(seed, size):

@@ -162,22 +162,6 @@ def expect_closed(sock, description):
 
 # ------------------------------------------------------------- helpers
 
-def round_trip(sock, message, what):
-    sock.sendall(message)
-    got = b""
-    while len(got) < len(message):
-        try:
-            part = sock.recv(len(message) - len(got))
-        except ConnectionResetError as e:
-            raise TestFailure("%s: the live connection was reset: %r" % (what, e))
-        except socket.timeout:
-            raise TestFailure("%s: no echo within %.0f s" % (what, harness.IO_TIMEOUT))
-        if not part:
-            raise TestFailure("%s: the live connection saw EOF" % what)
-        got += part
-    check(got == message, "%s: echo %r, expected %r" % (what, got, message))
-
-
 class SilentTarget:
     """A kernel TCP listener that plays a broken migration target: accepts, reads a little,
     and closes without answering."""
@@ -305,7 +289,7 @@ def failed_migrations(t, live):
     check(result.returncode == 1, "roamctl migrate to a dead port: exit %d, expected 1" % result.returncode)
     check(len(lines) == 1 and lines[0].startswith("error"),
           "roamctl migrate to a dead port: stdout %r, expected one 'error ...' line" % result.stdout)
-    round_trip(live, b"still here after a failed migration\n", "after the migration to a dead port")
+    harness.echo_round_trip(live, b"still here after a failed migration\n", "after the migration to a dead port")
     status = t.status("A")
     check(status["sessions"] == 1 and status["sessions_exported"] == 0,
           "A after the failed migration: %s (expected 1 session, 0 exported)" % status)
@@ -326,7 +310,7 @@ def failed_migrations(t, live):
     check(result.returncode == 1 and result.stdout.startswith("error") and len(result.stdout.splitlines()) == 1,
           "roamctl migrate to a target that closes: exit %d, stdout %r, expected one 'error ...' line"
           % (result.returncode, result.stdout))
-    round_trip(live, b"still here after the target hung up\n", "after the migration to a target that closed")
+    harness.echo_round_trip(live, b"still here after the target hung up\n", "after the migration to a target that closed")
     status = t.status("A")
     log("    A status: %s" % status)
     check(status["sessions"] == 1 and status["sessions_exported"] == 0,
@@ -341,14 +325,14 @@ def failed_migrations(t, live):
         target.address, result.returncode, result.stdout.strip()))
     check(result.returncode == 1 and "no complete answer within 1 s" in result.stdout,
           "roamctl migrate to a target that never answers: exit %d, stdout %r" % (result.returncode, result.stdout))
-    round_trip(live, b"still here after the target hung\n", "after the migration to a target that hung")
+    harness.echo_round_trip(live, b"still here after the target hung\n", "after the migration to a target that hung")
     status = t.status("A")
     check(status["sessions"] == 1 and status["moves_timed_out"] == 1,
           "A after the timed-out move: %s (expected 1 session, 1 move timed out)" % status)
 
     moved = t.migrate("A", "B", expect_moved=1)
     log("    then A -> B: ok moved %d of %d to %s in %.3f ms" % moved)
-    round_trip(live, b"served by B now\n", "after the move to B")
+    harness.echo_round_trip(live, b"served by B now\n", "after the move to B")
     status = t.status("B")
     log("    B status: %s" % status)
     check(status["sessions_imported"] == 1 and status["sessions"] == 1,
@@ -410,13 +394,13 @@ def roamctl_bad_arguments(t):
 def main():
     with harness.TwoServers(mode="echo", server_extra=["--move-timeout", "1"]) as t:
         live = t.connect()
-        round_trip(live, b"hello before anything\n", "first echo")
+        harness.echo_round_trip(live, b"hello before anything\n", "first echo")
         refused = forged_session_frames(t)
         broken_framing(t, refused)
-        round_trip(live, b"A unaffected by B's bad input\n", "after (a) and (b)")
+        harness.echo_round_trip(live, b"A unaffected by B's bad input\n", "after (a) and (b)")
         failed_migrations(t, live)
         failures = roamctl_bad_arguments(t)
-        round_trip(live, b"goodbye\n", "last echo")
+        harness.echo_round_trip(live, b"goodbye\n", "last echo")
         live.close()
         t.wait_for_sessions("B", 0)
         t.stop_all()

@@ -44,18 +44,6 @@ def send_all(sock, data):
     return len(data)
 
 
-def round_trip(sock, message):
-    sock.sendall(message)
-    got = b""
-    while len(got) < len(message):
-        try:
-            part = sock.recv(len(message) - len(got))
-        except ConnectionResetError as e:
-            raise TestFailure("echo of %r: reset after %d bytes: %r" % (message, len(got), e))
-        if not part:
-            raise TestFailure("echo of %r: EOF after %d bytes" % (message, len(got)))
-        got += part
-    check(got == message, "echo of %r came back as %r" % (message, got))
 
 
 def upload_with_moves():
@@ -114,7 +102,7 @@ def many_idle_connections():
             for i in range(IDLE_CONNECTIONS):
                 sock = t.connect()
                 socks.append(sock)
-                round_trip(sock, b"hello %d\n" % i)
+                harness.echo_round_trip(sock, b"hello %d\n" % i)
             log("opened %d connections, one echo each, in %.2f s" % (len(socks), time.monotonic() - started))
             t.wait_for_sessions("A", IDLE_CONNECTIONS)
 
@@ -131,7 +119,7 @@ def many_idle_connections():
 
             started = time.monotonic()
             for i, sock in enumerate(socks):
-                round_trip(sock, b"again %d after the move\n" % i)
+                harness.echo_round_trip(sock, b"again %d after the move\n" % i)
             log("INFO %d round trips after the move in %.2f s" % (len(socks), time.monotonic() - started))
         finally:
             for sock in socks:

@@ -250,4 +250,22 @@ class LwipLab {
   std::unique_ptr<TcpListener> listener_;
 };
 
+// The usual lab: the client end and the server end (accepted at A) are both LabPeers.
+struct PeerLab : LwipLab {
+  LabPeer server;
+
+  explicit PeerLab(int family = 4, LinkOffloads offloads = {})
+      : LwipLab(
+            family,
+            [this](tcp_pcb* pcb) {
+              server.connection = std::make_unique<TcpConnection>(pcb, &server);
+              return true;
+            },
+            offloads) {}
+  ~PeerLab() { server.connection.reset(); }
+  void connect() {
+    LwipLab::connect([this] { return server.connection != nullptr; });
+  }
+};
+
 }  // namespace roam::testing

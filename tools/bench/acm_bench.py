@@ -23,13 +23,15 @@ import argparse
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import free_port, stop_processes  # noqa: E402
 
 ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
@@ -41,14 +43,6 @@ CLIENT_ADDR, A_ADDR = "198.18.11.2", "198.18.12.2"
 
 def note(*args):
     print("[acm]", *args, file=sys.stderr, flush=True)
-
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(what, predicate, timeout=30):
@@ -83,15 +77,7 @@ class Lab:
             return f.read()
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, 20)
 
 
 class Upload:

@@ -25,7 +25,6 @@ import random
 import resource
 import selectors
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,6 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_util import free_port, stop_processes  # noqa: E402
 
 ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
@@ -42,14 +44,6 @@ CLIENT_ADDR, A_ADDR, B_ADDR = "198.18.11.2", "198.18.12.2", "198.18.13.2"
 
 def note(*args):
     print("[migrate]", *args, file=sys.stderr, flush=True)
-
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Lab:
@@ -93,15 +87,7 @@ class Lab:
         return json.loads(out.stdout) if out.returncode == 0 else {}
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, 10)
 
 
 def wait_for_port(port, timeout=10):

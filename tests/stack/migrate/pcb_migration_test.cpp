@@ -28,22 +28,7 @@ using roam::testing::LwipLab;
 using roam::testing::pattern;
 
 // The lab with the server end of the connection kept as `server`.
-struct Lab : LwipLab {
-  LabPeer server;
-
-  explicit Lab(int family, LinkOffloads offloads = {})
-      : LwipLab(
-            family,
-            [this](tcp_pcb* pcb) {
-              server.connection = std::make_unique<TcpConnection>(pcb, &server);
-              return true;
-            },
-            offloads) {}
-  ~Lab() { server.connection.reset(); }
-  void connect() {
-    LwipLab::connect([this] { return server.connection != nullptr; });
-  }
-};
+using Lab = roam::testing::PeerLab;
 
 using migrate::flow_of;
 
@@ -143,9 +128,13 @@ void move_with_loss(LinkOffloads offloads) {
   CHECK(lab.rst_seen == 0);
 }
 
-TEST_CASE("a move survives 5% loss on the path") { move_with_loss({}); }
+TEST_CASE("a move survives 5% loss on the path") {
+  move_with_loss({});
+}
 
-TEST_CASE("a move survives 5% loss on the path over TSO links") { move_with_loss(tso); }
+TEST_CASE("a move survives 5% loss on the path over TSO links") {
+  move_with_loss(tso);
+}
 
 TEST_CASE("a failed import leaves the connection on its old path, exactly as it was") {
   Lab lab(4);
