@@ -20,6 +20,10 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
       throw ConfigError("bad --host-id '" + options.host_id + "': 1-64 characters of A-Z a-z 0-9 . _ : -");
   } else if (arg == "--segment-mac") {
     options.segment_mac = true;
+  } else if (arg == "--handover") {
+    std::string mode = option_value(argc, argv, i);
+    if (mode != "always" && mode != "off") throw ConfigError("bad --handover '" + mode + "': always or off");
+    options.handover = mode == "always";
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--pin-keys") {
@@ -44,7 +48,11 @@ std::string channel_options_help(bool client) {
       "                         a client's is \"client\")\n"
       "  --segment-mac          per-segment MAC on carrier connections (a 16-byte TCP option\n"
       "                         keyed from the control channel) with peers that offer it\n"
-      "                         too; segments failing it are dropped. Not with TUN offloads\n";
+      "                         too; segments failing it are dropped. Not with TUN offloads\n"
+      "  --handover always|off  NAT handover after a server move (default always): the client\n"
+      "                         sends an authenticated synthetic SYN per moved connection so\n"
+      "                         a stateful NAT in front of it admits the new path; the new\n"
+      "                         server answers it. off: no token, no SYN, no answer\n";
   if (client)
     text +=
         "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"

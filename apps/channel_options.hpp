@@ -19,6 +19,7 @@ struct ChannelOptions {
   std::string key_file;      // "": a fresh key for this run only
   std::string host_id;       // "": the carrier address
   bool segment_mac = false;  // sign and check carrier segments where the peer does too
+  bool handover = true;      // --handover always (default) | off
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file

@@ -79,10 +79,19 @@ struct MigrationService::Export {
   uint64_t started_ns = 0;
   uint64_t deadline_ms = 0;
   size_t candidates = 0;  // sessions in the table when the request came
+  // One NAT handover token per client channel (--handover always).
+  std::map<ChannelConnection*, crypto::HandoverToken> tokens;
 };
 
 MigrationService::MigrationService(Node& node, SessionTable& table, MigrationConfig config)
-    : node_(node), table_(table), config_(std::move(config)), guard_(node) {
+    : node_(node),
+      table_(table),
+      config_(std::move(config)),
+      responder_(node, config_.channel.handover,
+                 [this](const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port) {
+                   return rebind_parked(parked, client, port);
+                 }),
+      guard_(node) {
   key_ = load_identity(config_.channel);
   if (config_.channel.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   channels_ = std::make_unique<ChannelServer>(
@@ -233,7 +242,8 @@ void MigrationService::send_sessions(Export& job) {
       session->close();
       continue;
     }
-    if (channels_->channel_for(id) == nullptr) {
+    ChannelConnection* channel = channels_->channel_for(id);
+    if (channel == nullptr) {
       ++job.skipped;
       ++counters_.sessions_without_channel;
       logger("migrate")->info("{}: stays here: its client has no control channel to be told by",
@@ -263,10 +273,10 @@ void MigrationService::send_sessions(Export& job) {
     frame.reserve(8 + kind.size() + 256 + snapshot->unacked.size() + snapshot->unsent.size() +
                   snapshot->received.size() + snapshot->app_state.size());
     migrate::begin_frame(migrate::FrameType::session, frame);
-    size_t kind_at = frame.size();
-    frame.resize(kind_at + 1 + kind.size());
-    frame[kind_at] = static_cast<uint8_t>(kind.size());
-    std::memcpy(frame.data() + kind_at + 1, kind.data(), kind.size());
+    std::optional<crypto::HandoverToken> token;
+    if (config_.channel.handover)
+      token = job.tokens.try_emplace(channel, crypto::random_handover_token()).first->second;
+    migrate::append_session_header(kind, token, frame);
     wire::encode_snapshot(*snapshot, frame);
     migrate::finish_frame(frame);
     uint64_t encoded_ns = now_ns();
@@ -380,6 +390,8 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   }
   parked_imports_[{key.remote.to_string() + "/" + key.local.to_string(), key.remote_port}] =
       ParkedImport{session.get(), uv_now(node_.loop()) + config_.parked_timeout_ms};
+  if (payload->handover_token && snapshot->connection_id != 0)
+    responder_.expect(snapshot->connection_id, *payload->handover_token, key);
   table_.adopt(std::move(session));
   ++counters_.sessions_imported;
   logger("migrate")->debug("imported a {} session in {:.3f} ms", payload->kind,
@@ -387,8 +399,27 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   stream.send(migrate::FrameType::session_result, migrate::encode_session_result(true, local.to_string()));
 }
 
+tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port) {
+  migrate::FlowKey moved = parked;
+  moved.remote = client;
+  moved.remote_port = port;
+  tcp_pcb* pcb = guard_.repark(parked, moved);
+  if (pcb == nullptr || moved == parked) return pcb;
+  auto old_key = std::make_pair(parked.remote.to_string() + "/" + parked.local.to_string(), parked.remote_port);
+  auto entry = parked_imports_.find(old_key);
+  if (entry != parked_imports_.end()) {
+    ParkedImport import = entry->second;
+    parked_imports_.erase(entry);
+    parked_imports_[{moved.remote.to_string() + "/" + moved.local.to_string(), moved.remote_port}] = import;
+  }
+  logger("migrate")->info("{}: the client's NAT presents it as {}", parked.to_string(),
+                          migrate::endpoint_string(client, port));
+  return pcb;
+}
+
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
+  responder_.expire();
   if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
   std::erase_if(young_, [&](const auto& entry) {
@@ -423,6 +454,7 @@ void MigrationService::on_housekeeping() {
     logger("migrate")->info("{}: the client never arrived; dropping the imported session",
                             migrate::flow_of(pcb).to_string());
     guard_.forget_parked(migrate::flow_of(pcb));
+    responder_.forget(connection_id(pcb));
     session->freeze();
     if (tcp_pcb* released = session->release_pcb()) migrate::discard_imported_pcb(released);
     table_.drop(session);
@@ -445,6 +477,8 @@ void MigrationService::announce_moves(const Export& job) {
     }
     auto& acm = acms[{channel, item.key.local.to_string(), item.key.local_port}];
     if (acm.connection_ids.empty()) {
+      auto token = job.tokens.find(channel);
+      if (token != job.tokens.end()) acm.handover_token = token->second;
       acm.scope = control::AcmScope::connections;
       acm.old_address = item.key.local;
       acm.old_port = item.key.local_port;
@@ -478,6 +512,7 @@ std::string MigrationService::status_json() const {
   const auto& c = counters_;
   const auto& g = guard_.counters();
   const auto& k = channels_->counters();
+  const auto& h = responder_.counters();
   return fmt::format(
       "{{\"sessions\":{},\"exports_started\":{},\"sessions_exported\":{},\"sessions_export_failed\":{},"
       "\"sessions_imported\":{},\"imports_refused\":{},\"bad_frames\":{},\"sessions_without_channel\":{},"
@@ -485,13 +520,17 @@ std::string MigrationService::status_json() const {
       "\"parked_output_drops\":{},\"unparked\":{},\"parked\":{},\"moves_timed_out\":{},\"parked_expired\":{},"
       "\"channels\":{},\"channels_accepted\":{},\"channels_established\":{},\"channels_failed\":{},"
       "\"registrations\":{},\"registrations_refused\":{},\"channel_frames_dropped\":{},"
-      "\"acms_sent\":{},\"acms_applied\":{},\"acms_refused\":{}}}",
+      "\"acms_sent\":{},\"acms_applied\":{},\"acms_refused\":{},"
+      "\"handover_syns_accepted\":{},\"handover_syns_repeated\":{},\"handover_syns_forged\":{},"
+      "\"handover_syns_replayed\":{},\"handover_syns_unknown\":{},\"handover_syns_malformed\":{},"
+      "\"handover_syns_refused\":{},\"handover_synacks_sent\":{}}}",
       const_cast<SessionTable&>(table_).sessions().size(), c.exports_started, c.sessions_exported,
       c.sessions_export_failed, c.sessions_imported, c.imports_refused, c.bad_frames, c.sessions_without_channel,
       c.acms_undeliverable, c.acms_global, c.sessions_closed_young, g.silenced_input_drops, g.parked_output_drops,
       g.unparked, guard_.parked_count(), c.moves_timed_out, c.parked_expired, channels_->channel_count(),
       k.channels_accepted, k.channels_established, k.channels_failed, k.registrations, k.registrations_refused,
-      k.frames_dropped, k.acms_sent, k.acms_applied, k.acms_refused);
+      k.frames_dropped, k.acms_sent, k.acms_applied, k.acms_refused, h.syns_accepted, h.syns_repeated, h.syns_forged,
+      h.syns_replayed, h.syns_unknown, h.syns_malformed, h.syns_refused, h.synacks_sent);
 }
 
 }  // namespace roam

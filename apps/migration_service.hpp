@@ -17,6 +17,11 @@
 //   not be told, so it stays where it is.
 // New server, on a session frame: decode (bad snapshots are refused and counted), import
 // with its own address, rebuild the app session, park it until the client arrives.
+//
+// NAT handover (--handover always, the default): the old server draws one random token
+// per client channel and move, sends it with each of that client's sessions and in the
+// ACM; the new server's HandoverResponder answers the client's synthetic SYN made with
+// it, rebinding the parked session to the address the client's NAT presents.
 #pragma once
 
 #include <uv.h>
@@ -31,6 +36,7 @@
 #include "apps/channel_server.hpp"
 #include "apps/frame_stream.hpp"
 #include "apps/movable_session.hpp"
+#include "stack/migrate/handover_responder.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/node.hpp"
 #include "stack/wire/ip_prefix.hpp"
@@ -95,6 +101,7 @@ class MigrationService {
   void connection_accepted(tcp_pcb* pcb);
   const MigrationCounters& counters() const { return counters_; }
   const migrate::MigrationGuard& guard() const { return guard_; }
+  const migrate::HandoverResponder& handover() const { return responder_; }
   std::string status_json() const;
 
  private:
@@ -112,10 +119,14 @@ class MigrationService {
   void forget_stream(FrameStream* stream);
   void on_housekeeping();
   const wire::IpAddress& own_address(uint8_t version) const;
+  tcp_pcb* rebind_parked(const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port);
 
   Node& node_;
   SessionTable& table_;
   MigrationConfig config_;
+  // Before the guard in the input chain: a synthetic SYN must never look like the
+  // client's arrival to it.
+  migrate::HandoverResponder responder_;
   migrate::MigrationGuard guard_;
   UvHandle<uv_tcp_t> control_listener_;
   std::map<FrameStream*, std::unique_ptr<FrameStream>> streams_;

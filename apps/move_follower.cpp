@@ -32,7 +32,11 @@ struct MoveFollower::Server {
 };
 
 MoveFollower::MoveFollower(Node& node, const ChannelOptions& options)
-    : node_(node), options_(options), key_(load_identity(options)), guard_(node) {
+    : node_(node),
+      options_(options),
+      key_(load_identity(options)),
+      handover_(node, [this](const migrate::FlowKey& flow, bool answered) { on_handover_done(flow, answered); }),
+      guard_(node) {
   if (options_.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   if (!options_.known_hosts_file.empty()) {
     auto loaded = crypto::KnownHosts::load(options_.known_hosts_file);
@@ -59,6 +63,7 @@ void MoveFollower::close() {
   if (closed_) return;
   closed_ = true;
   awaiting_.clear();
+  handover_.close();
   if (poke_timer_.valid()) poke_timer_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   // Closing queues each channel's on_closed; destroying the channel right away cancels it,
@@ -70,6 +75,12 @@ void MoveFollower::close() {
   }
   servers_.clear();
   logger("channel")->info("{}", counters_text());
+  const auto& h = handover_.counters();
+  logger("channel")->info(
+      "handover: started {} syns sent {} (retries {}), synacks accepted {} stray {} forged {}, window acks {}, "
+      "output held {}, failed {}",
+      h.handovers_started, h.syns_sent, h.syn_retries, h.synacks_accepted, h.synacks_stray, h.synacks_forged,
+      h.window_acks_consumed, h.output_held, h.handovers_failed);
   if (segment_mac_) logger("channel")->info("{}", segment_mac_->counters_text());
 }
 
@@ -302,7 +313,7 @@ void MoveFollower::on_acm(Server& server, ChannelConnection& channel, const cont
   ++counters_.acms_applied;
   counters_.unknown_ids += decision.unknown_ids;
   uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
-  follow(pcbs, acm.new_address, acm.new_port);
+  follow(pcbs, acm.new_address, acm.new_port, options_.handover ? acm.handover_token : std::nullopt);
   logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
                           migrate::endpoint_string(acm.old_address, acm.old_port),
                           migrate::endpoint_string(acm.new_address, new_port), pcbs.size(), acm.sequence);
@@ -312,20 +323,44 @@ void MoveFollower::on_acm(Server& server, ChannelConnection& channel, const cont
   register_connections(server_for(acm.new_address));
 }
 
-void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port) {
-  auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port);
+void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port,
+                          const std::optional<crypto::HandoverToken>& token) {
+  if (pcbs.empty()) return;
+  // With a handover the connections stay silent until their SYN-ACK is in.
+  auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port, !token);
   counters_.connections_moved += old_flows.size();
+  uint64_t batch_id = next_batch_++;
+  Batch& batch = batches_[batch_id];
+  batch.target = migrate::endpoint_string(new_address, pcbs.front()->remote_port);
+  batch.started_ns = uv_hrtime();
+  batch.connections = pcbs.size();
   for (size_t i = 0; i < old_flows.size(); ++i) {
     // The new server signs with keys from its own channel, once we registered there.
     if (segment_mac_) segment_mac_->forget(old_flows[i]);
     guard_.silence(old_flows[i]);
     migrate::FlowKey moved = migrate::flow_of(pcbs[i]);
     guard_.unsilence(moved);  // a flow may come back to a server it once left
-    guard_.watch(moved);
     std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
-    awaiting_.push_back({moved, poke_attempts});
+    if (token) {
+      if (handover_.start(pcbs[i], connection_id(pcbs[i]), *token)) {
+        handover_batch_[moved] = batch_id;
+        ++batch.handovers;
+        continue;
+      }
+      ++counters_.handovers_unstarted;
+      migrate::restart_transmission(pcbs[i]);
+    }
+    await_new_path(moved, batch_id);
   }
-  if (!awaiting_.empty() && poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
+  node_.kick();
+}
+
+void MoveFollower::await_new_path(const migrate::FlowKey& flow, uint64_t batch) {
+  guard_.watch(flow, [this, flow, alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired() && !closed_) on_heard(flow);
+  });
+  awaiting_.push_back({flow, poke_attempts, batch});
+  if (poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
     uv_timer_start(
         poke_timer_.get(),
         [](uv_timer_t* timer) {
@@ -333,7 +368,57 @@ void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddre
         },
         poke_interval_ms, poke_interval_ms);
   }
+}
+
+void MoveFollower::on_handover_done(const migrate::FlowKey& flow, bool answered) {
+  auto entry = handover_batch_.find(flow);
+  if (entry == handover_batch_.end()) return;
+  uint64_t batch_id = entry->second;
+  handover_batch_.erase(entry);
+  auto batch = batches_.find(batch_id);
+  if (batch == batches_.end()) return;
+  Batch& b = batch->second;
+  if (answered) {
+    ++b.answered;
+  } else {
+    ++b.failed;
+    logger("migrate")->warn("handover {}: no SYN-ACK after {} SYNs; trying the direct path", flow.to_string(),
+                            migrate::HandoverInitiator::max_syns);
+  }
+  if (b.answered + b.failed == b.handovers)
+    logger("migrate")->info("handover to {}: {} of {} connection(s) answered in {:.3f} ms", b.target, b.answered,
+                            b.handovers, static_cast<double>(uv_hrtime() - b.started_ns) / 1e6);
+  tcp_pcb* pcb = migrate::find_active_pcb(flow);
+  if (pcb == nullptr) {  // it ended meanwhile
+    ++b.unheard;
+    settle(batch_id);
+    return;
+  }
+  migrate::restart_transmission(pcb);
+  await_new_path(flow, batch_id);
   node_.kick();
+}
+
+void MoveFollower::on_heard(const migrate::FlowKey& flow) {
+  auto path =
+      std::find_if(awaiting_.begin(), awaiting_.end(), [&flow](const AwaitingPath& p) { return p.flow == flow; });
+  if (path == awaiting_.end()) return;
+  uint64_t batch_id = path->batch;
+  awaiting_.erase(path);
+  if (auto batch = batches_.find(batch_id); batch != batches_.end()) {
+    ++batch->second.heard;
+    settle(batch_id);
+  }
+}
+
+void MoveFollower::settle(uint64_t batch_id) {
+  auto batch = batches_.find(batch_id);
+  if (batch == batches_.end()) return;
+  Batch& b = batch->second;
+  if (b.heard + b.unheard < b.connections) return;
+  logger("migrate")->info("changeover to {}: {} connection(s) heard from on the new path in {:.3f} ms after the ACM",
+                          b.target, b.heard, static_cast<double>(uv_hrtime() - b.started_ns) / 1e6);
+  batches_.erase(batch);
 }
 
 void MoveFollower::poke_new_paths() {
@@ -341,12 +426,20 @@ void MoveFollower::poke_new_paths() {
     tcp_pcb* pcb = migrate::find_active_pcb(path.flow);
     if (pcb == nullptr || !guard_.is_watched(path.flow)) {  // gone, or heard on the new path
       guard_.unwatch(path.flow);
+      if (auto batch = batches_.find(path.batch); batch != batches_.end()) {
+        ++(pcb != nullptr ? batch->second.heard : batch->second.unheard);
+        settle(path.batch);
+      }
       return true;
     }
     if (path.pokes_left-- <= 0) {
       guard_.unwatch(path.flow);
       ++counters_.unanswered;
       logger("migrate")->warn("{}: the new server never answered", path.flow.to_string());
+      if (auto batch = batches_.find(path.batch); batch != batches_.end()) {
+        ++batch->second.unheard;
+        settle(path.batch);
+      }
       return true;
     }
     ++counters_.pokes;

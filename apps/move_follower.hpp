@@ -9,6 +9,13 @@
 // answered with RST), acknowledges, and opens a channel to the new server. Anything else
 // is dropped, counted, logged at most every few seconds, answered with a refusal, and
 // changes nothing. Owned by roam-client; loop thread only.
+//
+// NAT handover (--handover always, the default, when the ACM carries a token): the
+// rewritten connections stay silent while a HandoverInitiator sends each one's synthetic
+// SYN; a connection restarts its transmission once the new server's SYN-ACK is in (or
+// the handover gave up: then it tries the direct path). Each ACM's connections are
+// followed as a batch, logged when all are answered ("handover to ...") and when all were
+// heard from on the new path ("changeover to ...").
 #pragma once
 
 #include <cstdint>
@@ -17,6 +24,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "apps/channel_connection.hpp"
@@ -26,6 +34,7 @@
 #include "crypto/known_hosts.hpp"
 #include "stack/control/acm_filter.hpp"
 #include "stack/lwip.hpp"
+#include "stack/migrate/handover_initiator.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/node.hpp"
 #include "tun/rate_limited_log.hpp"
@@ -52,8 +61,9 @@ struct MoveFollowerCounters {
   uint64_t unknown_ids = 0;  // ids named in applied ACMs that we do not have
   uint64_t connections_moved = 0;
   uint64_t registrations_sent = 0;
-  uint64_t pokes = 0;       // repeated ACKs toward a new server not yet heard from
-  uint64_t unanswered = 0;  // moved connections the new server never answered
+  uint64_t pokes = 0;                // repeated ACKs toward a new server not yet heard from
+  uint64_t unanswered = 0;           // moved connections the new server never answered
+  uint64_t handovers_unstarted = 0;  // the SYN could not be built or routed: direct path
 };
 
 class MoveFollower {
@@ -79,7 +89,11 @@ class MoveFollower {
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void refuse(ChannelConnection& channel, const control::AddressChange& acm, control::AcmVerdict verdict);
-  void follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port);
+  void follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port,
+              const std::optional<crypto::HandoverToken>& token);
+  void await_new_path(const migrate::FlowKey& flow, uint64_t batch);
+  void on_handover_done(const migrate::FlowKey& flow, bool answered);
+  void on_heard(const migrate::FlowKey& flow);
   void poke_new_paths();
   void on_housekeeping();
   std::vector<control::ClientConnection> connections_with(const wire::IpAddress& server) const;
@@ -91,7 +105,20 @@ class MoveFollower {
   struct AwaitingPath {
     migrate::FlowKey flow;  // as it is now, toward the new server (watched by guard_)
     int pokes_left;
+    uint64_t batch;
   };
+  // The connections one ACM moved, followed until each was heard from on the new path.
+  struct Batch {
+    std::string target;  // the new server's endpoint
+    uint64_t started_ns = 0;
+    size_t connections = 0;
+    size_t handovers = 0;  // started
+    size_t answered = 0;
+    size_t failed = 0;
+    size_t heard = 0;
+    size_t unheard = 0;
+  };
+  void settle(uint64_t batch_id);
 
   Node& node_;
   ChannelOptions options_;
@@ -101,8 +128,14 @@ class MoveFollower {
   std::map<std::string, std::unique_ptr<Server>> servers_;  // by carrier address
   // Freshness state per server key and address, kept across reconnects of a channel.
   std::map<std::pair<crypto::PublicKey, std::string>, control::AcmFilter> filters_;
+  // Before the guard in the input chain: the synthetic SYN-ACK is not the new server's
+  // first word on the new path.
+  migrate::HandoverInitiator handover_;
   migrate::MigrationGuard guard_;
   std::vector<AwaitingPath> awaiting_;
+  std::map<uint64_t, Batch> batches_;
+  std::unordered_map<migrate::FlowKey, uint64_t, migrate::FlowKeyHash> handover_batch_;  // flow -> batch
+  uint64_t next_batch_ = 1;
   UvHandle<uv_timer_t> poke_timer_;
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
   RateLimitedLog refusal_log_;

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "lwip/ip.h"
+#include "stack/lwip_address.hpp"
 #include "tun/log.hpp"
 
 namespace roam {
@@ -219,6 +221,21 @@ FilterVerdict Node::run_input_filters(const InboundPacket& packet) {
     }
   }
   return FilterVerdict::pass;
+}
+
+bool Node::send_packet(std::span<const uint8_t> packet) {
+  if (closed_) return false;
+  auto source = wire::IpAddress::source_of(packet);
+  auto destination = wire::IpAddress::destination_of(packet);
+  if (!source || !destination) return false;
+  ip_addr_t src = to_lwip(*source);
+  ip_addr_t dst = to_lwip(*destination);
+  netif* route = ip_route(&src, &dst);
+  if (route == nullptr || route->state == nullptr) return false;
+  auto* interface = static_cast<Interface*>(route->state);
+  ++counters_.tx_packets;
+  interface->link->send(packet);
+  return true;
 }
 
 void Node::defer(std::function<void()> task) {

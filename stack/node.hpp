@@ -110,6 +110,11 @@ class Node {
   // Feeds one packet as if a link had received it (used by tests and by the links).
   void receive_packet(size_t interface_index, std::span<const uint8_t> packet);
 
+  // Sends a packet this process built itself (the NAT handover's synthetic segments) on
+  // the interface lwIP routes its destination over, past the output filters and the
+  // rewriter (they are for lwIP's own packets). False when no interface routes it.
+  bool send_packet(std::span<const uint8_t> packet);
+
   // Runs `task` on the loop after the current callback returns: the safe place to destroy
   // objects whose lwIP or libuv callbacks may still be on the stack.
   void defer(std::function<void()> task);

@@ -59,6 +59,15 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
   if (r.remaining() < size_t{count} * 8) return unexpected(MessageError::truncated);
   m.connection_ids.reserve(count);
   for (uint16_t i = 0; i < count; ++i) m.connection_ids.push_back(r.u64());
+  uint8_t token_length = r.u8();
+  if (r.failed()) return unexpected(MessageError::truncated);
+  if (token_length != 0 && token_length != handover_token_bytes) return unexpected(MessageError::bad_field);
+  if (token_length != 0) {
+    auto token = r.take(token_length);
+    if (r.failed()) return unexpected(MessageError::truncated);
+    m.handover_token.emplace();
+    std::memcpy(m.handover_token->data(), token.data(), token_length);
+  }
   if (m.old_address == m.new_address && (m.new_port == 0 || m.new_port == m.old_port))
     return unexpected(MessageError::bad_field);  // a move to where it already is
   return Message{std::move(m)};
@@ -110,6 +119,8 @@ std::vector<uint8_t> encode_message(const Message& message) {
     put_u16(out, acm->new_port);
     put_u16(out, static_cast<uint16_t>(acm->connection_ids.size()));
     for (uint64_t id : acm->connection_ids) put_u64(out, id);
+    put_u8(out, acm->handover_token ? static_cast<uint8_t>(handover_token_bytes) : 0);
+    if (acm->handover_token) put_bytes(out, acm->handover_token->data(), acm->handover_token->size());
   } else if (const auto* ack = std::get_if<Ack>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::ack));
     put_u64(out, ack->sequence);

@@ -10,6 +10,8 @@
 //          | u8 ip version | old address | new address | u16 old port | u16 new port
 //          | u16 count | count x u64 connection id      (scope connections: count >= 1;
 //                                                        scope global: count 0)
+//          | u8 token length (0 or 32) | handover token (the NAT handover's key for
+//                                                        these connections; 0: none)
 //   ACK    u64 sequence | u8 status (0 applied, 1 refused)
 //   ERROR  u16 code | u8 text length | text
 //   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
@@ -21,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <variant>
@@ -35,6 +38,7 @@ inline constexpr uint16_t protocol_version = 1;
 inline constexpr size_t max_connection_ids = 4096;  // a bigger move sends several ACMs
 inline constexpr size_t max_host_id = 64;
 inline constexpr size_t max_error_text = 255;
+inline constexpr size_t handover_token_bytes = 32;  // crypto::handover_token_bytes
 
 enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5 };
 
@@ -59,13 +63,16 @@ struct AddressChange {
   uint16_t old_port = 0;  // global scope: 0 means every port
   uint16_t new_port = 0;  // 0: unchanged
   std::vector<uint64_t> connection_ids;
+  // The key of the synthetic handshake the client sends the new server (absent: the old
+  // server does not use the handover; crypto/handover_mac.hpp).
+  std::optional<std::array<uint8_t, handover_token_bytes>> handover_token;
   bool operator==(const AddressChange&) const = default;
 };
 
 enum class AckStatus : uint8_t { applied = 0, refused = 1 };
 
 // ERROR codes.
-inline constexpr uint16_t error_unexpected_message = 1;  // a message the receiver never takes
+inline constexpr uint16_t error_unexpected_message = 1;   // a message the receiver never takes
 inline constexpr uint16_t error_not_your_connection = 2;  // a REGISTER for another host's connection
 
 struct Ack {

@@ -81,23 +81,45 @@ Result<std::optional<Frame>, FrameError> FrameReader::next() {
   return std::optional<Frame>{std::move(frame)};
 }
 
-std::vector<uint8_t> encode_session_payload(std::string_view kind, std::span<const uint8_t> snapshot) {
+void append_session_header(std::string_view kind, const std::optional<HandoverToken>& token,
+                           std::vector<uint8_t>& out) {
   // Sized once and filled with memcpy: GCC 12 at -O3 misreads vector::insert of a short
   // range as out of bounds (-Warray-bounds, a false positive).
-  std::vector<uint8_t> out(1 + kind.size() + snapshot.size());
-  out[0] = static_cast<uint8_t>(kind.size());
-  if (!kind.empty()) std::memcpy(out.data() + 1, kind.data(), kind.size());
-  if (!snapshot.empty()) std::memcpy(out.data() + 1 + kind.size(), snapshot.data(), snapshot.size());
+  size_t at = out.size();
+  size_t token_length = token ? token->size() : 0;
+  out.resize(at + 2 + kind.size() + token_length);
+  out[at] = static_cast<uint8_t>(kind.size());
+  if (!kind.empty()) std::memcpy(out.data() + at + 1, kind.data(), kind.size());
+  out[at + 1 + kind.size()] = static_cast<uint8_t>(token_length);
+  if (token) std::memcpy(out.data() + at + 2 + kind.size(), token->data(), token_length);
+}
+
+std::vector<uint8_t> encode_session_payload(std::string_view kind, const std::optional<HandoverToken>& token,
+                                            std::span<const uint8_t> snapshot) {
+  std::vector<uint8_t> out;
+  out.reserve(2 + kind.size() + 32 + snapshot.size());
+  append_session_header(kind, token, out);
+  size_t at = out.size();
+  out.resize(at + snapshot.size());
+  if (!snapshot.empty()) std::memcpy(out.data() + at, snapshot.data(), snapshot.size());
   return out;
 }
 
 std::optional<SessionPayload> decode_session_payload(std::span<const uint8_t> payload) {
   if (payload.empty()) return std::nullopt;
   size_t kind_length = payload[0];
-  if (kind_length == 0 || payload.size() < 1 + kind_length) return std::nullopt;
+  if (kind_length == 0 || payload.size() < 2 + kind_length) return std::nullopt;
   SessionPayload out;
   out.kind.assign(reinterpret_cast<const char*>(payload.data() + 1), kind_length);
-  out.snapshot = payload.subspan(1 + kind_length);
+  size_t token_length = payload[1 + kind_length];
+  size_t token_at = 2 + kind_length;
+  if (token_length != 0 && token_length != HandoverToken{}.size()) return std::nullopt;
+  if (payload.size() < token_at + token_length) return std::nullopt;
+  if (token_length != 0) {
+    out.handover_token.emplace();
+    std::memcpy(out.handover_token->data(), payload.data() + token_at, token_length);
+  }
+  out.snapshot = payload.subspan(token_at + token_length);
   return out;
 }
 

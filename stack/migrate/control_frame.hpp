@@ -6,12 +6,14 @@
 //
 // Payloads:
 //   migrate_request  text "to=HOST:PORT[ count=N]"                  roamctl -> old server
-//   session          u8 kind length | kind | snapshot encoding     old server -> new server
+//   session          u8 kind length | kind | u8 token length (0 or 32) | handover token
+//                    | snapshot encoding                            old server -> new server
 //   session_result   u8 ok | text (ok: the new server's address; else the reason)
 //   reply            text, one line                                 server -> roamctl
 //   status_request   empty                                          roamctl -> server
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -64,10 +66,16 @@ class FrameReader {
   size_t consumed_ = 0;
 };
 
-// session payload: kind + snapshot bytes.
-std::vector<uint8_t> encode_session_payload(std::string_view kind, std::span<const uint8_t> snapshot);
+// session payload: kind, the NAT handover token for the connection (none: the old server
+// does not use the handover), snapshot bytes.
+using HandoverToken = std::array<uint8_t, 32>;  // crypto::HandoverToken
+// Appends everything before the snapshot (the old server appends the snapshot in place).
+void append_session_header(std::string_view kind, const std::optional<HandoverToken>& token, std::vector<uint8_t>& out);
+std::vector<uint8_t> encode_session_payload(std::string_view kind, const std::optional<HandoverToken>& token,
+                                            std::span<const uint8_t> snapshot);
 struct SessionPayload {
   std::string kind;
+  std::optional<HandoverToken> handover_token;
   std::span<const uint8_t> snapshot;  // points into the frame's payload
 };
 std::optional<SessionPayload> decode_session_payload(std::span<const uint8_t> payload);

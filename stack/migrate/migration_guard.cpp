@@ -41,6 +41,21 @@ void MigrationGuard::unpark_all() {
   parked_.clear();
 }
 
+tcp_pcb* MigrationGuard::repark(const FlowKey& from, const FlowKey& to) {
+  auto it = parked_.find(from);
+  if (it == parked_.end()) return nullptr;
+  if (from == to) return it->second.pcb;
+  if (parked_.count(to) != 0 || find_active_pcb(to) != nullptr) return nullptr;
+  Parked entry = std::move(it->second);
+  parked_.erase(it);
+  entry.pcb->remote_ip = to_lwip(to.remote);
+  entry.pcb->remote_port = to.remote_port;
+  silenced_.erase(to);
+  tcp_pcb* pcb = entry.pcb;
+  parked_.emplace(to, std::move(entry));
+  return pcb;
+}
+
 void MigrationGuard::forget_parked(const FlowKey& key) {
   parked_.erase(key);
 }
@@ -49,7 +64,13 @@ FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
   if (silenced_.empty() && parked_.empty() && watched_.empty()) return FilterVerdict::pass;
   auto key = inbound_flow(packet.bytes);
   if (!key) return FilterVerdict::pass;
-  if (!watched_.empty()) watched_.erase(*key);
+  if (!watched_.empty()) {
+    auto watched = watched_.find(*key);
+    if (watched != watched_.end()) {
+      if (watched->second) node_.defer(std::move(watched->second));
+      watched_.erase(watched);
+    }
+  }
   if (!silenced_.empty()) {
     auto it = silenced_.find(*key);
     if (it != silenced_.end()) {

@@ -48,11 +48,16 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   // `pcb` is an imported, unregistered pcb with its callbacks set. `on_unparked` runs
   // (deferred) after transmission restarted.
   void park(const FlowKey& key, tcp_pcb* pcb, std::function<void()> on_unparked = {});
+  // Moves a parked flow to another remote endpoint (the NAT handover learned where the
+  // client really is): the pcb's remote address and port change with the key. Returns
+  // the pcb, or nullptr when `from` is not parked or `to` is taken.
+  tcp_pcb* repark(const FlowKey& from, const FlowKey& to);
   // Forgets a parked flow without registering it: call before its pcb is freed.
   void forget_parked(const FlowKey& key);
   // Client side: watch(key) until the first packet of the flow arrives; then
-  // is_watched(key) turns false (the peer is alive on this path).
-  void watch(const FlowKey& key) { watched_.insert(key); }
+  // is_watched(key) turns false (the peer is alive on this path) and `on_heard` runs
+  // (deferred).
+  void watch(const FlowKey& key, std::function<void()> on_heard = {}) { watched_[key] = std::move(on_heard); }
   void unwatch(const FlowKey& key) { watched_.erase(key); }
   bool is_watched(const FlowKey& key) const { return watched_.count(key) != 0; }
 
@@ -77,7 +82,7 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   uint64_t silence_ms_;
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> silenced_;  // -> expiry (uv_now ms)
   std::unordered_map<FlowKey, Parked, FlowKeyHash> parked_;
-  std::unordered_set<FlowKey, FlowKeyHash> watched_;
+  std::unordered_map<FlowKey, std::function<void()>, FlowKeyHash> watched_;
   MigrationGuardCounters counters_;
 };
 

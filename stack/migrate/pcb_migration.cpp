@@ -286,7 +286,7 @@ std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t 
 }
 
 std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
-                                    uint16_t new_port) {
+                                    uint16_t new_port, bool restart) {
   ip_addr_t new_ip = to_lwip(new_remote);
   std::vector<FlowKey> old_flows;
   for (tcp_pcb* pcb : pcbs) {
@@ -294,7 +294,8 @@ std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::
     pcb->remote_ip = new_ip;
     if (new_port != 0) pcb->remote_port = new_port;
   }
-  for (tcp_pcb* pcb : pcbs) restart_transmission(pcb);
+  if (restart)
+    for (tcp_pcb* pcb : pcbs) restart_transmission(pcb);
   return old_flows;
 }
 

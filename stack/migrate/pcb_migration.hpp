@@ -73,8 +73,10 @@ void restart_transmission(tcp_pcb* pcb);
 std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
                                     const wire::IpAddress& new_remote, uint16_t new_port);
 // The same for exactly these pcbs (a client following an ACM that named its connections).
+// `restart` false: only the addresses change (the NAT handover restarts them once its
+// handshake is through).
 std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
-                                    uint16_t new_port);
+                                    uint16_t new_port, bool restart = true);
 // For each active pcb bound to old_local, rebinds it to new_local and restarts
 // transmission (a host whose own address changed). Returns the flows as they were.
 std::vector<FlowKey> rewrite_local(const wire::IpAddress& old_local, const wire::IpAddress& new_local);

@@ -27,7 +27,8 @@ bool ends_early(std::span<const uint8_t> options) {
 
 }  // namespace
 
-MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<uint8_t, segment_mac_bytes>& mac) {
+MacOptionLookup find_experimental_option(std::span<const uint8_t> options, uint16_t exid,
+                                         std::span<const uint8_t>& data) {
   bool found = false;
   size_t at = 0;
   while (at < options.size()) {
@@ -40,15 +41,23 @@ MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<ui
     if (at + 1 >= options.size()) return MacOptionLookup::malformed;
     uint8_t length = options[at + 1];
     if (length < 2 || at + length > options.size()) return MacOptionLookup::malformed;
-    if (kind == tcp_option_experimental && length >= 4 &&
-        ((options[at + 2] << 8) | options[at + 3]) == segment_mac_exid) {
-      if (length != segment_mac_option_bytes || found) return MacOptionLookup::malformed;
-      std::memcpy(mac.data(), options.data() + at + 4, segment_mac_bytes);
+    if (kind == tcp_option_experimental && length >= 4 && ((options[at + 2] << 8) | options[at + 3]) == exid) {
+      if (found) return MacOptionLookup::malformed;
+      data = options.subspan(at + 4, length - 4u);
       found = true;
     }
     at += length;
   }
   return found ? MacOptionLookup::found : MacOptionLookup::absent;
+}
+
+MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<uint8_t, segment_mac_bytes>& mac) {
+  std::span<const uint8_t> data;
+  auto lookup = find_experimental_option(options, segment_mac_exid, data);
+  if (lookup != MacOptionLookup::found) return lookup;
+  if (data.size() != segment_mac_bytes) return MacOptionLookup::malformed;
+  std::memcpy(mac.data(), data.data(), segment_mac_bytes);
+  return MacOptionLookup::found;
 }
 
 size_t append_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, const TcpSegmentView& tcp,

@@ -24,6 +24,11 @@ inline constexpr size_t segment_mac_option_bytes = 16;
 
 enum class MacOptionLookup : uint8_t { absent, found, malformed };
 
+// Walks the TCP options for the RFC 6994 option with this experiment id; `data` is set
+// to what follows the ExID when it is present exactly once (twice: malformed).
+MacOptionLookup find_experimental_option(std::span<const uint8_t> options, uint16_t exid,
+                                         std::span<const uint8_t>& data);
+
 // Walks the TCP options; `mac` is set when our option is present (exactly once).
 MacOptionLookup find_segment_mac(std::span<const uint8_t> options, std::array<uint8_t, segment_mac_bytes>& mac);
 

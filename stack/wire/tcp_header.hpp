@@ -74,4 +74,21 @@ size_t ipv4_tcp_packet_size(size_t options_size, size_t payload_size);
 // options exceed 40 bytes, or the packet would exceed 65535 bytes.
 size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::span<const uint8_t> payload);
 
+// Fields for build_ipv6_tcp: a fixed IPv6 header (no extension headers, flow label 0).
+struct Ipv6TcpFields {
+  std::array<uint8_t, 16> src{};
+  std::array<uint8_t, 16> dst{};
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  uint32_t seq = 0;
+  uint32_t ack = 0;
+  uint8_t flags = 0;
+  uint16_t window = 0;
+  uint8_t hop_limit = 64;
+  std::span<const uint8_t> options{};  // TCP options, at most 40 bytes; zero-padded to 4
+};
+
+// The same as build_ipv4_tcp for IPv6 (the TCP checksum over the IPv6 pseudo-header).
+size_t build_ipv6_tcp(std::span<uint8_t> out, const Ipv6TcpFields& fields, std::span<const uint8_t> payload);
+
 }  // namespace roam::wire

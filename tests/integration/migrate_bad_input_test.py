@@ -51,9 +51,10 @@ def frame(frame_type, payload):
     return struct.pack("!IB", len(payload), frame_type) + payload
 
 
-def session_payload(kind, snapshot):
+def session_payload(kind, snapshot, token=b""):
+    """Layout: u8 kind length | kind | u8 token length (0 or 32) | token | snapshot."""
     kind = kind.encode()
-    return bytes([len(kind)]) + kind + snapshot
+    return bytes([len(kind)]) + kind + bytes([len(token)]) + token + snapshot
 
 
 def snapshot(version=4, app_state=b"", local_port=7000, remote_port=40000):
@@ -82,6 +83,8 @@ def forged_cases():
     return [
         ("empty payload", b"", False),
         ("kind only ('echo', no snapshot)", session_payload("echo", b""), False),
+        ("'echo' + a 5-byte handover token", session_payload("echo", valid_echo, token=b"12345"), False),
+        ("'echo' + token length 32 but the frame ends", bytes([4]) + b"echo" + bytes([32]) + b"short", False),
         ("kind length beyond the payload", b"\x20echo", False),
         ("'echo' + 300 random bytes", session_payload("echo", rng.randbytes(300)), False),
         ("'echo' + RSNP v1 cut inside the header", session_payload("echo", b"RSNP\x00\x01\x00"), False),

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The lab's strict NAT (tools/netns/nat) blocks a connection whose server moved, as seed
-000 describes and as a real firewall does: the half of the NAT handover problem that must
-hold before the synthetic handshake (the handover issue) can be shown to fix it.
+000 describes and as a real firewall does, when the NAT handover is off (`--handover off`
+on all three processes): the half of the problem the synthetic handshake fixes
+(tests/netns/nat_handover_test.py shows the other half).
 
   c   roam-client on rtun0 (198.18.11.2), forward 127.0.0.1:9000 -> 198.18.12.2:7000 (echo)
   r   tools/netns/nat on: masquerade toward s and s2, forward policy drop, new flows only
@@ -60,9 +61,9 @@ def main(lab):
         raise Failure("nat on: " + nat.stderr)
     for role, addr in (("s", "198.18.12.2"), ("s2", "198.18.13.2")):
         lab.start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr, "--control",
-                                           CONTROL[role], "echo"])
+                                           CONTROL[role], "--handover", "off", "echo"])
         lab.wait_log("server_" + role, "interface up")
-    lab.start("client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", "198.18.11.2",
+    lab.start("client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", "198.18.11.2", "--handover", "off",
                               "-L", "127.0.0.1:9000:198.18.12.2:7000", "-L", "127.0.0.1:9001:198.18.13.2:7000"])
     lab.wait_log("client", "interface up")
 

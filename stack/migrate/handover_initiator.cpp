@@ -1,0 +1,170 @@
+#include "stack/migrate/handover_initiator.hpp"
+
+#include <algorithm>
+
+#include "lwip/priv/tcp_priv.h"
+#include "stack/lwip_address.hpp"
+#include "stack/migrate/pcb_migration.hpp"
+#include "stack/wire/handover_segment.hpp"
+#include "stack/wire/tcp_header.hpp"
+
+namespace roam::migrate {
+
+namespace {
+constexpr uint64_t tick_ms = 10;
+// The SYN claims everything we sent when that fits in a window a NAT learns from a SYN
+// (never scaled): then the server's ACKs, up to our snd_nxt, are all inside it. With
+// more in flight, it claims only what the old server acknowledged, so that our
+// retransmissions, which start there, are inside it.
+constexpr uint32_t claim_all_below = 32 * 1024;
+// How long after the SYN-ACK the server's window update is waited for.
+constexpr uint64_t window_wait_ms = 2000;
+}  // namespace
+
+HandoverInitiator::HandoverInitiator(Node& node, DoneFn done) : node_(node), done_(std::move(done)) {
+  node_.add_input_filter(this);
+  node_.add_output_filter(this);
+  if (uv_timer_init(node_.loop(), timer_.get()) == 0) timer_.mark_initialized();
+  timer_.get()->data = this;
+}
+
+HandoverInitiator::~HandoverInitiator() {
+  close();
+  node_.remove_input_filter(this);
+  node_.remove_output_filter(this);
+}
+
+void HandoverInitiator::close() {
+  if (closed_) return;
+  closed_ = true;
+  pending_.clear();
+  windows_.clear();
+  if (timer_.valid()) timer_.close();
+}
+
+bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token) {
+  if (closed_ || pcb == nullptr || connection_id == 0) return false;
+  FlowKey flow = flow_of(pcb);
+  Pending pending;
+  pending.connection_id = connection_id;
+  pending.token = token;
+  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
+  pending.syn_seq = (in_flight <= claim_all_below ? pcb->snd_nxt : pcb->lastack) - 1;
+  wire::HandoverSegment syn;
+  syn.src = flow.local;
+  syn.dst = flow.remote;
+  syn.src_port = flow.local_port;
+  syn.dst_port = flow.remote_port;
+  syn.seq = pending.syn_seq;
+  syn.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd, 0xFFFF));
+  syn.mss = pcb->mss;
+  syn.window_scale = pcb->rcv_scale;
+  syn.option.connection_id = connection_id;
+  syn.option.rcv_nxt = pcb->rcv_nxt;
+  syn.option.tag =
+      crypto::handover_tag(token, {crypto::HandoverSegmentKind::syn, connection_id, syn.seq, 0, pcb->rcv_nxt});
+  pending.syn.resize(wire::handover_packet_max_bytes);
+  size_t length = wire::build_handover_segment(pending.syn, syn);
+  if (length == 0) return false;
+  pending.syn.resize(length);
+  if (!node_.send_packet(pending.syn)) return false;
+  ++counters_.handovers_started;
+  ++counters_.syns_sent;
+  pending.syns = 1;
+  pending.next_at_ms = uv_now(node_.loop()) + pending.interval_ms;
+  windows_.erase(flow);
+  pending_[flow] = std::move(pending);
+  if (timer_.valid() && !uv_is_active(timer_.base())) {
+    uv_timer_start(
+        timer_.get(),
+        [](uv_timer_t* t) {
+          if (auto* self = static_cast<HandoverInitiator*>(t->data)) self->on_timer();
+        },
+        tick_ms, tick_ms);
+  }
+  return true;
+}
+
+void HandoverInitiator::on_timer() {
+  uint64_t now = uv_now(node_.loop());
+  std::vector<FlowKey> given_up;
+  for (auto& [flow, pending] : pending_) {
+    if (now < pending.next_at_ms) continue;
+    if (pending.syns >= max_syns || find_active_pcb(flow) == nullptr) {
+      given_up.push_back(flow);
+      continue;
+    }
+    node_.send_packet(pending.syn);
+    ++pending.syns;
+    ++counters_.syns_sent;
+    ++counters_.syn_retries;
+    pending.interval_ms = std::min(pending.interval_ms * 2, max_retry_ms);
+    pending.next_at_ms = now + pending.interval_ms;
+  }
+  for (const auto& flow : given_up) {
+    pending_.erase(flow);
+    ++counters_.handovers_failed;
+    finish(flow, false);
+  }
+  std::erase_if(windows_, [now](const auto& entry) { return entry.second.until_ms <= now; });
+  if (pending_.empty() && windows_.empty() && timer_.valid()) uv_timer_stop(timer_.get());
+}
+
+void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
+  node_.defer([this, flow, answered, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired() || closed_) return;
+    if (done_) done_(flow, answered);
+  });
+}
+
+FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
+  if ((pending_.empty() && windows_.empty()) || packet.info.protocol != wire::ip_protocol_tcp)
+    return FilterVerdict::pass;
+  auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
+  if (!tcp) return FilterVerdict::pass;
+  const auto& segment = tcp.value();
+  auto flow = inbound_flow(packet.bytes);
+  if (!flow) return FilterVerdict::pass;
+  if (!segment.has(wire::TcpSegmentView::SYN)) {
+    // The server's window update right after its SYN-ACK: for the NAT only.
+    auto awaited = windows_.find(*flow);
+    if (awaited != windows_.end() && segment.flags == wire::TcpSegmentView::ACK && segment.payload.empty() &&
+        segment.seq == awaited->second.seq && segment.ack == awaited->second.ack) {
+      windows_.erase(awaited);
+      ++counters_.window_acks_consumed;
+      return FilterVerdict::drop;
+    }
+    return FilterVerdict::pass;
+  }
+  auto it = pending_.find(*flow);
+  wire::HandoverOption option;
+  auto lookup = wire::find_handover_option(segment.options, option);
+  if (lookup == wire::MacOptionLookup::absent && it == pending_.end()) return FilterVerdict::pass;  // not ours
+  if (it == pending_.end() || lookup != wire::MacOptionLookup::found || !segment.has(wire::TcpSegmentView::ACK)) {
+    ++counters_.synacks_stray;
+    return FilterVerdict::drop;
+  }
+  Pending& pending = it->second;
+  crypto::HandoverFields fields{crypto::HandoverSegmentKind::syn_ack, pending.connection_id, segment.seq, segment.ack,
+                                option.rcv_nxt};
+  if (option.connection_id != pending.connection_id || segment.ack != pending.syn_seq + 1 ||
+      !crypto::verify_handover_tag(pending.token, fields, option.tag)) {
+    ++counters_.synacks_forged;
+    return FilterVerdict::drop;
+  }
+  ++counters_.synacks_accepted;
+  windows_[*flow] = AwaitedWindow{segment.seq + 1, pending.syn_seq + 1, uv_now(node_.loop()) + window_wait_ms};
+  pending_.erase(it);
+  finish(*flow, true);
+  return FilterVerdict::drop;
+}
+
+FilterVerdict HandoverInitiator::on_output(std::span<const uint8_t> packet) {
+  if (pending_.empty()) return FilterVerdict::pass;
+  auto flow = outbound_flow(packet);
+  if (!flow || pending_.count(*flow) == 0) return FilterVerdict::pass;
+  ++counters_.output_held;
+  return FilterVerdict::drop;
+}
+
+}  // namespace roam::migrate

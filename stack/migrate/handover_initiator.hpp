@@ -1,0 +1,98 @@
+// HandoverInitiator: the client's half of the NAT handover (DESIGN.md section 4; seed
+// 000's fake three-way handshake). After the client applied an Address Change Message,
+// each redirected connection sends a synthetic SYN from its own address and port toward
+// the new server, so that a stateful NAT in front of the client records the new 4-tuple
+// before the connection's own segments arrive there. The SYN's sequence number sits just
+// before the bytes the connection will send next, its window scale and MSS are the
+// connection's, and our option (stack/wire/handover_segment) carries the connection id,
+// our rcv_nxt (so the server's SYN-ACK can line up with it) and a tag made with the
+// handover token from the ACM. Until the SYN-ACK arrives, the connection's own output is
+// held (it would only be dropped by the NAT, and counted against us); the SYN is repeated
+// with backoff, then the handover gives up and the connection is left to its direct path.
+//
+// Input filter, before lwIP and before the MigrationGuard: a SYN-ACK with our option is
+// taken only if it answers a pending SYN (right ack, valid tag); the bare ACK that follows
+// it (the server's real window, for the NAT) is consumed too. lwIP never sees either.
+// Any other SYN-ACK with our option, or any SYN-ACK on a flow in handover, is dropped and
+// counted. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "crypto/handover_mac.hpp"
+#include "stack/lwip.hpp"
+#include "stack/migrate/flow_key.hpp"
+#include "stack/node.hpp"
+#include "tun/uv_handle.hpp"
+
+namespace roam::migrate {
+
+struct HandoverInitiatorCounters {
+  uint64_t handovers_started = 0;
+  uint64_t syns_sent = 0;
+  uint64_t syn_retries = 0;
+  uint64_t synacks_accepted = 0;
+  uint64_t synacks_stray = 0;   // with our option but for no pending handover, or without it on one
+  uint64_t synacks_forged = 0;  // for a pending handover, but a bad tag or acknowledgement
+  uint64_t window_acks_consumed = 0;
+  uint64_t output_held = 0;  // the connection's own packets held while its SYN was out
+  uint64_t handovers_failed = 0;
+};
+
+class HandoverInitiator final : public InputFilter, public OutputFilter {
+ public:
+  // Runs (deferred, never inside a filter) when a handover ends: answered, or given up.
+  using DoneFn = std::function<void(const FlowKey& flow, bool answered)>;
+
+  static constexpr uint64_t first_retry_ms = 50;
+  static constexpr uint64_t max_retry_ms = 1000;
+  static constexpr int max_syns = 8;  // about 3.6 s in all
+
+  HandoverInitiator(Node& node, DoneFn done);
+  ~HandoverInitiator() override;
+  HandoverInitiator(const HandoverInitiator&) = delete;
+  HandoverInitiator& operator=(const HandoverInitiator&) = delete;
+
+  // `pcb` already points at the new server (rewrite_remote without a restart). Sends the
+  // first SYN now. False (nothing started) when the SYN cannot be built or routed.
+  bool start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token);
+  bool is_pending(const FlowKey& flow) const { return pending_.count(flow) != 0; }
+  size_t pending_count() const { return pending_.size(); }
+  void close();
+
+  FilterVerdict on_input(const InboundPacket& packet) override;
+  FilterVerdict on_output(std::span<const uint8_t> packet) override;
+  const HandoverInitiatorCounters& counters() const { return counters_; }
+
+ private:
+  struct Pending {
+    uint64_t connection_id = 0;
+    crypto::HandoverToken token{};
+    uint32_t syn_seq = 0;
+    std::vector<uint8_t> syn;  // sent again unchanged
+    int syns = 0;
+    uint64_t interval_ms = first_retry_ms;
+    uint64_t next_at_ms = 0;
+  };
+  struct AwaitedWindow {
+    uint32_t seq;
+    uint32_t ack;
+    uint64_t until_ms;
+  };
+  void on_timer();
+  void finish(const FlowKey& flow, bool answered);
+
+  Node& node_;
+  DoneFn done_;
+  std::unordered_map<FlowKey, Pending, FlowKeyHash> pending_;
+  std::unordered_map<FlowKey, AwaitedWindow, FlowKeyHash> windows_;
+  UvHandle<uv_timer_t> timer_;
+  HandoverInitiatorCounters counters_;
+  bool closed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace roam::migrate

@@ -1,0 +1,144 @@
+#include "stack/migrate/handover_responder.hpp"
+
+#include <algorithm>
+
+#include "lwip/priv/tcp_priv.h"
+#include "stack/wire/handover_segment.hpp"
+#include "stack/wire/tcp_header.hpp"
+#include "tun/log.hpp"
+
+namespace roam::migrate {
+
+HandoverResponder::HandoverResponder(Node& node, bool enabled, RebindFn rebind)
+    : node_(node), enabled_(enabled), rebind_(std::move(rebind)) {
+  node_.add_input_filter(this);
+}
+
+HandoverResponder::~HandoverResponder() {
+  node_.remove_input_filter(this);
+}
+
+void HandoverResponder::expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked) {
+  Expected expected;
+  expected.token = token;
+  expected.parked = parked;
+  expected_[connection_id] = std::move(expected);
+}
+
+void HandoverResponder::expire() {
+  uint64_t now = uv_now(node_.loop());
+  std::erase_if(expected_, [now](const auto& entry) {
+    return entry.second.answered && now - entry.second.answered_at_ms >= answered_for_ms;
+  });
+}
+
+FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
+  if (packet.info.protocol != wire::ip_protocol_tcp) return FilterVerdict::pass;
+  auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
+  if (!tcp) return FilterVerdict::pass;
+  const auto& segment = tcp.value();
+  // Cheap test first: every carrier segment passes here.
+  if (!segment.has(wire::TcpSegmentView::SYN) || segment.options.size() < wire::handover_option_bytes)
+    return FilterVerdict::pass;
+  wire::HandoverOption option;
+  auto lookup = wire::find_handover_option(segment.options, option);
+  if (lookup == wire::MacOptionLookup::absent) return FilterVerdict::pass;
+  if (lookup == wire::MacOptionLookup::malformed || segment.has(wire::TcpSegmentView::ACK) ||
+      (segment.flags & (wire::TcpSegmentView::RST | wire::TcpSegmentView::FIN)) != 0 || !segment.payload.empty()) {
+    ++counters_.syns_malformed;
+    return FilterVerdict::drop;
+  }
+  if (!enabled_) {
+    ++counters_.syns_refused;
+    return FilterVerdict::drop;
+  }
+  auto it = expected_.find(option.connection_id);
+  if (it == expected_.end()) {
+    ++counters_.syns_unknown;
+    return FilterVerdict::drop;
+  }
+  Expected& expected = it->second;
+  crypto::HandoverFields fields{crypto::HandoverSegmentKind::syn, option.connection_id, segment.seq, 0, option.rcv_nxt};
+  if (!crypto::verify_handover_tag(expected.token, fields, option.tag)) {
+    ++counters_.syns_forged;
+    return FilterVerdict::drop;
+  }
+  wire::IpAddress client;
+  client.version = segment.version;
+  std::copy_n(segment.src_address.begin(), segment.address_size(), client.bytes.begin());
+  if (expected.answered) {
+    if (client == expected.client && segment.src_port == expected.client_port && segment.seq == expected.syn_seq) {
+      ++counters_.syns_repeated;
+      send_replies(expected);
+    } else {
+      ++counters_.syns_replayed;
+    }
+    return FilterVerdict::drop;
+  }
+  tcp_pcb* pcb = rebind_(expected.parked, client, segment.src_port);
+  if (pcb == nullptr) {
+    ++counters_.syns_unknown;
+    expected_.erase(it);
+    return FilterVerdict::drop;
+  }
+  wire::IpAddress server;
+  server.version = segment.version;
+  std::copy_n(segment.dst_address.begin(), segment.address_size(), server.bytes.begin());
+  expected.client = client;
+  expected.client_port = segment.src_port;
+  answer(expected, option.connection_id, server, segment.dst_port, segment.seq, option.rcv_nxt, pcb);
+  ++counters_.syns_accepted;
+  return FilterVerdict::drop;
+}
+
+void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server,
+                               uint16_t server_port, uint32_t syn_seq, uint32_t client_rcv_nxt, tcp_pcb* pcb) {
+  // The NAT learns our side's position from the SYN-ACK: put it just before what the
+  // client expects next, so our retransmissions (from lastack) and the client's ACKs
+  // (up to its rcv_nxt) both fall inside what it tracks. A value the pcb cannot have
+  // sent (never expected: it is authenticated) falls back to lastack.
+  uint32_t position = client_rcv_nxt;
+  if (TCP_SEQ_LT(position, pcb->lastack) || TCP_SEQ_GT(position, pcb->snd_nxt)) position = pcb->lastack;
+  wire::HandoverSegment synack;
+  synack.src = server;
+  synack.dst = expected.client;  // as it reached us, through whatever NAT
+  synack.src_port = server_port;
+  synack.dst_port = expected.client_port;
+  synack.seq = position - 1;
+  synack.ack = syn_seq + 1;
+  synack.syn_ack = true;
+  synack.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd, 0xFFFF));
+  synack.mss = pcb->mss;
+  synack.window_scale = pcb->rcv_scale;
+  synack.option.connection_id = connection_id;
+  synack.option.rcv_nxt = pcb->rcv_nxt;
+  synack.option.tag = crypto::handover_tag(
+      expected.token, {crypto::HandoverSegmentKind::syn_ack, connection_id, synack.seq, synack.ack, pcb->rcv_nxt});
+  wire::BareAck window;
+  window.src = server;
+  window.dst = expected.client;
+  window.src_port = server_port;
+  window.dst_port = expected.client_port;
+  window.seq = position;
+  window.ack = syn_seq + 1;
+  window.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd >> pcb->rcv_scale, 0xFFFF));
+  expected.syn_seq = syn_seq;
+  expected.answered = true;
+  expected.answered_at_ms = uv_now(node_.loop());
+  // Built once: a repeated SYN gets exactly the same answer.
+  expected.replies.assign(2 * wire::handover_packet_max_bytes, 0);
+  size_t first = wire::build_handover_segment(expected.replies, synack);
+  size_t second = wire::build_bare_ack(std::span<uint8_t>(expected.replies).subspan(first), window);
+  expected.replies.resize(first + second);
+  expected.synack_length = first;
+  send_replies(expected);
+}
+
+void HandoverResponder::send_replies(const Expected& expected) {
+  if (expected.synack_length == 0 || expected.replies.size() <= expected.synack_length) return;
+  std::span<const uint8_t> replies(expected.replies);
+  if (node_.send_packet(replies.first(expected.synack_length))) ++counters_.synacks_sent;
+  node_.send_packet(replies.subspan(expected.synack_length));
+}
+
+}  // namespace roam::migrate

@@ -1,0 +1,93 @@
+// HandoverResponder: the new server's half of the NAT handover (DESIGN.md section 4; seed
+// 000's fake three-way handshake). An input filter that runs before lwIP and before the
+// MigrationGuard: lwIP never sees a synthetic SYN (it would open a new connection on the
+// listening port), and the guard never takes one for the client's arrival.
+//
+// For each imported connection whose old server gave it a handover token, `expect` is
+// called. The first SYN carrying our option (stack/wire/handover_segment) for that
+// connection id with a valid tag tells us where the client is now, as the NAT in front
+// of it presents it: the parked connection is rebound to that address and port, and we
+// answer with a SYN-ACK whose sequence number lines up with what the client expects next
+// (so a strict stateful NAT's window tracking admits the segments that follow) and a bare
+// ACK carrying our real, scaled window (a SYN's window field is never scaled, and a NAT
+// that learned only it would drop large retransmissions). The connection stays parked
+// until the client's own first packet arrives (MigrationGuard).
+//
+// A repeat of the accepted SYN from the same address is answered again (the SYN-ACK was
+// lost). Everything else with our option is dropped and counted: a bad tag (forged), a
+// valid SYN from another address after the first or after its connection settled
+// (replayed), an id we expect nothing for (unknown), a malformed option. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <unordered_map>
+#include <vector>
+
+#include "crypto/handover_mac.hpp"
+#include "stack/lwip.hpp"
+#include "stack/migrate/flow_key.hpp"
+#include "stack/node.hpp"
+
+namespace roam::migrate {
+
+struct HandoverResponderCounters {
+  uint64_t syns_accepted = 0;   // first valid SYN: connection rebound and answered
+  uint64_t syns_repeated = 0;   // the accepted SYN again, from the same place: answered again
+  uint64_t syns_forged = 0;     // the tag did not verify
+  uint64_t syns_replayed = 0;   // valid, but from elsewhere after the first was accepted
+  uint64_t syns_unknown = 0;    // no handover expected for that connection id (or it ended)
+  uint64_t syns_malformed = 0;  // our option malformed, or on a segment that is not a SYN
+  uint64_t syns_refused = 0;    // handover is off here
+  uint64_t synacks_sent = 0;
+};
+
+class HandoverResponder final : public InputFilter {
+ public:
+  // Rebinds the parked connection `parked` to the client's address and port as this host
+  // sees them; returns its pcb (still parked), or nullptr when it is gone or the new
+  // 4-tuple is taken.
+  using RebindFn = std::function<tcp_pcb*(const FlowKey& parked, const wire::IpAddress& client, uint16_t port)>;
+
+  // How long after the first SYN a repeat is still answered.
+  static constexpr uint64_t answered_for_ms = 30'000;
+
+  HandoverResponder(Node& node, bool enabled, RebindFn rebind);
+  ~HandoverResponder() override;
+  HandoverResponder(const HandoverResponder&) = delete;
+  HandoverResponder& operator=(const HandoverResponder&) = delete;
+
+  // An imported connection, parked as `parked`, may be claimed with this token.
+  void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked);
+  void forget(uint64_t connection_id) { expected_.erase(connection_id); }
+  // Forgets answered handovers older than answered_for_ms.
+  void expire();
+  size_t expected_count() const { return expected_.size(); }
+
+  FilterVerdict on_input(const InboundPacket& packet) override;
+  const HandoverResponderCounters& counters() const { return counters_; }
+
+ private:
+  struct Expected {
+    crypto::HandoverToken token;
+    FlowKey parked;
+    bool answered = false;
+    wire::IpAddress client;  // once answered: where the SYN came from
+    uint16_t client_port = 0;
+    uint32_t syn_seq = 0;
+    std::vector<uint8_t> replies;  // the SYN-ACK then the bare ACK, back to back
+    size_t synack_length = 0;
+    uint64_t answered_at_ms = 0;
+  };
+  void answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server, uint16_t server_port,
+              uint32_t syn_seq, uint32_t client_rcv_nxt, tcp_pcb* pcb);
+  void send_replies(const Expected& expected);
+
+  Node& node_;
+  bool enabled_;
+  RebindFn rebind_;
+  std::unordered_map<uint64_t, Expected> expected_;
+  HandoverResponderCounters counters_;
+};
+
+}  // namespace roam::migrate
