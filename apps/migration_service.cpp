@@ -412,7 +412,7 @@ tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const w
     parked_imports_.erase(entry);
     parked_imports_[{moved.remote.to_string() + "/" + moved.local.to_string(), moved.remote_port}] = import;
   }
-  logger("migrate")->info("{}: the client's NAT presents it as {}", parked.to_string(),
+  logger("migrate")->debug("{}: the client's NAT presents it as {}", parked.to_string(),
                           migrate::endpoint_string(client, port));
   return pcb;
 }

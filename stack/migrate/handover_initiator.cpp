@@ -118,14 +118,22 @@ void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
 }
 
 FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
-  if ((pending_.empty() && windows_.empty()) || packet.info.protocol != wire::ip_protocol_tcp)
-    return FilterVerdict::pass;
+  if (packet.info.protocol != wire::ip_protocol_tcp) return FilterVerdict::pass;
+  // A look at the flags first: every carrier segment passes here.
+  const size_t flags_at = packet.info.transport_offset + 13;
+  if (flags_at >= packet.bytes.size()) return FilterVerdict::pass;
+  const uint8_t flags = packet.bytes[flags_at];
+  const bool syn = (flags & wire::TcpSegmentView::SYN) != 0;
+  if (!syn && windows_.empty()) return FilterVerdict::pass;
+  // A SYN without ACK is a peer opening a connection (or, on a host that also answers
+  // handovers, a synthetic SYN for the HandoverResponder): not ours.
+  if (syn && (flags & wire::TcpSegmentView::ACK) == 0) return FilterVerdict::pass;
   auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
   if (!tcp) return FilterVerdict::pass;
   const auto& segment = tcp.value();
   auto flow = inbound_flow(packet.bytes);
   if (!flow) return FilterVerdict::pass;
-  if (!segment.has(wire::TcpSegmentView::SYN)) {
+  if (!syn) {
     // The server's window update right after its SYN-ACK: for the NAT only.
     auto awaited = windows_.find(*flow);
     if (awaited != windows_.end() && segment.flags == wire::TcpSegmentView::ACK && segment.payload.empty() &&
@@ -140,7 +148,7 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
   if (lookup == wire::MacOptionLookup::absent && it == pending_.end()) return FilterVerdict::pass;  // not ours
-  if (it == pending_.end() || lookup != wire::MacOptionLookup::found || !segment.has(wire::TcpSegmentView::ACK)) {
+  if (it == pending_.end() || lookup != wire::MacOptionLookup::found) {
     ++counters_.synacks_stray;
     return FilterVerdict::drop;
   }

@@ -48,8 +48,7 @@ tcp_pcb* MigrationGuard::repark(const FlowKey& from, const FlowKey& to) {
   if (parked_.count(to) != 0 || find_active_pcb(to) != nullptr) return nullptr;
   Parked entry = std::move(it->second);
   parked_.erase(it);
-  entry.pcb->remote_ip = to_lwip(to.remote);
-  entry.pcb->remote_port = to.remote_port;
+  set_remote_endpoint(entry.pcb, to.remote, to.remote_port);
   silenced_.erase(to);
   tcp_pcb* pcb = entry.pcb;
   parked_.emplace(to, std::move(entry));

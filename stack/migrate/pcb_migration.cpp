@@ -266,18 +266,24 @@ void restart_transmission(tcp_pcb* pcb) {
   tcp_output(pcb);
 }
 
+void set_remote_endpoint(tcp_pcb* pcb, const wire::IpAddress& remote, uint16_t port) {
+  pcb->remote_ip = to_lwip(remote);
+  if (port == 0 || port == pcb->remote_port) return;
+  pcb->remote_port = port;
+  for (tcp_seg* queue : {pcb->unsent, pcb->unacked})
+    for (tcp_seg* seg = queue; seg != nullptr; seg = seg->next) seg->tcphdr->dest = lwip_htons(port);
+}
+
 std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
                                     const wire::IpAddress& new_remote, uint16_t new_port) {
   ip_addr_t old_ip = to_lwip(old_remote);
-  ip_addr_t new_ip = to_lwip(new_remote);
   std::vector<tcp_pcb*> changed;
   std::vector<FlowKey> old_flows;
   for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
     if (!ip_addr_cmp(&pcb->remote_ip, &old_ip)) continue;
     if (old_port != 0 && pcb->remote_port != old_port) continue;
     old_flows.push_back(flow_of(pcb));
-    pcb->remote_ip = new_ip;
-    if (new_port != 0) pcb->remote_port = new_port;
+    set_remote_endpoint(pcb, new_remote, new_port);
     changed.push_back(pcb);
   }
   // Output after the walk: nothing in tcp_output unlinks pcbs, but keep the walk pure.
@@ -287,12 +293,10 @@ std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t 
 
 std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
                                     uint16_t new_port, bool restart) {
-  ip_addr_t new_ip = to_lwip(new_remote);
   std::vector<FlowKey> old_flows;
   for (tcp_pcb* pcb : pcbs) {
     old_flows.push_back(flow_of(pcb));
-    pcb->remote_ip = new_ip;
-    if (new_port != 0) pcb->remote_port = new_port;
+    set_remote_endpoint(pcb, new_remote, new_port);
   }
   if (restart)
     for (tcp_pcb* pcb : pcbs) restart_transmission(pcb);

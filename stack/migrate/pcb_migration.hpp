@@ -66,6 +66,11 @@ void discard_imported_pcb(tcp_pcb* pcb);
 // sent again now (not after an RTO), and an ACK tells the peer our rcv_nxt.
 void restart_transmission(tcp_pcb* pcb);
 
+// Points a pcb at another remote endpoint: its address, its port, and the destination
+// port in the TCP headers lwIP already built for its queued segments (they are sent as
+// they are). (new_port 0: keep.)
+void set_remote_endpoint(tcp_pcb* pcb, const wire::IpAddress& remote, uint16_t port);
+
 // For each active pcb whose remote endpoint is old_remote (and old_port when non-zero),
 // sets it to new_remote / new_port (new_port 0: keep) and restarts transmission. Returns
 // the flows as they were before: the caller silences them (MigrationGuard), or late

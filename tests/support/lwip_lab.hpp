@@ -155,6 +155,7 @@ class LwipLab {
           if (offloads_.tcp_checksum) complete_offloaded_checksum(packet);
           if (is_rst(packet)) ++rst_seen;
           if (lose && lose(packet)) continue;
+          if (translate) translate(packet);
           auto destination = wire::IpAddress::destination_of(packet);
           REQUIRE(destination);
           for (size_t i = 0; i < links_.size(); ++i)
@@ -240,6 +241,8 @@ class LwipLab {
   size_t largest_packet = 0;  // the largest IP packet any link was handed
   // Returns true to drop a packet in flight (loss on the path); none by default.
   std::function<bool(std::span<const uint8_t>)> lose;
+  // Rewrites a packet in flight (a NAT on the path), after `lose`; none by default.
+  std::function<void(std::vector<uint8_t>&)> translate;
 
  private:
   LinkOffloads offloads_;
