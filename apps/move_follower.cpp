@@ -15,8 +15,9 @@
 namespace roam {
 
 namespace {
-constexpr uint64_t poke_interval_ms = 20;
-constexpr int poke_attempts = 100;  // two seconds; then the connection's own timers rule
+constexpr uint64_t poke_interval_ms = 20;  // the timer's tick, and the first poke's delay
+constexpr uint64_t poke_max_interval_ms = 500;
+constexpr int poke_attempts = 10;  // 20, 40, ... 500 ms: about 3.5 s; then the connection's own timers rule
 constexpr uint64_t housekeeping_ms = 500;
 constexpr uint64_t retry_after_failure_ms = 1000;
 constexpr uint64_t retry_after_distrust_ms = 30'000;
@@ -359,7 +360,7 @@ void MoveFollower::await_new_path(const migrate::FlowKey& flow, uint64_t batch) 
   guard_.watch(flow, [this, flow, alive = std::weak_ptr<bool>(alive_)] {
     if (!alive.expired() && !closed_) on_heard(flow);
   });
-  awaiting_.push_back({flow, poke_attempts, batch});
+  awaiting_.push_back({flow, poke_attempts, batch, uv_now(node_.loop()) + poke_interval_ms, poke_interval_ms});
   if (poke_timer_.valid() && !uv_is_active(poke_timer_.base())) {
     uv_timer_start(
         poke_timer_.get(),
@@ -422,7 +423,8 @@ void MoveFollower::settle(uint64_t batch_id) {
 }
 
 void MoveFollower::poke_new_paths() {
-  std::erase_if(awaiting_, [this](AwaitingPath& path) {
+  uint64_t now = uv_now(node_.loop());
+  std::erase_if(awaiting_, [this, now](AwaitingPath& path) {
     tcp_pcb* pcb = migrate::find_active_pcb(path.flow);
     if (pcb == nullptr || !guard_.is_watched(path.flow)) {  // gone, or heard on the new path
       guard_.unwatch(path.flow);
@@ -432,6 +434,10 @@ void MoveFollower::poke_new_paths() {
       }
       return true;
     }
+    // Backing off: a thousand connections moved at once must not flood the new path.
+    if (now < path.next_poke_ms) return false;
+    path.interval_ms = std::min(path.interval_ms * 2, poke_max_interval_ms);
+    path.next_poke_ms = now + path.interval_ms;
     if (path.pokes_left-- <= 0) {
       guard_.unwatch(path.flow);
       ++counters_.unanswered;

@@ -106,6 +106,8 @@ class MoveFollower {
     migrate::FlowKey flow;  // as it is now, toward the new server (watched by guard_)
     int pokes_left;
     uint64_t batch;
+    uint64_t next_poke_ms;  // loop time
+    uint64_t interval_ms;   // doubles after each poke
   };
   // The connections one ACM moved, followed until each was heard from on the new path.
   struct Batch {

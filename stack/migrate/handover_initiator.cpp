@@ -39,41 +39,23 @@ void HandoverInitiator::close() {
   closed_ = true;
   pending_.clear();
   windows_.clear();
+  queue_.clear();
+  outstanding_ = 0;
   if (timer_.valid()) timer_.close();
 }
 
 bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token) {
   if (closed_ || pcb == nullptr || connection_id == 0) return false;
   FlowKey flow = flow_of(pcb);
+  if (pending_.count(flow) != 0) return false;
   Pending pending;
   pending.connection_id = connection_id;
   pending.token = token;
-  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
-  pending.syn_seq = (in_flight <= claim_all_below ? pcb->snd_nxt : pcb->lastack) - 1;
-  wire::HandoverSegment syn;
-  syn.src = flow.local;
-  syn.dst = flow.remote;
-  syn.src_port = flow.local_port;
-  syn.dst_port = flow.remote_port;
-  syn.seq = pending.syn_seq;
-  syn.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd, 0xFFFF));
-  syn.mss = pcb->mss;
-  syn.window_scale = pcb->rcv_scale;
-  syn.option.connection_id = connection_id;
-  syn.option.rcv_nxt = pcb->rcv_nxt;
-  syn.option.tag =
-      crypto::handover_tag(token, {crypto::HandoverSegmentKind::syn, connection_id, syn.seq, 0, pcb->rcv_nxt});
-  pending.syn.resize(wire::handover_packet_max_bytes);
-  size_t length = wire::build_handover_segment(pending.syn, syn);
-  if (length == 0) return false;
-  pending.syn.resize(length);
-  if (!node_.send_packet(pending.syn)) return false;
-  ++counters_.handovers_started;
-  ++counters_.syns_sent;
-  pending.syns = 1;
-  pending.next_at_ms = uv_now(node_.loop()) + pending.interval_ms;
   windows_.erase(flow);
   pending_[flow] = std::move(pending);
+  queue_.push_back(flow);
+  ++counters_.handovers_started;
+  launch_queued();
   if (timer_.valid() && !uv_is_active(timer_.base())) {
     uv_timer_start(
         timer_.get(),
@@ -85,11 +67,57 @@ bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto
   return true;
 }
 
+void HandoverInitiator::launch_queued() {
+  while (outstanding_ < max_outstanding && !queue_.empty()) {
+    FlowKey flow = queue_.front();
+    queue_.pop_front();
+    auto it = pending_.find(flow);
+    if (it == pending_.end()) continue;
+    if (!launch(flow, it->second)) {
+      pending_.erase(it);
+      ++counters_.handovers_failed;
+      finish(flow, false);
+      continue;
+    }
+    ++outstanding_;
+  }
+}
+
+bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending) {
+  // Read now, not when queued: the connection is held meanwhile, but may have ended.
+  tcp_pcb* pcb = find_active_pcb(flow);
+  if (pcb == nullptr) return false;
+  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
+  pending.syn_seq = (in_flight <= claim_all_below ? pcb->snd_nxt : pcb->lastack) - 1;
+  wire::HandoverSegment syn;
+  syn.src = flow.local;
+  syn.dst = flow.remote;
+  syn.src_port = flow.local_port;
+  syn.dst_port = flow.remote_port;
+  syn.seq = pending.syn_seq;
+  syn.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd, 0xFFFF));
+  syn.mss = pcb->mss;
+  syn.window_scale = pcb->rcv_scale;
+  syn.option.connection_id = pending.connection_id;
+  syn.option.rcv_nxt = pcb->rcv_nxt;
+  syn.option.tag = crypto::handover_tag(
+      pending.token, {crypto::HandoverSegmentKind::syn, pending.connection_id, syn.seq, 0, pcb->rcv_nxt});
+  pending.syn.resize(wire::handover_packet_max_bytes);
+  size_t length = wire::build_handover_segment(pending.syn, syn);
+  if (length == 0) return false;
+  pending.syn.resize(length);
+  if (!node_.send_packet(pending.syn)) return false;
+  ++counters_.syns_sent;
+  pending.syns = 1;
+  pending.next_at_ms = uv_now(node_.loop()) + pending.interval_ms;
+  return true;
+}
+
 void HandoverInitiator::on_timer() {
   uint64_t now = uv_now(node_.loop());
   std::vector<FlowKey> given_up;
   for (auto& [flow, pending] : pending_) {
-    if (now < pending.next_at_ms) continue;
+    if (pending.syns == 0 || now < pending.next_at_ms) continue;  // queued, or not yet due
     if (pending.syns >= max_syns || find_active_pcb(flow) == nullptr) {
       given_up.push_back(flow);
       continue;
@@ -103,9 +131,11 @@ void HandoverInitiator::on_timer() {
   }
   for (const auto& flow : given_up) {
     pending_.erase(flow);
+    --outstanding_;
     ++counters_.handovers_failed;
     finish(flow, false);
   }
+  launch_queued();
   std::erase_if(windows_, [now](const auto& entry) { return entry.second.until_ms <= now; });
   if (pending_.empty() && windows_.empty() && timer_.valid()) uv_timer_stop(timer_.get());
 }
@@ -163,7 +193,9 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
   ++counters_.synacks_accepted;
   windows_[*flow] = AwaitedWindow{segment.seq + 1, pending.syn_seq + 1, uv_now(node_.loop()) + window_wait_ms};
   pending_.erase(it);
+  --outstanding_;
   finish(*flow, true);
+  launch_queued();
   return FilterVerdict::drop;
 }
 

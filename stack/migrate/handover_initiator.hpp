@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <unordered_map>
 #include <vector>
@@ -50,6 +51,11 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   static constexpr uint64_t first_retry_ms = 50;
   static constexpr uint64_t max_retry_ms = 1000;
   static constexpr int max_syns = 8;  // about 3.6 s in all
+  // Handovers whose SYN is out at once; the others wait their turn (held, like the
+  // pending ones). A thousand connections moved together would otherwise send a
+  // thousand SYNs, and get a thousand SYN-ACKs and window updates, in one burst that
+  // overflows the queues on the way (a TUN device holds 500 packets by default).
+  static constexpr size_t max_outstanding = 64;
 
   HandoverInitiator(Node& node, DoneFn done);
   ~HandoverInitiator() override;
@@ -57,9 +63,11 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   HandoverInitiator& operator=(const HandoverInitiator&) = delete;
 
   // `pcb` already points at the new server (rewrite_remote without a restart). Sends the
-  // first SYN now. False (nothing started) when the SYN cannot be built or routed.
+  // first SYN now, or queues it behind max_outstanding others. False (nothing started)
+  // when the connection has no id.
   bool start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token);
   bool is_pending(const FlowKey& flow) const { return pending_.count(flow) != 0; }
+  size_t outstanding() const { return outstanding_; }
   size_t pending_count() const { return pending_.size(); }
   void close();
 
@@ -73,10 +81,14 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
     crypto::HandoverToken token{};
     uint32_t syn_seq = 0;
     std::vector<uint8_t> syn;  // sent again unchanged
-    int syns = 0;
+    int syns = 0;              // 0: waiting its turn
     uint64_t interval_ms = first_retry_ms;
     uint64_t next_at_ms = 0;
   };
+  // Sends queued SYNs while fewer than max_outstanding are out.
+  void launch_queued();
+  // Builds and sends the first SYN; false when it cannot be built or routed.
+  bool launch(const FlowKey& flow, Pending& pending);
   struct AwaitedWindow {
     uint32_t seq;
     uint32_t ack;
@@ -89,6 +101,8 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   DoneFn done_;
   std::unordered_map<FlowKey, Pending, FlowKeyHash> pending_;
   std::unordered_map<FlowKey, AwaitedWindow, FlowKeyHash> windows_;
+  std::deque<FlowKey> queue_;  // waiting their turn, oldest first
+  size_t outstanding_ = 0;     // pending with a SYN out
   UvHandle<uv_timer_t> timer_;
   HandoverInitiatorCounters counters_;
   bool closed_ = false;
