@@ -1,12 +1,16 @@
-// libFuzzer target for stack/wire: check_ip_packet, parse_tcp_segment and the segment MAC
+// libFuzzer target for stack/wire: check_ip_packet, parse_tcp_segment, the handover
+// option (find_handover_option, and a found one rebuilt into a SYN), and the segment MAC
 // option (find_segment_mac on any options; append_segment_mac must give a packet that is
 // accepted again and carries the option) on arbitrary bytes.
 // Run: fuzz_ip_packet tests/fuzz/corpus/ip_packet (built with Clang only, see CMakeLists.txt).
+#include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "stack/wire/handover_segment.hpp"
 #include "stack/wire/ip_packet.hpp"
 #include "stack/wire/segment_mac_option.hpp"
 #include "stack/wire/tcp_header.hpp"
@@ -62,6 +66,30 @@ void check_segment_mac(std::span<const uint8_t> packet, const PacketInfo& info, 
     __builtin_trap();
 }
 
+// The handover option parser on any options; a found option rebuilt into a SYN parses
+// back to the same fields, in a valid packet.
+void check_handover_option(const TcpSegmentView& view) {
+  roam::wire::HandoverOption option;
+  if (roam::wire::find_handover_option(view.options, option) != roam::wire::MacOptionLookup::found) return;
+  roam::wire::HandoverSegment syn;
+  syn.src.version = syn.dst.version = view.version;
+  std::copy_n(view.src_address.begin(), view.address_size(), syn.src.bytes.begin());
+  std::copy_n(view.dst_address.begin(), view.address_size(), syn.dst.bytes.begin());
+  syn.seq = view.seq;
+  syn.option = option;
+  std::array<uint8_t, roam::wire::handover_packet_max_bytes> out{};
+  const size_t n = roam::wire::build_handover_segment(out, syn);
+  if (n == 0) __builtin_trap();
+  const std::span<const uint8_t> built(out.data(), n);
+  const auto info = roam::wire::check_ip_packet(built);
+  if (!info) __builtin_trap();
+  const auto again = roam::wire::parse_tcp_segment(built, *info);
+  roam::wire::HandoverOption option_again;
+  if (!again || roam::wire::find_handover_option(again->options, option_again) != roam::wire::MacOptionLookup::found ||
+      !(option_again == option))
+    __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -78,6 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const auto own = roam::wire::describe_own_tcp_packet(packet);
       if (!own || own->length != info->length || own->transport_offset != info->transport_offset) __builtin_trap();
       check_segment_mac(packet, *info, *tcp);
+      check_handover_option(*tcp);
     }
   } else if (size >= 6) {
     // parse_tcp_segment must also survive a PacketInfo that does not match the bytes.
