@@ -391,7 +391,7 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   parked_imports_[{key.remote.to_string() + "/" + key.local.to_string(), key.remote_port}] =
       ParkedImport{session.get(), uv_now(node_.loop()) + config_.parked_timeout_ms};
   if (payload->handover_token && snapshot->connection_id != 0)
-    responder_.expect(snapshot->connection_id, *payload->handover_token, key);
+    responder_.expect(snapshot->connection_id, *payload->handover_token, key, snapshot->send.snd_nxt);
   table_.adopt(std::move(session));
   ++counters_.sessions_imported;
   logger("migrate")->debug("imported a {} session in {:.3f} ms", payload->kind,

@@ -24,7 +24,7 @@ using HandoverToken = std::array<uint8_t, handover_token_bytes>;
 inline constexpr size_t handover_tag_bytes = 12;
 using HandoverTag = std::array<uint8_t, handover_tag_bytes>;
 
-enum class HandoverSegmentKind : uint8_t { syn = 1, syn_ack = 2 };
+enum class HandoverSegmentKind : uint8_t { syn = 1, syn_ack = 2, window = 3 };
 
 struct HandoverFields {
   HandoverSegmentKind kind;

@@ -12,13 +12,6 @@ namespace roam::migrate {
 
 namespace {
 constexpr uint64_t tick_ms = 10;
-// The SYN claims everything we sent when that fits in a window a NAT learns from a SYN
-// (never scaled): then the server's ACKs, up to our snd_nxt, are all inside it. With
-// more in flight, it claims only what the old server acknowledged, so that our
-// retransmissions, which start there, are inside it.
-constexpr uint32_t claim_all_below = 32 * 1024;
-// How long after the SYN-ACK the server's window update is waited for.
-constexpr uint64_t window_wait_ms = 2000;
 }  // namespace
 
 HandoverInitiator::HandoverInitiator(Node& node, DoneFn done) : node_(node), done_(std::move(done)) {
@@ -38,7 +31,6 @@ void HandoverInitiator::close() {
   if (closed_) return;
   closed_ = true;
   pending_.clear();
-  windows_.clear();
   queue_.clear();
   outstanding_ = 0;
   if (timer_.valid()) timer_.close();
@@ -51,7 +43,6 @@ bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto
   Pending pending;
   pending.connection_id = connection_id;
   pending.token = token;
-  windows_.erase(flow);
   pending_[flow] = std::move(pending);
   queue_.push_back(flow);
   ++counters_.handovers_started;
@@ -87,8 +78,10 @@ bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending) {
   // Read now, not when queued: the connection is held meanwhile, but may have ended.
   tcp_pcb* pcb = find_active_pcb(flow);
   if (pcb == nullptr) return false;
-  uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
-  pending.syn_seq = (in_flight <= claim_all_below ? pcb->snd_nxt : pcb->lastack) - 1;
+  // Just before the highest byte we ever sent: no ACK of the server's can then exceed what
+  // the NAT saw from us; our retransmissions (from lastack) are inside the window the
+  // server's update teaches it (DESIGN.md section 8).
+  pending.syn_seq = pcb->snd_nxt - 1;
   wire::HandoverSegment syn;
   syn.src = flow.local;
   syn.dst = flow.remote;
@@ -136,8 +129,7 @@ void HandoverInitiator::on_timer() {
     finish(flow, false);
   }
   launch_queued();
-  std::erase_if(windows_, [now](const auto& entry) { return entry.second.until_ms <= now; });
-  if (pending_.empty() && windows_.empty() && timer_.valid()) uv_timer_stop(timer_.get());
+  if (pending_.empty() && timer_.valid()) uv_timer_stop(timer_.get());
 }
 
 void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
@@ -154,29 +146,36 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
   if (flags_at >= packet.bytes.size()) return FilterVerdict::pass;
   const uint8_t flags = packet.bytes[flags_at];
   const bool syn = (flags & wire::TcpSegmentView::SYN) != 0;
-  if (!syn && windows_.empty()) return FilterVerdict::pass;
   // A SYN without ACK is a peer opening a connection (or, on a host that also answers
   // handovers, a synthetic SYN for the HandoverResponder): not ours.
   if (syn && (flags & wire::TcpSegmentView::ACK) == 0) return FilterVerdict::pass;
+  // Ours carry 28 option bytes: with a shorter TCP header it is a carrier segment (or a
+  // SYN-ACK without our option, which matters only while a handover is pending).
+  const size_t header_at = packet.info.transport_offset + 12;
+  const bool long_header =
+      header_at < packet.bytes.size() && (packet.bytes[header_at] >> 4) * 4u >= 20 + wire::handover_option_bytes;
+  if (!long_header && !(syn && !pending_.empty())) return FilterVerdict::pass;
   auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
   if (!tcp) return FilterVerdict::pass;
   const auto& segment = tcp.value();
   auto flow = inbound_flow(packet.bytes);
   if (!flow) return FilterVerdict::pass;
-  if (!syn) {
-    // The server's window update right after its SYN-ACK: for the NAT only.
-    auto awaited = windows_.find(*flow);
-    if (awaited != windows_.end() && segment.flags == wire::TcpSegmentView::ACK && segment.payload.empty() &&
-        segment.seq == awaited->second.seq && segment.ack == awaited->second.ack) {
-      windows_.erase(awaited);
-      ++counters_.window_acks_consumed;
-      return FilterVerdict::drop;
-    }
-    return FilterVerdict::pass;
-  }
-  auto it = pending_.find(*flow);
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
+  if (!syn) {
+    if (lookup == wire::MacOptionLookup::absent) return FilterVerdict::pass;
+    if (lookup == wire::MacOptionLookup::malformed || !segment.payload.empty()) {
+      ++counters_.synacks_stray;
+      return FilterVerdict::drop;
+    }
+    // Not a connection of ours (on a host that also answers handovers, the client's update
+    // for the HandoverResponder).
+    if (find_active_pcb(*flow) == nullptr) return FilterVerdict::pass;
+    // The server's window update after its SYN-ACK: for the NAT on the way, not for lwIP.
+    ++counters_.window_acks_consumed;
+    return FilterVerdict::drop;
+  }
+  auto it = pending_.find(*flow);
   if (lookup == wire::MacOptionLookup::absent && it == pending_.end()) return FilterVerdict::pass;  // not ours
   if (it == pending_.end() || lookup != wire::MacOptionLookup::found) {
     ++counters_.synacks_stray;
@@ -191,12 +190,32 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
     return FilterVerdict::drop;
   }
   ++counters_.synacks_accepted;
-  windows_[*flow] = AwaitedWindow{segment.seq + 1, pending.syn_seq + 1, uv_now(node_.loop()) + window_wait_ms};
+  send_window_update(*flow, pending, segment.seq + 1);
   pending_.erase(it);
   --outstanding_;
   finish(*flow, true);
   launch_queued();
   return FilterVerdict::drop;
+}
+
+void HandoverInitiator::send_window_update(const FlowKey& flow, const Pending& pending, uint32_t server_next) {
+  tcp_pcb* pcb = find_active_pcb(flow);
+  if (pcb == nullptr) return;
+  wire::BareAck update;
+  update.src = flow.local;
+  update.dst = flow.remote;
+  update.src_port = flow.local_port;
+  update.dst_port = flow.remote_port;
+  update.seq = pending.syn_seq + 1;
+  update.ack = server_next;
+  update.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd >> pcb->rcv_scale, 0xFFFF));
+  update.option.connection_id = pending.connection_id;
+  update.option.rcv_nxt = pcb->rcv_nxt;
+  update.option.tag = crypto::handover_tag(pending.token, {crypto::HandoverSegmentKind::window, pending.connection_id,
+                                                           update.seq, update.ack, pcb->rcv_nxt});
+  std::array<uint8_t, wire::handover_packet_max_bytes> packet{};
+  size_t length = wire::build_bare_ack(packet, update);
+  if (length > 0 && node_.send_packet(std::span<const uint8_t>(packet.data(), length))) ++counters_.window_acks_sent;
 }
 
 FilterVerdict HandoverInitiator::on_output(std::span<const uint8_t> packet) {

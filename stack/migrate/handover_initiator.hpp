@@ -12,7 +12,8 @@
 //
 // Input filter, before lwIP and before the MigrationGuard: a SYN-ACK with our option is
 // taken only if it answers a pending SYN (right ack, valid tag); the bare ACK that follows
-// it (the server's real window, for the NAT) is consumed too. lwIP never sees either.
+// it (the server's real window, for the NAT) is consumed too, and we send ours. lwIP never
+// sees any of them.
 // Any other SYN-ACK with our option, or any SYN-ACK on a flow in handover, is dropped and
 // counted. Loop thread only.
 #pragma once
@@ -38,8 +39,9 @@ struct HandoverInitiatorCounters {
   uint64_t synacks_accepted = 0;
   uint64_t synacks_stray = 0;   // with our option but for no pending handover, or without it on one
   uint64_t synacks_forged = 0;  // for a pending handover, but a bad tag or acknowledgement
-  uint64_t window_acks_consumed = 0;
-  uint64_t output_held = 0;  // the connection's own packets held while its SYN was out
+  uint64_t window_acks_sent = 0;
+  uint64_t window_acks_consumed = 0;  // the server's, with our option: never reach lwIP
+  uint64_t output_held = 0;           // the connection's own packets held while its SYN was out
   uint64_t handovers_failed = 0;
 };
 
@@ -89,18 +91,14 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   void launch_queued();
   // Builds and sends the first SYN; false when it cannot be built or routed.
   bool launch(const FlowKey& flow, Pending& pending);
-  struct AwaitedWindow {
-    uint32_t seq;
-    uint32_t ack;
-    uint64_t until_ms;
-  };
   void on_timer();
+  // Our real, scaled window for the NAT, right after the SYN-ACK (its window was not scaled).
+  void send_window_update(const FlowKey& flow, const Pending& pending, uint32_t server_next);
   void finish(const FlowKey& flow, bool answered);
 
   Node& node_;
   DoneFn done_;
   std::unordered_map<FlowKey, Pending, FlowKeyHash> pending_;
-  std::unordered_map<FlowKey, AwaitedWindow, FlowKeyHash> windows_;
   std::deque<FlowKey> queue_;  // waiting their turn, oldest first
   size_t outstanding_ = 0;     // pending with a SYN out
   UvHandle<uv_timer_t> timer_;

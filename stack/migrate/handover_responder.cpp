@@ -18,10 +18,12 @@ HandoverResponder::~HandoverResponder() {
   node_.remove_input_filter(this);
 }
 
-void HandoverResponder::expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked) {
+void HandoverResponder::expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked,
+                               uint32_t sent_up_to) {
   Expected expected;
   expected.token = token;
   expected.parked = parked;
+  expected.sent_up_to = sent_up_to;
   expected_[connection_id] = std::move(expected);
 }
 
@@ -37,12 +39,17 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
   auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
   if (!tcp) return FilterVerdict::pass;
   const auto& segment = tcp.value();
-  // Cheap test first: every carrier segment passes here.
-  if (!segment.has(wire::TcpSegmentView::SYN) || segment.options.size() < wire::handover_option_bytes)
-    return FilterVerdict::pass;
+  // Cheap test first: every carrier segment passes here, and ours carry 28 option bytes.
+  if (segment.options.size() < wire::handover_option_bytes) return FilterVerdict::pass;
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
   if (lookup == wire::MacOptionLookup::absent) return FilterVerdict::pass;
+  if (!segment.has(wire::TcpSegmentView::SYN) && lookup == wire::MacOptionLookup::found &&
+      segment.flags == wire::TcpSegmentView::ACK && segment.payload.empty()) {
+    // The client's window update after our SYN-ACK: for the NAT on the way, not for lwIP.
+    ++counters_.window_acks_consumed;
+    return FilterVerdict::drop;
+  }
   if (lookup == wire::MacOptionLookup::malformed || segment.has(wire::TcpSegmentView::ACK) ||
       (segment.flags & (wire::TcpSegmentView::RST | wire::TcpSegmentView::FIN)) != 0 || !segment.payload.empty()) {
     ++counters_.syns_malformed;
@@ -86,19 +93,18 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
   std::copy_n(segment.dst_address.begin(), segment.address_size(), server.bytes.begin());
   expected.client = client;
   expected.client_port = segment.src_port;
-  answer(expected, option.connection_id, server, segment.dst_port, segment.seq, option.rcv_nxt, pcb);
+  answer(expected, option.connection_id, server, segment.dst_port, segment.seq, pcb);
   ++counters_.syns_accepted;
   return FilterVerdict::drop;
 }
 
 void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server,
-                               uint16_t server_port, uint32_t syn_seq, uint32_t client_rcv_nxt, tcp_pcb* pcb) {
-  // The NAT learns our side's position from the SYN-ACK: put it just before what the
-  // client expects next, so our retransmissions (from lastack) and the client's ACKs
-  // (up to its rcv_nxt) both fall inside what it tracks. A value the pcb cannot have
-  // sent (never expected: it is authenticated) falls back to lastack.
-  uint32_t position = client_rcv_nxt;
-  if (TCP_SEQ_LT(position, pcb->lastack) || TCP_SEQ_GT(position, pcb->snd_nxt)) position = pcb->lastack;
+                               uint16_t server_port, uint32_t syn_seq, tcp_pcb* pcb) {
+  // The NAT learns our side's position from the SYN-ACK: just before the highest byte
+  // ever sent on this connection, so that no ACK from the client (it may hold
+  // out-of-order data up to there) is beyond what the NAT saw. The import restarted
+  // snd_nxt at snd_una; the old server's snd_nxt came with it.
+  uint32_t position = TCP_SEQ_GT(pcb->snd_nxt, expected.sent_up_to) ? pcb->snd_nxt : expected.sent_up_to;
   wire::HandoverSegment synack;
   synack.src = server;
   synack.dst = expected.client;  // as it reached us, through whatever NAT
@@ -122,6 +128,10 @@ void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const
   window.seq = position;
   window.ack = syn_seq + 1;
   window.window = static_cast<uint16_t>(std::min<tcpwnd_size_t>(pcb->rcv_ann_wnd >> pcb->rcv_scale, 0xFFFF));
+  window.option.connection_id = connection_id;
+  window.option.rcv_nxt = pcb->rcv_nxt;
+  window.option.tag = crypto::handover_tag(
+      expected.token, {crypto::HandoverSegmentKind::window, connection_id, window.seq, window.ack, pcb->rcv_nxt});
   expected.syn_seq = syn_seq;
   expected.answered = true;
   expected.answered_at_ms = uv_now(node_.loop());

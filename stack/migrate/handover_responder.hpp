@@ -11,7 +11,14 @@
 // (so a strict stateful NAT's window tracking admits the segments that follow) and a bare
 // ACK carrying our real, scaled window (a SYN's window field is never scaled, and a NAT
 // that learned only it would drop large retransmissions). The connection stays parked
-// until the client's own first packet arrives (MigrationGuard).
+// until the client's own first packet arrives (MigrationGuard). The client's window update,
+// an ACK with our option, is consumed here too.
+//
+// Where the handshake sits (DESIGN.md section 8, checked against Linux conntrack with
+// be_liberal=0): SYN at the client's snd_nxt - 1, SYN-ACK at ours - 1 and acknowledging
+// the client's snd_nxt. A stateful NAT then takes every later ACK (none can exceed what
+// its sender's peer sent) and every retransmission (from snd_una, inside the windows the
+// two updates taught it).
 //
 // A repeat of the accepted SYN from the same address is answered again (the SYN-ACK was
 // lost). Everything else with our option is dropped and counted: a bad tag (forged), a
@@ -40,6 +47,7 @@ struct HandoverResponderCounters {
   uint64_t syns_malformed = 0;  // our option malformed, or on a segment that is not a SYN
   uint64_t syns_refused = 0;    // handover is off here
   uint64_t synacks_sent = 0;
+  uint64_t window_acks_consumed = 0;  // the client's window updates (never reach lwIP)
 };
 
 class HandoverResponder final : public InputFilter {
@@ -58,7 +66,8 @@ class HandoverResponder final : public InputFilter {
   HandoverResponder& operator=(const HandoverResponder&) = delete;
 
   // An imported connection, parked as `parked`, may be claimed with this token.
-  void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked);
+  // `sent_up_to`: the old server's snd_nxt (the import restarts from snd_una).
+  void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked, uint32_t sent_up_to);
   void forget(uint64_t connection_id) { expected_.erase(connection_id); }
   // Forgets answered handovers older than answered_for_ms.
   void expire();
@@ -71,6 +80,7 @@ class HandoverResponder final : public InputFilter {
   struct Expected {
     crypto::HandoverToken token;
     FlowKey parked;
+    uint32_t sent_up_to = 0;
     bool answered = false;
     wire::IpAddress client;  // once answered: where the SYN came from
     uint16_t client_port = 0;
@@ -80,7 +90,7 @@ class HandoverResponder final : public InputFilter {
     uint64_t answered_at_ms = 0;
   };
   void answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server, uint16_t server_port,
-              uint32_t syn_seq, uint32_t client_rcv_nxt, tcp_pcb* pcb);
+              uint32_t syn_seq, tcp_pcb* pcb);
   void send_replies(const Expected& expected);
 
   Node& node_;

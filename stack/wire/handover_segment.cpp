@@ -61,6 +61,17 @@ MacOptionLookup find_handover_option(std::span<const uint8_t> options, HandoverO
   return MacOptionLookup::found;
 }
 
+namespace {
+void write_option(uint8_t* ours, const HandoverOption& option) {
+  ours[0] = tcp_option_experimental;
+  ours[1] = handover_option_bytes;
+  store_be(ours + 2, handover_exid, 2);
+  store_be(ours + 4, option.connection_id, 8);
+  store_be(ours + 12, option.rcv_nxt, 4);
+  std::memcpy(ours + 16, option.tag.data(), handover_tag_bytes);
+}
+}  // namespace
+
 size_t build_handover_segment(std::span<uint8_t> out, const HandoverSegment& s) {
   uint8_t options[36];
   options[0] = 2;  // MSS
@@ -70,20 +81,17 @@ size_t build_handover_segment(std::span<uint8_t> out, const HandoverSegment& s) 
   options[5] = 3;  // window scale
   options[6] = 3;
   options[7] = s.window_scale;
-  uint8_t* ours = options + 8;
-  ours[0] = tcp_option_experimental;
-  ours[1] = handover_option_bytes;
-  store_be(ours + 2, handover_exid, 2);
-  store_be(ours + 4, s.option.connection_id, 8);
-  store_be(ours + 12, s.option.rcv_nxt, 4);
-  std::memcpy(ours + 16, s.option.tag.data(), handover_tag_bytes);
+  write_option(options + 8, s.option);
   uint8_t flags = s.syn_ack ? (TcpSegmentView::SYN | TcpSegmentView::ACK) : TcpSegmentView::SYN;
   return build(out, s.src, s.dst, s.src_port, s.dst_port, s.seq, s.syn_ack ? s.ack : 0, flags, s.window,
                std::span<const uint8_t>(options, sizeof options));
 }
 
 size_t build_bare_ack(std::span<uint8_t> out, const BareAck& s) {
-  return build(out, s.src, s.dst, s.src_port, s.dst_port, s.seq, s.ack, TcpSegmentView::ACK, s.window, {});
+  uint8_t option[handover_option_bytes];
+  write_option(option, s.option);
+  return build(out, s.src, s.dst, s.src_port, s.dst_port, s.seq, s.ack, TcpSegmentView::ACK, s.window,
+               std::span<const uint8_t>(option, sizeof option));
 }
 
 }  // namespace roam::wire

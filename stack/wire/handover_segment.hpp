@@ -5,6 +5,7 @@
 //
 // Option (RFC 6994 shared experimental kind, 28 bytes):
 //   253 | 28 | ExID 0x5248 ("RH") | u64 connection id | u32 sender's rcv_nxt | 12-byte tag
+// A window update (an ACK without payload) carries only the option.
 // A SYN or SYN-ACK carries, in this order: MSS (4), NOP + window scale (4), the option
 // (28): 36 bytes, so a NAT or firewall that reads options sees a well-formed handshake
 // with the connection's real MSS and window scale (Linux conntrack learns the scale from
@@ -56,7 +57,9 @@ struct HandoverSegment {
 // when `out` is too small or the addresses are of different families.
 size_t build_handover_segment(std::span<uint8_t> out, const HandoverSegment& segment);
 
-// A bare ACK (no options, no payload): the window update after the SYN-ACK.
+// The window update each end sends right after the handshake (the NAT learned only the
+// unscaled windows of the SYN and SYN-ACK): an ACK with no payload, carrying our option so
+// that the other end recognises it and never hands it to lwIP.
 struct BareAck {
   IpAddress src;
   IpAddress dst;
@@ -65,6 +68,7 @@ struct BareAck {
   uint32_t seq = 0;
   uint32_t ack = 0;
   uint16_t window = 0;  // as on the wire (scaled by the sender's window scale)
+  HandoverOption option;
 };
 size_t build_bare_ack(std::span<uint8_t> out, const BareAck& segment);
 

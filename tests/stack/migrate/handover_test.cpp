@@ -128,7 +128,7 @@ struct HandoverLab {
     lab.server.connection = std::make_unique<TcpConnection>(*imported, &lab.server);
     parked = flow_of(*imported);
     guard.park(parked, *imported);
-    responder.expect(id, token, parked);
+    responder.expect(id, token, parked, snapshot->send.snd_nxt);
     tcp_pcb* client_pcb = lab.client.connection->pcb();
     tcp_pcb* pcbs[] = {client_pcb};
     for (const auto& old_flow : migrate::rewrite_remote(pcbs, lab.b(), 0, false)) guard.silence(old_flow);
@@ -164,13 +164,15 @@ TEST_CASE("handover through a NAT that changes the client's address and port kee
   CHECK(h.responder.counters().syns_accepted == 1);
   CHECK(h.responder.counters().synacks_sent == 1);
   CHECK(h.initiator.counters().synacks_accepted == 1);
-  CHECK(h.initiator.counters().window_acks_consumed == 1);
+  CHECK(h.initiator.counters().window_acks_consumed == 1);  // the server's window update
+  CHECK(h.initiator.counters().window_acks_sent == 1);
+  CHECK(h.responder.counters().window_acks_consumed == 1);  // the client's
   CHECK(h.initiator.counters().synacks_forged == 0);
   CHECK(h.guard.counters().unparked == 1);
   // B talks to the client where the NAT put it.
   tcp_pcb* server_pcb = h.lab.server.connection->pcb();
   CHECK(from_lwip(server_pcb->remote_ip) == nat_address);
-  CHECK(server_pcb->remote_port == h.parked.remote_port + nat_port_shift);
+  CHECK(server_pcb->remote_port == static_cast<uint16_t>(h.parked.remote_port + nat_port_shift));
   CHECK(from_lwip(server_pcb->local_ip) == h.lab.b());
 }
 

@@ -68,7 +68,7 @@ TEST_CASE("handover SYN and SYN-ACK are valid packets carrying MSS, window scale
   }
 }
 
-TEST_CASE("a bare ACK is a valid packet with no options") {
+TEST_CASE("a window update is a valid ACK with no payload and only our option") {
   BareAck a;
   a.src = *IpAddress::parse("198.18.13.2");
   a.dst = *IpAddress::parse("198.18.3.254");
@@ -77,9 +77,10 @@ TEST_CASE("a bare ACK is a valid packet with no options") {
   a.seq = 7;
   a.ack = 9;
   a.window = 300;
+  a.option.connection_id = 77;
   std::vector<uint8_t> out(handover_packet_max_bytes);
   size_t length = build_bare_ack(out, a);
-  REQUIRE(length == 40);
+  REQUIRE(length == 40 + handover_option_bytes);
   out.resize(length);
   auto info = check_ip_packet(out);
   REQUIRE(info);
@@ -89,7 +90,10 @@ TEST_CASE("a bare ACK is a valid packet with no options") {
   CHECK(tcp->seq == 7);
   CHECK(tcp->ack == 9);
   CHECK(tcp->window == 300);
-  CHECK(tcp->options.empty());
+  CHECK(tcp->payload.empty());
+  HandoverOption option;
+  REQUIRE(find_handover_option(tcp->options, option) == MacOptionLookup::found);
+  CHECK(option == a.option);
 }
 
 TEST_CASE("mixed address families are refused") {
