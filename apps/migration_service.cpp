@@ -227,8 +227,17 @@ void MigrationService::send_sessions(Export& job) {
     if (job.items.size() >= job.limit) break;
     tcp_pcb* pcb = session->pcb();
     // A parked session arrived here and its client has not followed yet: it cannot move on.
-    if (!session->movable() || !migrate::check_movable(pcb) || guard_.is_parked(migrate::flow_of(pcb))) {
+    std::string why;
+    if (!session->movable()) {
+      why = "its session is ending";
+    } else if (auto movable = migrate::check_movable(pcb); !movable) {
+      why = movable.error();
+    } else if (guard_.is_parked(migrate::flow_of(pcb))) {
+      why = "it arrived here and its client has not followed yet";
+    }
+    if (!why.empty()) {
       ++job.skipped;
+      logger("migrate")->info("{}: stays here: {}", pcb != nullptr ? migrate::flow_of(pcb).to_string() : "?", why);
       continue;
     }
     uint64_t id = connection_id(pcb);
@@ -413,7 +422,7 @@ tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const w
     parked_imports_[{moved.remote.to_string() + "/" + moved.local.to_string(), moved.remote_port}] = import;
   }
   logger("migrate")->debug("{}: the client's NAT presents it as {}", parked.to_string(),
-                          migrate::endpoint_string(client, port));
+                           migrate::endpoint_string(client, port));
   return pcb;
 }
 

@@ -67,7 +67,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, log  # noqa: E402
+from netns_lab import ECHO_CLIENT, NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
 
 MIB = 1 << 20
@@ -82,26 +82,6 @@ HANDOVER_RE = re.compile(r"handover to (\S+): (\d+) of (\d+) connection\(s\) ans
 CHANGEOVER_RE = re.compile(r"changeover to (\S+): (\d+) connection\(s\) heard from on the new path in ([\d.]+) ms")
 COUNTERS_RE = re.compile(r"handover:.*?syns sent (\d+).*?failed (\d+)")
 
-# A kernel client inside namespace c: echo rounds on one connection, driven by stdin lines
-# ("ROUND n" sends n bytes and reports whether they came back within 5 s).
-ECHO_CLIENT = """
-import os, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-for line in sys.stdin:
-    n = int(line.split()[1])
-    data = os.urandom(n)
-    try:
-        s.sendall(data)
-        got = b""
-        while len(got) < n:
-            chunk = s.recv(n - len(got))
-            if not chunk:
-                break
-            got += chunk
-        print("echo ok" if got == data else "echo wrong %d" % len(got), flush=True)
-    except socket.timeout:
-        print("echo timeout", flush=True)
-"""
 
 # A kernel client inside namespace c that streams SIZE seeded pseudo-random bytes (chunks of
 # CHUNK from random.Random(SEED), paced at RATE bytes/s and never more than LEAD bytes ahead
@@ -553,7 +533,15 @@ def variant_stream(v, size, rate, moves, seconds=20, random_ports=False, nat_in_
         v.nat("on", "--ns", "c")
         v.nat_namespaces.append("c")
     if loss:
-        v.nat("loss", str(loss))
+        # From just before the first move on: the connection and the control channel are
+        # set up without loss (lwIP's first SYN retransmission waits 3 s), the moves and
+        # the rest of the stream run with it.
+        def lossy(i, echoed, then=prepare):
+            if i == 0:
+                v.nat("loss", str(loss))
+            if then:
+                then(i, echoed)
+        prepare = lossy
     if loss or no_offload:
         # MTU-sized packets on the path, so that the router loses single segments rather
         # than whole 64 KiB TSO bursts.

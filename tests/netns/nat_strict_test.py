@@ -22,31 +22,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, Failure, log  # noqa: E402
+from netns_lab import ECHO_CLIENT, NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
 
 CONTROL = {"s": "198.18.2.1:7100", "s2": "198.18.3.1:7100"}
 
-# A kernel client inside namespace c: echo rounds on one connection, driven by stdin lines
-# ("ROUND n" sends n bytes and reports whether they came back within 5 s).
-ECHO_CLIENT = """
-import os, socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-for line in sys.stdin:
-    n = int(line.split()[1])
-    data = os.urandom(n)
-    try:
-        s.sendall(data)
-        got = b""
-        while len(got) < n:
-            chunk = s.recv(n - len(got))
-            if not chunk:
-                break
-            got += chunk
-        print("echo ok" if got == data else "echo wrong %d" % len(got), flush=True)
-    except socket.timeout:
-        print("echo timeout", flush=True)
-"""
 
 
 def counters(lab):

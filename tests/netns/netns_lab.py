@@ -24,6 +24,27 @@ ROAM_SERVER = os.environ.get("ROAM_SERVER", os.path.join(ROOT, "build", "apps", 
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", os.path.join(ROOT, "build", "apps", "roam-client"))
 ROAMCTL = os.environ.get("ROAMCTL", os.path.join(ROOT, "build", "apps", "roamctl"))
 
+# A kernel client inside namespace c: echo rounds on one connection, driven by stdin lines
+# ("ROUND n" sends n bytes and reports whether they came back within 5 s).
+ECHO_CLIENT = """
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+for line in sys.stdin:
+    n = int(line.split()[1])
+    data = os.urandom(n)
+    try:
+        s.sendall(data)
+        got = b""
+        while len(got) < n:
+            chunk = s.recv(n - len(got))
+            if not chunk:
+                break
+            got += chunk
+        print("echo ok" if got == data else "echo wrong %d" % len(got), flush=True)
+    except socket.timeout:
+        print("echo timeout", flush=True)
+"""
+
 
 def log(*args):
     print(*args, flush=True)
