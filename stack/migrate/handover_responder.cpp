@@ -24,13 +24,15 @@ void HandoverResponder::expect(uint64_t connection_id, const crypto::HandoverTok
   expected.token = token;
   expected.parked = parked;
   expected.sent_up_to = sent_up_to;
+  expected.expected_at_ms = uv_now(node_.loop());
   expected_[connection_id] = std::move(expected);
 }
 
 void HandoverResponder::expire() {
   uint64_t now = uv_now(node_.loop());
   std::erase_if(expected_, [now](const auto& entry) {
-    return entry.second.answered && now - entry.second.answered_at_ms >= answered_for_ms;
+    const Expected& e = entry.second;
+    return e.answered ? now - e.answered_at_ms >= answered_for_ms : now - e.expected_at_ms >= unclaimed_for_ms;
   });
 }
 

@@ -59,6 +59,9 @@ class HandoverResponder final : public InputFilter {
 
   // How long after the first SYN a repeat is still answered.
   static constexpr uint64_t answered_for_ms = 30'000;
+  // How long a handover nobody claimed is remembered (a parked import expires sooner;
+  // a client that arrived without a handover never claims it).
+  static constexpr uint64_t unclaimed_for_ms = 120'000;
 
   HandoverResponder(Node& node, bool enabled, RebindFn rebind);
   ~HandoverResponder() override;
@@ -69,7 +72,8 @@ class HandoverResponder final : public InputFilter {
   // `sent_up_to`: the old server's snd_nxt (the import restarts from snd_una).
   void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked, uint32_t sent_up_to);
   void forget(uint64_t connection_id) { expected_.erase(connection_id); }
-  // Forgets answered handovers older than answered_for_ms.
+  // Forgets answered handovers older than answered_for_ms, unclaimed ones older than
+  // unclaimed_for_ms.
   void expire();
   size_t expected_count() const { return expected_.size(); }
 
@@ -88,6 +92,7 @@ class HandoverResponder final : public InputFilter {
     std::vector<uint8_t> replies;  // the SYN-ACK then the bare ACK, back to back
     size_t synack_length = 0;
     uint64_t answered_at_ms = 0;
+    uint64_t expected_at_ms = 0;
   };
   void answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server, uint16_t server_port,
               uint32_t syn_seq, tcp_pcb* pcb);
