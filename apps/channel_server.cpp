@@ -136,6 +136,15 @@ void ChannelServer::on_register(ChannelConnection& channel, const control::Regis
   }
 }
 
+void ChannelServer::claim_pending() {
+  for (auto& [channel, entry] : channels_) {
+    std::vector<uint64_t> ready;
+    for (uint64_t id : entry.pending)
+      if (find_pcb_by_connection_id(id) != nullptr) ready.push_back(id);
+    for (uint64_t id : ready) claim(*channel, entry, id);
+  }
+}
+
 const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* channel) const {
   auto it = channels_.find(channel);
   return it == channels_.end() ? nullptr : &it->second.ids;

@@ -62,6 +62,9 @@ class ChannelServer {
   // channel can no longer send.
   bool send_acm(ChannelConnection& channel, control::AddressChange acm);
 
+  // Claims held registrations whose connection is known here now (an import that was
+  // parked when its client registered it, until the client arrived).
+  void claim_pending();
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 

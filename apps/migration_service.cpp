@@ -388,7 +388,10 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   // Parked first: nothing the new session sends while it starts may leave before the
   // client is on the new path (the client would answer it with RST).
   auto key = migrate::flow_of(*pcb);
-  guard_.park(key, *pcb);
+  // Once the client arrived, its registration (which may have come first) can be claimed.
+  guard_.park(key, *pcb, [this] {
+    if (!shut_down_) channels_->claim_pending();
+  });
   std::string error;
   auto session = make_movable_session(payload->kind, table_.context(), *pcb, std::move(snapshot->received),
                                       snapshot->app_state, table_.finished_callback(), error);
@@ -429,6 +432,7 @@ tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const w
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
   responder_.expire();
+  channels_->claim_pending();
   if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
   std::erase_if(young_, [&](const auto& entry) {
