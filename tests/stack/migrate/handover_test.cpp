@@ -297,6 +297,7 @@ TEST_CASE("a handover nobody answers gives up after its last SYN and reports it"
   CHECK(h.initiator.counters().output_held > 0);  // its own segments stayed off the wire
   CHECK(h.responder.counters().syns_accepted == 0);
   CHECK(h.guard.is_parked(h.parked));
+  h.guard.unpark_all();  // as the server does at shutdown: its session closes a registered pcb
 }
 
 TEST_CASE("a responder with the handover off drops synthetic SYNs and answers none") {
