@@ -102,7 +102,11 @@ bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending) {
   if (!node_.send_packet(pending.syn)) return false;
   ++counters_.syns_sent;
   pending.syns = 1;
-  pending.next_at_ms = uv_now(node_.loop()) + pending.interval_ms;
+  pending.first_sent_ms = uv_now(node_.loop());
+  // The first retry waits four answer times (as an RTO waits four deviations), at least
+  // first_retry_ms.
+  pending.interval_ms = std::clamp<uint64_t>(4 * answer_ms_, first_retry_ms, max_retry_ms);
+  pending.next_at_ms = pending.first_sent_ms + pending.interval_ms;
   return true;
 }
 
@@ -190,6 +194,10 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
     return FilterVerdict::drop;
   }
   ++counters_.synacks_accepted;
+  if (pending.syns == 1) {
+    uint64_t sample = uv_now(node_.loop()) - pending.first_sent_ms;
+    answer_ms_ = answer_ms_ == 0 ? sample : (7 * answer_ms_ + sample) / 8;
+  }
   send_window_update(*flow, pending, segment.seq + 1);
   pending_.erase(it);
   --outstanding_;

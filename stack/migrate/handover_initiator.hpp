@@ -86,6 +86,7 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
     int syns = 0;              // 0: waiting its turn
     uint64_t interval_ms = first_retry_ms;
     uint64_t next_at_ms = 0;
+    uint64_t first_sent_ms = 0;
   };
   // Sends queued SYNs while fewer than max_outstanding are out.
   void launch_queued();
@@ -101,6 +102,10 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   std::unordered_map<FlowKey, Pending, FlowKeyHash> pending_;
   std::deque<FlowKey> queue_;  // waiting their turn, oldest first
   size_t outstanding_ = 0;     // pending with a SYN out
+  // Smoothed time from a SYN to its SYN-ACK (answers to a first SYN only, as Karn's rule
+  // wants), 0 until measured: a busy new server answers a large move slowly, and
+  // retrying every 50 ms then only adds duplicate SYNs and answers to its load.
+  uint64_t answer_ms_ = 0;
   UvHandle<uv_timer_t> timer_;
   HandoverInitiatorCounters counters_;
   bool closed_ = false;
