@@ -400,8 +400,7 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
     migrate::discard_imported_pcb(*pcb);
     return refuse(error);
   }
-  parked_imports_[{key.remote.to_string() + "/" + key.local.to_string(), key.remote_port}] =
-      ParkedImport{session.get(), uv_now(node_.loop()) + config_.parked_timeout_ms};
+  parked_imports_[session.get()] = uv_now(node_.loop()) + config_.parked_timeout_ms;
   if (payload->handover_token && snapshot->connection_id != 0)
     responder_.expect(snapshot->connection_id, *payload->handover_token, key, snapshot->send.snd_nxt);
   table_.adopt(std::move(session));
@@ -417,13 +416,6 @@ tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const w
   moved.remote_port = port;
   tcp_pcb* pcb = guard_.repark(parked, moved);
   if (pcb == nullptr || moved == parked) return pcb;
-  auto old_key = std::make_pair(parked.remote.to_string() + "/" + parked.local.to_string(), parked.remote_port);
-  auto entry = parked_imports_.find(old_key);
-  if (entry != parked_imports_.end()) {
-    ParkedImport import = entry->second;
-    parked_imports_.erase(entry);
-    parked_imports_[{moved.remote.to_string() + "/" + moved.local.to_string(), moved.remote_port}] = import;
-  }
   logger("migrate")->debug("{}: the client's NAT presents it as {}", parked.to_string(),
                            migrate::endpoint_string(client, port));
   return pcb;
@@ -446,7 +438,7 @@ void MigrationService::on_housekeeping() {
   auto live = table_.sessions();  // a parked session may have ended on its own meanwhile
   std::set<MovableSession*> alive(live.begin(), live.end());
   for (auto it = parked_imports_.begin(); it != parked_imports_.end();) {
-    MovableSession* session = it->second.session;
+    MovableSession* session = it->first;
     if (alive.count(session) == 0) {
       it = parked_imports_.erase(it);
       continue;
@@ -457,7 +449,7 @@ void MigrationService::on_housekeeping() {
       it = parked_imports_.erase(it);
       continue;
     }
-    if (now < it->second.expires_ms) {
+    if (now < it->second) {
       ++it;
       continue;
     }

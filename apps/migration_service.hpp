@@ -136,11 +136,8 @@ class MigrationService {
   std::unique_ptr<ChannelServer> channels_;
   // Every second: move deadline, parked-session expiry.
   UvHandle<uv_timer_t> housekeeping_timer_;
-  struct ParkedImport {
-    MovableSession* session;
-    uint64_t expires_ms;
-  };
-  std::map<std::pair<std::string, uint16_t>, ParkedImport> parked_imports_;  // (client, port)
+  // Imported sessions whose client has not arrived yet -> when they expire (loop time).
+  std::map<MovableSession*, uint64_t> parked_imports_;
   MigrationCounters counters_;
   // Long-lived policy: connection id -> loop time accepted, while younger than the limit.
   std::map<uint64_t, uint64_t> young_;

@@ -144,21 +144,16 @@ void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
 }
 
 FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
-  if (packet.info.protocol != wire::ip_protocol_tcp) return FilterVerdict::pass;
-  // A look at the flags first: every carrier segment passes here.
-  const size_t flags_at = packet.info.transport_offset + 13;
-  if (flags_at >= packet.bytes.size()) return FilterVerdict::pass;
-  const uint8_t flags = packet.bytes[flags_at];
-  const bool syn = (flags & wire::TcpSegmentView::SYN) != 0;
+  // Every carrier segment passes here: a look at its flags and header length first.
+  auto glance = wire::glance_tcp(packet.bytes, packet.info);
+  if (!glance) return FilterVerdict::pass;
+  const bool syn = (glance->flags & wire::TcpSegmentView::SYN) != 0;
   // A SYN without ACK is a peer opening a connection (or, on a host that also answers
   // handovers, a synthetic SYN for the HandoverResponder): not ours.
-  if (syn && (flags & wire::TcpSegmentView::ACK) == 0) return FilterVerdict::pass;
-  // Ours carry 28 option bytes: with a shorter TCP header it is a carrier segment (or a
-  // SYN-ACK without our option, which matters only while a handover is pending).
-  const size_t header_at = packet.info.transport_offset + 12;
-  const bool long_header =
-      header_at < packet.bytes.size() && (packet.bytes[header_at] >> 4) * 4u >= 20 + wire::handover_option_bytes;
-  if (!long_header && !(syn && !pending_.empty())) return FilterVerdict::pass;
+  if (syn && (glance->flags & wire::TcpSegmentView::ACK) == 0) return FilterVerdict::pass;
+  // Ours have room for our option; a SYN-ACK without it matters only while a handover is
+  // pending.
+  if (!glance->room_for_handover_option && !(syn && !pending_.empty())) return FilterVerdict::pass;
   auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
   if (!tcp) return FilterVerdict::pass;
   const auto& segment = tcp.value();

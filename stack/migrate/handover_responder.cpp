@@ -37,12 +37,12 @@ void HandoverResponder::expire() {
 }
 
 FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
-  if (packet.info.protocol != wire::ip_protocol_tcp) return FilterVerdict::pass;
+  // Every carrier segment passes here: ours are the ones with room for our option.
+  auto glance = wire::glance_tcp(packet.bytes, packet.info);
+  if (!glance || !glance->room_for_handover_option) return FilterVerdict::pass;
   auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
   if (!tcp) return FilterVerdict::pass;
   const auto& segment = tcp.value();
-  // Cheap test first: every carrier segment passes here, and ours carry 28 option bytes.
-  if (segment.options.size() < wire::handover_option_bytes) return FilterVerdict::pass;
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
   if (lookup == wire::MacOptionLookup::absent) return FilterVerdict::pass;

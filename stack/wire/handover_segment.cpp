@@ -19,25 +19,13 @@ void store_be(uint8_t* p, uint64_t value, int bytes) {
 }
 
 // One builder for both families: the TCP part is the same.
-size_t build(std::span<uint8_t> out, const IpAddress& src, const IpAddress& dst, uint16_t src_port, uint16_t dst_port,
-             uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window, std::span<const uint8_t> options) {
-  if (src.version != dst.version) return 0;
-  if (src.version == 4) {
-    Ipv4TcpFields f;
-    std::memcpy(f.src.data(), src.bytes.data(), 4);
-    std::memcpy(f.dst.data(), dst.bytes.data(), 4);
-    f.src_port = src_port;
-    f.dst_port = dst_port;
-    f.seq = seq;
-    f.ack = ack;
-    f.flags = flags;
-    f.window = window;
-    f.options = options;
-    return build_ipv4_tcp(out, f, {});
-  }
-  Ipv6TcpFields f;
-  f.src = src.bytes;
-  f.dst = dst.bytes;
+template <size_t N>
+IpTcpFields<N> tcp_fields(const IpAddress& src, const IpAddress& dst, uint16_t src_port, uint16_t dst_port,
+                          uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                          std::span<const uint8_t> options) {
+  IpTcpFields<N> f;
+  std::memcpy(f.src.data(), src.bytes.data(), N);
+  std::memcpy(f.dst.data(), dst.bytes.data(), N);
   f.src_port = src_port;
   f.dst_port = dst_port;
   f.seq = seq;
@@ -45,10 +33,24 @@ size_t build(std::span<uint8_t> out, const IpAddress& src, const IpAddress& dst,
   f.flags = flags;
   f.window = window;
   f.options = options;
-  return build_ipv6_tcp(out, f, {});
+  return f;
+}
+
+size_t build(std::span<uint8_t> out, const IpAddress& src, const IpAddress& dst, uint16_t src_port, uint16_t dst_port,
+             uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window, std::span<const uint8_t> options) {
+  if (src.version != dst.version) return 0;
+  if (src.version == 4)
+    return build_ipv4_tcp(out, tcp_fields<4>(src, dst, src_port, dst_port, seq, ack, flags, window, options), {});
+  return build_ipv6_tcp(out, tcp_fields<16>(src, dst, src_port, dst_port, seq, ack, flags, window, options), {});
 }
 
 }  // namespace
+
+std::optional<TcpGlance> glance_tcp(std::span<const uint8_t> packet, const PacketInfo& info) {
+  const size_t at = info.transport_offset;
+  if (info.protocol != ip_protocol_tcp || at + 14 > packet.size()) return std::nullopt;
+  return TcpGlance{packet[at + 13], static_cast<size_t>(packet[at + 12] >> 4) * 4 >= 20 + handover_option_bytes};
+}
 
 MacOptionLookup find_handover_option(std::span<const uint8_t> options, HandoverOption& out) {
   std::span<const uint8_t> data;

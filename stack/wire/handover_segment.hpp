@@ -15,8 +15,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
+#include "stack/wire/ip_packet.hpp"
 #include "stack/wire/ip_prefix.hpp"
 #include "stack/wire/segment_mac_option.hpp"
 
@@ -34,6 +36,15 @@ struct HandoverOption {
   std::array<uint8_t, handover_tag_bytes> tag{};
   bool operator==(const HandoverOption&) const = default;
 };
+
+// A look at a validated TCP packet without parsing it, for the input filters that every
+// carrier segment passes: its flags, and whether its TCP header has room for our option
+// (a carrier segment has none, or a 16-byte segment MAC). nullopt when not TCP.
+struct TcpGlance {
+  uint8_t flags = 0;
+  bool room_for_handover_option = false;
+};
+std::optional<TcpGlance> glance_tcp(std::span<const uint8_t> packet, const PacketInfo& info);
 
 // Finds our option among TCP options (absent, found exactly once and 28 bytes long, or
 // malformed).

@@ -83,10 +83,36 @@ size_t ipv4_tcp_packet_size(size_t options_size, size_t payload_size) {
   return total > 0xffff ? 0 : total;
 }
 
+namespace {
+
+// The TCP header, options (zero-padded to 32 bits: End of Option List), payload and
+// checksum (RFC 9293 section 3.1), at `tcp`, for either family's builder. `pseudo` is the
+// pseudo-header sum.
+template <size_t N>
+void write_tcp(uint8_t* tcp, size_t tcp_length, const IpTcpFields<N>& fields, std::span<const uint8_t> payload,
+               uint32_t pseudo) {
+  const size_t tcp_header_length = tcp_header_min + round_up4(fields.options.size());
+  store_be16(&tcp[0], fields.src_port);
+  store_be16(&tcp[2], fields.dst_port);
+  store_be32(&tcp[4], fields.seq);
+  store_be32(&tcp[8], fields.ack);
+  tcp[12] = static_cast<uint8_t>((tcp_header_length / 4) << 4);
+  tcp[13] = fields.flags;
+  store_be16(&tcp[14], fields.window);
+  store_be16(&tcp[16], 0);  // checksum, filled below
+  store_be16(&tcp[18], 0);  // urgent pointer
+  uint8_t* options = tcp + tcp_header_min;
+  std::copy(fields.options.begin(), fields.options.end(), options);
+  std::fill(options + fields.options.size(), tcp + tcp_header_length, uint8_t{0});
+  std::copy(payload.begin(), payload.end(), tcp + tcp_header_length);
+  store_be16(&tcp[16], checksum_fold(checksum_add(pseudo, std::span<const uint8_t>(tcp, tcp_length))));
+}
+
+}  // namespace
+
 size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::span<const uint8_t> payload) {
   const size_t total = ipv4_tcp_packet_size(fields.options.size(), payload.size());
   if (total == 0 || out.size() < total) return 0;
-  const size_t tcp_header_length = tcp_header_min + round_up4(fields.options.size());
   uint8_t* ip = out.data();
   uint8_t* tcp = ip + ipv4_header_min;
 
@@ -103,63 +129,29 @@ size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::
   std::copy(fields.dst.begin(), fields.dst.end(), &ip[16]);
   store_be16(&ip[10], internet_checksum(std::span<const uint8_t>(ip, ipv4_header_min)));
 
-  // TCP header, RFC 9293 section 3.1. Options are padded with zero bytes (End of Option
-  // List) to a 32-bit boundary.
-  store_be16(&tcp[0], fields.src_port);
-  store_be16(&tcp[2], fields.dst_port);
-  store_be32(&tcp[4], fields.seq);
-  store_be32(&tcp[8], fields.ack);
-  tcp[12] = static_cast<uint8_t>((tcp_header_length / 4) << 4);
-  tcp[13] = fields.flags;
-  store_be16(&tcp[14], fields.window);
-  store_be16(&tcp[16], 0);  // checksum, filled below
-  store_be16(&tcp[18], 0);  // urgent pointer
-  uint8_t* options = tcp + tcp_header_min;
-  std::copy(fields.options.begin(), fields.options.end(), options);
-  std::fill(options + fields.options.size(), tcp + tcp_header_length, uint8_t{0});
-  std::copy(payload.begin(), payload.end(), tcp + tcp_header_length);
-
   const size_t tcp_length = total - ipv4_header_min;
-  const uint32_t pseudo =
-      pseudo_header_sum_v4(fields.src, fields.dst, ip_protocol_tcp, static_cast<uint16_t>(tcp_length));
-  store_be16(&tcp[16], checksum_fold(checksum_add(pseudo, std::span<const uint8_t>(tcp, tcp_length))));
+  write_tcp(tcp, tcp_length, fields, payload,
+            pseudo_header_sum_v4(fields.src, fields.dst, ip_protocol_tcp, static_cast<uint16_t>(tcp_length)));
   return total;
 }
 
 size_t build_ipv6_tcp(std::span<uint8_t> out, const Ipv6TcpFields& fields, std::span<const uint8_t> payload) {
   constexpr size_t ipv6_header = 40;
   if (fields.options.size() > tcp_options_max) return 0;
-  const size_t tcp_header_length = tcp_header_min + round_up4(fields.options.size());
-  const size_t tcp_length = tcp_header_length + payload.size();
+  const size_t tcp_length = tcp_header_min + round_up4(fields.options.size()) + payload.size();
   if (tcp_length > 65535 || out.size() < ipv6_header + tcp_length) return 0;
   uint8_t* ip = out.data();
-  uint8_t* tcp = ip + ipv6_header;
 
   // IPv6 header, RFC 8200 section 3.
   ip[0] = 0x60;  // version 6, traffic class 0, flow label 0
   ip[1] = ip[2] = ip[3] = 0;
   store_be16(&ip[4], static_cast<uint16_t>(tcp_length));
   ip[6] = ip_protocol_tcp;
-  ip[7] = fields.hop_limit;
+  ip[7] = fields.ttl;
   std::copy(fields.src.begin(), fields.src.end(), &ip[8]);
   std::copy(fields.dst.begin(), fields.dst.end(), &ip[24]);
-
-  store_be16(&tcp[0], fields.src_port);
-  store_be16(&tcp[2], fields.dst_port);
-  store_be32(&tcp[4], fields.seq);
-  store_be32(&tcp[8], fields.ack);
-  tcp[12] = static_cast<uint8_t>((tcp_header_length / 4) << 4);
-  tcp[13] = fields.flags;
-  store_be16(&tcp[14], fields.window);
-  store_be16(&tcp[16], 0);
-  store_be16(&tcp[18], 0);
-  uint8_t* options = tcp + tcp_header_min;
-  std::copy(fields.options.begin(), fields.options.end(), options);
-  std::fill(options + fields.options.size(), tcp + tcp_header_length, uint8_t{0});
-  std::copy(payload.begin(), payload.end(), tcp + tcp_header_length);
-  const uint32_t pseudo =
-      pseudo_header_sum_v6(fields.src, fields.dst, ip_protocol_tcp, static_cast<uint32_t>(tcp_length));
-  store_be16(&tcp[16], checksum_fold(checksum_add(pseudo, std::span<const uint8_t>(tcp, tcp_length))));
+  write_tcp(ip + ipv6_header, tcp_length, fields, payload,
+            pseudo_header_sum_v6(fields.src, fields.dst, ip_protocol_tcp, static_cast<uint32_t>(tcp_length)));
   return ipv6_header + tcp_length;
 }
 

@@ -46,11 +46,14 @@ struct TcpSegmentView {
 // reads out of range); checksums are not re-verified.
 Result<TcpSegmentView, PacketError> parse_tcp_segment(std::span<const uint8_t> packet, const PacketInfo& info);
 
-// Fields for build_ipv4_tcp. The IPv4 header has no options and DF set; with DF the
-// identification may be any value (RFC 6864 section 4.1), 0 by default.
-struct Ipv4TcpFields {
-  std::array<uint8_t, 4> src{};
-  std::array<uint8_t, 4> dst{};
+// Fields for build_ipv4_tcp (N = 4) and build_ipv6_tcp (N = 16). The IPv4 header has no
+// options and DF set; with DF the identification may be any value (RFC 6864 section
+// 4.1), 0 by default. The IPv6 header has no extension headers and flow label 0; `ttl` is
+// its hop limit and `identification` is not used.
+template <size_t N>
+struct IpTcpFields {
+  std::array<uint8_t, N> src{};
+  std::array<uint8_t, N> dst{};
   uint16_t src_port = 0;
   uint16_t dst_port = 0;
   uint32_t seq = 0;
@@ -61,6 +64,8 @@ struct Ipv4TcpFields {
   uint16_t identification = 0;
   std::span<const uint8_t> options{};  // TCP options, at most 40 bytes; zero-padded to 4
 };
+using Ipv4TcpFields = IpTcpFields<4>;
+using Ipv6TcpFields = IpTcpFields<16>;
 
 // Largest TCP options block (data offset 15 words minus the 5-word fixed header).
 inline constexpr size_t tcp_options_max = 40;
@@ -73,20 +78,6 @@ size_t ipv4_tcp_packet_size(size_t options_size, size_t payload_size);
 // `out` and returns its length; returns 0 (writing nothing) if `out` is too small, the
 // options exceed 40 bytes, or the packet would exceed 65535 bytes.
 size_t build_ipv4_tcp(std::span<uint8_t> out, const Ipv4TcpFields& fields, std::span<const uint8_t> payload);
-
-// Fields for build_ipv6_tcp: a fixed IPv6 header (no extension headers, flow label 0).
-struct Ipv6TcpFields {
-  std::array<uint8_t, 16> src{};
-  std::array<uint8_t, 16> dst{};
-  uint16_t src_port = 0;
-  uint16_t dst_port = 0;
-  uint32_t seq = 0;
-  uint32_t ack = 0;
-  uint8_t flags = 0;
-  uint16_t window = 0;
-  uint8_t hop_limit = 64;
-  std::span<const uint8_t> options{};  // TCP options, at most 40 bytes; zero-padded to 4
-};
 
 // The same as build_ipv4_tcp for IPv6 (the TCP checksum over the IPv6 pseudo-header).
 size_t build_ipv6_tcp(std::span<uint8_t> out, const Ipv6TcpFields& fields, std::span<const uint8_t> payload);

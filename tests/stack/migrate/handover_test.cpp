@@ -21,6 +21,7 @@
 #include "stack/wire/ip_packet.hpp"
 #include "stack/wire/tcp_header.hpp"
 #include "support/lwip_lab.hpp"
+#include "support/server_move.hpp"
 
 namespace {
 
@@ -115,20 +116,11 @@ struct HandoverLab {
   // A hands the server end to B (parked, handover expected); the client points at B
   // without restarting and sends its SYN.
   void move_server() {
-    tcp_pcb* old_pcb = lab.server.connection->pcb();
-    id = connection_id(old_pcb);
+    id = connection_id(lab.server.connection->pcb());
     REQUIRE(id != 0);
-    migrate::freeze_pcb(old_pcb);
-    guard.silence(flow_of(old_pcb));
-    auto snapshot = migrate::capture_snapshot(old_pcb, {}, {});
-    REQUIRE(snapshot);
-    auto imported = migrate::import_pcb(*snapshot, lab.b());
-    REQUIRE(imported);
-    migrate::discard_frozen_pcb(lab.server.connection->release());
-    lab.server.connection = std::make_unique<TcpConnection>(*imported, &lab.server);
-    parked = flow_of(*imported);
-    guard.park(parked, *imported);
-    responder.expect(id, token, parked, snapshot->send.snd_nxt);
+    auto moved = testing::move_server_end(lab, guard);
+    parked = moved.parked;
+    responder.expect(id, token, parked, moved.snapshot.send.snd_nxt);
     tcp_pcb* client_pcb = lab.client.connection->pcb();
     tcp_pcb* pcbs[] = {client_pcb};
     for (const auto& old_flow : migrate::rewrite_remote(pcbs, lab.b(), 0, false)) guard.silence(old_flow);

@@ -18,6 +18,7 @@
 #include "stack/tcp_listener.hpp"
 #include "stack/wire/connection_snapshot.hpp"
 #include "support/lwip_lab.hpp"
+#include "support/server_move.hpp"
 
 namespace {
 
@@ -40,21 +41,10 @@ size_t follow(Lab& lab, migrate::MigrationGuard& guard, const wire::IpAddress& f
   return old_flows.size();
 }
 
-// Moves the server end from A to B the way two hosts would, through the encoded snapshot.
+// Moves the server end from A to B the way two hosts would, through the encoded
+// snapshot; the client follows.
 void move_server(Lab& lab, migrate::MigrationGuard& guard) {
-  tcp_pcb* old_pcb = lab.server.connection->pcb();
-  REQUIRE(migrate::check_movable(old_pcb));
-  migrate::freeze_pcb(old_pcb);
-  guard.silence(flow_of(old_pcb));
-  auto snapshot = migrate::capture_snapshot(old_pcb, {}, {});
-  REQUIRE_MESSAGE(snapshot, (snapshot ? "" : snapshot.error()));
-  auto decoded = wire::decode_snapshot(wire::encode_snapshot(*snapshot));
-  REQUIRE(decoded);
-  auto imported = migrate::import_pcb(*decoded, lab.b());
-  REQUIRE_MESSAGE(imported, (imported ? "" : imported.error()));
-  migrate::discard_frozen_pcb(lab.server.connection->release());
-  lab.server.connection = std::make_unique<TcpConnection>(*imported, &lab.server);
-  guard.park(flow_of(*imported), *imported);
+  roam::testing::move_server_end(lab, guard);
   CHECK(follow(lab, guard, lab.a(), lab.b()) == 1);
 }
 

@@ -139,3 +139,29 @@ TEST_CASE("the handover option parser: absent, found, and every malformed form")
 }
 
 }  // namespace
+
+namespace {
+
+TEST_CASE("a glance at a TCP packet: its flags and whether its header has room for our option") {
+  std::vector<uint8_t> syn(handover_packet_max_bytes);
+  syn.resize(build_handover_segment(syn, sample(4, false)));
+  auto info = check_ip_packet(syn);
+  REQUIRE(info);
+  auto glance = glance_tcp(syn, info.value());
+  REQUIRE(glance);
+  CHECK(glance->flags == TcpSegmentView::SYN);
+  CHECK(glance->room_for_handover_option);
+
+  Ipv4TcpFields plain;  // a carrier segment: no options
+  plain.flags = TcpSegmentView::ACK;
+  std::vector<uint8_t> ack(64);
+  ack.resize(build_ipv4_tcp(ack, plain, {}));
+  info = check_ip_packet(ack);
+  REQUIRE(info);
+  glance = glance_tcp(ack, info.value());
+  REQUIRE(glance);
+  CHECK(glance->flags == TcpSegmentView::ACK);
+  CHECK_FALSE(glance->room_for_handover_option);
+}
+
+}  // namespace
