@@ -3,7 +3,7 @@
 #include <csignal>
 #include <cstdlib>
 
-#include "tun/log.hpp"
+#include "base/log.hpp"
 #include "tun/pcap_tap.hpp"
 #include "tun/pcap_writer.hpp"
 #include "tun/tun_link.hpp"
@@ -48,10 +48,10 @@ unsigned long parse_number(const std::string& text, unsigned long max, const std
   return value;
 }
 
-wire::IpAddress parse_host(const std::string& text, const std::string& what) {
+IpAddress parse_host(const std::string& text, const std::string& what) {
   std::string host = text;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  auto address = wire::IpAddress::parse(host);
+  auto address = IpAddress::parse(host);
   if (!address) throw ConfigError("bad " + what + ": '" + text + "' is not an IP address");
   return *address;
 }
@@ -81,14 +81,14 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
 
 void attach_link(Node& node, const LinkOptions& options) {
   if (options.address.empty()) throw ConfigError("--addr is required (this node's own IPv4 address)");
-  auto prefix = wire::IpPrefix::parse(options.address);
+  auto prefix = IpPrefix::parse(options.address);
   if (!prefix || prefix->address.version != 4) throw ConfigError("bad --addr '" + options.address + "'");
   InterfaceConfig interface;
   interface.address4 = prefix->address;
   // A bare address means a point-to-point link: everything else is reached through it.
   interface.prefix4 = options.address.find('/') == std::string::npos ? 32 : prefix->length;
   if (!options.address6.empty()) {
-    auto a6 = wire::IpAddress::parse(options.address6);
+    auto a6 = IpAddress::parse(options.address6);
     if (!a6 || a6->version != 6) throw ConfigError("bad --addr6 '" + options.address6 + "'");
     interface.address6 = *a6;
   }
@@ -103,7 +103,7 @@ void attach_link(Node& node, const LinkOptions& options) {
     for (const auto& text : options.routes) {
       auto eq = text.find('=');
       UdpRoute route;
-      auto route_prefix = wire::IpPrefix::parse(text.substr(0, eq));
+      auto route_prefix = IpPrefix::parse(text.substr(0, eq));
       if (eq == std::string::npos || !route_prefix ||
           !parse_socket_address(text.substr(eq + 1), route.endpoint, route.endpoint_len))
         throw ConfigError("bad --route '" + text + "': expected PREFIX=IP:PORT");

@@ -11,16 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "base/config_error.hpp"
 #include "stack/node.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 #include "tun/link.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
-
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct LinkOptions {
   std::string link;                 // "udp:IP:PORT" or "tun:NAME"
@@ -46,7 +43,7 @@ unsigned long parse_number(const std::string& text, unsigned long max, const std
 void attach_link(Node& node, const LinkOptions& options);
 
 // Parses "IP" or "[IPv6]" host text.
-wire::IpAddress parse_host(const std::string& text, const std::string& what);
+IpAddress parse_host(const std::string& text, const std::string& what);
 
 // Clean shutdown on the first SIGINT or SIGTERM: `close_sessions` closes every connection
 // (FIN where possible), then after a short linger that lets lwIP send those FINs, `on_last`

@@ -1,6 +1,6 @@
 #include "apps/echo_app.hpp"
 
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

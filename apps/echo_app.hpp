@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/movable_session.hpp"
+#include "stack/migrate/movable_session.hpp"
 #include "apps/session_end.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"

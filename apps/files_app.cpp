@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

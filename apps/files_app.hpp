@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "apps/files_state.hpp"
-#include "apps/movable_session.hpp"
+#include "stack/migrate/movable_session.hpp"
 #include "apps/session_end.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"

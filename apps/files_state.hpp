@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam {
 

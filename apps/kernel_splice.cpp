@@ -4,7 +4,7 @@
 
 #include <cstring>
 
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

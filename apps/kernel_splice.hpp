@@ -21,7 +21,7 @@
 
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 

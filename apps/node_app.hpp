@@ -12,7 +12,7 @@
 
 #include "apps/cli.hpp"
 #include "stack/node.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

@@ -8,12 +8,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "apps/channel_options.hpp"
+#include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
 #include "apps/kernel_splice.hpp"
-#include "apps/move_follower.hpp"
+#include "stack/migrate/move_follower.hpp"
 #include "apps/node_app.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -37,7 +37,7 @@ Options:
 struct Forward {
   sockaddr_storage bind{};
   socklen_t bind_len = 0;
-  wire::IpAddress server;
+  IpAddress server;
   uint16_t server_port = 0;
   std::string text;
 };

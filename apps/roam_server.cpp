@@ -8,15 +8,17 @@
 #include <memory>
 #include <unordered_map>
 
+#include "apps/builtin_sessions.hpp"
+#include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
 #include "apps/kernel_splice.hpp"
-#include "apps/migration_service.hpp"
+#include "stack/migrate/migration_service.hpp"
 #include "apps/node_app.hpp"
 #include "stack/tcp_listener.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -114,7 +116,7 @@ ServerOptions parse_arguments(int argc, char** argv) {
   return options;
 }
 
-wire::IpAddress address_without_prefix(const std::string& text) {
+IpAddress address_without_prefix(const std::string& text) {
   return parse_host(text.substr(0, text.find('/')), "--addr");
 }
 
@@ -123,8 +125,7 @@ class Server final : public SessionTable {
   Server(Node& node, const ServerOptions& options) : node_(node), options_(options) {
     if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
-    context_.node = &node_;
-    context_.files_root = options_.root;
+    kinds_ = builtin_session_kinds(SessionContext{&node_, options_.root});
     MigrationConfig migration;
     migration.control = options_.control;
     migration.channel = options_.channel;
@@ -165,7 +166,7 @@ class Server final : public SessionTable {
   MovableSession::FinishedFn finished_callback() override {
     return [this](MovableSession* done) { drop(done); };
   }
-  const SessionContext& context() const override { return context_; }
+  const SessionKinds& kinds() const override { return kinds_; }
 
  private:
   bool accept(tcp_pcb* pcb) {
@@ -194,7 +195,7 @@ class Server final : public SessionTable {
 
   Node& node_;
   ServerOptions options_;
-  SessionContext context_;
+  SessionKinds kinds_;
   sockaddr_storage backend_{};
   socklen_t backend_len_ = 0;
   std::unique_ptr<MigrationService> migration_;

@@ -16,7 +16,7 @@
 
 #include "crypto/identity_key.hpp"
 #include "stack/migrate/control_frame.hpp"
-#include "tun/udp_link.hpp"
+#include "base/socket_address.hpp"
 
 namespace {
 

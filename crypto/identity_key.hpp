@@ -11,7 +11,7 @@
 #include <string_view>
 
 #include "crypto/sodium.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::crypto {
 

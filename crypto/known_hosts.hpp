@@ -16,7 +16,7 @@
 #include <string_view>
 
 #include "crypto/identity_key.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::crypto {
 

@@ -20,7 +20,7 @@
 
 #include "crypto/identity_key.hpp"
 #include "crypto/sodium.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::crypto {
 

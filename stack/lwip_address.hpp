@@ -1,14 +1,14 @@
-// Conversions between wire::IpAddress (ours, pure) and lwIP's ip_addr_t. Any thread.
+// Conversions between IpAddress (ours, pure) and lwIP's ip_addr_t. Any thread.
 #pragma once
 
 #include <cstring>
 
 #include "stack/lwip.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 
 namespace roam {
 
-inline ip_addr_t to_lwip(const wire::IpAddress& a) {
+inline ip_addr_t to_lwip(const IpAddress& a) {
   ip_addr_t out;
   std::memset(&out, 0, sizeof out);
   if (a.version == 4) {
@@ -22,8 +22,8 @@ inline ip_addr_t to_lwip(const wire::IpAddress& a) {
   return out;
 }
 
-inline wire::IpAddress from_lwip(const ip_addr_t& a) {
-  wire::IpAddress out;
+inline IpAddress from_lwip(const ip_addr_t& a) {
+  IpAddress out;
   if (IP_IS_V4_VAL(a)) {
     out.version = 4;
     std::memcpy(out.bytes.data(), &ip_2_ip4(&a)->addr, 4);

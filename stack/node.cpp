@@ -6,7 +6,7 @@
 
 #include "lwip/ip.h"
 #include "stack/lwip_address.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 
@@ -225,8 +225,8 @@ FilterVerdict Node::run_input_filters(const InboundPacket& packet) {
 
 bool Node::send_packet(std::span<const uint8_t> packet) {
   if (closed_) return false;
-  auto source = wire::IpAddress::source_of(packet);
-  auto destination = wire::IpAddress::destination_of(packet);
+  auto source = IpAddress::source_of(packet);
+  auto destination = IpAddress::destination_of(packet);
   if (!source || !destination) return false;
   ip_addr_t src = to_lwip(*source);
   ip_addr_t dst = to_lwip(*destination);

@@ -25,9 +25,9 @@
 
 #include "stack/lwip.hpp"
 #include "stack/wire/ip_packet.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 #include "tun/link.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 
@@ -66,9 +66,9 @@ class OutputRewriter {
 };
 
 struct InterfaceConfig {
-  wire::IpAddress address4;  // this node's IPv4 address on the link
+  IpAddress address4;  // this node's IPv4 address on the link
   uint8_t prefix4 = 32;
-  std::optional<wire::IpAddress> address6;  // optional IPv6 address
+  std::optional<IpAddress> address6;  // optional IPv6 address
 };
 
 struct NodeCounters {

@@ -5,7 +5,7 @@
 
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 
@@ -32,9 +32,9 @@ TcpConnection::~TcpConnection() {
   close();
 }
 
-Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const wire::IpAddress& remote, uint16_t port,
+Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const IpAddress& remote, uint16_t port,
                                                                            Handler* handler,
-                                                                           const wire::IpAddress* local) {
+                                                                           const IpAddress* local) {
   ip_addr_t remote_ip = to_lwip(remote);
   tcp_pcb* pcb = tcp_new_ip_type(remote.version == 4 ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
   if (pcb == nullptr) return unexpected(std::string("out of memory for a pcb"));

@@ -18,8 +18,8 @@
 #include <string>
 
 #include "stack/lwip.hpp"
-#include "stack/wire/ip_prefix.hpp"
-#include "stack/wire/result.hpp"
+#include "base/ip_address.hpp"
+#include "base/result.hpp"
 
 namespace roam {
 
@@ -48,9 +48,9 @@ class TcpConnection {
 
   // Starts an active open to remote:port, from `local` when given, else from the node's
   // address on the route to it.
-  static Result<std::unique_ptr<TcpConnection>, std::string> connect(const wire::IpAddress& remote, uint16_t port,
+  static Result<std::unique_ptr<TcpConnection>, std::string> connect(const IpAddress& remote, uint16_t port,
                                                                      Handler* handler,
-                                                                     const wire::IpAddress* local = nullptr);
+                                                                     const IpAddress* local = nullptr);
 
   void set_handler(Handler* handler) { handler_ = handler; }
   bool alive() const { return pcb_ != nullptr; }

@@ -1,7 +1,7 @@
 #include "stack/tcp_listener.hpp"
 
 #include "stack/connection_id.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "stack/lwip.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam {
 

@@ -9,7 +9,7 @@
 #include <span>
 #include <string>
 
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam {
 

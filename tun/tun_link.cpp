@@ -14,7 +14,7 @@
 #include <optional>
 
 #include "stack/wire/virtio_net_header.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

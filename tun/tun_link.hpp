@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "tun/link.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 

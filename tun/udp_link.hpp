@@ -12,14 +12,15 @@
 #include <string>
 #include <vector>
 
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
+#include "base/socket_address.hpp"
 #include "tun/link.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 
 struct UdpRoute {
-  wire::IpPrefix prefix;
+  IpPrefix prefix;
   sockaddr_storage endpoint{};
   socklen_t endpoint_len = 0;
 };
@@ -30,10 +31,6 @@ struct UdpLinkConfig {
   std::vector<UdpRoute> routes;
   size_t mtu = 1500;
 };
-
-// Parses "IP:PORT" or "[IPv6]:PORT" into a socket address.
-bool parse_socket_address(const std::string& text, sockaddr_storage& out, socklen_t& out_len);
-std::string format_socket_address(const sockaddr_storage& addr);
 
 class UdpLink final : public Link {
  public:

@@ -24,7 +24,7 @@ const char* acm_verdict_name(AcmVerdict verdict) {
   return "unknown verdict";
 }
 
-bool acceptable_new_address(const wire::IpAddress& address, const wire::IpAddress& old_address) {
+bool acceptable_new_address(const IpAddress& address, const IpAddress& old_address) {
   if (address.version != old_address.version) return false;
   const auto& b = address.bytes;
   if (address.version == 4) {
@@ -39,7 +39,7 @@ bool acceptable_new_address(const wire::IpAddress& address, const wire::IpAddres
   return !v4_mapped;
 }
 
-AcmDecision AcmFilter::check(const AddressChange& acm, const wire::IpAddress& peer,
+AcmDecision AcmFilter::check(const AddressChange& acm, const IpAddress& peer,
                              std::span<const ClientConnection> ours, uint64_t now_ms) const {
   AcmDecision decision;
   auto refuse = [&decision](AcmVerdict verdict) {

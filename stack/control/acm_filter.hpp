@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "stack/control/messages.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 
 namespace roam::control {
 
@@ -30,7 +30,7 @@ struct AcmLimits {
 // One of the client's connections, as the filter sees it.
 struct ClientConnection {
   uint64_t id = 0;  // agreed at setup (stack/connection_id.hpp)
-  wire::IpAddress remote;
+  IpAddress remote;
   uint16_t remote_port = 0;
 };
 
@@ -56,7 +56,7 @@ class AcmFilter {
   explicit AcmFilter(AcmLimits limits = {}) : limits_(limits) {}
 
   // `peer`: the address the channel's sender speaks from. `ours`: our connections.
-  AcmDecision check(const AddressChange& acm, const wire::IpAddress& peer, std::span<const ClientConnection> ours,
+  AcmDecision check(const AddressChange& acm, const IpAddress& peer, std::span<const ClientConnection> ours,
                     uint64_t now_ms) const;
   // Records an applied ACM (its sequence and nonce); prunes nonces past the age limit.
   void remember(const AddressChange& acm, uint64_t now_ms);
@@ -76,6 +76,6 @@ class AcmFilter {
 };
 
 // Whether a client may send its connections to `address` at all.
-bool acceptable_new_address(const wire::IpAddress& address, const wire::IpAddress& old_address);
+bool acceptable_new_address(const IpAddress& address, const IpAddress& old_address);
 
 }  // namespace roam::control

@@ -25,7 +25,7 @@
 #include "crypto/noise.hpp"
 #include "crypto/replay_window.hpp"
 #include "stack/control/messages.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::control {
 

@@ -29,8 +29,8 @@
 #include <variant>
 #include <vector>
 
-#include "stack/wire/ip_prefix.hpp"
-#include "stack/wire/result.hpp"
+#include "base/ip_address.hpp"
+#include "base/result.hpp"
 
 namespace roam::control {
 
@@ -58,8 +58,8 @@ struct AddressChange {
   std::array<uint8_t, 16> nonce{};
   uint64_t issued_at_ms = 0;
   AcmScope scope = AcmScope::connections;
-  wire::IpAddress old_address;
-  wire::IpAddress new_address;
+  IpAddress old_address;
+  IpAddress new_address;
   uint16_t old_port = 0;  // global scope: 0 means every port
   uint16_t new_port = 0;  // 0: unchanged
   std::vector<uint64_t> connection_ids;

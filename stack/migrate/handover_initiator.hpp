@@ -26,9 +26,9 @@
 
 #include "crypto/handover_mac.hpp"
 #include "stack/lwip.hpp"
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/node.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam::migrate {
 

@@ -5,7 +5,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "stack/wire/handover_segment.hpp"
 #include "stack/wire/tcp_header.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam::migrate {
 
@@ -72,7 +72,7 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
     ++counters_.syns_forged;
     return FilterVerdict::drop;
   }
-  wire::IpAddress client;
+  IpAddress client;
   client.version = segment.version;
   std::copy_n(segment.src_address.begin(), segment.address_size(), client.bytes.begin());
   if (expected.answered) {
@@ -90,7 +90,7 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
     expected_.erase(it);
     return FilterVerdict::drop;
   }
-  wire::IpAddress server;
+  IpAddress server;
   server.version = segment.version;
   std::copy_n(segment.dst_address.begin(), segment.address_size(), server.bytes.begin());
   expected.client = client;
@@ -100,7 +100,7 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
   return FilterVerdict::drop;
 }
 
-void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server,
+void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const IpAddress& server,
                                uint16_t server_port, uint32_t syn_seq, tcp_pcb* pcb) {
   // The NAT learns our side's position from the SYN-ACK: just before the highest byte
   // ever sent on this connection, so that no ACK from the client (it may hold

@@ -33,7 +33,7 @@
 
 #include "crypto/handover_mac.hpp"
 #include "stack/lwip.hpp"
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/node.hpp"
 
 namespace roam::migrate {
@@ -55,7 +55,7 @@ class HandoverResponder final : public InputFilter {
   // Rebinds the parked connection `parked` to the client's address and port as this host
   // sees them; returns its pcb (still parked), or nullptr when it is gone or the new
   // 4-tuple is taken.
-  using RebindFn = std::function<tcp_pcb*(const FlowKey& parked, const wire::IpAddress& client, uint16_t port)>;
+  using RebindFn = std::function<tcp_pcb*(const FlowKey& parked, const IpAddress& client, uint16_t port)>;
 
   // How long after the first SYN a repeat is still answered.
   static constexpr uint64_t answered_for_ms = 30'000;
@@ -86,7 +86,7 @@ class HandoverResponder final : public InputFilter {
     FlowKey parked;
     uint32_t sent_up_to = 0;
     bool answered = false;
-    wire::IpAddress client;  // once answered: where the SYN came from
+    IpAddress client;  // once answered: where the SYN came from
     uint16_t client_port = 0;
     uint32_t syn_seq = 0;
     std::vector<uint8_t> replies;  // the SYN-ACK then the bare ACK, back to back
@@ -94,7 +94,7 @@ class HandoverResponder final : public InputFilter {
     uint64_t answered_at_ms = 0;
     uint64_t expected_at_ms = 0;
   };
-  void answer(Expected& expected, uint64_t connection_id, const wire::IpAddress& server, uint16_t server_port,
+  void answer(Expected& expected, uint64_t connection_id, const IpAddress& server, uint16_t server_port,
               uint32_t syn_seq, tcp_pcb* pcb);
   void send_replies(const Expected& expected);
 

@@ -3,7 +3,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam::migrate {
 

@@ -19,7 +19,7 @@
 #include <unordered_set>
 
 #include "stack/lwip.hpp"
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/node.hpp"
 
 namespace roam::migrate {

@@ -37,19 +37,6 @@ void append_segment_payload(const tcp_seg* seg, uint32_t from, uint32_t to, std:
 
 }  // namespace
 
-FlowKey flow_of(const tcp_pcb* pcb) {
-  return {from_lwip(pcb->local_ip), from_lwip(pcb->remote_ip), pcb->local_port, pcb->remote_port};
-}
-
-tcp_pcb* find_active_pcb(const FlowKey& key) {
-  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
-    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
-        from_lwip(pcb->remote_ip) == key.remote && from_lwip(pcb->local_ip) == key.local)
-      return pcb;
-  }
-  return nullptr;
-}
-
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
   if (pcb == nullptr) return unexpected(std::string("no connection"));
   if (pcb->state != ESTABLISHED && pcb->state != CLOSE_WAIT)
@@ -169,7 +156,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   return s;
 }
 
-Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, const wire::IpAddress& local_address) {
+Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, const IpAddress& local_address) {
   auto valid = wire::validate_snapshot(s);
   if (!valid) return unexpected(std::string("snapshot invalid: ") + wire::snapshot_error_name(valid.error()));
   if (local_address.version != s.remote_address.version)
@@ -266,7 +253,7 @@ void restart_transmission(tcp_pcb* pcb) {
   tcp_output(pcb);
 }
 
-void set_remote_endpoint(tcp_pcb* pcb, const wire::IpAddress& remote, uint16_t port) {
+void set_remote_endpoint(tcp_pcb* pcb, const IpAddress& remote, uint16_t port) {
   pcb->remote_ip = to_lwip(remote);
   if (port == 0 || port == pcb->remote_port) return;
   pcb->remote_port = port;
@@ -274,8 +261,8 @@ void set_remote_endpoint(tcp_pcb* pcb, const wire::IpAddress& remote, uint16_t p
     for (tcp_seg* seg = queue; seg != nullptr; seg = seg->next) seg->tcphdr->dest = lwip_htons(port);
 }
 
-std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
-                                    const wire::IpAddress& new_remote, uint16_t new_port) {
+std::vector<FlowKey> rewrite_remote(const IpAddress& old_remote, uint16_t old_port,
+                                    const IpAddress& new_remote, uint16_t new_port) {
   ip_addr_t old_ip = to_lwip(old_remote);
   std::vector<tcp_pcb*> changed;
   std::vector<FlowKey> old_flows;
@@ -291,7 +278,7 @@ std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t 
   return old_flows;
 }
 
-std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
+std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddress& new_remote,
                                     uint16_t new_port, bool restart) {
   std::vector<FlowKey> old_flows;
   for (tcp_pcb* pcb : pcbs) {
@@ -303,7 +290,7 @@ std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::
   return old_flows;
 }
 
-std::vector<FlowKey> rewrite_local(const wire::IpAddress& old_local, const wire::IpAddress& new_local) {
+std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& new_local) {
   ip_addr_t old_ip = to_lwip(old_local);
   ip_addr_t new_ip = to_lwip(new_local);
   std::vector<tcp_pcb*> changed;

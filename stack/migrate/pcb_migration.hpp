@@ -20,18 +20,13 @@
 #include <vector>
 
 #include "stack/lwip.hpp"
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/wire/connection_snapshot.hpp"
-#include "stack/wire/ip_prefix.hpp"
-#include "stack/wire/result.hpp"
+#include "base/ip_address.hpp"
+#include "base/result.hpp"
 
 namespace roam::migrate {
 
-// The pcb's 4-tuple as seen from this host.
-FlowKey flow_of(const tcp_pcb* pcb);
-
-// The active pcb lwIP has for `key`, or nullptr.
-tcp_pcb* find_active_pcb(const FlowKey& key);
 
 // Whether the pcb is in a state that can move (ESTABLISHED or CLOSE_WAIT, no FIN queued
 // by us, not mid-handshake). Returns the reason when not.
@@ -56,7 +51,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
 // to lwIP: install callbacks, then register_imported_pcb. Fails, creating nothing, when
 // memory is short or the address family does not match.
 Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& snapshot,
-                                         const wire::IpAddress& local_address);
+                                         const IpAddress& local_address);
 // Registers an imported pcb with lwIP. It stays silent until input or the app drives it.
 void register_imported_pcb(tcp_pcb* pcb);
 // Frees an imported pcb that was never registered (the import was abandoned).
@@ -69,21 +64,21 @@ void restart_transmission(tcp_pcb* pcb);
 // Points a pcb at another remote endpoint: its address, its port, and the destination
 // port in the TCP headers lwIP already built for its queued segments (they are sent as
 // they are). (new_port 0: keep.)
-void set_remote_endpoint(tcp_pcb* pcb, const wire::IpAddress& remote, uint16_t port);
+void set_remote_endpoint(tcp_pcb* pcb, const IpAddress& remote, uint16_t port);
 
 // For each active pcb whose remote endpoint is old_remote (and old_port when non-zero),
 // sets it to new_remote / new_port (new_port 0: keep) and restarts transmission. Returns
 // the flows as they were before: the caller silences them (MigrationGuard), or late
 // packets on the old path would be answered with RST. (A client following its server.)
-std::vector<FlowKey> rewrite_remote(const wire::IpAddress& old_remote, uint16_t old_port,
-                                    const wire::IpAddress& new_remote, uint16_t new_port);
+std::vector<FlowKey> rewrite_remote(const IpAddress& old_remote, uint16_t old_port,
+                                    const IpAddress& new_remote, uint16_t new_port);
 // The same for exactly these pcbs (a client following an ACM that named its connections).
 // `restart` false: only the addresses change (the NAT handover restarts them once its
 // handshake is through).
-std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const wire::IpAddress& new_remote,
+std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddress& new_remote,
                                     uint16_t new_port, bool restart = true);
 // For each active pcb bound to old_local, rebinds it to new_local and restarts
 // transmission (a host whose own address changed). Returns the flows as they were.
-std::vector<FlowKey> rewrite_local(const wire::IpAddress& old_local, const wire::IpAddress& new_local);
+std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& new_local);
 
 }  // namespace roam::migrate

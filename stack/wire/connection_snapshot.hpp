@@ -25,8 +25,8 @@
 #include <span>
 #include <vector>
 
-#include "stack/wire/ip_prefix.hpp"
-#include "stack/wire/result.hpp"
+#include "base/ip_address.hpp"
+#include "base/result.hpp"
 
 namespace roam::wire {
 

@@ -19,7 +19,7 @@
 #include <span>
 
 #include "stack/wire/ip_packet.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 #include "stack/wire/segment_mac_option.hpp"
 
 namespace roam::wire {

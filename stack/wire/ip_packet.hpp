@@ -8,7 +8,7 @@
 #include <span>
 #include <string_view>
 
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::wire {
 

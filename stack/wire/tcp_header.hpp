@@ -8,7 +8,7 @@
 #include <span>
 
 #include "stack/wire/ip_packet.hpp"
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::wire {
 

@@ -12,7 +12,7 @@
 #include <span>
 #include <string_view>
 
-#include "stack/wire/result.hpp"
+#include "base/result.hpp"
 
 namespace roam::wire {
 

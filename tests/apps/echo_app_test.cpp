@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/movable_session.hpp"
+#include "apps/builtin_sessions.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "support/lwip_lab.hpp"
 #include "support/session_mover.hpp"

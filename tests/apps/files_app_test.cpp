@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "apps/files_state.hpp"
-#include "apps/movable_session.hpp"
+#include "apps/builtin_sessions.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "support/lwip_lab.hpp"
 #include "support/session_mover.hpp"

@@ -28,7 +28,7 @@ struct NodeFixture {
     auto fake = std::make_unique<FakeLink>();
     link = fake.get();
     InterfaceConfig config;
-    config.address4 = *wire::IpAddress::parse("198.18.12.2");
+    config.address4 = *IpAddress::parse("198.18.12.2");
     REQUIRE(node->add_interface(std::move(fake), config));
   }
   ~NodeFixture() {

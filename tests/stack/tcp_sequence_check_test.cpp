@@ -41,7 +41,7 @@ TEST_CASE("segments outside the receive window acknowledge nothing and move no w
   Lab lab;
   lab.connect();
   // The server has data in flight that the client never received: hold its packets.
-  lab.lose = [&](std::span<const uint8_t> packet) { return wire::IpAddress::source_of(packet) == lab.a(); };
+  lab.lose = [&](std::span<const uint8_t> packet) { return IpAddress::source_of(packet) == lab.a(); };
   lab.server.send(std::vector<uint8_t>(200'000, 0x42));
   lab.run([] { return false; }, 20);
   tcp_pcb* pcb = lab.server.connection->pcb();
@@ -80,7 +80,7 @@ TEST_CASE("a flood of unacceptable segments gets a bounded number of ACKs; retra
 
   size_t acks = 0;
   lab.lose = [&](std::span<const uint8_t> packet) {
-    if (wire::IpAddress::source_of(packet) == lab.a()) ++acks;
+    if (IpAddress::source_of(packet) == lab.a()) ++acks;
     return true;  // nothing reaches the client: it would answer the ACKs
   };
   const uint32_t suppressed_before = roam_lwip_challenge_acks_suppressed;

@@ -90,10 +90,10 @@ class LwipLab {
       auto fake = std::make_unique<FakeLink>(1500, offloads);
       links_.push_back(fake.get());
       InterfaceConfig config;
-      config.address4 = *wire::IpAddress::parse(v4[i]);
+      config.address4 = *IpAddress::parse(v4[i]);
       config.prefix4 = 24;
-      if (family == 6) config.address6 = *wire::IpAddress::parse(v6[i]);
-      addresses_.push_back(*wire::IpAddress::parse(family == 6 ? v6[i] : v4[i]));
+      if (family == 6) config.address6 = *IpAddress::parse(v6[i]);
+      addresses_.push_back(*IpAddress::parse(family == 6 ? v6[i] : v4[i]));
       REQUIRE(node->add_interface(std::move(fake), config));
     }
     auto l = TcpListener::listen(lab_port, std::move(on_accept));
@@ -113,9 +113,9 @@ class LwipLab {
   LwipLab(const LwipLab&) = delete;
   LwipLab& operator=(const LwipLab&) = delete;
 
-  const wire::IpAddress& c() const { return addresses_[0]; }
-  const wire::IpAddress& a() const { return addresses_[1]; }
-  const wire::IpAddress& b() const { return addresses_[2]; }
+  const IpAddress& c() const { return addresses_[0]; }
+  const IpAddress& a() const { return addresses_[1]; }
+  const IpAddress& b() const { return addresses_[2]; }
 
   // Connects `client` (bound to C) to A:lab_port and runs until both ends exist.
   void connect(const std::function<bool()>& accepted) {
@@ -156,7 +156,7 @@ class LwipLab {
           if (is_rst(packet)) ++rst_seen;
           if (lose && lose(packet)) continue;
           if (translate) translate(packet);
-          auto destination = wire::IpAddress::destination_of(packet);
+          auto destination = IpAddress::destination_of(packet);
           REQUIRE(destination);
           for (size_t i = 0; i < links_.size(); ++i)
             if (addresses_[i] == *destination) links_[i]->inject(packet);
@@ -168,12 +168,12 @@ class LwipLab {
 
   // Delivers a packet of the test's own to the host at `to` (c(), a() or b()), as if it had
   // arrived on that host's link: what an attacker on the path can do.
-  void inject(const wire::IpAddress& to, std::span<const uint8_t> packet) {
+  void inject(const IpAddress& to, std::span<const uint8_t> packet) {
     for (size_t i = 0; i < links_.size(); ++i)
       if (addresses_[i] == to) links_[i]->inject(packet);
   }
   // Packets each host has sent and run() has not yet carried.
-  size_t pending_from(const wire::IpAddress& host) const {
+  size_t pending_from(const IpAddress& host) const {
     for (size_t i = 0; i < links_.size(); ++i)
       if (addresses_[i] == host) return links_[i]->sent.size();
     return 0;
@@ -249,7 +249,7 @@ class LwipLab {
   uv_loop_t loop_{};
   uv_timer_t keep_alive_{};  // fake links hold no handle: without one, uv_run runs nothing
   std::vector<FakeLink*> links_;
-  std::vector<wire::IpAddress> addresses_;
+  std::vector<IpAddress> addresses_;
   std::unique_ptr<TcpListener> listener_;
 };
 

@@ -19,7 +19,7 @@ namespace roam::testing {
 
 struct MovedServerEnd {
   tcp_pcb* pcb;                       // imported at B, parked
-  migrate::FlowKey parked;            // its flow as B sees it
+  FlowKey parked;            // its flow as B sees it
   wire::ConnectionSnapshot snapshot;  // what A captured
 };
 
@@ -27,7 +27,7 @@ inline MovedServerEnd move_server_end(PeerLab& lab, migrate::MigrationGuard& gua
   tcp_pcb* old_pcb = lab.server.connection->pcb();
   REQUIRE(migrate::check_movable(old_pcb));
   migrate::freeze_pcb(old_pcb);
-  guard.silence(migrate::flow_of(old_pcb));
+  guard.silence(flow_of(old_pcb));
   auto snapshot = migrate::capture_snapshot(old_pcb, {}, {});
   REQUIRE_MESSAGE(snapshot, (snapshot ? "" : snapshot.error()));
   auto decoded = wire::decode_snapshot(wire::encode_snapshot(*snapshot));
@@ -36,7 +36,7 @@ inline MovedServerEnd move_server_end(PeerLab& lab, migrate::MigrationGuard& gua
   REQUIRE_MESSAGE(imported, (imported ? "" : imported.error()));
   migrate::discard_frozen_pcb(lab.server.connection->release());
   lab.server.connection = std::make_unique<TcpConnection>(*imported, &lab.server);
-  migrate::FlowKey parked = migrate::flow_of(*imported);
+  FlowKey parked = flow_of(*imported);
   guard.park(parked, *imported);
   return {*imported, parked, std::move(*decoded)};
 }

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/movable_session.hpp"
+#include "apps/builtin_sessions.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "stack/wire/connection_snapshot.hpp"
@@ -32,7 +32,7 @@ inline MovedSession move_session(LwipLab& lab, migrate::MigrationGuard& guard, s
   REQUIRE(migrate::check_movable(old_pcb));
   session->freeze();
   migrate::freeze_pcb(old_pcb);
-  guard.silence(migrate::flow_of(old_pcb));
+  guard.silence(flow_of(old_pcb));
   auto captured = migrate::capture_snapshot(old_pcb, session->received_unconsumed(), session->app_state());
   REQUIRE_MESSAGE(captured, (captured ? "" : captured.error()));
   auto decoded = wire::decode_snapshot(wire::encode_snapshot(*captured));
@@ -47,7 +47,7 @@ inline MovedSession move_session(LwipLab& lab, migrate::MigrationGuard& guard, s
   REQUIRE_MESSAGE(out.session, error);
   migrate::discard_frozen_pcb(session->release_pcb());
   session.reset();
-  guard.park(migrate::flow_of(*imported), *imported);
+  guard.park(flow_of(*imported), *imported);
   auto old_flows = migrate::rewrite_remote(lab.a(), lab_port, lab.b(), 0);
   CHECK(old_flows.size() == 1);
   for (const auto& flow : old_flows) guard.silence(flow);

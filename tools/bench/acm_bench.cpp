@@ -67,8 +67,8 @@ control::AddressChange sample_acm(uint64_t sequence, uint64_t now_ms) {
   acm.sequence = sequence;
   randombytes_buf(acm.nonce.data(), acm.nonce.size());
   acm.issued_at_ms = now_ms;
-  acm.old_address = *wire::IpAddress::parse("198.18.12.2");
-  acm.new_address = *wire::IpAddress::parse("198.18.13.2");
+  acm.old_address = *IpAddress::parse("198.18.12.2");
+  acm.new_address = *IpAddress::parse("198.18.13.2");
   acm.old_port = acm.new_port = 7000;
   acm.connection_ids = {42};
   return acm;
@@ -107,8 +107,8 @@ int main(int argc, char** argv) {
   Pair pair;
   if (!pair.handshake()) return 1;
   const uint64_t now_ms = 1'800'000'000'000;
-  const std::vector<control::ClientConnection> ours = {{42, *wire::IpAddress::parse("198.18.12.2"), 7000}};
-  const auto peer = *wire::IpAddress::parse("198.18.12.2");
+  const std::vector<control::ClientConnection> ours = {{42, *IpAddress::parse("198.18.12.2"), 7000}};
+  const auto peer = *IpAddress::parse("198.18.12.2");
 
   // Real ACMs: seal, open, decode, check, remember.
   control::AcmFilter filter;

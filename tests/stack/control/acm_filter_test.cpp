@@ -15,9 +15,9 @@ using control::AcmFilter;
 using control::AcmVerdict;
 
 const uint64_t now = 1'800'000'000'000;
-const wire::IpAddress server_a = *wire::IpAddress::parse("198.18.12.2");
-const wire::IpAddress server_b = *wire::IpAddress::parse("198.18.13.2");
-const wire::IpAddress other = *wire::IpAddress::parse("198.18.14.2");
+const IpAddress server_a = *IpAddress::parse("198.18.12.2");
+const IpAddress server_b = *IpAddress::parse("198.18.13.2");
+const IpAddress other = *IpAddress::parse("198.18.14.2");
 
 const std::vector<control::ClientConnection> ours = {
     {11, server_a, 7000}, {12, server_a, 7000}, {13, server_a, 8000}, {14, other, 7000}};
@@ -72,19 +72,19 @@ TEST_CASE("a host moves only its own connections, to a usable address") {
   // Sent by another host on its channel, naming server A's connections.
   CHECK(filter.check(acm(1), other, ours, now).verdict == AcmVerdict::wrong_peer);
   auto loopback = acm(2);
-  loopback.new_address = *wire::IpAddress::parse("127.0.0.1");
+  loopback.new_address = *IpAddress::parse("127.0.0.1");
   CHECK(filter.check(loopback, server_a, ours, now).verdict == AcmVerdict::bad_address);
   auto multicast = acm(3);
-  multicast.new_address = *wire::IpAddress::parse("224.0.0.1");
+  multicast.new_address = *IpAddress::parse("224.0.0.1");
   CHECK(filter.check(multicast, server_a, ours, now).verdict == AcmVerdict::bad_address);
   auto family = acm(4);
-  family.new_address = *wire::IpAddress::parse("2001:db8:13::2");
+  family.new_address = *IpAddress::parse("2001:db8:13::2");
   CHECK(filter.check(family, server_a, ours, now).verdict == AcmVerdict::bad_address);
-  CHECK_FALSE(control::acceptable_new_address(*wire::IpAddress::parse("::1"), *wire::IpAddress::parse("::2")));
-  CHECK_FALSE(control::acceptable_new_address(*wire::IpAddress::parse("::ffff:198.18.1.1"),
-                                              *wire::IpAddress::parse("2001:db8::1")));
-  CHECK(control::acceptable_new_address(*wire::IpAddress::parse("2001:db8:13::2"),
-                                        *wire::IpAddress::parse("2001:db8:12::2")));
+  CHECK_FALSE(control::acceptable_new_address(*IpAddress::parse("::1"), *IpAddress::parse("::2")));
+  CHECK_FALSE(control::acceptable_new_address(*IpAddress::parse("::ffff:198.18.1.1"),
+                                              *IpAddress::parse("2001:db8::1")));
+  CHECK(control::acceptable_new_address(*IpAddress::parse("2001:db8:13::2"),
+                                        *IpAddress::parse("2001:db8:12::2")));
 }
 
 TEST_CASE("unknown connections: none known refuses; some known applies to those only") {

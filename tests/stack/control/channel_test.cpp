@@ -67,8 +67,8 @@ control::AddressChange sample_acm(uint64_t sequence) {
   acm.sequence = sequence;
   acm.nonce[0] = static_cast<uint8_t>(sequence);
   acm.issued_at_ms = 1'800'000'000'000;
-  acm.old_address = *wire::IpAddress::parse("198.18.12.2");
-  acm.new_address = *wire::IpAddress::parse("198.18.13.2");
+  acm.old_address = *IpAddress::parse("198.18.12.2");
+  acm.new_address = *IpAddress::parse("198.18.13.2");
   acm.old_port = acm.new_port = 7000;
   acm.connection_ids = {sequence + 100};
   return acm;

@@ -7,7 +7,7 @@
 namespace {
 
 using namespace roam::control;
-using roam::wire::IpAddress;
+using roam::IpAddress;
 
 AddressChange sample_acm(bool v6) {
   AddressChange m;

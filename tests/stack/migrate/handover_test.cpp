@@ -26,11 +26,9 @@
 namespace {
 
 using namespace roam;
-using migrate::flow_of;
-using migrate::FlowKey;
 using roam::testing::pattern;
 
-const wire::IpAddress nat_address = *wire::IpAddress::parse("198.18.13.99");  // on B's link
+const IpAddress nat_address = *IpAddress::parse("198.18.13.99");  // on B's link
 constexpr uint16_t nat_port_shift = 1000;
 
 uint16_t be16(const std::vector<uint8_t>& p, size_t at) {
@@ -55,7 +53,7 @@ void fix_checksums(std::vector<uint8_t>& p) {
         wire::checksum_fold(wire::checksum_add(pseudo, std::span<const uint8_t>(p.data() + ihl, tcp_length))));
 }
 
-bool is_tcp_from_to(const std::vector<uint8_t>& p, const wire::IpAddress& src, const wire::IpAddress& dst) {
+bool is_tcp_from_to(const std::vector<uint8_t>& p, const IpAddress& src, const IpAddress& dst) {
   return (p[0] >> 4) == 4 && p[9] == 6 && std::equal(p.begin() + 12, p.begin() + 16, src.bytes.begin()) &&
          std::equal(p.begin() + 16, p.begin() + 20, dst.bytes.begin());
 }
@@ -76,7 +74,7 @@ struct HandoverLab {
   migrate::HandoverInitiator initiator{*lab.node,
                                        [this](const FlowKey& f, bool answered) { done.emplace_back(f, answered); }};
   migrate::HandoverResponder responder{*lab.node, true,
-                                       [this](const FlowKey& from, const wire::IpAddress& client, uint16_t port) {
+                                       [this](const FlowKey& from, const IpAddress& client, uint16_t port) {
                                          FlowKey to = from;
                                          to.remote = client;
                                          to.remote_port = port;
@@ -131,7 +129,7 @@ struct HandoverLab {
     lab.run([&] {
       if (!done.empty()) {
         for (auto& [flow, answered] : done)
-          if (tcp_pcb* pcb = migrate::find_active_pcb(flow)) migrate::restart_transmission(pcb);
+          if (tcp_pcb* pcb = find_active_pcb(flow)) migrate::restart_transmission(pcb);
         done.clear();
       }
       return lab.client.received.size() == lab.server.to_send.size() &&
@@ -303,7 +301,7 @@ TEST_CASE("a handover nobody answers gives up after its last SYN and reports it"
 
 TEST_CASE("a responder with the handover off drops synthetic SYNs and answers none") {
   HandoverLab h;
-  migrate::HandoverResponder off(*h.lab.node, false, [](const FlowKey&, const wire::IpAddress&, uint16_t) {
+  migrate::HandoverResponder off(*h.lab.node, false, [](const FlowKey&, const IpAddress&, uint16_t) {
     FAIL("an off responder rebinds nothing");
     return static_cast<tcp_pcb*>(nullptr);
   });

@@ -31,10 +31,9 @@ using roam::testing::pattern;
 // The lab with the server end of the connection kept as `server`.
 using Lab = roam::testing::PeerLab;
 
-using migrate::flow_of;
 
 // The client follows: rewrite, and silence the old flow so late packets die quietly.
-size_t follow(Lab& lab, migrate::MigrationGuard& guard, const wire::IpAddress& from, const wire::IpAddress& to) {
+size_t follow(Lab& lab, migrate::MigrationGuard& guard, const IpAddress& from, const IpAddress& to) {
   auto old_flows = migrate::rewrite_remote(from, 7000, to, 0);
   for (const auto& flow : old_flows) guard.silence(flow);
   (void)lab;
@@ -141,7 +140,7 @@ TEST_CASE("a failed import leaves the connection on its old path, exactly as it 
   auto snapshot = migrate::capture_snapshot(pcb, {}, {});
   REQUIRE(snapshot);
   // The new host cannot take it: its address is of the other family.
-  auto imported = migrate::import_pcb(*snapshot, *wire::IpAddress::parse("2001:db8:13::2"));
+  auto imported = migrate::import_pcb(*snapshot, *IpAddress::parse("2001:db8:13::2"));
   REQUIRE_FALSE(imported);
   CHECK(pcb->snd_nxt == snd_nxt);
   CHECK(pcb->rcv_nxt == rcv_nxt);

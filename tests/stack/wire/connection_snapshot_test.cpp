@@ -16,7 +16,7 @@ namespace {
 using roam::wire::ConnectionSnapshot;
 using roam::wire::decode_snapshot;
 using roam::wire::encode_snapshot;
-using roam::wire::IpAddress;
+using roam::IpAddress;
 using roam::wire::snapshot_error_name;
 using roam::wire::snapshot_max_app_state_bytes;
 using roam::wire::snapshot_max_queue_bytes;

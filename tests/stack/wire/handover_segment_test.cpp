@@ -13,6 +13,7 @@
 namespace {
 
 using namespace roam::wire;
+using roam::IpAddress;
 
 HandoverSegment sample(int family, bool syn_ack) {
   HandoverSegment s;

@@ -8,11 +8,12 @@
 #include <vector>
 
 #include "stack/wire/checksum.hpp"
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 
 namespace {
 
 using namespace roam::wire;
+using roam::IpAddress;
 
 std::vector<uint8_t> ipv4_segment(size_t payload_size, std::vector<uint8_t> options = {}) {
   Ipv4TcpFields f;
@@ -84,8 +85,8 @@ TEST_CASE("IPv6: the payload length and checksum follow") {
   packet[5] = 30;
   packet[6] = 6;
   packet[7] = 64;
-  auto src = *roam::wire::IpAddress::parse("2001:db8:11::2");
-  auto dst = *roam::wire::IpAddress::parse("2001:db8:12::2");
+  auto src = *roam::IpAddress::parse("2001:db8:11::2");
+  auto dst = *roam::IpAddress::parse("2001:db8:12::2");
   std::copy_n(src.bytes.begin(), 16, packet.begin() + 8);
   std::copy_n(dst.bytes.begin(), 16, packet.begin() + 24);
   packet[40 + 12] = 5 << 4;

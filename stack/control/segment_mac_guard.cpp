@@ -1,11 +1,12 @@
-#include "apps/segment_mac_guard.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 
 #include <fmt/format.h>
 
-#include "apps/cli.hpp"
-#include "stack/migrate/pcb_migration.hpp"
+#include "base/clock.hpp"
+#include "base/config_error.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/wire/segment_mac_option.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 
@@ -47,7 +48,7 @@ std::string SegmentMacGuard::counters_text() const {
 void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::span<const uint8_t, 64> handshake_hash,
                               crypto::SegmentDirection outbound) {
   if (pcb == nullptr) return;
-  auto flow = migrate::flow_of(pcb);
+  auto flow = flow_of(pcb);
   auto [it, added] = flows_.try_emplace(flow);
   if (added) ++counters_.protected_connections;
   it->second.connection_id = connection_id;
@@ -55,17 +56,17 @@ void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::s
   it->second.key = std::make_unique<crypto::SegmentMacKey>(handshake_hash, connection_id);
 }
 
-void SegmentMacGuard::forget(const migrate::FlowKey& flow) {
+void SegmentMacGuard::forget(const FlowKey& flow) {
   flows_.erase(flow);
 }
 
 void SegmentMacGuard::prune() {
-  std::erase_if(flows_, [](const auto& entry) { return migrate::find_active_pcb(entry.first) == nullptr; });
+  std::erase_if(flows_, [](const auto& entry) { return find_active_pcb(entry.first) == nullptr; });
 }
 
 FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
   if (flows_.empty() || packet.info.protocol != 6) return FilterVerdict::pass;
-  auto flow = migrate::inbound_flow(packet.bytes);
+  auto flow = inbound_flow(packet.bytes);
   if (!flow) return FilterVerdict::pass;
   auto it = flows_.find(*flow);
   if (it == flows_.end()) return FilterVerdict::pass;
@@ -92,7 +93,7 @@ FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
 
 std::span<const uint8_t> SegmentMacGuard::rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) {
   if (flows_.empty()) return packet;
-  auto flow = migrate::outbound_flow(packet);
+  auto flow = outbound_flow(packet);
   if (!flow) return packet;
   auto it = flows_.find(*flow);
   if (it == flows_.end()) return packet;

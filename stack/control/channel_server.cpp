@@ -1,14 +1,15 @@
-#include "apps/channel_server.hpp"
+#include "stack/control/channel_server.hpp"
 
 #include <sodium.h>
 
 #include <chrono>
 #include <utility>
 
-#include "apps/cli.hpp"
+#include "base/clock.hpp"
+#include "base/config_error.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

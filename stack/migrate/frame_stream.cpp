@@ -1,6 +1,6 @@
-#include "apps/frame_stream.hpp"
+#include "stack/migrate/frame_stream.hpp"
 
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 

@@ -17,7 +17,7 @@
 #include <unordered_map>
 
 #include "crypto/segment_mac.hpp"
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/node.hpp"
 
 namespace roam {
@@ -46,8 +46,8 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
   void protect(const tcp_pcb* pcb, uint64_t connection_id, std::span<const uint8_t, 64> handshake_hash,
                crypto::SegmentDirection outbound);
   // Stops protecting a flow (the connection left this host, or its path changed).
-  void forget(const migrate::FlowKey& flow);
-  bool is_protected(const migrate::FlowKey& flow) const { return flows_.count(flow) != 0; }
+  void forget(const FlowKey& flow);
+  bool is_protected(const FlowKey& flow) const { return flows_.count(flow) != 0; }
   // Forgets flows whose connection is gone.
   void prune();
 
@@ -64,7 +64,7 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
     std::unique_ptr<crypto::SegmentMacKey> key;
   };
   Node& node_;
-  std::unordered_map<migrate::FlowKey, Entry, migrate::FlowKeyHash> flows_;
+  std::unordered_map<FlowKey, Entry, FlowKeyHash> flows_;
   SegmentMacCounters counters_;
 };
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "stack/migrate/control_frame.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 

@@ -9,16 +9,18 @@
 #include <span>
 #include <string>
 
-#include "stack/wire/ip_prefix.hpp"
+#include "base/ip_address.hpp"
 
-namespace roam::migrate {
+struct tcp_pcb;
+
+namespace roam {
 
 // "198.18.12.2:7000" or "[2001:db8:12::2]:7000".
-std::string endpoint_string(const wire::IpAddress& address, uint16_t port);
+std::string endpoint_string(const IpAddress& address, uint16_t port);
 
 struct FlowKey {
-  wire::IpAddress local;
-  wire::IpAddress remote;
+  IpAddress local;
+  IpAddress remote;
   uint16_t local_port = 0;
   uint16_t remote_port = 0;
 
@@ -37,4 +39,10 @@ std::optional<FlowKey> inbound_flow(std::span<const uint8_t> packet);
 // short to hold the headers.
 std::optional<FlowKey> outbound_flow(std::span<const uint8_t> packet);
 
-}  // namespace roam::migrate
+// The pcb's 4-tuple as seen from this host.
+FlowKey flow_of(const tcp_pcb* pcb);
+
+// The active pcb lwIP has for `key`, or nullptr.
+tcp_pcb* find_active_pcb(const FlowKey& key);
+
+}  // namespace roam

@@ -1,16 +1,20 @@
-#include "stack/migrate/flow_key.hpp"
+#include "stack/flow_key.hpp"
 
 #include <cstring>
 
-namespace roam::migrate {
+#include "lwip/priv/tcp_priv.h"
+#include "stack/lwip.hpp"
+#include "stack/lwip_address.hpp"
+
+namespace roam {
 
 namespace {
 
 constexpr uint8_t protocol_tcp = 6;
 
 struct Endpoints {
-  wire::IpAddress source;
-  wire::IpAddress destination;
+  IpAddress source;
+  IpAddress destination;
   uint16_t source_port = 0;
   uint16_t destination_port = 0;
 };
@@ -47,7 +51,7 @@ std::optional<Endpoints> tcp_endpoints(std::span<const uint8_t> packet) {
 
 }  // namespace
 
-std::string endpoint_string(const wire::IpAddress& address, uint16_t port) {
+std::string endpoint_string(const IpAddress& address, uint16_t port) {
   std::string host = address.to_string();
   return (address.version == 6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
@@ -83,4 +87,17 @@ std::optional<FlowKey> outbound_flow(std::span<const uint8_t> packet) {
   return FlowKey{e->source, e->destination, e->source_port, e->destination_port};
 }
 
-}  // namespace roam::migrate
+FlowKey flow_of(const tcp_pcb* pcb) {
+  return {from_lwip(pcb->local_ip), from_lwip(pcb->remote_ip), pcb->local_port, pcb->remote_port};
+}
+
+tcp_pcb* find_active_pcb(const FlowKey& key) {
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->local_port == key.local_port && pcb->remote_port == key.remote_port &&
+        from_lwip(pcb->remote_ip) == key.remote && from_lwip(pcb->local_ip) == key.local)
+      return pcb;
+  }
+  return nullptr;
+}
+
+}  // namespace roam

@@ -1,9 +1,6 @@
-#include "apps/channel_options.hpp"
-
-#include <chrono>
+#include "apps/channel_cli.hpp"
 
 #include "apps/cli.hpp"
-#include "tun/log.hpp"
 
 namespace roam {
 
@@ -61,26 +58,6 @@ std::string channel_options_help(bool client) {
         "  --acm-max-age SECONDS  refuse Address Change Messages issued longer ago (default 30;\n"
         "                         client and server clocks must agree that closely)\n";
   return text;
-}
-
-uint64_t unix_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
-
-std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options) {
-  if (options.key_file.empty()) {
-    auto key = std::make_unique<crypto::IdentityKey>(crypto::IdentityKey::generate());
-    logger("channel")->info("identity key: fresh for this run, public key {} (give --key to keep one)",
-                            crypto::to_base64(key->public_key()));
-    return key;
-  }
-  auto key = crypto::IdentityKey::load(options.key_file);
-  if (!key) throw ConfigError("cannot use --key '" + options.key_file + "': " + crypto::key_error_name(key.error()));
-  auto owned = std::make_unique<crypto::IdentityKey>(std::move(key.value()));
-  logger("channel")->info("identity key {}: public key {}", options.key_file, crypto::to_base64(owned->public_key()));
-  return owned;
 }
 
 }  // namespace roam

@@ -1,6 +1,7 @@
-// Command-line options of the control channel, shared by roam-server and roam-client:
-// the lwIP port it uses, this host's identity key and name, and (client) how server keys
-// are trusted and how old an Address Change Message may be. Start-up only.
+// ChannelOptions: how a node runs its control channels (the lwIP port, this host's
+// identity key and name, segment MAC and handover, and for a client how server keys are
+// trusted and how old an Address Change Message may be). Filled by the apps' option
+// parsing (apps/channel_cli.hpp) or by code; read at start-up only.
 #pragma once
 
 #include <cstdint>
@@ -26,14 +27,6 @@ struct ChannelOptions {
   uint64_t acm_max_age_ms = 30'000;
   uint64_t known_hosts_max_idle_s = 90ull * 24 * 3600;
 };
-
-// Consumes argv[i] (and its value) when it is a channel option. Throws ConfigError.
-bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client);
-std::string channel_options_help(bool client);
-
-// Unix time in milliseconds: what ACMs are stamped with (issued_at) and checked against,
-// and what known-hosts entries record (in seconds). The wall clock, not the loop's.
-uint64_t unix_ms();
 
 // The identity key named by --key, or a fresh one (logged as such). Throws ConfigError.
 std::unique_ptr<crypto::IdentityKey> load_identity(const ChannelOptions& options);

@@ -18,14 +18,14 @@
 #include <unordered_map>
 #include <vector>
 
-#include "apps/channel_connection.hpp"
-#include "apps/channel_options.hpp"
-#include "apps/segment_mac_guard.hpp"
+#include "stack/control/channel_connection.hpp"
+#include "stack/control/channel_options.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "stack/control/messages.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
-#include "tun/rate_limited_log.hpp"
+#include "base/rate_limited_log.hpp"
 
 namespace roam {
 

@@ -1,4 +1,4 @@
-#include "apps/channel_connection.hpp"
+#include "stack/control/channel_connection.hpp"
 
 #include <algorithm>
 #include <utility>

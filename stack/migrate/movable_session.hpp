@@ -1,7 +1,7 @@
 // MovableSession: a server session whose connection can move to another server process
 // (DESIGN.md section 4, "A server moves"). The server's session table owns sessions; the
 // exporter freezes, captures and releases them, the importer rebuilds them from a snapshot
-// through make_movable_session. Loop thread only.
+// through the SessionKinds registered for this host. Loop thread only.
 //
 // A session's moving state is two byte strings that travel in the snapshot:
 //   received   bytes lwIP delivered and acknowledged that the app has not consumed yet
@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,19 +47,38 @@ class MovableSession {
   virtual void close() = 0;
 };
 
-// What a server needs to rebuild sessions of every kind.
-struct SessionContext {
-  Node* node = nullptr;
-  std::string files_root;  // `files`: directory the file names are relative to
-};
+// Rebuilds one session of a kind around an imported pcb (callbacks not yet set; the
+// session installs them). `received` bytes are delivered to the app first. Returns
+// nullptr with `error` set when the app state is malformed or names something this host
+// cannot serve.
+using SessionFactory = std::function<std::unique_ptr<MovableSession>(
+    tcp_pcb* pcb, std::vector<uint8_t> received, const std::vector<uint8_t>& app_state,
+    MovableSession::FinishedFn on_finished, std::string& error)>;
 
-// Rebuilds a session of `kind` around an imported pcb (callbacks not yet set; the session
-// installs them). `received` bytes are delivered to the app first. Returns nullptr with
-// `error` set when the kind is unknown or the app state is malformed or names a file that
-// cannot be opened here.
-std::unique_ptr<MovableSession> make_movable_session(const std::string& kind, const SessionContext& context,
-                                                     tcp_pcb* pcb, std::vector<uint8_t> received,
-                                                     const std::vector<uint8_t>& app_state,
-                                                     MovableSession::FinishedFn on_finished, std::string& error);
+// The session kinds this host can rebuild, by name. The engine knows no app: whoever
+// composes a node (apps/, a test) registers the kinds it serves.
+class SessionKinds {
+ public:
+  void add(std::string kind, SessionFactory factory) { factories_[std::move(kind)] = std::move(factory); }
+  bool knows(const std::string& kind) const { return factories_.count(kind) != 0; }
+  // nullptr with `error` set for an unknown kind, a missing pcb or what the factory refused.
+  std::unique_ptr<MovableSession> make(const std::string& kind, tcp_pcb* pcb, std::vector<uint8_t> received,
+                                       const std::vector<uint8_t>& app_state, MovableSession::FinishedFn on_finished,
+                                       std::string& error) const {
+    auto found = factories_.find(kind);
+    if (found == factories_.end()) {
+      error = "unknown session kind '" + kind + "'";
+      return nullptr;
+    }
+    if (pcb == nullptr) {
+      error = "no pcb to rebuild a session on";
+      return nullptr;
+    }
+    return found->second(pcb, std::move(received), app_state, std::move(on_finished), error);
+  }
+
+ private:
+  std::map<std::string, SessionFactory> factories_;
+};
 
 }  // namespace roam

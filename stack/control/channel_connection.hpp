@@ -53,7 +53,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   bool closed() const { return closed_; }
   const control::ControlChannel& channel() const { return *channel_; }
   // The peer's carrier address, as this connection sees it.
-  const wire::IpAddress& peer_address() const { return peer_address_; }
+  const IpAddress& peer_address() const { return peer_address_; }
   uint16_t peer_port() const { return peer_port_; }
   uint16_t local_port() const { return local_port_; }
 
@@ -74,7 +74,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   std::unique_ptr<control::ControlChannel> channel_;
   Callbacks callbacks_;
   std::unique_ptr<TcpConnection> connection_;
-  wire::IpAddress peer_address_;
+  IpAddress peer_address_;
   uint16_t peer_port_ = 0;
   uint16_t local_port_ = 0;
   std::vector<uint8_t> pending_;  // sealed bytes lwIP had no room for yet

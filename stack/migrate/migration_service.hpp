@@ -32,15 +32,15 @@
 #include <string>
 #include <vector>
 
-#include "apps/channel_options.hpp"
-#include "apps/channel_server.hpp"
-#include "apps/frame_stream.hpp"
-#include "apps/movable_session.hpp"
+#include "stack/control/channel_options.hpp"
+#include "stack/control/channel_server.hpp"
+#include "stack/migrate/frame_stream.hpp"
+#include "stack/migrate/movable_session.hpp"
 #include "stack/migrate/handover_responder.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/node.hpp"
-#include "stack/wire/ip_prefix.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/ip_address.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 
@@ -54,7 +54,8 @@ class SessionTable {
   // Takes ownership of an imported session.
   virtual void adopt(std::unique_ptr<MovableSession> session) = 0;
   virtual MovableSession::FinishedFn finished_callback() = 0;
-  virtual const SessionContext& context() const = 0;
+  // The kinds of session this host can rebuild from a snapshot.
+  virtual const SessionKinds& kinds() const = 0;
 };
 
 struct MigrationCounters {
@@ -84,8 +85,8 @@ struct MigrationConfig {
   // Long-lived policy (seed 003 section 3.3): only connections at least this old move;
   // younger ones are closed cleanly instead. 0: all move.
   uint64_t protect_older_than_ms = 0;
-  wire::IpAddress address4;  // this server's carrier addresses
-  std::optional<wire::IpAddress> address6;
+  IpAddress address4;  // this server's carrier addresses
+  std::optional<IpAddress> address6;
 };
 
 class MigrationService {
@@ -118,8 +119,8 @@ class MigrationService {
   void announce_moves(const Export& job);
   void forget_stream(FrameStream* stream);
   void on_housekeeping();
-  const wire::IpAddress& own_address(uint8_t version) const;
-  tcp_pcb* rebind_parked(const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port);
+  const IpAddress& own_address(uint8_t version) const;
+  tcp_pcb* rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port);
 
   Node& node_;
   SessionTable& table_;

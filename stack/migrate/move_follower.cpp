@@ -1,16 +1,17 @@
-#include "apps/move_follower.hpp"
+#include "stack/migrate/move_follower.hpp"
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <utility>
 
-#include "apps/cli.hpp"
+#include "base/clock.hpp"
+#include "base/config_error.hpp"
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 namespace roam {
 
@@ -25,7 +26,7 @@ constexpr uint64_t retry_after_distrust_ms = 30'000;
 }  // namespace
 
 struct MoveFollower::Server {
-  wire::IpAddress address;
+  IpAddress address;
   std::unique_ptr<ChannelConnection> channel;
   bool trusted = false;           // the channel is established and the key accepted
   std::set<uint64_t> registered;  // ids registered on the current channel
@@ -36,7 +37,7 @@ MoveFollower::MoveFollower(Node& node, const ChannelOptions& options)
     : node_(node),
       options_(options),
       key_(load_identity(options)),
-      handover_(node, [this](const migrate::FlowKey& flow, bool answered) { on_handover_done(flow, answered); }),
+      handover_(node, [this](const FlowKey& flow, bool answered) { on_handover_done(flow, answered); }),
       guard_(node) {
   if (options_.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   if (!options_.known_hosts_file.empty()) {
@@ -96,7 +97,7 @@ std::string MoveFollower::counters_text() const {
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.connections_moved);
 }
 
-MoveFollower::Server& MoveFollower::server_for(const wire::IpAddress& address) {
+MoveFollower::Server& MoveFollower::server_for(const IpAddress& address) {
   auto& slot = servers_[address.to_string()];
   if (!slot) {
     slot = std::make_unique<Server>();
@@ -105,7 +106,7 @@ MoveFollower::Server& MoveFollower::server_for(const wire::IpAddress& address) {
   return *slot;
 }
 
-std::vector<control::ClientConnection> MoveFollower::connections_with(const wire::IpAddress& server) const {
+std::vector<control::ClientConnection> MoveFollower::connections_with(const IpAddress& server) const {
   std::vector<control::ClientConnection> out;
   for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
     uint64_t id = connection_id(pcb);
@@ -122,7 +123,7 @@ void MoveFollower::track(tcp_pcb* pcb) {
   if (closed_ || pcb == nullptr || connection_id(pcb) == 0) return;
   // After the current input: lwIP sends this connection's last handshake ACK once the
   // connected callback returns, and the registration should not overtake it.
-  wire::IpAddress address = from_lwip(pcb->remote_ip);
+  IpAddress address = from_lwip(pcb->remote_ip);
   node_.defer([this, address, alive = std::weak_ptr<bool>(alive_)] {
     if (alive.expired() || closed_) return;
     Server& server = server_for(address);
@@ -316,15 +317,15 @@ void MoveFollower::on_acm(Server& server, ChannelConnection& channel, const cont
   uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
   follow(pcbs, acm.new_address, acm.new_port, options_.handover ? acm.handover_token : std::nullopt);
   logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
-                          migrate::endpoint_string(acm.old_address, acm.old_port),
-                          migrate::endpoint_string(acm.new_address, new_port), pcbs.size(), acm.sequence);
+                          endpoint_string(acm.old_address, acm.old_port),
+                          endpoint_string(acm.new_address, new_port), pcbs.size(), acm.sequence);
   channel.send(control::Ack{acm.sequence, control::AckStatus::applied});
   // The connections now belong to the new server: it needs a channel to name them.
   open_channel(server_for(acm.new_address));
   register_connections(server_for(acm.new_address));
 }
 
-void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port,
+void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
                           const std::optional<crypto::HandoverToken>& token) {
   if (pcbs.empty()) return;
   // With a handover the connections stay silent until their SYN-ACK is in.
@@ -332,14 +333,14 @@ void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddre
   counters_.connections_moved += old_flows.size();
   uint64_t batch_id = next_batch_++;
   Batch& batch = batches_[batch_id];
-  batch.target = migrate::endpoint_string(new_address, pcbs.front()->remote_port);
+  batch.target = endpoint_string(new_address, pcbs.front()->remote_port);
   batch.started_ns = uv_hrtime();
   batch.connections = pcbs.size();
   for (size_t i = 0; i < old_flows.size(); ++i) {
     // The new server signs with keys from its own channel, once we registered there.
     if (segment_mac_) segment_mac_->forget(old_flows[i]);
     guard_.silence(old_flows[i]);
-    migrate::FlowKey moved = migrate::flow_of(pcbs[i]);
+    FlowKey moved = flow_of(pcbs[i]);
     guard_.unsilence(moved);  // a flow may come back to a server it once left
     std::erase_if(awaiting_, [&moved](const AwaitingPath& path) { return path.flow == moved; });
     if (token) {
@@ -356,7 +357,7 @@ void MoveFollower::follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddre
   node_.kick();
 }
 
-void MoveFollower::await_new_path(const migrate::FlowKey& flow, uint64_t batch) {
+void MoveFollower::await_new_path(const FlowKey& flow, uint64_t batch) {
   guard_.watch(flow, [this, flow, alive = std::weak_ptr<bool>(alive_)] {
     if (!alive.expired() && !closed_) on_heard(flow);
   });
@@ -371,7 +372,7 @@ void MoveFollower::await_new_path(const migrate::FlowKey& flow, uint64_t batch) 
   }
 }
 
-void MoveFollower::on_handover_done(const migrate::FlowKey& flow, bool answered) {
+void MoveFollower::on_handover_done(const FlowKey& flow, bool answered) {
   auto entry = handover_batch_.find(flow);
   if (entry == handover_batch_.end()) return;
   uint64_t batch_id = entry->second;
@@ -389,7 +390,7 @@ void MoveFollower::on_handover_done(const migrate::FlowKey& flow, bool answered)
   if (b.answered + b.failed == b.handovers)
     logger("migrate")->info("handover to {}: {} of {} connection(s) answered in {:.3f} ms", b.target, b.answered,
                             b.handovers, static_cast<double>(uv_hrtime() - b.started_ns) / 1e6);
-  tcp_pcb* pcb = migrate::find_active_pcb(flow);
+  tcp_pcb* pcb = find_active_pcb(flow);
   if (pcb == nullptr) {  // it ended meanwhile
     ++b.unheard;
     settle(batch_id);
@@ -400,7 +401,7 @@ void MoveFollower::on_handover_done(const migrate::FlowKey& flow, bool answered)
   node_.kick();
 }
 
-void MoveFollower::on_heard(const migrate::FlowKey& flow) {
+void MoveFollower::on_heard(const FlowKey& flow) {
   auto path =
       std::find_if(awaiting_.begin(), awaiting_.end(), [&flow](const AwaitingPath& p) { return p.flow == flow; });
   if (path == awaiting_.end()) return;
@@ -425,7 +426,7 @@ void MoveFollower::settle(uint64_t batch_id) {
 void MoveFollower::poke_new_paths() {
   uint64_t now = uv_now(node_.loop());
   std::erase_if(awaiting_, [this, now](AwaitingPath& path) {
-    tcp_pcb* pcb = migrate::find_active_pcb(path.flow);
+    tcp_pcb* pcb = find_active_pcb(path.flow);
     if (pcb == nullptr || !guard_.is_watched(path.flow)) {  // gone, or heard on the new path
       guard_.unwatch(path.flow);
       if (auto batch = batches_.find(path.batch); batch != batches_.end()) {

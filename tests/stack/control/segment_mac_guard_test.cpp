@@ -3,7 +3,7 @@
 // segment is signed and verified; a forged segment that TCP itself would accept (right
 // sequence numbers, valid checksum) is dropped for a wrong or missing MAC and the stream
 // stays exact; a guard on a link with offloads is refused.
-#include "apps/segment_mac_guard.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 
 #include <doctest/doctest.h>
 
@@ -90,8 +90,8 @@ TEST_CASE("protected both ways: byte-exact, every segment signed and verified; f
   CHECK(lab.client.received == down);
 
   // Unprotected flows pass untouched; a forgotten flow is no longer checked.
-  guard.forget(migrate::flow_of(client));
-  CHECK_FALSE(guard.is_protected(migrate::flow_of(client)));
+  guard.forget(flow_of(client));
+  CHECK_FALSE(guard.is_protected(flow_of(client)));
 }
 
 TEST_CASE("the same forgery without the guard corrupts the stream (why the option exists)") {

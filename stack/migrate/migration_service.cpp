@@ -1,4 +1,4 @@
-#include "apps/migration_service.hpp"
+#include "stack/migrate/migration_service.hpp"
 
 #include <fmt/format.h>
 
@@ -8,11 +8,12 @@
 #include <set>
 #include <tuple>
 
-#include "apps/cli.hpp"
+#include "base/clock.hpp"
+#include "base/config_error.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
-#include "tun/log.hpp"
+#include "base/log.hpp"
 #include "tun/udp_link.hpp"
 
 namespace roam {
@@ -61,7 +62,7 @@ struct MigrationService::Export {
   struct Item {
     MovableSession* session = nullptr;
     tcp_pcb* pcb = nullptr;
-    migrate::FlowKey key;
+    FlowKey key;
     uint64_t connection_id = 0;
     bool settled = false;
   };
@@ -75,7 +76,7 @@ struct MigrationService::Export {
   size_t failed = 0;
   size_t skipped = 0;
   std::string first_error;
-  wire::IpAddress new_address;
+  IpAddress new_address;
   uint64_t started_ns = 0;
   uint64_t deadline_ms = 0;
   size_t candidates = 0;  // sessions in the table when the request came
@@ -88,7 +89,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
       table_(table),
       config_(std::move(config)),
       responder_(node, config_.channel.handover,
-                 [this](const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port) {
+                 [this](const FlowKey& parked, const IpAddress& client, uint16_t port) {
                    return rebind_parked(parked, client, port);
                  }),
       guard_(node) {
@@ -136,7 +137,7 @@ void MigrationService::connection_accepted(tcp_pcb* pcb) {
   if (id != 0) young_[id] = uv_now(node_.loop());
 }
 
-const wire::IpAddress& MigrationService::own_address(uint8_t version) const {
+const IpAddress& MigrationService::own_address(uint8_t version) const {
   if (version == 6 && config_.address6) return *config_.address6;
   return config_.address4;
 }
@@ -232,12 +233,12 @@ void MigrationService::send_sessions(Export& job) {
       why = "its session is ending";
     } else if (auto movable = migrate::check_movable(pcb); !movable) {
       why = movable.error();
-    } else if (guard_.is_parked(migrate::flow_of(pcb))) {
+    } else if (guard_.is_parked(flow_of(pcb))) {
       why = "it arrived here and its client has not followed yet";
     }
     if (!why.empty()) {
       ++job.skipped;
-      logger("migrate")->info("{}: stays here: {}", pcb != nullptr ? migrate::flow_of(pcb).to_string() : "?", why);
+      logger("migrate")->info("{}: stays here: {}", pcb != nullptr ? flow_of(pcb).to_string() : "?", why);
       continue;
     }
     uint64_t id = connection_id(pcb);
@@ -246,7 +247,7 @@ void MigrationService::send_sessions(Export& job) {
       // Long-lived policy: a young connection is not worth a move; its client reconnects.
       ++job.skipped;
       ++counters_.sessions_closed_young;
-      logger("migrate")->info("{}: younger than {} ms: closed instead of moved", migrate::flow_of(pcb).to_string(),
+      logger("migrate")->info("{}: younger than {} ms: closed instead of moved", flow_of(pcb).to_string(),
                               config_.protect_older_than_ms);
       session->close();
       continue;
@@ -256,13 +257,13 @@ void MigrationService::send_sessions(Export& job) {
       ++job.skipped;
       ++counters_.sessions_without_channel;
       logger("migrate")->info("{}: stays here: its client has no control channel to be told by",
-                              migrate::flow_of(pcb).to_string());
+                              flow_of(pcb).to_string());
       continue;
     }
     uint64_t freeze_ns = now_ns();
     session->freeze();
     migrate::freeze_pcb(pcb);
-    auto key = migrate::flow_of(pcb);
+    auto key = flow_of(pcb);
     guard_.silence(key);
     auto snapshot = migrate::capture_snapshot(pcb, session->received_unconsumed(), session->app_state());
     uint64_t captured_ns = now_ns();
@@ -311,7 +312,7 @@ void MigrationService::on_session_result(Export& job, const migrate::Frame& fram
   Export::Item& item = job.items[job.results++];
   item.settled = true;
   if (result->ok) {
-    auto address = wire::IpAddress::parse(result->text);
+    auto address = IpAddress::parse(result->text);
     if (address) job.new_address = *address;
     tcp_pcb* pcb = item.session->release_pcb();
     if (pcb != nullptr) migrate::discard_frozen_pcb(pcb);
@@ -381,19 +382,19 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   if (!payload) return refuse("malformed session frame");
   auto snapshot = wire::decode_snapshot(payload->snapshot);
   if (!snapshot) return refuse(std::string("bad snapshot: ") + wire::snapshot_error_name(snapshot.error()));
-  const wire::IpAddress& local = own_address(snapshot->remote_address.version);
+  const IpAddress& local = own_address(snapshot->remote_address.version);
   if (local.version != snapshot->remote_address.version) return refuse("no address of the client's family here");
   auto pcb = migrate::import_pcb(*snapshot, local);
   if (!pcb) return refuse(pcb.error());
   // Parked first: nothing the new session sends while it starts may leave before the
   // client is on the new path (the client would answer it with RST).
-  auto key = migrate::flow_of(*pcb);
+  auto key = flow_of(*pcb);
   // Once the client arrived, its registration (which may have come first) can be claimed.
   guard_.park(key, *pcb, [this] {
     if (!shut_down_) channels_->claim_pending();
   });
   std::string error;
-  auto session = make_movable_session(payload->kind, table_.context(), *pcb, std::move(snapshot->received),
+  auto session = table_.kinds().make(payload->kind, *pcb, std::move(snapshot->received),
                                       snapshot->app_state, table_.finished_callback(), error);
   if (!session) {
     guard_.forget_parked(key);
@@ -410,14 +411,14 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
   stream.send(migrate::FrameType::session_result, migrate::encode_session_result(true, local.to_string()));
 }
 
-tcp_pcb* MigrationService::rebind_parked(const migrate::FlowKey& parked, const wire::IpAddress& client, uint16_t port) {
-  migrate::FlowKey moved = parked;
+tcp_pcb* MigrationService::rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port) {
+  FlowKey moved = parked;
   moved.remote = client;
   moved.remote_port = port;
   tcp_pcb* pcb = guard_.repark(parked, moved);
   if (pcb == nullptr || moved == parked) return pcb;
   logger("migrate")->debug("{}: the client's NAT presents it as {}", parked.to_string(),
-                           migrate::endpoint_string(client, port));
+                           endpoint_string(client, port));
   return pcb;
 }
 
@@ -444,7 +445,7 @@ void MigrationService::on_housekeeping() {
       continue;
     }
     tcp_pcb* pcb = session->pcb();
-    bool still_parked = pcb != nullptr && guard_.is_parked(migrate::flow_of(pcb));
+    bool still_parked = pcb != nullptr && guard_.is_parked(flow_of(pcb));
     if (!still_parked) {  // the client arrived (or the session ended): nothing to watch
       it = parked_imports_.erase(it);
       continue;
@@ -457,8 +458,8 @@ void MigrationService::on_housekeeping() {
     // at the old server, which resumed it).
     ++counters_.parked_expired;
     logger("migrate")->info("{}: the client never arrived; dropping the imported session",
-                            migrate::flow_of(pcb).to_string());
-    guard_.forget_parked(migrate::flow_of(pcb));
+                            flow_of(pcb).to_string());
+    guard_.forget_parked(flow_of(pcb));
     responder_.forget(connection_id(pcb));
     session->freeze();
     if (tcp_pcb* released = session->release_pcb()) migrate::discard_imported_pcb(released);

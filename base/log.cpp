@@ -1,4 +1,4 @@
-#include "tun/log.hpp"
+#include "base/log.hpp"
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 

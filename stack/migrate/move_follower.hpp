@@ -27,9 +27,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "apps/channel_connection.hpp"
-#include "apps/channel_options.hpp"
-#include "apps/segment_mac_guard.hpp"
+#include "stack/control/channel_connection.hpp"
+#include "stack/control/channel_options.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "crypto/known_hosts.hpp"
 #include "stack/control/acm_filter.hpp"
@@ -37,8 +37,8 @@
 #include "stack/migrate/handover_initiator.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/node.hpp"
-#include "tun/rate_limited_log.hpp"
-#include "tun/uv_handle.hpp"
+#include "base/rate_limited_log.hpp"
+#include "base/uv_handle.hpp"
 
 namespace roam {
 
@@ -81,7 +81,7 @@ class MoveFollower {
 
  private:
   struct Server;
-  Server& server_for(const wire::IpAddress& address);
+  Server& server_for(const IpAddress& address);
   void open_channel(Server& server);
   void on_established(Server& server, ChannelConnection& channel);
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
@@ -89,21 +89,21 @@ class MoveFollower {
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void refuse(ChannelConnection& channel, const control::AddressChange& acm, control::AcmVerdict verdict);
-  void follow(const std::vector<tcp_pcb*>& pcbs, const wire::IpAddress& new_address, uint16_t new_port,
+  void follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
               const std::optional<crypto::HandoverToken>& token);
-  void await_new_path(const migrate::FlowKey& flow, uint64_t batch);
-  void on_handover_done(const migrate::FlowKey& flow, bool answered);
-  void on_heard(const migrate::FlowKey& flow);
+  void await_new_path(const FlowKey& flow, uint64_t batch);
+  void on_handover_done(const FlowKey& flow, bool answered);
+  void on_heard(const FlowKey& flow);
   void poke_new_paths();
   void on_housekeeping();
-  std::vector<control::ClientConnection> connections_with(const wire::IpAddress& server) const;
+  std::vector<control::ClientConnection> connections_with(const IpAddress& server) const;
   void save_known_hosts();
 
   // A moved connection until the new server is heard from: the new server stays silent
   // until our first packet reaches it, so if that one ACK is lost (and we have nothing
   // unacknowledged to retransmit) both ends would wait forever. We repeat it.
   struct AwaitingPath {
-    migrate::FlowKey flow;  // as it is now, toward the new server (watched by guard_)
+    FlowKey flow;  // as it is now, toward the new server (watched by guard_)
     int pokes_left;
     uint64_t batch;
     uint64_t next_poke_ms;  // loop time
@@ -136,7 +136,7 @@ class MoveFollower {
   migrate::MigrationGuard guard_;
   std::vector<AwaitingPath> awaiting_;
   std::map<uint64_t, Batch> batches_;
-  std::unordered_map<migrate::FlowKey, uint64_t, migrate::FlowKeyHash> handover_batch_;  // flow -> batch
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> handover_batch_;  // flow -> batch
   uint64_t next_batch_ = 1;
   UvHandle<uv_timer_t> poke_timer_;
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke

@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-namespace roam::wire {
+namespace roam {
 
 struct IpAddress {
   uint8_t version = 4;                 // 4 or 6
@@ -103,4 +103,4 @@ struct IpPrefix {
   }
 };
 
-}  // namespace roam::wire
+}  // namespace roam

@@ -1,0 +1,15 @@
+// Command-line options of the control channel, shared by roam-server and roam-client
+// (they fill a ChannelOptions). Start-up only; errors throw ConfigError.
+#pragma once
+
+#include <string>
+
+#include "stack/control/channel_options.hpp"
+
+namespace roam {
+
+// Consumes argv[i] (and its value) when it is a channel option. Throws ConfigError.
+bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client);
+std::string channel_options_help(bool client);
+
+}  // namespace roam
