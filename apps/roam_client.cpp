@@ -11,9 +11,10 @@
 #include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
 #include "apps/kernel_splice.hpp"
-#include "stack/migrate/move_follower.hpp"
+#include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
 #include "base/log.hpp"
+#include "base/rate_limited_log.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -124,7 +125,7 @@ class Client {
       listeners_.push_back(std::move(listener));
     }
     // Last: a start-up error above must stay the only line printed.
-    if (options.follow) follower_ = std::make_unique<MoveFollower>(node_, options.channel);
+    if (options.follow) follower_ = std::make_unique<Follower>(node_, options.channel);
   }
 
   void shutdown() {
@@ -159,7 +160,14 @@ class Client {
     if (follower_) raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
     auto carrier = TcpConnection::connect(listener.forward.server, listener.forward.server_port, raw);
     if (!carrier) {
-      logger("app")->warn("cannot open carrier to {}: {}", listener.forward.server.to_string(), carrier.error());
+      // The local app gets a reset at once (close() with nothing exchanged resets the
+      // kernel side). Rate-limited: a destination out of ports fails every accept.
+      ++carrier_failures_;
+      uint64_t suppressed = 0;
+      if (carrier_failure_log_.allow(suppressed))
+        logger("app")->warn("cannot open carrier to {}:{}: {} ({} failed in all; {} more not logged)",
+                            listener.forward.server.to_string(), listener.forward.server_port, carrier.error(),
+                            carrier_failures_, suppressed);
       raw->close();
       return;
     }
@@ -168,9 +176,11 @@ class Client {
   }
 
   Node& node_;
-  std::unique_ptr<MoveFollower> follower_;
+  std::unique_ptr<Follower> follower_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
+  RateLimitedLog carrier_failure_log_;
+  uint64_t carrier_failures_ = 0;
 };
 
 }  // namespace

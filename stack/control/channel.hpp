@@ -10,9 +10,12 @@
 //              the AEAD nonce and as associated data. The receiver decrypts under the
 //              counter the frame names, and only then asks its ReplayWindow: a forged
 //              frame cannot move the window, a replayed or too-old one is refused.
-// A bad frame after the handshake (forged, replayed, undecodable) is dropped and counted
-// and the channel goes on: the length prefix keeps the stream in step. A failed handshake
-// or an impossible length is fatal (failed()): close the connection.
+// This state machine reports a bad frame after the handshake (forged, replayed,
+// undecodable) and stays in step (the length prefix delimits frames). What to do is the
+// owner's policy: ChannelConnection resets the connection on a forged or replayed frame
+// (as TLS does on a bad record MAC; the peer opens a new channel) and drops an authentic
+// message it cannot decode. A failed handshake or an impossible length is fatal
+// (failed()): close the connection. docs/PROTOCOL.md states the behaviour on the wire.
 #pragma once
 
 #include <cstddef>

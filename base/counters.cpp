@@ -1,0 +1,65 @@
+#include "base/counters.hpp"
+
+#include <algorithm>
+
+namespace roam {
+
+bool CounterRegistry::has(std::string_view name) const {
+  return std::any_of(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == name; });
+}
+
+void CounterRegistry::add(std::string_view group, std::string_view name, const uint64_t* value) {
+  if (value == nullptr || has(name)) return;
+  entries_.push_back({std::string(group), std::string(name), value, {}});
+}
+
+void CounterRegistry::add_gauge(std::string_view group, std::string_view name, std::function<uint64_t()> read) {
+  if (!read || has(name)) return;
+  entries_.push_back({std::string(group), std::string(name), nullptr, std::move(read)});
+}
+
+void CounterRegistry::remove(std::string_view group) {
+  std::erase_if(entries_, [&](const Entry& e) { return e.group == group; });
+}
+
+std::string CounterRegistry::to_json() const {
+  std::string out = "{";
+  for (const auto& e : entries_) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    out += e.name;  // names are ours: [a-z0-9_], nothing to escape
+    out += "\":";
+    out += std::to_string(e.read());
+  }
+  out += '}';
+  return out;
+}
+
+std::string CounterRegistry::to_text(std::string_view group, bool all) const {
+  std::string out;
+  for (const auto& e : entries_) {
+    if (e.group != group) continue;
+    uint64_t v = e.read();
+    if (v == 0 && !all) continue;
+    if (!out.empty()) out += ", ";
+    out += e.name;
+    out += ' ';
+    out += std::to_string(v);
+  }
+  return out.empty() ? "nothing counted" : out;
+}
+
+std::vector<std::pair<std::string, uint64_t>> CounterRegistry::read() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  out.reserve(entries_.size());
+  for (const auto& e : entries_) out.emplace_back(e.name, e.read());
+  return out;
+}
+
+uint64_t CounterRegistry::value(std::string_view name) const {
+  for (const auto& e : entries_)
+    if (e.name == name) return e.read();
+  return UINT64_MAX;
+}
+
+}  // namespace roam

@@ -1,0 +1,49 @@
+// CounterRegistry: the one place where a node's counters are named. Components keep their
+// counters as plain uint64_t fields (cheap to bump on the data path) and register each
+// under a stable name once; status replies, the exit log and (later) metrics all read the
+// registry, so a counter added to a component shows up everywhere by registering it.
+// Names are flat and unique ("sessions_imported", "handover_syns_forged"): they are the
+// keys of `roamctl status` and of the benchmarks' JSON. Loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace roam {
+
+class CounterRegistry {
+ public:
+  // A counter kept by its owner; `value` must stay valid until remove(group) or the
+  // registry's end. A name registered twice keeps its first registration.
+  void add(std::string_view group, std::string_view name, const uint64_t* value);
+  // A value computed when read (a table's size, a sum).
+  void add_gauge(std::string_view group, std::string_view name, std::function<uint64_t()> read);
+  // Forgets every entry of a group (its owner is going away).
+  void remove(std::string_view group);
+
+  // {"name":value,...} in registration order.
+  std::string to_json() const;
+  // "name value, name value" for one group (the exit log's line), nonzero values only
+  // unless `all`.
+  std::string to_text(std::string_view group, bool all = false) const;
+  std::vector<std::pair<std::string, uint64_t>> read() const;
+  // The value of one counter, or nullopt-like UINT64_MAX when unknown (tests).
+  uint64_t value(std::string_view name) const;
+
+ private:
+  struct Entry {
+    std::string group;
+    std::string name;
+    const uint64_t* value = nullptr;
+    std::function<uint64_t()> gauge;
+    uint64_t read() const { return value != nullptr ? *value : gauge(); }
+  };
+  bool has(std::string_view name) const;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace roam

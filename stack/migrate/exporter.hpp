@@ -1,0 +1,161 @@
+// Exporter: one move of sessions from this server to another (DESIGN.md section 4, "A
+// server moves"; seed 000's Connector), started from code. Whoever starts a move (the
+// operator's control port, the Migration Sensor, the roaming schedule, a test) builds an
+// Exporter with the sessions and a completion callback, connects a TransferLink to the
+// target, and feeds it the target's answers and the time. It owns no socket and no timer.
+// Loop thread only.
+//
+//   start(link, now)   for each candidate: skip what cannot move (ending, not ESTABLISHED,
+//                      parked here, too young: closed, no client to tell), else freeze the
+//                      app and the pcb, silence its flow, capture the snapshot and send it
+//   on_result(r)       the target's answer for the next session sent, in order: ok -> free
+//                      the pcb without RST or FIN, drop the session; refused -> unsilence,
+//                      thaw: the session goes on here exactly as it was
+//   abandon(reason)    the link broke or the target misbehaved: every session not settled
+//                      resumes here
+//   on_time(now)       past the deadline the move is abandoned; returns the next deadline
+// When every session settled: the clients are told (ClientDirectory::announce, one ACM
+// per client and old endpoint), then `done(report)` runs once with each session's outcome.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "base/ip_address.hpp"
+#include "crypto/handover_mac.hpp"
+#include "stack/flow_key.hpp"
+#include "stack/migrate/control_frame.hpp"
+#include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/session_table.hpp"
+#include "stack/node.hpp"
+
+namespace roam {
+class SegmentMacGuard;
+}
+
+namespace roam::migrate {
+
+enum class SessionOutcome : uint8_t {
+  moved,         // lives on the target now
+  failed,        // the target refused it or the move was abandoned: it goes on here
+  stayed,        // could not move now (ending, not established, parked here): untouched
+  no_channel,    // its client has no control channel here to be told by: untouched
+  closed_young,  // long-lived policy: younger than the limit, closed instead of moved
+};
+const char* session_outcome_name(SessionOutcome outcome);
+
+struct SessionReport {
+  uint64_t connection_id = 0;
+  FlowKey flow;  // as it was here
+  std::string kind;
+  SessionOutcome outcome = SessionOutcome::stayed;
+  std::string reason;  // why it failed or stayed; "" when moved
+};
+
+struct ExportReport {
+  std::string target;
+  IpAddress new_address;  // as the target reported it (when moved > 0)
+  size_t candidates = 0;  // sessions offered
+  size_t moved = 0;
+  size_t failed = 0;
+  size_t stayed = 0;  // stayed + no_channel
+  size_t closed_young = 0;
+  std::string error;  // the first failure: of the whole move, or of a session
+  double elapsed_ms = 0;
+  std::vector<SessionReport> sessions;
+  bool ok() const { return failed == 0 && error.empty(); }
+};
+
+// A connection that moved, for telling its client.
+struct MovedConnection {
+  uint64_t connection_id = 0;
+  FlowKey old_flow;
+  const void* client = nullptr;  // the ClientDirectory's handle
+  std::optional<crypto::HandoverToken> token;
+};
+
+// Who can tell clients where their connections went: the channel server, or a test.
+class ClientDirectory {
+ public:
+  virtual ~ClientDirectory() = default;
+  // A handle of the client that can be told about this connection, nullptr if none.
+  virtual const void* client_of(uint64_t connection_id) = 0;
+  // Tells every client where its moved connections went. Once per move, when it settled.
+  virtual void announce(std::span<const MovedConnection> moved, const IpAddress& new_address) = 0;
+};
+
+// Where session frames go: the target's transfer port, or an Importer in the same
+// process (tests). Answers come back through Exporter::on_result, in order.
+class TransferLink {
+ public:
+  virtual ~TransferLink() = default;
+  virtual void send_session(std::vector<uint8_t> frame) = 0;
+};
+
+struct ExportPolicy {
+  uint64_t timeout_ms = 10'000;  // a move not fully answered by then is abandoned
+  bool handover = true;          // a NAT handover token per client and move
+  // Long-lived policy (seed 003 section 3.3): true when a connection is too young to be
+  // worth a move; it is closed instead. Empty: every connection moves.
+  std::function<bool(uint64_t connection_id)> too_young;
+};
+
+struct ExportServices {
+  Node& node;
+  SessionTable& table;
+  MigrationGuard& guard;
+  ClientDirectory& clients;
+  SegmentMacGuard* segment_mac = nullptr;
+};
+
+class Exporter {
+ public:
+  using DoneFn = std::function<void(const ExportReport&)>;
+
+  // `now_ms`: loop time; the deadline counts from here.
+  Exporter(ExportServices services, ExportPolicy policy, std::string target, std::vector<MovableSession*> sessions,
+           uint64_t now_ms, DoneFn done);
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+
+  void start(TransferLink& link, uint64_t now_ms);
+  void on_result(const SessionResult& result);
+  // Also for an answer that could not be decoded (counted by the caller).
+  void abandon(const std::string& reason);
+  uint64_t on_time(uint64_t now_ms);
+  uint64_t deadline() const { return finished_ ? UINT64_MAX : deadline_ms_; }
+  bool finished() const { return finished_; }
+  const std::string& target() const { return report_.target; }
+
+ private:
+  struct InFlight {
+    MovableSession* session = nullptr;  // nullptr once it moved
+    tcp_pcb* pcb = nullptr;
+    size_t report_index = 0;
+    const void* client = nullptr;
+    bool settled = false;
+  };
+  SessionReport& record(MovableSession* session, tcp_pcb* pcb, SessionOutcome outcome, std::string reason);
+  void resume(InFlight& item, const std::string& reason);
+  void finish();
+
+  ExportServices services_;
+  ExportPolicy policy_;
+  std::vector<MovableSession*> candidates_;
+  DoneFn done_;
+  uint64_t deadline_ms_;
+  uint64_t started_ns_;
+  std::vector<InFlight> in_flight_;
+  size_t answered_ = 0;
+  std::map<const void*, crypto::HandoverToken> tokens_;  // one per client and move
+  ExportReport report_;
+  bool started_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace roam::migrate

@@ -1,0 +1,134 @@
+// Follower: the client's side of a server move (DESIGN.md section 4; seed 003), started
+// and watched from code. For every server its connections go to, it keeps one control
+// channel (Noise XX over lwIP TCP, initiator), checks the server's key against the known
+// hosts (trust on first use, or pinned), and registers the ids of its connections to that
+// server. When the server sends an Address Change Message, the follower applies it only
+// if the AcmFilter finds it fresh, about connections it has with that server, and to an
+// acceptable address: then it rewrites exactly those connections (rewrite_remote),
+// silences the old flows (late packets from the old server must not be answered with
+// RST), runs the NAT handover when the ACM carries a token (HandoverInitiator: the
+// connections stay silent until their synthetic SYN is answered), restarts their
+// transmission, acknowledges, and opens a channel to the new server. Anything else is
+// dropped, counted, logged at most every few seconds, answered with a refusal, and
+// changes nothing. Each ACM's connections are followed as a batch (ChangeoverTracker)
+// until each was heard from on the new path; the batch's report goes to `on_moved`.
+// Owned by the client app (or a proxy's origin leg); loop thread only.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/rate_limited_log.hpp"
+#include "base/uv_handle.hpp"
+#include "crypto/identity_key.hpp"
+#include "crypto/known_hosts.hpp"
+#include "stack/control/acm_filter.hpp"
+#include "stack/control/channel_connection.hpp"
+#include "stack/control/channel_options.hpp"
+#include "stack/control/segment_mac_guard.hpp"
+#include "stack/lwip.hpp"
+#include "stack/migrate/changeover_tracker.hpp"
+#include "stack/migrate/handover_initiator.hpp"
+#include "stack/migrate/migration_guard.hpp"
+#include "stack/node.hpp"
+
+namespace roam {
+
+struct FollowerCounters {
+  uint64_t channels_opened = 0;
+  uint64_t channels_established = 0;
+  uint64_t channels_failed = 0;    // handshake or framing failed, or the connection broke
+  uint64_t servers_untrusted = 0;  // key mismatch, or unknown under --pin-keys
+  uint64_t frames_forged = 0;      // did not authenticate (the channel is then reset)
+  uint64_t frames_replayed = 0;    // authentic but an old counter (the channel is then reset)
+  uint64_t frames_dropped = 0;     // any other bad frame
+  uint64_t acms = 0;               // authenticated ACMs received
+  uint64_t acms_applied = 0;
+  uint64_t acms_refused = 0;  // failed the AcmFilter (by verdict below)
+  uint64_t acms_replayed = 0;
+  uint64_t acms_stale = 0;
+  uint64_t acms_wrong_peer = 0;
+  uint64_t acms_unknown_connections = 0;
+  uint64_t acms_bad_address = 0;
+  uint64_t unknown_ids = 0;  // ids named in applied ACMs that we do not have
+  uint64_t connections_moved = 0;
+  uint64_t registrations_sent = 0;
+  uint64_t handovers_unstarted = 0;  // the SYN could not be built or routed: direct path
+};
+
+class Follower {
+ public:
+  struct Events {
+    // A batch of connections one ACM moved has settled (every one heard on the new path,
+    // ended, or given up on).
+    std::function<void(const migrate::ChangeoverReport&)> on_moved;
+  };
+
+  Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError
+  ~Follower();
+  Follower(const Follower&) = delete;
+  Follower& operator=(const Follower&) = delete;
+
+  // A carrier connection is up (its id agreed): register it with its server.
+  void track(tcp_pcb* pcb);
+  void close();
+
+  // An Address Change Message that arrived authenticated from `server` (whose channel key
+  // is `server_key`), checked and, when it passes, applied. The channel path calls this;
+  // tests call it directly. `now_unix_ms`: the wall clock the ACM's age is judged by.
+  control::AcmVerdict apply_acm(const IpAddress& server, const crypto::PublicKey& server_key,
+                                const control::AddressChange& acm, uint64_t now_unix_ms);
+
+  const FollowerCounters& counters() const { return counters_; }
+  const migrate::ChangeoverCounters& changeover_counters() const { return tracker_.counters(); }
+  const migrate::HandoverInitiator& handover() const { return handover_; }
+  std::string counters_text() const;
+
+ private:
+  struct Server;
+  Server& server_for(const IpAddress& address);
+  void open_channel(Server& server);
+  void on_established(Server& server, ChannelConnection& channel);
+  void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
+  void on_acm(Server& server, ChannelConnection& channel, const control::AddressChange& acm);
+  void register_connections(Server& server);
+  void on_closed(Server& server, const std::string& why);
+  void count_refusal(control::AcmVerdict verdict);
+  void follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
+              const std::optional<crypto::HandoverToken>& token);
+  void await_new_path(const FlowKey& flow, uint64_t batch);
+  void on_handover_done(const FlowKey& flow, bool answered);
+  void run_tracker();
+  void on_housekeeping();
+  std::vector<control::ClientConnection> connections_with(const IpAddress& server) const;
+  void save_known_hosts();
+
+  Node& node_;
+  ChannelOptions options_;
+  Events events_;
+  std::unique_ptr<crypto::IdentityKey> key_;
+  std::unique_ptr<SegmentMacGuard> segment_mac_;  // --segment-mac
+  crypto::KnownHosts known_hosts_;
+  std::map<std::string, std::unique_ptr<Server>> servers_;  // by carrier address
+  // Freshness state per server key and address, kept across reconnects of a channel.
+  std::map<std::pair<crypto::PublicKey, std::string>, control::AcmFilter> filters_;
+  migrate::HandoverInitiator handover_;
+  migrate::MigrationGuard guard_;
+  migrate::ChangeoverTracker tracker_;
+  UvHandle<uv_timer_t> tracker_timer_;       // armed for the tracker's next deadline
+  UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
+  RateLimitedLog refusal_log_;
+  RateLimitedLog bad_frame_log_;
+  FollowerCounters counters_;
+  bool closed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for deferred tasks
+};
+
+}  // namespace roam

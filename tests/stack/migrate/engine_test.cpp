@@ -1,0 +1,281 @@
+// The move engine driven from code, without processes: an Exporter at A sends a live echo
+// session through an in-process TransferLink to an Importer at B, the client's Follower
+// applies the resulting ACM, runs the NAT handover against B's responder, and the stream
+// goes on byte-exact; and every failure (a refusal, a dead target, a forged or stale ACM)
+// leaves the connection where it was. All hosts share the lwIP lab (tests/support).
+#include <doctest/doctest.h>
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "apps/builtin_sessions.hpp"
+#include "apps/echo_app.hpp"
+#include "base/clock.hpp"
+#include "crypto/sodium.hpp"
+#include "stack/connection_id.hpp"
+#include "stack/migrate/exporter.hpp"
+#include "stack/migrate/follower.hpp"
+#include "stack/migrate/importer.hpp"
+#include "support/lwip_lab.hpp"
+
+namespace {
+
+using namespace roam;
+using roam::testing::LwipLab;
+using roam::testing::pattern;
+
+// A server's session table, as roam-server keeps it.
+struct Table final : SessionTable {
+  Node* node = nullptr;
+  SessionKinds kinds_;
+  std::vector<std::unique_ptr<MovableSession>> owned;
+  std::vector<MovableSession*> sessions() override {
+    std::vector<MovableSession*> out;
+    for (auto& s : owned)
+      if (s) out.push_back(s.get());
+    return out;
+  }
+  void drop(MovableSession* session) override {
+    for (auto& s : owned)
+      if (s.get() == session) s.reset();
+  }
+  void adopt(std::unique_ptr<MovableSession> session) override { owned.push_back(std::move(session)); }
+  MovableSession::FinishedFn finished_callback() override {
+    return [](MovableSession*) {};
+  }
+  const SessionKinds& kinds() const override { return kinds_; }
+};
+
+// Every connection has one client; moves are recorded for the test to deliver.
+struct Directory final : migrate::ClientDirectory {
+  const void* client = this;
+  std::vector<migrate::MovedConnection> announced;
+  IpAddress new_address;
+  const void* client_of(uint64_t) override { return client; }
+  void announce(std::span<const migrate::MovedConnection> moved, const IpAddress& address) override {
+    announced.assign(moved.begin(), moved.end());
+    new_address = address;
+  }
+};
+
+// Session frames go straight to the Importer; its answers queue for the test to deliver,
+// as a socket would (never inside the exporter's own call).
+struct Loopback final : migrate::TransferLink {
+  migrate::Importer* importer = nullptr;
+  Node* node = nullptr;
+  bool refuse_all = false;
+  std::deque<migrate::SessionResult> answers;
+  void send_session(std::vector<uint8_t> frame) override {
+    // The frame's 5-byte header (length, type), then the session payload.
+    std::span<const uint8_t> payload(frame.data() + 5, frame.size() - 5);
+    if (refuse_all) {
+      answers.push_back({false, "refused by the test"});
+      return;
+    }
+    auto result = importer->import_session(payload, uv_now(node->loop()));
+    answers.push_back(result ? migrate::SessionResult{true, result->to_string()}
+                             : migrate::SessionResult{false, result.error()});
+  }
+};
+
+struct EngineLab {
+  LwipLab lab{4, [this](tcp_pcb* pcb) {
+                table.adopt(std::make_unique<EchoSession>(*lab.node, EchoSession::Mode::echo, pcb,
+                                                          table.finished_callback()));
+                return true;
+              }};
+  Table table;
+  Directory directory;
+  std::unique_ptr<migrate::Importer> importer;  // B's
+  migrate::MigrationGuard old_guard{*lab.node};  // A's
+  std::unique_ptr<Follower> follower;            // the client's
+  std::vector<migrate::ChangeoverReport> followed;
+  Loopback link;
+  std::optional<migrate::ExportReport> report;
+
+  EngineLab() {
+    table.node = lab.node.get();
+    table.kinds_ = builtin_session_kinds(SessionContext{lab.node.get(), ""});
+    migrate::ImportConfig config;
+    config.address4 = lab.b();
+    importer = std::make_unique<migrate::Importer>(*lab.node, table, config);
+    ChannelOptions options;
+    follower = std::make_unique<Follower>(
+        *lab.node, options, Follower::Events{[this](const migrate::ChangeoverReport& r) { followed.push_back(r); }});
+    link.importer = importer.get();
+    link.node = lab.node.get();
+    lab.connect([this] { return !table.sessions().empty(); });
+  }
+  ~EngineLab() {
+    follower->close();
+    importer->shutdown();
+    for (auto* s : table.sessions()) s->close();
+    lab.run([] { return false; }, 50);
+  }
+
+  // Runs a whole move of every session to B; answers are delivered as they come.
+  migrate::ExportReport move(uint64_t timeout_ms = 10'000, bool connect_ok = true) {
+    report.reset();
+    migrate::ExportPolicy policy;
+    policy.timeout_ms = timeout_ms;
+    migrate::Exporter exporter({*lab.node, table, old_guard, directory, nullptr}, policy, "b", table.sessions(),
+                               uv_now(lab.node->loop()), [this](const migrate::ExportReport& r) { report = r; });
+    if (connect_ok) {
+      exporter.start(link, uv_now(lab.node->loop()));
+      while (!link.answers.empty() && !exporter.finished()) {
+        exporter.on_result(link.answers.front());
+        link.answers.pop_front();
+      }
+    } else {
+      exporter.abandon("cannot connect to b");
+    }
+    REQUIRE(report.has_value());
+    return *report;
+  }
+
+  control::AddressChange acm_for(const migrate::ExportReport& r, uint64_t sequence) {
+    control::AddressChange acm;
+    acm.sequence = sequence;
+    randombytes_buf(acm.nonce.data(), acm.nonce.size());
+    acm.issued_at_ms = unix_ms();
+    acm.scope = control::AcmScope::connections;
+    acm.old_address = lab.a();
+    acm.old_port = testing::lab_port;
+    acm.new_address = r.new_address;
+    acm.new_port = testing::lab_port;
+    for (const auto& m : directory.announced) acm.connection_ids.push_back(m.connection_id);
+    if (!directory.announced.empty()) acm.handover_token = directory.announced.front().token;
+    return acm;
+  }
+
+  tcp_pcb* client_pcb() { return lab.client.connection->pcb(); }
+};
+
+crypto::PublicKey some_key() {
+  crypto::PublicKey key{};
+  key.fill(7);
+  return key;
+}
+
+TEST_CASE("a session moved from code follows byte-exact through the exporter, importer and follower") {
+  EngineLab e;
+  auto data = pattern(1 << 20, 3);
+  e.lab.client.send(std::span(data).first(256 << 10));
+  e.lab.run([&] { return e.lab.client.received.size() >= (128 << 10); });
+
+  auto report = e.move();
+  CHECK(report.ok());
+  CHECK(report.moved == 1);
+  REQUIRE(report.sessions.size() == 1);
+  CHECK(report.sessions[0].outcome == migrate::SessionOutcome::moved);
+  CHECK(report.new_address == e.lab.b());
+  CHECK(e.importer->counters().sessions_imported == 1);
+  CHECK(e.importer->parked_count() == 1);
+  REQUIRE(e.directory.announced.size() == 1);
+  CHECK(e.directory.announced[0].connection_id == connection_id(e.client_pcb()));
+  CHECK(e.directory.announced[0].token.has_value());
+
+  auto verdict = e.follower->apply_acm(e.lab.a(), some_key(), e.acm_for(report, 1), unix_ms());
+  CHECK(verdict == control::AcmVerdict::apply);
+  e.lab.client.send(std::span(data).subspan(256 << 10));
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
+  CHECK(e.importer->parked_count() == 0);
+  CHECK(e.importer->handover().counters().syns_accepted == 1);
+  REQUIRE(e.followed.size() == 1);
+  CHECK(e.followed[0].connections == 1);
+  CHECK(e.followed[0].handovers == 1);
+  CHECK(e.followed[0].answered == 1);
+  CHECK(e.followed[0].heard == 1);
+  CHECK(e.follower->counters().acms_applied == 1);
+}
+
+TEST_CASE("a session the target refuses goes on at the old server unchanged") {
+  EngineLab e;
+  e.link.refuse_all = true;
+  auto report = e.move();
+  CHECK_FALSE(report.ok());
+  CHECK(report.moved == 0);
+  CHECK(report.failed == 1);
+  REQUIRE(report.sessions.size() == 1);
+  CHECK(report.sessions[0].outcome == migrate::SessionOutcome::failed);
+  CHECK(report.sessions[0].reason == "refused by the test");
+  CHECK(e.directory.announced.empty());
+  auto data = pattern(64 << 10, 4);
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
+}
+
+TEST_CASE("a move whose target cannot be reached or never answers leaves every session where it was") {
+  EngineLab e;
+  auto unreachable = e.move(10'000, false);
+  CHECK(unreachable.moved == 0);
+  CHECK(unreachable.error == "cannot connect to b");
+
+  // Sent, but no answer before the deadline.
+  migrate::ExportPolicy policy;
+  policy.timeout_ms = 100;
+  std::optional<migrate::ExportReport> report;
+  struct Blackhole final : migrate::TransferLink {
+    size_t sent = 0;
+    void send_session(std::vector<uint8_t>) override { ++sent; }
+  } blackhole;
+  uint64_t now = uv_now(e.lab.node->loop());
+  migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, nullptr}, policy, "b",
+                             e.table.sessions(), now, [&](const migrate::ExportReport& r) { report = r; });
+  exporter.start(blackhole, now);
+  CHECK(blackhole.sent == 1);
+  CHECK(exporter.on_time(now + 50) == now + 100);
+  CHECK_FALSE(report.has_value());
+  exporter.on_time(now + 100);
+  REQUIRE(report.has_value());
+  CHECK(report->failed == 1);
+  auto data = pattern(64 << 10, 5);
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  CHECK(e.lab.client.received == data);
+}
+
+TEST_CASE("a session whose client cannot be told stays, and is reported so") {
+  EngineLab e;
+  e.directory.client = nullptr;
+  auto report = e.move();
+  CHECK(report.moved == 0);
+  REQUIRE(report.sessions.size() == 1);
+  CHECK(report.sessions[0].outcome == migrate::SessionOutcome::no_channel);
+  CHECK(e.importer->counters().sessions_imported == 0);
+}
+
+TEST_CASE("a corrupt transfer is refused by the importer and changes nothing there") {
+  EngineLab e;
+  std::vector<uint8_t> garbage = pattern(300, 9);
+  auto result = e.importer->import_session(garbage, uv_now(e.lab.node->loop()));
+  CHECK_FALSE(result);
+  CHECK(e.importer->counters().imports_refused == 1);
+  CHECK(e.importer->parked_count() == 0);
+  CHECK(e.table.sessions().size() == 1);
+}
+
+TEST_CASE("stale, replayed and misaddressed ACMs change no connection") {
+  EngineLab e;
+  auto report = e.move();
+  REQUIRE(report.moved == 1);
+  FlowKey before = flow_of(e.client_pcb());
+  auto stale = e.acm_for(report, 1);
+  stale.issued_at_ms -= 3'600'000;
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), stale, unix_ms()) == control::AcmVerdict::stale);
+  auto wrong_sender = e.acm_for(report, 2);
+  CHECK(e.follower->apply_acm(e.lab.b(), some_key(), wrong_sender, unix_ms()) != control::AcmVerdict::apply);
+  CHECK(flow_of(e.client_pcb()) == before);
+  auto good = e.acm_for(report, 3);
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), good, unix_ms()) == control::AcmVerdict::apply);
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), good, unix_ms()) != control::AcmVerdict::apply);  // replayed
+  CHECK(e.follower->counters().acms_refused == 3);
+  e.lab.run([&] { return !e.followed.empty(); });
+}
+
+}  // namespace
