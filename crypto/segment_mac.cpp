@@ -16,6 +16,14 @@ SegmentMacKey::SegmentMacKey(std::span<const uint8_t, 64> handshake_hash, uint64
                      handshake_hash.size());
 }
 
+SegmentMacKey::SegmentMacKey(std::span<const uint8_t, key_bytes> key) {
+  std::memcpy(key_.data(), key.data(), key_bytes);
+}
+
+void SegmentMacKey::export_key(std::span<uint8_t, key_bytes> out) const {
+  std::memcpy(out.data(), key_.data(), key_bytes);
+}
+
 SegmentMacTag SegmentMacKey::tag(const SegmentFields& f) const {
   uint8_t header[1 + 8 + 4 + 4 + 1 + 2];
   size_t at = 0;

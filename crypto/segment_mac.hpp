@@ -39,8 +39,14 @@ struct SegmentFields {
 
 class SegmentMacKey {
  public:
+  static constexpr size_t key_bytes = crypto_shorthash_siphashx24_KEYBYTES;
+
   // BLAKE2b-256 keyed with the channel's handshake hash over a label and the id.
   SegmentMacKey(std::span<const uint8_t, 64> handshake_hash, uint64_t connection_id);
+  // The key another host derived (a connection that moved here with its snapshot).
+  explicit SegmentMacKey(std::span<const uint8_t, key_bytes> key);
+  // Copies the key out (into a buffer the caller wipes): to send it with a snapshot.
+  void export_key(std::span<uint8_t, key_bytes> out) const;
   SegmentMacTag tag(const SegmentFields& fields) const;
   // Constant-time comparison with the tag a segment carried.
   bool verify(const SegmentFields& fields, std::span<const uint8_t, segment_mac_tag_bytes> carried) const;

@@ -4,24 +4,62 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "base/log.hpp"
 #include "lwip/ip.h"
 #include "stack/lwip_address.hpp"
-#include "base/log.hpp"
+#include "stack/wire/handover_segment.hpp"
+#include "stack/wire/segment_mac_option.hpp"
 
 namespace roam {
 
 namespace {
 // lwIP is a per-process singleton; so is the Node that drives it.
 Node* the_node = nullptr;
-// The packet whose netif->input is running, so the IPv4 hook need not parse it again.
-const wire::PacketInfo* current_packet_info = nullptr;
+
+IpAddress address_of(const std::array<uint8_t, 16>& bytes, uint8_t version) {
+  IpAddress address;
+  address.version = version;
+  address.bytes = bytes;  // IPv4: the view zero-fills the last 12 bytes
+  return address;
+}
+
+// The one parse of an inbound TCP segment every input stage reads.
+std::optional<InboundTcp> parse_inbound_tcp(std::span<const uint8_t> bytes, const wire::PacketInfo& info) {
+  auto segment = wire::parse_tcp_segment(bytes, info);
+  if (!segment) return std::nullopt;
+  InboundTcp tcp;
+  tcp.segment = *segment;
+  tcp.flow.local = address_of(segment->dst_address, segment->version);
+  tcp.flow.remote = address_of(segment->src_address, segment->version);
+  tcp.flow.local_port = segment->dst_port;
+  tcp.flow.remote_port = segment->src_port;
+  if (!segment->options.empty()) {
+    std::span<const uint8_t> data;
+    tcp.handover_option = wire::find_experimental_option(segment->options, wire::handover_exid, data) !=
+                          wire::MacOptionLookup::absent;
+  }
+  return tcp;
+}
 }  // namespace
+
+std::string_view to_string(InputStage stage) {
+  switch (stage) {
+    case InputStage::authenticate:
+      return "authenticate";
+    case InputStage::defense:
+      return "defense";
+    case InputStage::handover:
+      return "handover";
+    case InputStage::guard:
+      return "guard";
+  }
+  return "unknown";
+}
 
 Node::Node(uv_loop_t* loop) : loop_(loop) {
   if (the_node != nullptr) throw std::logic_error("only one Node per process: lwIP is a singleton");
   the_node = this;
   lwip_init();
-  roam_lwip_set_ip4_input_hook(&Node::ip4_input_hook);
   roam_lwip_set_tso_limit_fn(&Node::tso_limit);
 
   uv_timer_init(loop_, timer_.get());
@@ -187,36 +225,51 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
   }
   const wire::PacketInfo& info = checked.value();
   auto bytes = packet.first(info.length);  // link padding beyond the IP length is not ours
-  if (info.version == 6) {
-    // lwIP 2.1.3 has no IPv6 input hook: run the chain here.
-    if (run_input_filters({bytes, info, &interface.lwip_netif}) == FilterVerdict::drop) return;
+  InboundPacket inbound{bytes, info, &interface.lwip_netif, std::nullopt};
+  if (info.protocol == wire::ip_protocol_tcp) {
+    inbound.tcp = parse_inbound_tcp(bytes, info);
+    if (!inbound.tcp) {  // check_ip_packet vouched for the header: a bug, not an attack
+      ++counters_.rx_malformed;
+      ++counters_.malformed_by_kind[static_cast<size_t>(wire::PacketError::bad_transport_header)];
+      return;
+    }
   }
+  if (run_input_stages(inbound) == FilterVerdict::drop) return;
   pbuf* p = pbuf_alloc(PBUF_RAW, info.length, PBUF_RAM);
   if (p == nullptr) {
     ++counters_.rx_no_memory;
     return;
   }
   std::memcpy(p->payload, bytes.data(), bytes.size());
-  current_packet_info = &info;
   if (interface.lwip_netif.input(p, &interface.lwip_netif) != ERR_OK) pbuf_free(p);
-  current_packet_info = nullptr;
 }
 
-int Node::ip4_input_hook(pbuf* p, netif* inp) {
-  Node* node = the_node;
-  if (node == nullptr || current_packet_info == nullptr || p->next != nullptr) return 0;
-  InboundPacket packet{{static_cast<const uint8_t*>(p->payload), p->len}, *current_packet_info, inp};
-  if (node->run_input_filters(packet) == FilterVerdict::drop) {
-    pbuf_free(p);
-    return 1;  // consumed: lwIP must not touch p again
-  }
-  return 0;
+void Node::add_input_filter(InputStage stage, InputFilter* filter) {
+  remove_input_filter(filter);
+  input_filters_[static_cast<size_t>(stage)].push_back(filter);
 }
 
-FilterVerdict Node::run_input_filters(const InboundPacket& packet) {
-  for (InputFilter* filter : input_filters_) {
-    if (filter->on_input(packet) == FilterVerdict::drop) {
+void Node::remove_input_filter(InputFilter* filter) {
+  for (auto& stage : input_filters_) std::erase(stage, filter);
+}
+
+FilterVerdict Node::run_input_stages(const InboundPacket& packet) {
+  for (size_t stage = 0; stage < input_stage_count; ++stage) {
+    const auto& filters = input_filters_[stage];
+    // By index: a filter may add or remove filters (not itself) while it runs.
+    for (size_t i = 0; i < filters.size(); ++i) {
+      if (filters[i]->on_input(packet) == FilterVerdict::drop) {
+        ++counters_.rx_filtered;
+        ++counters_.rx_filtered_by_stage[stage];
+        return FilterVerdict::drop;
+      }
+    }
+    if (stage == static_cast<size_t>(InputStage::handover) && packet.tcp && packet.tcp->handover_option) {
+      // The authenticate stage let it by for its own tag, which only a handover filter
+      // checks: whatever none of them consumed must not reach the guard or lwIP.
       ++counters_.rx_filtered;
+      ++counters_.rx_filtered_by_stage[stage];
+      ++counters_.rx_handover_unclaimed;
       return FilterVerdict::drop;
     }
   }
@@ -304,7 +357,6 @@ void Node::close() {
     interface->link->close();
     netif_remove(&interface->lwip_netif);
   }
-  roam_lwip_set_ip4_input_hook(nullptr);
   roam_lwip_set_tso_limit_fn(nullptr);
   timer_.close();
   check_.close();

@@ -1,13 +1,24 @@
 // Node: one libuv loop that owns this process's lwIP stack (lwIP keeps global state, so
-// there is exactly one Node per process). It attaches links as lwIP netifs, validates and
-// filters every inbound packet, drives lwIP's timers from a libuv timer set to lwIP's next
-// deadline, and flushes links once per loop iteration. Loop thread only.
+// there is exactly one Node per process). It attaches links as lwIP netifs, validates,
+// parses and filters every inbound packet, drives lwIP's timers from a libuv timer set to
+// lwIP's next deadline, and flushes links once per loop iteration. Loop thread only.
 //
-// Packet walk in:  Link batch -> wire::check_ip_packet (malformed: counted, dropped)
-//                  -> pbuf -> netif->input -> lwIP ip4_input -> LWIP_HOOK_IP4_INPUT
-//                  -> input filter chain (drop / consume / pass) -> tcp_input -> pcb callbacks.
-//                  (IPv6 has no input hook in lwIP 2.1.3: the Node runs the same chain
-//                  before netif->input.)
+// Packet walk in (one call site, Node::receive_packet, for IPv4 and IPv6 alike):
+//   Link batch -> validate: wire::check_ip_packet (malformed: counted by kind, dropped;
+//                 IPv4 fragments are malformed here: lwIP's reassembly is off and TCP
+//                 honours the MSS, so there is never a packet to reassemble first)
+//              -> parse once: wire::parse_tcp_segment + FlowKey -> InboundPacket::tcp
+//              -> authenticate  (SegmentMacGuard: the segment MAC of protected flows)
+//              -> defense       (empty today: SYN cookies, the flood detector)
+//              -> handover      (HandoverResponder on a server, HandoverInitiator on a
+//                                client: the synthetic segments, authenticated by their
+//                                own tag; any handover segment left over is dropped here)
+//              -> guard         (MigrationGuard: silenced flows, parked imports unparked)
+//              -> pbuf -> netif->input -> ip4_input / ip6_input -> tcp_input -> pcb callbacks.
+//   Stages run in this order whatever order their filters were constructed in; a drop
+//   anywhere ends the walk (counted per stage). So nothing unparks, rebinds or reaches
+//   lwIP before the packet's segment MAC was checked (STYLE: authenticate, then change
+//   state).
 // Packet walk out: tcp_write (segments of one MSS, or of many on a link with TSO:
 //                  roam_lwip_tcp_segment_size) -> tcp_output -> netif output -> output
 //                  filter chain -> Link::send, or Link::send_segmented(packet, MSS) for a
@@ -21,26 +32,50 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/ip_address.hpp"
+#include "base/uv_handle.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/lwip.hpp"
 #include "stack/wire/ip_packet.hpp"
-#include "base/ip_address.hpp"
+#include "stack/wire/tcp_header.hpp"
 #include "tun/link.hpp"
-#include "base/uv_handle.hpp"
 
 namespace roam {
 
 // What an input filter decides about one packet.
 enum class FilterVerdict { pass, drop };
 
+// The named stages of the input path, run in this order (see the walk above). Filters
+// within one stage run in the order they were added.
+enum class InputStage : uint8_t {
+  authenticate,  // per-segment MAC: a protected flow's segment without a valid tag stops here
+  defense,       // SYN cookies, flood detection (none yet)
+  handover,      // the NAT handover's synthetic segments (their own tag)
+  guard,         // moving flows: silencing on the old host, parking on the new one
+};
+inline constexpr size_t input_stage_count = 4;
+std::string_view to_string(InputStage stage);
+
+// The TCP segment of an inbound packet, parsed once by the Node for every filter.
+struct InboundTcp {
+  wire::TcpSegmentView segment;  // ports, seq, ack, flags, window, header length, options, payload
+  FlowKey flow;                  // as seen from this host: local = the packet's destination
+  // The segment carries an RFC 6994 option with the handover ExID (0x5248), well-formed
+  // or not: the handover stage authenticates (or drops) it, the segment MAC does not.
+  bool handover_option = false;
+};
+
 struct InboundPacket {
   std::span<const uint8_t> bytes;  // the whole IP packet, validated by check_ip_packet
   wire::PacketInfo info;
   netif* interface;
+  std::optional<InboundTcp> tcp;  // set when info.protocol is TCP
 };
 
-// A stage of the input chain (firewall, flood counter, SYN guard, handover responder...).
+// A filter in one input stage (firewall, flood counter, SYN guard, handover responder...).
 class InputFilter {
  public:
   virtual ~InputFilter() = default;
@@ -75,7 +110,9 @@ struct NodeCounters {
   uint64_t rx_packets = 0;
   uint64_t rx_malformed = 0;
   std::array<uint64_t, wire::packet_error_count> malformed_by_kind{};
-  uint64_t rx_filtered = 0;
+  uint64_t rx_filtered = 0;  // dropped by any input stage (the sum of the next array)
+  std::array<uint64_t, input_stage_count> rx_filtered_by_stage{};  // indexed by InputStage
+  uint64_t rx_handover_unclaimed = 0;  // handover segments no handover filter took (in rx_filtered)
   uint64_t rx_no_memory = 0;
   uint64_t tx_packets = 0;
   uint64_t tx_filtered = 0;
@@ -95,9 +132,11 @@ class Node {
   // route. Starts reading from the link.
   Result<Ok, std::string> add_interface(std::unique_ptr<Link> link, const InterfaceConfig& config);
 
-  // Appends a filter to the input chain. The Node does not own it.
-  void add_input_filter(InputFilter* filter) { input_filters_.push_back(filter); }
-  void remove_input_filter(InputFilter* filter) { std::erase(input_filters_, filter); }
+  // Appends a filter to one input stage (after the stage's earlier filters). The Node does
+  // not own it; remove it before destroying it. A filter belongs to one stage at a time.
+  void add_input_filter(InputStage stage, InputFilter* filter);
+  // Removes a filter from whichever stage holds it (nothing if none does).
+  void remove_input_filter(InputFilter* filter);
   // Appends a filter to the output chain. The Node does not own it.
   void add_output_filter(OutputFilter* filter) { output_filters_.push_back(filter); }
   void remove_output_filter(OutputFilter* filter) { std::erase(output_filters_, filter); }
@@ -143,7 +182,6 @@ class Node {
     std::string description;
   };
 
-  static int ip4_input_hook(pbuf* p, netif* inp);
   static u16_t tso_limit(netif* n);
   static err_t netif_init(netif* n);
   static err_t output4(netif* n, pbuf* p, const ip4_addr_t* next_hop);
@@ -153,14 +191,14 @@ class Node {
   static void on_idle(uv_idle_t* idle) noexcept;
 
   err_t output(Interface& interface, pbuf* p);
-  FilterVerdict run_input_filters(const InboundPacket& packet);
+  FilterVerdict run_input_stages(const InboundPacket& packet);
   void run_timers_and_rearm();
   void run_deferred();
   void flush_links();
 
   uv_loop_t* loop_;
   std::vector<std::unique_ptr<Interface>> interfaces_;
-  std::vector<InputFilter*> input_filters_;
+  std::array<std::vector<InputFilter*>, input_stage_count> input_filters_;
   std::vector<OutputFilter*> output_filters_;
   OutputRewriter* rewriter_ = nullptr;
   size_t output_reserve_ = 0;

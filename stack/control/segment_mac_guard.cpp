@@ -17,6 +17,18 @@ crypto::SegmentDirection reverse(crypto::SegmentDirection d) {
                                                          : crypto::SegmentDirection::client_to_server;
 }
 
+crypto::SegmentDirection from_wire(wire::SegmentMacDirection d) {
+  return d == wire::SegmentMacDirection::client_to_server ? crypto::SegmentDirection::client_to_server
+                                                          : crypto::SegmentDirection::server_to_client;
+}
+
+wire::SegmentMacDirection to_wire(crypto::SegmentDirection d) {
+  return d == crypto::SegmentDirection::client_to_server ? wire::SegmentMacDirection::client_to_server
+                                                         : wire::SegmentMacDirection::server_to_client;
+}
+
+static_assert(crypto::SegmentMacKey::key_bytes == wire::segment_mac_key_bytes);
+
 crypto::SegmentFields fields_of(const wire::TcpSegmentView& tcp, crypto::SegmentDirection direction, uint64_t id) {
   return {direction, id, tcp.seq, tcp.ack, tcp.flags, tcp.window, tcp.payload};
 }
@@ -30,7 +42,7 @@ SegmentMacGuard::SegmentMacGuard(Node& node) : node_(node) {
       throw ConfigError("--segment-mac needs a link without offloads (--link tun:NAME,no-offload)");
   }
   node_.reserve_output_space(wire::segment_mac_option_bytes);
-  node_.add_input_filter(this);
+  node_.add_input_filter(InputStage::authenticate, this);
   node_.set_output_rewriter(this);
 }
 
@@ -50,10 +62,18 @@ void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::s
   if (pcb == nullptr) return;
   auto flow = flow_of(pcb);
   auto [it, added] = flows_.try_emplace(flow);
-  if (added) ++counters_.protected_connections;
-  it->second.connection_id = connection_id;
-  it->second.outbound = outbound;
-  it->second.key = std::make_unique<crypto::SegmentMacKey>(handshake_hash, connection_id);
+  Entry& entry = it->second;
+  if (added) {
+    ++counters_.protected_connections;
+  } else if (entry.connection_id == connection_id && entry.outbound == outbound) {
+    entry.previous_key = std::move(entry.key);  // the peer may still sign with it for a moment
+  } else {
+    entry.previous_key.reset();
+  }
+  entry.connection_id = connection_id;
+  entry.outbound = outbound;
+  entry.key = std::make_unique<crypto::SegmentMacKey>(handshake_hash, connection_id);
+  entry.adopted_parked = false;
 }
 
 void SegmentMacGuard::forget(const FlowKey& flow) {
@@ -61,20 +81,74 @@ void SegmentMacGuard::forget(const FlowKey& flow) {
 }
 
 void SegmentMacGuard::prune() {
-  std::erase_if(flows_, [](const auto& entry) { return find_active_pcb(entry.first) == nullptr; });
+  for (auto it = flows_.begin(); it != flows_.end();) {
+    if (find_active_pcb(it->first) != nullptr) {
+      it->second.adopted_parked = false;
+      ++it;
+    } else if (it->second.adopted_parked) {
+      ++it;  // its import waits for the client; the importer forgets it if it gives up
+    } else {
+      it = flows_.erase(it);
+    }
+  }
+}
+
+std::optional<wire::SegmentMacState> SegmentMacGuard::state_of(const tcp_pcb* pcb) const {
+  if (pcb == nullptr) return std::nullopt;
+  return state_of(flow_of(pcb));
+}
+
+std::optional<wire::SegmentMacState> SegmentMacGuard::state_of(const FlowKey& flow) const {
+  auto it = flows_.find(flow);
+  if (it == flows_.end()) return std::nullopt;
+  std::optional<wire::SegmentMacState> state(std::in_place);
+  state->connection_id = it->second.connection_id;
+  state->outbound = to_wire(it->second.outbound);
+  it->second.key->export_key(state->key.span());
+  return state;
+}
+
+void SegmentMacGuard::adopt(const tcp_pcb* pcb, const wire::SegmentMacState& state) {
+  if (pcb == nullptr) return;
+  adopt(flow_of(pcb), state);
+}
+
+void SegmentMacGuard::adopt(const FlowKey& flow, const wire::SegmentMacState& state) {
+  auto [it, added] = flows_.try_emplace(flow);
+  if (added) ++counters_.protected_connections;
+  Entry& entry = it->second;
+  entry.connection_id = state.connection_id;
+  entry.outbound = from_wire(state.outbound);
+  entry.key = std::make_unique<crypto::SegmentMacKey>(state.key.span());
+  entry.previous_key.reset();
+  entry.adopted_parked = find_active_pcb(flow) == nullptr;
+  ++counters_.adopted;
+}
+
+bool SegmentMacGuard::rebind(const FlowKey& from, const FlowKey& to) {
+  auto it = flows_.find(from);
+  if (it == flows_.end()) return false;
+  if (from == to) return true;
+  Entry entry = std::move(it->second);
+  flows_.erase(it);
+  flows_.insert_or_assign(to, std::move(entry));
+  return true;
 }
 
 FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
-  if (flows_.empty() || packet.info.protocol != 6) return FilterVerdict::pass;
-  auto flow = inbound_flow(packet.bytes);
-  if (!flow) return FilterVerdict::pass;
-  auto it = flows_.find(*flow);
+  if (flows_.empty() || !packet.tcp) return FilterVerdict::pass;
+  auto it = flows_.find(packet.tcp->flow);
   if (it == flows_.end()) return FilterVerdict::pass;
-  auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
-  if (!tcp) return FilterVerdict::pass;  // the Node validated it; lwIP will judge
+  const wire::TcpSegmentView& tcp = packet.tcp->segment;
   std::array<uint8_t, wire::segment_mac_bytes> carried{};
-  switch (wire::find_segment_mac(tcp->options, carried)) {
+  switch (wire::find_segment_mac(tcp.options, carried)) {
     case wire::MacOptionLookup::absent:
+      if (packet.tcp->handover_option) {
+        // A synthetic handover segment: the handover stage checks its own tag, and the
+        // Node drops it if no handover filter takes it. It never reaches the guard or lwIP.
+        ++counters_.handover_passed;
+        return FilterVerdict::pass;
+      }
       ++counters_.dropped_missing;
       return FilterVerdict::drop;
     case wire::MacOptionLookup::malformed:
@@ -83,12 +157,20 @@ FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
     case wire::MacOptionLookup::found:
       break;
   }
-  if (!it->second.key->verify(fields_of(*tcp, reverse(it->second.outbound), it->second.connection_id), carried)) {
-    ++counters_.dropped_bad;
-    return FilterVerdict::drop;
+  Entry& entry = it->second;
+  const auto fields = fields_of(tcp, reverse(entry.outbound), entry.connection_id);
+  if (entry.key->verify(fields, carried)) {
+    entry.previous_key.reset();  // the peer switched: the old key is done
+    ++counters_.verified_segments;
+    return FilterVerdict::pass;
   }
-  ++counters_.verified_segments;
-  return FilterVerdict::pass;
+  if (entry.previous_key && entry.previous_key->verify(fields, carried)) {
+    ++counters_.verified_previous_key;
+    ++counters_.verified_segments;
+    return FilterVerdict::pass;
+  }
+  ++counters_.dropped_bad;
+  return FilterVerdict::drop;
 }
 
 std::span<const uint8_t> SegmentMacGuard::rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) {

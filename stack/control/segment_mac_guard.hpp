@@ -7,18 +7,29 @@
 //
 // A connection becomes protected at each end when its id is registered on a channel
 // whose two ends both offered the capability: the client as it sends the registration,
-// the server as it accepts it. Until then, and while a moved connection waits for its
-// new channel, its segments are neither signed nor checked.
+// the server as it accepts it. A connection that moves takes its state along in its
+// snapshot (state_of on the old host, adopt on the new one), so it is checked from its
+// first segment on the new path; the client keeps signing across the move (rebind).
+// A new registration of a protected connection replaces its key: until the first segment
+// verifies under the new key, the previous one is still accepted on input (the two ends
+// switch one message apart, as TCP-AO's key rollover allows for).
+//
+// Runs in the Node's authenticate stage: before the handover and the guard, so no
+// segment of a protected flow unparks or rebinds anything unless its MAC verified. The
+// NAT handover's synthetic segments carry no segment MAC: they pass on to the handover
+// stage, which authenticates them with their own tag (and the Node drops any it leaves).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "crypto/segment_mac.hpp"
 #include "stack/flow_key.hpp"
 #include "stack/node.hpp"
+#include "stack/wire/connection_snapshot.hpp"
 
 namespace roam {
 
@@ -32,6 +43,9 @@ struct SegmentMacCounters {
   uint64_t dropped_missing = 0;   // a protected connection's segment without the option
   uint64_t dropped_bad = 0;       // the MAC did not verify, or the options were malformed
   uint64_t unsigned_no_room = 0;  // a segment whose header had no room (should not happen)
+  uint64_t adopted = 0;           // states taken over from a snapshot
+  uint64_t verified_previous_key = 0;  // verified under the key a re-registration replaced
+  uint64_t handover_passed = 0;   // unsigned handover segments left to the handover stage
 };
 
 class SegmentMacGuard final : public InputFilter, public OutputRewriter {
@@ -45,11 +59,25 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
   // `outbound`: which end this host is (the direction its segments travel).
   void protect(const tcp_pcb* pcb, uint64_t connection_id, std::span<const uint8_t, 64> handshake_hash,
                crypto::SegmentDirection outbound);
-  // Stops protecting a flow (the connection left this host, or its path changed).
+  // Stops protecting a flow (the connection left this host, or it was never imported).
   void forget(const FlowKey& flow);
   bool is_protected(const FlowKey& flow) const { return flows_.count(flow) != 0; }
-  // Forgets flows whose connection is gone.
+  // Forgets flows whose connection is gone. An adopted flow whose pcb is still parked
+  // (not yet known to lwIP) stays until it shows up or forget() is called for it.
   void prune();
+
+  // The connection's MAC state, to travel in its snapshot (ConnectionSnapshot::segment_mac);
+  // nullopt when it is not protected here. The copy holds the key: it wipes itself.
+  std::optional<wire::SegmentMacState> state_of(const tcp_pcb* pcb) const;
+  std::optional<wire::SegmentMacState> state_of(const FlowKey& flow) const;
+  // Protects an imported connection with the state its old host sent, before its first
+  // segment arrives (`pcb` may be parked). Replaces any state the flow had.
+  void adopt(const tcp_pcb* pcb, const wire::SegmentMacState& state);
+  void adopt(const FlowKey& flow, const wire::SegmentMacState& state);
+  // The connection's flow changed and its key stays (a parked import rebound to where the
+  // NAT handover found the client; a client following its server's move). False when
+  // `from` is not protected; a state `to` had is replaced.
+  bool rebind(const FlowKey& from, const FlowKey& to);
 
   const SegmentMacCounters& counters() const { return counters_; }
   std::string counters_text() const;
@@ -59,9 +87,11 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
 
  private:
   struct Entry {
-    uint64_t connection_id;
-    crypto::SegmentDirection outbound;
+    uint64_t connection_id = 0;
+    crypto::SegmentDirection outbound = crypto::SegmentDirection::client_to_server;
     std::unique_ptr<crypto::SegmentMacKey> key;
+    std::unique_ptr<crypto::SegmentMacKey> previous_key;  // until a segment verifies under `key`
+    bool adopted_parked = false;  // adopted, its pcb not yet seen in lwIP's active list
   };
   Node& node_;
   std::unordered_map<FlowKey, Entry, FlowKeyHash> flows_;

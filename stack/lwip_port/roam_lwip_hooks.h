@@ -1,6 +1,6 @@
 /* Hook functions that lwIP's core calls (wired in lwipopts.h). Implemented in sys_arch.c,
- * which forwards the IPv4 input hook to whatever filter the Node registered at run time,
- * so the lwIP library does not depend on the stack library above it. */
+ * which forwards them to whatever the Node registered at run time, so the lwIP library
+ * does not depend on the stack library above it. */
 #ifndef ROAMSTACK_LWIP_HOOKS_H
 #define ROAMSTACK_LWIP_HOOKS_H
 
@@ -14,10 +14,10 @@ struct netif;
 struct tcp_pcb;
 union ip_addr_u;
 
-/* Returns non-zero when the filter consumed the packet (and freed the pbuf). */
+/* LWIP_HOOK_IP4_INPUT: always 0 (lwIP goes on with the packet). The Node runs its input
+ * stages for IPv4 and IPv6 alike before netif->input, so nothing needs this hook; it stays
+ * only while lwipopts.h still names it. */
 int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp);
-typedef int (*roam_lwip_ip4_input_fn)(struct pbuf* p, struct netif* inp);
-void roam_lwip_set_ip4_input_hook(roam_lwip_ip4_input_fn fn);
 
 /* TCP segmentation offload (cmake/LwipPatches.cmake, patch "TSO segments"). The Node
  * registers a function telling how many TCP payload bytes one segment may carry on a

@@ -27,12 +27,10 @@ u32_t roam_lwip_rand(void) {
   return value;
 }
 
-static roam_lwip_ip4_input_fn ip4_input_fn = 0;
-
-void roam_lwip_set_ip4_input_hook(roam_lwip_ip4_input_fn fn) { ip4_input_fn = fn; }
-
 int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp) {
-  return ip4_input_fn ? ip4_input_fn(p, inp) : 0;
+  (void)p;
+  (void)inp;
+  return 0;
 }
 
 static roam_lwip_tso_limit_fn tso_limit_fn = 0;

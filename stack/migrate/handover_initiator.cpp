@@ -15,7 +15,7 @@ constexpr uint64_t tick_ms = 10;
 }  // namespace
 
 HandoverInitiator::HandoverInitiator(Node& node, DoneFn done) : node_(node), done_(std::move(done)) {
-  node_.add_input_filter(this);
+  node_.add_input_filter(InputStage::handover, this);
   node_.add_output_filter(this);
   if (uv_timer_init(node_.loop(), timer_.get()) == 0) timer_.mark_initialized();
   timer_.get()->data = this;
@@ -144,21 +144,16 @@ void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
 }
 
 FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
-  // Every carrier segment passes here: a look at its flags and header length first.
-  auto glance = wire::glance_tcp(packet.bytes, packet.info);
-  if (!glance) return FilterVerdict::pass;
-  const bool syn = (glance->flags & wire::TcpSegmentView::SYN) != 0;
+  // Every carrier segment passes here: the Node parsed it once.
+  if (!packet.tcp) return FilterVerdict::pass;
+  const auto& segment = packet.tcp->segment;
+  const bool syn = segment.has(wire::TcpSegmentView::SYN);
   // A SYN without ACK is a peer opening a connection (or, on a host that also answers
   // handovers, a synthetic SYN for the HandoverResponder): not ours.
-  if (syn && (glance->flags & wire::TcpSegmentView::ACK) == 0) return FilterVerdict::pass;
-  // Ours have room for our option; a SYN-ACK without it matters only while a handover is
-  // pending.
-  if (!glance->room_for_handover_option && !(syn && !pending_.empty())) return FilterVerdict::pass;
-  auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
-  if (!tcp) return FilterVerdict::pass;
-  const auto& segment = tcp.value();
-  auto flow = inbound_flow(packet.bytes);
-  if (!flow) return FilterVerdict::pass;
+  if (syn && !segment.has(wire::TcpSegmentView::ACK)) return FilterVerdict::pass;
+  // Ours carry our option; a SYN-ACK without it matters only while a handover is pending.
+  if (!packet.tcp->handover_option && !(syn && !pending_.empty())) return FilterVerdict::pass;
+  const FlowKey* flow = &packet.tcp->flow;
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
   if (!syn) {

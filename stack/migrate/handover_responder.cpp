@@ -11,7 +11,7 @@ namespace roam::migrate {
 
 HandoverResponder::HandoverResponder(Node& node, bool enabled, RebindFn rebind)
     : node_(node), enabled_(enabled), rebind_(std::move(rebind)) {
-  node_.add_input_filter(this);
+  node_.add_input_filter(InputStage::handover, this);
 }
 
 HandoverResponder::~HandoverResponder() {
@@ -37,15 +37,15 @@ void HandoverResponder::expire() {
 }
 
 FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
-  // Every carrier segment passes here: ours are the ones with room for our option.
-  auto glance = wire::glance_tcp(packet.bytes, packet.info);
-  if (!glance || !glance->room_for_handover_option) return FilterVerdict::pass;
-  auto tcp = wire::parse_tcp_segment(packet.bytes, packet.info);
-  if (!tcp) return FilterVerdict::pass;
-  const auto& segment = tcp.value();
+  // Every carrier segment passes here: ours are the ones the Node saw our option in.
+  if (!packet.tcp || !packet.tcp->handover_option) return FilterVerdict::pass;
+  const auto& segment = packet.tcp->segment;
   wire::HandoverOption option;
   auto lookup = wire::find_handover_option(segment.options, option);
   if (lookup == wire::MacOptionLookup::absent) return FilterVerdict::pass;
+  // A SYN-ACK answers a HandoverInitiator (on this host only in a one-stack lab): its turn
+  // comes next in the stage, and the Node drops it if no initiator takes it.
+  if (segment.has(wire::TcpSegmentView::SYN | wire::TcpSegmentView::ACK)) return FilterVerdict::pass;
   if (!segment.has(wire::TcpSegmentView::SYN) && lookup == wire::MacOptionLookup::found &&
       segment.flags == wire::TcpSegmentView::ACK && segment.payload.empty()) {
     // The client's window update after our SYN-ACK: for the NAT on the way, not for lwIP.

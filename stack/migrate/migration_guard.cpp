@@ -8,7 +8,7 @@
 namespace roam::migrate {
 
 MigrationGuard::MigrationGuard(Node& node, uint64_t silence_ms) : node_(node), silence_ms_(silence_ms) {
-  node_.add_input_filter(this);
+  node_.add_input_filter(InputStage::guard, this);
   node_.add_output_filter(this);
 }
 
@@ -61,8 +61,8 @@ void MigrationGuard::forget_parked(const FlowKey& key) {
 
 FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
   if (silenced_.empty() && parked_.empty() && watched_.empty()) return FilterVerdict::pass;
-  auto key = inbound_flow(packet.bytes);
-  if (!key) return FilterVerdict::pass;
+  if (!packet.tcp) return FilterVerdict::pass;
+  const FlowKey* key = &packet.tcp->flow;
   if (!watched_.empty()) {
     auto watched = watched_.find(*key);
     if (watched != watched_.end()) {

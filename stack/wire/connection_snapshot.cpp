@@ -1,5 +1,7 @@
 #include "stack/wire/connection_snapshot.hpp"
 
+#include <string.h>  // explicit_bzero
+
 #include <algorithm>
 #include <array>
 
@@ -16,6 +18,9 @@ constexpr size_t body_length_offset = 8;
 // Body bytes besides the addresses and the four parts' contents: ip version, ports,
 // connection id, state, send state (41), receive state (17), options (15), part lengths.
 constexpr size_t body_fixed_size = 1 + 4 + 8 + 1 + 41 + 17 + 15 + 4 * 4;
+// The optional segment-MAC section: direction, connection id, key.
+constexpr size_t segment_mac_section_size = 1 + 8 + segment_mac_key_bytes;
+constexpr uint16_t flags_known = snapshot_flag_segment_mac;
 
 // Option bits (the options byte); any other bit set is a bad_field.
 constexpr uint8_t option_nodelay = 0x01;
@@ -58,7 +63,15 @@ bool is_ip_version(uint8_t version) {
   return version == 4 || version == 6;
 }
 
+bool is_direction(SegmentMacDirection direction) {
+  return direction == SegmentMacDirection::client_to_server || direction == SegmentMacDirection::server_to_client;
+}
+
 }  // namespace
+
+void wipe_bytes(void* data, size_t size) {
+  explicit_bzero(data, size);
+}
 
 const char* snapshot_error_name(SnapshotError error) {
   switch (error) {
@@ -97,6 +110,9 @@ Result<Ok, SnapshotError> validate_snapshot(const ConnectionSnapshot& s) {
     return unexpected(SnapshotError::bad_field);
   }
   if (s.send.rto <= 0) return unexpected(SnapshotError::bad_field);
+  if (s.segment_mac && (!is_direction(s.segment_mac->outbound) || s.segment_mac->connection_id == 0)) {
+    return unexpected(SnapshotError::bad_field);
+  }
 
   // Parts longer than their bounds.
   if (s.unacked.size() > snapshot_max_queue_bytes || s.unsent.size() > snapshot_max_queue_bytes ||
@@ -114,6 +130,8 @@ Result<Ok, SnapshotError> validate_snapshot(const ConnectionSnapshot& s) {
   // Sequence numbers are modulo 2^32 (RFC 9293 section 3.4): the distance survives wrap-around.
   const uint32_t in_flight = s.send.snd_nxt - s.send.snd_una;
   if (s.unacked.size() != in_flight) return unexpected(SnapshotError::inconsistent);
+  // The key was derived for the connection's own id.
+  if (s.segment_mac && s.segment_mac->connection_id != s.connection_id) return unexpected(SnapshotError::inconsistent);
   return Ok{};
 }
 
@@ -123,13 +141,13 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
   const size_t address_size = s.local_address.size();
   const size_t start = out.size();
   const size_t needed = snapshot_header_size + body_fixed_size + 2 * address_size + s.unacked.size() + s.unsent.size() +
-                        s.received.size() + s.app_state.size();
+                        s.received.size() + s.app_state.size() + (s.segment_mac ? segment_mac_section_size : 0);
   // Grow geometrically, so appending many snapshots to one vector stays linear.
   if (out.capacity() - start < needed) out.reserve(std::max(start + needed, 2 * out.capacity()));
 
   put_bytes(out, snapshot_magic);
   put_u16(out, snapshot_version);
-  put_u16(out, 0);  // flags, reserved
+  put_u16(out, s.segment_mac ? snapshot_flag_segment_mac : uint16_t{0});
   put_u32(out, 0);  // body length, patched below
   const size_t body_start = out.size();
 
@@ -176,6 +194,11 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
   put_part(out, s.unsent);
   put_part(out, s.received);
   put_part(out, s.app_state);
+  if (s.segment_mac) {
+    put_u8(out, static_cast<uint8_t>(s.segment_mac->outbound));
+    put_u64(out, s.segment_mac->connection_id);
+    put_bytes(out, s.segment_mac->key.span());
+  }
 
   const auto body_length = static_cast<uint32_t>(out.size() - body_start);
   for (size_t i = 0; i < 4; ++i) {
@@ -198,7 +221,8 @@ Result<ConnectionSnapshot, SnapshotError> decode_snapshot(std::span<const uint8_
     return unexpected(SnapshotError::bad_magic);
   }
   if (header.u16() != snapshot_version) return unexpected(SnapshotError::unknown_version);
-  if (header.u16() != 0) return unexpected(SnapshotError::bad_field);
+  const uint16_t flags = header.u16();
+  if ((flags & ~flags_known) != 0) return unexpected(SnapshotError::bad_field);
   const uint32_t body_length = header.u32();
   const size_t rest = bytes.size() - snapshot_header_size;
   if (body_length > rest) return unexpected(SnapshotError::truncated);
@@ -263,6 +287,16 @@ Result<ConnectionSnapshot, SnapshotError> decode_snapshot(std::span<const uint8_
   }
   if (auto ok = read_part(r, snapshot_max_queue_bytes, s.received); !ok) return unexpected(ok.error());
   if (auto ok = read_part(r, snapshot_max_app_state_bytes, s.app_state); !ok) return unexpected(ok.error());
+  if ((flags & snapshot_flag_segment_mac) != 0) {
+    SegmentMacState mac;
+    // Any byte is representable in the enum's underlying type; validation rejects the rest.
+    mac.outbound = static_cast<SegmentMacDirection>(r.u8());
+    mac.connection_id = r.u64();
+    const auto key = r.take(segment_mac_key_bytes);
+    if (r.failed()) return unexpected(SnapshotError::truncated);
+    std::copy(key.begin(), key.end(), mac.key.data());
+    s.segment_mac = mac;
+  }
   // The body length matched the input, but the parts ended before it.
   if (r.remaining() != 0) return unexpected(SnapshotError::trailing_bytes);
 

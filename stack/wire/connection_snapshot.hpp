@@ -3,7 +3,7 @@
 // encoding. Pure: no lwIP, no I/O; stack/migrate/ fills and applies it. Any thread.
 //
 // Wire layout (all integers big-endian), version 1:
-//   magic "RSNP" | u16 version | u16 flags (reserved, 0) | u32 body length | body
+//   magic "RSNP" | u16 version | u16 flags | u32 body length | body
 //   body: u8 ip version (4 or 6) | local address (4 or 16) | remote address (4 or 16)
 //         | u16 local port | u16 remote port | u64 connection id | u8 state
 //         | send state | receive state | options
@@ -16,12 +16,22 @@
 //         | u32 keep_idle_ms, keep_interval_ms, keep_count | u8 tos | u8 ttl
 //   One ip version covers both addresses. The body is 111 bytes plus the four parts for IPv4,
 //   135 for IPv6; every accepted input is the one encoding of what it decodes to.
-// Decoding rejects truncation, trailing bytes, an unknown magic or version, oversized
+// Optional sections: each bit of `flags` names one, appended to the body after the app
+// state in bit order, and is set exactly when the section is there. A decoder refuses a
+// bit it does not know (bad_field), so an old decoder refuses a snapshot whose receiver
+// would silently drop something, instead of misreading it; snapshots without sections
+// (flags 0) are what version 1 always was.
+//   0x0001 segment MAC (SegmentMacState): u8 direction (0 client->server, 1 server->client:
+//          the direction the holder's own segments travel) | u64 connection id (equal to
+//          the body's, non-zero) | 16 key bytes (crypto/segment_mac's SipHash key): 25 bytes.
+// Decoding rejects truncation, trailing bytes, an unknown magic, version or flag, oversized
 // parts and internal inconsistency, and creates nothing on error.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -74,6 +84,56 @@ struct SnapshotOptions {
   uint8_t ttl = 0;
 };
 
+// Secret bytes held by value (a key on its way through a snapshot), wiped whenever a copy
+// is destroyed or overwritten. For keys at rest use crypto::SecretBytes (sodium memory);
+// this layer has no libsodium.
+template <size_t N>
+class WipedBytes {
+ public:
+  WipedBytes() = default;
+  WipedBytes(const WipedBytes&) = default;
+  WipedBytes& operator=(const WipedBytes& other) {
+    bytes_ = other.bytes_;
+    return *this;
+  }
+  ~WipedBytes() { wipe(); }
+
+  uint8_t* data() { return bytes_.data(); }
+  const uint8_t* data() const { return bytes_.data(); }
+  static constexpr size_t size() { return N; }
+  std::span<const uint8_t, N> span() const { return std::span<const uint8_t, N>(bytes_); }
+  std::span<uint8_t, N> span() { return std::span<uint8_t, N>(bytes_); }
+  void wipe();
+  // Not constant-time: for tests and decode checks, never to compare a secret with input.
+  bool operator==(const WipedBytes& other) const { return bytes_ == other.bytes_; }
+
+ private:
+  std::array<uint8_t, N> bytes_{};
+};
+
+void wipe_bytes(void* data, size_t size);  // explicit_bzero: not optimised away
+template <size_t N>
+void WipedBytes<N>::wipe() {
+  wipe_bytes(bytes_.data(), N);
+}
+
+// Which end's segments a segment-MAC state signs (values as crypto::SegmentDirection).
+enum class SegmentMacDirection : uint8_t { client_to_server = 0, server_to_client = 1 };
+inline constexpr size_t segment_mac_key_bytes = 16;  // crypto_shorthash_siphashx24_KEYBYTES
+
+// The per-segment MAC of one connection (crypto/segment_mac, SegmentMacGuard) as it moves
+// with the connection: the new host checks and signs its segments from the first one,
+// without a new registration on a control channel.
+struct SegmentMacState {
+  uint64_t connection_id = 0;                                         // the id the key was derived for
+  SegmentMacDirection outbound = SegmentMacDirection::server_to_client;  // the holder's own segments
+  WipedBytes<segment_mac_key_bytes> key;                              // secret
+  bool operator==(const SegmentMacState&) const = default;
+};
+
+// Flag bits of the snapshot header (optional sections).
+inline constexpr uint16_t snapshot_flag_segment_mac = 0x0001;
+
 struct ConnectionSnapshot {
   IpAddress local_address;
   IpAddress remote_address;
@@ -88,6 +148,7 @@ struct ConnectionSnapshot {
   std::vector<uint8_t> unsent;     // bytes from snd_nxt: written by the app, not sent yet
   std::vector<uint8_t> received;   // acknowledged to the peer, not yet consumed by the app
   std::vector<uint8_t> app_state;  // opaque to the stack; the app's own encoding
+  std::optional<SegmentMacState> segment_mac;  // set when the connection is protected (secret)
 };
 
 enum class SnapshotError : uint8_t {
@@ -96,7 +157,7 @@ enum class SnapshotError : uint8_t {
   unknown_version,
   oversized,       // a part longer than its bound
   trailing_bytes,  // bytes after the declared body
-  bad_field,       // a field out of its range (ip version, port 0, scale > 14, state...)
+  bad_field,       // a field out of its range (ip version, port 0, scale > 14, state, flag...)
   inconsistent,    // fields disagree (unacked length != snd_nxt - snd_una, ...)
 };
 
@@ -105,7 +166,8 @@ const char* snapshot_error_name(SnapshotError error);
 // Checks the snapshot's own invariants (the same ones decode enforces).
 Result<Ok, SnapshotError> validate_snapshot(const ConnectionSnapshot& snapshot);
 
-// Appends the encoding to `out`. The snapshot must be valid (validate_snapshot).
+// Appends the encoding to `out`. The snapshot must be valid (validate_snapshot). With a
+// segment_mac the encoding holds its key: wipe `out` (wipe_bytes) once it is sent.
 void encode_snapshot(const ConnectionSnapshot& snapshot, std::vector<uint8_t>& out);
 std::vector<uint8_t> encode_snapshot(const ConnectionSnapshot& snapshot);
 

@@ -320,7 +320,7 @@ TEST_CASE("a responder with the handover off drops synthetic SYNs and answers no
   h.lab.run([] { return false; }, 3);
   CHECK(h.lab.pending_from(h.lab.b()) == 0);
   CHECK(h.lab.rst_seen == 0);  // and lwIP's listener never saw it
-  h.lab.node->add_input_filter(&h.responder);
+  h.lab.node->add_input_filter(InputStage::handover, &h.responder);
 }
 
 }  // namespace

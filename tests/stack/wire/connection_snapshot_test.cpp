@@ -1,5 +1,7 @@
 // Tests for stack/wire/connection_snapshot: round trips, a known-bytes vector, every truncation,
-// forged lengths and each validation rule.
+// forged lengths and each validation rule; the optional segment-MAC section (flag 0x0001):
+// known bytes, truncation, unknown flags, its own field rules, and that snapshots without
+// it are the version-1 bytes they always were.
 #include "stack/wire/connection_snapshot.hpp"
 
 #include <doctest/doctest.h>
@@ -14,6 +16,8 @@
 namespace {
 
 using roam::wire::ConnectionSnapshot;
+using roam::wire::SegmentMacDirection;
+using roam::wire::SegmentMacState;
 using roam::wire::decode_snapshot;
 using roam::wire::encode_snapshot;
 using roam::IpAddress;
@@ -150,6 +154,16 @@ void check_same(const ConnectionSnapshot& a, const ConnectionSnapshot& b) {
   CHECK(a.unsent == b.unsent);
   CHECK(a.received == b.received);
   CHECK(a.app_state == b.app_state);
+  CHECK(a.segment_mac.has_value() == b.segment_mac.has_value());
+  if (a.segment_mac && b.segment_mac) CHECK(*a.segment_mac == *b.segment_mac);
+}
+
+SegmentMacState mac_state(uint64_t id) {
+  SegmentMacState m;
+  m.connection_id = id;
+  m.outbound = SegmentMacDirection::server_to_client;
+  for (size_t i = 0; i < m.key.size(); ++i) m.key.data()[i] = static_cast<uint8_t>(0xa0 + i);
+  return m;
 }
 
 void check_round_trip(const ConnectionSnapshot& original) {
@@ -359,10 +373,107 @@ TEST_CASE("version 2 and version 0 are rejected as unknown versions") {
   CHECK(decode_error(bytes) == SnapshotError::unknown_version);
 }
 
-TEST_CASE("nonzero reserved flags are rejected as a bad field") {
+TEST_CASE("unknown flag bits are rejected as a bad field") {
+  for (uint8_t high : {uint8_t{0x00}, uint8_t{0x80}}) {
+    for (uint8_t low : {uint8_t{0x02}, uint8_t{0x03}, uint8_t{0x80}}) {
+      Bytes bytes = from_hex(small_ipv4_hex);
+      bytes[6] = high;
+      bytes[7] = low;
+      CAPTURE(int{low});
+      CHECK(decode_error(bytes) == SnapshotError::bad_field);
+    }
+  }
+}
+
+TEST_CASE("the segment-MAC flag without its section is rejected as truncated") {
   Bytes bytes = from_hex(small_ipv4_hex);
   bytes[7] = 1;
+  CHECK(decode_error(bytes) == SnapshotError::truncated);
+}
+
+TEST_CASE("a snapshot with a segment-MAC section round-trips, IPv4 and IPv6") {
+  ConnectionSnapshot s = ipv4_snapshot();
+  s.segment_mac = mac_state(s.connection_id);
+  check_round_trip(s);
+  const Bytes with = encode_snapshot(s);
+  s.segment_mac.reset();
+  CHECK(with.size() == encode_snapshot(s).size() + 25);  // direction, id, 16 key bytes
+
+  ConnectionSnapshot v6 = ipv6_snapshot();
+  v6.connection_id = 77;
+  v6.segment_mac = mac_state(77);
+  v6.segment_mac->outbound = SegmentMacDirection::client_to_server;
+  check_round_trip(v6);
+}
+
+// small_ipv4_hex with flag 0x0001 and the section appended (body 117 + 25 = 142 bytes).
+Bytes small_ipv4_with_mac() {
+  Bytes bytes = from_hex(small_ipv4_hex);
+  bytes[7] = 0x01;
+  store_be32(bytes, body_length_offset, 117 + 25);
+  const Bytes section = from_hex(
+      "01"                                  // direction: server -> client
+      "0102030405060708"                    // connection id (the body's)
+      "000102030405060708090a0b0c0d0e0f");  // key
+  bytes.insert(bytes.end(), section.begin(), section.end());
+  return bytes;
+}
+
+TEST_CASE("known bytes of a snapshot with a segment-MAC section decode and re-encode identically") {
+  const Bytes bytes = small_ipv4_with_mac();
+  const auto r = decode_snapshot(bytes);
+  REQUIRE(r.has_value());
+  REQUIRE(r->segment_mac.has_value());
+  CHECK(r->segment_mac->connection_id == 0x0102030405060708u);
+  CHECK(r->segment_mac->outbound == SegmentMacDirection::server_to_client);
+  for (size_t i = 0; i < 16; ++i) CHECK(r->segment_mac->key.data()[i] == i);
+  CHECK(r->app_state == Bytes{1, 2, 3});
+  CHECK(encode_snapshot(*r) == bytes);
+  // Without the section: the plain version-1 bytes, flags 0.
+  ConnectionSnapshot plain = *r;
+  plain.segment_mac.reset();
+  CHECK(encode_snapshot(plain) == from_hex(small_ipv4_hex));
+}
+
+TEST_CASE("every truncation of a snapshot with a segment-MAC section is rejected as truncated") {
+  const Bytes bytes = small_ipv4_with_mac();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    CAPTURE(n);
+    CHECK(decode_error(Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n))) ==
+          SnapshotError::truncated);
+    if (n >= 12) {  // the header agrees with the cut: found inside the body or the section
+      Bytes cut(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+      store_be32(cut, body_length_offset, static_cast<uint32_t>(n - 12));
+      CHECK(decode_error(cut) == SnapshotError::truncated);
+    }
+  }
+  Bytes longer = bytes;
+  longer.push_back(0);
+  CHECK(decode_error(longer) == SnapshotError::trailing_bytes);
+  store_be32(longer, body_length_offset, 117 + 26);
+  CHECK(decode_error(longer) == SnapshotError::trailing_bytes);
+}
+
+TEST_CASE("a segment-MAC section with a bad direction, id 0 or another id than the body's is refused") {
+  Bytes bytes = small_ipv4_with_mac();
+  const size_t section = 12 + 117;
+  bytes[section] = 2;  // no such direction
   CHECK(decode_error(bytes) == SnapshotError::bad_field);
+  bytes[section] = 0;
+  REQUIRE(decode_snapshot(bytes).has_value());
+  bytes[section + 8] ^= 0x01;  // the id's last byte: another connection's key
+  CHECK(decode_error(bytes) == SnapshotError::inconsistent);
+
+  ConnectionSnapshot s = ipv4_snapshot();
+  s.connection_id = 0;
+  s.segment_mac = mac_state(0);
+  CHECK(validate_error(s) == SnapshotError::bad_field);
+}
+
+TEST_CASE("wipe() zeroes a state's key (every copy does it as it is destroyed)") {
+  SegmentMacState m = mac_state(5);
+  m.key.wipe();
+  for (size_t i = 0; i < m.key.size(); ++i) CHECK(m.key.data()[i] == 0);
 }
 
 TEST_CASE("a declared queue length above its bound is rejected as oversized before reading the bytes") {
