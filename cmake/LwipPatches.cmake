@@ -41,6 +41,15 @@
 # peer never received (lost bytes). RFC 793's first check now comes first: a segment
 # outside the receive window changes nothing, and its ACK is rate-limited (RFC 5961
 # section 7) unless it looks like a retransmission of data we already have.
+#
+# Patch "active hook" (justified by tools/bench/run scale: 82 % of a 1000-connection move's
+# CPU on the new server was the linear pcb walk of find_pcb_by_connection_id): lwIP tells
+# roam_lwip_tcp_active_hook (NULL: nobody listens) every time a pcb joins or leaves
+# tcp_active_pcbs, so stack/connection_id.cpp keeps an id -> pcb index of exactly the pcbs
+# the old walk saw (not parked imports, not frozen exports, not TIME_WAIT). Joining and
+# leaving happen in TCP_REG_ACTIVE / TCP_RMV_ACTIVE (tcp_priv.h), in tcp_pcb_remove (which
+# TCP_PCB_REMOVE_ACTIVE and tcp_input use) and in tcp_slowtmr's own unlink; tcp_input's
+# move-to-front relink changes no membership.
 
 function(roam_lwip_patch_file relative_path out_var)
   set(source "${LWIP_SOURCE_DIR}/${relative_path}")
@@ -100,3 +109,23 @@ roam_lwip_patch_file(src/core/tcp_in.c LWIP_PATCHED_TCP_IN_C
   "          increase = (pcb->flags & TF_RTO) ? LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss)) : acked;\n"
   "  if ((pcb->flags & TF_RXCLOSED) == 0) {\n    /* Update the PCB (in)activity timer unless rx is closed (see tcp_shutdown) */\n"
   "  if (pcb->state != SYN_SENT && pcb->state != SYN_RCVD &&\n      !roam_lwip_tcp_segment_acceptable(pcb->rcv_nxt, pcb->rcv_wnd, pcb->rcv_ann_right_edge, seqno, tcplen)) {\n    /* roamstack patch \"sequence check first\" (RFC 793 p. 69, RFC 5961) */\n    if (roam_lwip_tcp_unacceptable_ack_allowed(pcb->rcv_nxt, seqno, tcplen)) {\n      tcp_send_empty_ack(pcb);\n    }\n    return ERR_OK;\n  }\n  if ((pcb->flags & TF_RXCLOSED) == 0) {\n    /* Update the PCB (in)activity timer unless rx is closed (see tcp_shutdown) */\n")
+
+roam_lwip_patch_file(src/include/lwip/priv/tcp_priv.h LWIP_PATCHED_TCP_PRIV_H
+  "extern u8_t tcp_active_pcbs_changed;\n"
+  "extern u8_t tcp_active_pcbs_changed;\n/* roamstack patch \"active hook\": told when a pcb joins (1) or leaves (0) tcp_active_pcbs */\ntypedef void (*roam_lwip_tcp_active_fn)(struct tcp_pcb *pcb, int active);\nextern roam_lwip_tcp_active_fn roam_lwip_tcp_active_hook;\n#define roam_lwip_tcp_active_changed(pcb, active) \\\n  do { if (roam_lwip_tcp_active_hook != NULL) roam_lwip_tcp_active_hook((pcb), (active)); } while (0)\n"
+  "    TCP_REG(&tcp_active_pcbs, npcb);               \\\n"
+  "    TCP_REG(&tcp_active_pcbs, npcb);               \\\n    roam_lwip_tcp_active_changed(npcb, 1);         \\\n"
+  "    TCP_RMV(&tcp_active_pcbs, npcb);               \\\n"
+  "    TCP_RMV(&tcp_active_pcbs, npcb);               \\\n    roam_lwip_tcp_active_changed(npcb, 0);         \\\n")
+
+roam_lwip_patch_file(src/core/tcp.c LWIP_PATCHED_TCP_C
+  "u8_t tcp_active_pcbs_changed;\n"
+  "u8_t tcp_active_pcbs_changed;\nroam_lwip_tcp_active_fn roam_lwip_tcp_active_hook; /* roamstack patch \"active hook\" */\n"
+  "  TCP_RMV(pcblist, pcb);\n"
+  "  TCP_RMV(pcblist, pcb);\n  if (pcblist == &tcp_active_pcbs) {\n    roam_lwip_tcp_active_changed(pcb, 0);\n  }\n"
+  "        tcp_active_pcbs = pcb->next;\n      }\n"
+  "        tcp_active_pcbs = pcb->next;\n      }\n      roam_lwip_tcp_active_changed(pcb, 0);\n")
+# tcp.c is compiled from the patched copy (this file is included by Lwip.cmake, before it
+# builds the library from LWIP_CORE_SOURCES).
+list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/tcp.c")
+list(APPEND LWIP_CORE_SOURCES "${LWIP_PATCHED_TCP_C}")

@@ -36,6 +36,7 @@ ChannelServer::~ChannelServer() {
 void ChannelServer::shutdown() {
   listener_.reset();
   by_id_.clear();
+  pending_by_id_.clear();
   channels_.clear();
 }
 
@@ -75,6 +76,8 @@ void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {
     auto owner = by_id_.find(id);
     if (owner != by_id_.end() && owner->second == channel) by_id_.erase(owner);
   }
+  for (uint64_t id : std::vector<uint64_t>(it->second.pending.begin(), it->second.pending.end()))
+    unhold(channel, it->second, id);
   auto owned = std::move(it->second.connection);
   channels_.erase(it);
   node_.defer([dead = std::shared_ptr<ChannelConnection>(std::move(owned))] {});
@@ -104,7 +107,7 @@ void ChannelServer::on_message(ChannelConnection& channel, const control::Messag
 bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id) {
   tcp_pcb* pcb = find_pcb_by_connection_id(id);
   if (pcb == nullptr) return false;
-  entry.pending.erase(id);
+  unhold(&channel, entry, id);
   if (!(from_lwip(pcb->remote_ip) == channel.peer_address())) {
     ++counters_.registrations_refused;
     channel.send(control::ErrorMessage{control::error_not_your_connection, "connection is not yours"});
@@ -124,26 +127,53 @@ bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id)
 }
 
 void ChannelServer::on_register(ChannelConnection& channel, const control::RegisterConnections& message) {
-  constexpr size_t max_pending = 4096;
   auto it = channels_.find(&channel);
   if (it == channels_.end()) return;
   for (uint64_t id : message.connection_ids) {
     if (find_pcb_by_connection_id(id) != nullptr) {
       claim(channel, it->second, id);
-    } else if (it->second.pending.size() < max_pending) {
-      it->second.pending.insert(id);
-      ++counters_.registrations_pending;
+    } else {
+      hold(channel, it->second, id);
     }
   }
 }
 
-void ChannelServer::claim_pending() {
-  for (auto& [channel, entry] : channels_) {
-    std::vector<uint64_t> ready;
-    for (uint64_t id : entry.pending)
-      if (find_pcb_by_connection_id(id) != nullptr) ready.push_back(id);
-    for (uint64_t id : ready) claim(*channel, entry, id);
+void ChannelServer::hold(ChannelConnection& channel, Entry& entry, uint64_t id) {
+  // Bounded per channel: a client cannot make this server hold ids without end.
+  constexpr size_t max_pending = 4096;
+  if (entry.pending.size() >= max_pending || !entry.pending.insert(id).second) return;
+  pending_by_id_.emplace(id, &channel);
+  ++counters_.registrations_pending;
+}
+
+void ChannelServer::unhold(ChannelConnection* channel, Entry& entry, uint64_t id) {
+  if (entry.pending.erase(id) == 0) return;
+  auto [first, last] = pending_by_id_.equal_range(id);
+  for (auto held = first; held != last; ++held) {
+    if (held->second == channel) {
+      pending_by_id_.erase(held);
+      return;
+    }
   }
+}
+
+void ChannelServer::claim_pending(uint64_t connection_id) {
+  if (pending_by_id_.count(connection_id) == 0 || find_pcb_by_connection_id(connection_id) == nullptr) return;
+  // claim() unholds the id; take the holders first.
+  std::vector<ChannelConnection*> holders;
+  auto [first, last] = pending_by_id_.equal_range(connection_id);
+  for (auto held = first; held != last; ++held) holders.push_back(held->second);
+  for (ChannelConnection* channel : holders) {
+    auto it = channels_.find(channel);
+    if (it != channels_.end()) claim(*channel, it->second, connection_id);
+  }
+}
+
+void ChannelServer::claim_pending() {
+  std::vector<uint64_t> ready;
+  for (const auto& [id, channel] : pending_by_id_)
+    if (find_pcb_by_connection_id(id) != nullptr) ready.push_back(id);
+  for (uint64_t id : ready) claim_pending(id);
 }
 
 const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* channel) const {
@@ -154,11 +184,9 @@ const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* chann
 ChannelConnection* ChannelServer::channel_for(uint64_t connection_id) {
   auto it = by_id_.find(connection_id);
   if (it != by_id_.end()) return it->second->established() ? it->second : nullptr;
-  for (auto& [channel, entry] : channels_) {
-    if (entry.pending.count(connection_id) == 0) continue;
-    if (claim(*channel, entry, connection_id) && channel->established()) return channel;
-  }
-  return nullptr;
+  claim_pending(connection_id);
+  it = by_id_.find(connection_id);
+  return it != by_id_.end() && it->second->established() ? it->second : nullptr;
 }
 
 bool ChannelServer::send_acm(ChannelConnection& channel, control::AddressChange acm) {

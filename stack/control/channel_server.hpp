@@ -7,7 +7,10 @@
 // A registration is accepted only for a connection this server really has with the
 // registering host (same carrier address), so no client can claim another's connections.
 // An id with no connection here YET is held (bounded) and checked again when it is looked
-// up: the registration can overtake the last ACK of the connection's own handshake.
+// up: the registration can overtake the last ACK of the connection's own handshake, or
+// reach a new server while the connection's import is still parked. Every lookup is O(1)
+// (find_pcb_by_connection_id, and held ids indexed by id), so a move of N connections,
+// which claims each one as it unparks, costs O(N), not O(N^2) walks.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "stack/control/channel_connection.hpp"
@@ -62,8 +66,11 @@ class ChannelServer {
   // channel can no longer send.
   bool send_acm(ChannelConnection& channel, control::AddressChange acm);
 
-  // Claims held registrations whose connection is known here now (an import that was
-  // parked when its client registered it, until the client arrived).
+  // Claims the held registration(s) of this id if its connection is known here now (an
+  // import that was parked when its client registered it: call when it unparks). O(1).
+  void claim_pending(uint64_t connection_id);
+  // Claims every held registration whose connection is known here now (a periodic sweep
+  // for whatever the per-id call missed). O(held ids).
   void claim_pending();
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
@@ -75,9 +82,11 @@ class ChannelServer {
   struct Entry {
     std::unique_ptr<ChannelConnection> connection;
     std::set<uint64_t> ids;
-    std::set<uint64_t> pending;  // registered before the connection was accepted here
+    std::unordered_set<uint64_t> pending;  // registered before the connection was known here
   };
   bool claim(ChannelConnection& channel, Entry& entry, uint64_t id);
+  void hold(ChannelConnection& channel, Entry& entry, uint64_t id);
+  void unhold(ChannelConnection* channel, Entry& entry, uint64_t id);
   bool accept(tcp_pcb* pcb);
   void on_message(ChannelConnection& channel, const control::Message& message);
   void on_register(ChannelConnection& channel, const control::RegisterConnections& message);
@@ -90,6 +99,9 @@ class ChannelServer {
   std::unique_ptr<TcpListener> listener_;
   std::map<ChannelConnection*, Entry> channels_;
   std::unordered_map<uint64_t, ChannelConnection*> by_id_;
+  // Held ids -> the channels holding them (usually one; a second client may name the same
+  // id, and is refused once the connection shows whose it is).
+  std::unordered_multimap<uint64_t, ChannelConnection*> pending_by_id_;
   uint64_t next_sequence_;
   RateLimitedLog bad_frame_log_;
   ChannelServerCounters counters_;
