@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <random>
 
 #include "stack/connection_id.hpp"
+#include "stack/local_port_allocator.hpp"
 #include "stack/lwip_address.hpp"
 #include "base/log.hpp"
 
@@ -22,7 +24,46 @@ class CallbackScope {
  private:
   bool& flag_;
 };
+
+// Local ports of active opens: one allocator per process (lwIP is one per process too).
+// The lease rides in its own ext arg slot as handle << 16 | port (never 0: ports are
+// above 0), released by the slot's destroy callback when lwIP frees the pcb, which for a
+// closed connection is after TIME_WAIT, as the kernel holds a port.
+LocalPortAllocator& local_ports() {
+  static auto* ports = new LocalPortAllocator(LocalPortAllocator::default_first, LocalPortAllocator::default_last,
+                                              std::random_device{}());
+  return *ports;
+}
+
+void on_port_pcb_destroyed(u8_t /*slot_id*/, void* data) noexcept {
+  auto value = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(data));
+  if (value != 0) local_ports().release({static_cast<uint32_t>(value >> 16), static_cast<uint16_t>(value & 0xFFFF)});
+}
+const tcp_ext_arg_callbacks port_slot_callbacks{&on_port_pcb_destroyed, nullptr};
+
+uint8_t port_slot() {
+  static const uint8_t id = tcp_ext_arg_alloc_id();
+  return id;
+}
+
+bool take_local_port(tcp_pcb* pcb, const IpAddress& remote, uint16_t remote_port) {
+  auto lease = local_ports().acquire(remote, remote_port);
+  if (!lease) return false;
+  uint64_t value = uint64_t{lease->destination} << 16 | lease->port;
+  tcp_ext_arg_set(pcb, port_slot(), reinterpret_cast<void*>(static_cast<uintptr_t>(value)));
+  tcp_ext_arg_set_callbacks(pcb, port_slot(), &port_slot_callbacks);
+  pcb->local_port = lease->port;
+  return true;
+}
 }  // namespace
+
+size_t local_port_range_size() {
+  return local_ports().range_size();
+}
+
+size_t local_ports_in_use() {
+  return local_ports().leases();
+}
 
 TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler) : pcb_(pcb), handler_(handler) {
   install_callbacks();
@@ -33,19 +74,21 @@ TcpConnection::~TcpConnection() {
 }
 
 Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const IpAddress& remote, uint16_t port,
-                                                                           Handler* handler,
-                                                                           const IpAddress* local) {
+                                                                           Handler* handler, const IpAddress* local) {
   ip_addr_t remote_ip = to_lwip(remote);
   tcp_pcb* pcb = tcp_new_ip_type(remote.version == 4 ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
   if (pcb == nullptr) return unexpected(std::string("out of memory for a pcb"));
   auto connection = std::make_unique<TcpConnection>(pcb, handler);
-  if (local != nullptr) {
-    ip_addr_t local_ip = to_lwip(*local);
-    if (err_t rc = tcp_bind(pcb, &local_ip, 0); rc != ERR_OK) {
-      connection->abort();
-      return unexpected(std::string("tcp_bind: ") + lwip_error_name(rc));
-    }
+  // The local port comes from our per-destination allocator, set in the pcb as an import
+  // does, not through tcp_bind (which walks every pcb list per call) or tcp_connect's
+  // tcp_new_port (a walk per candidate port, one range for every destination). Without a
+  // bound port tcp_connect takes it as it is; the lease ends when lwIP frees the pcb.
+  if (!take_local_port(pcb, remote, port)) {
+    connection->abort();
+    return unexpected("no free local port toward " + remote.to_string() + ":" + std::to_string(port) + " (all " +
+                      std::to_string(local_port_range_size()) + " in use toward it)");
   }
+  if (local != nullptr) pcb->local_ip = to_lwip(*local);
   tcp_nagle_disable(pcb);  // a relay forwards what it has at once; the app decides batching
   err_t rc = tcp_connect(pcb, &remote_ip, port, &TcpConnection::on_connected_trampoline);
   if (rc != ERR_OK) {

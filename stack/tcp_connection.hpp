@@ -47,7 +47,8 @@ class TcpConnection {
   TcpConnection& operator=(const TcpConnection&) = delete;
 
   // Starts an active open to remote:port, from `local` when given, else from the node's
-  // address on the route to it.
+  // address on the route to it. The local port is unique toward remote:port (see
+  // local_port_allocator.hpp); when every port is in use toward it, fails at once.
   static Result<std::unique_ptr<TcpConnection>, std::string> connect(const IpAddress& remote, uint16_t port,
                                                                      Handler* handler,
                                                                      const IpAddress* local = nullptr);
@@ -96,5 +97,10 @@ class TcpConnection {
   bool in_callback_ = false;
   bool aborted_in_callback_ = false;
 };
+
+// Local ports of active opens (stack/local_port_allocator.hpp): how many one destination
+// can hold at once, and how many are leased now (live pcbs, TIME_WAIT included).
+size_t local_port_range_size();
+size_t local_ports_in_use();
 
 }  // namespace roam

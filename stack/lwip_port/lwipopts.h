@@ -90,8 +90,9 @@
 #define LWIP_TCP_SACK_OUT 0
 #define LWIP_TCP_TIMESTAMPS 0
 #define LWIP_TCP_KEEPALIVE 1
-/* One per-pcb slot: the connection id both ends agreed at setup (stack/connection_id.hpp). */
-#define LWIP_TCP_PCB_NUM_EXT_ARGS 1
+/* Per-pcb slots: the connection id both ends agreed at setup (stack/connection_id.hpp),
+ * and the local port lease of an active open (stack/tcp_connection.cpp). */
+#define LWIP_TCP_PCB_NUM_EXT_ARGS 2
 #define TCP_LISTEN_BACKLOG 1
 #define TCP_DEFAULT_LISTEN_BACKLOG 0xff
 #define LWIP_DISABLE_TCP_SANITY_CHECKS 1
