@@ -65,10 +65,13 @@ void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::s
   Entry& entry = it->second;
   if (added) {
     ++counters_.protected_connections;
-  } else if (entry.connection_id == connection_id && entry.outbound == outbound) {
-    entry.previous_key = std::move(entry.key);  // the peer may still sign with it for a moment
+  } else if (entry.connection_id == connection_id && entry.outbound == outbound && entry.key) {
+    // A rollover: the peer may not have the new key yet (see the header).
+    if (!entry.sign_with_previous || !entry.previous_key) entry.previous_key = std::move(entry.key);
+    entry.sign_with_previous = outbound == crypto::SegmentDirection::client_to_server;
   } else {
     entry.previous_key.reset();
+    entry.sign_with_previous = false;
   }
   entry.connection_id = connection_id;
   entry.outbound = outbound;
@@ -121,6 +124,7 @@ void SegmentMacGuard::adopt(const FlowKey& flow, const wire::SegmentMacState& st
   entry.outbound = from_wire(state.outbound);
   entry.key = std::make_unique<crypto::SegmentMacKey>(state.key.span());
   entry.previous_key.reset();
+  entry.sign_with_previous = false;
   entry.adopted_parked = find_active_pcb(flow) == nullptr;
   ++counters_.adopted;
 }
@@ -161,6 +165,7 @@ FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
   const auto fields = fields_of(tcp, reverse(entry.outbound), entry.connection_id);
   if (entry.key->verify(fields, carried)) {
     entry.previous_key.reset();  // the peer switched: the old key is done
+    entry.sign_with_previous = false;
     ++counters_.verified_segments;
     return FilterVerdict::pass;
   }
@@ -184,7 +189,10 @@ std::span<const uint8_t> SegmentMacGuard::rewrite(std::span<const uint8_t> packe
   if (!info) return packet;
   auto tcp = wire::parse_tcp_segment(packet, *info);
   if (!tcp) return packet;
-  auto tag = it->second.key->tag(fields_of(*tcp, it->second.outbound, it->second.connection_id));
+  const Entry& entry = it->second;
+  const crypto::SegmentMacKey& key =
+      entry.sign_with_previous && entry.previous_key ? *entry.previous_key : *entry.key;
+  auto tag = key.tag(fields_of(*tcp, entry.outbound, entry.connection_id));
   size_t length = wire::append_segment_mac(packet, *info, *tcp, tag, scratch);
   if (length == 0) {
     ++counters_.unsigned_no_room;

@@ -10,9 +10,12 @@
 // the server as it accepts it. A connection that moves takes its state along in its
 // snapshot (state_of on the old host, adopt on the new one), so it is checked from its
 // first segment on the new path; the client keeps signing across the move (rebind).
-// A new registration of a protected connection replaces its key: until the first segment
-// verifies under the new key, the previous one is still accepted on input (the two ends
-// switch one message apart, as TCP-AO's key rollover allows for).
+// A new registration of a protected connection replaces its key without losing a segment
+// (the idea of TCP-AO's key rollover, RFC 5925 section 7.5, without a key id on the wire):
+// until a segment verifies under the new key, the previous one still verifies input. The
+// client, which registers first, also keeps signing with the previous key until then; the
+// server switches as it accepts the registration, and its first segment under the new key
+// switches the client. A registration the server refused leaves both on the old key.
 //
 // Runs in the Node's authenticate stage: before the handover and the guard, so no
 // segment of a protected flow unparks or rebinds anything unless its MAC verified. The
@@ -91,6 +94,7 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
     crypto::SegmentDirection outbound = crypto::SegmentDirection::client_to_server;
     std::unique_ptr<crypto::SegmentMacKey> key;
     std::unique_ptr<crypto::SegmentMacKey> previous_key;  // until a segment verifies under `key`
+    bool sign_with_previous = false;  // the client's side of a rollover, until then
     bool adopted_parked = false;  // adopted, its pcb not yet seen in lwIP's active list
   };
   Node& node_;
