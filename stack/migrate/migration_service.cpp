@@ -116,8 +116,8 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
       migrate::ImportConfig{config_.channel.handover, config_.parked_timeout_ms, config_.address4, config_.address6},
       segment_mac_.get());
   // Once the client arrived, its registration (which may have come first) can be claimed.
-  importer_->set_on_arrived([this](uint64_t) {
-    if (!shut_down_) channels_->claim_pending();
+  importer_->set_on_arrived([this](uint64_t id) {
+    if (!shut_down_) channels_->claim_pending(id);
   });
   register_counters();
   start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
