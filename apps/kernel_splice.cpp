@@ -2,7 +2,9 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
+#include <span>
 
 #include "base/log.hpp"
 
@@ -10,7 +12,16 @@ namespace roam {
 
 namespace {
 constexpr size_t kernel_read_size = 256 * 1024;
+// Kernel reads pause when lwIP's free send space drops below this and resume once it is
+// back above it: tcp_write walks lwIP's unsent queue (thousands of segments at a 4 MiB
+// window), so small writes on every ACK would cost quadratic time.
 constexpr size_t carrier_refill_step = 128 * 1024;
+
+// The one read buffer of the process (the loop thread's): see the header.
+std::span<uint8_t> shared_read_buffer() {
+  static auto* buffer = new std::vector<uint8_t>(kernel_read_size);
+  return *buffer;
+}
 }  // namespace
 
 // One uv_write of a carrier pbuf chain, straight from lwIP's buffers (zero copy); the pbuf
@@ -22,8 +33,7 @@ struct KernelSplice::KernelWrite {
   std::vector<uv_buf_t> buffers;
 };
 
-KernelSplice::KernelSplice(Node& node, FinishedFn on_finished)
-    : node_(node), on_finished_(std::move(on_finished)), read_buffer_(kernel_read_size) {}
+KernelSplice::KernelSplice(Node& node, FinishedFn on_finished) : node_(node), on_finished_(std::move(on_finished)) {}
 
 KernelSplice::~KernelSplice() {
   if (carrier_) carrier_->abort();
@@ -84,12 +94,22 @@ void KernelSplice::on_connected(TcpConnection& carrier) {
 void KernelSplice::start_if_ready() {
   if (started_ || closing_ || !kernel_ready_ || !carrier_ready_) return;
   started_ = true;
-  while (!waiting_for_kernel_.empty()) {
-    write_to_kernel(std::move(waiting_for_kernel_.front()));
-    waiting_for_kernel_.pop_front();
-  }
-  kernel_reading_ = uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
+  auto waiting = std::move(waiting_for_kernel_);
+  waiting_for_kernel_.clear();
+  for (auto& data : waiting) write_to_kernel(std::move(data));
+  start_kernel_reads();
   maybe_shutdown_kernel();
+}
+
+void KernelSplice::start_kernel_reads() {
+  if (kernel_reading_ || kernel_eof_ || closing_ || !started_) return;
+  kernel_reading_ = uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
+}
+
+void KernelSplice::pause_kernel_reads() {
+  if (!kernel_reading_) return;
+  uv_read_stop(kernel_.stream());  // the kernel socket buffer fills and pushes back on the app
+  kernel_reading_ = false;
 }
 
 void KernelSplice::on_kernel_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) noexcept {
@@ -98,9 +118,12 @@ void KernelSplice::on_kernel_alloc(uv_handle_t* handle, size_t /*suggested*/, uv
     *buf = uv_buf_init(nullptr, 0);
     return;
   }
-  // One buffer suffices: each read is consumed (copied into lwIP) before the next alloc.
-  *buf =
-      uv_buf_init(reinterpret_cast<char*>(self->read_buffer_.data()), static_cast<unsigned>(self->read_buffer_.size()));
+  // No more than lwIP can take now, so a read never leaves bytes behind to keep; nothing
+  // (UV_ENOBUFS follows) when the carrier has no room, which pauses reading.
+  std::span<uint8_t> shared = shared_read_buffer();
+  size_t room = self->carrier_ ? std::min(shared.size(), self->carrier_->send_space()) : 0;
+  *buf = room == 0 ? uv_buf_init(nullptr, 0)
+                   : uv_buf_init(reinterpret_cast<char*>(shared.data()), static_cast<unsigned>(room));
 }
 
 void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
@@ -108,6 +131,10 @@ void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_b
   if (self == nullptr || self->closing_ || nread == 0) return;
   if (nread > 0) {
     self->kernel_data(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+    return;
+  }
+  if (nread == UV_ENOBUFS) {  // on_kernel_alloc found no send space: wait for on_sent
+    self->pause_kernel_reads();
     return;
   }
   if (nread == UV_EOF) {
@@ -130,10 +157,9 @@ void KernelSplice::kernel_data(const uint8_t* data, size_t length) {
       pending_offset_ = 0;
     }
     pending_to_carrier_.insert(pending_to_carrier_.end(), data + taken, data + length);
-    if (kernel_reading_) {
-      uv_read_stop(kernel_.stream());  // carrier full: let the kernel socket buffer fill
-      kernel_reading_ = false;
-    }
+    pause_kernel_reads();  // carrier full: let the kernel socket buffer fill
+  } else if (carrier_->send_space() < carrier_refill_step) {
+    pause_kernel_reads();
   }
   carrier_->flush();
 }
@@ -145,15 +171,13 @@ void KernelSplice::pump_to_carrier() {
                                   pending_to_carrier_.size() - pending_offset_);
     pending_offset_ += carrier_->write(rest);
     if (pending_offset_ == pending_to_carrier_.size()) {
-      pending_to_carrier_.clear();
+      std::vector<uint8_t>().swap(pending_to_carrier_);  // an idle splice keeps no storage
       pending_offset_ = 0;
     }
   }
   bool drained = pending_to_carrier_.empty();
-  if (drained && !kernel_eof_ && !kernel_reading_ && started_) {
-    kernel_reading_ =
-        uv_read_start(kernel_.stream(), &KernelSplice::on_kernel_alloc, &KernelSplice::on_kernel_read) == 0;
-  }
+  // Below the step, data is in flight and on_sent comes back here.
+  if (drained && carrier_->send_space() >= carrier_refill_step) start_kernel_reads();
   if (drained && kernel_eof_ && !carrier_fin_sent_) {
     carrier_fin_sent_ = true;
     carrier_->shutdown_write();
@@ -166,7 +190,7 @@ void KernelSplice::on_sent(TcpConnection&, size_t /*bytes*/) {
   if (closing_) return;
   // Refill in large steps, not on every ACK: each tcp_write walks lwIP's unsent queue
   // (thousands of segments at a 4 MiB window), so a write per ACK costs quadratic time.
-  bool waiting = pending_offset_ < pending_to_carrier_.size();
+  bool waiting = pending_offset_ < pending_to_carrier_.size() || (started_ && !kernel_reading_ && !kernel_eof_);
   if (waiting && carrier_ && carrier_->send_space() < carrier_refill_step) return;
   pump_to_carrier();
 }

@@ -3,18 +3,25 @@
 // from a local app) and by roam-server's relay (kernel side connected to the backend).
 // Owned by its app's session table; destroyed only after `on_finished`. Loop thread only.
 //
-//   kernel --read--> [pending_to_carrier_] --tcp_write--> carrier   (kernel reads pause
-//                                                                  while lwIP's send buffer
-//                                                                  is full; resume on_sent)
+//   kernel --read--> [one buffer per process] --tcp_write--> carrier  (each read is sized
+//                                                                  by lwIP's free send space
+//                                                                  and copied into it at once;
+//                                                                  reads pause while that
+//                                                                  space is short, resume
+//                                                                  on_sent)
 //   carrier --pbuf--> uv_write (zero copy) --> kernel              (tcp_recved only when the
 //                                                                  kernel took the bytes)
 // Half-closes travel through: kernel EOF -> carrier FIN, carrier FIN -> kernel shutdown.
 // A reset on either side resets the other.
+//
+// Memory: an idle splice holds no buffer. The read buffer is shared by every splice of the
+// process (libuv calls alloc, read and the read callback back to back for one stream, and
+// the callback copies the bytes into lwIP before returning); only bytes lwIP refused are
+// kept per splice (pending_to_carrier_), and that storage is freed once they are sent.
 #pragma once
 
 #include <uv.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -65,6 +72,8 @@ class KernelSplice final : public TcpConnection::Handler {
   void start_if_ready();
   void kernel_data(const uint8_t* data, size_t length);
   void pump_to_carrier();
+  void start_kernel_reads();
+  void pause_kernel_reads();
   void write_to_kernel(PbufPtr data);
   void maybe_shutdown_kernel();
   void maybe_finish();
@@ -91,10 +100,11 @@ class KernelSplice final : public TcpConnection::Handler {
   bool teardown_scheduled_ = false;
   bool kernel_open_ = false;  // initialized and its close callback has not run yet
 
-  std::vector<uint8_t> read_buffer_;
   std::vector<uint8_t> pending_to_carrier_;
   size_t pending_offset_ = 0;
-  std::deque<PbufPtr> waiting_for_kernel_;  // carrier data that arrived before the backend connected
+  // Carrier data that arrived before the backend connected (a vector: an empty deque
+  // allocates ~600 bytes, per idle splice).
+  std::vector<PbufPtr> waiting_for_kernel_;
   size_t kernel_writes_in_flight_ = 0;
 };
 
