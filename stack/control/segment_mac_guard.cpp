@@ -53,8 +53,11 @@ SegmentMacGuard::~SegmentMacGuard() {
 
 std::string SegmentMacGuard::counters_text() const {
   const auto& c = counters_;
-  return fmt::format("segment MAC: connections {}, signed {}, verified {}, dropped missing {} bad {}",
-                     c.protected_connections, c.signed_segments, c.verified_segments, c.dropped_missing, c.dropped_bad);
+  return fmt::format(
+      "segment MAC: connections {}, signed {}, verified {}, dropped missing {} bad {}; adopted {} rebound {} "
+      "rekeyed {}",
+      c.protected_connections, c.signed_segments, c.verified_segments, c.dropped_missing, c.dropped_bad, c.adopted,
+      c.rebound, c.rekeyed);
 }
 
 void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::span<const uint8_t, 64> handshake_hash,
@@ -67,6 +70,7 @@ void SegmentMacGuard::protect(const tcp_pcb* pcb, uint64_t connection_id, std::s
     ++counters_.protected_connections;
   } else if (entry.connection_id == connection_id && entry.outbound == outbound && entry.key) {
     // A rollover: the peer may not have the new key yet (see the header).
+    ++counters_.rekeyed;
     if (!entry.sign_with_previous || !entry.previous_key) entry.previous_key = std::move(entry.key);
     entry.sign_with_previous = outbound == crypto::SegmentDirection::client_to_server;
   } else {
@@ -133,6 +137,7 @@ bool SegmentMacGuard::rebind(const FlowKey& from, const FlowKey& to) {
   auto it = flows_.find(from);
   if (it == flows_.end()) return false;
   if (from == to) return true;
+  ++counters_.rebound;
   Entry entry = std::move(it->second);
   flows_.erase(it);
   flows_.insert_or_assign(to, std::move(entry));

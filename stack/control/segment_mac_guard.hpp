@@ -49,6 +49,8 @@ struct SegmentMacCounters {
   uint64_t adopted = 0;           // states taken over from a snapshot
   uint64_t verified_previous_key = 0;  // verified under the key a re-registration replaced
   uint64_t handover_passed = 0;   // unsigned handover segments left to the handover stage
+  uint64_t rebound = 0;           // protected flows that followed their connection to a new path
+  uint64_t rekeyed = 0;           // re-registrations of a protected connection (key rollover)
 };
 
 class SegmentMacGuard final : public InputFilter, public OutputRewriter {

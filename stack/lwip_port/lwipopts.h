@@ -104,7 +104,6 @@
 /* Hooks: the input filter chain sees every IPv4 packet before lwIP does, and initial
  * sequence numbers come from the OS CSPRNG, not lwIP's predictable counter. */
 #define LWIP_HOOK_FILENAME "roam_lwip_hooks.h"
-#define LWIP_HOOK_IP4_INPUT(p, inp) roam_lwip_ip4_input_hook((p), (inp))
 #define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) \
   roam_lwip_tcp_isn((local_ip), (local_port), (remote_ip), (remote_port))
 

@@ -103,6 +103,9 @@ void Exporter::start(TransferLink& link, uint64_t now_ms) {
       record(session, pcb, SessionOutcome::failed, snapshot.error());
       continue;
     }
+    // The connection's segment-MAC key travels with it: protected from its first packet
+    // at the new host, without waiting for the client to register there.
+    if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(pcb);
     record(session, pcb, SessionOutcome::failed, "not answered");  // until the target answers
     in_flight_.push_back({session, pcb, report_.sessions.size() - 1, client, false});
     // One buffer from snapshot to socket: at a 4 MiB window every copy of it costs

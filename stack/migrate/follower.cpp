@@ -369,14 +369,22 @@ void Follower::on_acm(Server& server, ChannelConnection& channel, const control:
 void Follower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
                       const std::optional<crypto::HandoverToken>& token) {
   if (pcbs.empty()) return;
+  // The segment-MAC key moves with the connection (the new server got it in the
+  // snapshot): rebind before the rewrite, whose restarted transmission must be signed.
+  if (segment_mac_) {
+    for (tcp_pcb* pcb : pcbs) {
+      FlowKey to = flow_of(pcb);
+      to.remote = new_address;
+      if (new_port != 0) to.remote_port = new_port;
+      segment_mac_->rebind(flow_of(pcb), to);
+    }
+  }
   // With a handover the connections stay silent until their SYN-ACK is in.
   auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port, !token);
   counters_.connections_moved += old_flows.size();
   uint64_t now = uv_hrtime();
   uint64_t batch = tracker_.open_batch(endpoint_string(new_address, pcbs.front()->remote_port), pcbs.size(), now);
   for (size_t i = 0; i < old_flows.size(); ++i) {
-    // The new server signs with keys from its own channel, once we registered there.
-    if (segment_mac_) segment_mac_->forget(old_flows[i]);
     guard_.silence(old_flows[i]);
     FlowKey moved = flow_of(pcbs[i]);
     guard_.unsilence(moved);  // a flow may come back to a server it once left

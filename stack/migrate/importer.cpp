@@ -47,6 +47,10 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   auto snapshot = wire::decode_snapshot(payload->snapshot);
   if (!snapshot) return refuse(std::string("bad snapshot: ") + wire::snapshot_error_name(snapshot.error()));
   if (!table_.kinds().knows(payload->kind)) return refuse("unknown session kind '" + payload->kind + "'");
+  // A protected connection must stay protected: the client keeps signing and would drop
+  // this host's unsigned segments.
+  if (snapshot->segment_mac && segment_mac_ == nullptr)
+    return refuse("the connection uses the segment MAC and this server does not (--segment-mac)");
   const IpAddress& local = own_address(snapshot->remote_address.version);
   if (local.version != snapshot->remote_address.version) return refuse("no address of the client's family here");
   auto pcb = import_pcb(*snapshot, local);
@@ -55,6 +59,7 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   // Parked first: nothing the new session sends while it starts may leave before the
   // client is on the new path (the client would answer it with RST).
   FlowKey key = flow_of(*pcb);
+  if (snapshot->segment_mac) segment_mac_->adopt(*pcb, *snapshot->segment_mac);
   // The session is known only once built; the unpark callback may not run before that.
   auto arrived = std::make_shared<MovableSession*>(nullptr);
   guard_.park(key, *pcb, [this, arrived, id] {
@@ -66,6 +71,7 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
                                      table_.finished_callback(), error);
   if (!session) {
     guard_.forget_parked(key);
+    if (segment_mac_ != nullptr) segment_mac_->forget(key);
     discard_imported_pcb(*pcb);
     return refuse(error);
   }
@@ -85,6 +91,7 @@ tcp_pcb* Importer::rebind_parked(const FlowKey& parked, const IpAddress& client,
   moved.remote = client;
   moved.remote_port = port;
   tcp_pcb* pcb = guard_.repark(parked, moved);
+  if (pcb != nullptr && segment_mac_ != nullptr && !(moved == parked)) segment_mac_->rebind(parked, moved);
   if (pcb != nullptr && !(moved == parked))
     logger("migrate")->debug("{}: the client's NAT presents it as {}", parked.to_string(),
                              endpoint_string(client, port));
@@ -116,6 +123,7 @@ uint64_t Importer::on_time(uint64_t now_ms) {
     ++counters_.parked_expired;
     logger("migrate")->info("{}: the client never arrived; dropping the imported session", flow_of(pcb).to_string());
     guard_.forget_parked(flow_of(pcb));
+    if (segment_mac_ != nullptr) segment_mac_->forget(flow_of(pcb));
     responder_.forget(connection_id(pcb));
     session->freeze();
     if (tcp_pcb* released = session->release_pcb()) discard_imported_pcb(released);

@@ -201,6 +201,10 @@ void MigrationService::register_counters() {
   r.add("node", "rx_filtered", &n.rx_filtered);
   r.add("node", "tx_packets", &n.tx_packets);
   r.add("node", "tx_filtered", &n.tx_filtered);
+  for (size_t stage = 0; stage < input_stage_count; ++stage)
+    r.add("node", "rx_dropped_" + std::string(to_string(static_cast<InputStage>(stage))),
+          &n.rx_filtered_by_stage[stage]);
+  r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
 }
 
 void MigrationService::shutdown() {
