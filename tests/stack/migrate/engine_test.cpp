@@ -14,6 +14,7 @@
 #include "base/clock.hpp"
 #include "crypto/sodium.hpp"
 #include "stack/connection_id.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/follower.hpp"
 #include "stack/migrate/importer.hpp"
@@ -276,6 +277,38 @@ TEST_CASE("stale, replayed and misaddressed ACMs change no connection") {
   CHECK(e.follower->apply_acm(e.lab.a(), some_key(), good, unix_ms()) != control::AcmVerdict::apply);  // replayed
   CHECK(e.follower->counters().acms_refused == 3);
   e.lab.run([&] { return !e.followed.empty(); });
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("a protected connection is refused by an importer without the segment MAC, and stays") {
+  EngineLab e;
+  roam::SegmentMacGuard mac(*e.lab.node);
+  tcp_pcb* server_pcb = e.table.sessions().front()->pcb();
+  std::array<uint8_t, 64> handshake_hash{};
+  handshake_hash.fill(5);
+  mac.protect(server_pcb, roam::connection_id(server_pcb), handshake_hash,
+              roam::crypto::SegmentDirection::server_to_client);
+  roam::migrate::ExportPolicy policy;
+  std::optional<roam::migrate::ExportReport> report;
+  roam::migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, &mac}, policy, "b",
+                                   e.table.sessions(), uv_now(e.lab.node->loop()),
+                                   [&](const roam::migrate::ExportReport& r) { report = r; });
+  exporter.start(e.link, uv_now(e.lab.node->loop()));
+  while (!e.link.answers.empty() && !exporter.finished()) {
+    exporter.on_result(e.link.answers.front());
+    e.link.answers.pop_front();
+  }
+  REQUIRE(report.has_value());
+  CHECK(report->moved == 0);
+  CHECK(report->failed == 1);
+  CHECK(report->error.find("segment MAC") != std::string::npos);
+  CHECK(e.importer->counters().imports_refused == 1);
+  CHECK(e.importer->parked_count() == 0);
+  CHECK(e.table.sessions().size() == 1);
+  CHECK(mac.state_of(server_pcb).has_value());  // still protected where it is
 }
 
 }  // namespace
