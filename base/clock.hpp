@@ -17,7 +17,4 @@ inline uint64_t unix_ms() {
           .count());
 }
 
-// A deadline in loop milliseconds; `never` when a state machine has nothing to do.
-inline constexpr uint64_t never = UINT64_MAX;
-
 }  // namespace roam

@@ -56,10 +56,4 @@ std::vector<std::pair<std::string, uint64_t>> CounterRegistry::read() const {
   return out;
 }
 
-uint64_t CounterRegistry::value(std::string_view name) const {
-  for (const auto& e : entries_)
-    if (e.name == name) return e.read();
-  return UINT64_MAX;
-}
-
 }  // namespace roam

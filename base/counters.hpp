@@ -31,8 +31,6 @@ class CounterRegistry {
   // unless `all`.
   std::string to_text(std::string_view group, bool all = false) const;
   std::vector<std::pair<std::string, uint64_t>> read() const;
-  // The value of one counter, or nullopt-like UINT64_MAX when unknown (tests).
-  uint64_t value(std::string_view name) const;
 
  private:
   struct Entry {

@@ -14,11 +14,6 @@ struct netif;
 struct tcp_pcb;
 union ip_addr_u;
 
-/* LWIP_HOOK_IP4_INPUT: always 0 (lwIP goes on with the packet). The Node runs its input
- * stages for IPv4 and IPv6 alike before netif->input, so nothing needs this hook; it stays
- * only while lwipopts.h still names it. */
-int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp);
-
 /* TCP segmentation offload (cmake/LwipPatches.cmake, patch "TSO segments"). The Node
  * registers a function telling how many TCP payload bytes one segment may carry on a
  * netif whose link cuts segments itself (0: the link does not, segments stay one MSS). */

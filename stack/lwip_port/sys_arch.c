@@ -27,12 +27,6 @@ u32_t roam_lwip_rand(void) {
   return value;
 }
 
-int roam_lwip_ip4_input_hook(struct pbuf* p, struct netif* inp) {
-  (void)p;
-  (void)inp;
-  return 0;
-}
-
 static roam_lwip_tso_limit_fn tso_limit_fn = 0;
 u16_t roam_lwip_tcp_tx_mss = 0;
 

@@ -64,6 +64,8 @@ class ChangeoverTracker {
   void heard(const FlowKey& flow, uint64_t now_ns);
   // The connection ended before it was heard (or before its handover ended).
   void gone(const FlowKey& flow, uint64_t now_ns);
+  // A connection of `batch` that is no longer followed ended unheard.
+  void ended(uint64_t batch, uint64_t now_ns) { count(batch, false, now_ns); }
   // Runs due pokes; returns the next deadline (UINT64_MAX: nothing to wait for).
   uint64_t on_time(uint64_t now_ns, const PokeFn& poke);
   // The batch `flow` belongs to while its handover runs, 0 if none.

@@ -51,7 +51,7 @@ SessionReport& Exporter::record(MovableSession* session, tcp_pcb* pcb, SessionOu
   return report_.sessions.back();
 }
 
-void Exporter::start(TransferLink& link, uint64_t now_ms) {
+void Exporter::start(TransferLink& link) {
   if (started_ || finished_) return;
   started_ = true;
   for (MovableSession* session : candidates_) {
@@ -122,7 +122,6 @@ void Exporter::start(TransferLink& link, uint64_t now_ms) {
     finish_frame(frame);
     link.send_session(std::move(frame));
   }
-  (void)now_ms;
   if (in_flight_.empty()) finish();
 }
 

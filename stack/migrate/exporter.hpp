@@ -5,7 +5,7 @@
 // target, and feeds it the target's answers and the time. It owns no socket and no timer.
 // Loop thread only.
 //
-//   start(link, now)   for each candidate: skip what cannot move (ending, not ESTABLISHED,
+//   start(link)        for each candidate: skip what cannot move (ending, not ESTABLISHED,
 //                      parked here, too young: closed, no client to tell), else freeze the
 //                      app and the pcb, silence its flow, capture the snapshot and send it
 //   on_result(r)       the target's answer for the next session sent, in order: ok -> free
@@ -123,7 +123,7 @@ class Exporter {
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
 
-  void start(TransferLink& link, uint64_t now_ms);
+  void start(TransferLink& link);
   void on_result(const SessionResult& result);
   // Also for an answer that could not be decoded (counted by the caller).
   void abandon(const std::string& reason);

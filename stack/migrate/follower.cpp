@@ -290,7 +290,7 @@ void Follower::on_housekeeping() {
 void Follower::on_message(Server& server, ChannelConnection& channel, const control::Message& message) {
   if (!server.trusted) return;
   if (const auto* acm = std::get_if<control::AddressChange>(&message)) {
-    on_acm(server, channel, *acm);
+    on_acm(channel, *acm);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
   }
@@ -351,7 +351,7 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
   return decision.verdict;
 }
 
-void Follower::on_acm(Server& server, ChannelConnection& channel, const control::AddressChange& acm) {
+void Follower::on_acm(ChannelConnection& channel, const control::AddressChange& acm) {
   auto verdict = apply_acm(channel.peer_address(), channel.channel().remote_static(), acm, unix_ms());
   if (verdict != control::AcmVerdict::apply) {
     channel.send(control::Ack{acm.sequence, control::AckStatus::refused});
@@ -363,7 +363,6 @@ void Follower::on_acm(Server& server, ChannelConnection& channel, const control:
   next.register_all = true;
   open_channel(next);
   register_connections(next);
-  (void)server;
 }
 
 void Follower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
@@ -418,8 +417,7 @@ void Follower::on_handover_done(const FlowKey& flow, bool answered) {
                             migrate::HandoverInitiator::max_syns);
   tcp_pcb* pcb = find_active_pcb(flow);
   if (pcb == nullptr) {  // it ended meanwhile
-    tracker_.await(flow, batch, uv_hrtime());
-    tracker_.gone(flow, uv_hrtime());
+    tracker_.ended(batch, uv_hrtime());
     return;
   }
   migrate::restart_transmission(pcb);

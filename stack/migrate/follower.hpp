@@ -97,7 +97,7 @@ class Follower {
   void open_channel(Server& server);
   void on_established(Server& server, ChannelConnection& channel);
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
-  void on_acm(Server& server, ChannelConnection& channel, const control::AddressChange& acm);
+  void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void count_refusal(control::AcmVerdict verdict);

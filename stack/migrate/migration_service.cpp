@@ -346,7 +346,7 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
   };
   if (!transfer_->connect(reinterpret_cast<const sockaddr*>(&address), [this](FrameStream& s) {
         StreamTransfer link(s);
-        if (exporter_) exporter_->start(link, uv_now(node_.loop()));
+        if (exporter_) exporter_->start(link);
       })) {
     exporter_->abandon("cannot connect to " + request.target);
   }

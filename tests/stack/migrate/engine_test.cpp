@@ -123,7 +123,7 @@ struct EngineLab {
     migrate::Exporter exporter({*lab.node, table, old_guard, directory, nullptr}, policy, "b", table.sessions(),
                                uv_now(lab.node->loop()), [this](const migrate::ExportReport& r) { report = r; });
     if (connect_ok) {
-      exporter.start(link, uv_now(lab.node->loop()));
+      exporter.start(link);
       while (!link.answers.empty() && !exporter.finished()) {
         exporter.on_result(link.answers.front());
         link.answers.pop_front();
@@ -228,7 +228,7 @@ TEST_CASE("a move whose target cannot be reached or never answers leaves every s
   uint64_t now = uv_now(e.lab.node->loop());
   migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, nullptr}, policy, "b",
                              e.table.sessions(), now, [&](const migrate::ExportReport& r) { report = r; });
-  exporter.start(blackhole, now);
+  exporter.start(blackhole);
   CHECK(blackhole.sent == 1);
   CHECK(exporter.on_time(now + 50) == now + 100);
   CHECK_FALSE(report.has_value());
@@ -296,7 +296,7 @@ TEST_CASE("a protected connection is refused by an importer without the segment 
   roam::migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, &mac}, policy, "b",
                                    e.table.sessions(), uv_now(e.lab.node->loop()),
                                    [&](const roam::migrate::ExportReport& r) { report = r; });
-  exporter.start(e.link, uv_now(e.lab.node->loop()));
+  exporter.start(e.link);
   while (!e.link.answers.empty() && !exporter.finished()) {
     exporter.on_result(e.link.answers.front());
     e.link.answers.pop_front();
