@@ -76,24 +76,22 @@ def cpu_ms(pid):
         return None
 
 
+def proc_kib_field(path, field):
+    """The value of a "Field:   N kB" line of a /proc file, in bytes; None when absent."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def memory_bytes(pid):
     """(Pss from smaps_rollup, VmRSS) in bytes; Pss is None where smaps_rollup is missing."""
-    pss = rss = None
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    pss = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return pss, rss
+    return (proc_kib_field("/proc/%d/smaps_rollup" % pid, "Pss"),
+            proc_kib_field("/proc/%d/status" % pid, "VmRSS"))
 
 
 def kernel_memory():
