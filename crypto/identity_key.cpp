@@ -94,7 +94,7 @@ std::string IdentityKey::secret_base64() const {
   return to_base64(secret_.span());
 }
 
-Result<IdentityKey, KeyError> IdentityKey::load(const std::string& path) {
+Result<SecretBytes<key_bytes>, KeyError> load_secret_file(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return unexpected(KeyError::file_unreadable);
   struct stat info {};
@@ -106,7 +106,7 @@ Result<IdentityKey, KeyError> IdentityKey::load(const std::string& path) {
     ::close(fd);
     return unexpected(KeyError::file_too_open);
   }
-  // Read into secret memory: the file holds the private key.
+  // Read into secret memory: the file holds a private key.
   SecretBytes<max_key_file_bytes> text;
   ssize_t n;
   do {
@@ -114,14 +114,26 @@ Result<IdentityKey, KeyError> IdentityKey::load(const std::string& path) {
   } while (n < 0 && errno == EINTR);
   ::close(fd);
   if (n <= 0 || static_cast<size_t>(n) == max_key_file_bytes) return unexpected(KeyError::bad_base64);
-  return from_base64(std::string_view(reinterpret_cast<const char*>(text.data()), static_cast<size_t>(n)));
+  SecretBytes<key_bytes> secret;
+  if (!decode_key(std::string_view(reinterpret_cast<const char*>(text.data()), static_cast<size_t>(n)), secret.data()))
+    return unexpected(KeyError::bad_base64);
+  return secret;
 }
 
-Result<Ok, KeyError> IdentityKey::save(const std::string& path) const {
+Result<IdentityKey, KeyError> IdentityKey::load(const std::string& path) {
+  auto secret = load_secret_file(path);
+  if (!secret) return unexpected(secret.error());
+  IdentityKey key;
+  key.secret_ = std::move(*secret);
+  key.derive_public();
+  return key;
+}
+
+Result<Ok, KeyError> save_secret_file(const std::string& path, std::span<const uint8_t, key_bytes> secret) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return unexpected(errno == EEXIST ? KeyError::file_exists : KeyError::file_unwritable);
   fchmod(fd, 0600);  // whatever the umask made of it
-  std::string line = secret_base64() + "\n";
+  std::string line = to_base64(secret) + "\n";
   bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
   sodium_memzero(line.data(), line.size());
   ok = ::close(fd) == 0 && ok;
@@ -130,6 +142,10 @@ Result<Ok, KeyError> IdentityKey::save(const std::string& path) const {
     return unexpected(KeyError::file_unwritable);
   }
   return Ok{};
+}
+
+Result<Ok, KeyError> IdentityKey::save(const std::string& path) const {
+  return save_secret_file(path, secret_.span());
 }
 
 }  // namespace roam::crypto

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -51,6 +52,12 @@ class IdentityKey {
 };
 
 std::string to_base64(std::span<const uint8_t> bytes);
+
+// A file holding one 32-byte secret as a base64 line (an identity key, a pool signing
+// key), refused when group or others may read or write it; written 0600, never over an
+// existing file.
+Result<SecretBytes<key_bytes>, KeyError> load_secret_file(const std::string& path);
+Result<Ok, KeyError> save_secret_file(const std::string& path, std::span<const uint8_t, key_bytes> secret);
 // Exactly 32 bytes of base64 (standard alphabet, padded), whitespace around it ignored.
 std::optional<PublicKey> public_key_from_base64(std::string_view text);
 
