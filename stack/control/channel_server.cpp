@@ -44,7 +44,8 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
   ++counters_.channels_accepted;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
-      control::Hello{control::protocol_version, host_id_, guard_ != nullptr ? capability_segment_mac : 0});
+      control::Hello{control::protocol_version, host_id_, guard_ != nullptr ? capability_segment_mac : 0,
+                     hello_credential_});
   ChannelConnection::Callbacks callbacks;
   callbacks.on_established = [this](ChannelConnection& c) {
     ++counters_.channels_established;

@@ -59,6 +59,9 @@ class ChannelServer {
   ChannelServer& operator=(const ChannelServer&) = delete;
 
   void shutdown();
+  // What this server shows clients in its HELLO: its pool membership certificate, so
+  // they know which pool's members they may follow it to (empty: in no pool).
+  void set_hello_credential(std::vector<uint8_t> credential) { hello_credential_ = std::move(credential); }
 
   // The established channel whose client registered this connection id, or nullptr.
   ChannelConnection* channel_for(uint64_t connection_id);
@@ -95,6 +98,7 @@ class ChannelServer {
   Node& node_;
   const crypto::IdentityKey& key_;
   std::string host_id_;
+  std::vector<uint8_t> hello_credential_;
   SegmentMacGuard* guard_;
   std::unique_ptr<TcpListener> listener_;
   std::map<ChannelConnection*, Entry> channels_;

@@ -68,6 +68,9 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
     m.handover_token.emplace();
     std::memcpy(m.handover_token->data(), token.data(), token_length);
   }
+  auto credential = r.take(r.u8());
+  if (r.failed()) return unexpected(MessageError::truncated);
+  m.target_credential.assign(credential.begin(), credential.end());
   if (m.old_address == m.new_address && (m.new_port == 0 || m.new_port == m.old_port))
     return unexpected(MessageError::bad_field);  // a move to where it already is
   return Message{std::move(m)};
@@ -99,13 +102,15 @@ std::vector<uint8_t> encode_message(const Message& message) {
   size_t ids = 0;
   if (const auto* acm = std::get_if<AddressChange>(&message)) ids = acm->connection_ids.size();
   if (const auto* reg = std::get_if<RegisterConnections>(&message)) ids = reg->connection_ids.size();
-  out.reserve(300 + ids * 8);
+  out.reserve(600 + ids * 8);
   if (const auto* hello = std::get_if<Hello>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::hello));
     put_u16(out, hello->version);
     put_u8(out, static_cast<uint8_t>(hello->host_id.size()));
     put_bytes(out, reinterpret_cast<const uint8_t*>(hello->host_id.data()), hello->host_id.size());
     put_u32(out, hello->capabilities);
+    put_u8(out, static_cast<uint8_t>(hello->credential.size()));
+    put_bytes(out, hello->credential.data(), hello->credential.size());
   } else if (const auto* acm = std::get_if<AddressChange>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::acm));
     put_u64(out, acm->sequence);
@@ -121,6 +126,8 @@ std::vector<uint8_t> encode_message(const Message& message) {
     for (uint64_t id : acm->connection_ids) put_u64(out, id);
     put_u8(out, acm->handover_token ? static_cast<uint8_t>(handover_token_bytes) : 0);
     if (acm->handover_token) put_bytes(out, acm->handover_token->data(), acm->handover_token->size());
+    put_u8(out, static_cast<uint8_t>(acm->target_credential.size()));
+    put_bytes(out, acm->target_credential.data(), acm->target_credential.size());
   } else if (const auto* ack = std::get_if<Ack>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::ack));
     put_u64(out, ack->sequence);
@@ -149,7 +156,9 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       m.version = r.u16();
       m.host_id = r.text(r.u8());
       m.capabilities = r.u32();
+      auto credential = r.take(r.u8());
       if (r.failed()) return unexpected(MessageError::truncated);
+      m.credential.assign(credential.begin(), credential.end());
       if (m.version == 0 || !valid_host_id(m.host_id)) return unexpected(MessageError::bad_field);
       result = Message{std::move(m)};
       break;

@@ -6,12 +6,17 @@
 //
 // Layout (big-endian): u8 type | body
 //   HELLO  u16 version | u8 id length | host id | u32 capabilities
+//          | u8 credential length | credential (a server's pool membership certificate,
+//                                                crypto/pool_certificate.hpp; 0: none)
 //   ACM    u64 sequence | 16-byte nonce | u64 issued_at_ms (Unix) | u8 scope
 //          | u8 ip version | old address | new address | u16 old port | u16 new port
 //          | u16 count | count x u64 connection id      (scope connections: count >= 1;
 //                                                        scope global: count 0)
 //          | u8 token length (0 or 32) | handover token (the NAT handover's key for
 //                                                        these connections; 0: none)
+//          | u8 credential length | the target server's pool membership certificate
+//                                   (the client follows only toward a member of the
+//                                    pool its server belongs to; 0: none)
 //   ACK    u64 sequence | u8 status (0 applied, 1 refused)
 //   ERROR  u16 code | u8 text length | text
 //   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
@@ -34,7 +39,7 @@
 
 namespace roam::control {
 
-inline constexpr uint16_t protocol_version = 1;
+inline constexpr uint16_t protocol_version = 2;  // 2: credentials in HELLO and ACM
 inline constexpr size_t max_connection_ids = 4096;  // a bigger move sends several ACMs
 inline constexpr size_t max_host_id = 64;
 inline constexpr size_t max_error_text = 255;
@@ -46,6 +51,7 @@ struct Hello {
   uint16_t version = protocol_version;
   std::string host_id;
   uint32_t capabilities = 0;
+  std::vector<uint8_t> credential;  // at most 255 bytes
   bool operator==(const Hello&) const = default;
 };
 
@@ -66,6 +72,8 @@ struct AddressChange {
   // The key of the synthetic handshake the client sends the new server (absent: the old
   // server does not use the handover; crypto/handover_mac.hpp).
   std::optional<std::array<uint8_t, handover_token_bytes>> handover_token;
+  // The target's pool membership certificate (at most 255 bytes; empty: none).
+  std::vector<uint8_t> target_credential;
   bool operator==(const AddressChange&) const = default;
 };
 

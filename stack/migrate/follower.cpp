@@ -156,7 +156,7 @@ void Follower::open_channel(Server& server) {
   std::string host_id = options_.host_id.empty() ? "client" : options_.host_id;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
-      control::Hello{control::protocol_version, host_id, segment_mac_ ? capability_segment_mac : 0});
+      control::Hello{control::protocol_version, host_id, segment_mac_ ? capability_segment_mac : 0, {}});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };

@@ -40,6 +40,54 @@ bool FrameStream::accept_from(uv_stream_t* server) {
   uv_tcp_nodelay(socket_.get(), 1);
   open_ = true;
   start_reading();
+  start_handshake();
+  return true;
+}
+
+void FrameStream::secure(std::unique_ptr<crypto::NoiseStream> noise, AuthenticatedFn on_authenticated) {
+  noise_ = std::move(noise);
+  on_authenticated_ = std::move(on_authenticated);
+}
+
+void FrameStream::start_handshake() {
+  if (!noise_) return;
+  auto first = noise_->start();
+  if (!first.empty()) write_bytes(std::move(first));
+}
+
+// Feeds transport bytes through the Noise stream; the plaintext goes to the frame reader.
+// False when the stream ended (failed, refused or destroyed by a callback).
+bool FrameStream::feed_secured(std::span<const uint8_t> bytes) {
+  std::vector<uint8_t> to_send, plaintext;
+  bool was_established = noise_->established();
+  auto fed = noise_->feed(bytes, to_send, plaintext);
+  if (!to_send.empty()) write_bytes(std::move(to_send));
+  if (!fed) {
+    fail(crypto::noise_stream_error_name(fed.error()));
+    return false;
+  }
+  if (!was_established && noise_->established()) {
+    std::shared_ptr<bool> alive = alive_;
+    bool accepted = on_authenticated_ ? on_authenticated_(*this) : true;
+    if (!*alive || !open_) return false;
+    if (!accepted) {
+      fail("peer not authorized");
+      return false;
+    }
+    authenticated_ = true;
+    if (!unsent_plaintext_.empty()) {
+      std::vector<uint8_t> queued = std::move(unsent_plaintext_);
+      unsent_plaintext_.clear();
+      send_frame(std::move(queued));
+    }
+    if (on_connected_) {
+      auto connected = std::move(on_connected_);
+      on_connected_ = nullptr;
+      connected(*this);
+      if (!*alive || !open_) return false;
+    }
+  }
+  if (!plaintext.empty()) reader_.feed(plaintext);
   return true;
 }
 
@@ -66,6 +114,10 @@ void FrameStream::on_connect(uv_connect_t* raw, int status) noexcept {
   uv_tcp_nodelay(self->socket_.get(), 1);
   self->open_ = true;
   self->start_reading();
+  if (self->noise_) {
+    self->start_handshake();  // on_connected runs once the peer is authenticated
+    return;
+  }
   if (self->on_connected_) self->on_connected_(*self);
 }
 
@@ -92,8 +144,13 @@ void FrameStream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
     return;
   }
   if (nread == 0) return;
-  self->reader_.feed({reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread)});
   std::shared_ptr<bool> alive = self->alive_;
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
+  if (self->noise_) {
+    if (!self->feed_secured(bytes)) return;
+  } else {
+    self->reader_.feed(bytes);
+  }
   while (*alive && self->open_) {
     auto next = self->reader_.next();
     if (!next) {
@@ -119,7 +176,25 @@ void FrameStream::send(migrate::FrameType type, std::span<const uint8_t> payload
 
 void FrameStream::send_frame(std::vector<uint8_t> frame) {
   if (!open_) return;
-  auto* write = new Write{{}, std::move(frame), this, alive_};
+  if (noise_) {
+    if (!noise_->established() || !authenticated_) {
+      unsent_plaintext_.insert(unsent_plaintext_.end(), frame.begin(), frame.end());
+      return;
+    }
+    std::vector<uint8_t> sealed;
+    sealed.reserve(frame.size() + frame.size() / crypto::noise_stream_max_plaintext * 18 + 18);
+    if (!noise_->seal(frame, sealed)) {
+      fail("cannot seal a frame");
+      return;
+    }
+    frame = std::move(sealed);
+  }
+  write_bytes(std::move(frame));
+}
+
+void FrameStream::write_bytes(std::vector<uint8_t> bytes) {
+  if (!open_) return;
+  auto* write = new Write{{}, std::move(bytes), this, alive_};
   uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(write->bytes.data()), static_cast<unsigned>(write->bytes.size()));
   if (uv_write(&write->request, socket_.stream(), &buf, 1, &FrameStream::on_written) != 0) {
     delete write;

@@ -2,6 +2,12 @@
 // (stack/migrate/control_frame.hpp): roamctl <-> server and server <-> server. Owned by
 // whoever created it; the stream reports each frame and its end through callbacks, never
 // from inside its destructor. Loop thread only.
+//
+// A secured stream (secure(), the control port) runs a Noise XX handshake first
+// (crypto/noise_stream.hpp) and carries the frames inside its records. Nothing is
+// delivered, and for an initiator on_connected does not run, until the handshake is done
+// and the owner's on_authenticated accepted the peer's key and credential; frames sent
+// before that wait, encrypted once the keys exist.
 #pragma once
 
 #include <uv.h>
@@ -11,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto/noise_stream.hpp"
 #include "stack/migrate/control_frame.hpp"
 #include "base/uv_handle.hpp"
 
@@ -22,11 +29,21 @@ class FrameStream {
   // Called once: the peer closed, an I/O error, or a malformed frame. `reason` says which.
   using ClosedFn = std::function<void(FrameStream&, const std::string& reason)>;
   using ConnectedFn = std::function<void(FrameStream&)>;
+  // The handshake finished: whether the owner accepts this peer (false closes the stream).
+  using AuthenticatedFn = std::function<bool(FrameStream&)>;
 
   FrameStream(uv_loop_t* loop, FrameFn on_frame, ClosedFn on_closed);
   ~FrameStream();
   FrameStream(const FrameStream&) = delete;
   FrameStream& operator=(const FrameStream&) = delete;
+
+  // Before accept_from or connect: run the Noise handshake first and carry frames in it.
+  void secure(std::unique_ptr<crypto::NoiseStream> noise, AuthenticatedFn on_authenticated);
+  bool secured() const { return noise_ != nullptr; }
+  // Secured: the handshake finished and the owner accepted the peer.
+  bool authenticated() const { return authenticated_; }
+  // Secured and authenticated: who is at the other end.
+  const crypto::NoiseStream* noise() const { return noise_.get(); }
 
   // Accepts a pending connection from `server`. Returns false on failure.
   bool accept_from(uv_stream_t* server);
@@ -48,6 +65,9 @@ class FrameStream {
   static void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
   static void on_written(uv_write_t* request, int status) noexcept;
   void start_reading();
+  void start_handshake();
+  bool feed_secured(std::span<const uint8_t> bytes);
+  void write_bytes(std::vector<uint8_t> bytes);
   void fail(const std::string& reason);
 
   uv_loop_t* loop_;
@@ -56,6 +76,10 @@ class FrameStream {
   ClosedFn on_closed_;
   ConnectedFn on_connected_;
   migrate::FrameReader reader_;
+  std::unique_ptr<crypto::NoiseStream> noise_;
+  AuthenticatedFn on_authenticated_;
+  std::vector<uint8_t> unsent_plaintext_;  // frames sent before the handshake finished
+  bool authenticated_ = false;
   std::vector<uint8_t> read_buffer_;
   // Shared with in-flight requests: a request completing after destruction sees it false.
   std::shared_ptr<bool> alive_;

@@ -26,9 +26,9 @@ struct Pair {
   crypto::IdentityKey client_key = crypto::IdentityKey::generate();
   crypto::IdentityKey server_key = crypto::IdentityKey::generate();
   control::ControlChannel client{crypto::NoisePattern::xx, crypto::NoiseRole::initiator, client_key,
-                                 control::Hello{control::protocol_version, "client", 0}};
+                                 control::Hello{control::protocol_version, "client", 0, {}}};
   control::ControlChannel server{crypto::NoisePattern::xx, crypto::NoiseRole::responder, server_key,
-                                 control::Hello{control::protocol_version, "server", 0}};
+                                 control::Hello{control::protocol_version, "server", 0, {}}};
   Pair() {
     std::vector<uint8_t> to_server = client.start(), to_client;
     for (int round = 0; round < 4 && !(client.established() && server.established()); ++round) {
@@ -69,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   static crypto::IdentityKey responder_key = crypto::IdentityKey::generate();
   control::ControlChannel fresh(crypto::NoisePattern::xx, crypto::NoiseRole::responder, responder_key,
-                                control::Hello{control::protocol_version, "server", 0});
+                                control::Hello{control::protocol_version, "server", 0, {}});
   fresh.feed(bytes.first(cut));
   drain(fresh);
   fresh.feed(bytes.subspan(cut));

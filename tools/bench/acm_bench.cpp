@@ -40,9 +40,9 @@ const crypto::IdentityKey& server_key() {
 
 struct Pair {
   control::ControlChannel client{crypto::NoisePattern::xx, crypto::NoiseRole::initiator, client_key(),
-                                 control::Hello{control::protocol_version, "client", 0}};
+                                 control::Hello{control::protocol_version, "client", 0, {}}};
   control::ControlChannel server{crypto::NoisePattern::xx, crypto::NoiseRole::responder, server_key(),
-                                 control::Hello{control::protocol_version, "server", 0}};
+                                 control::Hello{control::protocol_version, "server", 0, {}}};
 
   static void pump(control::ControlChannel& to, std::vector<uint8_t>& bytes, std::vector<uint8_t>& replies) {
     to.feed(bytes);

@@ -24,11 +24,11 @@ struct Pair {
   explicit Pair(crypto::NoisePattern pattern = crypto::NoisePattern::xx,
                 std::optional<crypto::PublicKey> server_static = std::nullopt)
       : client(pattern, crypto::NoiseRole::initiator, client_key,
-               control::Hello{control::protocol_version, "client", 0},
+               control::Hello{control::protocol_version, "client", 0, {}},
                pattern == crypto::NoisePattern::ik ? (server_static ? server_static : server_key.public_key())
                                                    : std::nullopt),
         server(pattern, crypto::NoiseRole::responder, server_key,
-               control::Hello{control::protocol_version, "server", 7}) {}
+               control::Hello{control::protocol_version, "server", 7, {}}) {}
 
   // Feeds `bytes` to `to` and collects what it says back and the messages it yields;
   // returns the errors it reported.
@@ -234,7 +234,7 @@ TEST_CASE("fatal: a zero-length frame, a corrupted handshake, a handshake payloa
     // A responder whose HELLO is replaced by another message: the initiator refuses it.
     crypto::IdentityKey client_key = crypto::IdentityKey::generate(), server_key = crypto::IdentityKey::generate();
     ControlChannel client(crypto::NoisePattern::xx, crypto::NoiseRole::initiator, client_key,
-                          control::Hello{control::protocol_version, "client", 0});
+                          control::Hello{control::protocol_version, "client", 0, {}});
     crypto::NoiseHandshake rogue(crypto::NoisePattern::xx, crypto::NoiseRole::responder, server_key,
                                  std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(control::channel_prologue),
                                                           sizeof(control::channel_prologue) - 1));

@@ -28,7 +28,11 @@ std::vector<Message> samples() {
   global.scope = AcmScope::global;
   global.old_port = 0;
   global.connection_ids.clear();
-  return {Hello{1, "server-a", 3},
+  AddressChange certified = sample_acm(true);
+  certified.target_credential.assign(137, 0xA5);
+  return {Hello{1, "server-a", 3, {}},
+          Hello{2, "pool-member", 1, std::vector<uint8_t>(137, 0x5A)},
+          certified,
           sample_acm(false),
           sample_acm(true),
           global,
@@ -105,8 +109,8 @@ TEST_CASE("bad fields are refused") {
   many[count_at + 1] = 0xFF;
   refuse(many, MessageError::oversized);
   // Host ids outside the alphabet, version 0, ack status 2.
-  refuse(encode_message(Hello{1, "bad id", 0}), MessageError::bad_field);
-  refuse(encode_message(Hello{0, "ok", 0}), MessageError::bad_field);
+  refuse(encode_message(Hello{1, "bad id", 0, {}}), MessageError::bad_field);
+  refuse(encode_message(Hello{0, "ok", 0, {}}), MessageError::bad_field);
   refuse({3, 0, 0, 0, 0, 0, 0, 0, 1, 2}, MessageError::bad_field);
   // REGISTER: no ids, id 0, a count beyond the bound.
   refuse({5, 0, 0}, MessageError::bad_field);
