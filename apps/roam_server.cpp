@@ -48,8 +48,17 @@ Change Message on its control channel (clients open one to each server they use)
 Options:
   --listen PORT          carrier port to accept on (default 7000)
   --control IP:PORT      kernel TCP port for roamctl and for sessions arriving from other
-                         servers. NOT authenticated in this version: loopback or a
-                         management network only. Default: none (no moves in or out)
+                         servers. Every connection is a Noise XX handshake; requests
+                         are checked against the peer's key (docs/SECURITY.md).
+                         Default: none (no moves in or out)
+  --operators FILE       the roamctl keys that may start moves and read status: one
+                         base64 public key per line, then an optional comment
+                         (`roamctl genkey --out op.key` prints one). Default: nobody
+  --pool-cert FILE       this server's pool membership: the certificate
+                         `roamctl pool admit` made for its --key. Sessions move only
+                         between members of one pool, and clients follow a move only
+                         to a member. Default: in no pool (no moves in or out)
+  --status-open          answer `roamctl status` from any key, not only operators
   --move-timeout SECONDS a move the target has not fully answered in this time is
                          abandoned and its sessions resume here (default 10)
   --protect-older-than SECONDS
@@ -65,6 +74,9 @@ struct ServerOptions {
   std::string backend;
   std::string root;
   std::string control;
+  std::string operators;
+  std::string pool_certificate;
+  bool status_open = false;
   ChannelOptions channel;
   uint64_t move_timeout_s = 10;
   uint64_t protect_older_than_s = 0;
@@ -89,6 +101,12 @@ ServerOptions parse_arguments(int argc, char** argv) {
       options.root = option_value(argc, argv, i);
     } else if (arg == "--control") {
       options.control = option_value(argc, argv, i);
+    } else if (arg == "--operators") {
+      options.operators = option_value(argc, argv, i);
+    } else if (arg == "--pool-cert") {
+      options.pool_certificate = option_value(argc, argv, i);
+    } else if (arg == "--status-open") {
+      options.status_open = true;
     } else if (arg == "--move-timeout") {
       options.move_timeout_s = parse_number(option_value(argc, argv, i), 3600, "--move-timeout");
       if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
@@ -128,6 +146,9 @@ class Server final : public SessionTable {
     kinds_ = builtin_session_kinds(SessionContext{&node_, options_.root});
     MigrationConfig migration;
     migration.control = options_.control;
+    migration.operators_file = options_.operators;
+    migration.pool_certificate_file = options_.pool_certificate;
+    migration.status_open = options_.status_open;
     migration.channel = options_.channel;
     migration.move_timeout_ms = options_.move_timeout_s * 1000;
     migration.protect_older_than_ms = options_.protect_older_than_s * 1000;

@@ -7,6 +7,7 @@
 
 #include "base/config_error.hpp"
 #include "base/log.hpp"
+#include "base/clock.hpp"
 #include "base/socket_address.hpp"
 #include "stack/connection_id.hpp"
 
@@ -53,6 +54,8 @@ class MigrationService::ChannelDirectory final : public migrate::ClientDirectory
   ChannelDirectory(ChannelServer& channels, MigrationCounters& counters) : channels_(channels), counters_(counters) {}
 
   const void* client_of(uint64_t connection_id) override { return channels_.channel_for(connection_id); }
+  // The current move's target's pool certificate, shown to clients in each ACM.
+  void set_target_credential(std::vector<uint8_t> credential) { target_credential_ = std::move(credential); }
 
   void announce(std::span<const migrate::MovedConnection> moved, const IpAddress& new_address) override {
     using Key = std::tuple<ChannelConnection*, std::string, uint16_t>;
@@ -75,6 +78,7 @@ class MigrationService::ChannelDirectory final : public migrate::ClientDirectory
         acm.old_port = m.old_flow.local_port;
         acm.new_address = new_address.version == m.old_flow.local.version ? new_address : m.old_flow.local;
         acm.new_port = m.old_flow.local_port;
+        acm.target_credential = target_credential_;
       }
       acm.connection_ids.push_back(m.connection_id);
       if (acm.connection_ids.size() == control::max_connection_ids) {
@@ -101,15 +105,36 @@ class MigrationService::ChannelDirectory final : public migrate::ClientDirectory
  private:
   ChannelServer& channels_;
   MigrationCounters& counters_;
+  std::vector<uint8_t> target_credential_;
 };
 
 MigrationService::MigrationService(Node& node, SessionTable& table, MigrationConfig config)
     : node_(node), table_(table), config_(std::move(config)) {
   key_ = load_identity(config_.channel);
+  if (!config_.pool_certificate_file.empty()) {
+    if (config_.channel.key_file.empty())
+      throw ConfigError("--pool-cert needs --key: the certificate names this server's identity key");
+    auto certificate =
+        crypto::load_own_certificate(config_.pool_certificate_file, key_->public_key(), unix_ms() / 1000);
+    if (!certificate) throw ConfigError("bad --pool-cert: " + certificate.error());
+    pool_certificate_ = *certificate;
+    auto encoded = crypto::encode_certificate(*pool_certificate_);
+    credential_.assign(encoded.begin(), encoded.end());
+    logger("migrate")->info("member of pool {}", crypto::to_base64(pool_certificate_->pool));
+  }
+  if (!config_.operators_file.empty()) {
+    auto operators = crypto::AuthorizedKeys::load(config_.operators_file);
+    if (!operators)
+      throw ConfigError(fmt::format("bad --operators '{}'{}: {}", config_.operators_file,
+                                    operators.error().line != 0 ? fmt::format(" line {}", operators.error().line) : "",
+                                    operators.error().reason));
+    operators_ = std::move(operators.value());
+  }
   if (config_.channel.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   channels_ = std::make_unique<ChannelServer>(
       node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
       config_.channel.port, segment_mac_.get());
+  channels_->set_hello_credential(credential_);
   directory_ = std::make_unique<ChannelDirectory>(*channels_, counters_);
   importer_ = std::make_unique<migrate::Importer>(
       node_, table_,
@@ -133,8 +158,9 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   int rc = uv_tcp_bind(control_listener_.get(), reinterpret_cast<const sockaddr*>(&address), 0);
   if (rc == 0) rc = uv_listen(control_listener_.stream(), 64, &MigrationService::on_control_connection);
   if (rc != 0) throw ConfigError("cannot listen on control " + config_.control + ": " + uv_strerror(rc));
-  logger("migrate")->info("control port {} (unauthenticated: keep it on loopback or a management network)",
-                          config_.control);
+  logger("migrate")->info("control port {}: {} operator key(s){}, {}", config_.control,
+                          operators_ ? operators_->size() : 0, config_.status_open ? ", status open to any peer" : "",
+                          pool_certificate_ ? "transfers from pool members" : "in no pool (no moves in or out)");
 }
 
 MigrationService::~MigrationService() {
@@ -163,6 +189,11 @@ void MigrationService::register_counters() {
   r.add_gauge("migrate", "parked", [this] { return importer_->guard().parked_count(); });
   r.add("migrate", "moves_timed_out", &c.moves_timed_out);
   r.add("migrate", "parked_expired", &i.parked_expired);
+  r.add("control", "control_refused", &c.control_refused);
+  r.add("control", "control_handshake_failed", &c.control_handshake_failed);
+  r.add("control", "control_handshake_timeouts", &c.control_handshake_timeouts);
+  r.add("control", "control_over_capacity", &c.control_over_capacity);
+  r.add("control", "targets_refused", &c.targets_refused);
   const auto& k = channels_->counters();
   r.add_gauge("channel", "channels", [this] { return channels_->channel_count(); });
   r.add("channel", "channels_accepted", &k.channels_accepted);
@@ -214,7 +245,7 @@ void MigrationService::shutdown() {
   if (control_listener_.valid()) control_listener_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   if (channels_) channels_->shutdown();
-  for (const char* group : {"migrate", "channel", "handover", "segment_mac"}) {
+  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac"}) {
     std::string line = registry_.to_text(group);
     if (line != "nothing counted") logger("migrate")->info("{}: {}", group, line);
   }
@@ -237,11 +268,51 @@ void MigrationService::on_control_connection(uv_stream_t* server, int status) no
       self->node_.loop(), [self](FrameStream& s, migrate::Frame f) { self->on_control_frame(s, std::move(f)); },
       [self](FrameStream& s, const std::string& reason) {
         logger("migrate")->debug("control connection ended: {}", reason);
+        // "closed": closed here (a timeout or over capacity, counted there) or after a reply.
+        if (!s.authenticated() && reason != "closed") ++self->counters_.control_handshake_failed;
         self->forget_stream(&s);
       });
+  size_t unauthenticated = 0;
+  for (const auto& [raw, connection] : self->streams_)
+    if (!connection.stream->authenticated()) ++unauthenticated;
+  bool over_capacity = unauthenticated >= self->config_.max_unauthenticated_control;
+  if (!over_capacity) {
+    stream->secure(std::make_unique<crypto::NoiseStream>(crypto::NoiseRole::responder, *self->key_, self->credential_),
+                   [self](FrameStream& s) { return self->authenticate_control_peer(s); });
+  }
   if (!stream->accept_from(server)) return;
+  if (over_capacity) {
+    // Accepted only to be closed: a flood of half-open handshakes cannot crowd out operators
+    // for longer than the handshake timeout.
+    ++self->counters_.control_over_capacity;
+    stream->close_after_writes();
+    self->node_.defer([s = stream.release()] { delete s; });
+    return;
+  }
   FrameStream* raw = stream.get();
-  self->streams_.emplace(raw, std::move(stream));
+  self->streams_.emplace(raw, ControlConnection{std::move(stream), {}, uv_now(self->node_.loop())});
+}
+
+// Who the peer is; never refuses the handshake itself, so a peer without rights gets a
+// clear "not authorized" answer to its request instead of a closed connection.
+bool MigrationService::authenticate_control_peer(FrameStream& stream) {
+  auto found = streams_.find(&stream);
+  if (found == streams_.end()) return false;
+  const auto& noise = *stream.noise();
+  auto& peer = found->second.peer;
+  peer.operator_key = operators_ && operators_->contains(noise.remote_static());
+  if (pool_certificate_ && !noise.peer_credential().empty()) {
+    auto verified = crypto::verify_certificate(noise.peer_credential(), noise.remote_static(),
+                                               pool_certificate_->pool, unix_ms() / 1000);
+    peer.pool_member = verified.has_value();
+    if (!verified)
+      logger("migrate")->warn("control peer {} shows a pool certificate that does not count here: {}",
+                              crypto::to_base64(noise.remote_static()), crypto::certificate_error_name(verified.error()));
+  }
+  logger("migrate")->debug("control peer {}{}{}", crypto::to_base64(noise.remote_static()),
+                           peer.operator_key ? " operator '" + operators_->comment(noise.remote_static()) + "'" : "",
+                           peer.pool_member ? " pool member" : "");
+  return true;
 }
 
 void MigrationService::forget_stream(FrameStream* stream) {
@@ -249,8 +320,26 @@ void MigrationService::forget_stream(FrameStream* stream) {
   node_.defer([this, stream] { streams_.erase(stream); });
 }
 
+void MigrationService::refuse(FrameStream& stream, migrate::ControlAccess access, migrate::FrameType type) {
+  ++counters_.control_refused;
+  uint64_t suppressed = 0;
+  if (refusal_log_.allow(suppressed))
+    logger("migrate")->warn("control port: refused a {} request from key {}: {} ({} more not logged)",
+                            static_cast<int>(type), crypto::to_base64(stream.noise()->remote_static()),
+                            migrate::control_access_text(access), suppressed);
+  stream.send(migrate::FrameType::reply, std::string("error ") + migrate::control_access_text(access));
+  stream.close_after_writes();
+}
+
 void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame frame) {
   using migrate::FrameType;
+  auto found = streams_.find(&stream);
+  if (found == streams_.end()) return;
+  auto access = migrate::control_access(frame.type, found->second.peer, config_.status_open);
+  if (access != migrate::ControlAccess::allowed) {
+    refuse(stream, access, frame.type);
+    return;
+  }
   switch (frame.type) {
     case FrameType::migrate_request:
       start_requested_move(stream, std::string(frame.payload.begin(), frame.payload.end()));
@@ -266,6 +355,15 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
       stream.send(FrameType::reply, "error unexpected frame");
       stream.close_after_writes();
       return;
+  }
+}
+
+void MigrationService::expire_unauthenticated(uint64_t now) {
+  for (auto& [raw, connection] : streams_) {
+    if (connection.stream->authenticated() || !connection.stream->open()) continue;
+    if (now - connection.opened_ms < config_.control_handshake_timeout_ms) continue;
+    ++counters_.control_handshake_timeouts;
+    connection.stream->close_after_writes();  // its closed callback forgets it
   }
 }
 
@@ -306,6 +404,10 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
     error = "a migration is already running";
     return false;
   }
+  if (!pool_certificate_) {
+    error = "this server is in no pool (--pool-cert): it moves sessions only to members of its pool";
+    return false;
+  }
   sockaddr_storage address{};
   socklen_t length = 0;
   if (!parse_socket_address(request.target, address, length)) {
@@ -335,8 +437,13 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
         if (transfer_.get() == &s) on_transfer_answer(f);
       },
       [this](FrameStream& s, const std::string& reason) {
-        if (transfer_.get() == &s && exporter_) exporter_->abandon("target " + exporter_->target() + ": " + reason);
+        if (transfer_.get() == &s && exporter_)
+          exporter_->abandon("target " + exporter_->target() + ": " +
+                             (transfer_refusal_.empty() ? reason : transfer_refusal_));
       });
+  transfer_refusal_.clear();
+  transfer_->secure(std::make_unique<crypto::NoiseStream>(crypto::NoiseRole::initiator, *key_, credential_),
+                    [this, target = request.target](FrameStream& s) { return authenticate_target(s, target); });
   logger("migrate")->info("migrating sessions to {}", request.target);
   // Sessions freeze only once the target answers: a dead target costs them nothing.
   struct StreamTransfer final : migrate::TransferLink {
@@ -350,6 +457,25 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
       })) {
     exporter_->abandon("cannot connect to " + request.target);
   }
+  return true;
+}
+
+// The target must prove membership of this server's pool before anything freezes: its
+// static key certified by the pool key. Its certificate then goes to the clients in the ACMs.
+bool MigrationService::authenticate_target(FrameStream& stream, const std::string& target) {
+  const auto& noise = *stream.noise();
+  auto verified = crypto::verify_certificate(noise.peer_credential(), noise.remote_static(), pool_certificate_->pool,
+                                             unix_ms() / 1000);
+  if (!verified) {
+    ++counters_.targets_refused;
+    transfer_refusal_ = fmt::format(
+        "not a member of this pool ({}; key {})",
+        noise.peer_credential().empty() ? "no pool certificate" : crypto::certificate_error_name(verified.error()),
+        crypto::to_base64(noise.remote_static()));
+    logger("migrate")->warn("refusing to move sessions to {}: {}", target, transfer_refusal_);
+    return false;
+  }
+  directory_->set_target_credential(noise.peer_credential());
   return true;
 }
 
@@ -396,6 +522,7 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
 
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
+  expire_unauthenticated(now);
   importer_->on_time(now);
   channels_->claim_pending();
   if (segment_mac_) segment_mac_->prune();

@@ -5,8 +5,13 @@
 // port (--control, kernel TCP) is one caller of it (roamctl migrate), and serves status
 // and the session transfers of peer servers. Owned by the server app; loop thread only.
 //
-// Control port: unauthenticated in this version (issue 11 adds keys): bind it to loopback
-// or a private management network.
+// Control port (kernel TCP, docs/PROTOCOL.md "Control port"): every connection runs a Noise
+// XX handshake first (FrameStream over crypto::NoiseStream) and each request is checked
+// against who the peer is (control_access.hpp): operators (--operators) start moves and
+// read status, pool members (a certificate of this server's pool) hand sessions over.
+// A server moves sessions only to a target that proves membership of its own pool, before
+// anything freezes; the handover tokens and snapshots travel only inside that channel.
+// Unauthenticated connections are closed after a handshake timeout; their number is capped.
 //
 // Old server, on move_sessions(to=B): connect to B's control port -> the Exporter freezes,
 // captures and sends each movable session -> B answers each in order -> moved sessions are
@@ -27,10 +32,14 @@
 
 #include "base/counters.hpp"
 #include "base/ip_address.hpp"
+#include "base/rate_limited_log.hpp"
 #include "base/uv_handle.hpp"
+#include "crypto/authorized_keys.hpp"
+#include "crypto/pool_certificate.hpp"
 #include "stack/control/channel_options.hpp"
 #include "stack/control/channel_server.hpp"
 #include "stack/control/segment_mac_guard.hpp"
+#include "stack/migrate/control_access.hpp"
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/frame_stream.hpp"
 #include "stack/migrate/importer.hpp"
@@ -49,6 +58,11 @@ struct MigrationCounters {
   uint64_t sessions_closed_young = 0;     // long-lived policy: closed instead of moved
   uint64_t acms_global = 0;               // ACMs sent in the global form
   uint64_t moves_timed_out = 0;
+  uint64_t control_refused = 0;             // requests the peer was not authorized for
+  uint64_t control_handshake_failed = 0;    // closed before authenticating (bad handshake, hang-up)
+  uint64_t control_handshake_timeouts = 0;  // did not finish the handshake in time
+  uint64_t control_over_capacity = 0;       // connections refused: too many unauthenticated
+  uint64_t targets_refused = 0;             // move targets that are not members of this pool
 };
 
 struct MigrationConfig {
@@ -58,6 +72,11 @@ struct MigrationConfig {
   // An imported session whose client never arrives is dropped after this time.
   uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
+  std::string operators_file;         // --operators: keys that may start moves and read status
+  std::string pool_certificate_file;  // --pool-cert: this server's membership ("" = in no pool)
+  bool status_open = false;           // --status-open: status for any authenticated peer
+  uint64_t control_handshake_timeout_ms = 10'000;
+  size_t max_unauthenticated_control = 64;
   ChannelOptions channel;
   // Long-lived policy (seed 003 section 3.3): only connections at least this old move;
   // younger ones are closed cleanly instead. 0: all move.
@@ -99,7 +118,17 @@ class MigrationService {
  private:
   class ChannelDirectory;
 
+  struct ControlConnection {
+    std::unique_ptr<FrameStream> stream;
+    migrate::ControlPeer peer;
+    uint64_t opened_ms = 0;
+  };
+
   static void on_control_connection(uv_stream_t* server, int status) noexcept;
+  bool authenticate_control_peer(FrameStream& stream);
+  bool authenticate_target(FrameStream& stream, const std::string& target);
+  void refuse(FrameStream& stream, migrate::ControlAccess access, migrate::FrameType type);
+  void expire_unauthenticated(uint64_t now);
   void on_control_frame(FrameStream& stream, migrate::Frame frame);
   void start_requested_move(FrameStream& requester, const std::string& request);
   void on_transfer_answer(const migrate::Frame& frame);
@@ -121,7 +150,12 @@ class MigrationService {
   std::unique_ptr<FrameStream> transfer_;        // to the current move's target
   migrate::Exporter::DoneFn move_done_;
   UvHandle<uv_tcp_t> control_listener_;
-  std::map<FrameStream*, std::unique_ptr<FrameStream>> streams_;
+  std::map<FrameStream*, ControlConnection> streams_;
+  std::optional<crypto::AuthorizedKeys> operators_;
+  std::optional<crypto::PoolCertificate> pool_certificate_;
+  std::vector<uint8_t> credential_;  // the certificate's bytes, shown in handshakes
+  std::string transfer_refusal_;     // why the current move's target was refused
+  RateLimitedLog refusal_log_;
   UvHandle<uv_timer_t> housekeeping_timer_;  // every second: deadlines, expiry, claims
   MigrationCounters counters_;
   CounterRegistry registry_;

@@ -122,6 +122,21 @@ def log_dir():
     return _log_dir
 
 
+_lab_pool = None
+
+
+def lab_pool():
+    """The test's pool (tools/lab_keys.py): keys and certificates for servers by name and an
+    operator key, which every roamctl this process runs uses ($ROAMCTL_KEY)."""
+    global _lab_pool
+    if _lab_pool is None:
+        sys.path.insert(0, os.path.join(_SOURCE_ROOT, "tools"))
+        from lab_keys import LabPool
+        _lab_pool = LabPool(ROAMCTL, os.path.join(log_dir(), "keys"))
+        os.environ["ROAMCTL_KEY"] = _lab_pool.operator_key
+    return _lab_pool
+
+
 try:
     # Looked up here, in the parent: between fork and exec only the call itself runs (no
     # dlopen in a child forked from a threaded process).
@@ -545,7 +560,8 @@ class TwoServers(_Topology):
             for name in self.NAMES:
                 argv = [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % self.udp[name], "--addr", self.address[name],
                         "--route", "%s=127.0.0.1:%d" % (CLIENT_NET, target["client"]),
-                        "--control", self.controls[name]] + self.server_extra + [self.mode] + self.mode_args
+                        "--control", self.controls[name]] + lab_pool().server_args(name) + self.server_extra + \
+                    [self.mode] + self.mode_args
                 if self.ipv6:
                     argv[5:5] = ["--addr6", self.address6[name], "--route",
                                  "2001:db8:11::/48=127.0.0.1:%d" % target["client"]]

@@ -1,0 +1,33 @@
+// The control port's authorization table: moves need an operator key, transfers a pool
+// membership, status either an operator key or --status-open; replies are never requests.
+#include "stack/migrate/control_access.hpp"
+
+#include <doctest/doctest.h>
+
+namespace {
+
+using namespace roam::migrate;
+
+TEST_CASE("control access: each role may do only its own requests") {
+  ControlPeer anyone;
+  ControlPeer operator_peer{true, false};
+  ControlPeer member{false, true};
+
+  CHECK(control_access(FrameType::migrate_request, anyone, true) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::migrate_request, member, true) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::migrate_request, operator_peer, false) == ControlAccess::allowed);
+
+  CHECK(control_access(FrameType::session, anyone, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::session, operator_peer, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::session, member, false) == ControlAccess::allowed);
+
+  CHECK(control_access(FrameType::status_request, anyone, false) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::status_request, member, false) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::status_request, anyone, true) == ControlAccess::allowed);
+  CHECK(control_access(FrameType::status_request, operator_peer, false) == ControlAccess::allowed);
+
+  for (auto type : {FrameType::reply, FrameType::session_result})
+    CHECK(control_access(type, ControlPeer{true, true}, true) == ControlAccess::not_a_request);
+}
+
+}  // namespace
