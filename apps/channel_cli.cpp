@@ -23,6 +23,11 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     options.handover = mode == "always";
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
+  } else if (client && arg == "--trust-pool") {
+    std::string text = option_value(argc, argv, i);
+    auto pool = crypto::public_key_from_base64(text);
+    if (!pool) throw ConfigError("bad --trust-pool '" + text + "': expected a base64 pool public key");
+    options.trusted_pools.push_back(*pool);
   } else if (client && arg == "--pin-keys") {
     options.pinned = true;
   } else if (client && arg == "--acm-max-age") {
@@ -55,6 +60,10 @@ std::string channel_options_help(bool client) {
         "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"
         "                         saved there); default: remembered for this run only\n"
         "  --pin-keys             accept only servers already listed in --known-hosts\n"
+        "  --trust-pool KEY       accept only servers that are members of this pool (its\n"
+        "                         public key, `roamctl pool pubkey`); repeatable. Default:\n"
+        "                         the pool each server proves. Either way an Address Change\n"
+        "                         Message is followed only toward a member of its sender's pool\n"
         "  --acm-max-age SECONDS  refuse Address Change Messages issued longer ago (default 30;\n"
         "                         client and server clocks must agree that closely)\n";
   return text;

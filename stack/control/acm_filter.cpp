@@ -20,6 +20,8 @@ const char* acm_verdict_name(AcmVerdict verdict) {
       return "names no connection of ours";
     case AcmVerdict::bad_address:
       return "unacceptable new address";
+    case AcmVerdict::untrusted_target:
+      return "target is not a member of the server's pool";
   }
   return "unknown verdict";
 }

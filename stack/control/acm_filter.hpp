@@ -42,6 +42,7 @@ enum class AcmVerdict : uint8_t {
   wrong_peer,           // the old address is not the sender's: a host moves only its own
   unknown_connections,  // names no connection we have with this peer at the old endpoint
   bad_address,          // the new address is unusable (family, unspecified, multicast, loopback)
+  untrusted_target,     // the target is not a member of the sender's pool (checked by the Follower)
 };
 const char* acm_verdict_name(AcmVerdict verdict);
 

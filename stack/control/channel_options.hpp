@@ -4,9 +4,11 @@
 // parsing (apps/channel_cli.hpp) or by code; read at start-up only.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "crypto/identity_key.hpp"
 #include "crypto/known_hosts.hpp"
@@ -24,6 +26,9 @@ struct ChannelOptions {
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file
+  // Pools whose members this client trusts (--trust-pool); empty: whatever pool the
+  // server it first connects to proves (an ACM then moves it only within that pool).
+  std::vector<std::array<uint8_t, 32>> trusted_pools;
   uint64_t acm_max_age_ms = 30'000;
   uint64_t known_hosts_max_idle_s = 90ull * 24 * 3600;
 };

@@ -32,6 +32,12 @@ struct Follower::Server {
   std::vector<uint64_t> to_register;
   bool register_all = true;  // after (re)establishing: walk the pcbs once
   uint64_t retry_at_ms = 0;  // loop time before which no new channel is opened
+  // The pool this server showed a valid membership certificate of (none: in no pool; it
+  // cannot move our connections anywhere).
+  std::optional<crypto::PoolPublicKey> pool;
+  // Set when an ACM sent our connections here: the key the ACM's certificate named. A
+  // server at this address with another key is refused.
+  std::optional<crypto::PublicKey> expected_key;
 };
 
 Follower::Follower(Node& node, const ChannelOptions& options, Events events)
@@ -103,11 +109,13 @@ std::string Follower::counters_text() const {
   return fmt::format(
       "follower: channels opened {} established {} failed {} untrusted {}; frames forged {} replayed {} "
       "dropped {}; ACMs {} applied {} "
-      "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {}); connections moved {}; "
+      "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
+      "connections moved {}; "
       "pokes {} unanswered {}",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
-      c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.connections_moved,
+      c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
+      c.connections_moved,
       tracker_.counters().pokes, tracker_.counters().unanswered);
 }
 
@@ -191,10 +199,44 @@ void Follower::open_channel(Server& server) {
   node_.kick();
 }
 
+// The server's pool: its HELLO's certificate must certify the key it authenticated with,
+// under a pool this client trusts (--trust-pool; any, when none is given). An error text
+// when it does not; nullopt pool when it shows none.
+Result<std::optional<crypto::PoolPublicKey>, std::string> Follower::pool_of(const control::Hello& hello,
+                                                                           const crypto::PublicKey& key) const {
+  if (hello.credential.empty()) {
+    if (!options_.trusted_pools.empty()) return unexpected(std::string("shows no pool certificate (--trust-pool)"));
+    return std::optional<crypto::PoolPublicKey>{};
+  }
+  auto verified = crypto::verify_certificate(hello.credential, key, std::nullopt, unix_ms() / 1000);
+  if (!verified) return unexpected(std::string(crypto::certificate_error_name(verified.error())));
+  if (!options_.trusted_pools.empty() &&
+      std::find(options_.trusted_pools.begin(), options_.trusted_pools.end(), verified->pool) ==
+          options_.trusted_pools.end())
+    return unexpected("member of pool " + crypto::to_base64(verified->pool) + ", not one --trust-pool names");
+  return std::optional<crypto::PoolPublicKey>{verified->pool};
+}
+
 void Follower::on_established(Server& server, ChannelConnection& channel) {
   ++counters_.channels_established;
   const auto& hello = channel.channel().peer_hello();
   const auto& key = channel.channel().remote_static();
+  auto pool = pool_of(hello, key);
+  std::string distrust;
+  if (!pool)
+    distrust = pool.error();
+  else if (server.expected_key && *server.expected_key != key)
+    distrust = "not the key the Address Change Message that sent us here certified (" +
+               crypto::to_base64(*server.expected_key) + ")";
+  if (!distrust.empty()) {
+    ++counters_.servers_untrusted;
+    logger("channel")->error("server {} ('{}') with key {}: {}; refused", server.address.to_string(), hello.host_id,
+                             crypto::to_base64(key), distrust);
+    server.retry_at_ms = uv_now(node_.loop()) + retry_after_distrust_ms;
+    channel.close("untrusted server");
+    return;
+  }
+  server.pool = *pool;
   auto verdict =
       known_hosts_.check(hello.host_id, key, unix_ms() / 1000,
                          options_.pinned ? crypto::TrustPolicy::pinned : crypto::TrustPolicy::trust_on_first_use);
@@ -315,14 +357,39 @@ void Follower::count_refusal(control::AcmVerdict verdict) {
     case control::AcmVerdict::bad_address:
       ++counters_.acms_bad_address;
       break;
+    case control::AcmVerdict::untrusted_target:
+      ++counters_.acms_untrusted_target;
+      break;
     case control::AcmVerdict::apply:
       break;
   }
 }
 
 control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::PublicKey& server_key,
+                                        const std::optional<crypto::PoolPublicKey>& server_pool,
                                         const control::AddressChange& acm, uint64_t now_unix_ms) {
   ++counters_.acms;
+  // The target must be a member of the pool the sending server proved it belongs to: a
+  // server (or whoever drives it) cannot send us to a host outside its pool.
+  auto target = server_pool ? crypto::verify_certificate(
+                                  std::span<const uint8_t>(acm.target_credential),
+                                  crypto::decode_certificate(acm.target_credential).value_or(crypto::PoolCertificate{}).member,
+                                  server_pool, now_unix_ms / 1000)
+                            : Result<crypto::PoolCertificate, crypto::CertificateError>(
+                                  unexpected(crypto::CertificateError::wrong_pool));
+  if (!target) {
+    count_refusal(control::AcmVerdict::untrusted_target);
+    uint64_t suppressed = 0;
+    if (refusal_log_.allow(suppressed))
+      logger("channel")->warn(
+          "refused an Address Change Message from {} (sequence {}) toward {}: {} ({} more not logged)",
+          server.to_string(), acm.sequence, acm.new_address.to_string(),
+          !server_pool ? "the sending server is in no pool"
+          : acm.target_credential.empty() ? "it names no pool member"
+                                          : crypto::certificate_error_name(target.error()),
+          suppressed);
+    return control::AcmVerdict::untrusted_target;
+  }
   auto& filter =
       filters_.try_emplace({server_key, server.to_string()}, control::AcmLimits{options_.acm_max_age_ms, 5'000})
           .first->second;
@@ -344,6 +411,7 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
   ++counters_.acms_applied;
   counters_.unknown_ids += decision.unknown_ids;
   uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
+  server_for(acm.new_address).expected_key = target->member;
   follow(pcbs, acm.new_address, acm.new_port, options_.handover ? acm.handover_token : std::nullopt);
   logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
                           endpoint_string(acm.old_address, acm.old_port), endpoint_string(acm.new_address, new_port),
@@ -352,7 +420,10 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
 }
 
 void Follower::on_acm(ChannelConnection& channel, const control::AddressChange& acm) {
-  auto verdict = apply_acm(channel.peer_address(), channel.channel().remote_static(), acm, unix_ms());
+  auto found = servers_.find(channel.peer_address().to_string());
+  std::optional<crypto::PoolPublicKey> pool;
+  if (found != servers_.end()) pool = found->second->pool;
+  auto verdict = apply_acm(channel.peer_address(), channel.channel().remote_static(), pool, acm, unix_ms());
   if (verdict != control::AcmVerdict::apply) {
     channel.send(control::Ack{acm.sequence, control::AckStatus::refused});
     return;

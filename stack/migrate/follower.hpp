@@ -10,7 +10,9 @@
 // connections stay silent until their synthetic SYN is answered), restarts their
 // transmission, acknowledges, and opens a channel to the new server. Anything else is
 // dropped, counted, logged at most every few seconds, answered with a refusal, and
-// changes nothing. Each ACM's connections are followed as a batch (ChangeoverTracker)
+// changes nothing. A client follows only toward a member of the pool its server proved
+// membership of (the ACM carries the target's pool certificate), and then accepts at the
+// new address only the key that certificate names. Each ACM's connections are followed as a batch (ChangeoverTracker)
 // until each was heard from on the new path; the batch's report goes to `on_moved`.
 // Owned by the client app (or a proxy's origin leg); loop thread only.
 #pragma once
@@ -29,6 +31,7 @@
 #include "base/uv_handle.hpp"
 #include "crypto/identity_key.hpp"
 #include "crypto/known_hosts.hpp"
+#include "crypto/pool_certificate.hpp"
 #include "stack/control/acm_filter.hpp"
 #include "stack/control/channel_connection.hpp"
 #include "stack/control/channel_options.hpp"
@@ -57,6 +60,7 @@ struct FollowerCounters {
   uint64_t acms_wrong_peer = 0;
   uint64_t acms_unknown_connections = 0;
   uint64_t acms_bad_address = 0;
+  uint64_t acms_untrusted_target = 0;  // the target is not a member of the sender's pool
   uint64_t unknown_ids = 0;  // ids named in applied ACMs that we do not have
   uint64_t connections_moved = 0;
   uint64_t registrations_sent = 0;
@@ -83,7 +87,10 @@ class Follower {
   // An Address Change Message that arrived authenticated from `server` (whose channel key
   // is `server_key`), checked and, when it passes, applied. The channel path calls this;
   // tests call it directly. `now_unix_ms`: the wall clock the ACM's age is judged by.
+  // `server_pool`: the pool the server proved membership of (its HELLO); the ACM's
+  // target must be a member of it.
   control::AcmVerdict apply_acm(const IpAddress& server, const crypto::PublicKey& server_key,
+                                const std::optional<crypto::PoolPublicKey>& server_pool,
                                 const control::AddressChange& acm, uint64_t now_unix_ms);
 
   const FollowerCounters& counters() const { return counters_; }
@@ -96,6 +103,8 @@ class Follower {
   Server& server_for(const IpAddress& address);
   void open_channel(Server& server);
   void on_established(Server& server, ChannelConnection& channel);
+  Result<std::optional<crypto::PoolPublicKey>, std::string> pool_of(const control::Hello& hello,
+                                                                    const crypto::PublicKey& key) const;
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
   void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
   void register_connections(Server& server);

@@ -5,6 +5,8 @@
 // leaves the connection where it was. All hosts share the lwIP lab (tests/support).
 #include <doctest/doctest.h>
 
+#include "crypto/pool_certificate.hpp"
+
 #include <deque>
 #include <memory>
 #include <vector>
@@ -147,8 +149,15 @@ struct EngineLab {
     acm.new_port = testing::lab_port;
     for (const auto& m : directory.announced) acm.connection_ids.push_back(m.connection_id);
     if (!directory.announced.empty()) acm.handover_token = directory.announced.front().token;
+    auto certificate = crypto::encode_certificate(pool.admit(target_key.public_key(), 0));
+    acm.target_credential.assign(certificate.begin(), certificate.end());
     return acm;
   }
+
+  // The pool A and B belong to (as the client learned from A's HELLO), and B's key.
+  crypto::PoolSigningKey pool = crypto::PoolSigningKey::generate();
+  crypto::IdentityKey target_key = crypto::IdentityKey::generate();
+  std::optional<crypto::PoolPublicKey> pool_of_a() const { return pool.public_key(); }
 
   tcp_pcb* client_pcb() { return lab.client.connection->pcb(); }
 };
@@ -177,7 +186,7 @@ TEST_CASE("a session moved from code follows byte-exact through the exporter, im
   CHECK(e.directory.announced[0].connection_id == connection_id(e.client_pcb()));
   CHECK(e.directory.announced[0].token.has_value());
 
-  auto verdict = e.follower->apply_acm(e.lab.a(), some_key(), e.acm_for(report, 1), unix_ms());
+  auto verdict = e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 1), unix_ms());
   CHECK(verdict == control::AcmVerdict::apply);
   e.lab.client.send(std::span(data).subspan(256 << 10));
   e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
@@ -268,14 +277,50 @@ TEST_CASE("stale, replayed and misaddressed ACMs change no connection") {
   FlowKey before = flow_of(e.client_pcb());
   auto stale = e.acm_for(report, 1);
   stale.issued_at_ms -= 3'600'000;
-  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), stale, unix_ms()) == control::AcmVerdict::stale);
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), stale, unix_ms()) == control::AcmVerdict::stale);
   auto wrong_sender = e.acm_for(report, 2);
-  CHECK(e.follower->apply_acm(e.lab.b(), some_key(), wrong_sender, unix_ms()) != control::AcmVerdict::apply);
+  CHECK(e.follower->apply_acm(e.lab.b(), some_key(), e.pool_of_a(), wrong_sender, unix_ms()) != control::AcmVerdict::apply);
   CHECK(flow_of(e.client_pcb()) == before);
   auto good = e.acm_for(report, 3);
-  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), good, unix_ms()) == control::AcmVerdict::apply);
-  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), good, unix_ms()) != control::AcmVerdict::apply);  // replayed
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), good, unix_ms()) == control::AcmVerdict::apply);
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), good, unix_ms()) != control::AcmVerdict::apply);  // replayed
   CHECK(e.follower->counters().acms_refused == 3);
+  e.lab.run([&] { return !e.followed.empty(); });
+}
+
+TEST_CASE("an ACM toward a host outside the sender's pool is refused and the connection stays") {
+  EngineLab e;
+  auto report = e.move();
+  REQUIRE(report.moved == 1);
+  FlowKey before = flow_of(e.client_pcb());
+
+  auto uncertified = e.acm_for(report, 1);
+  uncertified.target_credential.clear();
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), uncertified, unix_ms()) ==
+        control::AcmVerdict::untrusted_target);
+
+  auto other_pool = crypto::PoolSigningKey::generate();
+  auto foreign = e.acm_for(report, 2);
+  auto foreign_certificate = crypto::encode_certificate(other_pool.admit(e.target_key.public_key(), 0));
+  foreign.target_credential.assign(foreign_certificate.begin(), foreign_certificate.end());
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), foreign, unix_ms()) ==
+        control::AcmVerdict::untrusted_target);
+
+  auto tampered = e.acm_for(report, 3);
+  tampered.target_credential[40] ^= 1;  // the member key: the pool's signature breaks
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), tampered, unix_ms()) ==
+        control::AcmVerdict::untrusted_target);
+
+  // A sender that proved no pool cannot move anyone, whatever the ACM shows.
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), std::nullopt, e.acm_for(report, 4), unix_ms()) ==
+        control::AcmVerdict::untrusted_target);
+
+  CHECK(e.follower->counters().acms_untrusted_target == 4);
+  CHECK(e.follower->counters().acms_applied == 0);
+  CHECK(flow_of(e.client_pcb()) == before);
+  // Refusals do not burn sequence numbers: the genuine ACM still applies.
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 5), unix_ms()) ==
+        control::AcmVerdict::apply);
   e.lab.run([&] { return !e.followed.empty(); });
 }
 
