@@ -336,7 +336,7 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
   auto found = streams_.find(&stream);
   if (found == streams_.end()) return;
   auto access = migrate::control_access(frame.type, found->second.peer, config_.status_open);
-  if (access != migrate::ControlAccess::allowed) {
+  if (access != migrate::ControlAccess::allowed && access != migrate::ControlAccess::not_a_request) {
     refuse(stream, access, frame.type);
     return;
   }

@@ -38,6 +38,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
+from control_port import SecureControl  # noqa: E402
 
 TYPE_SESSION = 2
 TYPE_SESSION_RESULT = 3
@@ -129,10 +130,10 @@ def read_frame(sock):
 
 
 def control_connection(address):
-    host, port = address.rsplit(":", 1)
-    sock = socket.create_connection((host, int(port)), timeout=REPLY_TIMEOUT)
-    sock.settimeout(REPLY_TIMEOUT)
-    return sock
+    """A control-port connection as a pool member "F" (a member that sends garbage: the
+    importer itself must refuse it), through the independent client in control_port.py."""
+    key, cert, _ = harness.lab_pool().server("F")
+    return SecureControl(address, key, cert, timeout=REPLY_TIMEOUT)
 
 
 def expect_refused(sock, description):
