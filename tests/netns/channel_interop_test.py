@@ -13,7 +13,7 @@ to the server with KERNEL TCP sockets. The root namespace is never changed.
 Covered (each an "ok" line):
   - Noise_XX_25519_ChaChaPoly_BLAKE2b with the prologue "roamstack control channel v1",
     us the initiator, handshake messages framed u16 length | message; the server's HELLO
-    (version 1, its --host-id, capabilities 0); its static key equals what
+    (version 2, its --host-id, capabilities 0, no certificate); its static key equals what
     `roamctl pubkey --key FILE` prints for the key file it was started with.
   - A different prologue: the server's second handshake message does not decrypt here.
   - Transport frames u16 length | u64 counter | AEAD, counter as nonce (4 zero bytes +
@@ -73,7 +73,7 @@ WAIT = 10  # seconds: an upper bound for any one answer, never an assertion
 
 # docs/PROTOCOL.md, section 2 and 3.
 PROLOGUE = b"roamstack control channel v1"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 T_HELLO, T_ACM, T_ACK, T_ERROR, T_REGISTER = 1, 2, 3, 4, 5
 ERROR_UNEXPECTED, ERROR_NOT_YOURS = 1, 2
 REPLAY_WINDOW = 1984
@@ -148,9 +148,10 @@ N = None  # the dissononce names, once imported
 # ------------------------------------------------------------------ messages (PROTOCOL.md 3)
 
 
-def encode_hello(host_id, capabilities=0, version=PROTOCOL_VERSION):
+def encode_hello(host_id, capabilities=0, version=PROTOCOL_VERSION, credential=b""):
     raw = host_id.encode()
-    return struct.pack(">BHB", T_HELLO, version, len(raw)) + raw + struct.pack(">I", capabilities)
+    return (struct.pack(">BHB", T_HELLO, version, len(raw)) + raw + struct.pack(">IB", capabilities, len(credential))
+            + credential)
 
 
 def encode_register(ids):
@@ -164,9 +165,10 @@ def decode_message(data):
     if kind == T_HELLO:
         version, id_length = struct.unpack_from(">HB", data, 1)
         host_id = data[4:4 + id_length].decode()
-        (capabilities,) = struct.unpack_from(">I", data, 4 + id_length)
-        check(len(data) == 8 + id_length, "HELLO with trailing bytes")
-        return kind, {"version": version, "host_id": host_id, "capabilities": capabilities}
+        (capabilities, credential_length) = struct.unpack_from(">IB", data, 4 + id_length)
+        check(len(data) == 9 + id_length + credential_length, "HELLO with trailing bytes")
+        credential = data[9 + id_length:]
+        return kind, {"version": version, "host_id": host_id, "capabilities": capabilities, "credential": credential}
     if kind == T_ERROR:
         code, text_length = struct.unpack_from(">HB", data, 1)
         check(len(data) == 4 + text_length, "ERROR of the wrong length")
@@ -359,9 +361,10 @@ def run_checks(pubkey):
     # The handshake, the HELLOs and the key.
     ch = Channel(KERNEL_A)
     hello = ch.server_hello
-    check(hello == {"version": PROTOCOL_VERSION, "host_id": HOST_ID, "capabilities": 0},
+    check(hello == {"version": PROTOCOL_VERSION, "host_id": HOST_ID, "capabilities": 0, "credential": b""},
           "server HELLO %r" % hello)
-    ok("Noise XX handshake with the v1 prologue; server HELLO version 1, host id %r, capabilities 0" % HOST_ID)
+    ok("Noise XX handshake with the v1 prologue; server HELLO version %d, host id %r, capabilities 0, no pool "
+       "certificate" % (PROTOCOL_VERSION, HOST_ID))
     check(base64.b64encode(ch.server_static).decode() == pubkey,
           "server static key %s, roamctl pubkey %s" % (base64.b64encode(ch.server_static).decode(), pubkey))
     ok("the server's static key is the one `roamctl pubkey --key FILE` prints (%s)" % pubkey)
@@ -507,7 +510,7 @@ def main():
 
         with open(server_log, "w") as out:
             server = subprocess.Popen([ROAM_SERVER, "--link", "tun:" + TUN, "--addr", SERVER, "--key", key_file,
-                                       "--host-id", HOST_ID, "--control", CONTROL, "echo"],
+                                       "--host-id", HOST_ID, "--control", CONTROL, "--status-open", "echo"],
                                       stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + WAIT
         while "serving echo" not in open(server_log).read():

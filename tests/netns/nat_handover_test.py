@@ -267,7 +267,7 @@ class Variant:
         for role in ("s", "s2"):
             self.lab.start(self.label("server_" + role), role, [
                 ROAM_SERVER, "--link", self.link, "--addr", CARRIER[role].split(":")[0], "--control",
-                CONTROL[role]] + self.flags + ["echo"])
+                CONTROL[role]] + self.lab.pool().server_args(role) + self.flags + ["echo"])
             self.labels.append(self.label("server_" + role))
         for role in ("s", "s2"):
             self.lab.wait_log(self.label("server_" + role), "interface up")

@@ -41,7 +41,7 @@ def main(lab):
         raise Failure("nat on: " + nat.stderr)
     for role, addr in (("s", "198.18.12.2"), ("s2", "198.18.13.2")):
         lab.start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr, "--control",
-                                           CONTROL[role], "--handover", "off", "echo"])
+                                           CONTROL[role], "--handover", "off"] + lab.pool().server_args(role) + ["echo"])
         lab.wait_log("server_" + role, "interface up")
     lab.start("client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", "198.18.11.2", "--handover", "off",
                               "-L", "127.0.0.1:9000:198.18.12.2:7000", "-L", "127.0.0.1:9001:198.18.13.2:7000"])

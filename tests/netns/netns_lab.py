@@ -59,6 +59,17 @@ class Lab:
         self.name = name
         self.workdir = workdir
         self.procs = {}
+        self._pool = None
+
+    def pool(self):
+        """The lab's pool (tools/lab_keys.py): server keys and certificates by role and the
+        operator key every roamctl run here uses ($ROAMCTL_KEY)."""
+        if self._pool is None:
+            sys.path.insert(0, os.path.join(ROOT, "tools"))
+            from lab_keys import LabPool
+            self._pool = LabPool(ROAMCTL, os.path.join(self.workdir, "keys"))
+            os.environ["ROAMCTL_KEY"] = self._pool.operator_key
+        return self._pool
 
     def run_in(self, role, argv, **kwargs):
         return subprocess.run([TOPOLOGY, "exec", self.name, role] + argv, capture_output=True, text=True, **kwargs)

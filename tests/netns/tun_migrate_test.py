@@ -42,8 +42,8 @@ def main(lab):
     start, wait_log, run_in = lab.start, lab.wait_log, lab.run_in
 
     for role, addr in (("s", "198.18.12.2"), ("s2", "198.18.13.2")):
-        start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr, "--control", CONTROL[role],
-                                       "files", "--root", workdir])
+        start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr, "--control", CONTROL[role]]
+              + lab.pool().server_args(role) + ["files", "--root", workdir])
         wait_log("server_" + role, "interface up")
     start("client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", "198.18.11.2",
                           "-L", "127.0.0.1:9000:198.18.12.2:7000"])
