@@ -38,6 +38,12 @@ def main():
     forward = free_port(socket.SOCK_STREAM)
     address = {"client": "198.18.11.2", "a": "198.18.12.2", "b": "198.18.13.2"}
     logs = tempfile.mkdtemp(prefix="roamstack-demo-")
+    # A pool of two servers and one operator key (tools/lab_keys.py): the control port only
+    # obeys an operator, and a server moves sessions only to a member of its pool.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from lab_keys import LabPool
+    pool = LabPool(f"{args.bin}/roamctl", os.path.join(logs, "keys"))
+    print(f"demo: pool {pool.pool_public}; operator key {pool.operator_key}")
     procs = []
     ok = False
     try:
@@ -45,7 +51,7 @@ def main():
         for n in ("a", "b"):
             commands["server " + n.upper()] = [
                 f"{args.bin}/roam-server", "--link", f"udp:127.0.0.1:{udp[n]}", "--addr", address[n],
-                "--route", f"198.18.11.0/24=127.0.0.1:{udp['client']}", "--control", control[n], "echo"]
+                "--route", f"198.18.11.0/24=127.0.0.1:{udp['client']}", "--control", control[n]] + pool.server_args(n.upper()) + ["echo"]
         commands["client"] = [
             f"{args.bin}/roam-client", "--link", f"udp:127.0.0.1:{udp['client']}", "--addr", address["client"],
             "--route", f"198.18.12.0/24=127.0.0.1:{udp['a']}", "--route", f"198.18.13.0/24=127.0.0.1:{udp['b']}",
@@ -87,7 +93,8 @@ def main():
             received.update(chunk)
             count += len(chunk)
             if len(moves) < args.moves and count >= (len(moves) + 1) * args.bytes // (args.moves + 1):
-                out = subprocess.run([f"{args.bin}/roamctl", "migrate", "--from", control[where], "--to", control[other]],
+                out = subprocess.run([f"{args.bin}/roamctl", "migrate", "--from", control[where], "--to", control[other],
+                                      "--key", pool.operator_key],
                                      capture_output=True, text=True, timeout=60)
                 line = (out.stdout or out.stderr).strip()
                 print(f"demo: at {count >> 20} MiB echoed: server {where.upper()} -> {other.upper()}: {line}")
