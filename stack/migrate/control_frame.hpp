@@ -1,6 +1,6 @@
-// Control frames between servers and from roamctl: the plain framing of the session
-// transfer channel (a kernel TCP connection; the control-channel issue replaces it with an
-// authenticated, encrypted one). Pure: no I/O. Any thread.
+// Control frames between servers and from roamctl: the framing of the control port's
+// byte stream, which travels inside its Noise stream (crypto/noise_stream.hpp, FrameStream;
+// docs/PROTOCOL.md section 4). Pure: no I/O. Any thread.
 //
 //   u32 payload length (big-endian) | u8 type | payload
 //
