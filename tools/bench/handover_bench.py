@@ -8,13 +8,18 @@ Lab (tools/netns/topology, TUN links; root): roam-server echo on s (198.18.12.2,
 (198.18.11.2) with -L 127.0.0.1:9000 -> 198.18.12.2:7000 and -L 127.0.0.1:9001 ->
 198.18.13.2:7000; kernel clients in c use the forwards; the move is asked for from r, by the
 driver itself speaking the control protocol (stack/migrate/control_frame.hpp) to s's control
-port: no roamctl process for the move (roamctl status still polls the registrations);
+port as the lab pool's operator (the port's Noise XX handshake through
+tests/integration/control_port.py's SecureControl, so the driver runs under /usr/bin/python3
+for python3-dissononce): no roamctl process for the move (roamctl status, with the same
+operator key, still polls the registrations); both servers are members of one lab pool
+(tools/lab_keys.py: --key, --pool-cert, --operators);
 tools/netns/nat puts the strict NAT in r (new flows only from a client-side TCP SYN). Every
 measurement gets a fresh lab and fresh processes.
 
-t0 of every move: the control connection to s is opened (and proved served: a status_request
-answered on it) ahead of the move; t0 is taken right before the migrate_request frame
-("to=198.18.3.1:7100") is written to it; t1 when s's reply frame ("ok moved ...") is in.
+t0 of every move: the control connection to s is opened (handshake done, and proved served:
+a status_request answered on it) ahead of the move; t0 is taken right before the
+migrate_request frame ("to=198.18.3.1:7100") is written to it; t1 when s's reply frame
+("ok moved ...") is in.
 
 Figures (milliseconds, each the median over --reps):
   changeover_ms_nat_1     NAT on. One connection does 64-byte echo rounds (send, wait for the
@@ -79,6 +84,8 @@ NAT = os.path.join(ROOT, "tools", "netns", "nat")
 ROAM_SERVER = os.environ.get("ROAM_SERVER", os.path.join(ROOT, "build", "apps", "roam-server"))
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", os.path.join(ROOT, "build", "apps", "roam-client"))
 ROAMCTL = os.environ.get("ROAMCTL", os.path.join(os.path.dirname(ROAM_SERVER), "roamctl"))
+sys.path.insert(0, HERE)
+from control_auth import OperatorConnection, lab_pool, use_debian_python  # noqa: E402
 
 CLIENT_ADDR = "198.18.11.2"
 SERVER = {"s": "198.18.12.2", "s2": "198.18.13.2"}
@@ -182,17 +189,16 @@ def read_reply(sock, started, timeout, what):
 
 
 class ControlConnection:
-    """A kernel TCP connection to a server's control port, made inside the calling thread's
-    namespace. Opened ahead of the move and proved served (a status_request answered on it:
-    the server has accepted it and reads it), so that the move starts with nothing but the
-    write of the migrate_request."""
+    """A kernel TCP connection to a server's control port as operator `key_file`, made
+    inside the calling thread's namespace. Opened ahead of the move (the Noise handshake
+    done) and proved served (a status_request answered on it: the server has accepted and
+    authenticated it and reads it), so that the move starts with nothing but the write of
+    the migrate_request (one encrypted record)."""
 
-    def __init__(self, address, timeout):
-        host, port = address.rsplit(":", 1)
+    def __init__(self, address, key_file, timeout):
         self.address = address
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = OperatorConnection(address, key_file, timeout)
         try:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sock.sendall(control_frame(FRAME_STATUS_REQUEST, ""))
             read_reply(self.sock, mono(), timeout, "status on " + address)
         except BaseException:
@@ -223,8 +229,9 @@ def supports_handover_flag():
 class Lab:
     """A fresh lab: namespaces, optionally the NAT, two echo servers and the client."""
 
-    def __init__(self, name, logdir, nat, handover=None):
+    def __init__(self, name, logdir, nat, pool, handover=None):
         self.name = name
+        self.pool = pool
         self.logdir = logdir
         self.procs = {}
         self.logs = {}
@@ -243,7 +250,8 @@ class Lab:
             extra = ["--handover", handover] if handover else []
             for role in ("s", "s2"):
                 self.start("server_" + role, role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", SERVER[role],
-                                                    "--control", CONTROL[role]] + extra + ["echo"])
+                                                    "--control", CONTROL[role]] + pool.server_args(role) + extra +
+                           ["echo"])
             for role in ("s", "s2"):
                 self.wait_log("server_" + role, "interface up")
             self.start("client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", CLIENT_ADDR] + extra +
@@ -293,7 +301,7 @@ class Lab:
         The control connection is opened first; t0 is taken right before the migrate_request
         is written to it, t1 when the reply frame is in. Returns (t0, t1, the reply)."""
         def run():
-            control = ControlConnection(CONTROL[source], timeout)
+            control = ControlConnection(CONTROL[source], self.pool.operator_key, timeout)
             try:
                 return control.request(FRAME_MIGRATE_REQUEST, "to=" + CONTROL[target], timeout)
             finally:
@@ -307,6 +315,7 @@ class Lab:
         return t0, t1, reply
 
     def status(self, role):
+        # roamctl authenticates with $ROAMCTL_KEY, the pool's operator key (lab_pool).
         out = self.ns["r"].call(subprocess.run, [ROAMCTL, "status", "--server", CONTROL[role]], capture_output=True,
                                 text=True, timeout=30)
         try:
@@ -862,6 +871,7 @@ def main():
     parser.add_argument("--lab", default="ho%04d" % (os.getpid() % 10000), help="lab name (1-6 of [a-z0-9])")
     parser.add_argument("--keep-logs", action="store_true", help="keep the process logs even when all went well")
     args = parser.parse_args()
+    use_debian_python()  # after --help, which needs no dissononce
     parts = set(args.only.split(","))
     unknown = parts - {"blocked", "nat1", "direct1", "nat_n", "stream"}
     if unknown or args.reps < 1 or args.connections < 1 or not re.fullmatch(r"[a-z0-9]{1,6}", args.lab):
@@ -891,11 +901,16 @@ def main():
     note("lab %s; logs in %s" % (args.lab, workdir))
     res = Results()
     blocked, blocked_drops = None, None
+    try:
+        pool = lab_pool(ROAMCTL, os.path.join(workdir, "keys"))
+    except (RuntimeError, OSError) as e:
+        note("lab pool: %s" % e)
+        return 1
 
     def in_lab(tag, nat, handover, fn):
         lab = None
         try:
-            lab = Lab(args.lab, os.path.join(workdir, tag), nat, handover)
+            lab = Lab(args.lab, os.path.join(workdir, tag), nat, pool, handover)
             return fn(lab)
         except (RuntimeError, Failed, OSError) as e:
             res.fail(tag, e, lab)

@@ -2,7 +2,9 @@
 """Server-move changeover against an application-level reconnect, measured in one run.
 
 Topology (UDP links on loopback, no privilege): roam-client 198.18.11.2 with forwards to
-server A 198.18.12.2 and server B 198.18.13.2, both roam-server with --control.
+server A 198.18.12.2 and server B 198.18.13.2, both roam-server with --control, members of
+one lab pool (tools/lab_keys.py: --key, --pool-cert, --operators); roamctl runs with the
+pool's operator key ($ROAMCTL_KEY), so its Noise handshake with A is inside t0..t1.
 
 Figures (milliseconds, each the median over --reps):
   changeover_ms_1   one `files` download through the forward; t0 = roamctl migrate starts;
@@ -35,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_util import free_port, stop_processes  # noqa: E402
+from control_auth import lab_pool  # noqa: E402
 
 ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
@@ -49,7 +52,7 @@ def note(*args):
 class Lab:
     """Two servers (same mode) and one client with a forward to each."""
 
-    def __init__(self, mode, workdir, root=None):
+    def __init__(self, mode, workdir, pool, root=None):
         self.procs = []
         self.workdir = workdir
         udp = {name: free_port(socket.SOCK_DGRAM) for name in ("c", "a", "b")}
@@ -59,7 +62,8 @@ class Lab:
         for name, addr in (("a", A_ADDR), ("b", B_ADDR)):
             self.start("server_" + name, [ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % udp[name], "--addr", addr,
                                           "--route", "198.18.11.0/24=127.0.0.1:%d" % udp["c"],
-                                          "--control", self.control[name], "--log-level", "warn", mode] + extra)
+                                          "--control", self.control[name]] + pool.server_args(name) +
+                       ["--log-level", "warn", mode] + extra)
         self.start("client", [ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % udp["c"], "--addr", CLIENT_ADDR,
                               "--route", "198.18.12.0/24=127.0.0.1:%d" % udp["a"],
                               "--route", "198.18.13.0/24=127.0.0.1:%d" % udp["b"], "--log-level", "warn",
@@ -227,6 +231,15 @@ def main():
         f.write(data)
     expected = hashlib.sha256(data).hexdigest()
     del data
+    # The servers' keys and certificates (outside the `files` root); every roamctl below
+    # uses the operator key.
+    keydir = tempfile.mkdtemp(prefix="roam-bench-migrate-keys-")
+    try:
+        pool = lab_pool(ROAMCTL, keydir)
+    except (RuntimeError, OSError):
+        shutil.rmtree(keydir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     results = {"changeover_ms_1": [], "gap_ms_1": [], "reconnect_ms_1": [], "changeover_ms_1000": [],
                "reconnect_ms_1000": [], "roamctl_ms_1": [], "roamctl_ms_1000": [], "late_packets_dropped_1": [],
                "held_back_packets_1": []}
@@ -234,7 +247,7 @@ def main():
     try:
         for rep in range(args.reps):
             note("rep %d/%d: one download moved A -> B" % (rep + 1, args.reps))
-            lab = Lab("files", workdir, root=workdir)
+            lab = Lab("files", workdir, pool, root=workdir)
             try:
                 replies = []
                 digest, t0, times = download_with_move(lab, name, size, size // 3,
@@ -259,7 +272,7 @@ def main():
                 lab.stop()
 
             note("rep %d/%d: %d echo connections moved A -> B" % (rep + 1, args.reps, args.connections))
-            lab = Lab("echo", workdir)
+            lab = Lab("echo", workdir, pool)
             try:
                 socks = open_many(lab.forward["a"], args.connections)
                 t0 = time.monotonic()
@@ -284,6 +297,7 @@ def main():
                 lab.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(keydir, ignore_errors=True)
 
     med = {k: round(statistics.median(v), 3) for k, v in results.items() if v and None not in v}
     print("migrate: median over %d reps (ms); samples in the JSON" % args.reps)

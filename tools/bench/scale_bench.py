@@ -3,8 +3,9 @@
 
 Topology (UDP links on loopback, no privilege needed; root only to raise RLIMIT_NOFILE's
 hard limit): roam-client 198.18.11.2 with a forward (-L) to roam-server A 198.18.12.2;
-roam-server B 198.18.13.2 beside it; both servers `echo` with a --control port. Every
-phase that opens connections through the client gets a fresh lab (fresh processes).
+roam-server B 198.18.13.2 beside it; both servers `echo` with a --control port, members of
+one lab pool (tools/lab_keys.py: --key, --pool-cert, --operators). Every phase that opens
+connections through the client gets a fresh lab (fresh processes).
 
 Phases (each bounded by a timeout; what was reached is reported, never a crash):
   kernel    reference: N direct kernel connections 127.0.0.1 -> a local echo server
@@ -18,8 +19,11 @@ Phases (each bounded by a timeout; what was reached is reported, never a crash):
             failure, --carriers-cap or --carriers-time (max_carriers_client).
 
 t0 of a move: the migrate_request frame (stack/migrate/control_frame.hpp, what roamctl
-sends) is written to A's control port over a connection opened and proved served (a
-status_request answered) beforehand, as tools/bench/handover_bench.py does. Then:
+sends) is written to A's control port over a connection opened (the port's Noise XX
+handshake done as the pool's operator, with tests/integration/control_port.py's
+SecureControl; so the driver runs under /usr/bin/python3, for python3-dissononce) and
+proved served (a status_request answered) beforehand, as tools/bench/handover_bench.py
+does. Then:
   move_reply_ms_N  t0 -> A's reply frame ("ok moved M of N sessions ...");
   move_ms_N        t0 -> every connection was heard from on the new path: after the
                    reply, each connection sends one byte; the last echo back is t1.
@@ -44,9 +48,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_util import free_port, stop_processes  # noqa: E402
+from control_auth import OperatorConnection, lab_pool, use_debian_python  # noqa: E402
 
 ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
+ROAMCTL = os.environ.get("ROAMCTL", os.path.join(os.path.dirname(ROAM_SERVER), "roamctl"))
 CLIENT_ADDR, A_ADDR, B_ADDR = "198.18.11.2", "198.18.12.2", "198.18.13.2"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -170,13 +176,12 @@ def control_frame(kind, text):
 
 
 class ControlConnection:
-    """A kernel TCP connection to a server's control port, opened and proved served (one
-    status_request answered) before it is used, so a move starts with the write alone."""
+    """A kernel TCP connection to a server's control port as operator `key_file`, opened
+    (Noise handshake done) and proved served (one status_request answered) before it is
+    used, so a move starts with the write alone."""
 
-    def __init__(self, address, timeout=30):
-        host, port = address.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address, key_file, timeout=30):
+        self.sock = OperatorConnection(address, key_file, timeout)
         self.buffer = b""
 
     def request(self, kind, text, timeout):
@@ -404,8 +409,9 @@ def close_all(socks):
 class Lab:
     """roam-server A (and B) `echo` with control ports, roam-client with a forward to A."""
 
-    def __init__(self, workdir, tag, with_b=True, move_timeout=120):
+    def __init__(self, workdir, tag, pool, with_b=True, move_timeout=120):
         self.workdir = workdir
+        self.pool = pool
         self.tag = tag
         self.procs = {}
         self.logs = {}
@@ -418,8 +424,8 @@ class Lab:
                     continue
                 self.start("server_" + name, [
                     ROAM_SERVER, "--link", "udp:127.0.0.1:%d" % udp[name], "--addr", addr,
-                    "--route", "198.18.11.0/24=127.0.0.1:%d" % udp["c"], "--control", self.control[name],
-                    "--move-timeout", str(int(move_timeout)), "--log-level", "warn", "echo"])
+                    "--route", "198.18.11.0/24=127.0.0.1:%d" % udp["c"], "--control", self.control[name]] +
+                    pool.server_args(name) + ["--move-timeout", str(int(move_timeout)), "--log-level", "warn", "echo"])
             self.start("client", [
                 ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % udp["c"], "--addr", CLIENT_ADDR,
                 "--route", "198.18.12.0/24=127.0.0.1:%d" % udp["a"],
@@ -514,7 +520,7 @@ def move(lab, socks, timeout, reg_wait):
     """Moves every session of A to B (see the module docstring). Returns a dict of figures;
     figures that could not be measured are None."""
     res = {"sessions": len(socks)}
-    control = ControlConnection(lab.control["a"])
+    control = ControlConnection(lab.control["a"], lab.pool.operator_key)
     try:
         res["registrations"] = wait_registrations(control, len(socks), reg_wait)
         if res["registrations"] < len(socks):
@@ -656,11 +662,11 @@ def phase_kernel(args, workdir, n):
     return res
 
 
-def phase_big(args, workdir, n, rep, do_move=True):
+def phase_big(args, workdir, pool, n, rep, do_move=True):
     """N connections through the client to A: open time, memory per idle connection, then
     the move of all N to B."""
     res = {"n": n}
-    lab = Lab(workdir, "big%d-n%d" % (rep, n), move_timeout=args.move_timeout)
+    lab = Lab(workdir, "big%d-n%d" % (rep, n), pool, move_timeout=args.move_timeout)
     socks = []
     try:
         time.sleep(0.5)
@@ -715,10 +721,10 @@ def phase_big(args, workdir, n, rep, do_move=True):
     return res
 
 
-def phase_carriers(args, workdir):
+def phase_carriers(args, workdir, pool):
     """Connections through the client until the first failure, the cap or the time limit."""
     res = {"cap": args.carriers_cap, "time_limit_s": args.carriers_time}
-    lab = Lab(workdir, "carriers", with_b=False, move_timeout=args.move_timeout)
+    lab = Lab(workdir, "carriers", pool, with_b=False, move_timeout=args.move_timeout)
     socks = []
     try:
         mark = lab.log_size("client")
@@ -827,6 +833,7 @@ def main():
     if args.echo_server:
         echo_server(args.echo_server)
         return 0
+    use_debian_python()
     if args.quick:
         args.connections = 1000
         args.carriers_cap = min(args.carriers_cap, 5000)
@@ -855,6 +862,13 @@ def main():
     note("N=%d, window %d, RLIMIT_NOFILE %d, reps %d" % (n, args.window, nofile, args.reps))
 
     workdir = tempfile.mkdtemp(prefix="roam-bench-scale-")
+    try:
+        # The servers' keys and certificates and the driver's operator key.
+        pool = lab_pool(ROAMCTL, os.path.join(workdir, "keys"))
+    except (RuntimeError, OSError) as e:
+        note("lab pool (%s): %s" % (ROAMCTL, e))
+        subprocess.run(["rm", "-rf", workdir])
+        return 1
     result = {"bench": "scale", "connections": n, "connections_wanted": n_wanted, "n_capped_by_nofile": capped,
               "rlimit_nofile": nofile, "reps": args.reps, "window": args.window, "cpus": os.cpu_count(),
               "quick": args.quick}
@@ -874,14 +888,14 @@ def main():
                 note("  kernel phase failed: %r" % e)
             note("rep %d/%d: %d connections through roam-client, then moved A -> B" % (rep + 1, args.reps, n))
             try:
-                big.append(phase_big(args, workdir, n, rep))
+                big.append(phase_big(args, workdir, pool, n, rep))
             except Exception as e:  # noqa: BLE001
                 errors.append("big: %r" % e)
                 note("  phase failed: %r" % e)
             if n != 1000 and not args.quick:
                 note("rep %d/%d: 1000 connections moved A -> B" % (rep + 1, args.reps))
                 try:
-                    small.append(phase_big(args, workdir, 1000, rep))
+                    small.append(phase_big(args, workdir, pool, 1000, rep))
                 except Exception as e:  # noqa: BLE001
                     errors.append("move1000: %r" % e)
                     note("  phase failed: %r" % e)
@@ -889,7 +903,7 @@ def main():
             note("carriers: through roam-client until the first failure (cap %d, %g s)" % (args.carriers_cap,
                                                                                            args.carriers_time))
             try:
-                carriers = phase_carriers(args, workdir)
+                carriers = phase_carriers(args, workdir, pool)
                 note("  reached %d carriers (%s) in %s s; first failure %s" % (
                     carriers["reached"], carriers["stopped_by"], carriers["elapsed_s"], carriers["first_failure"]))
             except Exception as e:  # noqa: BLE001
