@@ -122,7 +122,7 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   // SYNs out, by when each is due again, earliest first; an element whose handover ended
   // is stale and dropped when it reaches the top.
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
-  size_t outstanding_ = 0;     // pending with a SYN out
+  size_t outstanding_ = 0;  // pending with a SYN out
   // Smoothed time from a SYN to its SYN-ACK (answers to a first SYN only, as Karn's rule
   // wants), 0 until measured: a busy new server answers a large move slowly, and
   // retrying every 50 ms then only adds duplicate SYNs and answers to its load.

@@ -1,6 +1,8 @@
 // HandoverInitiator (stack/migrate/handover_initiator) as a state machine fed the time:
 // the lab's lwIP holds the client's connection, but no loop runs while the test feeds the
 // times (to start, to on_time, with each SYN-ACK) and reads the SYN schedule back.
+#include "stack/migrate/handover_initiator.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -10,7 +12,6 @@
 #include "crypto/handover_mac.hpp"
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
-#include "stack/migrate/handover_initiator.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "support/inbound_packet.hpp"
 #include "support/lwip_lab.hpp"

@@ -2,13 +2,14 @@
 // loop runs, the test picks every time (with each SYN, and for on_time). An expected
 // handover nobody claims is forgotten after unclaimed_for_ms; an answered one keeps being
 // answered for answered_for_ms after its SYN, then is forgotten.
+#include "stack/migrate/handover_responder.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdint>
 
 #include "crypto/handover_mac.hpp"
 #include "stack/lwip.hpp"
-#include "stack/migrate/handover_responder.hpp"
 #include "support/inbound_packet.hpp"
 
 namespace {
@@ -101,8 +102,7 @@ TEST_CASE("a forgotten handover's deadline changes nothing; expected anew, it ge
   CHECK(r.responder.counters().syns_unknown == 1);
   r.responder.expect(id, r.token, r.parked, 0, 5000);
   // The first deadline comes up stale: the entry is due again at its own.
-  CHECK(r.responder.on_time(1000 + HandoverResponder::unclaimed_for_ms) ==
-        5000 + HandoverResponder::unclaimed_for_ms);
+  CHECK(r.responder.on_time(1000 + HandoverResponder::unclaimed_for_ms) == 5000 + HandoverResponder::unclaimed_for_ms);
   CHECK(r.responder.expected_count() == 1);
   CHECK(r.responder.on_time(5000 + HandoverResponder::unclaimed_for_ms) == UINT64_MAX);
   CHECK(r.responder.expected_count() == 0);

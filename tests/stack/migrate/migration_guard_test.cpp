@@ -1,11 +1,12 @@
 // MigrationGuard (stack/migrate/migration_guard) as a state machine fed the time: no loop
 // runs, the test picks every time. Silenced flows drop their input until their grace
 // period ends, then are forgotten at the deadline on_time returns.
+#include "stack/migrate/migration_guard.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cstdint>
 
-#include "stack/migrate/migration_guard.hpp"
 #include "support/inbound_packet.hpp"
 
 namespace {
@@ -58,7 +59,7 @@ TEST_CASE("a flow silenced without a time starts its grace period at the next on
   testing::BareNode bare;
   migrate::MigrationGuard guard(*bare.node, silence_ms);
   const FlowKey flow = flow_number(1);
-  guard.silence(flow);  // as the Exporter does: it holds no clock
+  guard.silence(flow);                                         // as the Exporter does: it holds no clock
   CHECK(feed(guard, flow, 1'000'000) == FilterVerdict::drop);  // silenced, whatever the time
   CHECK(guard.on_time(7000) == 7000 + silence_ms);
   CHECK(feed(guard, flow, 7999) == FilterVerdict::drop);
