@@ -225,7 +225,7 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
   }
   const wire::PacketInfo& info = checked.value();
   auto bytes = packet.first(info.length);  // link padding beyond the IP length is not ours
-  InboundPacket inbound{bytes, info, &interface.lwip_netif, std::nullopt};
+  InboundPacket inbound{bytes, info, &interface.lwip_netif, std::nullopt, uv_now(loop_)};
   if (info.protocol == wire::ip_protocol_tcp) {
     inbound.tcp = parse_inbound_tcp(bytes, info);
     if (!inbound.tcp) {  // check_ip_packet vouched for the header: a bug, not an attack

@@ -73,6 +73,9 @@ struct InboundPacket {
   wire::PacketInfo info;
   netif* interface;
   std::optional<InboundTcp> tcp;  // set when info.protocol is TCP
+  // The loop's time (uv_now, ms) when the packet came in: filters that are state machines
+  // are fed the time with the packet and read no clock themselves.
+  uint64_t now_ms = 0;
 };
 
 // A filter in one input stage (firewall, flood counter, SYN guard, handover responder...).

@@ -70,8 +70,8 @@ Follower::Follower(Node& node, const ChannelOptions& options, Events events)
   } else if (options_.pinned) {
     throw ConfigError("--pin-keys needs --known-hosts FILE (the keys to pin)");
   }
-  if (uv_timer_init(node_.loop(), tracker_timer_.get()) == 0) tracker_timer_.mark_initialized();
-  tracker_timer_.get()->data = this;
+  if (uv_timer_init(node_.loop(), timer_.get()) == 0) timer_.mark_initialized();
+  timer_.get()->data = this;
   start_repeating_timer<&Follower::on_housekeeping>(housekeeping_timer_, node_.loop(), this, housekeeping_ms,
                                                         false);
 }
@@ -84,7 +84,7 @@ void Follower::close() {
   if (closed_) return;
   closed_ = true;
   handover_.close();
-  if (tracker_timer_.valid()) tracker_timer_.close();
+  if (timer_.valid()) timer_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   // Closing queues each channel's on_closed; destroying the channel right away cancels it,
   // so nothing calls back into this follower after it is gone.
@@ -453,14 +453,16 @@ void Follower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_ad
   auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), new_address, new_port, !token);
   counters_.connections_moved += old_flows.size();
   uint64_t now = uv_hrtime();
+  uint64_t now_ms = uv_now(node_.loop());
   uint64_t batch = tracker_.open_batch(endpoint_string(new_address, pcbs.front()->remote_port), pcbs.size(), now);
   for (size_t i = 0; i < old_flows.size(); ++i) {
-    guard_.silence(old_flows[i]);
+    guard_.silence(old_flows[i], now_ms);
     FlowKey moved = flow_of(pcbs[i]);
     guard_.unsilence(moved);  // a flow may come back to a server it once left
     tracker_.gone(moved, now);  // a flow still awaited from an earlier move: superseded
+    moving_ids_[moved] = connection_id(pcbs[i]);
     if (token) {
-      if (handover_.start(pcbs[i], connection_id(pcbs[i]), *token)) {
+      if (handover_.start(pcbs[i], connection_id(pcbs[i]), *token, now_ms)) {
         tracker_.handover_started(batch, moved);
         continue;
       }
@@ -469,7 +471,7 @@ void Follower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_ad
     }
     await_new_path(moved, batch);
   }
-  run_tracker();
+  run_machines();
   node_.kick();
 }
 
@@ -482,27 +484,40 @@ void Follower::await_new_path(const FlowKey& flow, uint64_t batch) {
 
 void Follower::on_handover_done(const FlowKey& flow, bool answered) {
   uint64_t batch = tracker_.batch_of_handover(flow);
-  if (!tracker_.handover_finished(flow, answered, uv_hrtime())) return;
+  if (!tracker_.handover_finished(flow, answered, uv_hrtime())) {
+    run_machines();  // the handover may have let a queued SYN go: its deadline counts
+    return;
+  }
   if (!answered)
     logger("migrate")->warn("handover {}: no SYN-ACK after {} SYNs; trying the direct path", flow.to_string(),
                             migrate::HandoverInitiator::max_syns);
-  tcp_pcb* pcb = find_active_pcb(flow);
+  tcp_pcb* pcb = moving_pcb(flow);
   if (pcb == nullptr) {  // it ended meanwhile
     tracker_.ended(batch, uv_hrtime());
+    run_machines();
     return;
   }
   migrate::restart_transmission(pcb);
   await_new_path(flow, batch);
-  run_tracker();
+  run_machines();
   node_.kick();
 }
 
-void Follower::run_tracker() {
+tcp_pcb* Follower::moving_pcb(const FlowKey& flow) const {
+  auto it = moving_ids_.find(flow);
+  return it != moving_ids_.end() ? migrate::find_connection_pcb(flow, it->second) : find_active_pcb(flow);
+}
+
+void Follower::run_machines() {
   if (closed_) return;
+  // Two clocks: the loop's (ms) for the handover's SYN schedule and the guard, a finer
+  // one (ns) for the tracker's changeover timing. Each deadline becomes a delay.
+  uint64_t now_ms = uv_now(node_.loop());
+  uint64_t next_ms = std::min(handover_.on_time(now_ms), guard_.on_time(now_ms));
   uint64_t now = uv_hrtime();
   uint64_t next = tracker_.on_time(now, [this](const FlowKey& flow, bool last) {
     using Result = migrate::ChangeoverTracker::PokeResult;
-    tcp_pcb* pcb = find_active_pcb(flow);
+    tcp_pcb* pcb = moving_pcb(flow);
     if (pcb == nullptr) {
       guard_.unwatch(flow);
       return Result::gone;
@@ -516,17 +531,20 @@ void Follower::run_tracker() {
     migrate::restart_transmission(pcb);
     return Result::poked;
   });
+  if (tracker_.open_batches() == 0 && tracker_.awaiting() == 0) moving_ids_.clear();
   node_.kick();
-  if (!tracker_timer_.valid()) return;
-  if (next == UINT64_MAX) {
-    uv_timer_stop(tracker_timer_.get());
+  if (!timer_.valid()) return;
+  uint64_t delay_ms = UINT64_MAX;
+  if (next_ms != UINT64_MAX) delay_ms = next_ms > now_ms ? next_ms - now_ms : 0;
+  if (next != UINT64_MAX) delay_ms = std::min<uint64_t>(delay_ms, next > now ? (next - now + 999'999) / 1'000'000 : 0);
+  if (delay_ms == UINT64_MAX) {
+    uv_timer_stop(timer_.get());
     return;
   }
-  uint64_t delay_ms = next > now ? (next - now + 999'999) / 1'000'000 : 0;
   uv_timer_start(
-      tracker_timer_.get(),
+      timer_.get(),
       [](uv_timer_t* timer) {
-        if (auto* self = static_cast<Follower*>(timer->data)) self->run_tracker();
+        if (auto* self = static_cast<Follower*>(timer->data)) self->run_machines();
       },
       delay_ms, 0);
 }

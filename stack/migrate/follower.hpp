@@ -14,6 +14,8 @@
 // membership of (the ACM carries the target's pool certificate), and then accepts at the
 // new address only the key that certificate names. Each ACM's connections are followed as a batch (ChangeoverTracker)
 // until each was heard from on the new path; the batch's report goes to `on_moved`.
+// The state machines it owns (HandoverInitiator, MigrationGuard, ChangeoverTracker) are
+// fed the time; one timer of the follower runs them at the earliest of their deadlines.
 // Owned by the client app (or a proxy's origin leg); loop thread only.
 #pragma once
 
@@ -114,7 +116,11 @@ class Follower {
               const std::optional<crypto::HandoverToken>& token);
   void await_new_path(const FlowKey& flow, uint64_t batch);
   void on_handover_done(const FlowKey& flow, bool answered);
-  void run_tracker();
+  // Runs the handover, the guard and the tracker, then arms timer_ for the earliest of
+  // their next deadlines.
+  void run_machines();
+  // The pcb of a flow a changeover follows, in O(1) (by its id).
+  tcp_pcb* moving_pcb(const FlowKey& flow) const;
   void on_housekeeping();
   std::vector<control::ClientConnection> connections_with(const IpAddress& server) const;
   void save_known_hosts();
@@ -131,7 +137,11 @@ class Follower {
   migrate::HandoverInitiator handover_;
   migrate::MigrationGuard guard_;
   migrate::ChangeoverTracker tracker_;
-  UvHandle<uv_timer_t> tracker_timer_;       // armed for the tracker's next deadline
+  // The flows the tracker follows -> their connection ids: each is looked at several times
+  // (handover done, pokes), and a walk of every pcb each time made a move of 10,000
+  // connections quadratic. Cleared when no batch is open.
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> moving_ids_;
+  UvHandle<uv_timer_t> timer_;               // armed for the machines' earliest deadline
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
   RateLimitedLog refusal_log_;
   RateLimitedLog bad_frame_log_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lwip/priv/tcp_priv.h"
+#include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "stack/wire/handover_segment.hpp"
@@ -10,15 +11,9 @@
 
 namespace roam::migrate {
 
-namespace {
-constexpr uint64_t tick_ms = 10;
-}  // namespace
-
 HandoverInitiator::HandoverInitiator(Node& node, DoneFn done) : node_(node), done_(std::move(done)) {
   node_.add_input_filter(InputStage::handover, this);
   node_.add_output_filter(this);
-  if (uv_timer_init(node_.loop(), timer_.get()) == 0) timer_.mark_initialized();
-  timer_.get()->data = this;
 }
 
 HandoverInitiator::~HandoverInitiator() {
@@ -32,11 +27,12 @@ void HandoverInitiator::close() {
   closed_ = true;
   pending_.clear();
   queue_.clear();
+  due_ = {};
   outstanding_ = 0;
-  if (timer_.valid()) timer_.close();
 }
 
-bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token) {
+bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token,
+                              uint64_t now_ms) {
   if (closed_ || pcb == nullptr || connection_id == 0) return false;
   FlowKey flow = flow_of(pcb);
   if (pending_.count(flow) != 0) return false;
@@ -46,25 +42,17 @@ bool HandoverInitiator::start(tcp_pcb* pcb, uint64_t connection_id, const crypto
   pending_[flow] = std::move(pending);
   queue_.push_back(flow);
   ++counters_.handovers_started;
-  launch_queued();
-  if (timer_.valid() && !uv_is_active(timer_.base())) {
-    uv_timer_start(
-        timer_.get(),
-        [](uv_timer_t* t) {
-          if (auto* self = static_cast<HandoverInitiator*>(t->data)) self->on_timer();
-        },
-        tick_ms, tick_ms);
-  }
+  launch_queued(now_ms);
   return true;
 }
 
-void HandoverInitiator::launch_queued() {
+void HandoverInitiator::launch_queued(uint64_t now_ms) {
   while (outstanding_ < max_outstanding && !queue_.empty()) {
     FlowKey flow = queue_.front();
     queue_.pop_front();
     auto it = pending_.find(flow);
     if (it == pending_.end()) continue;
-    if (!launch(flow, it->second)) {
+    if (!launch(flow, it->second, now_ms)) {
       pending_.erase(it);
       ++counters_.handovers_failed;
       finish(flow, false);
@@ -74,9 +62,9 @@ void HandoverInitiator::launch_queued() {
   }
 }
 
-bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending) {
+bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending, uint64_t now_ms) {
   // Read now, not when queued: the connection is held meanwhile, but may have ended.
-  tcp_pcb* pcb = find_active_pcb(flow);
+  tcp_pcb* pcb = find_connection_pcb(flow, pending.connection_id);
   if (pcb == nullptr) return false;
   // Just before the highest byte we ever sent: no ACK of the server's can then exceed what
   // the NAT saw from us; our retransmissions (from lastack) are inside the window the
@@ -102,38 +90,50 @@ bool HandoverInitiator::launch(const FlowKey& flow, Pending& pending) {
   if (!node_.send_packet(pending.syn)) return false;
   ++counters_.syns_sent;
   pending.syns = 1;
-  pending.first_sent_ms = uv_now(node_.loop());
+  pending.first_sent_ms = now_ms;
   // The first retry waits four answer times (as an RTO waits four deviations), at least
   // first_retry_ms.
   pending.interval_ms = std::clamp<uint64_t>(4 * answer_ms_, first_retry_ms, max_retry_ms);
-  pending.next_at_ms = pending.first_sent_ms + pending.interval_ms;
+  pending.next_at_ms = now_ms + pending.interval_ms;
+  due_.push({pending.next_at_ms, flow});
   return true;
 }
 
-void HandoverInitiator::on_timer() {
-  uint64_t now = uv_now(node_.loop());
-  std::vector<FlowKey> given_up;
-  for (auto& [flow, pending] : pending_) {
-    if (pending.syns == 0 || now < pending.next_at_ms) continue;  // queued, or not yet due
-    if (pending.syns >= max_syns || find_active_pcb(flow) == nullptr) {
-      given_up.push_back(flow);
-      continue;
+uint64_t HandoverInitiator::on_time(uint64_t now_ms) {
+  if (closed_) return UINT64_MAX;
+  drop_stale_deadlines();
+  while (!due_.empty() && due_.top().at_ms <= now_ms) {
+    FlowKey flow = due_.top().flow;
+    due_.pop();
+    Pending& pending = pending_.at(flow);
+    if (pending.syns >= max_syns || find_connection_pcb(flow, pending.connection_id) == nullptr) {
+      pending_.erase(flow);
+      --outstanding_;
+      ++counters_.handovers_failed;
+      finish(flow, false);
+    } else {
+      node_.send_packet(pending.syn);
+      ++pending.syns;
+      ++counters_.syns_sent;
+      ++counters_.syn_retries;
+      pending.interval_ms = std::min(pending.interval_ms * 2, max_retry_ms);
+      pending.next_at_ms = now_ms + pending.interval_ms;
+      due_.push({pending.next_at_ms, flow});
     }
-    node_.send_packet(pending.syn);
-    ++pending.syns;
-    ++counters_.syns_sent;
-    ++counters_.syn_retries;
-    pending.interval_ms = std::min(pending.interval_ms * 2, max_retry_ms);
-    pending.next_at_ms = now + pending.interval_ms;
+    drop_stale_deadlines();
   }
-  for (const auto& flow : given_up) {
-    pending_.erase(flow);
-    --outstanding_;
-    ++counters_.handovers_failed;
-    finish(flow, false);
+  launch_queued(now_ms);
+  return next_deadline();
+}
+
+void HandoverInitiator::drop_stale_deadlines() {
+  // Each outstanding handover's own deadline is in due_ (pushed whenever it is set), so
+  // an element that does not match its handover (answered, given up) is stale.
+  while (!due_.empty()) {
+    auto it = pending_.find(due_.top().flow);
+    if (it != pending_.end() && it->second.syns > 0 && it->second.next_at_ms == due_.top().at_ms) return;
+    due_.pop();
   }
-  launch_queued();
-  if (pending_.empty() && timer_.valid()) uv_timer_stop(timer_.get());
 }
 
 void HandoverInitiator::finish(const FlowKey& flow, bool answered) {
@@ -164,7 +164,7 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
     }
     // Not a connection of ours (on a host that also answers handovers, the client's update
     // for the HandoverResponder).
-    if (find_active_pcb(*flow) == nullptr) return FilterVerdict::pass;
+    if (find_connection_pcb(*flow, option.connection_id) == nullptr) return FilterVerdict::pass;
     // The server's window update after its SYN-ACK: for the NAT on the way, not for lwIP.
     ++counters_.window_acks_consumed;
     return FilterVerdict::drop;
@@ -185,19 +185,20 @@ FilterVerdict HandoverInitiator::on_input(const InboundPacket& packet) {
   }
   ++counters_.synacks_accepted;
   if (pending.syns == 1) {
-    uint64_t sample = uv_now(node_.loop()) - pending.first_sent_ms;
+    uint64_t sample = packet.now_ms > pending.first_sent_ms ? packet.now_ms - pending.first_sent_ms : 0;
     answer_ms_ = answer_ms_ == 0 ? sample : (7 * answer_ms_ + sample) / 8;
   }
   send_window_update(*flow, pending, segment.seq + 1);
   pending_.erase(it);
   --outstanding_;
   finish(*flow, true);
-  launch_queued();
+  launch_queued(packet.now_ms);
+  drop_stale_deadlines();
   return FilterVerdict::drop;
 }
 
 void HandoverInitiator::send_window_update(const FlowKey& flow, const Pending& pending, uint32_t server_next) {
-  tcp_pcb* pcb = find_active_pcb(flow);
+  tcp_pcb* pcb = find_connection_pcb(flow, pending.connection_id);
   if (pcb == nullptr) return;
   wire::BareAck update;
   update.src = flow.local;

@@ -15,12 +15,20 @@
 // it (the server's real window, for the NAT) is consumed too, and we send ours. lwIP never
 // sees any of them.
 // Any other SYN-ACK with our option, or any SYN-ACK on a flow in handover, is dropped and
-// counted. Loop thread only.
+// counted.
+//
+// Fed the time (by start, with each packet, and by on_time): it owns no timer and reads
+// no clock. Its owner (the Follower) calls on_time at the deadline it returns, and asks
+// again (next_deadline) after start and after each `done`, whose handover may have let
+// a queued one send its SYN. Due SYNs are kept in deadline order: a move of ten thousand
+// connections walks none of them to find the few that are due. Loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
+#include <queue>
 #include <unordered_map>
 #include <vector>
 
@@ -28,7 +36,6 @@
 #include "stack/lwip.hpp"
 #include "stack/flow_key.hpp"
 #include "stack/node.hpp"
-#include "base/uv_handle.hpp"
 
 namespace roam::migrate {
 
@@ -67,7 +74,12 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   // `pcb` already points at the new server (rewrite_remote without a restart). Sends the
   // first SYN now, or queues it behind max_outstanding others. False (nothing started)
   // when the connection has no id.
-  bool start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token);
+  bool start(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token, uint64_t now_ms);
+  // Repeats the SYNs that are due, gives up on handovers out of SYNs (or whose
+  // connection ended), sends queued SYNs in their place. Returns the next deadline.
+  uint64_t on_time(uint64_t now_ms);
+  // When on_time wants to run next (UINT64_MAX: nothing pending with a SYN out).
+  uint64_t next_deadline() const { return due_.empty() ? UINT64_MAX : due_.top().at_ms; }
   bool is_pending(const FlowKey& flow) const { return pending_.count(flow) != 0; }
   size_t outstanding() const { return outstanding_; }
   size_t pending_count() const { return pending_.size(); }
@@ -88,11 +100,17 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
     uint64_t next_at_ms = 0;
     uint64_t first_sent_ms = 0;
   };
+  struct Due {
+    uint64_t at_ms;
+    FlowKey flow;
+    bool operator>(const Due& other) const { return at_ms > other.at_ms; }
+  };
   // Sends queued SYNs while fewer than max_outstanding are out.
-  void launch_queued();
+  void launch_queued(uint64_t now_ms);
   // Builds and sends the first SYN; false when it cannot be built or routed.
-  bool launch(const FlowKey& flow, Pending& pending);
-  void on_timer();
+  bool launch(const FlowKey& flow, Pending& pending, uint64_t now_ms);
+  // Pops deadlines of handovers that ended (or moved on) off the top of due_.
+  void drop_stale_deadlines();
   // Our real, scaled window for the NAT, right after the SYN-ACK (its window was not scaled).
   void send_window_update(const FlowKey& flow, const Pending& pending, uint32_t server_next);
   void finish(const FlowKey& flow, bool answered);
@@ -101,12 +119,14 @@ class HandoverInitiator final : public InputFilter, public OutputFilter {
   DoneFn done_;
   std::unordered_map<FlowKey, Pending, FlowKeyHash> pending_;
   std::deque<FlowKey> queue_;  // waiting their turn, oldest first
-  size_t outstanding_ = 0;     // pending with a SYN out
+  // SYNs out, by when each is due again, earliest first; an element whose handover ended
+  // is stale and dropped when it reaches the top.
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
+  size_t outstanding_ = 0;  // pending with a SYN out
   // Smoothed time from a SYN to its SYN-ACK (answers to a first SYN only, as Karn's rule
   // wants), 0 until measured: a busy new server answers a large move slowly, and
   // retrying every 50 ms then only adds duplicate SYNs and answers to its load.
   uint64_t answer_ms_ = 0;
-  UvHandle<uv_timer_t> timer_;
   HandoverInitiatorCounters counters_;
   bool closed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

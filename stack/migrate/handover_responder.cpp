@@ -19,21 +19,38 @@ HandoverResponder::~HandoverResponder() {
 }
 
 void HandoverResponder::expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked,
-                               uint32_t sent_up_to) {
+                               uint32_t sent_up_to, uint64_t now_ms) {
   Expected expected;
   expected.token = token;
   expected.parked = parked;
   expected.sent_up_to = sent_up_to;
-  expected.expected_at_ms = uv_now(node_.loop());
+  expected.expected_at_ms = now_ms;
   expected_[connection_id] = std::move(expected);
+  if (now_ms == at_next_on_time)
+    unstamped_.push_back(connection_id);
+  else
+    due_.push({now_ms + unclaimed_for_ms, connection_id});
 }
 
-void HandoverResponder::expire() {
-  uint64_t now = uv_now(node_.loop());
-  std::erase_if(expected_, [now](const auto& entry) {
-    const Expected& e = entry.second;
-    return e.answered ? now - e.answered_at_ms >= answered_for_ms : now - e.expected_at_ms >= unclaimed_for_ms;
-  });
+uint64_t HandoverResponder::on_time(uint64_t now_ms) {
+  for (uint64_t id : unstamped_) {
+    auto it = expected_.find(id);
+    if (it == expected_.end() || it->second.expected_at_ms != UINT64_MAX) continue;
+    it->second.expected_at_ms = now_ms;
+    due_.push({it->second.forget_at_ms(), id});
+  }
+  unstamped_.clear();
+  // Every entry's own deadline is in due_ (pushed whenever it changes), so an element that
+  // does not match its entry is stale and simply dropped.
+  while (!due_.empty()) {
+    const Due& due = due_.top();
+    auto it = expected_.find(due.connection_id);
+    bool stale = it == expected_.end() || it->second.forget_at_ms() != due.at_ms;
+    if (!stale && due.at_ms > now_ms) break;
+    if (!stale) expected_.erase(it);
+    due_.pop();
+  }
+  return due_.empty() ? UINT64_MAX : due_.top().at_ms;
 }
 
 FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
@@ -95,13 +112,13 @@ FilterVerdict HandoverResponder::on_input(const InboundPacket& packet) {
   std::copy_n(segment.dst_address.begin(), segment.address_size(), server.bytes.begin());
   expected.client = client;
   expected.client_port = segment.src_port;
-  answer(expected, option.connection_id, server, segment.dst_port, segment.seq, pcb);
+  answer(expected, option.connection_id, server, segment.dst_port, segment.seq, pcb, packet.now_ms);
   ++counters_.syns_accepted;
   return FilterVerdict::drop;
 }
 
 void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const IpAddress& server,
-                               uint16_t server_port, uint32_t syn_seq, tcp_pcb* pcb) {
+                               uint16_t server_port, uint32_t syn_seq, tcp_pcb* pcb, uint64_t now_ms) {
   // The NAT learns our side's position from the SYN-ACK: just before the highest byte
   // ever sent on this connection, so that no ACK from the client (it may hold
   // out-of-order data up to there) is beyond what the NAT saw. The import restarted
@@ -136,7 +153,8 @@ void HandoverResponder::answer(Expected& expected, uint64_t connection_id, const
       expected.token, {crypto::HandoverSegmentKind::window, connection_id, window.seq, window.ack, pcb->rcv_nxt});
   expected.syn_seq = syn_seq;
   expected.answered = true;
-  expected.answered_at_ms = uv_now(node_.loop());
+  expected.answered_at_ms = now_ms;
+  due_.push({expected.forget_at_ms(), connection_id});
   // Built once: a repeated SYN gets exactly the same answer.
   expected.replies.assign(2 * wire::handover_packet_max_bytes, 0);
   size_t first = wire::build_handover_segment(expected.replies, synack);

@@ -23,11 +23,16 @@
 // A repeat of the accepted SYN from the same address is answered again (the SYN-ACK was
 // lost). Everything else with our option is dropped and counted: a bad tag (forged), a
 // valid SYN from another address after the first or after its connection settled
-// (replayed), an id we expect nothing for (unknown), a malformed option. Loop thread only.
+// (replayed), an id we expect nothing for (unknown), a malformed option.
+//
+// Fed the time (with each packet, and by on_time): it owns no timer and reads no clock.
+// Its owner (the Importer) calls on_time at the deadline it returns, and after expect.
+// Loop thread only.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <queue>
 #include <unordered_map>
 #include <vector>
 
@@ -68,13 +73,17 @@ class HandoverResponder final : public InputFilter {
   HandoverResponder(const HandoverResponder&) = delete;
   HandoverResponder& operator=(const HandoverResponder&) = delete;
 
+  // `now_ms` unknown: unclaimed_for_ms counts from the next on_time.
+  static constexpr uint64_t at_next_on_time = UINT64_MAX;
+
   // An imported connection, parked as `parked`, may be claimed with this token.
   // `sent_up_to`: the old server's snd_nxt (the import restarts from snd_una).
-  void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked, uint32_t sent_up_to);
+  void expect(uint64_t connection_id, const crypto::HandoverToken& token, const FlowKey& parked, uint32_t sent_up_to,
+              uint64_t now_ms = at_next_on_time);
   void forget(uint64_t connection_id) { expected_.erase(connection_id); }
   // Forgets answered handovers older than answered_for_ms, unclaimed ones older than
-  // unclaimed_for_ms.
-  void expire();
+  // unclaimed_for_ms; returns the next deadline (UINT64_MAX: nothing to wait for).
+  uint64_t on_time(uint64_t now_ms);
   size_t expected_count() const { return expected_.size(); }
 
   FilterVerdict on_input(const InboundPacket& packet) override;
@@ -92,16 +101,30 @@ class HandoverResponder final : public InputFilter {
     std::vector<uint8_t> replies;  // the SYN-ACK then the bare ACK, back to back
     size_t synack_length = 0;
     uint64_t answered_at_ms = 0;
-    uint64_t expected_at_ms = 0;
+    uint64_t expected_at_ms = UINT64_MAX;  // until on_time stamps it
+    uint64_t forget_at_ms() const {
+      if (answered) return answered_at_ms + answered_for_ms;
+      return expected_at_ms == UINT64_MAX ? UINT64_MAX : expected_at_ms + unclaimed_for_ms;
+    }
+  };
+  struct Due {
+    uint64_t at_ms;
+    uint64_t connection_id;
+    bool operator>(const Due& other) const { return at_ms > other.at_ms; }
   };
   void answer(Expected& expected, uint64_t connection_id, const IpAddress& server, uint16_t server_port,
-              uint32_t syn_seq, tcp_pcb* pcb);
+              uint32_t syn_seq, tcp_pcb* pcb, uint64_t now_ms);
   void send_replies(const Expected& expected);
 
   Node& node_;
   bool enabled_;
   RebindFn rebind_;
   std::unordered_map<uint64_t, Expected> expected_;
+  // Deadlines, earliest first: each entry's own is pushed whenever it changes (expected,
+  // answered), so one that no longer matches its entry (answered, forgotten, expected
+  // anew) is stale and dropped. Nothing is walked to expire something else.
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
+  std::vector<uint64_t> unstamped_;  // expected without a time, stamped by on_time
   HandoverResponderCounters counters_;
 };
 

@@ -99,8 +99,12 @@ tcp_pcb* Importer::rebind_parked(const FlowKey& parked, const IpAddress& client,
 }
 
 uint64_t Importer::on_time(uint64_t now_ms) {
-  responder_.expire();
-  if (now_ms < next_expiry_ms_) return std::min(next_expiry_ms_, now_ms + housekeeping_ms);
+  // The guard and the responder are fed the time here (and with each packet). A flow the
+  // Exporter silenced, or a handover expected, without a time is stamped now: this runs
+  // at least every housekeeping_ms.
+  uint64_t machines = std::min(responder_.on_time(now_ms), guard_.on_time(now_ms));
+  uint64_t housekeeping = std::min(machines, now_ms + housekeeping_ms);
+  if (now_ms < next_expiry_ms_) return std::min(next_expiry_ms_, housekeeping);
   // Something expired: only now is the table walked (a parked session may have ended on
   // its own meanwhile, and then its pointer must not be touched).
   auto live = table_.sessions();
@@ -130,7 +134,7 @@ uint64_t Importer::on_time(uint64_t now_ms) {
     table_.drop(session);
     it = parked_.erase(it);
   }
-  return std::min(next_expiry_ms_, now_ms + housekeeping_ms);
+  return std::min(next_expiry_ms_, housekeeping);
 }
 
 void Importer::shutdown() {

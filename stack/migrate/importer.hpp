@@ -60,8 +60,8 @@ class Importer {
   // connection; otherwise the reason, and nothing changed.
   Result<IpAddress, std::string> import_session(std::span<const uint8_t> payload, uint64_t now_ms);
 
-  // Drops parked imports whose client never came and forgets unclaimed handovers.
-  // Returns the next deadline (loop ms).
+  // Drops parked imports whose client never came; runs the guard and the responder (the
+  // flows silenced and the handovers expected expire). Returns the next deadline (loop ms).
   uint64_t on_time(uint64_t now_ms);
 
   // Unparks everything (shutdown: the sessions' own close then works on registered pcbs).

@@ -17,18 +17,40 @@ MigrationGuard::~MigrationGuard() {
   node_.remove_output_filter(this);
 }
 
-void MigrationGuard::silence(const FlowKey& key) {
-  expire_silenced();
-  silenced_[key] = uv_now(node_.loop()) + silence_ms_;
+void MigrationGuard::silence(const FlowKey& key, uint64_t now_ms) {
+  if (now_ms == at_next_on_time) {
+    silenced_[key] = UINT64_MAX;
+    unstamped_.push_back(key);
+    return;
+  }
+  uint64_t at = now_ms + silence_ms_;
+  silenced_[key] = at;
+  expiries_.push({at, key});
 }
 
 void MigrationGuard::unsilence(const FlowKey& key) {
   silenced_.erase(key);
 }
 
-void MigrationGuard::expire_silenced() {
-  uint64_t now = uv_now(node_.loop());
-  std::erase_if(silenced_, [now](const auto& entry) { return entry.second <= now; });
+uint64_t MigrationGuard::on_time(uint64_t now_ms) {
+  for (const FlowKey& key : unstamped_) {
+    auto it = silenced_.find(key);
+    if (it == silenced_.end() || it->second != UINT64_MAX) continue;  // unsilenced or stamped since
+    it->second = now_ms + silence_ms_;
+    expiries_.push({it->second, key});
+  }
+  unstamped_.clear();
+  // Each silenced flow's own expiry is in expiries_ (pushed whenever it is set), so an
+  // element that does not match its flow (unsilenced, or silenced again) is stale.
+  while (!expiries_.empty()) {
+    const Expiry& due = expiries_.top();
+    auto it = silenced_.find(due.key);
+    bool stale = it == silenced_.end() || it->second != due.at_ms;
+    if (!stale && due.at_ms > now_ms) break;
+    if (!stale) silenced_.erase(it);
+    expiries_.pop();
+  }
+  return expiries_.empty() ? UINT64_MAX : expiries_.top().at_ms;
 }
 
 void MigrationGuard::park(const FlowKey& key, tcp_pcb* pcb, std::function<void()> on_unparked) {
@@ -73,7 +95,7 @@ FilterVerdict MigrationGuard::on_input(const InboundPacket& packet) {
   if (!silenced_.empty()) {
     auto it = silenced_.find(*key);
     if (it != silenced_.end()) {
-      if (it->second > uv_now(node_.loop())) {
+      if (it->second > packet.now_ms) {
         ++counters_.silenced_input_drops;
         return FilterVerdict::drop;
       }

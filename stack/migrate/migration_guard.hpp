@@ -1,10 +1,14 @@
 // MigrationGuard: keeps a moving connection's packets from doing harm on either host.
-// Owned by the app that moves connections; registers itself on the Node's input and
-// output chains. Loop thread only.
+// Owned by whoever moves connections (the Importer, the Follower); registers itself on
+// the Node's input and output chains. Fed the time: it owns no timer and reads no clock;
+// its owner calls on_time at the deadline it returns (and after silencing). Loop thread
+// only.
 //
 // Old host: a frozen or exported flow is *silenced*: its inbound packets are dropped and
 // counted. Without this, lwIP would answer them with RST (it no longer knows the flow)
-// and kill the client's connection. Silenced flows are forgotten after a grace period.
+// and kill the client's connection. Silenced flows are forgotten after a grace period,
+// kept in deadline order (a move silences thousands at once: none is walked to expire
+// another).
 //
 // New host: an imported flow is *parked*: its pcb is not yet known to lwIP (no timers, so
 // no retransmission backoff while the client has not switched) and anything it sends is
@@ -15,8 +19,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <queue>
 #include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 #include "stack/lwip.hpp"
 #include "stack/flow_key.hpp"
@@ -41,9 +46,17 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   MigrationGuard(const MigrationGuard&) = delete;
   MigrationGuard& operator=(const MigrationGuard&) = delete;
 
-  void silence(const FlowKey& key);
+  // `now_ms` unknown: the grace period starts at the next on_time (a clockless caller,
+  // such as the Exporter; the owner's next on_time comes within its housekeeping tick).
+  static constexpr uint64_t at_next_on_time = UINT64_MAX;
+
+  void silence(const FlowKey& key, uint64_t now_ms = at_next_on_time);
   void unsilence(const FlowKey& key);
   bool is_silenced(const FlowKey& key) const { return silenced_.count(key) != 0; }
+  size_t silenced_count() const { return silenced_.size(); }
+  // Forgets silenced flows whose grace period ended; returns the next deadline
+  // (UINT64_MAX: nothing to wait for).
+  uint64_t on_time(uint64_t now_ms);
 
   // `pcb` is an imported, unregistered pcb with its callbacks set. `on_unparked` runs
   // (deferred) after transmission restarted.
@@ -76,11 +89,19 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
     tcp_pcb* pcb;
     std::function<void()> on_unparked;
   };
-  void expire_silenced();
+  struct Expiry {
+    uint64_t at_ms;
+    FlowKey key;
+    bool operator>(const Expiry& other) const { return at_ms > other.at_ms; }
+  };
 
   Node& node_;
   uint64_t silence_ms_;
-  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> silenced_;  // -> expiry (uv_now ms)
+  // -> expiry (loop ms; UINT64_MAX until on_time stamps it). An entry of expiries_ is
+  // stale (skipped) when the flow was unsilenced, or silenced again with a later expiry.
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> silenced_;
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<>> expiries_;
+  std::vector<FlowKey> unstamped_;  // silenced without a time, stamped by on_time
   std::unordered_map<FlowKey, Parked, FlowKeyHash> parked_;
   std::unordered_map<FlowKey, std::function<void()>, FlowKeyHash> watched_;
   MigrationGuardCounters counters_;

@@ -290,6 +290,12 @@ std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddr
   return old_flows;
 }
 
+tcp_pcb* find_connection_pcb(const FlowKey& flow, uint64_t connection_id) {
+  tcp_pcb* pcb = find_pcb_by_connection_id(connection_id);
+  if (pcb == nullptr) return nullptr;
+  return flow_of(pcb) == flow ? pcb : find_active_pcb(flow);
+}
+
 std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& new_local) {
   ip_addr_t old_ip = to_lwip(old_local);
   ip_addr_t new_ip = to_lwip(new_local);

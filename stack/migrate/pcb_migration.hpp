@@ -77,6 +77,12 @@ std::vector<FlowKey> rewrite_remote(const IpAddress& old_remote, uint16_t old_po
 // handshake is through).
 std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddress& new_remote,
                                     uint16_t new_port, bool restart = true);
+// The active pcb of `flow`, found by its connection id in O(1): a move of thousands of
+// connections must not walk every pcb for each (find_active_pcb). Both ends of a
+// connection in one process (a test lab) share the id: then the flow decides, by a walk.
+// nullptr when the connection is gone (or is not registered, or has another id).
+tcp_pcb* find_connection_pcb(const FlowKey& flow, uint64_t connection_id);
+
 // For each active pcb bound to old_local, rebinds it to new_local and restarts
 // transmission (a host whose own address changed). Returns the flows as they were.
 std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& new_local);

@@ -516,6 +516,35 @@ def wait_registrations(control, count, seconds):
         time.sleep(0.2)
 
 
+def start_move_profile(lab, pid, n):
+    """With env SCALE_PROFILE_MOVE=1: `perf record -g` attached to roam-client from just
+    before t0 until t1 (perf.data in the lab's directory; the figures of that move then
+    include perf's overhead). None otherwise, or when perf cannot start."""
+    if os.environ.get("SCALE_PROFILE_MOVE") != "1" or pid is None:
+        return None
+    path = os.path.join(lab.workdir, "%s-client-move-n%d.perf.data" % (lab.tag, n))
+    try:
+        proc = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(pid), "-o", path],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as e:
+        note("  perf: %s" % e)
+        return None
+    time.sleep(0.5)  # perf attaches before t0
+    note("  profiling roam-client during the move: %s" % path)
+    return proc
+
+
+def stop_move_profile(proc):
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def move(lab, socks, timeout, reg_wait):
     """Moves every session of A to B (see the module docstring). Returns a dict of figures;
     figures that could not be measured are None."""
@@ -531,6 +560,7 @@ def move(lab, socks, timeout, reg_wait):
         c_pid = lab.pid("client")
         cpu0 = {k: cpu_ms(p) for k, p in (("b", b_pid), ("a", a_pid), ("c", c_pid))}
         log_mark = lab.log_size("client")
+        profiler = start_move_profile(lab, c_pid, len(socks))
         try:
             t0, t_reply, reply = control.request(FRAME_MIGRATE_REQUEST, "to=" + lab.control["b"], timeout)
         except (RuntimeError, OSError) as e:
@@ -545,6 +575,7 @@ def move(lab, socks, timeout, reg_wait):
         times, failures = echo_all(socks, t0 + timeout)
         echoed = len(times)
         t1 = mono()
+        stop_move_profile(profiler)
         cpu1 = {k: cpu_ms(p) for k, p in (("b", b_pid), ("a", a_pid), ("c", c_pid))}
         res["echoed"] = echoed
         res["echo_failures"] = failures

@@ -20,6 +20,9 @@
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/follower.hpp"
 #include "stack/migrate/importer.hpp"
+#include "stack/wire/handover_segment.hpp"
+#include "stack/wire/ip_packet.hpp"
+#include "stack/wire/tcp_header.hpp"
 #include "support/lwip_lab.hpp"
 
 namespace {
@@ -200,6 +203,41 @@ TEST_CASE("a session moved from code follows byte-exact through the exporter, im
   CHECK(e.followed[0].answered == 1);
   CHECK(e.followed[0].heard == 1);
   CHECK(e.follower->counters().acms_applied == 1);
+}
+
+bool is_handover_syn(std::span<const uint8_t> packet) {
+  auto info = wire::check_ip_packet(packet);
+  if (!info || info->protocol != wire::ip_protocol_tcp) return false;
+  auto tcp = wire::parse_tcp_segment(packet, info.value());
+  wire::HandoverOption option;
+  return tcp && tcp->flags == wire::TcpSegmentView::SYN &&
+         wire::find_handover_option(tcp->options, option) == wire::MacOptionLookup::found;
+}
+
+TEST_CASE("the follower's own timer repeats a lost handover SYN until it is answered") {
+  // Nothing in the test feeds the initiator the time: the Follower's timer, armed for the
+  // initiator's deadline, must send the retries.
+  EngineLab e;
+  size_t lost = 0;
+  e.lab.lose = [&lost](std::span<const uint8_t> p) {
+    if (lost >= 2 || !is_handover_syn(p)) return false;
+    ++lost;
+    return true;
+  };
+  auto report = e.move();
+  REQUIRE(report.ok());
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.acm_for(report, 1), unix_ms()) == control::AcmVerdict::apply);
+  e.lab.client.send("after the move");
+  e.lab.run([&] { return !e.followed.empty(); });
+  CHECK(lost == 2);
+  const auto& h = e.follower->handover().counters();
+  CHECK(h.syn_retries >= 2);
+  CHECK(h.synacks_accepted == 1);
+  CHECK(h.handovers_failed == 0);
+  REQUIRE(e.followed.size() == 1);
+  CHECK(e.followed[0].answered == 1);
+  CHECK(e.followed[0].heard == 1);
+  CHECK(e.lab.rst_seen == 0);
 }
 
 TEST_CASE("a session the target refuses goes on at the old server unchanged") {
