@@ -39,8 +39,10 @@ Exporter::Exporter(ExportServices services, ExportPolicy policy, std::string tar
 }
 
 namespace {
-// Fixed snapshot fields, headers and a leg's framing: generous, for sizing only.
+// Fixed snapshot fields and headers: generous, for sizing only.
 constexpr size_t snapshot_overhead_bytes = 256;
+// A leg's framing in the session payload: role, token length, token, snapshot length.
+constexpr size_t leg_header_bytes = 2 + 32 + 4;
 
 size_t snapshot_bytes(const wire::ConnectionSnapshot& s) {
   return snapshot_overhead_bytes + s.unacked.size() + s.unsent.size() + s.received.size() + s.app_state.size();
@@ -75,6 +77,8 @@ std::string Exporter::why_it_stays(const MovableSession& session, const std::vec
   if (legs.empty() || legs.size() > max_session_legs)
     return "it has " + std::to_string(legs.size()) + " legs (1 to " + std::to_string(max_session_legs) + " move)";
   for (size_t i = 0; i < legs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j)
+      if (legs[j].pcb == legs[i].pcb && legs[i].pcb != nullptr) return "two of its legs are one connection";
     std::string leg = legs.size() > 1 ? std::string(leg_role_name(legs[i].role)) + " leg: " : std::string();
     if (auto movable = check_movable(legs[i].pcb); !movable) return leg + movable.error();
     // It arrived here and its peer has not followed yet: it cannot move on.
@@ -141,7 +145,7 @@ void Exporter::start(TransferLink& link) {
       // The connection's segment-MAC key travels with it: protected from its first packet
       // at the new host, without waiting for the client to register there.
       if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(legs[i].pcb);
-      frame_bytes += snapshot_bytes(*snapshot) + 38;
+      frame_bytes += leg_header_bytes + snapshot_bytes(*snapshot);
       snapshots.push_back(std::move(*snapshot));
     }
     if (failure.empty() && frame_bytes > max_frame_payload) failure = "its legs' snapshots exceed one session frame";
