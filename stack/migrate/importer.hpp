@@ -5,11 +5,11 @@
 // this host's own address (all legs or none), rebuilds the session through the host's
 // SessionKinds, and *parks* each leg (MigrationGuard): silent, no timers, until its peer's
 // first packet arrives on the new path. A client leg's client was told by the old host; an
-// origin leg's origin must be told by this host (the tell-origin hook, issue 12). It owns the guard
-// and the HandoverResponder: a client's synthetic SYN rebinds a parked import to the
-// address its NAT presents, inside this layer. Parked imports whose client never comes
-// are dropped without a packet after `parked_timeout_ms`. Fed the time by its owner;
-// owns no timer. Loop thread only.
+// origin leg's origin must be told by this host (the tell-origin hook, issue 12). It owns
+// the guard and the HandoverResponder: a client's synthetic SYN rebinds a parked import to
+// the address its NAT presents, inside this layer. Parked imports whose peers never come
+// are dropped after `parked_timeout_ms`. Fed the time by its owner; owns no timer. Loop
+// thread only.
 #pragma once
 
 #include <cstdint>
