@@ -17,7 +17,7 @@
 
 namespace roam {
 
-class EchoSession final : public MovableSession, public TcpConnection::Handler {
+class EchoSession final : public SingleLegSession, public TcpConnection::Handler {
  public:
   // Also accepts a callable taking MovableSession* (so one session table serves all kinds).
   using FinishedFn = std::function<void(EchoSession*)>;

@@ -27,7 +27,7 @@
 
 namespace roam {
 
-class FilesSession final : public MovableSession, public TcpConnection::Handler {
+class FilesSession final : public SingleLegSession, public TcpConnection::Handler {
  public:
   // Also accepts a callable taking MovableSession* (so one session table serves all kinds).
   using FinishedFn = std::function<void(FilesSession*)>;

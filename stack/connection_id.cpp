@@ -2,6 +2,7 @@
 
 #include <new>
 #include <unordered_map>
+#include <vector>
 
 #include "lwip/priv/tcp_priv.h"
 #include "lwip/tcp.h"
@@ -159,6 +160,15 @@ tcp_pcb* find_pcb_by_connection_id(uint64_t id) {
   if (id == 0) return nullptr;
   auto it = index().find(id);
   return it == index().end() ? nullptr : it->second->pcb;
+}
+
+std::vector<tcp_pcb*> find_pcbs_by_connection_id(uint64_t id) {
+  std::vector<tcp_pcb*> out;
+  if (id == 0) return out;
+  auto it = index().find(id);
+  if (it == index().end()) return out;
+  for (const IdEntry* entry = it->second; entry != nullptr; entry = entry->older) out.push_back(entry->pcb);
+  return out;
 }
 
 size_t indexed_connection_count() {

@@ -18,6 +18,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 struct tcp_pcb;
 
@@ -44,6 +45,10 @@ uint64_t assign_connection_id_at_connected(tcp_pcb* pcb);
 // one process with the same id (both ends of a connection in a test lab) are both kept:
 // the one that got its id or was registered last answers, the other once it leaves.
 tcp_pcb* find_pcb_by_connection_id(uint64_t id);
+
+// Every registered pcb with this id, newest first: one, except in a process that holds
+// both ends of a connection (a test lab). O(that count).
+std::vector<tcp_pcb*> find_pcbs_by_connection_id(uint64_t id);
 
 // How many pcbs the index holds (tests and status; O(ids)).
 size_t indexed_connection_count();

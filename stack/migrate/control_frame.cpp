@@ -81,45 +81,118 @@ Result<std::optional<Frame>, FrameError> FrameReader::next() {
   return std::optional<Frame>{std::move(frame)};
 }
 
-void append_session_header(std::string_view kind, const std::optional<HandoverToken>& token,
-                           std::vector<uint8_t>& out) {
-  // Sized once and filled with memcpy: GCC 12 at -O3 misreads vector::insert of a short
-  // range as out of bounds (-Warray-bounds, a false positive).
-  size_t at = out.size();
-  size_t token_length = token ? token->size() : 0;
-  out.resize(at + 2 + kind.size() + token_length);
-  out[at] = static_cast<uint8_t>(kind.size());
-  if (!kind.empty()) std::memcpy(out.data() + at + 1, kind.data(), kind.size());
-  out[at + 1 + kind.size()] = static_cast<uint8_t>(token_length);
-  if (token) std::memcpy(out.data() + at + 2 + kind.size(), token->data(), token_length);
+const char* leg_role_name(LegRole role) {
+  switch (role) {
+    case LegRole::client:
+      return "client";
+    case LegRole::origin:
+      return "origin";
+  }
+  return "unknown role";
 }
 
-std::vector<uint8_t> encode_session_payload(std::string_view kind, const std::optional<HandoverToken>& token,
-                                            std::span<const uint8_t> snapshot) {
-  std::vector<uint8_t> out;
-  out.reserve(2 + kind.size() + 32 + snapshot.size());
-  append_session_header(kind, token, out);
+const char* session_payload_error_name(SessionPayloadError error) {
+  switch (error) {
+    case SessionPayloadError::truncated:
+      return "truncated";
+    case SessionPayloadError::unknown_version:
+      return "unknown session frame version (this server takes version 2)";
+    case SessionPayloadError::bad_field:
+      return "bad field";
+    case SessionPayloadError::trailing_bytes:
+      return "trailing bytes";
+  }
+  return "unknown session payload error";
+}
+
+// Vectors are sized once and filled by index or memcpy: GCC 12 at -O3 misreads
+// vector::insert of a short range as out of bounds (-Warray-bounds, a false positive).
+void append_session_header(std::string_view kind, size_t leg_count, std::vector<uint8_t>& out) {
   size_t at = out.size();
-  out.resize(at + snapshot.size());
-  if (!snapshot.empty()) std::memcpy(out.data() + at, snapshot.data(), snapshot.size());
+  out.resize(at + 4 + kind.size());
+  out[at] = 0;
+  out[at + 1] = session_payload_version;
+  out[at + 2] = static_cast<uint8_t>(kind.size());
+  if (!kind.empty()) std::memcpy(out.data() + at + 3, kind.data(), kind.size());
+  out[at + 3 + kind.size()] = static_cast<uint8_t>(leg_count);
+}
+
+size_t begin_session_leg(LegRole role, const std::optional<HandoverToken>& token, std::vector<uint8_t>& out) {
+  size_t at = out.size();
+  size_t token_length = token ? token->size() : 0;
+  out.resize(at + 2 + token_length + 4);
+  out[at] = static_cast<uint8_t>(role);
+  out[at + 1] = static_cast<uint8_t>(token_length);
+  if (token) std::memcpy(out.data() + at + 2, token->data(), token_length);
+  size_t length_at = at + 2 + token_length;
+  std::memset(out.data() + length_at, 0, 4);
+  return length_at;
+}
+
+void finish_session_leg(size_t length_at, std::vector<uint8_t>& out) {
+  auto length = static_cast<uint32_t>(out.size() - length_at - 4);
+  out[length_at] = static_cast<uint8_t>(length >> 24);
+  out[length_at + 1] = static_cast<uint8_t>(length >> 16);
+  out[length_at + 2] = static_cast<uint8_t>(length >> 8);
+  out[length_at + 3] = static_cast<uint8_t>(length);
+}
+
+std::vector<uint8_t> encode_session_payload(const SessionPayload& payload) {
+  std::vector<uint8_t> out;
+  append_session_header(payload.kind, payload.legs.size(), out);
+  for (const auto& leg : payload.legs) {
+    size_t length_at = begin_session_leg(leg.role, leg.handover_token, out);
+    size_t at = out.size();
+    out.resize(at + leg.snapshot.size());
+    if (!leg.snapshot.empty()) std::memcpy(out.data() + at, leg.snapshot.data(), leg.snapshot.size());
+    finish_session_leg(length_at, out);
+  }
   return out;
 }
 
-std::optional<SessionPayload> decode_session_payload(std::span<const uint8_t> payload) {
-  if (payload.empty()) return std::nullopt;
-  size_t kind_length = payload[0];
-  if (kind_length == 0 || payload.size() < 2 + kind_length) return std::nullopt;
+Result<SessionPayload, SessionPayloadError> decode_session_payload(std::span<const uint8_t> payload) {
+  if (payload.size() < 2) return unexpected(SessionPayloadError::truncated);
+  if (payload[0] != 0 || payload[1] != session_payload_version) return unexpected(SessionPayloadError::unknown_version);
+  size_t at = 2;
+  auto need = [&](size_t bytes) { return payload.size() - at >= bytes; };
+  if (!need(1)) return unexpected(SessionPayloadError::truncated);
+  size_t kind_length = payload[at++];
+  if (kind_length == 0) return unexpected(SessionPayloadError::bad_field);
+  if (!need(kind_length + 1)) return unexpected(SessionPayloadError::truncated);
   SessionPayload out;
-  out.kind.assign(reinterpret_cast<const char*>(payload.data() + 1), kind_length);
-  size_t token_length = payload[1 + kind_length];
-  size_t token_at = 2 + kind_length;
-  if (token_length != 0 && token_length != HandoverToken{}.size()) return std::nullopt;
-  if (payload.size() < token_at + token_length) return std::nullopt;
-  if (token_length != 0) {
-    out.handover_token.emplace();
-    std::memcpy(out.handover_token->data(), payload.data() + token_at, token_length);
+  out.kind.assign(reinterpret_cast<const char*>(payload.data() + at), kind_length);
+  at += kind_length;
+  size_t leg_count = payload[at++];
+  if (leg_count == 0 || leg_count > max_session_legs) return unexpected(SessionPayloadError::bad_field);
+  out.legs.reserve(leg_count);
+  for (size_t i = 0; i < leg_count; ++i) {
+    if (!need(2)) return unexpected(SessionPayloadError::truncated);
+    uint8_t role = payload[at];
+    size_t token_length = payload[at + 1];
+    at += 2;
+    if (role != static_cast<uint8_t>(LegRole::client) && role != static_cast<uint8_t>(LegRole::origin))
+      return unexpected(SessionPayloadError::bad_field);
+    SessionLegPayload leg;
+    leg.role = static_cast<LegRole>(role);
+    // The NAT handover is the client's: an origin is told by the new host itself.
+    if (token_length != 0 && (leg.role != LegRole::client || token_length != HandoverToken{}.size()))
+      return unexpected(SessionPayloadError::bad_field);
+    if (!need(token_length + 4)) return unexpected(SessionPayloadError::truncated);
+    if (token_length != 0) {
+      leg.handover_token.emplace();
+      std::memcpy(leg.handover_token->data(), payload.data() + at, token_length);
+      at += token_length;
+    }
+    const uint8_t* l = payload.data() + at;
+    size_t snapshot_length = static_cast<size_t>(l[0]) << 24 | static_cast<size_t>(l[1]) << 16 |
+                             static_cast<size_t>(l[2]) << 8 | l[3];
+    at += 4;
+    if (!need(snapshot_length)) return unexpected(SessionPayloadError::truncated);
+    leg.snapshot = payload.subspan(at, snapshot_length);
+    at += snapshot_length;
+    out.legs.push_back(leg);
   }
-  out.snapshot = payload.subspan(token_at + token_length);
+  if (at != payload.size()) return unexpected(SessionPayloadError::trailing_bytes);
   return out;
 }
 

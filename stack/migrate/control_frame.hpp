@@ -6,8 +6,9 @@
 //
 // Payloads:
 //   migrate_request  text "to=HOST:PORT[ count=N]"                  roamctl -> old server
-//   session          u8 kind length | kind | u8 token length (0 or 32) | handover token
-//                    | snapshot encoding                            old server -> new server
+//   session          version 2: u8 0 | u8 2 | u8 kind length | kind | u8 leg count N
+//                    | N x (u8 role | u8 token length | token | u32 length | snapshot)
+//                                                                   old server -> new server
 //   session_result   u8 ok | text (ok: the new server's address; else the reason)
 //   reply            text, one line                                 server -> roamctl
 //   status_request   empty                                          roamctl -> server
@@ -66,19 +67,53 @@ class FrameReader {
   size_t consumed_ = 0;
 };
 
-// session payload: kind, the NAT handover token for the connection (none: the old server
-// does not use the handover), snapshot bytes.
+// session payload (docs/PROTOCOL.md 4.3), version 2: one session with all its legs.
+//   u8 0 | u8 version (2) | u8 kind length K (1..255) | K bytes kind | u8 leg count N (1..8)
+//   N times: u8 role | u8 token length (0; client legs: 0 or 32) | token
+//            | u32 snapshot length L | L bytes snapshot (stack/wire/connection_snapshot)
+// The leading 0 keeps a version-1 receiver (whose first byte was a kind length >= 1) from
+// misreading it: it refuses the frame as malformed. Nothing may follow the last leg.
 using HandoverToken = std::array<uint8_t, 32>;  // crypto::HandoverToken
-// Appends everything before the snapshot (the old server appends the snapshot in place).
-void append_session_header(std::string_view kind, const std::optional<HandoverToken>& token, std::vector<uint8_t>& out);
-std::vector<uint8_t> encode_session_payload(std::string_view kind, const std::optional<HandoverToken>& token,
-                                            std::span<const uint8_t> snapshot);
+
+inline constexpr uint8_t session_payload_version = 2;
+inline constexpr size_t max_session_legs = 8;
+
+// Which end of a connection a session's leg is, so the new host knows who must be told
+// of the move (DESIGN.md section 2, the proxy; section 4, "A server moves" / "A client
+// moves").
+enum class LegRole : uint8_t {
+  client = 1,  // accepted from a client: the old host tells the client (ACM, NAT handover)
+  origin = 2,  // opened by this host to an origin server: the new host tells the origin
+};
+const char* leg_role_name(LegRole role);
+
+enum class SessionPayloadError : uint8_t {
+  truncated,        // a field or a snapshot runs past the end
+  unknown_version,  // not version 2 (a version-1 payload starts with a kind length >= 1)
+  bad_field,        // kind length 0, leg count 0 or above 8, unknown role, bad token length
+  trailing_bytes,   // bytes after the last leg
+};
+const char* session_payload_error_name(SessionPayloadError error);
+
+// Builds a payload in place (the old server appends each snapshot straight into the
+// frame): the header, then per leg begin_session_leg, the snapshot, finish_session_leg.
+void append_session_header(std::string_view kind, size_t leg_count, std::vector<uint8_t>& out);
+// Writes the leg's header with a zero snapshot length; returns where that length sits.
+size_t begin_session_leg(LegRole role, const std::optional<HandoverToken>& token, std::vector<uint8_t>& out);
+// Sets the snapshot length of the leg begun at `length_at` to the bytes appended since.
+void finish_session_leg(size_t length_at, std::vector<uint8_t>& out);
+
+struct SessionLegPayload {
+  LegRole role = LegRole::client;
+  std::optional<HandoverToken> handover_token;  // only on client legs
+  std::span<const uint8_t> snapshot;            // points into the frame's payload
+};
 struct SessionPayload {
   std::string kind;
-  std::optional<HandoverToken> handover_token;
-  std::span<const uint8_t> snapshot;  // points into the frame's payload
+  std::vector<SessionLegPayload> legs;  // 1..max_session_legs, in the session's leg order
 };
-std::optional<SessionPayload> decode_session_payload(std::span<const uint8_t> payload);
+std::vector<uint8_t> encode_session_payload(const SessionPayload& payload);
+Result<SessionPayload, SessionPayloadError> decode_session_payload(std::span<const uint8_t> payload);
 
 // session_result payload.
 std::vector<uint8_t> encode_session_result(bool ok, std::string_view text);

@@ -38,12 +38,33 @@ Exporter::Exporter(ExportServices services, ExportPolicy policy, std::string tar
   report_.candidates = candidates_.size();
 }
 
-SessionReport& Exporter::record(MovableSession* session, tcp_pcb* pcb, SessionOutcome outcome, std::string reason) {
+namespace {
+// Fixed snapshot fields and headers: generous, for sizing only.
+constexpr size_t snapshot_overhead_bytes = 256;
+// A leg's framing in the session payload: role, token length, token, snapshot length.
+constexpr size_t leg_header_bytes = 2 + 32 + 4;
+
+size_t snapshot_bytes(const wire::ConnectionSnapshot& s) {
+  return snapshot_overhead_bytes + s.unacked.size() + s.unsent.size() + s.received.size() + s.app_state.size();
+}
+}  // namespace
+
+SessionReport& Exporter::record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
+                                std::string reason) {
   SessionReport entry;
   entry.kind = session->kind();
-  if (pcb != nullptr) {
-    entry.flow = flow_of(pcb);
-    entry.connection_id = connection_id(pcb);
+  for (const auto& leg : legs) {
+    LegReport l;
+    l.role = leg.role;
+    if (leg.pcb != nullptr) {
+      l.flow = flow_of(leg.pcb);
+      l.connection_id = connection_id(leg.pcb);
+    }
+    entry.legs.push_back(l);
+  }
+  if (!entry.legs.empty()) {
+    entry.flow = entry.legs.front().flow;
+    entry.connection_id = entry.legs.front().connection_id;
   }
   entry.outcome = outcome;
   entry.reason = std::move(reason);
@@ -51,74 +72,113 @@ SessionReport& Exporter::record(MovableSession* session, tcp_pcb* pcb, SessionOu
   return report_.sessions.back();
 }
 
+std::string Exporter::why_it_stays(const MovableSession& session, const std::vector<SessionLeg>& legs) const {
+  if (!session.movable()) return "its session is ending";
+  if (legs.empty() || legs.size() > max_session_legs)
+    return "it has " + std::to_string(legs.size()) + " legs (1 to " + std::to_string(max_session_legs) + " move)";
+  for (size_t i = 0; i < legs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j)
+      if (legs[j].pcb == legs[i].pcb && legs[i].pcb != nullptr) return "two of its legs are one connection";
+    std::string leg = legs.size() > 1 ? std::string(leg_role_name(legs[i].role)) + " leg: " : std::string();
+    if (auto movable = check_movable(legs[i].pcb); !movable) return leg + movable.error();
+    // It arrived here and its peer has not followed yet: it cannot move on.
+    if (services_.guard.is_parked(flow_of(legs[i].pcb)))
+      return leg + "it arrived here and its peer has not followed yet";
+  }
+  return {};
+}
+
 void Exporter::start(TransferLink& link) {
   if (started_ || finished_) return;
   started_ = true;
   for (MovableSession* session : candidates_) {
-    tcp_pcb* pcb = session->pcb();
-    std::string why;
-    if (!session->movable()) {
-      why = "its session is ending";
-    } else if (auto movable = check_movable(pcb); !movable) {
-      why = movable.error();
-    } else if (services_.guard.is_parked(flow_of(pcb))) {
-      // It arrived here and its client has not followed yet: it cannot move on.
-      why = "it arrived here and its client has not followed yet";
-    }
-    if (!why.empty()) {
+    std::vector<SessionLeg> legs = session->legs();
+    std::string name = !legs.empty() && legs.front().pcb != nullptr ? flow_of(legs.front().pcb).to_string() : "?";
+    if (std::string why = why_it_stays(*session, legs); !why.empty()) {
       ++report_.stayed;
-      logger("migrate")->info("{}: stays here: {}", pcb != nullptr ? flow_of(pcb).to_string() : "?", why);
-      record(session, pcb, SessionOutcome::stayed, std::move(why));
+      logger("migrate")->info("{}: stays here: {}", name, why);
+      record(session, legs, SessionOutcome::stayed, std::move(why));
       continue;
     }
-    uint64_t id = connection_id(pcb);
+    uint64_t id = connection_id(legs.front().pcb);
     if (policy_.too_young && policy_.too_young(id)) {
       // Long-lived policy: a young connection is not worth a move; its client reconnects.
       ++report_.closed_young;
-      logger("migrate")->info("{}: too young: closed instead of moved", flow_of(pcb).to_string());
-      record(session, pcb, SessionOutcome::closed_young, "younger than the long-lived limit");
+      logger("migrate")->info("{}: too young: closed instead of moved", name);
+      record(session, legs, SessionOutcome::closed_young, "younger than the long-lived limit");
       session->close();
       continue;
     }
-    const void* client = services_.clients.client_of(id);
-    if (client == nullptr) {
+    // Every client leg's client must be told where it went; an origin leg is told by the
+    // new host.
+    std::vector<const void*> clients(legs.size(), nullptr);
+    bool told = true;
+    for (size_t i = 0; i < legs.size(); ++i) {
+      if (legs[i].role != LegRole::client) continue;
+      clients[i] = services_.clients.client_of(connection_id(legs[i].pcb));
+      if (clients[i] == nullptr) told = false;
+    }
+    if (!told) {
       ++report_.stayed;
-      logger("migrate")->info("{}: stays here: its client has no control channel to be told by",
-                              flow_of(pcb).to_string());
-      record(session, pcb, SessionOutcome::no_channel, "its client has no control channel here");
+      logger("migrate")->info("{}: stays here: its client has no control channel to be told by", name);
+      record(session, legs, SessionOutcome::no_channel, "its client has no control channel here");
       continue;
     }
+    // All legs or none: each is frozen and silenced, then captured; a leg that cannot be
+    // captured puts every leg back exactly as it was.
     session->freeze();
-    freeze_pcb(pcb);
-    FlowKey flow = flow_of(pcb);
-    services_.guard.silence(flow);
-    auto snapshot = capture_snapshot(pcb, session->received_unconsumed(), session->app_state());
-    if (!snapshot) {
-      logger("migrate")->warn("{}: cannot capture: {}", flow.to_string(), snapshot.error());
-      services_.guard.unsilence(flow);
-      thaw_pcb(pcb);
+    for (const auto& leg : legs) {
+      freeze_pcb(leg.pcb);
+      services_.guard.silence(flow_of(leg.pcb));
+    }
+    std::vector<wire::ConnectionSnapshot> snapshots;
+    snapshots.reserve(legs.size());
+    std::string failure;
+    size_t frame_bytes = 8 + std::string_view(session->kind()).size();
+    for (size_t i = 0; i < legs.size() && failure.empty(); ++i) {
+      auto snapshot = capture_snapshot(legs[i].pcb, session->leg_received(i), session->leg_app_state(i));
+      if (!snapshot) {
+        failure = legs.size() > 1 ? std::string(leg_role_name(legs[i].role)) + " leg: " + snapshot.error()
+                                  : snapshot.error();
+        break;
+      }
+      // The connection's segment-MAC key travels with it: protected from its first packet
+      // at the new host, without waiting for the client to register there.
+      if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(legs[i].pcb);
+      frame_bytes += leg_header_bytes + snapshot_bytes(*snapshot);
+      snapshots.push_back(std::move(*snapshot));
+    }
+    if (failure.empty() && frame_bytes > max_frame_payload) failure = "its legs' snapshots exceed one session frame";
+    if (!failure.empty()) {
+      logger("migrate")->warn("{}: cannot capture: {}", name, failure);
+      for (const auto& leg : legs) {
+        services_.guard.unsilence(flow_of(leg.pcb));
+        thaw_pcb(leg.pcb);
+      }
       session->thaw();
       ++report_.failed;
-      if (report_.error.empty()) report_.error = snapshot.error();
-      record(session, pcb, SessionOutcome::failed, snapshot.error());
+      if (report_.error.empty()) report_.error = failure;
+      record(session, legs, SessionOutcome::failed, failure);
       continue;
     }
-    // The connection's segment-MAC key travels with it: protected from its first packet
-    // at the new host, without waiting for the client to register there.
-    if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(pcb);
-    record(session, pcb, SessionOutcome::failed, "not answered");  // until the target answers
-    in_flight_.push_back({session, pcb, report_.sessions.size() - 1, client, false});
-    // One buffer from snapshot to socket: at a 4 MiB window every copy of it costs
+    record(session, legs, SessionOutcome::failed, "not answered");  // until the target answers
+    InFlight item{session, {}, clients, report_.sessions.size() - 1, false};
+    for (const auto& leg : legs) item.pcbs.push_back(leg.pcb);
+    in_flight_.push_back(std::move(item));
+    // One buffer from snapshots to socket: at a 4 MiB window every copy of it costs
     // milliseconds of the move (mostly first-touch page faults).
     std::vector<uint8_t> frame;
-    std::string_view kind = session->kind();
-    frame.reserve(8 + kind.size() + 256 + snapshot->unacked.size() + snapshot->unsent.size() +
-                  snapshot->received.size() + snapshot->app_state.size());
+    frame.reserve(frame_bytes);
     begin_frame(FrameType::session, frame);
-    std::optional<crypto::HandoverToken> token;
-    if (policy_.handover) token = tokens_.try_emplace(client, crypto::random_handover_token()).first->second;
-    append_session_header(kind, token, frame);
-    wire::encode_snapshot(*snapshot, frame);
+    append_session_header(session->kind(), legs.size(), frame);
+    for (size_t i = 0; i < legs.size(); ++i) {
+      std::optional<crypto::HandoverToken> token;
+      if (policy_.handover && legs[i].role == LegRole::client)
+        token = tokens_.try_emplace(clients[i], crypto::random_handover_token()).first->second;
+      size_t length_at = begin_session_leg(legs[i].role, token, frame);
+      wire::encode_snapshot(snapshots[i], frame);
+      finish_session_leg(length_at, frame);
+    }
     finish_frame(frame);
     link.send_session(std::move(frame));
   }
@@ -136,8 +196,10 @@ void Exporter::on_result(const SessionResult& result) {
   SessionReport& entry = report_.sessions[item.report_index];
   if (result.ok) {
     if (auto address = IpAddress::parse(result.text)) report_.new_address = *address;
-    if (tcp_pcb* pcb = item.session->release_pcb()) discard_frozen_pcb(pcb);
-    if (services_.segment_mac != nullptr) services_.segment_mac->forget(entry.flow);
+    for (tcp_pcb* pcb : item.session->release_legs())
+      if (pcb != nullptr) discard_frozen_pcb(pcb);
+    if (services_.segment_mac != nullptr)
+      for (const auto& leg : entry.legs) services_.segment_mac->forget(leg.flow);
     services_.table.drop(item.session);
     item.session = nullptr;
     entry.outcome = SessionOutcome::moved;
@@ -150,10 +212,12 @@ void Exporter::on_result(const SessionResult& result) {
 }
 
 void Exporter::resume(InFlight& item, const std::string& reason) {
-  // The connection goes on here, exactly where it was.
+  // The connections go on here, exactly where they were.
   SessionReport& entry = report_.sessions[item.report_index];
-  services_.guard.unsilence(entry.flow);
-  thaw_pcb(item.pcb);
+  for (size_t i = 0; i < item.pcbs.size(); ++i) {
+    services_.guard.unsilence(entry.legs[i].flow);
+    thaw_pcb(item.pcbs[i]);
+  }
   item.session->thaw();
   entry.outcome = SessionOutcome::failed;
   entry.reason = reason;
@@ -188,9 +252,12 @@ void Exporter::finish() {
     for (const auto& item : in_flight_) {
       if (item.session != nullptr) continue;  // did not move
       const SessionReport& entry = report_.sessions[item.report_index];
-      MovedConnection m{entry.connection_id, entry.flow, item.client, std::nullopt};
-      if (auto token = tokens_.find(item.client); token != tokens_.end()) m.token = token->second;
-      moved.push_back(m);
+      for (size_t i = 0; i < entry.legs.size(); ++i) {
+        if (entry.legs[i].role != LegRole::client) continue;  // the new host tells an origin
+        MovedConnection m{entry.legs[i].connection_id, entry.legs[i].flow, item.clients[i], std::nullopt};
+        if (auto token = tokens_.find(item.clients[i]); token != tokens_.end()) m.token = token->second;
+        moved.push_back(m);
+      }
     }
     services_.clients.announce(moved, report_.new_address);
   }

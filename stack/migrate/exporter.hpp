@@ -5,17 +5,22 @@
 // target, and feeds it the target's answers and the time. It owns no socket and no timer.
 // Loop thread only.
 //
-//   start(link)        for each candidate: skip what cannot move (ending, not ESTABLISHED,
-//                      parked here, too young: closed, no client to tell), else freeze the
-//                      app and the pcb, silence its flow, capture the snapshot and send it
+//   start(link)        for each candidate: skip what cannot move (a leg ending, not
+//                      ESTABLISHED or parked here; too young: closed; a client leg with no
+//                      client to tell), else freeze the app and every leg's pcb, silence
+//                      their flows and capture one snapshot per leg, all or nothing (a leg
+//                      that cannot be captured puts every leg back as it was), and send
+//                      them in one session frame
 //   on_result(r)       the target's answer for the next session sent, in order: ok -> free
-//                      the pcb without RST or FIN, drop the session; refused -> unsilence,
-//                      thaw: the session goes on here exactly as it was
+//                      every leg's pcb without RST or FIN, drop the session; refused ->
+//                      unsilence, thaw: the session goes on here exactly as it was
 //   abandon(reason)    the link broke or the target misbehaved: every session not settled
 //                      resumes here
 //   on_time(now)       past the deadline the move is abandoned; returns the next deadline
-// When every session settled: the clients are told (ClientDirectory::announce, one ACM
-// per client and old endpoint), then `done(report)` runs once with each session's outcome.
+// When every session settled: the clients of the moved client legs are told
+// (ClientDirectory::announce, one ACM per client and old endpoint), then `done(report)`
+// runs once with each session's outcome. Origin legs are not announced here: the new host
+// tells their origin (Importer, the tell-origin hook).
 #pragma once
 
 #include <cstdint>
@@ -49,9 +54,16 @@ enum class SessionOutcome : uint8_t {
 };
 const char* session_outcome_name(SessionOutcome outcome);
 
-struct SessionReport {
+struct LegReport {
   uint64_t connection_id = 0;
   FlowKey flow;  // as it was here
+  LegRole role = LegRole::client;
+};
+
+struct SessionReport {
+  uint64_t connection_id = 0;  // the first leg's
+  FlowKey flow;                // the first leg's, as it was here
+  std::vector<LegReport> legs;
   std::string kind;
   SessionOutcome outcome = SessionOutcome::stayed;
   std::string reason;  // why it failed or stayed; "" when moved
@@ -135,12 +147,14 @@ class Exporter {
  private:
   struct InFlight {
     MovableSession* session = nullptr;  // nullptr once it moved
-    tcp_pcb* pcb = nullptr;
+    std::vector<tcp_pcb*> pcbs;         // its legs' frozen pcbs, in leg order
+    std::vector<const void*> clients;   // per leg: the client to tell (client legs)
     size_t report_index = 0;
-    const void* client = nullptr;
     bool settled = false;
   };
-  SessionReport& record(MovableSession* session, tcp_pcb* pcb, SessionOutcome outcome, std::string reason);
+  SessionReport& record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
+                        std::string reason);
+  std::string why_it_stays(const MovableSession& session, const std::vector<SessionLeg>& legs) const;
   void resume(InFlight& item, const std::string& reason);
   void finish();
 

@@ -35,55 +35,162 @@ const IpAddress& Importer::own_address(uint8_t version) const {
   return config_.address4;
 }
 
+bool Importer::live_here(uint64_t id) const {
+  // Registered here with that id. The address test only matters where one process holds
+  // both ends of a connection (a test lab): the peer's end is not "here".
+  for (tcp_pcb* pcb : find_pcbs_by_connection_id(id)) {
+    IpAddress local = flow_of(pcb).local;
+    if (local == config_.address4 || (config_.address6 && local == *config_.address6)) return true;
+  }
+  return false;
+}
+
+Importer::LegRefusal Importer::check_leg(const wire::ConnectionSnapshot& snapshot,
+                                         const std::vector<FlowKey>& earlier_flows,
+                                         const std::vector<uint64_t>& earlier_ids) const {
+  uint64_t id = snapshot.connection_id;
+  // Without an id the connection cannot be named: not by its client's registration, not
+  // by an ACM, not by a later check like this one.
+  if (id == 0) return {"connection id 0 (none)", &ImportCounters::refused_no_id};
+  if (std::find(earlier_ids.begin(), earlier_ids.end(), id) != earlier_ids.end())
+    return {"two legs with one connection id", &ImportCounters::refused_duplicate};
+  // A replayed frame, or a copy of a session that already lives here.
+  if (parked_ids_.count(id) != 0)
+    return {"connection " + std::to_string(id) + " is already parked here", &ImportCounters::refused_duplicate};
+  if (live_here(id))
+    return {"connection " + std::to_string(id) + " is already live here", &ImportCounters::refused_duplicate};
+  // A protected connection must stay protected: the client keeps signing and would drop
+  // this host's unsigned segments.
+  if (snapshot.segment_mac && segment_mac_ == nullptr)
+    return {"the connection uses the segment MAC and this server does not (--segment-mac)"};
+  const IpAddress& local = own_address(snapshot.remote_address.version);
+  if (local.version != snapshot.remote_address.version) return {"no address of the peer's family here"};
+  // Two pcbs on one 4-tuple: lwIP would feed the older one, the import would never be
+  // reached, and its parking would hide the live one's packets.
+  FlowKey flow{local, snapshot.remote_address, snapshot.local_port, snapshot.remote_port};
+  if (std::find(earlier_flows.begin(), earlier_flows.end(), flow) != earlier_flows.end() ||
+      guard_.is_parked(flow) || find_active_pcb(flow) != nullptr)
+    return {"its flow " + flow.to_string() + " is taken here", &ImportCounters::refused_flow_collision};
+  return {};
+}
+
 Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t> payload_bytes, uint64_t now_ms) {
-  auto refuse = [&](std::string reason) -> Result<IpAddress, std::string> {
+  auto refuse = [&](std::string reason, uint64_t ImportCounters::*counter = nullptr) -> Result<IpAddress, std::string> {
     ++counters_.imports_refused;
+    if (counter != nullptr) ++(counters_.*counter);
     logger("migrate")->info("refused an incoming session: {}", reason);
     return unexpected(std::move(reason));
   };
   if (shut_down_) return refuse("shutting down");
   auto payload = decode_session_payload(payload_bytes);
-  if (!payload) return refuse("malformed session frame");
-  auto snapshot = wire::decode_snapshot(payload->snapshot);
-  if (!snapshot) return refuse(std::string("bad snapshot: ") + wire::snapshot_error_name(snapshot.error()));
+  if (!payload) return refuse(std::string("malformed session frame: ") + session_payload_error_name(payload.error()));
   if (!table_.kinds().knows(payload->kind)) return refuse("unknown session kind '" + payload->kind + "'");
-  // A protected connection must stay protected: the client keeps signing and would drop
-  // this host's unsigned segments.
-  if (snapshot->segment_mac && segment_mac_ == nullptr)
-    return refuse("the connection uses the segment MAC and this server does not (--segment-mac)");
-  const IpAddress& local = own_address(snapshot->remote_address.version);
-  if (local.version != snapshot->remote_address.version) return refuse("no address of the client's family here");
-  auto pcb = import_pcb(*snapshot, local);
-  if (!pcb) return refuse(pcb.error());
-  uint64_t id = snapshot->connection_id;
-  // Parked first: nothing the new session sends while it starts may leave before the
-  // client is on the new path (the client would answer it with RST).
-  FlowKey key = flow_of(*pcb);
-  if (snapshot->segment_mac) segment_mac_->adopt(*pcb, *snapshot->segment_mac);
-  // The session is known only once built; the unpark callback may not run before that.
+
+  // Every leg is decoded and checked before anything is created.
+  const size_t count = payload->legs.size();
+  auto leg_name = [&](size_t i) {
+    return count == 1 ? std::string() : "leg " + std::to_string(i) + " (" + leg_role_name(payload->legs[i].role) + "): ";
+  };
+  std::vector<wire::ConnectionSnapshot> snapshots;
+  std::vector<FlowKey> flows;  // as they will be here
+  std::vector<uint64_t> ids;
+  snapshots.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    auto snapshot = wire::decode_snapshot(payload->legs[i].snapshot);
+    if (!snapshot)
+      return refuse(leg_name(i) + "bad snapshot: " + wire::snapshot_error_name(snapshot.error()));
+    if (auto refusal = check_leg(*snapshot, flows, ids); !refusal.reason.empty())
+      return refuse(leg_name(i) + refusal.reason, refusal.counter);
+    const IpAddress& local = own_address(snapshot->remote_address.version);
+    flows.push_back({local, snapshot->remote_address, snapshot->local_port, snapshot->remote_port});
+    ids.push_back(snapshot->connection_id);
+    snapshots.push_back(std::move(*snapshot));
+  }
+
+  // Import every leg, or none: a leg that cannot be built undoes the others.
+  std::vector<tcp_pcb*> pcbs;
+  pcbs.reserve(count);
+  auto undo = [&] {
+    for (size_t i = 0; i < pcbs.size(); ++i) {
+      guard_.forget_parked(flows[i]);
+      if (segment_mac_ != nullptr) segment_mac_->forget(flows[i]);
+      discard_imported_pcb(pcbs[i]);
+    }
+  };
+  for (size_t i = 0; i < count; ++i) {
+    auto pcb = import_pcb(snapshots[i], flows[i].local);
+    if (!pcb) {
+      undo();
+      return refuse(leg_name(i) + pcb.error());
+    }
+    pcbs.push_back(*pcb);
+  }
+  // Parked first: nothing the new session sends while it starts may leave before each
+  // peer is on the new path (a client would answer it with RST; so would an origin).
+  // The session is known only once built; an unpark callback may not run before that.
   auto arrived = std::make_shared<MovableSession*>(nullptr);
-  guard_.park(key, *pcb, [this, arrived, id] {
-    if (*arrived != nullptr) parked_.erase(*arrived);
-    if (!shut_down_ && on_arrived_) on_arrived_(id);
-  });
+  for (size_t i = 0; i < count; ++i) {
+    if (snapshots[i].segment_mac) segment_mac_->adopt(pcbs[i], *snapshots[i].segment_mac);
+    uint64_t id = ids[i];
+    guard_.park(flows[i], pcbs[i], [this, arrived, id] {
+      parked_ids_.erase(id);
+      if (*arrived != nullptr) {
+        auto it = parked_.find(*arrived);
+        if (it != parked_.end() && --it->second.waiting == 0) parked_.erase(it);
+      }
+      if (!shut_down_ && on_arrived_) on_arrived_(id);
+    });
+  }
+  std::vector<ImportedLeg> legs(count);
+  for (size_t i = 0; i < count; ++i)
+    legs[i] = ImportedLeg{pcbs[i], payload->legs[i].role, std::move(snapshots[i].received), snapshots[i].app_state};
   std::string error;
-  auto session = table_.kinds().make(payload->kind, *pcb, std::move(snapshot->received), snapshot->app_state,
-                                     table_.finished_callback(), error);
+  auto session = table_.kinds().make(payload->kind, std::move(legs), table_.finished_callback(), error);
   if (!session) {
-    guard_.forget_parked(key);
-    if (segment_mac_ != nullptr) segment_mac_->forget(key);
-    discard_imported_pcb(*pcb);
+    undo();
     return refuse(error);
   }
   MovableSession* raw = session.get();
   *arrived = raw;
   uint64_t expires = now_ms + config_.parked_timeout_ms;
-  parked_[raw] = expires;
+  parked_[raw] = ParkedImport{expires, count, ids};
+  parked_ids_.insert(ids.begin(), ids.end());
   next_expiry_ms_ = std::min(next_expiry_ms_, expires);
-  if (payload->handover_token && id != 0) responder_.expect(id, *payload->handover_token, key, snapshot->send.snd_nxt);
+  const IpAddress* given = nullptr;
+  for (size_t i = 0; i < count; ++i) {
+    if (payload->legs[i].role == LegRole::client) {
+      if (given == nullptr) given = &flows[i].local;
+      if (payload->legs[i].handover_token)
+        responder_.expect(ids[i], *payload->legs[i].handover_token, flows[i], snapshots[i].send.snd_nxt);
+    }
+  }
+  IpAddress result = given != nullptr ? *given : flows.front().local;
   table_.adopt(std::move(session));
   ++counters_.sessions_imported;
-  return local;
+  counters_.legs_imported += count;
+  // The origins last: the session is whole here before any origin is sent this way.
+  for (size_t i = 0; i < count; ++i) {
+    if (payload->legs[i].role != LegRole::origin) continue;
+    OriginLegMoved moved{ids[i],
+                         FlowKey{snapshots[i].local_address, snapshots[i].remote_address, snapshots[i].local_port,
+                                 snapshots[i].remote_port},
+                         flows[i]};
+    if (tell_origin_) {
+      tell_origin_(moved);
+    } else {
+      // TODO(issue 12): the proxy tells the origin over its control channel (an ACM from
+      // the host whose address changed, seed 003). Until then the leg expires parked.
+      ++counters_.origin_legs_untold;
+      logger("migrate")->warn("{}: origin leg imported as {} but nothing tells its origin", moved.old_flow.to_string(),
+                              moved.new_flow.to_string());
+    }
+  }
+  return result;
+}
+
+void Importer::forget_parked_import(std::unordered_map<MovableSession*, ParkedImport>::iterator it) {
+  for (uint64_t id : it->second.ids) parked_ids_.erase(id);
+  parked_.erase(it);
 }
 
 tcp_pcb* Importer::rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port) {
@@ -112,27 +219,53 @@ uint64_t Importer::on_time(uint64_t now_ms) {
   next_expiry_ms_ = UINT64_MAX;
   for (auto it = parked_.begin(); it != parked_.end();) {
     MovableSession* session = it->first;
-    tcp_pcb* pcb = alive.count(session) != 0 ? session->pcb() : nullptr;
-    if (pcb == nullptr || !guard_.is_parked(flow_of(pcb))) {  // ended, or the client arrived
-      it = parked_.erase(it);
+    std::vector<SessionLeg> legs = alive.count(session) != 0 ? session->legs() : std::vector<SessionLeg>{};
+    size_t parked = 0;
+    for (const auto& leg : legs)
+      if (leg.pcb != nullptr && guard_.is_parked(flow_of(leg.pcb))) ++parked;
+    if (parked == 0) {  // ended, or every peer arrived
+      auto gone = it++;
+      forget_parked_import(gone);
       continue;
     }
-    if (now_ms < it->second) {
-      next_expiry_ms_ = std::min(next_expiry_ms_, it->second);
+    if (now_ms < it->second.expires_ms) {
+      next_expiry_ms_ = std::min(next_expiry_ms_, it->second.expires_ms);
       ++it;
       continue;
     }
-    // The client never came: drop the connection here without a packet (it may live on
-    // at the old server, which resumed it).
     ++counters_.parked_expired;
-    logger("migrate")->info("{}: the client never arrived; dropping the imported session", flow_of(pcb).to_string());
-    guard_.forget_parked(flow_of(pcb));
-    if (segment_mac_ != nullptr) segment_mac_->forget(flow_of(pcb));
-    responder_.forget(connection_id(pcb));
-    session->freeze();
-    if (tcp_pcb* released = session->release_pcb()) discard_imported_pcb(released);
-    table_.drop(session);
-    it = parked_.erase(it);
+    auto gone = it++;
+    forget_parked_import(gone);
+    if (parked == legs.size()) {
+      // No peer ever came: drop the connections here without a packet (they may live on
+      // at the old server, which resumed them).
+      logger("migrate")->info("{}: the peer never arrived; dropping the imported session",
+                              flow_of(legs.front().pcb).to_string());
+      for (const auto& leg : legs) {
+        FlowKey flow = flow_of(leg.pcb);
+        guard_.forget_parked(flow);
+        if (segment_mac_ != nullptr) segment_mac_->forget(flow);
+        responder_.forget(connection_id(leg.pcb));
+      }
+      session->freeze();
+      for (tcp_pcb* released : session->release_legs())
+        if (released != nullptr) discard_imported_pcb(released);
+      table_.drop(session);
+      continue;
+    }
+    // Some legs arrived and some never will: the session cannot go on (a proxy without its
+    // origin). The parked legs join lwIP as they are and the app closes every leg.
+    logger("migrate")->info("{}: a leg's peer never arrived; closing the imported session",
+                            flow_of(legs.front().pcb).to_string());
+    for (const auto& leg : legs) {
+      if (leg.pcb == nullptr) continue;
+      FlowKey flow = flow_of(leg.pcb);
+      if (!guard_.is_parked(flow)) continue;
+      guard_.forget_parked(flow);
+      responder_.forget(connection_id(leg.pcb));
+      register_imported_pcb(leg.pcb);
+    }
+    session->close();
   }
   return std::min(next_expiry_ms_, housekeeping);
 }
@@ -141,6 +274,7 @@ void Importer::shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
   parked_.clear();
+  parked_ids_.clear();
   guard_.unpark_all();
 }
 

@@ -1,12 +1,15 @@
 // Importer: the receiving half of a server move (DESIGN.md section 4), for any caller that
-// hands it session transfers: it decodes each one (bad frames and snapshots are refused
-// and counted, nothing changes), imports the pcb with this host's own address, rebuilds
-// the session through the host's SessionKinds, and *parks* it (MigrationGuard): silent,
-// no timers, until the client's first packet arrives on the new path. It owns the guard
-// and the HandoverResponder: a client's synthetic SYN rebinds a parked import to the
-// address its NAT presents, inside this layer. Parked imports whose client never comes
-// are dropped without a packet after `parked_timeout_ms`. Fed the time by its owner;
-// owns no timer. Loop thread only.
+// hands it session transfers: it decodes each one and checks every leg (bad frames and
+// snapshots, connection id 0, an id already live or parked here, a flow that collides with
+// a connection here: refused and counted, nothing changes), imports every leg's pcb with
+// this host's own address (all legs or none), rebuilds the session through the host's
+// SessionKinds, and *parks* each leg (MigrationGuard): silent, no timers, until its peer's
+// first packet arrives on the new path. A client leg's client was told by the old host; an
+// origin leg's origin must be told by this host (the tell-origin hook, issue 12). It owns
+// the guard and the HandoverResponder: a client's synthetic SYN rebinds a parked import to
+// the address its NAT presents, inside this layer. Parked imports whose peers never come
+// are dropped after `parked_timeout_ms`. Fed the time by its owner; owns no timer. Loop
+// thread only.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,8 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include "base/ip_address.hpp"
 #include "base/result.hpp"
@@ -23,6 +28,7 @@
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/migrate/session_table.hpp"
 #include "stack/node.hpp"
+#include "stack/wire/connection_snapshot.hpp"
 
 namespace roam {
 class SegmentMacGuard;
@@ -41,27 +47,51 @@ struct ImportConfig {
 
 struct ImportCounters {
   uint64_t sessions_imported = 0;
-  uint64_t imports_refused = 0;  // bad frame or snapshot, unknown kind, no address, no pcb memory
+  uint64_t legs_imported = 0;
+  // Every refusal (bad frame or snapshot, unknown kind, no address, no pcb memory, the
+  // kind refused the legs, and the three below).
+  uint64_t imports_refused = 0;
+  uint64_t refused_no_id = 0;          // a leg with connection id 0
+  uint64_t refused_duplicate = 0;      // a leg whose id is live or parked here (a replay, a duplicate)
+  uint64_t refused_flow_collision = 0;  // a leg whose flow here is taken (or taken by another leg)
   uint64_t parked_expired = 0;
+  uint64_t origin_legs_untold = 0;  // origin legs imported with no tell-origin hook set
+};
+
+// An origin leg that now lives here: the flow as its origin knows it (the old host's
+// address) and as it is here. Its origin goes on sending to the old host (which drops it:
+// silenced) until told; its first packet to this host unparks the leg.
+struct OriginLegMoved {
+  uint64_t connection_id = 0;
+  FlowKey old_flow;  // local = the old host
+  FlowKey new_flow;  // local = this host, same port
 };
 
 class Importer {
  public:
-  // Called when a parked import's client arrived on the new path (its connection id).
+  // Called when a parked leg's peer arrived on the new path (its connection id).
   using ArrivedFn = std::function<void(uint64_t connection_id)>;
+  // Tells an origin leg's origin where its connection went (seed 003, "a client moves":
+  // the host whose address changed tells its peer, with an authenticated ACM). Issue 12
+  // (the proxy) implements it on the channel to the origin; until then nothing tells the
+  // origin and the leg stays parked until it expires.
+  using TellOriginFn = std::function<void(const OriginLegMoved&)>;
 
   Importer(Node& node, SessionTable& table, ImportConfig config, SegmentMacGuard* segment_mac = nullptr);
   Importer(const Importer&) = delete;
   Importer& operator=(const Importer&) = delete;
 
   void set_on_arrived(ArrivedFn on_arrived) { on_arrived_ = std::move(on_arrived); }
+  void set_tell_origin(TellOriginFn tell_origin) { tell_origin_ = std::move(tell_origin); }
 
   // One `session` frame payload (control_frame.hpp). Ok: the address this host gave the
-  // connection; otherwise the reason, and nothing changed.
+  // connections (its first client leg's); otherwise the reason, and nothing changed.
   Result<IpAddress, std::string> import_session(std::span<const uint8_t> payload, uint64_t now_ms);
 
-  // Drops parked imports whose client never came; runs the guard and the responder (the
-  // flows silenced and the handovers expected expire). Returns the next deadline (loop ms).
+  // Drops parked imports whose peers never came; runs the guard and the responder (the
+  // flows silenced and the handovers expected expire). A session whose legs all stayed
+  // parked is dropped without a packet; one with some legs arrived is closed by its app
+  // (a proxy cannot go on with one leg). Returns the next deadline (loop ms).
   uint64_t on_time(uint64_t now_ms);
 
   // Unparks everything (shutdown: the sessions' own close then works on registered pcbs).
@@ -74,6 +104,23 @@ class Importer {
   size_t parked_count() const { return parked_.size(); }
 
  private:
+  // A session with legs still parked.
+  struct ParkedImport {
+    uint64_t expires_ms = 0;
+    size_t waiting = 0;         // legs still parked
+    std::vector<uint64_t> ids;  // every leg's connection id
+  };
+
+  // Why a decoded leg cannot be imported here (reason "" when it can), and the counter
+  // that counts it besides imports_refused (none: nullptr).
+  struct LegRefusal {
+    std::string reason;
+    uint64_t ImportCounters::*counter = nullptr;
+  };
+  LegRefusal check_leg(const wire::ConnectionSnapshot& snapshot, const std::vector<FlowKey>& earlier_flows,
+                       const std::vector<uint64_t>& earlier_ids) const;
+  bool live_here(uint64_t id) const;
+  void forget_parked_import(std::unordered_map<MovableSession*, ParkedImport>::iterator it);
   tcp_pcb* rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port);
   const IpAddress& own_address(uint8_t version) const;
 
@@ -86,8 +133,11 @@ class Importer {
   HandoverResponder responder_;
   MigrationGuard guard_;
   ArrivedFn on_arrived_;
-  // Parked imports -> when they expire (loop ms). Erased when the client arrives.
-  std::unordered_map<MovableSession*, uint64_t> parked_;
+  TellOriginFn tell_origin_;
+  // Sessions with parked legs. Erased when every leg's peer arrived.
+  std::unordered_map<MovableSession*, ParkedImport> parked_;
+  // Connection ids of parked legs (a replayed or duplicate session is refused by them).
+  std::unordered_set<uint64_t> parked_ids_;
   uint64_t next_expiry_ms_ = UINT64_MAX;
   ImportCounters counters_;
   bool shut_down_ = false;

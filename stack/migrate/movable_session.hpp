@@ -1,12 +1,19 @@
-// MovableSession: a server session whose connection can move to another server process
+// MovableSession: a server session whose connections can move to another server process
 // (DESIGN.md section 4, "A server moves"). The server's session table owns sessions; the
 // exporter freezes, captures and releases them, the importer rebuilds them from a snapshot
-// through the SessionKinds registered for this host. Loop thread only.
+// per leg through the SessionKinds registered for this host. Loop thread only.
 //
-// A session's moving state is two byte strings that travel in the snapshot:
+// A session owns one or more *legs*, each one TCP connection (pcb) with a role: a client
+// leg was accepted from a client (echo, files: the only leg); a proxy also owns an origin
+// leg, a carrier it opened as a client to its origin server (DESIGN.md section 2). Every
+// leg moves with the session, all or none. Most sessions have one client leg and derive
+// from SingleLegSession.
+//
+// Each leg's moving state is two byte strings that travel in its snapshot:
 //   received   bytes lwIP delivered and acknowledged that the app has not consumed yet
 //              (they hold the receive window shut; the new host's app consumes them)
-//   app_state  the app's own encoding (for `files`: the file name and the offset reached)
+//   app_state  the app's own encoding (for `files`: the file name and the offset reached);
+//              a multi-leg session keeps its session-wide state in its first leg's
 #pragma once
 
 #include <cstdint>
@@ -17,9 +24,18 @@
 #include <vector>
 
 #include "stack/lwip.hpp"
+#include "stack/migrate/control_frame.hpp"
 #include "stack/node.hpp"
 
 namespace roam {
+
+using migrate::LegRole;
+
+// One connection of a session, as the engine sees it.
+struct SessionLeg {
+  tcp_pcb* pcb = nullptr;  // nullptr once the connection is gone
+  LegRole role = LegRole::client;
+};
 
 class MovableSession {
  public:
@@ -30,28 +46,58 @@ class MovableSession {
 
   // "echo", "discard" or "files": names the app that must rebuild it on the new host.
   virtual const char* kind() const = 0;
-  // The connection's pcb, or nullptr once it is gone.
-  virtual tcp_pcb* pcb() const = 0;
+  // Its legs, at least one, always in the same order: the order they travel in and are
+  // handed to the session kind's factory again on the new host.
+  virtual std::vector<SessionLeg> legs() const = 0;
   // Whether it can move now (established, not closing, nothing half-done in the app).
   virtual bool movable() const = 0;
-  // Stops all output and app activity; lwIP callbacks may still arrive for data already
-  // queued and must be held, not acted on. Undone by thaw().
+  // Stops all output and app activity on every leg; lwIP callbacks may still arrive for
+  // data already queued and must be held, not acted on. Undone by thaw().
   virtual void freeze() = 0;
   virtual void thaw() = 0;
-  virtual std::vector<uint8_t> received_unconsumed() const = 0;
-  virtual std::vector<uint8_t> app_state() const = 0;
-  // Gives up the pcb without closing it (the connection now lives elsewhere). The session
-  // is dead afterwards and only waits to be destroyed.
-  virtual tcp_pcb* release_pcb() = 0;
+  // The moving state of leg `leg` (an index into legs()).
+  virtual std::vector<uint8_t> leg_received(size_t leg) const = 0;
+  virtual std::vector<uint8_t> leg_app_state(size_t leg) const = 0;
+  // Gives up every leg's pcb without closing it (the connections now live elsewhere), in
+  // leg order; nullptr for a leg already gone. The session is dead afterwards and only
+  // waits to be destroyed.
+  virtual std::vector<tcp_pcb*> release_legs() = 0;
   // Closes gracefully (server shutdown).
   virtual void close() = 0;
 };
 
-// Rebuilds one session of a kind around an imported pcb (callbacks not yet set; the
-// session installs them). `received` bytes are delivered to the app first. Returns
-// nullptr with `error` set when the app state is malformed or names something this host
-// cannot serve.
+// The usual session: one connection, accepted from a client.
+class SingleLegSession : public MovableSession {
+ public:
+  // The connection's pcb, or nullptr once it is gone.
+  virtual tcp_pcb* pcb() const = 0;
+  virtual std::vector<uint8_t> received_unconsumed() const = 0;
+  virtual std::vector<uint8_t> app_state() const = 0;
+  // Gives up the pcb without closing it; the session is dead afterwards.
+  virtual tcp_pcb* release_pcb() = 0;
+
+  std::vector<SessionLeg> legs() const final { return {SessionLeg{pcb(), LegRole::client}}; }
+  std::vector<uint8_t> leg_received(size_t) const final { return received_unconsumed(); }
+  std::vector<uint8_t> leg_app_state(size_t) const final { return app_state(); }
+  std::vector<tcp_pcb*> release_legs() final { return {release_pcb()}; }
+};
+
+// One leg as the new host imported it: its pcb (callbacks not yet set; the session
+// installs them) and what travelled in its snapshot.
+struct ImportedLeg {
+  tcp_pcb* pcb = nullptr;
+  LegRole role = LegRole::client;
+  std::vector<uint8_t> received;  // delivered to the app first
+  std::vector<uint8_t> app_state;
+};
+
+// Rebuilds one session of a kind around its imported legs (in the order legs() gave).
+// Returns nullptr with `error` set, leaving every pcb untouched, when the legs or their
+// app state do not fit the kind or name something this host cannot serve.
 using SessionFactory = std::function<std::unique_ptr<MovableSession>(
+    std::vector<ImportedLeg> legs, MovableSession::FinishedFn on_finished, std::string& error)>;
+// The same for a SingleLegSession kind: its one client leg.
+using SingleLegFactory = std::function<std::unique_ptr<MovableSession>(
     tcp_pcb* pcb, std::vector<uint8_t> received, const std::vector<uint8_t>& app_state,
     MovableSession::FinishedFn on_finished, std::string& error)>;
 
@@ -60,21 +106,39 @@ using SessionFactory = std::function<std::unique_ptr<MovableSession>(
 class SessionKinds {
  public:
   void add(std::string kind, SessionFactory factory) { factories_[std::move(kind)] = std::move(factory); }
+  // A kind whose sessions have exactly one client leg; anything else is refused.
+  void add_single_leg(std::string kind, SingleLegFactory factory) {
+    add(std::move(kind), [factory = std::move(factory)](std::vector<ImportedLeg> legs,
+                                                        MovableSession::FinishedFn on_finished,
+                                                        std::string& error) -> std::unique_ptr<MovableSession> {
+      if (legs.size() != 1 || legs[0].role != LegRole::client) {
+        error = "this kind has exactly one client leg";
+        return nullptr;
+      }
+      return factory(legs[0].pcb, std::move(legs[0].received), legs[0].app_state, std::move(on_finished), error);
+    });
+  }
   bool knows(const std::string& kind) const { return factories_.count(kind) != 0; }
-  // nullptr with `error` set for an unknown kind, a missing pcb or what the factory refused.
-  std::unique_ptr<MovableSession> make(const std::string& kind, tcp_pcb* pcb, std::vector<uint8_t> received,
-                                       const std::vector<uint8_t>& app_state, MovableSession::FinishedFn on_finished,
-                                       std::string& error) const {
+  // nullptr with `error` set for an unknown kind, no legs or a missing pcb, or what the
+  // factory refused; the pcbs are then untouched.
+  std::unique_ptr<MovableSession> make(const std::string& kind, std::vector<ImportedLeg> legs,
+                                       MovableSession::FinishedFn on_finished, std::string& error) const {
     auto found = factories_.find(kind);
     if (found == factories_.end()) {
       error = "unknown session kind '" + kind + "'";
       return nullptr;
     }
-    if (pcb == nullptr) {
-      error = "no pcb to rebuild a session on";
+    if (legs.empty()) {
+      error = "no leg to rebuild a session on";
       return nullptr;
     }
-    return found->second(pcb, std::move(received), app_state, std::move(on_finished), error);
+    for (const auto& leg : legs) {
+      if (leg.pcb == nullptr) {
+        error = "no pcb to rebuild a session on";
+        return nullptr;
+      }
+    }
+    return found->second(std::move(legs), std::move(on_finished), error);
   }
 
  private:

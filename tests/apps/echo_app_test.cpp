@@ -54,8 +54,8 @@ TEST_CASE("an echo session moved mid-stream, holding bytes it received while fro
   // Frozen, the session keeps what arrives without echoing or consuming it.
   e.session->freeze();
   size_t echoed_before = e.lab.client.received.size();
-  e.lab.run([&] { return e.session->received_unconsumed().size() > (256 << 10); });
-  REQUIRE(e.session->received_unconsumed().size() > (256 << 10));
+  e.lab.run([&] { return e.session->leg_received(0).size() > (256 << 10); });
+  REQUIRE(e.session->leg_received(0).size() > (256 << 10));
   auto moved = e.move();
   CHECK(moved.snapshot.received.size() > (256 << 10));
   CHECK(moved.snapshot.app_state == std::vector<uint8_t>{0});
@@ -75,8 +75,8 @@ TEST_CASE("an echo session moved after the client's FIN echoes the rest, then cl
   e.lab.run([&] { return e.lab.client.sent_offset == e.lab.client.to_send.size(); });
   e.lab.client.connection->shutdown_write();
   // Data and FIN reach the frozen session: held, and the pcb is in CLOSE_WAIT.
-  e.lab.run([&] { return e.session->app_state() == std::vector<uint8_t>{1}; });
-  REQUIRE(e.session->app_state() == std::vector<uint8_t>{1});
+  e.lab.run([&] { return e.session->leg_app_state(0) == std::vector<uint8_t>{1}; });
+  REQUIRE(e.session->leg_app_state(0) == std::vector<uint8_t>{1});
   auto moved = e.move();
   CHECK(moved.snapshot.state == wire::SnapshotTcpState::close_wait);
   CHECK(moved.snapshot.received.size() == (64 << 10));
@@ -95,7 +95,7 @@ TEST_CASE("a discard session moved mid-stream takes every byte the client sends"
   e.lab.client.send(pattern(8 << 20, 23));
   e.lab.run([&] { return e.lab.client.sent_offset > (2 << 20); });
   e.session->freeze();
-  e.lab.run([&] { return !e.session->received_unconsumed().empty(); });
+  e.lab.run([&] { return !e.session->leg_received(0).empty(); });
   e.move();
   e.lab.run([&] {
     return e.lab.client.sent_offset == e.lab.client.to_send.size() &&
@@ -112,7 +112,7 @@ TEST_CASE("a thawed echo session echoes what it held and carries on") {
   e.connect();
   e.session->freeze();
   e.lab.client.send(pattern(32 << 10, 24));
-  e.lab.run([&] { return e.session->received_unconsumed().size() == (32 << 10); });
+  e.lab.run([&] { return e.session->leg_received(0).size() == (32 << 10); });
   CHECK(e.lab.client.received.empty());
   e.session->thaw();
   e.lab.client.send(pattern(32 << 10, 25));

@@ -158,9 +158,9 @@ TEST_CASE("a files session moved mid-download delivers the whole file exactly") 
   REQUIRE(f.lab.client.received.size() < file.size());
   // Frozen, the session hands nothing more to lwIP although ACKs keep arriving.
   f.session->freeze();
-  auto state_before = f.session->app_state();
+  auto state_before = f.session->leg_app_state(0);
   f.lab.run([] { return false; }, 30);
-  CHECK(f.session->app_state() == state_before);
+  CHECK(f.session->leg_app_state(0) == state_before);
   auto moved = f.move();
   auto state = decode_files_state(moved.snapshot.app_state);
   REQUIRE(state);
@@ -185,13 +185,13 @@ TEST_CASE("a request line split across a move, with bytes held while frozen, is 
   f.connect();
   f.lab.client.send("big.");
   f.lab.run([&] {
-    auto state = decode_files_state(f.session->app_state());
+    auto state = decode_files_state(f.session->leg_app_state(0));
     return state && state->request_so_far == "big.";
   });
   // The rest arrives while the session is frozen: held, not consumed, and carried along.
   f.session->freeze();
   f.lab.client.send("bin 5\n");
-  f.lab.run([&] { return f.session->received_unconsumed().size() == 6; });
+  f.lab.run([&] { return f.session->leg_received(0).size() == 6; });
   auto moved = f.move();
   CHECK(std::string(moved.snapshot.received.begin(), moved.snapshot.received.end()) == "bin 5\n");
   f.download();

@@ -27,7 +27,7 @@ void fuzz_frames(std::span<const uint8_t> bytes) {
       if (!frame || !frame.value()) break;
       const auto& f = *frame.value();
       if (auto payload = roam::migrate::decode_session_payload(f.payload)) {
-        auto again = roam::migrate::encode_session_payload(payload->kind, payload->handover_token, payload->snapshot);
+        auto again = roam::migrate::encode_session_payload(*payload);
         check(again == f.payload);
       }
       if (auto result = roam::migrate::decode_session_result(f.payload)) {

@@ -6,14 +6,16 @@ Topology (harness.TwoServers, mode echo): servers A and B; one live echo connect
 (the client's forward) is kept through the whole test.
 
 (a) Session frames sent straight to B's control port
-    (frame = u32 big-endian payload length | u8 type 2 | payload;
-     payload = u8 kind length | kind | snapshot bytes):
-    empty payload; kind only; "echo" + random bytes; "echo" + "RSNP" version 1 truncated
-    (inside the header, and with a body length beyond the bytes sent); "RSNP" version 2;
-    "nosuchapp" + garbage; and snapshots that decode (built here from the layout in
-    stack/wire/connection_snapshot.hpp) but must still be refused: kind "nosuchapp", kind
-    "echo" with a bad app state, kind "files" on an echo server, an IPv6 flow on a server
-    without IPv6. Each frame on its own connection, then all of them pipelined on one.
+    (frame = u32 big-endian payload length | u8 type 2 | payload; payload version 2 =
+     u8 0 | u8 2 | u8 kind length | kind | u8 leg count | per leg: u8 role | u8 token
+     length | token | u32 snapshot length | snapshot; docs/PROTOCOL.md 4.3):
+    empty payload; kind only; a version-1 payload; bad leg counts, roles and tokens; "echo"
+    + random bytes; "echo" + "RSNP" version 1 truncated (inside the header, and with a body
+    length beyond the bytes sent); "RSNP" version 2; "nosuchapp" + garbage; and snapshots
+    that decode (built here from the layout in stack/wire/connection_snapshot.hpp) but must
+    still be refused: kind "nosuchapp", kind "echo" with a bad app state, kind "files" on
+    an echo server, an IPv6 flow on a server without IPv6, connection id 0, two legs with
+    one id, an echo session as an origin leg or with two legs. Each frame on its own connection, then all of them pipelined on one.
     Each must be answered with a session_result frame (type 3) whose first byte is 0; B's
     status must then count imports_refused == frames sent, with 0 sessions and 0 parked.
 (b) Broken framing on B's control port: an unknown frame type (9) and an oversized length
@@ -52,13 +54,26 @@ def frame(frame_type, payload):
     return struct.pack("!IB", len(payload), frame_type) + payload
 
 
-def session_payload(kind, snapshot, token=b""):
-    """Layout: u8 kind length | kind | u8 token length (0 or 32) | token | snapshot."""
+ROLE_CLIENT = 1
+ROLE_ORIGIN = 2
+
+
+def session_payload_legs(kind, legs):
+    """Version 2: u8 0 | u8 2 | u8 kind length | kind | u8 leg count | legs; each leg
+    (role, token, snapshot) as u8 role | u8 token length | token | u32 length | snapshot."""
     kind = kind.encode()
-    return bytes([len(kind)]) + kind + bytes([len(token)]) + token + snapshot
+    out = bytes([0, 2, len(kind)]) + kind + bytes([len(legs)])
+    for role, token, snap in legs:
+        out += bytes([role, len(token)]) + token + struct.pack("!I", len(snap)) + snap
+    return out
 
 
-def snapshot(version=4, app_state=b"", local_port=7000, remote_port=40000):
+def session_payload(kind, snapshot, token=b"", role=ROLE_CLIENT):
+    """One leg."""
+    return session_payload_legs(kind, [(role, token, snapshot)])
+
+
+def snapshot(version=4, app_state=b"", local_port=7000, remote_port=40000, connection_id=0x1122334455667788):
     """A snapshot that decode_snapshot accepts (layout: stack/wire/connection_snapshot.hpp)
     for a flow that does not exist: client 198.18.11.2:40000 -> server port 7000."""
     if version == 4:
@@ -66,7 +81,7 @@ def snapshot(version=4, app_state=b"", local_port=7000, remote_port=40000):
     else:
         local, remote = socket.inet_pton(socket.AF_INET6, "fd00::2"), socket.inet_pton(socket.AF_INET6, "fd00::1")
     body = struct.pack("!B", version) + local + remote
-    body += struct.pack("!HHQB", local_port, remote_port, 0, 1)                       # ports, id, established
+    body += struct.pack("!HHQB", local_port, remote_port, connection_id, 1)           # ports, id, established
     body += struct.pack("!8IHBhhh", 1000, 1000, 65535, 65535, 5000, 1000, 14600, 65535, 1460, 0, 0, 0, 6)
     body += struct.pack("!4IB", 5000, 65535, 65535, 5000 + 65535, 0)                   # receive state
     body += struct.pack("!B3IBB", 0x01, 0, 0, 0, 0, 64)                                # options
@@ -85,8 +100,18 @@ def forged_cases():
         ("empty payload", b"", False),
         ("kind only ('echo', no snapshot)", session_payload("echo", b""), False),
         ("'echo' + a 5-byte handover token", session_payload("echo", valid_echo, token=b"12345"), False),
-        ("'echo' + token length 32 but the frame ends", bytes([4]) + b"echo" + bytes([32]) + b"short", False),
-        ("kind length beyond the payload", b"\x20echo", False),
+        ("'echo' + token length 32 but the frame ends", bytes([0, 2, 4]) + b"echo" + bytes([1, 1, 32]) + b"short",
+         False),
+        ("kind length beyond the payload", b"\x00\x02\x20echo", False),
+        ("a version-1 payload ('echo', no token, a valid snapshot)", bytes([4]) + b"echo" + bytes([0]) + valid_echo,
+         False),
+        ("version 3", b"\x00\x03" + session_payload("echo", valid_echo)[2:], False),
+        ("no legs", session_payload_legs("echo", []), False),
+        ("9 legs", session_payload_legs("echo", [(ROLE_CLIENT, b"", valid_echo)] * 9), False),
+        ("a leg of role 3", session_payload("echo", valid_echo, role=3), False),
+        ("an origin leg with a handover token", session_payload("echo", valid_echo, token=bytes(32), role=ROLE_ORIGIN),
+         False),
+        ("snapshot length beyond the payload", session_payload("echo", valid_echo)[:-1], False),
         ("'echo' + 300 random bytes", session_payload("echo", rng.randbytes(300)), False),
         ("'echo' + RSNP v1 cut inside the header", session_payload("echo", b"RSNP\x00\x01\x00"), False),
         ("'echo' + RSNP v1, body length beyond the bytes sent",
@@ -104,6 +129,15 @@ def forged_cases():
          session_payload("files", snapshot(app_state=b"\x01\x01\x03abc" + bytes(16))), True),
         ("valid IPv6 snapshot, server without IPv6", session_payload("echo", snapshot(version=6, app_state=b"\x00")),
          True),
+        ("valid snapshot, connection id 0", session_payload("echo", snapshot(app_state=b"\x00", connection_id=0)), True),
+        ("two legs with one connection id",
+         session_payload_legs("echo", [(ROLE_CLIENT, b"", valid_echo),
+                                       (ROLE_ORIGIN, b"", snapshot(app_state=b"\x00", remote_port=40001))]), True),
+        ("an echo session as an origin leg", session_payload("echo", valid_echo, role=ROLE_ORIGIN), True),
+        ("an echo session with two legs",
+         session_payload_legs("echo", [(ROLE_CLIENT, b"", valid_echo),
+                                       (ROLE_ORIGIN, b"", snapshot(app_state=b"\x00", remote_port=40001,
+                                                                   connection_id=0x99))]), True),
     ]
 
 

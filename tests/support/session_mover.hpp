@@ -28,12 +28,12 @@ inline MovedSession move_session(LwipLab& lab, migrate::MigrationGuard& guard, s
                                  const SessionContext& context, MovableSession::FinishedFn on_finished) {
   MovedSession out;
   REQUIRE(session->movable());
-  tcp_pcb* old_pcb = session->pcb();
+  tcp_pcb* old_pcb = session->legs().front().pcb;
   REQUIRE(migrate::check_movable(old_pcb));
   session->freeze();
   migrate::freeze_pcb(old_pcb);
   guard.silence(flow_of(old_pcb));
-  auto captured = migrate::capture_snapshot(old_pcb, session->received_unconsumed(), session->app_state());
+  auto captured = migrate::capture_snapshot(old_pcb, session->leg_received(0), session->leg_app_state(0));
   REQUIRE_MESSAGE(captured, (captured ? "" : captured.error()));
   auto decoded = wire::decode_snapshot(wire::encode_snapshot(*captured));
   REQUIRE(decoded);
@@ -45,7 +45,7 @@ inline MovedSession move_session(LwipLab& lab, migrate::MigrationGuard& guard, s
   out.session = make_movable_session(session->kind(), context, *imported, decoded->received, decoded->app_state,
                                      std::move(on_finished), error);
   REQUIRE_MESSAGE(out.session, error);
-  migrate::discard_frozen_pcb(session->release_pcb());
+  migrate::discard_frozen_pcb(session->release_legs().front());
   session.reset();
   guard.park(flow_of(*imported), *imported);
   auto old_flows = migrate::rewrite_remote(lab.a(), lab_port, lab.b(), 0);

@@ -23,6 +23,8 @@
 #include "stack/wire/handover_segment.hpp"
 #include "stack/wire/ip_packet.hpp"
 #include "stack/wire/tcp_header.hpp"
+#include "stack/migrate/pcb_migration.hpp"
+#include "support/engine_fakes.hpp"
 #include "support/lwip_lab.hpp"
 
 namespace {
@@ -31,59 +33,9 @@ using namespace roam;
 using roam::testing::LwipLab;
 using roam::testing::pattern;
 
-// A server's session table, as roam-server keeps it.
-struct Table final : SessionTable {
-  Node* node = nullptr;
-  SessionKinds kinds_;
-  std::vector<std::unique_ptr<MovableSession>> owned;
-  std::vector<MovableSession*> sessions() override {
-    std::vector<MovableSession*> out;
-    for (auto& s : owned)
-      if (s) out.push_back(s.get());
-    return out;
-  }
-  void drop(MovableSession* session) override {
-    for (auto& s : owned)
-      if (s.get() == session) s.reset();
-  }
-  void adopt(std::unique_ptr<MovableSession> session) override { owned.push_back(std::move(session)); }
-  MovableSession::FinishedFn finished_callback() override {
-    return [](MovableSession*) {};
-  }
-  const SessionKinds& kinds() const override { return kinds_; }
-};
-
-// Every connection has one client; moves are recorded for the test to deliver.
-struct Directory final : migrate::ClientDirectory {
-  const void* client = this;
-  std::vector<migrate::MovedConnection> announced;
-  IpAddress new_address;
-  const void* client_of(uint64_t) override { return client; }
-  void announce(std::span<const migrate::MovedConnection> moved, const IpAddress& address) override {
-    announced.assign(moved.begin(), moved.end());
-    new_address = address;
-  }
-};
-
-// Session frames go straight to the Importer; its answers queue for the test to deliver,
-// as a socket would (never inside the exporter's own call).
-struct Loopback final : migrate::TransferLink {
-  migrate::Importer* importer = nullptr;
-  Node* node = nullptr;
-  bool refuse_all = false;
-  std::deque<migrate::SessionResult> answers;
-  void send_session(std::vector<uint8_t> frame) override {
-    // The frame's 5-byte header (length, type), then the session payload.
-    std::span<const uint8_t> payload(frame.data() + 5, frame.size() - 5);
-    if (refuse_all) {
-      answers.push_back({false, "refused by the test"});
-      return;
-    }
-    auto result = importer->import_session(payload, uv_now(node->loop()));
-    answers.push_back(result ? migrate::SessionResult{true, result->to_string()}
-                             : migrate::SessionResult{false, result.error()});
-  }
-};
+using Table = roam::testing::FakeSessionTable;
+using Directory = roam::testing::FakeClientDirectory;
+using Loopback = roam::testing::LoopbackTransfer;
 
 struct EngineLab {
   LwipLab lab{4, [this](tcp_pcb* pcb) {
@@ -101,7 +53,6 @@ struct EngineLab {
   std::optional<migrate::ExportReport> report;
 
   EngineLab() {
-    table.node = lab.node.get();
     table.kinds_ = builtin_session_kinds(SessionContext{lab.node.get(), ""});
     migrate::ImportConfig config;
     config.address4 = lab.b();
@@ -226,7 +177,7 @@ TEST_CASE("the follower's own timer repeats a lost handover SYN until it is answ
   };
   auto report = e.move();
   REQUIRE(report.ok());
-  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.acm_for(report, 1), unix_ms()) == control::AcmVerdict::apply);
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 1), unix_ms()) == control::AcmVerdict::apply);
   e.lab.client.send("after the move");
   e.lab.run([&] { return !e.followed.empty(); });
   CHECK(lost == 2);
@@ -369,7 +320,7 @@ namespace {
 TEST_CASE("a protected connection is refused by an importer without the segment MAC, and stays") {
   EngineLab e;
   roam::SegmentMacGuard mac(*e.lab.node);
-  tcp_pcb* server_pcb = e.table.sessions().front()->pcb();
+  tcp_pcb* server_pcb = e.table.sessions().front()->legs().front().pcb;
   std::array<uint8_t, 64> handshake_hash{};
   handshake_hash.fill(5);
   mac.protect(server_pcb, roam::connection_id(server_pcb), handshake_hash,
@@ -392,6 +343,99 @@ TEST_CASE("a protected connection is refused by an importer without the segment 
   CHECK(e.importer->parked_count() == 0);
   CHECK(e.table.sessions().size() == 1);
   CHECK(mac.state_of(server_pcb).has_value());  // still protected where it is
+}
+
+}  // namespace
+
+namespace {
+
+TEST_CASE("a replayed session frame is refused while its session is parked and once it is live, changing nothing") {
+  EngineLab e;
+  auto report = e.move();
+  REQUIRE(report.moved == 1);
+  REQUIRE(e.link.payloads.size() == 1);
+  const auto replay = e.link.payloads[0];
+  auto parked = e.importer->import_session(replay, uv_now(e.lab.node->loop()));
+  REQUIRE_FALSE(parked);
+  CHECK(parked.error().find("is already parked here") != std::string::npos);
+  CHECK(e.importer->counters().refused_duplicate == 1);
+  CHECK(e.importer->counters().sessions_imported == 1);
+  CHECK(e.importer->parked_count() == 1);
+  CHECK(e.importer->guard().parked_count() == 1);
+  CHECK(e.table.sessions().size() == 1);
+
+  CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 1), unix_ms()) == control::AcmVerdict::apply);
+  auto data = pattern(64 << 10, 21);
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
+  REQUIRE(e.importer->guard().parked_count() == 0);
+  auto live = e.importer->import_session(replay, uv_now(e.lab.node->loop()));
+  REQUIRE_FALSE(live);
+  CHECK(live.error().find("is already live here") != std::string::npos);
+  CHECK(e.importer->counters().refused_duplicate == 2);
+  CHECK(e.importer->counters().imports_refused == 2);
+  CHECK(e.importer->guard().parked_count() == 0);
+  CHECK(e.table.sessions().size() == 1);
+  auto more = pattern(64 << 10, 22);
+  e.lab.client.send(more);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size() + more.size(); });
+  data.insert(data.end(), more.begin(), more.end());
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
+}
+
+TEST_CASE("an import that duplicates a live connection, takes its flow or has no id is refused and counted") {
+  EngineLab e;
+  tcp_pcb* live_pcb = e.table.sessions().front()->legs().front().pcb;
+  auto captured = migrate::capture_snapshot(live_pcb, {}, std::vector<uint8_t>{0});
+  REQUIRE(captured);
+  auto payload_with = [](const wire::ConnectionSnapshot& snapshot) {
+    auto bytes = wire::encode_snapshot(snapshot);
+    migrate::SessionPayload payload;
+    payload.kind = "echo";
+    payload.legs.push_back({LegRole::client, std::nullopt, bytes});
+    return migrate::encode_session_payload(payload);
+  };
+  // An importer on the host where the connection lives (A).
+  migrate::ImportConfig config;
+  config.address4 = e.lab.a();
+  migrate::Importer at_a(*e.lab.node, e.table, config);
+  uint64_t now = uv_now(e.lab.node->loop());
+
+  auto duplicate = at_a.import_session(payload_with(*captured), now);
+  REQUIRE_FALSE(duplicate);
+  CHECK(duplicate.error().find("is already live here") != std::string::npos);
+  CHECK(at_a.counters().refused_duplicate == 1);
+
+  auto made_up = *captured;
+  made_up.connection_id = 0x5eed5eed5eed5eedull;  // a made-up id on the live connection's flow
+  auto collision = at_a.import_session(payload_with(made_up), now);
+  REQUIRE_FALSE(collision);
+  CHECK(collision.error().find("is taken here") != std::string::npos);
+  CHECK(at_a.counters().refused_flow_collision == 1);
+
+  auto no_id = *captured;
+  no_id.connection_id = 0;
+  CHECK_FALSE(at_a.import_session(payload_with(no_id), now));
+  CHECK(at_a.counters().refused_no_id == 1);
+  // The same at B, where nothing else would stop it.
+  auto at_b = e.importer->import_session(payload_with(no_id), now);
+  REQUIRE_FALSE(at_b);
+  CHECK(at_b.error() == "connection id 0 (none)");
+  CHECK(e.importer->counters().refused_no_id == 1);
+
+  CHECK(at_a.counters().imports_refused == 3);
+  CHECK(at_a.counters().sessions_imported == 0);
+  CHECK(at_a.parked_count() == 0);
+  CHECK(at_a.guard().parked_count() == 0);
+  CHECK(e.importer->parked_count() == 0);
+  CHECK(e.table.sessions().size() == 1);
+  CHECK(find_active_pcb(flow_of(live_pcb)) == live_pcb);
+  auto data = pattern(64 << 10, 23);
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
 }
 
 }  // namespace
