@@ -10,6 +10,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/control/owner_proof.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "base/log.hpp"
 
@@ -32,6 +33,10 @@ struct Follower::Server {
   std::vector<uint64_t> to_register;
   bool register_all = true;  // after (re)establishing: walk the pcbs once
   uint64_t retry_at_ms = 0;  // loop time before which no new channel is opened
+  // The owner proof of the current trusted channel, for the carriers opened from now on.
+  std::shared_ptr<const OwnerProofSigner> signer;
+  // Carriers waiting for the channel to settle, with the loop time they stop waiting.
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
 };
 
 Follower::Follower(Node& node, const ChannelOptions& options, Events events)
@@ -151,12 +156,54 @@ void Follower::track(tcp_pcb* pcb) {
   });
 }
 
+void Follower::prepare(const IpAddress& server) {
+  if (closed_) return;
+  open_channel(server_for(server));
+}
+
+void Follower::when_ready(const IpAddress& address, std::function<void()> then) {
+  if (closed_) return;
+  Server& server = server_for(address);
+  if (!server.trusted) open_channel(server);
+  if (server.trusted || !server.channel) {  // settled, or no channel can be opened now
+    then();
+    return;
+  }
+  ++counters_.carriers_waited;
+  server.waiters.emplace_back(uv_now(node_.loop()) + channel_wait_ms, std::move(then));
+}
+
+std::shared_ptr<const SynOptionSource> Follower::syn_option_for(const IpAddress& address) {
+  auto it = servers_.find(address.to_string());
+  if (it == servers_.end() || !it->second->trusted) return nullptr;
+  return it->second->signer;
+}
+
+// Runs the waiting carriers' continuations after the current callback (they open
+// connections): all of them, or those whose wait expired.
+void Follower::release_waiters(Server& server, bool all) {
+  if (server.waiters.empty()) return;
+  std::vector<std::function<void()>> ready;
+  uint64_t now = uv_now(node_.loop());
+  std::erase_if(server.waiters, [&](auto& waiter) {
+    if (!all && now < waiter.first) return false;
+    if (!all) ++counters_.carriers_wait_expired;
+    ready.push_back(std::move(waiter.second));
+    return true;
+  });
+  node_.defer([ready = std::move(ready), alive = std::weak_ptr<bool>(alive_), this] {
+    if (alive.expired() || closed_) return;
+    for (const auto& then : ready) then();
+  });
+}
+
 void Follower::open_channel(Server& server) {
   if (closed_ || server.channel || uv_now(node_.loop()) < server.retry_at_ms) return;
   std::string host_id = options_.host_id.empty() ? "client" : options_.host_id;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
-      control::Hello{control::protocol_version, host_id, segment_mac_ ? capability_segment_mac : 0});
+      control::Hello{control::protocol_version, host_id,
+                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
@@ -205,6 +252,7 @@ void Follower::on_established(Server& server, ChannelConnection& channel) {
                              crypto::trust_verdict_name(verdict));
     server.retry_at_ms = uv_now(node_.loop()) + retry_after_distrust_ms;
     channel.close("untrusted server key");
+    release_waiters(server, true);
     return;
   }
   if (verdict == crypto::TrustVerdict::learned) {
@@ -213,9 +261,12 @@ void Follower::on_established(Server& server, ChannelConnection& channel) {
   }
   save_known_hosts();
   server.trusted = true;
+  if ((hello.capabilities & capability_owner_proof) != 0)
+    server.signer = std::make_shared<const OwnerProofSigner>(channel.channel().handshake_hash());
   logger("channel")->info("control channel to {} ('{}') established from local port {}", server.address.to_string(),
                           hello.host_id, channel.local_port());
   register_connections(server);
+  release_waiters(server, true);
 }
 
 void Follower::save_known_hosts() {
@@ -265,6 +316,8 @@ void Follower::on_closed(Server& server, const std::string& why) {
   ChannelConnection* dying = server.channel.release();
   node_.defer([dying] { delete dying; });
   server.trusted = false;
+  server.signer.reset();
+  release_waiters(server, true);
   server.registered.clear();
   server.register_all = true;
   server.retry_at_ms = std::max(server.retry_at_ms, uv_now(node_.loop()) + retry_after_failure_ms);
@@ -275,7 +328,8 @@ void Follower::on_housekeeping() {
   for (auto it = servers_.begin(); it != servers_.end();) {
     Server& server = *it->second;
     bool has_connections = !connections_with(server.address).empty();
-    if (!server.channel && !has_connections) {
+    release_waiters(server, false);  // those that waited channel_wait_ms
+    if (!server.channel && !has_connections && server.waiters.empty()) {
       it = servers_.erase(it);
       continue;
     }
