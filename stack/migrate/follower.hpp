@@ -12,6 +12,10 @@
 // dropped, counted, logged at most every few seconds, answered with a refusal, and
 // changes nothing. Each ACM's connections are followed as a batch (ChangeoverTracker)
 // until each was heard from on the new path; the batch's report goes to `on_moved`.
+// Owner proofs (issue 11): the app opens the channel to each server before its carriers
+// (prepare, when_ready), and each carrier opened while the channel is trusted carries the
+// channel's owner proof in its SYN (syn_option_for), so only this client's key can
+// register it at the server, there and wherever it moves.
 // Owned by the client app (or a proxy's origin leg); loop thread only.
 #pragma once
 

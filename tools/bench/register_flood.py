@@ -21,12 +21,52 @@ import os
 import resource
 import socket
 import subprocess
+import struct
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402
+
+
+class IdRelay:
+    """Carries A -> client datagrams and reads each connection's id off A's SYN-ACKs
+    (client ISN << 32 | server ISN), as an on-path observer can."""
+
+    def __init__(self, victim_port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.victim = ("127.0.0.1", victim_port)
+        self.ids = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def port(self):
+        return self.sock.getsockname()[1]
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(data) >= 40 and data[0] >> 4 == 4 and data[9] == 6:
+                ihl = (data[0] & 0x0F) * 4
+                sport, _, seq, ack = struct.unpack("!HHII", data[ihl:ihl + 12])
+                if sport == 7000 and data[ihl + 13] & 0x12 == 0x12:
+                    self.ids.append((((ack - 1) & 0xFFFFFFFF) << 32) | seq)
+            self.sock.sendto(data, self.victim)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(2)
+        self.sock.close()
 
 
 def cpu_ms(pid):
@@ -45,16 +85,19 @@ def main():
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--ids-per-frame", type=int, default=4096)
     parser.add_argument("--hold-ms", type=int, default=3000)
+    parser.add_argument("--real-ids", action="store_true",
+                        help="flood with the server's real connection ids (read off the wire), repeated")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 256)), hard))
 
     udp = {n: harness.free_udp_port() for n in ("A", "client", "probe")}
+    relay = IdRelay(udp["client"])
     control = "127.0.0.1:%d" % harness.free_tcp_port()
     forward = harness.free_tcp_port()
     server = harness.RoamProcess("server", [
         args.server_bin, "--link", "udp:127.0.0.1:%d" % udp["A"], "--addr", harness.SERVER_ADDR,
-        "--route", "%s=127.0.0.1:%d" % (harness.CLIENT_NET, udp["client"]),
+        "--route", "%s=127.0.0.1:%d" % (harness.CLIENT_NET, relay.port()),
         "--route", "198.18.14.0/24=127.0.0.1:%d" % udp["probe"], "--control", control, "echo"])
     client = None
     probe = None
@@ -91,10 +134,15 @@ def main():
         before = status()
         t0 = cpu_ms(server.pid)
         start = time.monotonic()
+        flood_args = ["--flood", str(args.frames), "--ids-per-frame", str(args.ids_per_frame)]
+        if args.real_ids:
+            ids = sorted(set(relay.ids))
+            frame = ",".join("0x%x" % ids[i % len(ids)] for i in range(args.ids_per_frame))
+            flood_args = ["--register", frame, "--repeat", str(args.frames)]
         probe = harness.RoamProcess("probe", [
             args.probe_bin, "--link", "udp:127.0.0.1:%d" % udp["probe"], "--addr", "198.18.14.2",
             "--route", "%s=127.0.0.1:%d" % (harness.SERVER_NET, udp["A"]), "--server", harness.SERVER_ADDR,
-            "--flood", str(args.frames), "--ids-per-frame", str(args.ids_per_frame), "--hold-ms", str(args.hold_ms)])
+            "--hold-ms", str(args.hold_ms)] + flood_args)
         probe.wait_for_log("[probe] done", timeout=120)
         time.sleep(max(0.0, window - (time.monotonic() - start)))
         flood = cpu_ms(server.pid) - t0
@@ -104,6 +152,7 @@ def main():
             "server": args.server_bin,
             "connections": args.connections,
             "frames": args.frames,
+            "ids": "real (repeated)" if args.real_ids else "random",
             "ids_per_frame": args.ids_per_frame,
             "window_s": window,
             "idle_cpu_ms": round(idle, 1),
@@ -119,6 +168,7 @@ def main():
         for proc in (probe, client, server):
             if proc is not None and proc.alive():
                 proc.stop(check_exit=False)
+        relay.stop()
 
 
 if __name__ == "__main__":

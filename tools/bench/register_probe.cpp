@@ -35,6 +35,7 @@ Opens a control channel to a roam-server and registers connection ids it does no
 Options:
   --server ADDR         the server's userspace address (its channel port: --channel-port)
   --register ID[,ID]    ids to register (decimal or 0x hex), in one frame
+  --repeat N            send that frame N times (default 1)
   --flood FRAMES        then send FRAMES frames of --ids-per-frame random ids
   --ids-per-frame N     default 4096 (the most one REGISTER holds)
   --hold-ms MS          stay this long after sending (default 2000), then exit
@@ -46,6 +47,7 @@ struct ProbeOptions {
   ChannelOptions channel;
   IpAddress server;
   std::vector<uint64_t> ids;
+  size_t repeat = 1;
   size_t flood_frames = 0;
   size_t ids_per_frame = control::max_connection_ids;
   uint64_t hold_ms = 2000;
@@ -75,6 +77,8 @@ ProbeOptions parse_arguments(int argc, char** argv) {
         if (comma == std::string::npos) break;
         at = comma + 1;
       }
+    } else if (arg == "--repeat") {
+      options.repeat = parse_number(option_value(argc, argv, i), 1000000, "--repeat");
     } else if (arg == "--flood") {
       options.flood_frames = parse_number(option_value(argc, argv, i), 1000000, "--flood");
     } else if (arg == "--ids-per-frame") {
@@ -122,7 +126,8 @@ class Probe {
  private:
   void on_established(ChannelConnection& c) {
     logger("app")->info("[probe] established");
-    if (!options_.ids.empty()) c.send(control::RegisterConnections{options_.ids});
+    for (size_t r = 0; r < options_.repeat && !options_.ids.empty(); ++r)
+      c.send(control::RegisterConnections{options_.ids});
     std::mt19937_64 random(std::random_device{}());
     for (size_t f = 0; f < options_.flood_frames; ++f) {
       control::RegisterConnections frame;
