@@ -234,6 +234,18 @@ void ChannelServer::claim_pending() {
   for (uint64_t id : ready) claim_pending(id);
 }
 
+void ChannelServer::forget_closed() {
+  for (auto it = by_id_.begin(); it != by_id_.end();) {
+    if (find_pcb_by_connection_id(it->first) != nullptr) {
+      ++it;
+      continue;
+    }
+    auto owner = channels_.find(it->second);
+    if (owner != channels_.end()) owner->second.ids.erase(it->first);
+    it = by_id_.erase(it);
+  }
+}
+
 const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* channel) const {
   auto it = channels_.find(channel);
   return it == channels_.end() ? nullptr : &it->second.ids;

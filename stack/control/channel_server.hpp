@@ -94,6 +94,11 @@ class ChannelServer {
   // Claims every held registration whose connection is known here now (a periodic sweep
   // for whatever the per-id call missed). O(held ids).
   void claim_pending();
+  // Forgets registrations of connections that ended (no pcb has their id any more): they
+  // would count against the channel's cap and keep a move of all of a client's connections
+  // from the global ACM form. O(registered ids). Not while a move runs: an exported
+  // connection is frozen, not ended, until its ACM is sent.
+  void forget_closed();
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 

@@ -337,6 +337,7 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
     };
   }
   move_done_ = std::move(done);
+  channels_->forget_closed();  // before anything freezes
   exporter_ = std::make_unique<migrate::Exporter>(
       migrate::ExportServices{node_, table_, importer_->guard(), *directory_, segment_mac_.get()}, std::move(policy),
       request.target, std::move(sessions), uv_now(node_.loop()),
@@ -410,6 +411,7 @@ void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
   importer_->on_time(now);
   channels_->claim_pending();
+  if (!exporter_) channels_->forget_closed();
   if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
   std::erase_if(young_, [&](const auto& entry) {

@@ -125,8 +125,11 @@ TEST_CASE("an owner-less carrier is bound to the first key that registers it; wi
     CHECK(lab.channels->counters().registrations_unproven_refused == 1);
     CHECK(lab.channels->counters().registrations == 0);
     // A proven carrier of the same client is registered.
+    // Aborted, not closed: a TIME_WAIT on the lab's port would outlive the lab.
+    lab.client.connection->abort();
     lab.client.connection.reset();
     lab.client.connected = false;
+    lab.server.connection->abort();
     lab.server.connection.reset();
     uint64_t proven = lab.open_carrier(client.signer());
     client.send(lab, {proven}, 1);
