@@ -68,6 +68,9 @@ FilterVerdict OwnerProofVerifier::on_input(const InboundPacket& packet) {
   if (!packet.tcp) return FilterVerdict::pass;
   const wire::TcpSegmentView& tcp = packet.tcp->segment;
   if (!tcp.has(wire::TcpSegmentView::SYN) || tcp.has(wire::TcpSegmentView::ACK)) return FilterVerdict::pass;
+  // The NAT handover's synthetic SYN joins a connection that exists (its owner came in
+  // its snapshot): the handover stage authenticates it.
+  if (packet.tcp->handover_option) return FilterVerdict::pass;
   wire::OwnerProofOption option;
   switch (wire::find_owner_proof_option(tcp.options, option)) {
     case wire::MacOptionLookup::absent:

@@ -11,7 +11,8 @@
 // client key is remembered as the flow's owner, and the listener's accept stores it in
 // the pcb; known and the MAC fails -> dropped (forged; counted); unknown tag (the channel
 // closed meanwhile) or no option -> passed without an owner (counted). A malformed
-// option drops the SYN. Nothing but SYNs is looked at.
+// option drops the SYN. Nothing but SYNs is looked at (nor the NAT handover's synthetic
+// SYN: its connection exists, with the owner its snapshot brought).
 #pragma once
 
 #include <cstdint>

@@ -109,11 +109,11 @@ std::string Follower::counters_text() const {
       "follower: channels opened {} established {} failed {} untrusted {}; frames forged {} replayed {} "
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {}); connections moved {}; "
-      "pokes {} unanswered {}",
+      "pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the wait {})",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.connections_moved,
-      tracker_.counters().pokes, tracker_.counters().unanswered);
+      tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited, c.carriers_wait_expired);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {
