@@ -396,6 +396,10 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
     if (tcp_pcb* pcb = find_pcb_by_connection_id(id)) pcbs.push_back(pcb);
   filter.remember(acm, now_unix_ms);
   ++counters_.acms_applied;
+  // They left that server: should they come back, they must be registered there again
+  // (the server forgets the registrations of connections that left it).
+  if (auto old = servers_.find(server.to_string()); old != servers_.end())
+    for (uint64_t id : decision.connections) old->second->registered.erase(id);
   counters_.unknown_ids += decision.unknown_ids;
   uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
   follow(pcbs, acm.new_address, acm.new_port, options_.handover ? acm.handover_token : std::nullopt);
