@@ -21,6 +21,8 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     std::string mode = option_value(argc, argv, i);
     if (mode != "always" && mode != "off") throw ConfigError("bad --handover '" + mode + "': always or off");
     options.handover = mode == "always";
+  } else if (!client && arg == "--require-owner-proof") {
+    options.require_owner_proof = true;
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--trust-pool") {
@@ -55,6 +57,12 @@ std::string channel_options_help(bool client) {
       "                         sends an authenticated synthetic SYN per moved connection so\n"
       "                         a stateful NAT in front of it admits the new path; the new\n"
       "                         server answers it. off: no token, no SYN, no answer\n";
+  if (!client)
+    text +=
+        "  --require-owner-proof  register only connections whose SYN proved their owner\n"
+        "                         (the client's channel key); default: a connection without\n"
+        "                         the proof is registered by the client's address, and that\n"
+        "                         first registration binds its owner\n";
   if (client)
     text +=
         "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"

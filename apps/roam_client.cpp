@@ -125,7 +125,11 @@ class Client {
       listeners_.push_back(std::move(listener));
     }
     // Last: a start-up error above must stay the only line printed.
-    if (options.follow) follower_ = std::make_unique<Follower>(node_, options.channel);
+    if (options.follow) {
+      follower_ = std::make_unique<Follower>(node_, options.channel);
+      // Channels first, so that carriers can prove in their SYN whose they are.
+      for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
+    }
   }
 
   void shutdown() {
@@ -157,8 +161,20 @@ class Client {
     KernelSplice* raw = splice.get();
     splices_.emplace(raw, std::move(splice));
     raw->adopt_kernel(std::move(kernel));
-    if (follower_) raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
-    auto carrier = TcpConnection::connect(listener.forward.server, listener.forward.server_port, raw);
+    if (!follower_) {
+      open_carrier(raw, listener.forward);
+      return;
+    }
+    raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
+    // The kernel side is not read before the carrier is up: it can wait for the channel.
+    follower_->when_ready(listener.forward.server, [this, raw, forward = listener.forward] {
+      if (splices_.count(raw) != 0) open_carrier(raw, forward);
+    });
+  }
+
+  void open_carrier(KernelSplice* raw, const Forward& forward) {
+    auto carrier = TcpConnection::connect(forward.server, forward.server_port, raw, nullptr,
+                                          follower_ ? follower_->syn_option_for(forward.server) : nullptr);
     if (!carrier) {
       // The local app gets a reset at once (close() with nothing exchanged resets the
       // kernel side). Rate-limited: a destination out of ports fails every accept.
@@ -166,7 +182,7 @@ class Client {
       uint64_t suppressed = 0;
       if (carrier_failure_log_.allow(suppressed))
         logger("app")->warn("cannot open carrier to {}:{}: {} ({} failed in all; {} more not logged)",
-                            listener.forward.server.to_string(), listener.forward.server_port, carrier.error(),
+                            forward.server.to_string(), forward.server_port, carrier.error(),
                             carrier_failures_, suppressed);
       raw->close();
       return;

@@ -74,7 +74,8 @@ TcpConnection::~TcpConnection() {
 }
 
 Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const IpAddress& remote, uint16_t port,
-                                                                           Handler* handler, const IpAddress* local) {
+                                                                           Handler* handler, const IpAddress* local,
+                                                                           std::shared_ptr<const SynOptionSource> syn_option) {
   ip_addr_t remote_ip = to_lwip(remote);
   tcp_pcb* pcb = tcp_new_ip_type(remote.version == 4 ? IPADDR_TYPE_V4 : IPADDR_TYPE_V6);
   if (pcb == nullptr) return unexpected(std::string("out of memory for a pcb"));
@@ -90,6 +91,7 @@ Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const
   }
   if (local != nullptr) pcb->local_ip = to_lwip(*local);
   tcp_nagle_disable(pcb);  // a relay forwards what it has at once; the app decides batching
+  arm_syn_option(pcb, std::move(syn_option));  // before tcp_connect sizes the SYN
   err_t rc = tcp_connect(pcb, &remote_ip, port, &TcpConnection::on_connected_trampoline);
   if (rc != ERR_OK) {
     connection->abort();

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "stack/lwip.hpp"
+#include "stack/pcb_owner.hpp"
 #include "base/ip_address.hpp"
 #include "base/result.hpp"
 
@@ -49,9 +50,11 @@ class TcpConnection {
   // Starts an active open to remote:port, from `local` when given, else from the node's
   // address on the route to it. The local port is unique toward remote:port (see
   // local_port_allocator.hpp); when every port is in use toward it, fails at once.
-  static Result<std::unique_ptr<TcpConnection>, std::string> connect(const IpAddress& remote, uint16_t port,
-                                                                     Handler* handler,
-                                                                     const IpAddress* local = nullptr);
+  // `syn_option`: what the SYN carries besides lwIP's own options (an owner proof,
+  // stack/pcb_owner.hpp); nullptr: nothing.
+  static Result<std::unique_ptr<TcpConnection>, std::string> connect(
+      const IpAddress& remote, uint16_t port, Handler* handler, const IpAddress* local = nullptr,
+      std::shared_ptr<const SynOptionSource> syn_option = nullptr);
 
   void set_handler(Handler* handler) { handler_ = handler; }
   bool alive() const { return pcb_ != nullptr; }

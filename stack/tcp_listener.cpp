@@ -1,6 +1,7 @@
 #include "stack/tcp_listener.hpp"
 
 #include "stack/connection_id.hpp"
+#include "stack/pcb_owner.hpp"
 #include "base/log.hpp"
 
 namespace roam {
@@ -43,6 +44,7 @@ err_t TcpListener::on_accept_trampoline(void* arg, tcp_pcb* pcb, err_t err) noex
   auto* self = static_cast<TcpListener*>(arg);
   if (self == nullptr || err != ERR_OK || pcb == nullptr) return ERR_VAL;
   assign_connection_id_at_accept(pcb);
+  adopt_syn_owner(pcb);  // the owner its SYN proved, if any (stack/pcb_owner.hpp)
   try {
     if (!self->on_accept_(pcb)) return ERR_ABRT;
   } catch (const std::exception& e) {

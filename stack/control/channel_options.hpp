@@ -23,6 +23,8 @@ struct ChannelOptions {
   std::string host_id;       // "": the carrier address
   bool segment_mac = false;  // sign and check carrier segments where the peer does too
   bool handover = true;      // --handover always (default) | off
+  // Server only: refuse registrations of connections whose SYN proved no owner.
+  bool require_owner_proof = false;
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file

@@ -9,16 +9,19 @@
 #include "base/config_error.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/pcb_owner.hpp"
 #include "base/log.hpp"
 
 namespace roam {
 
 ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
-                             SegmentMacGuard* guard)
+                             SegmentMacGuard* guard, ChannelServerLimits limits)
     : node_(node),
       key_(key),
       host_id_(std::move(host_id)),
       guard_(guard),
+      limits_(limits),
+      verifier_(node),
       // Sequences grow across restarts too (clients refuse any not above the last they
       // applied from this server): start from the clock, in steps finer than a millisecond.
       next_sequence_(unix_ms() << 10) {
@@ -44,11 +47,14 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
   ++counters_.channels_accepted;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
-      control::Hello{control::protocol_version, host_id_, guard_ != nullptr ? capability_segment_mac : 0,
-                     hello_credential_});
+      control::Hello{control::protocol_version, host_id_,
+                     (guard_ != nullptr ? capability_segment_mac : 0) | capability_owner_proof, hello_credential_});
   ChannelConnection::Callbacks callbacks;
   callbacks.on_established = [this](ChannelConnection& c) {
     ++counters_.channels_established;
+    // From now on its client's carrier SYNs name this channel (owner proofs).
+    if ((c.channel().peer_hello().capabilities & capability_owner_proof) != 0)
+      verifier_.add_channel(&c, c.channel().handshake_hash(), c.channel().remote_static());
     logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
                             c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
   };
@@ -73,6 +79,7 @@ void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {
   if (it == channels_.end()) return;
   if (!channel->channel().established()) ++counters_.channels_failed;
   logger("channel")->info("control channel from {} closed: {}", channel->peer_address().to_string(), why);
+  verifier_.remove_channel(channel);
   for (uint64_t id : it->second.ids) {
     auto owner = by_id_.find(id);
     if (owner != by_id_.end() && owner->second == channel) by_id_.erase(owner);
@@ -104,18 +111,34 @@ void ChannelServer::on_message(ChannelConnection& channel, const control::Messag
   }
 }
 
-// Maps `id` to `channel` if this server has that connection with the channel's host.
-bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id) {
-  tcp_pcb* pcb = find_pcb_by_connection_id(id);
-  if (pcb == nullptr) return false;
-  unhold(&channel, entry, id);
-  if (!(from_lwip(pcb->remote_ip) == channel.peer_address())) {
-    ++counters_.registrations_refused;
-    channel.send(control::ErrorMessage{control::error_not_your_connection, "connection is not yours"});
+// Whether the channel's client owns the connection (see the header). O(1).
+bool ChannelServer::owns(ChannelConnection& channel, tcp_pcb* pcb) {
+  const OwnerKey key = owner_key_of(channel.channel().remote_static());
+  if (auto owner = pcb_owner(pcb)) {
+    if (*owner == key) return true;
+    ++counters_.registrations_foreign;
     return false;
   }
+  if (limits_.require_owner_proof) {
+    ++counters_.registrations_unproven_refused;
+    return false;
+  }
+  if (!(from_lwip(pcb->remote_ip) == channel.peer_address())) return false;
+  set_pcb_owner(pcb, key);  // the first registration binds it: no other key takes it over
+  ++counters_.registrations_unproven;
+  return true;
+}
+
+// Maps `id` to `channel` if this server has that connection and the channel's client owns it.
+ChannelServer::Claim ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id) {
+  tcp_pcb* pcb = find_pcb_by_connection_id(id);
+  if (pcb == nullptr) return Claim::not_found;
+  unhold(&channel, entry, id);
+  if (!owns(channel, pcb)) return Claim::refused;
+  if (entry.ids.count(id) == 0 && entry.ids.size() >= limits_.max_registered_ids) return Claim::over_cap;
   auto previous = by_id_.find(id);
   if (previous != by_id_.end() && previous->second != &channel) {
+    // The same client on a newer channel (it reconnected): the registration follows it.
     auto old = channels_.find(previous->second);
     if (old != channels_.end()) old->second.ids.erase(id);
   }
@@ -124,27 +147,58 @@ bool ChannelServer::claim(ChannelConnection& channel, Entry& entry, uint64_t id)
   ++counters_.registrations;
   if (guard_ != nullptr && (channel.channel().peer_hello().capabilities & capability_segment_mac) != 0)
     guard_->protect(pcb, id, channel.channel().handshake_hash(), crypto::SegmentDirection::server_to_client);
-  return true;
+  return Claim::accepted;
+}
+
+void ChannelServer::refused(ChannelConnection& channel, Entry& entry, size_t count) {
+  counters_.registrations_refused += count;
+  entry.refusals += count;
+  // One answer per frame, however many ids it named: a flood of bogus ids costs the
+  // server no more frames than it sent.
+  channel.send(control::ErrorMessage{control::error_not_your_connection,
+                                     count == 1 ? std::string("connection is not yours")
+                                                : std::to_string(count) + " connections are not yours"});
+  if (entry.refusals < limits_.max_refusals) return;
+  ++counters_.channels_closed_refusals;
+  logger("channel")->warn("control channel from {} (key {}): {} registrations refused; closing it",
+                          channel.peer_address().to_string(), crypto::to_base64(channel.channel().remote_static()),
+                          entry.refusals);
+  channel.close("too many refused registrations");  // on_closed (forget) runs deferred
 }
 
 void ChannelServer::on_register(ChannelConnection& channel, const control::RegisterConnections& message) {
   auto it = channels_.find(&channel);
-  if (it == channels_.end()) return;
+  if (it == channels_.end() || !channel.established()) return;  // closed: the rest of its frames cost nothing
+  Entry& entry = it->second;
+  size_t refusals = 0;
+  size_t over_cap = 0;
   for (uint64_t id : message.connection_ids) {
-    if (find_pcb_by_connection_id(id) != nullptr) {
-      claim(channel, it->second, id);
-    } else {
-      hold(channel, it->second, id);
+    switch (claim(channel, entry, id)) {
+      case Claim::accepted:
+        break;
+      case Claim::not_found:
+        if (!hold(channel, entry, id)) ++over_cap;
+        break;
+      case Claim::refused:
+        ++refusals;
+        break;
+      case Claim::over_cap:
+        ++over_cap;
+        break;
     }
   }
+  counters_.registrations_over_cap += over_cap;
+  if (refusals > 0) refused(channel, entry, refusals);
 }
 
-void ChannelServer::hold(ChannelConnection& channel, Entry& entry, uint64_t id) {
+bool ChannelServer::hold(ChannelConnection& channel, Entry& entry, uint64_t id) {
   // Bounded per channel: a client cannot make this server hold ids without end.
-  constexpr size_t max_pending = 4096;
-  if (entry.pending.size() >= max_pending || !entry.pending.insert(id).second) return;
+  if (entry.pending.count(id) != 0) return true;
+  if (entry.pending.size() >= limits_.max_held_ids) return false;
+  entry.pending.insert(id);
   pending_by_id_.emplace(id, &channel);
   ++counters_.registrations_pending;
+  return true;
 }
 
 void ChannelServer::unhold(ChannelConnection* channel, Entry& entry, uint64_t id) {
@@ -166,7 +220,10 @@ void ChannelServer::claim_pending(uint64_t connection_id) {
   for (auto held = first; held != last; ++held) holders.push_back(held->second);
   for (ChannelConnection* channel : holders) {
     auto it = channels_.find(channel);
-    if (it != channels_.end()) claim(*channel, it->second, connection_id);
+    if (it == channels_.end()) continue;
+    auto claimed = claim(*channel, it->second, connection_id);
+    if (claimed == Claim::refused) refused(*channel, it->second, 1);
+    if (claimed == Claim::over_cap) ++counters_.registrations_over_cap;
   }
 }
 
@@ -175,6 +232,18 @@ void ChannelServer::claim_pending() {
   for (const auto& [id, channel] : pending_by_id_)
     if (find_pcb_by_connection_id(id) != nullptr) ready.push_back(id);
   for (uint64_t id : ready) claim_pending(id);
+}
+
+void ChannelServer::forget_closed() {
+  for (auto it = by_id_.begin(); it != by_id_.end();) {
+    if (find_pcb_by_connection_id(it->first) != nullptr) {
+      ++it;
+      continue;
+    }
+    auto owner = channels_.find(it->second);
+    if (owner != channels_.end()) owner->second.ids.erase(it->first);
+    it = by_id_.erase(it);
+  }
 }
 
 const std::set<uint64_t>* ChannelServer::registered_ids(ChannelConnection* channel) const {

@@ -4,8 +4,17 @@
 // tells each client where its connections went with an Address Change Message on that
 // client's channel, and counts the client's ACK. Loop thread only.
 //
-// A registration is accepted only for a connection this server really has with the
-// registering host (same carrier address), so no client can claim another's connections.
+// A registration is accepted only for a connection the registering client owns (issue
+// 11). A carrier whose SYN carried an owner proof (stack/control/owner_proof.hpp) is owned
+// by the proving channel's client key, stored with the pcb and moved with it: only a
+// channel with that key may register it. A connection without an owner (opened before
+// the client's channel was up, or by a client without the capability) is registered by
+// the old rule, same carrier address, and that first registration binds its owner, so
+// no later one from another key takes it over ("last registration wins" is gone); with
+// `require_owner_proof` it is not registered at all. A refused registration changes
+// nothing and is counted; the client gets one ERROR not_your_connection per frame.
+// Bounded work: O(1) per id, at most max_registered_ids registered and max_held_ids held
+// per channel, and a channel that draws max_refusals refusals is closed.
 // An id with no connection here YET is held (bounded) and checked again when it is looked
 // up: the registration can overtake the last ACK of the connection's own handshake, or
 // reach a new server while the connection's import is still parked. Every lookup is O(1)
@@ -24,6 +33,7 @@
 
 #include "stack/control/channel_connection.hpp"
 #include "stack/control/channel_options.hpp"
+#include "stack/control/owner_proof.hpp"
 #include "stack/control/segment_mac_guard.hpp"
 #include "crypto/identity_key.hpp"
 #include "stack/control/messages.hpp"
@@ -38,7 +48,12 @@ struct ChannelServerCounters {
   uint64_t channels_established = 0;
   uint64_t channels_failed = 0;  // handshake failed or framing broke
   uint64_t registrations = 0;
-  uint64_t registrations_refused = 0;  // an id this server has, but with another host
+  uint64_t registrations_refused = 0;  // an id this server has, but not the channel's (all reasons)
+  uint64_t registrations_foreign = 0;  // ...owned by another client key (proven or bound)
+  uint64_t registrations_unproven = 0;          // owner-less, accepted by address; owner bound
+  uint64_t registrations_unproven_refused = 0;  // owner-less under require_owner_proof
+  uint64_t registrations_over_cap = 0;  // ids beyond a channel's registered or held cap
+  uint64_t channels_closed_refusals = 0;  // channels closed for drawing too many refusals
   uint64_t registrations_pending = 0;  // ids not (yet) known here when registered
   uint64_t frames_dropped = 0;         // forged, replayed or undecodable
   uint64_t unexpected_messages = 0;
@@ -48,12 +63,19 @@ struct ChannelServerCounters {
   uint64_t client_errors = 0;
 };
 
+struct ChannelServerLimits {
+  bool require_owner_proof = false;  // refuse registrations of connections without an owner
+  size_t max_registered_ids = 65536;  // per channel
+  size_t max_held_ids = 4096;         // per channel: ids not (yet) known here
+  size_t max_refusals = 1024;         // per channel, then it is closed
+};
+
 class ChannelServer {
  public:
   // `guard`: sign and check the segments of connections registered by clients that offer
   // the capability (nullptr: never).
   ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
-                SegmentMacGuard* guard = nullptr);  // throws ConfigError
+                SegmentMacGuard* guard = nullptr, ChannelServerLimits limits = {});  // throws ConfigError
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
@@ -75,10 +97,16 @@ class ChannelServer {
   // Claims every held registration whose connection is known here now (a periodic sweep
   // for whatever the per-id call missed). O(held ids).
   void claim_pending();
+  // Forgets registrations of connections that ended (no pcb has their id any more): they
+  // would count against the channel's cap and keep a move of all of a client's connections
+  // from the global ACM form. O(registered ids). Not while a move runs: an exported
+  // connection is frozen, not ended, until its ACM is sent.
+  void forget_closed();
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 
   const ChannelServerCounters& counters() const { return counters_; }
+  const OwnerProofCounters& owner_proof_counters() const { return verifier_.counters(); }
   size_t channel_count() const { return channels_.size(); }
 
  private:
@@ -86,9 +114,13 @@ class ChannelServer {
     std::unique_ptr<ChannelConnection> connection;
     std::set<uint64_t> ids;
     std::unordered_set<uint64_t> pending;  // registered before the connection was known here
+    uint64_t refusals = 0;
   };
-  bool claim(ChannelConnection& channel, Entry& entry, uint64_t id);
-  void hold(ChannelConnection& channel, Entry& entry, uint64_t id);
+  enum class Claim : uint8_t { accepted, not_found, refused, over_cap };
+  Claim claim(ChannelConnection& channel, Entry& entry, uint64_t id);
+  bool owns(ChannelConnection& channel, tcp_pcb* pcb);
+  void refused(ChannelConnection& channel, Entry& entry, size_t count);
+  bool hold(ChannelConnection& channel, Entry& entry, uint64_t id);
   void unhold(ChannelConnection* channel, Entry& entry, uint64_t id);
   bool accept(tcp_pcb* pcb);
   void on_message(ChannelConnection& channel, const control::Message& message);
@@ -100,6 +132,8 @@ class ChannelServer {
   std::string host_id_;
   std::vector<uint8_t> hello_credential_;
   SegmentMacGuard* guard_;
+  ChannelServerLimits limits_;
+  OwnerProofVerifier verifier_;
   std::unique_ptr<TcpListener> listener_;
   std::map<ChannelConnection*, Entry> channels_;
   std::unordered_map<uint64_t, ChannelConnection*> by_id_;

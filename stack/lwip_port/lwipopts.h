@@ -91,8 +91,9 @@
 #define LWIP_TCP_TIMESTAMPS 0
 #define LWIP_TCP_KEEPALIVE 1
 /* Per-pcb slots: the connection id both ends agreed at setup (stack/connection_id.hpp),
- * and the local port lease of an active open (stack/tcp_connection.cpp). */
-#define LWIP_TCP_PCB_NUM_EXT_ARGS 2
+ * the local port lease of an active open (stack/tcp_connection.cpp), and the owner of a
+ * carrier or the proof its SYN carries (stack/pcb_owner.hpp). */
+#define LWIP_TCP_PCB_NUM_EXT_ARGS 3
 #define TCP_LISTEN_BACKLOG 1
 #define TCP_DEFAULT_LISTEN_BACKLOG 0xff
 #define LWIP_DISABLE_TCP_SANITY_CHECKS 1
@@ -106,6 +107,9 @@
 #define LWIP_HOOK_FILENAME "roam_lwip_hooks.h"
 #define LWIP_HOOK_TCP_ISN(local_ip, local_port, remote_ip, remote_port) \
   roam_lwip_tcp_isn((local_ip), (local_port), (remote_ip), (remote_port))
+/* A carrier's SYN carries the owner proof (stack/pcb_owner.hpp). */
+#define LWIP_HOOK_TCP_OUT_TCPOPT_LENGTH(pcb, internal_len) roam_lwip_tcp_option_length((pcb), (internal_len))
+#define LWIP_HOOK_TCP_OUT_ADD_TCPOPTS(p, hdr, pcb, opts) roam_lwip_tcp_add_options((p), (hdr), (pcb), (opts))
 
 #define LWIP_DEBUG 0
 #define LWIP_NETIF_STATUS_CALLBACK 0

@@ -43,6 +43,18 @@ int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcp
 extern u32_t roam_lwip_unacceptable_segments;  /* dropped by the sequence check */
 extern u32_t roam_lwip_challenge_acks_suppressed;
 
+/* Owner proofs (stack/pcb_owner.hpp): an option a pcb adds to its SYN. lwIP asks for
+ * the length of a segment's options when it builds the segment and again when it sends
+ * it; both forwarders consult the same registered functions, which answer from the pcb
+ * alone, so the two always agree. Only SYN segments carry it: with timestamps and SACK
+ * off (asserted in sys_arch.c), lwIP's own option length is non-zero exactly for SYNs. */
+struct tcp_hdr;
+typedef u8_t (*roam_lwip_syn_option_length_fn)(const struct tcp_pcb* pcb);
+typedef u8_t (*roam_lwip_syn_option_write_fn)(const struct tcp_pcb* pcb, u32_t isn, u16_t remote_port, u8_t* out);
+void roam_lwip_set_syn_option_fns(roam_lwip_syn_option_length_fn length, roam_lwip_syn_option_write_fn write);
+u8_t roam_lwip_tcp_option_length(const struct tcp_pcb* pcb, u8_t internal_length);
+u32_t* roam_lwip_tcp_add_options(struct pbuf* p, struct tcp_hdr* hdr, const struct tcp_pcb* pcb, u32_t* opts);
+
 u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip, u16_t remote_port);
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include "lwip/ip.h"
 #include "lwip/netif.h"
 #include "lwip/tcp.h"
+#include "lwip/prot/tcp.h"
 #include "roam_lwip_hooks.h"
 
 u32_t sys_now(void) {
@@ -47,6 +48,30 @@ u16_t roam_lwip_tcp_segment_size(const struct tcp_pcb* pcb, u16_t window_limit) 
     if (size > pcb->mss) size = (u16_t)((size / pcb->mss) * pcb->mss);
   }
   return size;
+}
+
+/* Owner proofs: see roam_lwip_hooks.h. */
+#if LWIP_TCP_TIMESTAMPS || LWIP_TCP_SACK_OUT
+#error "the SYN option hooks tell SYNs by lwIP's own option length: timestamps and SACK must stay off"
+#endif
+static roam_lwip_syn_option_length_fn syn_option_length_fn = 0;
+static roam_lwip_syn_option_write_fn syn_option_write_fn = 0;
+
+void roam_lwip_set_syn_option_fns(roam_lwip_syn_option_length_fn length, roam_lwip_syn_option_write_fn write) {
+  syn_option_length_fn = length;
+  syn_option_write_fn = write;
+}
+
+u8_t roam_lwip_tcp_option_length(const struct tcp_pcb* pcb, u8_t internal_length) {
+  if (internal_length == 0 || pcb == 0 || syn_option_length_fn == 0) return internal_length;
+  return (u8_t)(internal_length + syn_option_length_fn(pcb));
+}
+
+u32_t* roam_lwip_tcp_add_options(struct pbuf* p, struct tcp_hdr* hdr, const struct tcp_pcb* pcb, u32_t* opts) {
+  (void)p;
+  if (pcb == 0 || syn_option_write_fn == 0 || (TCPH_FLAGS(hdr) & TCP_SYN) == 0) return opts;
+  u8_t written = syn_option_write_fn(pcb, lwip_ntohl(hdr->seqno), lwip_ntohs(hdr->dest), (u8_t*)opts);
+  return opts + written / 4;
 }
 
 /* RFC 6528 asks for unpredictable initial sequence numbers; lwIP's default is a counter. */

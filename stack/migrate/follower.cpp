@@ -10,6 +10,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/control/owner_proof.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "base/log.hpp"
 
@@ -38,6 +39,10 @@ struct Follower::Server {
   // Set when an ACM sent our connections here: the key the ACM's certificate named. A
   // server at this address with another key is refused.
   std::optional<crypto::PublicKey> expected_key;
+  // The owner proof of the current trusted channel, for the carriers opened from now on.
+  std::shared_ptr<const OwnerProofSigner> signer;
+  // Carriers waiting for the channel to settle, with the loop time they stop waiting.
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
 };
 
 Follower::Follower(Node& node, const ChannelOptions& options, Events events)
@@ -110,13 +115,13 @@ std::string Follower::counters_text() const {
       "follower: channels opened {} established {} failed {} untrusted {}; frames forged {} replayed {} "
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
-      "connections moved {}; "
-      "pokes {} unanswered {}",
+      "connections moved {}; pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the "
+      "wait {})",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
-      c.connections_moved,
-      tracker_.counters().pokes, tracker_.counters().unanswered);
+      c.connections_moved, tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited,
+      c.carriers_wait_expired);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {
@@ -159,12 +164,54 @@ void Follower::track(tcp_pcb* pcb) {
   });
 }
 
+void Follower::prepare(const IpAddress& server) {
+  if (closed_) return;
+  open_channel(server_for(server));
+}
+
+void Follower::when_ready(const IpAddress& address, std::function<void()> then) {
+  if (closed_) return;
+  Server& server = server_for(address);
+  if (!server.trusted) open_channel(server);
+  if (server.trusted || !server.channel) {  // settled, or no channel can be opened now
+    then();
+    return;
+  }
+  ++counters_.carriers_waited;
+  server.waiters.emplace_back(uv_now(node_.loop()) + channel_wait_ms, std::move(then));
+}
+
+std::shared_ptr<const SynOptionSource> Follower::syn_option_for(const IpAddress& address) {
+  auto it = servers_.find(address.to_string());
+  if (it == servers_.end() || !it->second->trusted) return nullptr;
+  return it->second->signer;
+}
+
+// Runs the waiting carriers' continuations after the current callback (they open
+// connections): all of them, or those whose wait expired.
+void Follower::release_waiters(Server& server, bool all) {
+  if (server.waiters.empty()) return;
+  std::vector<std::function<void()>> ready;
+  uint64_t now = uv_now(node_.loop());
+  std::erase_if(server.waiters, [&](auto& waiter) {
+    if (!all && now < waiter.first) return false;
+    if (!all) ++counters_.carriers_wait_expired;
+    ready.push_back(std::move(waiter.second));
+    return true;
+  });
+  node_.defer([ready = std::move(ready), alive = std::weak_ptr<bool>(alive_), this] {
+    if (alive.expired() || closed_) return;
+    for (const auto& then : ready) then();
+  });
+}
+
 void Follower::open_channel(Server& server) {
   if (closed_ || server.channel || uv_now(node_.loop()) < server.retry_at_ms) return;
   std::string host_id = options_.host_id.empty() ? "client" : options_.host_id;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
-      control::Hello{control::protocol_version, host_id, segment_mac_ ? capability_segment_mac : 0, {}});
+      control::Hello{control::protocol_version, host_id,
+                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof, {}});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
@@ -247,6 +294,7 @@ void Follower::on_established(Server& server, ChannelConnection& channel) {
                              crypto::trust_verdict_name(verdict));
     server.retry_at_ms = uv_now(node_.loop()) + retry_after_distrust_ms;
     channel.close("untrusted server key");
+    release_waiters(server, true);
     return;
   }
   if (verdict == crypto::TrustVerdict::learned) {
@@ -255,9 +303,12 @@ void Follower::on_established(Server& server, ChannelConnection& channel) {
   }
   save_known_hosts();
   server.trusted = true;
+  if ((hello.capabilities & capability_owner_proof) != 0)
+    server.signer = std::make_shared<const OwnerProofSigner>(channel.channel().handshake_hash());
   logger("channel")->info("control channel to {} ('{}') established from local port {}", server.address.to_string(),
                           hello.host_id, channel.local_port());
   register_connections(server);
+  release_waiters(server, true);
 }
 
 void Follower::save_known_hosts() {
@@ -307,6 +358,8 @@ void Follower::on_closed(Server& server, const std::string& why) {
   ChannelConnection* dying = server.channel.release();
   node_.defer([dying] { delete dying; });
   server.trusted = false;
+  server.signer.reset();
+  release_waiters(server, true);
   server.registered.clear();
   server.register_all = true;
   server.retry_at_ms = std::max(server.retry_at_ms, uv_now(node_.loop()) + retry_after_failure_ms);
@@ -317,7 +370,8 @@ void Follower::on_housekeeping() {
   for (auto it = servers_.begin(); it != servers_.end();) {
     Server& server = *it->second;
     bool has_connections = !connections_with(server.address).empty();
-    if (!server.channel && !has_connections) {
+    release_waiters(server, false);  // those that waited channel_wait_ms
+    if (!server.channel && !has_connections && server.waiters.empty()) {
       it = servers_.erase(it);
       continue;
     }
@@ -409,6 +463,10 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
     if (tcp_pcb* pcb = find_pcb_by_connection_id(id)) pcbs.push_back(pcb);
   filter.remember(acm, now_unix_ms);
   ++counters_.acms_applied;
+  // They left that server: should they come back, they must be registered there again
+  // (the server forgets the registrations of connections that left it).
+  if (auto old = servers_.find(server.to_string()); old != servers_.end())
+    for (uint64_t id : decision.connections) old->second->registered.erase(id);
   counters_.unknown_ids += decision.unknown_ids;
   uint16_t new_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
   server_for(acm.new_address).expected_key = target->member;

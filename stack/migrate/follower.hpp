@@ -16,6 +16,10 @@
 // until each was heard from on the new path; the batch's report goes to `on_moved`.
 // The state machines it owns (HandoverInitiator, MigrationGuard, ChangeoverTracker) are
 // fed the time; one timer of the follower runs them at the earliest of their deadlines.
+// Owner proofs (issue 11): the app opens the channel to each server before its carriers
+// (prepare, when_ready), and each carrier opened while the channel is trusted carries the
+// channel's owner proof in its SYN (syn_option_for), so only this client's key can
+// register it at the server, there and wherever it moves.
 // Owned by the client app (or a proxy's origin leg); loop thread only.
 #pragma once
 
@@ -43,6 +47,7 @@
 #include "stack/migrate/handover_initiator.hpp"
 #include "stack/migrate/migration_guard.hpp"
 #include "stack/node.hpp"
+#include "stack/pcb_owner.hpp"
 
 namespace roam {
 
@@ -67,6 +72,8 @@ struct FollowerCounters {
   uint64_t connections_moved = 0;
   uint64_t registrations_sent = 0;
   uint64_t handovers_unstarted = 0;  // the SYN could not be built or routed: direct path
+  uint64_t carriers_waited = 0;      // carriers held until their server's channel settled
+  uint64_t carriers_wait_expired = 0;  // ...and opened without the proof after channel_wait_ms
 };
 
 class Follower {
@@ -84,6 +91,19 @@ class Follower {
 
   // A carrier connection is up (its id agreed): register it with its server.
   void track(tcp_pcb* pcb);
+
+  // Owner proofs (stack/control/owner_proof.hpp). Opens the control channel to `server`
+  // now, so that carriers opened later can prove their owner in their SYN.
+  void prepare(const IpAddress& server);
+  // Runs `then` once a carrier to `server` can carry the owner proof: at once when the
+  // channel is trusted, else (deferred) when it is established, failed or distrusted, or
+  // after channel_wait_ms at most: a carrier is never refused for want of a channel, it
+  // is only opened without the proof. Dropped unrun if the follower closes first.
+  void when_ready(const IpAddress& server, std::function<void()> then);
+  // What a carrier to `server` carries in its SYN: the owner proof of the trusted channel
+  // to it, or nullptr (no channel yet, or the server lacks the capability).
+  std::shared_ptr<const SynOptionSource> syn_option_for(const IpAddress& server);
+  static constexpr uint64_t channel_wait_ms = 2000;
   void close();
 
   // An Address Change Message that arrived authenticated from `server` (whose channel key
@@ -111,6 +131,7 @@ class Follower {
   void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
+  void release_waiters(Server& server, bool all);
   void count_refusal(control::AcmVerdict verdict);
   void follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
               const std::optional<crypto::HandoverToken>& token);

@@ -133,7 +133,8 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   if (config_.channel.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   channels_ = std::make_unique<ChannelServer>(
       node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
-      config_.channel.port, segment_mac_.get());
+      config_.channel.port, segment_mac_.get(),
+      ChannelServerLimits{.require_owner_proof = config_.channel.require_owner_proof});
   channels_->set_hello_credential(credential_);
   directory_ = std::make_unique<ChannelDirectory>(*channels_, counters_);
   importer_ = std::make_unique<migrate::Importer>(
@@ -202,6 +203,17 @@ void MigrationService::register_counters() {
   r.add("channel", "registrations", &k.registrations);
   r.add("channel", "registrations_refused", &k.registrations_refused);
   r.add("channel", "registrations_pending", &k.registrations_pending);
+  r.add("channel", "registrations_foreign", &k.registrations_foreign);
+  r.add("channel", "registrations_unproven", &k.registrations_unproven);
+  r.add("channel", "registrations_unproven_refused", &k.registrations_unproven_refused);
+  r.add("channel", "registrations_over_cap", &k.registrations_over_cap);
+  r.add("channel", "channels_closed_refusals", &k.channels_closed_refusals);
+  const auto& o = channels_->owner_proof_counters();
+  r.add("channel", "owner_syns_proven", &o.syns_proven);
+  r.add("channel", "owner_syns_unproven", &o.syns_unproven);
+  r.add("channel", "owner_syns_unknown_channel", &o.syns_unknown_channel);
+  r.add("channel", "owner_syns_forged", &o.syns_forged);
+  r.add("channel", "owner_syns_malformed", &o.syns_malformed);
   r.add("channel", "channel_frames_dropped", &k.frames_dropped);
   r.add("channel", "unexpected_messages", &k.unexpected_messages);
   r.add("channel", "acms_sent", &k.acms_sent);
@@ -427,6 +439,7 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
     };
   }
   move_done_ = std::move(done);
+  channels_->forget_closed();  // before anything freezes
   exporter_ = std::make_unique<migrate::Exporter>(
       migrate::ExportServices{node_, table_, importer_->guard(), *directory_, segment_mac_.get()}, std::move(policy),
       request.target, std::move(sessions), uv_now(node_.loop()),
@@ -525,6 +538,7 @@ void MigrationService::on_housekeeping() {
   expire_unauthenticated(now);
   importer_->on_time(now);
   channels_->claim_pending();
+  if (!exporter_) channels_->forget_closed();
   if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
   std::erase_if(young_, [&](const auto& entry) {

@@ -4,6 +4,7 @@
 
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
+#include "stack/pcb_owner.hpp"
 #include "stack/lwip_address.hpp"
 
 namespace roam::migrate {
@@ -73,6 +74,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   s.remote_address = from_lwip(pcb->remote_ip);
   s.local_port = pcb->local_port;
   s.connection_id = connection_id(pcb);
+  s.owner = pcb_owner(pcb);  // whose registrations the new host accepts (issue 11)
   s.remote_port = pcb->remote_port;
   s.state = pcb->state == ESTABLISHED ? wire::SnapshotTcpState::established : wire::SnapshotTcpState::close_wait;
 
@@ -169,6 +171,7 @@ Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, cons
   pcb->remote_ip = to_lwip(s.remote_address);
   pcb->local_port = s.local_port;
   set_connection_id(pcb, s.connection_id);
+  if (s.owner) set_pcb_owner(pcb, *s.owner);
   pcb->remote_port = s.remote_port;
   pcb->state = s.state == wire::SnapshotTcpState::established ? ESTABLISHED : CLOSE_WAIT;
   pcb->tos = s.options.tos;

@@ -20,7 +20,7 @@ constexpr size_t body_length_offset = 8;
 constexpr size_t body_fixed_size = 1 + 4 + 8 + 1 + 41 + 17 + 15 + 4 * 4;
 // The optional segment-MAC section: direction, connection id, key.
 constexpr size_t segment_mac_section_size = 1 + 8 + segment_mac_key_bytes;
-constexpr uint16_t flags_known = snapshot_flag_segment_mac;
+constexpr uint16_t flags_known = snapshot_flag_segment_mac | snapshot_flag_owner;
 
 // Option bits (the options byte); any other bit set is a bad_field.
 constexpr uint8_t option_nodelay = 0x01;
@@ -141,13 +141,15 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
   const size_t address_size = s.local_address.size();
   const size_t start = out.size();
   const size_t needed = snapshot_header_size + body_fixed_size + 2 * address_size + s.unacked.size() + s.unsent.size() +
-                        s.received.size() + s.app_state.size() + (s.segment_mac ? segment_mac_section_size : 0);
+                        s.received.size() + s.app_state.size() + (s.segment_mac ? segment_mac_section_size : 0) +
+                        (s.owner ? snapshot_owner_bytes : 0);
   // Grow geometrically, so appending many snapshots to one vector stays linear.
   if (out.capacity() - start < needed) out.reserve(std::max(start + needed, 2 * out.capacity()));
 
   put_bytes(out, snapshot_magic);
   put_u16(out, snapshot_version);
-  put_u16(out, s.segment_mac ? snapshot_flag_segment_mac : uint16_t{0});
+  put_u16(out, static_cast<uint16_t>((s.segment_mac ? snapshot_flag_segment_mac : 0) |
+                                     (s.owner ? snapshot_flag_owner : 0)));
   put_u32(out, 0);  // body length, patched below
   const size_t body_start = out.size();
 
@@ -199,6 +201,7 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
     put_u64(out, s.segment_mac->connection_id);
     put_bytes(out, s.segment_mac->key.span());
   }
+  if (s.owner) put_bytes(out, *s.owner);
 
   const auto body_length = static_cast<uint32_t>(out.size() - body_start);
   for (size_t i = 0; i < 4; ++i) {
@@ -296,6 +299,12 @@ Result<ConnectionSnapshot, SnapshotError> decode_snapshot(std::span<const uint8_
     if (r.failed()) return unexpected(SnapshotError::truncated);
     std::copy(key.begin(), key.end(), mac.key.data());
     s.segment_mac = mac;
+  }
+  if ((flags & snapshot_flag_owner) != 0) {
+    const auto owner = r.take(snapshot_owner_bytes);
+    if (r.failed()) return unexpected(SnapshotError::truncated);
+    s.owner.emplace();
+    std::copy(owner.begin(), owner.end(), s.owner->begin());
   }
   // The body length matched the input, but the parts ended before it.
   if (r.remaining() != 0) return unexpected(SnapshotError::trailing_bytes);

@@ -24,6 +24,9 @@
 //   0x0001 segment MAC (SegmentMacState): u8 direction (0 client->server, 1 server->client:
 //          the direction the holder's own segments travel) | u64 connection id (equal to
 //          the body's, non-zero) | 16 key bytes (crypto/segment_mac's SipHash key): 25 bytes.
+//   0x0002 owner: the 32-byte static public key of the client whose control channel owns
+//          the connection (its SYN proved it, or its first registration bound it): the new
+//          host accepts registrations of the connection only from a channel with that key.
 // Decoding rejects truncation, trailing bytes, an unknown magic, version or flag, oversized
 // parts and internal inconsistency, and creates nothing on error.
 #pragma once
@@ -133,6 +136,8 @@ struct SegmentMacState {
 
 // Flag bits of the snapshot header (optional sections).
 inline constexpr uint16_t snapshot_flag_segment_mac = 0x0001;
+inline constexpr uint16_t snapshot_flag_owner = 0x0002;
+inline constexpr size_t snapshot_owner_bytes = 32;
 
 struct ConnectionSnapshot {
   IpAddress local_address;
@@ -149,6 +154,7 @@ struct ConnectionSnapshot {
   std::vector<uint8_t> received;   // acknowledged to the peer, not yet consumed by the app
   std::vector<uint8_t> app_state;  // opaque to the stack; the app's own encoding
   std::optional<SegmentMacState> segment_mac;  // set when the connection is protected (secret)
+  std::optional<std::array<uint8_t, snapshot_owner_bytes>> owner;  // the owning client's key (public)
 };
 
 enum class SnapshotError : uint8_t {

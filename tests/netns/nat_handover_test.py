@@ -417,6 +417,11 @@ def variant_off(v):
     if round_trip() != "echo ok":
         raise Failure("no echo through the NAT before the move")
     v.wait_sessions("s", 1)
+    # The carrier's SYN proved its owner through the NAT (the proof covers neither the
+    # client's address nor its port, which the NAT rewrites).
+    proven = v.status("s").get("owner_syns_proven", 0)
+    if proven < 1:
+        raise Failure("the carrier's owner proof did not verify through the NAT (owner_syns_proven %d)" % proven)
     before = v.counters()
     out = v.migrate("s", "s2", 1)
     v.lab.wait_log(v.label("client"), "connection(s) follow (ACM")

@@ -156,6 +156,7 @@ void check_same(const ConnectionSnapshot& a, const ConnectionSnapshot& b) {
   CHECK(a.app_state == b.app_state);
   CHECK(a.segment_mac.has_value() == b.segment_mac.has_value());
   if (a.segment_mac && b.segment_mac) CHECK(*a.segment_mac == *b.segment_mac);
+  CHECK(a.owner == b.owner);
 }
 
 SegmentMacState mac_state(uint64_t id) {
@@ -375,7 +376,7 @@ TEST_CASE("version 2 and version 0 are rejected as unknown versions") {
 
 TEST_CASE("unknown flag bits are rejected as a bad field") {
   for (uint8_t high : {uint8_t{0x00}, uint8_t{0x80}}) {
-    for (uint8_t low : {uint8_t{0x02}, uint8_t{0x03}, uint8_t{0x80}}) {
+    for (uint8_t low : {uint8_t{0x04}, uint8_t{0x05}, uint8_t{0x80}}) {
       Bytes bytes = from_hex(small_ipv4_hex);
       bytes[6] = high;
       bytes[7] = low;
@@ -668,4 +669,52 @@ TEST_CASE("every snapshot error has a distinct non-empty name") {
   }
   CHECK(names.size() == 7);
   CHECK(std::string_view(snapshot_error_name(SnapshotError::truncated)) == "truncated");
+}
+
+// small_ipv4_hex with flag 0x0002 and the owner section appended (body 117 + 32 bytes).
+Bytes small_ipv4_with_owner() {
+  Bytes bytes = from_hex(small_ipv4_hex);
+  bytes[7] = 0x02;
+  store_be32(bytes, body_length_offset, 117 + 32);
+  for (uint8_t i = 0; i < 32; ++i) bytes.push_back(static_cast<uint8_t>(0xA0 + i));
+  return bytes;
+}
+
+TEST_CASE("known bytes of a snapshot with an owner section decode and re-encode identically") {
+  const Bytes bytes = small_ipv4_with_owner();
+  const auto r = decode_snapshot(bytes);
+  REQUIRE(r.has_value());
+  REQUIRE(r->owner.has_value());
+  for (size_t i = 0; i < 32; ++i) CHECK((*r->owner)[i] == 0xA0 + i);
+  CHECK(encode_snapshot(*r) == bytes);
+  ConnectionSnapshot plain = *r;
+  plain.owner.reset();
+  CHECK(encode_snapshot(plain) == from_hex(small_ipv4_hex));
+}
+
+TEST_CASE("an owner section comes after the segment-MAC section, and both round-trip") {
+  ConnectionSnapshot s = ipv4_snapshot();
+  s.segment_mac = mac_state(s.connection_id);
+  s.owner.emplace();
+  s.owner->fill(0x5A);
+  check_round_trip(s);
+  const Bytes both = encode_snapshot(s);
+  CHECK(both[7] == 0x03);
+  CHECK(Bytes(both.end() - 32, both.end()) == Bytes(32, 0x5A));
+  s.owner.reset();
+  CHECK(both.size() == encode_snapshot(s).size() + 32);
+}
+
+TEST_CASE("every truncation of a snapshot with an owner section is rejected as truncated") {
+  const Bytes bytes = small_ipv4_with_owner();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    CAPTURE(n);
+    CHECK(decode_error(Bytes(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n))) ==
+          SnapshotError::truncated);
+    if (n >= 12) {
+      Bytes cut(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(n));
+      store_be32(cut, body_length_offset, static_cast<uint32_t>(n - 12));
+      CHECK(decode_error(cut) == SnapshotError::truncated);
+    }
+  }
 }
