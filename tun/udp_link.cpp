@@ -35,7 +35,8 @@ UdpLink::~UdpLink() {
 }
 
 std::string UdpLink::describe() const {
-  return "udp:" + format_socket_address(config_.bind);
+  // Whom it listens to belongs in the one line that says the interface is up.
+  return "udp:" + format_socket_address(config_.bind) + " (takes datagrams from: " + peers_.describe() + ")";
 }
 
 sockaddr_storage UdpLink::local_address() const {
@@ -66,7 +67,6 @@ Result<Ok, std::string> UdpLink::start(ReceiveBatchFn on_batch) {
   poll_.mark_initialized();
   poll_.get()->data = this;
   uv_poll_start(poll_.get(), UV_READABLE, &UdpLink::on_readable);
-  logger("link")->info("udp link {} takes datagrams from: {}", format_socket_address(config_.bind), peers_.describe());
   return Ok{};
 }
 
