@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/uv_handle.hpp"
 #include "stack/control/channel.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
@@ -32,6 +33,9 @@ class ChannelConnection final : public TcpConnection::Handler {
     // A dropped frame (not fatal): for counting and rate-limited logging.
     std::function<void(ChannelConnection&, control::ChannelError)> on_bad_frame;
     std::function<void(ChannelConnection&, const std::string& why)> on_closed;
+    // The handshake did not complete within limit_handshake's time (the connection is
+    // reset next, and on_closed follows).
+    std::function<void(ChannelConnection&)> on_handshake_timeout;
   };
 
   // `channel` must outlive nothing but this object; its identity key must outlive both.
@@ -48,6 +52,9 @@ class ChannelConnection final : public TcpConnection::Handler {
   bool send(const control::Message& message);
   // Closes gracefully (FIN after queued output); on_closed follows.
   void close(const std::string& why);
+  // Resets the connection if the Noise handshake has not completed `ms` from now, so a peer
+  // that connects and says nothing (or too little) holds no pcb and no state for long.
+  void limit_handshake(uint64_t ms);
 
   bool established() const { return channel_->established() && !closed_; }
   bool closed() const { return closed_; }
@@ -69,6 +76,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   void pump();
   void process();
   void end(const std::string& why, bool reset);
+  static void on_handshake_timer(uv_timer_t* timer) noexcept;
 
   Node& node_;
   std::unique_ptr<control::ControlChannel> channel_;
@@ -80,6 +88,8 @@ class ChannelConnection final : public TcpConnection::Handler {
   std::vector<uint8_t> pending_;  // sealed bytes lwIP had no room for yet
   size_t pending_at_ = 0;
   bool closed_ = false;
+  UvHandle<uv_timer_t> handshake_timer_;
+  uint64_t handshake_limit_ms_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

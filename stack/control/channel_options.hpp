@@ -15,12 +15,23 @@ namespace roam {
 
 inline constexpr uint16_t default_channel_port = 7001;
 
+// How many channels a server lets sit before their Noise handshake completes, and for how
+// long. A genuine client finishes XX in one and a half round trips, so seconds are ample;
+// the caps bound what anyone who can reach the port makes the server hold (one lwIP pcb and
+// one handshake state each), per carrier address and overall. Refusals are counted.
+struct ChannelLimits {
+  uint64_t handshake_timeout_ms = 10'000;
+  size_t max_half_open = 256;
+  size_t max_half_open_per_source = 16;
+};
+
 struct ChannelOptions {
   uint16_t port = default_channel_port;
   std::string key_file;      // "": a fresh key for this run only
   std::string host_id;       // "": the carrier address
   bool segment_mac = false;  // sign and check carrier segments where the peer does too
   bool handover = true;      // --handover always (default) | off
+  ChannelLimits limits;      // server only
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file

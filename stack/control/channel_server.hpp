@@ -46,6 +46,9 @@ struct ChannelServerCounters {
   uint64_t acms_applied = 0;
   uint64_t acms_refused = 0;
   uint64_t client_errors = 0;
+  uint64_t handshakes_timed_out = 0;     // closed: no Noise handshake within the limit
+  uint64_t channels_refused = 0;         // reset at accept: too many half-open channels
+  uint64_t channels_refused_source = 0;  // of those, because of the per-address cap
 };
 
 class ChannelServer {
@@ -53,7 +56,7 @@ class ChannelServer {
   // `guard`: sign and check the segments of connections registered by clients that offer
   // the capability (nullptr: never).
   ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
-                SegmentMacGuard* guard = nullptr);  // throws ConfigError
+                SegmentMacGuard* guard = nullptr, ChannelLimits limits = {});  // throws ConfigError
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
@@ -77,6 +80,7 @@ class ChannelServer {
 
   const ChannelServerCounters& counters() const { return counters_; }
   size_t channel_count() const { return channels_.size(); }
+  size_t half_open_count() const { return half_open_.size(); }
 
  private:
   struct Entry {
@@ -91,6 +95,8 @@ class ChannelServer {
   void on_message(ChannelConnection& channel, const control::Message& message);
   void on_register(ChannelConnection& channel, const control::RegisterConnections& message);
   void forget(ChannelConnection* channel, const std::string& why);
+  bool admit_half_open(const IpAddress& source);
+  void release_half_open(ChannelConnection* channel);
 
   Node& node_;
   const crypto::IdentityKey& key_;
@@ -103,7 +109,12 @@ class ChannelServer {
   // id, and is refused once the connection shows whose it is).
   std::unordered_multimap<uint64_t, ChannelConnection*> pending_by_id_;
   uint64_t next_sequence_;
+  ChannelLimits limits_;
+  // Channels accepted whose handshake has not completed, and how many per carrier address.
+  std::unordered_map<ChannelConnection*, std::string> half_open_;
+  std::unordered_map<std::string, size_t> half_open_by_source_;
   RateLimitedLog bad_frame_log_;
+  RateLimitedLog limit_log_;
   ChannelServerCounters counters_;
 };
 
