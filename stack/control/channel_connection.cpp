@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "lwip/tcp.h"
+#include "stack/connection_id.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 #include "stack/lwip_address.hpp"
 
 namespace roam {
@@ -114,6 +116,7 @@ void ChannelConnection::process() {
     if (!event.value()) return;  // needs more bytes
     if (event.value()->established) {
       handshake_timer_.close();
+      protect_carrier();
       if (callbacks_.on_established) callbacks_.on_established(*this);
     } else if (callbacks_.on_message) {
       callbacks_.on_message(*this, event.value()->message);
@@ -136,6 +139,25 @@ void ChannelConnection::on_error(TcpConnection&, err_t error) {
 
 void ChannelConnection::close(const std::string& why) {
   end(why, false);
+}
+
+// From here on each end signs what it sends on this connection and drops what arrives
+// unsigned or badly signed. Both switch at their own end of the handshake: the initiator
+// as it sends the last message (which goes out unsigned, before this), the responder as it
+// reads it; nothing else is sent on the connection in between, and a segment that crossed
+// the switch unsigned is dropped and retransmitted signed.
+void ChannelConnection::protect_carrier() {
+  SegmentMacGuard* guard = SegmentMacGuard::on(node_);
+  if (guard == nullptr || !connection_ || !connection_->alive()) return;
+  if ((channel_->hello().capabilities & capability_segment_mac) == 0 ||
+      (channel_->peer_hello().capabilities & capability_segment_mac) == 0)
+    return;
+  const tcp_pcb* pcb = connection_->pcb();
+  uint64_t id = pcb != nullptr ? connection_id(pcb) : 0;
+  if (id == 0) return;
+  guard->protect(pcb, id, channel_->handshake_hash(),
+                 channel_->role() == crypto::NoiseRole::initiator ? crypto::SegmentDirection::client_to_server
+                                                                   : crypto::SegmentDirection::server_to_client);
 }
 
 void ChannelConnection::limit_handshake(uint64_t ms) {

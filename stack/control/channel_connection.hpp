@@ -8,7 +8,9 @@
 // authentication or replays an old counter means the TCP stream was written into: the
 // connection is reset (as TLS does on a bad record MAC) and the owner opens a new channel;
 // so does any fatal channel error (failed handshake, broken framing). An authentic
-// message that does not decode is only dropped. `on_closed` is called once, never from inside the constructor; the
+// message that does not decode is only dropped. With --segment-mac at both ends, the
+// connection itself is protected by the segment MAC once the handshake is done (keyed from
+// it), so such bytes never reach the channel: TCP drops a pure replay, the MAC the rest. `on_closed` is called once, never from inside the constructor; the
 // owner destroys the object later (deferred), never inside one of its callbacks.
 #pragma once
 
@@ -76,6 +78,7 @@ class ChannelConnection final : public TcpConnection::Handler {
   void pump();
   void process();
   void end(const std::string& why, bool reset);
+  void protect_carrier();
   static void on_handshake_timer(uv_timer_t* timer) noexcept;
 
   Node& node_;
