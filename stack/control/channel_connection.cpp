@@ -157,7 +157,7 @@ void ChannelConnection::protect_carrier() {
   if (id == 0) return;
   guard->protect(pcb, id, channel_->handshake_hash(),
                  channel_->role() == crypto::NoiseRole::initiator ? crypto::SegmentDirection::client_to_server
-                                                                   : crypto::SegmentDirection::server_to_client);
+                                                                  : crypto::SegmentDirection::server_to_client);
 }
 
 void ChannelConnection::limit_handshake(uint64_t ms) {

@@ -10,8 +10,9 @@
 // so does any fatal channel error (failed handshake, broken framing). An authentic
 // message that does not decode is only dropped. With --segment-mac at both ends, the
 // connection itself is protected by the segment MAC once the handshake is done (keyed from
-// it), so such bytes never reach the channel: TCP drops a pure replay, the MAC the rest. `on_closed` is called once, never from inside the constructor; the
-// owner destroys the object later (deferred), never inside one of its callbacks.
+// it), so such bytes never reach the channel: TCP drops a pure replay, the MAC the rest.
+// `on_closed` is called once, never from inside the constructor; the owner destroys the
+// object later (deferred), never inside one of its callbacks.
 #pragma once
 
 #include <cstdint>
