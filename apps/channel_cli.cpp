@@ -22,7 +22,7 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     if (mode != "always" && mode != "off") throw ConfigError("bad --handover '" + mode + "': always or off");
     options.handover = mode == "always";
   } else if (!client && arg == "--require-owner-proof") {
-    options.require_owner_proof = true;
+    options.limits.require_owner_proof = true;
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--trust-pool") {

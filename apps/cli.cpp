@@ -25,6 +25,11 @@ std::string link_options_help() {
   --addr6 IPv6           an IPv6 address as well (optional)
   --route PREFIX=IP:PORT udp link: send packets for PREFIX to that UDP endpoint
                          (repeatable; longest prefix wins)
+  --udp-allow ADDR[/LEN][:PORT]  udp link: also take datagrams from these sources
+                         (repeatable; no port: any port; [IPv6/LEN]:PORT for IPv6).
+                         By default a udp link takes datagrams only from its routes'
+                         endpoints, since each carries an IP packet for the stack;
+                         `--udp-allow any` takes them from anywhere
   --mtu N                link MTU, 576-65535 (default 1500)
   --pcap FILE            write every packet sent and received on the link to FILE
   --log-level LEVEL      trace, debug, info, warn, error, off (default info)
@@ -66,6 +71,8 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
     options.address6 = option_value(argc, argv, i);
   else if (arg == "--route")
     options.routes.push_back(option_value(argc, argv, i));
+  else if (arg == "--udp-allow")
+    options.udp_allow.push_back(option_value(argc, argv, i));
   else if (arg == "--mtu")
     options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
   else if (arg == "--pcap")
@@ -111,9 +118,18 @@ void attach_link(Node& node, const LinkOptions& options) {
       config.routes.push_back(route);
     }
     if (config.routes.empty()) throw ConfigError("a udp link needs at least one --route PREFIX=IP:PORT");
+    for (const auto& text : options.udp_allow) {
+      auto allow = parse_udp_allow(text);
+      if (!allow) throw ConfigError("bad --udp-allow '" + text + "': expected any or ADDR[/LEN][:PORT]");
+      if (allow->any_peer)
+        config.allow_any_peer = true;
+      else
+        config.allow.push_back(allow->rule);
+    }
     link = std::make_unique<UdpLink>(node.loop(), std::move(config));
   } else if (options.link.rfind("tun:", 0) == 0) {
     if (!options.routes.empty()) throw ConfigError("--route applies to udp links only (the kernel routes a TUN)");
+    if (!options.udp_allow.empty()) throw ConfigError("--udp-allow applies to udp links only");
     TunLinkConfig config{options.link.substr(4), options.mtu, true};
     if (auto comma = config.name.find(','); comma != std::string::npos) {
       if (config.name.substr(comma + 1) != "no-offload")

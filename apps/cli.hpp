@@ -24,6 +24,7 @@ struct LinkOptions {
   std::string address;              // this node's lwIP IPv4 address, optionally /PREFIX
   std::string address6;             // optional IPv6 address
   std::vector<std::string> routes;  // "PREFIX=IP:PORT" (udp links)
+  std::vector<std::string> udp_allow;  // extra accepted UDP sources, or "any" (udp links)
   size_t mtu = 1500;
   std::string pcap;
   std::string log_level = "info";

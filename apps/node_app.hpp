@@ -19,8 +19,10 @@ namespace roam {
 inline void log_node_counters(const Node& node) {
   const auto& c = node.counters();
   const auto& l = node.link(0).counters();
-  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
-                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
+  // rx foreign: datagrams from a sender the link does not accept (also in rx dropped).
+  logger("node")->info(
+      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}, rx foreign {}",
+      c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, l.rx_foreign);
 }
 
 // `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`

@@ -21,6 +21,7 @@ struct LinkCounters {
   uint64_t rx_packets = 0;
   uint64_t rx_bytes = 0;
   uint64_t rx_dropped = 0;  // truncated datagrams, unknown senders, read errors
+  uint64_t rx_foreign = 0;  // of those, datagrams from a sender the link does not accept
   uint64_t tx_packets = 0;
   uint64_t tx_bytes = 0;
   uint64_t tx_dropped = 0;  // no route, oversize, or the device/socket was full

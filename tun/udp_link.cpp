@@ -12,9 +12,18 @@
 namespace roam {
 
 UdpLink::UdpLink(uv_loop_t* loop, UdpLinkConfig config) : loop_(loop), config_(std::move(config)) {
+  // The safest default that still works everywhere the link is used: a link sends each
+  // destination to one endpoint and expects that endpoint's replies from the same socket
+  // (roam-server and roam-client send and receive on their one bound socket), so the
+  // routes name exactly the peers whose packets it has reason to accept. Anything else is
+  // explicit (--udp-allow), including "any" for a node that takes peers from anywhere.
+  if (config_.allow_any_peer) peers_.allow_any();
+  for (const auto& route : config_.routes) peers_.allow_endpoint(route.endpoint);
+  for (const auto& rule : config_.allow) peers_.allow(rule);
   rx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu + 1));
   rx_headers_.resize(batch_size);
   rx_iovecs_.resize(batch_size);
+  rx_sources_.resize(batch_size);
   rx_views_.reserve(batch_size);
   tx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu));
   tx_headers_.resize(batch_size);
@@ -26,7 +35,8 @@ UdpLink::~UdpLink() {
 }
 
 std::string UdpLink::describe() const {
-  return "udp:" + format_socket_address(config_.bind);
+  // Whom it listens to belongs in the one line that says the interface is up.
+  return "udp:" + format_socket_address(config_.bind) + " (takes datagrams from: " + peers_.describe() + ")";
 }
 
 sockaddr_storage UdpLink::local_address() const {
@@ -82,6 +92,8 @@ void UdpLink::read_batches() {
       rx_headers_[i] = {};
       rx_headers_[i].msg_hdr.msg_iov = &rx_iovecs_[i];
       rx_headers_[i].msg_hdr.msg_iovlen = 1;
+      rx_headers_[i].msg_hdr.msg_name = &rx_sources_[i];
+      rx_headers_[i].msg_hdr.msg_namelen = sizeof rx_sources_[i];
     }
     int n = recvmmsg(fd_, rx_headers_.data(), batch_size, MSG_DONTWAIT, nullptr);
     if (n <= 0) {
@@ -96,6 +108,15 @@ void UdpLink::read_batches() {
       const auto& header = rx_headers_[static_cast<size_t>(i)];
       if ((header.msg_hdr.msg_flags & MSG_TRUNC) != 0 || header.msg_len > config_.mtu) {
         ++counters_.rx_dropped;  // larger than our MTU: not a packet we could have asked for
+        continue;
+      }
+      if (!peers_.allows(rx_sources_[static_cast<size_t>(i)])) {
+        // Not a peer: its packet could carry any inner source. Dropped before the stack sees it.
+        ++counters_.rx_dropped;
+        ++counters_.rx_foreign;
+        if (auto log = logger("link"); log->should_log(spdlog::level::debug))
+          log->debug("udp link: dropped a datagram from {} (not an allowed peer)",
+                     format_socket_address(rx_sources_[static_cast<size_t>(i)]));
         continue;
       }
       ++counters_.rx_packets;

@@ -2,6 +2,8 @@
 // anywhere UDP reaches), so nodes need no privilege. A static table maps destination
 // prefixes to UDP endpoints (longest prefix wins). Reads and writes in batches
 // (recvmmsg/sendmmsg) because one system call per packet dominates a userspace data path.
+// Takes datagrams only from the routes' endpoints and the configured extra sources
+// (tun/udp_peer_allowlist.hpp); others are dropped and counted (rx_foreign).
 // Owned by the Node; loop thread only.
 #pragma once
 
@@ -14,8 +16,9 @@
 
 #include "base/ip_address.hpp"
 #include "base/socket_address.hpp"
-#include "tun/link.hpp"
 #include "base/uv_handle.hpp"
+#include "tun/link.hpp"
+#include "tun/udp_peer_allowlist.hpp"
 
 namespace roam {
 
@@ -29,6 +32,9 @@ struct UdpLinkConfig {
   sockaddr_storage bind{};
   socklen_t bind_len = 0;
   std::vector<UdpRoute> routes;
+  // Sources accepted besides the routes' endpoints (which always are); any_peer: all.
+  std::vector<UdpPeerRule> allow;
+  bool allow_any_peer = false;
   size_t mtu = 1500;
 };
 
@@ -47,6 +53,7 @@ class UdpLink final : public Link {
 
   // The bound address (useful when binding port 0).
   sockaddr_storage local_address() const;
+  const UdpPeerAllowlist& peers() const { return peers_; }
 
  private:
   static constexpr size_t batch_size = 64;
@@ -56,6 +63,7 @@ class UdpLink final : public Link {
 
   uv_loop_t* loop_;
   UdpLinkConfig config_;
+  UdpPeerAllowlist peers_;
   int fd_ = -1;
   UvHandle<uv_poll_t> poll_;
   ReceiveBatchFn on_batch_;
@@ -66,6 +74,7 @@ class UdpLink final : public Link {
   std::vector<std::vector<uint8_t>> rx_buffers_;
   std::vector<mmsghdr> rx_headers_;
   std::vector<iovec> rx_iovecs_;
+  std::vector<sockaddr_storage> rx_sources_;
   std::vector<PacketView> rx_views_;
 
   // Send side: packets queued by send() until flush().

@@ -88,6 +88,9 @@ class ControlChannel {
 
   bool established() const { return transport_.has_value(); }
   bool failed() const { return failed_; }
+  // What this end said in its HELLO, and which end of the handshake it is.
+  const Hello& hello() const { return hello_; }
+  crypto::NoiseRole role() const { return role_; }
   // After established(): who is at the other end.
   const Hello& peer_hello() const { return peer_hello_; }
   const crypto::PublicKey& remote_static() const { return transport_->remote_static; }

@@ -4,6 +4,8 @@
 #include <utility>
 
 #include "lwip/tcp.h"
+#include "stack/connection_id.hpp"
+#include "stack/control/segment_mac_guard.hpp"
 #include "stack/lwip_address.hpp"
 
 namespace roam {
@@ -113,6 +115,8 @@ void ChannelConnection::process() {
     }
     if (!event.value()) return;  // needs more bytes
     if (event.value()->established) {
+      handshake_timer_.close();
+      protect_carrier();
       if (callbacks_.on_established) callbacks_.on_established(*this);
     } else if (callbacks_.on_message) {
       callbacks_.on_message(*this, event.value()->message);
@@ -137,9 +141,50 @@ void ChannelConnection::close(const std::string& why) {
   end(why, false);
 }
 
+// From here on each end signs what it sends on this connection and drops what arrives
+// unsigned or badly signed. Both switch at their own end of the handshake: the initiator
+// as it sends the last message (which goes out unsigned, before this), the responder as it
+// reads it; nothing else is sent on the connection in between, and a segment that crossed
+// the switch unsigned is dropped and retransmitted signed.
+void ChannelConnection::protect_carrier() {
+  SegmentMacGuard* guard = SegmentMacGuard::on(node_);
+  if (guard == nullptr || !connection_ || !connection_->alive()) return;
+  if ((channel_->hello().capabilities & capability_segment_mac) == 0 ||
+      (channel_->peer_hello().capabilities & capability_segment_mac) == 0)
+    return;
+  const tcp_pcb* pcb = connection_->pcb();
+  uint64_t id = pcb != nullptr ? connection_id(pcb) : 0;
+  if (id == 0) return;
+  guard->protect(pcb, id, channel_->handshake_hash(),
+                 channel_->role() == crypto::NoiseRole::initiator ? crypto::SegmentDirection::client_to_server
+                                                                  : crypto::SegmentDirection::server_to_client);
+}
+
+void ChannelConnection::limit_handshake(uint64_t ms) {
+  if (ms == 0 || closed_ || channel_->established() || handshake_timer_.get() == nullptr) return;
+  if (!handshake_timer_.valid()) {
+    if (uv_timer_init(node_.loop(), handshake_timer_.get()) != 0) return;
+    handshake_timer_.mark_initialized();
+    handshake_timer_.get()->data = this;
+    uv_unref(handshake_timer_.base());  // a pending handshake alone does not keep a node running
+  }
+  handshake_limit_ms_ = ms;
+  uv_timer_start(handshake_timer_.get(), &ChannelConnection::on_handshake_timer, ms, 0);
+}
+
+void ChannelConnection::on_handshake_timer(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<ChannelConnection*>(timer->data);
+  if (self == nullptr || self->closed_ || self->channel_->established()) return;
+  auto alive = self->alive_;
+  if (self->callbacks_.on_handshake_timeout) self->callbacks_.on_handshake_timeout(*self);
+  if (!*alive) return;
+  self->end("no handshake within " + std::to_string(self->handshake_limit_ms_) + " ms", true);
+}
+
 void ChannelConnection::end(const std::string& why, bool reset) {
   if (closed_) return;
   closed_ = true;
+  handshake_timer_.close();
   if (connection_ && connection_->alive()) {
     // Never inside the connection's own callback: lwIP may still be using the pcb.
     TcpConnection* raw = connection_.release();

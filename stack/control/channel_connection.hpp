@@ -8,8 +8,11 @@
 // authentication or replays an old counter means the TCP stream was written into: the
 // connection is reset (as TLS does on a bad record MAC) and the owner opens a new channel;
 // so does any fatal channel error (failed handshake, broken framing). An authentic
-// message that does not decode is only dropped. `on_closed` is called once, never from inside the constructor; the
-// owner destroys the object later (deferred), never inside one of its callbacks.
+// message that does not decode is only dropped. With --segment-mac at both ends, the
+// connection itself is protected by the segment MAC once the handshake is done (keyed from
+// it), so such bytes never reach the channel: TCP drops a pure replay, the MAC the rest.
+// `on_closed` is called once, never from inside the constructor; the owner destroys the
+// object later (deferred), never inside one of its callbacks.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "base/uv_handle.hpp"
 #include "stack/control/channel.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
@@ -32,6 +36,9 @@ class ChannelConnection final : public TcpConnection::Handler {
     // A dropped frame (not fatal): for counting and rate-limited logging.
     std::function<void(ChannelConnection&, control::ChannelError)> on_bad_frame;
     std::function<void(ChannelConnection&, const std::string& why)> on_closed;
+    // The handshake did not complete within limit_handshake's time (the connection is
+    // reset next, and on_closed follows).
+    std::function<void(ChannelConnection&)> on_handshake_timeout;
   };
 
   // `channel` must outlive nothing but this object; its identity key must outlive both.
@@ -48,6 +55,9 @@ class ChannelConnection final : public TcpConnection::Handler {
   bool send(const control::Message& message);
   // Closes gracefully (FIN after queued output); on_closed follows.
   void close(const std::string& why);
+  // Resets the connection if the Noise handshake has not completed `ms` from now, so a peer
+  // that connects and says nothing (or too little) holds no pcb and no state for long.
+  void limit_handshake(uint64_t ms);
 
   bool established() const { return channel_->established() && !closed_; }
   bool closed() const { return closed_; }
@@ -69,6 +79,8 @@ class ChannelConnection final : public TcpConnection::Handler {
   void pump();
   void process();
   void end(const std::string& why, bool reset);
+  void protect_carrier();
+  static void on_handshake_timer(uv_timer_t* timer) noexcept;
 
   Node& node_;
   std::unique_ptr<control::ControlChannel> channel_;
@@ -80,6 +92,8 @@ class ChannelConnection final : public TcpConnection::Handler {
   std::vector<uint8_t> pending_;  // sealed bytes lwIP had no room for yet
   size_t pending_at_ = 0;
   bool closed_ = false;
+  UvHandle<uv_timer_t> handshake_timer_;
+  uint64_t handshake_limit_ms_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -17,14 +17,27 @@ namespace roam {
 
 inline constexpr uint16_t default_channel_port = 7001;
 
+// How many channels a server lets sit before their Noise handshake completes, and for how
+// long. A genuine client finishes XX in one and a half round trips, so seconds are ample;
+// the caps bound what anyone who can reach the port makes the server hold (one lwIP pcb and
+// one handshake state each), per carrier address and overall. Refusals are counted.
+struct ChannelLimits {
+  uint64_t handshake_timeout_ms = 10'000;
+  size_t max_half_open = 256;
+  size_t max_half_open_per_source = 16;
+  bool require_owner_proof = false;   // refuse registrations of connections without an owner
+  size_t max_registered_ids = 65536;  // per channel
+  size_t max_held_ids = 4096;         // per channel: ids not (yet) known here
+  size_t max_refusals = 1024;         // per channel, then it is closed
+};
+
 struct ChannelOptions {
   uint16_t port = default_channel_port;
   std::string key_file;      // "": a fresh key for this run only
   std::string host_id;       // "": the carrier address
   bool segment_mac = false;  // sign and check carrier segments where the peer does too
   bool handover = true;      // --handover always (default) | off
-  // Server only: refuse registrations of connections whose SYN proved no owner.
-  bool require_owner_proof = false;
+  ChannelLimits limits;      // server only
   // Client only.
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file

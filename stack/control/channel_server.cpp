@@ -15,7 +15,7 @@
 namespace roam {
 
 ChannelServer::ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
-                             SegmentMacGuard* guard, ChannelServerLimits limits)
+                             SegmentMacGuard* guard, ChannelLimits limits)
     : node_(node),
       key_(key),
       host_id_(std::move(host_id)),
@@ -37,6 +37,12 @@ ChannelServer::~ChannelServer() {
 }
 
 void ChannelServer::shutdown() {
+  if (counters_.handshakes_timed_out + counters_.channels_refused > 0)
+    logger("channel")->info("channel limits: handshakes timed out {}, channels refused {} ({} by the per-address cap)",
+                            counters_.handshakes_timed_out, counters_.channels_refused,
+                            counters_.channels_refused_source);
+  half_open_.clear();
+  half_open_by_source_.clear();
   listener_.reset();
   by_id_.clear();
   pending_by_id_.clear();
@@ -44,6 +50,11 @@ void ChannelServer::shutdown() {
 }
 
 bool ChannelServer::accept(tcp_pcb* pcb) {
+  IpAddress source = from_lwip(pcb->remote_ip);
+  if (!admit_half_open(source)) {
+    tcp_abort(pcb);
+    return false;
+  }
   ++counters_.channels_accepted;
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
@@ -51,6 +62,7 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
                      (guard_ != nullptr ? capability_segment_mac : 0) | capability_owner_proof, hello_credential_});
   ChannelConnection::Callbacks callbacks;
   callbacks.on_established = [this](ChannelConnection& c) {
+    release_half_open(&c);
     ++counters_.channels_established;
     // From now on its client's carrier SYNs name this channel (owner proofs).
     if ((c.channel().peer_hello().capabilities & capability_owner_proof) != 0)
@@ -66,12 +78,49 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
       logger("channel")->warn("control channel from {}: dropped a frame: {} ({} more not logged)",
                               c.peer_address().to_string(), control::channel_error_name(error), suppressed);
   };
-  callbacks.on_closed = [this](ChannelConnection& c, const std::string& why) { forget(&c, why); };
+  callbacks.on_closed = [this](ChannelConnection& c, const std::string& why) {
+    release_half_open(&c);
+    forget(&c, why);
+  };
+  callbacks.on_handshake_timeout = [this](ChannelConnection& c) {
+    ++counters_.handshakes_timed_out;
+    uint64_t suppressed = 0;
+    if (limit_log_.allow(suppressed))
+      logger("channel")->info("control channel from {}: no handshake within {} ms, closed ({} more not logged)",
+                              c.peer_address().to_string(), limits_.handshake_timeout_ms, suppressed);
+  };
   auto connection = std::make_unique<ChannelConnection>(node_, std::move(channel), std::move(callbacks));
   ChannelConnection* raw = connection.get();
   channels_[raw].connection = std::move(connection);
+  std::string key(reinterpret_cast<const char*>(source.bytes.data()), source.size());
+  ++half_open_by_source_[key];
+  half_open_.emplace(raw, std::move(key));
   raw->attach(std::make_unique<TcpConnection>(pcb, raw), true);
+  raw->limit_handshake(limits_.handshake_timeout_ms);
   return true;
+}
+
+// Whether one more not-yet-established channel from `source` fits the limits (counted if not).
+bool ChannelServer::admit_half_open(const IpAddress& source) {
+  bool overall = half_open_.size() >= limits_.max_half_open;
+  auto it = half_open_by_source_.find(std::string(reinterpret_cast<const char*>(source.bytes.data()), source.size()));
+  bool per_source = it != half_open_by_source_.end() && it->second >= limits_.max_half_open_per_source;
+  if (!overall && !per_source) return true;
+  ++counters_.channels_refused;
+  if (per_source) ++counters_.channels_refused_source;
+  uint64_t suppressed = 0;
+  if (limit_log_.allow(suppressed))
+    logger("channel")->info("control channel from {} refused: {} channels without a handshake ({} more not logged)",
+                            source.to_string(), per_source ? "too many of its" : "too many", suppressed);
+  return false;
+}
+
+void ChannelServer::release_half_open(ChannelConnection* channel) {
+  auto it = half_open_.find(channel);
+  if (it == half_open_.end()) return;
+  auto source = half_open_by_source_.find(it->second);
+  if (source != half_open_by_source_.end() && --source->second == 0) half_open_by_source_.erase(source);
+  half_open_.erase(it);
 }
 
 void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {

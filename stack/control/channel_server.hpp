@@ -61,21 +61,20 @@ struct ChannelServerCounters {
   uint64_t acms_applied = 0;
   uint64_t acms_refused = 0;
   uint64_t client_errors = 0;
+  uint64_t handshakes_timed_out = 0;     // closed: no Noise handshake within the limit
+  uint64_t channels_refused = 0;         // reset at accept: too many half-open channels
+  uint64_t channels_refused_source = 0;  // of those, because of the per-address cap
 };
 
-struct ChannelServerLimits {
-  bool require_owner_proof = false;  // refuse registrations of connections without an owner
-  size_t max_registered_ids = 65536;  // per channel
-  size_t max_held_ids = 4096;         // per channel: ids not (yet) known here
-  size_t max_refusals = 1024;         // per channel, then it is closed
-};
+// Its limits are ChannelLimits (channel_options.hpp), shared with the option parsing.
+using ChannelServerLimits = ChannelLimits;
 
 class ChannelServer {
  public:
   // `guard`: sign and check the segments of connections registered by clients that offer
   // the capability (nullptr: never).
   ChannelServer(Node& node, const crypto::IdentityKey& key, std::string host_id, uint16_t port,
-                SegmentMacGuard* guard = nullptr, ChannelServerLimits limits = {});  // throws ConfigError
+                SegmentMacGuard* guard = nullptr, ChannelLimits limits = {});  // throws ConfigError
   ~ChannelServer();
   ChannelServer(const ChannelServer&) = delete;
   ChannelServer& operator=(const ChannelServer&) = delete;
@@ -108,6 +107,7 @@ class ChannelServer {
   const ChannelServerCounters& counters() const { return counters_; }
   const OwnerProofCounters& owner_proof_counters() const { return verifier_.counters(); }
   size_t channel_count() const { return channels_.size(); }
+  size_t half_open_count() const { return half_open_.size(); }
 
  private:
   struct Entry {
@@ -126,6 +126,8 @@ class ChannelServer {
   void on_message(ChannelConnection& channel, const control::Message& message);
   void on_register(ChannelConnection& channel, const control::RegisterConnections& message);
   void forget(ChannelConnection* channel, const std::string& why);
+  bool admit_half_open(const IpAddress& source);
+  void release_half_open(ChannelConnection* channel);
 
   Node& node_;
   const crypto::IdentityKey& key_;
@@ -141,7 +143,11 @@ class ChannelServer {
   // id, and is refused once the connection shows whose it is).
   std::unordered_multimap<uint64_t, ChannelConnection*> pending_by_id_;
   uint64_t next_sequence_;
+  // Channels accepted whose handshake has not completed, and how many per carrier address.
+  std::unordered_map<ChannelConnection*, std::string> half_open_;
+  std::unordered_map<std::string, size_t> half_open_by_source_;
   RateLimitedLog bad_frame_log_;
+  RateLimitedLog limit_log_;
   ChannelServerCounters counters_;
 };
 

@@ -12,6 +12,12 @@ namespace roam {
 
 namespace {
 
+// One Node per process, and at most one guard per Node.
+std::unordered_map<const Node*, SegmentMacGuard*>& guards() {
+  static std::unordered_map<const Node*, SegmentMacGuard*> map;
+  return map;
+}
+
 crypto::SegmentDirection reverse(crypto::SegmentDirection d) {
   return d == crypto::SegmentDirection::client_to_server ? crypto::SegmentDirection::server_to_client
                                                          : crypto::SegmentDirection::client_to_server;
@@ -44,9 +50,16 @@ SegmentMacGuard::SegmentMacGuard(Node& node) : node_(node) {
   node_.reserve_output_space(wire::segment_mac_option_bytes);
   node_.add_input_filter(InputStage::authenticate, this);
   node_.set_output_rewriter(this);
+  guards()[&node_] = this;
+}
+
+SegmentMacGuard* SegmentMacGuard::on(const Node& node) {
+  auto it = guards().find(&node);
+  return it == guards().end() ? nullptr : it->second;
 }
 
 SegmentMacGuard::~SegmentMacGuard() {
+  if (auto it = guards().find(&node_); it != guards().end() && it->second == this) guards().erase(it);
   node_.remove_input_filter(this);
   node_.set_output_rewriter(nullptr);
 }

@@ -17,6 +17,11 @@
 // server switches as it accepts the registration, and its first segment under the new key
 // switches the client. A registration the server refused leaves both on the old key.
 //
+// A control channel's own connection is protected the same way once its handshake is done
+// and both HELLOs offered the capability, keyed from that handshake: so a segment written
+// into the channel's byte stream (an old frame re-sequenced to the expected number) is
+// dropped here instead of making the channel reset itself.
+//
 // Runs in the Node's authenticate stage: before the handover and the guard, so no
 // segment of a protected flow unparks or rebinds anything unless its MAC verified. The
 // NAT handover's synthetic segments carry no segment MAC: they pass on to the handover
@@ -57,6 +62,10 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
  public:
   explicit SegmentMacGuard(Node& node);  // throws ConfigError on a link with offloads
   ~SegmentMacGuard() override;
+  // The guard running on `node` (nullptr: --segment-mac is off), for a connection that
+  // protects itself without being handed one: a control channel's own carrier connection
+  // (stack/control/channel_connection.hpp).
+  static SegmentMacGuard* on(const Node& node);
   SegmentMacGuard(const SegmentMacGuard&) = delete;
   SegmentMacGuard& operator=(const SegmentMacGuard&) = delete;
 

@@ -134,7 +134,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   channels_ = std::make_unique<ChannelServer>(
       node_, *key_, config_.channel.host_id.empty() ? config_.address4.to_string() : config_.channel.host_id,
       config_.channel.port, segment_mac_.get(),
-      ChannelServerLimits{.require_owner_proof = config_.channel.require_owner_proof});
+      config_.channel.limits);
   channels_->set_hello_credential(credential_);
   directory_ = std::make_unique<ChannelDirectory>(*channels_, counters_);
   importer_ = std::make_unique<migrate::Importer>(
@@ -220,6 +220,9 @@ void MigrationService::register_counters() {
   r.add("channel", "acms_applied", &k.acms_applied);
   r.add("channel", "acms_refused", &k.acms_refused);
   r.add("channel", "client_errors", &k.client_errors);
+  r.add("channel", "channel_handshakes_timed_out", &k.handshakes_timed_out);
+  r.add("channel", "channels_refused", &k.channels_refused);
+  r.add("channel", "channels_refused_source", &k.channels_refused_source);
   const auto& h = importer_->handover().counters();
   r.add("handover", "handover_syns_accepted", &h.syns_accepted);
   r.add("handover", "handover_syns_repeated", &h.syns_repeated);
@@ -248,6 +251,12 @@ void MigrationService::register_counters() {
     r.add("node", "rx_dropped_" + std::string(to_string(static_cast<InputStage>(stage))),
           &n.rx_filtered_by_stage[stage]);
   r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
+  // Datagrams from senders the link does not accept (UDP link allowlist), every link.
+  r.add_gauge("node", "rx_foreign", [this] {
+    uint64_t total = 0;
+    for (size_t link = 0; link < node_.interface_count(); ++link) total += node_.link(link).counters().rx_foreign;
+    return total;
+  });
 }
 
 void MigrationService::shutdown() {

@@ -24,6 +24,7 @@ import atexit
 import collections
 import ctypes
 import hashlib
+import ipaddress
 import json
 import os
 import random
@@ -60,11 +61,12 @@ SERVER_B_NET = "198.18.13.0/24"
 
 COUNTERS_RE = re.compile(
     r"\[node\] packets in (\d+) \(malformed (\d+), filtered (\d+)\), out (\d+); "
-    r"link rx dropped (\d+), tx dropped (\d+)")
+    r"link rx dropped (\d+), tx dropped (\d+), rx foreign (\d+)")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "SUMMARY: UndefinedBehaviorSanitizer", "terminate called", "Segmentation fault")
 
-Counters = collections.namedtuple("Counters", "packets_in malformed filtered out rx_dropped tx_dropped")
+# rx_foreign: datagrams from a sender the UDP link does not accept (also in rx_dropped).
+Counters = collections.namedtuple("Counters", "packets_in malformed filtered out rx_dropped tx_dropped rx_foreign")
 
 
 class TestFailure(Exception):
@@ -683,12 +685,15 @@ class TwoServers(_Topology):
 
 class Relay:
     """A UDP relay between the nodes of a TwoServers topology (pass routes=relay.routes):
-    one socket per destination; what arrives on the "A" socket goes to A's link port, and so
-    on (the links do not look at a datagram's source, so replies need no mapping). Each
-    datagram is one IP packet of the carrier link. Drops a seeded fraction `loss` of all
+    one socket per node; what arrives on the "A" socket goes to A's link port, and so on.
+    A node's link takes datagrams only from the endpoints its routes name, so each datagram
+    leaves from the relay socket standing for its sender (what the client sends toward A
+    reaches A from the "client" socket, A's route to the client). Each datagram is one IP
+    packet of the carrier link. Drops a seeded fraction `loss` of all
     datagrams, plus the first `drop_first[name]` datagrams toward each named node; `watch`,
     when given, sees every datagram forwarded as watch(name, data) (on the relay's thread).
-    inject(name, data) sends a datagram of our own to node NAME, as if from the link."""
+    inject(name, data) sends a datagram of our own to node NAME, as if from the link (from
+    the relay socket of the node the packet's IPv4 source names)."""
 
     def __init__(self, loss=0.0, seed=0, drop_first=None, watch=None):
         self.loss = loss
@@ -735,7 +740,7 @@ class Relay:
                 sock = self.sockets[name]
                 for _ in range(256):  # drain a batch, then look at the other sockets
                     try:
-                        data = sock.recv(65536)
+                        data, source = sock.recvfrom(65536)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:
@@ -745,17 +750,33 @@ class Relay:
                         continue
                     if self.watch is not None:
                         self.watch(name, data)
+                    sender = self.sockets.get(self._name_of_port(source[1]), sock)
                     try:
-                        sock.sendto(data, self.destination[name])
+                        sender.sendto(data, self.destination[name])
                         self.forwarded[name] += 1
                     except (BlockingIOError, ConnectionRefusedError):
                         self.dropped[name] += 1  # a full buffer or a node not up: a loss too
                     except OSError:
                         return
 
-    def inject(self, name, data):
-        """Sends one datagram to node NAME's link port (from the relay's socket)."""
-        self.sockets[name].sendto(data, self.destination[name])
+    def _name_of_port(self, port):
+        for name, destination in self.destination.items():
+            if destination[1] == port:
+                return name
+        return None
+
+    def inject(self, name, data, source=None):
+        """Sends one datagram to node NAME's link port from the relay socket of node SOURCE
+        (default: the node whose network holds the packet's IPv4 source address, else A for
+        the client and the client for a server), so the node's link accepts it."""
+        if source is None:
+            source = "A" if name == "client" else "client"
+            if len(data) >= 20 and data[0] >> 4 == 4:
+                inner = ipaddress.ip_address(bytes(data[12:16]))
+                for node, net in (("A", SERVER_NET), ("B", SERVER_B_NET), ("client", CLIENT_NET)):
+                    if inner in ipaddress.ip_network(net):
+                        source = node
+        self.sockets[source].sendto(data, self.destination[name])
 
     def close(self):
         self.stopping.set()

@@ -68,7 +68,10 @@ class Lab:
                              stdout=server_log, stderr=subprocess.STDOUT),
             subprocess.Popen([ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % self.udp["client"], "--addr", CLIENT_ADDR,
                               "--route", "198.18.12.0/24=127.0.0.1:%d" % self.udp["a"],
-                              "-L", "127.0.0.1:%d:%s:7000" % (self.forward, A_ADDR)] + extra,
+                              "-L", "127.0.0.1:%d:%s:7000" % (self.forward, A_ADDR),
+                              # The flood comes from its own socket, not A's endpoint: let it
+                              # reach the channel (an on-path attacker could send from A's).
+                              "--udp-allow", "127.0.0.1"] + extra,
                              stdout=client_log, stderr=subprocess.STDOUT),
         ]
 
