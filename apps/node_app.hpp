@@ -19,8 +19,11 @@ namespace roam {
 inline void log_node_counters(const Node& node) {
   const auto& c = node.counters();
   const auto& l = node.link(0).counters();
-  logger("node")->info("packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}",
-                       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped);
+  logger("node")->info(
+      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}; "
+      "segments for the device to cut {}, cut here for the segment MAC {} into {}",
+      c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, c.tx_segmented, c.tx_cut,
+      c.tx_cut_pieces);
 }
 
 // `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`

@@ -17,6 +17,13 @@
 // server switches as it accepts the registration, and its first segment under the new key
 // switches the client. A registration the server refused leaves both on the old key.
 //
+// On a link with TUN offloads (TSO, checksum offload) a protected flow's multi-MSS
+// segment is cut into MSS-sized pieces by the Node, each signed and sent on its own (the
+// device would copy one MAC onto every piece it cuts); unprotected flows keep TSO. The
+// link completes the TCP checksum of the signed packet (virtio NEEDS_CSUM, summed from
+// the final header). Linux GRO merges no two segments whose options differ, so signed
+// segments reach the peer one by one.
+//
 // Runs in the Node's authenticate stage: before the handover and the guard, so no
 // segment of a protected flow unparks or rebinds anything unless its MAC verified. The
 // NAT handover's synthetic segments carry no segment MAC: they pass on to the handover
@@ -55,7 +62,7 @@ struct SegmentMacCounters {
 
 class SegmentMacGuard final : public InputFilter, public OutputRewriter {
  public:
-  explicit SegmentMacGuard(Node& node);  // throws ConfigError on a link with offloads
+  explicit SegmentMacGuard(Node& node);
   ~SegmentMacGuard() override;
   SegmentMacGuard(const SegmentMacGuard&) = delete;
   SegmentMacGuard& operator=(const SegmentMacGuard&) = delete;
@@ -89,6 +96,7 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
 
   FilterVerdict on_input(const InboundPacket& packet) override;
   std::span<const uint8_t> rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) override;
+  bool per_piece(std::span<const uint8_t> packet) override;  // a protected flow's: sign each MSS
 
  private:
   struct Entry {
