@@ -12,9 +12,12 @@ ways, byte-exact), then a small round; with the stream idle the attacker knows e
 next sequence number each end expects and injects 8 segments of 64 bytes toward each end,
 half with no MAC option, half with a made-up one; then one more echo round shows whether
 the ends took the forged bytes.
-  phase 1 (no --segment-mac): the forged bytes are taken (the echo round comes back wrong):
-          the injection really is in window, and TCP alone does not stop it.
-  phase 2 (--segment-mac on both): bulk byte-exact with offloads on; the roam processes
+The client runs with its defaults in both phases: it offers the MAC to every server.
+  phase 1 (server without --segment-mac): nothing is signed; the forged bytes are taken
+          (the echo round comes back wrong): the injection really is in window, and TCP
+          alone does not stop it.
+  phase 2 (roam-server --segment-mac; the client's default does the rest): bulk
+          byte-exact with offloads on; the roam processes
           cut their multi-MSS segments and sign every piece (exit log "cut here for the
           segment MAC" > 0), the forged segments are dropped and counted at both ends
           (dropped missing >= 4 and dropped bad exactly 4 each: no genuine segment failed,
@@ -141,10 +144,11 @@ class Line:
 
 
 def phase(lab, name, extra):
+    """`extra`: the server's options. The client runs with its defaults (it offers the MAC)."""
     lab.start("server_" + name, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", SERVER] + extra + ["echo"])
     lab.wait_log("server_" + name, "interface up")
     lab.start("client_" + name, "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", CLIENT,
-                                      "-L", "127.0.0.1:9000:%s:%d" % (SERVER, PORT)] + extra)
+                                      "-L", "127.0.0.1:9000:%s:%d" % (SERVER, PORT)])
     lab.wait_log("client_" + name, "interface up")
     for label in ("server_" + name, "client_" + name):
         if "offloads checksum+tso" not in lab.log_text(label):
@@ -192,12 +196,14 @@ def main(lab):
 
     after, _, _ = phase(lab, "plain", [])
     if after == "echo ok":
-        raise Failure("without --segment-mac the forged segments were not taken: the injection missed the window")
-    log("ok   - without --segment-mac the in-window forgeries were taken (%s): TCP alone does not stop them" % after)
+        raise Failure("server without --segment-mac: the forged segments were not taken: the injection missed "
+                      "the window")
+    log("ok   - server without --segment-mac: the in-window forgeries were taken (%s): TCP alone does not stop "
+        "them" % after)
 
     after, client_log, server_log = phase(lab, "mac", ["--segment-mac"])
     if after != "echo ok":
-        raise Failure("with --segment-mac the echo round came back %s" % after)
+        raise Failure("server with --segment-mac (client defaults): the echo round came back %s" % after)
     connections, signed, verified, missing, bad = number(
         r"segment MAC: connections (\d+), signed (\d+), verified (\d+), dropped missing (\d+) bad (\d+)", client_log,
         "client segment MAC counters")
@@ -216,7 +222,7 @@ def main(lab):
             raise Failure("%s cut no multi-MSS segment for the MAC (cut %d into %d): was TSO in use?"
                           % (label, cut, pieces))
         log("ok   - %s cut %d multi-MSS segments into %d signed pieces" % (label, cut, pieces))
-    log("ok   - with --segment-mac: the echo round exact; client signed %d verified %d, dropped missing %d bad %d; "
+    log("ok   - server --segment-mac, client defaults: the echo round exact; client signed %d verified %d, dropped missing %d bad %d; "
         "server dropped missing %d bad %d" % (signed, verified, missing, bad, s_missing, s_bad))
 
 
