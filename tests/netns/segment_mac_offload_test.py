@@ -3,7 +3,7 @@
 real TUN devices in the lab's namespaces, against an on-path attacker in the router.
 
   c   roam-client on rtun0 (198.18.11.2), forward 127.0.0.1:9000 -> 198.18.12.2:7000 (echo)
-  s   roam-server echo on rtun0 (198.18.12.2)
+  s   roam-server echo on rtun0 (198.18.12.2); s2 the same on 198.18.13.2 (phase 3)
   r   routes between them; the attacker runs here (scapy under /usr/bin/python3): it
       watches the carrier connection and injects in-window segments spoofed from each end
 
@@ -22,6 +22,10 @@ The client runs with its defaults in both phases: it offers the MAC to every ser
           segment MAC" > 0), the forged segments are dropped and counted at both ends
           (dropped missing >= 4 and dropped bad exactly 4 each: no genuine segment failed,
           so nothing merged signed segments on the way), the echo round comes back exact.
+  phase 3 (the same, plus s2 on 198.18.13.2, both in the lab's pool): after the bulk the
+          connection moves s -> s2 (roamctl in r); the bulk runs again byte-exact through
+          s2, and the attack on the new path is dropped and counted at the client and s2
+          (which took the connection's MAC state from its snapshot).
 Exit 0 passed, 1 failed, 77 skipped (not root, or no `ip netns`, or no scapy).
 """
 import os
@@ -31,10 +35,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from netns_lab import ROAM_CLIENT, ROAM_SERVER, Failure, log  # noqa: E402
+from netns_lab import ROAM_CLIENT, ROAM_SERVER, ROAMCTL, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
 
-CLIENT, SERVER, PORT = "198.18.11.2", "198.18.12.2", 7000
+CLIENT, SERVER, SERVER2, PORT = "198.18.11.2", "198.18.12.2", "198.18.13.2", 7000
 BULK = 24 << 20
 FORGED_EACH_WAY = 8
 
@@ -67,14 +71,15 @@ for line in sys.stdin:
         print("echo timeout", flush=True)
 """
 
-# The attacker inside r: sniffs the carrier flow between CLIENT and SERVER:PORT, and on
-# "INJECT" (the stream idle) sends segments at exactly the next sequence number each end
-# expects, acknowledging what it has sent. Only spoofs the two lab addresses (198.18.0.0/15).
+# The attacker inside r: sniffs the carrier flows between CLIENT and the servers' PORT, and
+# on "INJECT SERVER" (the stream idle) sends segments at exactly the next sequence number
+# each end of the flow with SERVER expects, acknowledging what it has sent. Only spoofs the
+# lab's addresses (198.18.0.0/15).
 ATTACKER = r"""
 import os, sys, threading, time
 from scapy.all import IP, TCP, Raw, AsyncSniffer, send, conf
 conf.verb = 0
-CLIENT, SERVER, PORT, EACH = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+CLIENT, PORT, EACH = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ends = {}  # (src, sport, dst, dport) -> next sequence number after what src sent
 lock = threading.Lock()
 def after(a, b):
@@ -89,13 +94,13 @@ def track(p):
     with lock:
         if key not in ends or after(end, ends[key]):
             ends[key] = end
-sniffer = AsyncSniffer(iface=["rc0", "rs0"], store=False, prn=track,
-                       filter="tcp and host %s and host %s and port %d" % (CLIENT, SERVER, PORT))
+sniffer = AsyncSniffer(iface=["rc0"], store=False, prn=track, filter="tcp and host %s and port %d" % (CLIENT, PORT))
 sniffer.start()
 print("sniffing", flush=True)
 for line in sys.stdin:
     if not line.startswith("INJECT"):
         continue
+    SERVER = line.split()[1]
     time.sleep(1.0)  # the idle stream's last segments reach the sniffer
     with lock:
         flows = [k for k in ends if k[0] == CLIENT and k[2] == SERVER and k[3] == PORT]
@@ -143,18 +148,36 @@ class Line:
         self.proc.wait()
 
 
-def phase(lab, name, extra):
-    """`extra`: the server's options. The client runs with its defaults (it offers the MAC)."""
-    lab.start("server_" + name, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", SERVER] + extra + ["echo"])
-    lab.wait_log("server_" + name, "interface up")
-    lab.start("client_" + name, "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", CLIENT,
-                                      "-L", "127.0.0.1:9000:%s:%d" % (SERVER, PORT)])
-    lab.wait_log("client_" + name, "interface up")
-    for label in ("server_" + name, "client_" + name):
+def phase(lab, name, extra, move=False):
+    """`extra`: the servers' options. The client runs with its defaults (it offers the MAC).
+    `move`: a second server s2 (198.18.13.2) in the lab's pool; after the first bulk the
+    connection moves s -> s2, then the bulk and the attack run again on the new path.
+    Returns the last echo round's answer and the logs by label."""
+    servers = [("s", SERVER, "198.18.2.1:7100")] + ([("s2", SERVER2, "198.18.3.1:7100")] if move else [])
+    for role, addr, control in servers:
+        pool = ["--control", control] + lab.pool().server_args(role) if move else []
+        lab.start("%s_%s" % (role, name), role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", addr] + pool + extra
+                  + ["echo"])
+        lab.wait_log("%s_%s" % (role, name), "interface up")
+    client = "client_" + name
+    lab.start(client, "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", CLIENT,
+                            "-L", "127.0.0.1:9000:%s:%d" % (SERVER, PORT)])
+    lab.wait_log(client, "interface up")
+    labels = [client] + ["%s_%s" % (role, name) for role, _, _ in servers]
+    for label in labels:
         if "offloads checksum+tso" not in lab.log_text(label):
             raise Failure("%s: TUN offloads are not on:\n%s" % (label, lab.log_text(label)[-1500:]))
-    attacker = Line(lab, "r", ["/usr/bin/python3", "-c", ATTACKER, CLIENT, SERVER, str(PORT), str(FORGED_EACH_WAY)])
+    attacker = Line(lab, "r", ["/usr/bin/python3", "-c", ATTACKER, CLIENT, str(PORT), str(FORGED_EACH_WAY)])
     echo = Line(lab, "c", [sys.executable, "-c", ECHO, "9000"])
+
+    def bulk(where):
+        answer = echo.ask("BULK %d" % BULK)
+        if answer != "echo ok":
+            raise Failure("%s: bulk echo of %d MiB %s: %s" % (name, BULK >> 20, where, answer))
+        log("ok   - %s: %d MiB echoed byte-exact with TUN offloads on %s" % (name, BULK >> 20, where))
+        if echo.ask("ROUND 1000") != "echo ok":
+            raise Failure("%s: small round failed %s" % (name, where))
+
     try:
         if attacker.ask(None) != "sniffing":
             raise Failure("attacker did not start")
@@ -162,15 +185,19 @@ def phase(lab, name, extra):
         # on (with --segment-mac): let that happen before the bulk.
         if echo.ask("ROUND 1000") != "echo ok":
             raise Failure("%s: first round failed" % name)
-        lab.wait_log("client_" + name, "established from local port")
+        lab.wait_log(client, "established from local port")
         time.sleep(1.0)
-        answer = echo.ask("BULK %d" % BULK)
-        if answer != "echo ok":
-            raise Failure("%s: bulk echo of %d MiB: %s" % (name, BULK >> 20, answer))
-        log("ok   - %s: %d MiB echoed byte-exact with TUN offloads on" % (name, BULK >> 20))
-        if echo.ask("ROUND 1000") != "echo ok":
-            raise Failure("%s: small round failed" % name)
-        injected = attacker.ask("INJECT")
+        bulk("to s")
+        target = SERVER
+        if move:
+            out = lab.run_in("r", [ROAMCTL, "migrate", "--from", servers[0][2], "--to", servers[1][2]], timeout=60)
+            if out.returncode != 0 or not out.stdout.startswith("ok moved 1 of 1"):
+                raise Failure("move s -> s2: %s %s" % (out.stdout.strip(), out.stderr.strip()))
+            lab.wait_log(client, "moved to")
+            log("ok   - %s: %s" % (name, out.stdout.strip()))
+            bulk("after the move to s2")
+            target = SERVER2
+        injected = attacker.ask("INJECT " + target)
         if not injected.startswith("injected"):
             raise Failure("%s: attacker: %s" % (name, injected))
         log("     %s: attacker %s" % (name, injected))
@@ -178,8 +205,32 @@ def phase(lab, name, extra):
     finally:
         echo.close()
         attacker.close()
-    lab.stop_cleanly(["client_" + name, "server_" + name])
-    return after, lab.log_text("client_" + name), lab.log_text("server_" + name)
+    lab.stop_cleanly(labels)
+    return after, {label: lab.log_text(label) for label in labels}
+
+
+def check_dropped(name, client_log, server_log):
+    """The forged segments dropped and counted at both ends; both ends cut and signed."""
+    connections, signed, verified, missing, bad = number(
+        r"segment MAC: connections (\d+), signed (\d+), verified (\d+), dropped missing (\d+) bad (\d+)", client_log,
+        "client segment MAC counters")
+    s_missing = number(r"segment_mac_dropped_missing (\d+)", server_log, "server dropped_missing")
+    s_bad = number(r"segment_mac_dropped_bad (\d+)", server_log, "server dropped_bad")
+    half = FORGED_EACH_WAY // 2
+    # Exactly the forged ones fail their MAC: had GRO merged genuine signed segments on the
+    # way (one tag over two pieces), more would. Missing: also the other end's segments
+    # sent in the moment between the client's and the server's switch to signing.
+    if missing < half or s_missing < half or bad != half or s_bad != half:
+        raise Failure("%s: forgeries not counted as expected: client missing %d bad %d, server missing %d bad %d "
+                      "(bad: want exactly %d each)" % (name, missing, bad, s_missing, s_bad, half))
+    for label, text in (("client", client_log), ("server", server_log)):
+        cut, pieces = number(r"cut here for the segment MAC (\d+) into (\d+)", text, label + " cut counters")
+        if cut == 0 or pieces <= cut:
+            raise Failure("%s: %s cut no multi-MSS segment for the MAC (cut %d into %d): was TSO in use?"
+                          % (name, label, cut, pieces))
+        log("ok   - %s: %s cut %d multi-MSS segments into %d signed pieces" % (name, label, cut, pieces))
+    log("ok   - %s: the echo round exact; client signed %d verified %d, dropped missing %d bad %d; "
+        "server dropped missing %d bad %d" % (name, signed, verified, missing, bad, s_missing, s_bad))
 
 
 def number(pattern, text, what):
@@ -194,36 +245,24 @@ def main(lab):
         print("SKIP: no scapy under /usr/bin/python3")
         sys.exit(77)
 
-    after, _, _ = phase(lab, "plain", [])
+    after, _ = phase(lab, "plain", [])
     if after == "echo ok":
         raise Failure("server without --segment-mac: the forged segments were not taken: the injection missed "
                       "the window")
     log("ok   - server without --segment-mac: the in-window forgeries were taken (%s): TCP alone does not stop "
         "them" % after)
 
-    after, client_log, server_log = phase(lab, "mac", ["--segment-mac"])
+    after, logs = phase(lab, "mac", ["--segment-mac"])
     if after != "echo ok":
         raise Failure("server with --segment-mac (client defaults): the echo round came back %s" % after)
-    connections, signed, verified, missing, bad = number(
-        r"segment MAC: connections (\d+), signed (\d+), verified (\d+), dropped missing (\d+) bad (\d+)", client_log,
-        "client segment MAC counters")
-    s_missing = number(r"segment_mac_dropped_missing (\d+)", server_log, "server dropped_missing")
-    s_bad = number(r"segment_mac_dropped_bad (\d+)", server_log, "server dropped_bad")
-    half = FORGED_EACH_WAY // 2
-    # Exactly the forged ones fail their MAC: had GRO merged genuine signed segments on the
-    # way (one tag over two pieces), more would. Missing: also the other end's segments
-    # sent in the moment between the client's and the server's switch to signing.
-    if missing < half or s_missing < half or bad != half or s_bad != half:
-        raise Failure("forgeries not counted as expected: client missing %d bad %d, server missing %d bad %d "
-                      "(bad: want exactly %d each)" % (missing, bad, s_missing, s_bad, half))
-    for label, text in (("client", client_log), ("server", server_log)):
-        cut, pieces = number(r"cut here for the segment MAC (\d+) into (\d+)", text, label + " cut counters")
-        if cut == 0 or pieces <= cut:
-            raise Failure("%s cut no multi-MSS segment for the MAC (cut %d into %d): was TSO in use?"
-                          % (label, cut, pieces))
-        log("ok   - %s cut %d multi-MSS segments into %d signed pieces" % (label, cut, pieces))
-    log("ok   - server --segment-mac, client defaults: the echo round exact; client signed %d verified %d, dropped missing %d bad %d; "
-        "server dropped missing %d bad %d" % (signed, verified, missing, bad, s_missing, s_bad))
+    check_dropped("mac", logs["client_mac"], logs["s_mac"])
+
+    after, logs = phase(lab, "move", ["--segment-mac"], move=True)
+    if after != "echo ok":
+        raise Failure("moved to s2 with --segment-mac: the echo round came back %s" % after)
+    if number(r"segment_mac_protected (\d+)", logs["s2_move"], "s2's protected connections") < 1:
+        raise Failure("s2 protected no connection")
+    check_dropped("move", logs["client_move"], logs["s2_move"])
 
 
 if __name__ == "__main__":
