@@ -93,6 +93,7 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   interface->node = this;
   interface->gather_buffer.resize(link->mtu());
   interface->rewrite_buffer.resize(link->mtu() + 64);
+  interface->piece_buffer.resize(link->mtu() + 64);
   interface->link = std::move(link);
 
   ip4_addr_t address;
