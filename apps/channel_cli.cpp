@@ -16,7 +16,10 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     if (!crypto::valid_peer_id(options.host_id))
       throw ConfigError("bad --host-id '" + options.host_id + "': 1-64 characters of A-Z a-z 0-9 . _ : -");
   } else if (arg == "--segment-mac") {
+    // Bare `--segment-mac` (as before) means on; an explicit on|off may follow.
     options.segment_mac = true;
+    if (i + 1 < argc && (std::string(argv[i + 1]) == "on" || std::string(argv[i + 1]) == "off"))
+      options.segment_mac = std::string(argv[++i]) == "on";
   } else if (arg == "--handover") {
     std::string mode = option_value(argc, argv, i);
     if (mode != "always" && mode != "off") throw ConfigError("bad --handover '" + mode + "': always or off");
@@ -50,9 +53,14 @@ std::string channel_options_help(bool client) {
       "  --host-id NAME         the name this host gives in its HELLO: clients know servers\n"
       "                         by it in --known-hosts (default: a server's carrier address;\n"
       "                         a client's is \"client\")\n"
-      "  --segment-mac          per-segment MAC on carrier connections (a 16-byte TCP option\n"
+      "  --segment-mac [on|off] per-segment MAC on carrier connections (a 16-byte TCP option\n"
       "                         keyed from the control channel) with peers that offer it\n"
-      "                         too; segments failing it are dropped. Not with TUN offloads\n"
+      "                         too; segments failing it are dropped. On TUN links with\n"
+      "                         offloads, protected connections forgo TSO (each segment signed).\n" +
+      std::string(client ? "                         Default on: offered to every server, used with those that\n"
+                           "                         sign (the server decides whether its path needs it)\n"
+                         : "                         Default off: the operator turns it on where the path between\n"
+                           "                         clients and this server is not trusted (clients offer it)\n") +
       "  --handover always|off  NAT handover after a server move (default always): the client\n"
       "                         sends an authenticated synthetic SYN per moved connection so\n"
       "                         a stateful NAT in front of it admits the new path; the new\n"

@@ -21,8 +21,10 @@ inline void log_node_counters(const Node& node) {
   const auto& l = node.link(0).counters();
   // rx foreign: datagrams from a sender the link does not accept (also in rx dropped).
   logger("node")->info(
-      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}, rx foreign {}",
-      c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, l.rx_foreign);
+      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}, rx foreign {}; "
+      "segments for the device to cut {}, cut here for the segment MAC {} into {}",
+      c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, l.rx_foreign,
+      c.tx_segmented, c.tx_cut, c.tx_cut_pieces);
 }
 
 // `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`

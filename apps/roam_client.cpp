@@ -86,6 +86,9 @@ struct ClientOptions {
 
 ClientOptions parse_arguments(int argc, char** argv) {
   ClientOptions options;
+  // A client offers the segment MAC unless told not to: it is used only with servers whose
+  // operator turned it on (roam-server --segment-mac), who know whether their path is trusted.
+  options.channel.segment_mac = true;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {

@@ -9,6 +9,7 @@
 #include "stack/lwip_address.hpp"
 #include "stack/wire/handover_segment.hpp"
 #include "stack/wire/segment_mac_option.hpp"
+#include "stack/wire/tcp_segment_cut.hpp"
 
 namespace roam {
 
@@ -92,6 +93,7 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   interface->node = this;
   interface->gather_buffer.resize(link->mtu());
   interface->rewrite_buffer.resize(link->mtu() + 64);
+  interface->piece_buffer.resize(link->mtu() + 64);
   interface->link = std::move(link);
 
   ip4_addr_t address;
@@ -151,6 +153,7 @@ void Node::reserve_output_space(size_t bytes) {
     interface->lwip_netif.mtu6 = interface->lwip_netif.mtu;
 #endif
     interface->rewrite_buffer.resize(interface->link->mtu() + 64);
+    interface->piece_buffer.resize(interface->link->mtu() + 64);
   }
 }
 
@@ -199,17 +202,48 @@ err_t Node::output(Interface& interface, pbuf* p) {
       return ERR_OK;  // as if lost on the wire: TCP recovers it
     }
   }
-  if (rewriter_ != nullptr) packet = rewriter_->rewrite(packet, interface.rewrite_buffer);
-  ++counters_.tx_packets;
   // Only tcp_output_segment builds packets above the MTU (on a TSO netif), and it
   // publishes its pcb's MSS while this output runs.
-  if (packet.size() > interface.link->mtu() && interface.offloads.max_tcp_payload > 0 && roam_lwip_tcp_tx_mss > 0) {
+  const bool oversized = packet.size() > interface.lwip_netif.mtu && interface.offloads.max_tcp_payload > 0 &&
+                         roam_lwip_tcp_tx_mss > 0;
+  if (oversized && rewriter_ != nullptr && rewriter_->per_piece(packet)) {
+    cut_and_send(interface, packet, roam_lwip_tcp_tx_mss);
+    return ERR_OK;
+  }
+  if (rewriter_ != nullptr) packet = rewriter_->rewrite(packet, interface.rewrite_buffer);
+  ++counters_.tx_packets;
+  if (oversized) {
     ++counters_.tx_segmented;
     interface.link->send_segmented(packet, roam_lwip_tcp_tx_mss);
   } else {
     interface.link->send(packet);  // a link drops (and counts) what exceeds its MTU
   }
   return ERR_OK;
+}
+
+// The pcb's MSS fits the netif's MTU, which is the link's less the rewriter's reserve: each
+// piece, rewritten, fits the link. Costs a copy and a device write per piece, where the
+// TSO path writes once per super-segment (tools/bench/run acm: segment_mac_ratio_offload).
+void Node::cut_and_send(Interface& interface, std::span<const uint8_t> packet, uint16_t mss) {
+  auto info = wire::describe_own_tcp_packet(packet);
+  auto tcp = info ? wire::parse_tcp_segment(packet, *info) : unexpected(wire::PacketError::bad_transport_header);
+  if (!tcp) {  // lwIP built it: a bug, not traffic. Lost as on the wire; TCP recovers.
+    ++counters_.tx_filtered;
+    return;
+  }
+  const auto checksum =
+      interface.offloads.tcp_checksum ? wire::PieceChecksum::offloaded : wire::PieceChecksum::full;
+  const size_t pieces = wire::tcp_piece_count(tcp->payload.size(), mss);
+  ++counters_.tx_cut;
+  for (size_t i = 0; i < pieces; ++i) {
+    size_t length = wire::cut_tcp_piece(packet, *info, *tcp, mss, i, checksum, interface.piece_buffer);
+    if (length == 0) break;
+    auto piece = rewriter_->rewrite(std::span<const uint8_t>(interface.piece_buffer).first(length),
+                                    interface.rewrite_buffer);
+    ++counters_.tx_packets;
+    ++counters_.tx_cut_pieces;
+    interface.link->send(piece);
+  }
 }
 
 void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packet) {

@@ -21,8 +21,11 @@
 //   state).
 // Packet walk out: tcp_write (segments of one MSS, or of many on a link with TSO:
 //                  roam_lwip_tcp_segment_size) -> tcp_output -> netif output -> output
-//                  filter chain -> Link::send, or Link::send_segmented(packet, MSS) for a
-//                  segment larger than the MTU (the link's device cuts it) -> Link::flush.
+//                  filter chain -> rewriter -> Link::send, or Link::send_segmented(packet,
+//                  MSS) for a segment larger than the MTU (the link's device cuts it) ->
+//                  Link::flush. A segment larger than the MTU that the rewriter must
+//                  change piece by piece (OutputRewriter::per_piece: a flow the segment MAC
+//                  protects) is cut here instead, and each piece rewritten and sent alone.
 #pragma once
 
 #include <uv.h>
@@ -101,6 +104,11 @@ class OutputRewriter {
   virtual ~OutputRewriter() = default;
   // Returns `packet` itself, or the changed packet written into `scratch`.
   virtual std::span<const uint8_t> rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) = 0;
+  // Whether this packet's change depends on its payload and so must be made on every
+  // MSS-sized piece (the segment MAC): the Node then cuts a multi-MSS segment into pieces
+  // itself (wire/tcp_segment_cut) and rewrites each, instead of leaving the cut to a TSO
+  // device that would copy one super-segment's options onto every piece.
+  virtual bool per_piece(std::span<const uint8_t> packet) = 0;
 };
 
 struct InterfaceConfig {
@@ -120,6 +128,8 @@ struct NodeCounters {
   uint64_t tx_packets = 0;
   uint64_t tx_filtered = 0;
   uint64_t tx_segmented = 0;  // packets larger than the MTU handed to a TSO link
+  uint64_t tx_cut = 0;        // packets larger than the MTU cut here for the rewriter
+  uint64_t tx_cut_pieces = 0; // the pieces they made (each in tx_packets)
 };
 
 class Node {
@@ -181,6 +191,7 @@ class Node {
     netif lwip_netif{};
     std::vector<uint8_t> gather_buffer;   // for pbuf chains that are not contiguous
     std::vector<uint8_t> rewrite_buffer;  // for the OutputRewriter's copy
+    std::vector<uint8_t> piece_buffer;    // one MSS-sized piece of a cut segment
     LinkOffloads offloads;                // as the link reported them once started
     std::string description;
   };
@@ -194,6 +205,7 @@ class Node {
   static void on_idle(uv_idle_t* idle) noexcept;
 
   err_t output(Interface& interface, pbuf* p);
+  void cut_and_send(Interface& interface, std::span<const uint8_t> packet, uint16_t mss);
   FilterVerdict run_input_stages(const InboundPacket& packet);
   void run_timers_and_rearm();
   void run_deferred();

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include "base/clock.hpp"
-#include "base/config_error.hpp"
 #include "stack/flow_key.hpp"
 #include "stack/wire/segment_mac_option.hpp"
 #include "base/log.hpp"
@@ -42,11 +41,9 @@ crypto::SegmentFields fields_of(const wire::TcpSegmentView& tcp, crypto::Segment
 }  // namespace
 
 SegmentMacGuard::SegmentMacGuard(Node& node) : node_(node) {
-  for (size_t i = 0; i < node_.interface_count(); ++i) {
-    // The kernel would cut one signed super-segment into segments no MAC covers.
-    if (node_.offloads(i).max_tcp_payload > 0 || node_.offloads(i).tcp_checksum)
-      throw ConfigError("--segment-mac needs a link without offloads (--link tun:NAME,no-offload)");
-  }
+  // Every signed packet fits the link: lwIP's MSS shrinks by the option, and a protected
+  // flow's multi-MSS segment on a TSO link is cut by the Node and each piece signed
+  // (per_piece), never left to the kernel, which would copy one MAC onto every piece.
   node_.reserve_output_space(wire::segment_mac_option_bytes);
   node_.add_input_filter(InputStage::authenticate, this);
   node_.set_output_rewriter(this);
@@ -194,6 +191,12 @@ FilterVerdict SegmentMacGuard::on_input(const InboundPacket& packet) {
   }
   ++counters_.dropped_bad;
   return FilterVerdict::drop;
+}
+
+bool SegmentMacGuard::per_piece(std::span<const uint8_t> packet) {
+  if (flows_.empty()) return false;
+  auto flow = outbound_flow(packet);
+  return flow && flows_.count(*flow) != 0;
 }
 
 std::span<const uint8_t> SegmentMacGuard::rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) {

@@ -22,6 +22,13 @@
 // into the channel's byte stream (an old frame re-sequenced to the expected number) is
 // dropped here instead of making the channel reset itself.
 //
+// On a link with TUN offloads (TSO, checksum offload) a protected flow's multi-MSS
+// segment is cut into MSS-sized pieces by the Node, each signed and sent on its own (the
+// device would copy one MAC onto every piece it cuts); unprotected flows keep TSO. The
+// link completes the TCP checksum of the signed packet (virtio NEEDS_CSUM, summed from
+// the final header). Linux GRO merges no two segments whose options differ, so signed
+// segments reach the peer one by one.
+//
 // Runs in the Node's authenticate stage: before the handover and the guard, so no
 // segment of a protected flow unparks or rebinds anything unless its MAC verified. The
 // NAT handover's synthetic segments carry no segment MAC: they pass on to the handover
@@ -60,7 +67,7 @@ struct SegmentMacCounters {
 
 class SegmentMacGuard final : public InputFilter, public OutputRewriter {
  public:
-  explicit SegmentMacGuard(Node& node);  // throws ConfigError on a link with offloads
+  explicit SegmentMacGuard(Node& node);
   ~SegmentMacGuard() override;
   // The guard running on `node` (nullptr: --segment-mac is off), for a connection that
   // protects itself without being handed one: a control channel's own carrier connection
@@ -98,6 +105,7 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
 
   FilterVerdict on_input(const InboundPacket& packet) override;
   std::span<const uint8_t> rewrite(std::span<const uint8_t> packet, std::span<uint8_t> scratch) override;
+  bool per_piece(std::span<const uint8_t> packet) override;  // a protected flow's: sign each MSS
 
  private:
   struct Entry {

@@ -2,7 +2,8 @@
 // in one stack): with both ends protected, a transfer both ways is byte-exact and every
 // segment is signed and verified; a forged segment that TCP itself would accept (right
 // sequence numbers, valid checksum) is dropped for a wrong or missing MAC and the stream
-// stays exact; a guard on a link with offloads is refused. A moved connection takes its
+// stays exact; on links with TUN offloads a protected flow's multi-MSS segments are cut
+// and each piece signed, while unprotected flows keep TSO. A moved connection takes its
 // state along in its snapshot: adopted at the new host B, forgeries are dropped there and
 // the genuine stream passes without a new registration; a re-registration rolls the key
 // over without losing a segment.
@@ -285,10 +286,63 @@ TEST_CASE("a re-registration rolls the key over without losing a segment; the pr
   CHECK(lab.server.received == first);
 }
 
-TEST_CASE("a guard refuses a link with offloads") {
-  LwipLab lab(
-      4, [](tcp_pcb*) { return false; }, LinkOffloads{65000, true});
-  CHECK_THROWS_AS(SegmentMacGuard(*lab.node), ConfigError);
+TEST_CASE("with TUN offloads: a protected flow's segments are cut and signed one MSS each; others keep TSO") {
+  for (int family : {4, 6}) {
+    CAPTURE(family);
+    Lab lab(family, LinkOffloads{65000, true});
+    SegmentMacGuard guard(*lab.node);
+    lab.connect();
+    tcp_pcb* client = lab.client.connection->pcb();
+    tcp_pcb* server = lab.server.connection->pcb();
+
+    // Unprotected: lwIP hands the link multi-MSS segments and the device cuts them.
+    auto before = pattern(200'000, 4);
+    lab.server.send(before);
+    lab.run([&] { return lab.client.received.size() == before.size(); });
+    CHECK(lab.client.received == before);
+    CHECK_FALSE(lab.segmented_mss().empty());
+    CHECK(lab.node->counters().tx_cut == 0);
+
+    // Data queued in multi-MSS segments before the flow is protected, and data after:
+    // every packet leaves signed and within the MTU, none for the device to cut. (What the
+    // lab carried unsigned before protect() is dropped as missing and retransmitted.)
+    auto down = pattern(300'000, 5), up = pattern(150'000, 6);
+    lab.server.send(down);
+    guard.protect(client, connection_id(client), session_hash(), crypto::SegmentDirection::client_to_server);
+    guard.protect(server, connection_id(server), session_hash(), crypto::SegmentDirection::server_to_client);
+    const size_t segmented_before = lab.segmented_mss().size();  // what left before protect()
+    lab.client.send(up);
+    lab.run([&] {
+      return lab.client.received.size() == before.size() + down.size() && lab.server.received.size() == up.size();
+    });
+    auto expected = before;
+    expected.insert(expected.end(), down.begin(), down.end());
+    CHECK(lab.client.received == expected);
+    CHECK(lab.server.received == up);
+    CHECK(lab.segmented_mss().size() == segmented_before);
+    lab.largest_packet = 0;  // the lab carried packets lwIP had sent before protect()
+    auto more = pattern(100'000, 7);
+    lab.server.send(more);
+    lab.run([&] { return lab.client.received.size() == expected.size() + more.size(); });
+    expected.insert(expected.end(), more.begin(), more.end());
+    CHECK(lab.client.received == expected);
+    CHECK(lab.largest_packet <= 1500);  // signed pieces fit: lwIP's MSS left room for the option
+    CHECK(lab.segmented_mss().size() == segmented_before);
+    CHECK(lab.node->counters().tx_cut > 0);
+    CHECK(lab.node->counters().tx_cut_pieces > lab.node->counters().tx_cut);
+    CHECK(guard.counters().dropped_bad == 0);
+    CHECK(guard.counters().verified_segments > 200);
+
+    // An in-window forgery is dropped there too.
+    if (family == 4) {
+      const uint32_t rcv_nxt = client->rcv_nxt;
+      lab.inject(lab.c(), injected(lab, client, true));
+      lab.run([] { return false; }, 5);
+      CHECK(guard.counters().dropped_bad == 1);
+      CHECK(client->rcv_nxt == rcv_nxt);
+      CHECK(lab.client.received == expected);
+    }
+  }
 }
 
 }  // namespace
