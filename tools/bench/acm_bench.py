@@ -17,6 +17,8 @@ off-path attacker) to the client's link, upload alone again.
 Then three fresh pairs run the same upload (1 s warm-up, one phase): without MAC, with
 --segment-mac on both ends, without again:
   segment_mac_throughput_ratio = with per-segment MACs / the mean of the two without
+Then the control-port hijacks of issue 11 against a lab of three servers (acm_hijack.py):
+  hijack_attempts_succeeded = attempts that moved, broke or read anything (must be 0)
 As root, the same three pairs on TUN devices with offloads on (acm_offload.py):
   segment_mac_ratio_offload = with per-segment MACs / the mean of the two without
 The last line of stdout is one JSON object.
@@ -34,6 +36,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_util import free_port, stop_processes  # noqa: E402
+import acm_hijack  # noqa: E402
 import acm_offload  # noqa: E402
 
 ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
@@ -198,6 +201,10 @@ def main():
         "upload_gbps_segment_mac_reference": round((plain_before + plain_after) / 2, 3),
         "segment_mac_throughput_ratio": round(with_mac / ((plain_before + plain_after) / 2), 3),
     })
+    # The control-port hijacks of issue 11, attempted against a running lab (acm_hijack.py).
+    hijack = acm_hijack.measure(os.path.abspath(ROAM_SERVER), os.path.abspath(ROAM_CLIENT), workdir)
+    note("hijack attempts %d, succeeded %d" % (hijack["hijack_attempts"], hijack["hijack_attempts_succeeded"]))
+    result.update(hijack)
     # The same with TUN offloads on (root only): segment_mac_ratio_offload (acm_offload.py).
     result.update(acm_offload.measure(args.seconds, workdir, os.path.abspath(ROAM_SERVER),
                                       os.path.abspath(ROAM_CLIENT)))
