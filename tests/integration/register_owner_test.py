@@ -155,7 +155,11 @@ def main():
     relay.start()
     probe = None
     try:
-        with harness.TwoServers(mode="echo", routes=relay.routes) as t:
+        with harness.TwoServers(mode="echo", routes=relay.routes,
+                                # The relay (a NAT: one address, other ports) forwards from
+                                # its own sockets, not the routes' endpoints: both ends take it.
+                                server_extra=["--udp-allow", "127.0.0.1"],
+                                client_extra=["--udp-allow", "127.0.0.1"]) as t:
             sock = t.connect()
             echo = Echo(sock)
             echo.exchange()
@@ -173,6 +177,7 @@ def main():
             probe = harness.RoamProcess("probe", [
                 REGISTER_PROBE, "--link", "udp:127.0.0.1:%d" % attacker_port, "--addr", harness.CLIENT_ADDR,
                 "--route", "%s=127.0.0.1:%d" % (harness.SERVER_NET, relay.port("from_attacker")),
+                "--udp-allow", "127.0.0.1",
                 "--server", harness.SERVER_ADDR, "--register", "0x%x" % victim_id, "--hold-ms", "6000"])
             check(probe.wait_for_log("[probe] established"), "the attacker's channel did not come up:\n" + probe.tail())
             check(probe.wait_for_log("[probe] error 2"), "the attacker got no ERROR 2:\n" + probe.tail())

@@ -13,7 +13,7 @@ to the server with KERNEL TCP sockets. The root namespace is never changed.
 Covered (each an "ok" line):
   - Noise_XX_25519_ChaChaPoly_BLAKE2b with the prologue "roamstack control channel v1",
     us the initiator, handshake messages framed u16 length | message; the server's HELLO
-    (version 2, its --host-id, capabilities 0, no certificate); its static key equals what
+    (version 2, its --host-id, capabilities 2, no certificate); its static key equals what
     `roamctl pubkey --key FILE` prints for the key file it was started with.
   - A different prologue: the server's second handshake message does not decrypt here.
   - Transport frames u16 length | u64 counter | AEAD, counter as nonce (4 zero bytes +
@@ -74,6 +74,7 @@ WAIT = 10  # seconds: an upper bound for any one answer, never an assertion
 # docs/PROTOCOL.md, section 2 and 3.
 PROLOGUE = b"roamstack control channel v1"
 PROTOCOL_VERSION = 2
+CAPABILITY_OWNER_PROOF = 2  # PROTOCOL.md 3.2: the server checks owner proofs in carrier SYNs
 T_HELLO, T_ACM, T_ACK, T_ERROR, T_REGISTER = 1, 2, 3, 4, 5
 ERROR_UNEXPECTED, ERROR_NOT_YOURS = 1, 2
 REPLAY_WINDOW = 1984
@@ -361,10 +362,11 @@ def run_checks(pubkey):
     # The handshake, the HELLOs and the key.
     ch = Channel(KERNEL_A)
     hello = ch.server_hello
-    check(hello == {"version": PROTOCOL_VERSION, "host_id": HOST_ID, "capabilities": 0, "credential": b""},
+    check(hello == {"version": PROTOCOL_VERSION, "host_id": HOST_ID, "capabilities": CAPABILITY_OWNER_PROOF,
+                    "credential": b""},
           "server HELLO %r" % hello)
-    ok("Noise XX handshake with the v1 prologue; server HELLO version %d, host id %r, capabilities 0, no pool "
-       "certificate" % (PROTOCOL_VERSION, HOST_ID))
+    ok("Noise XX handshake with the v1 prologue; server HELLO version %d, host id %r, capabilities 2 (owner "
+       "proof), no pool certificate" % (PROTOCOL_VERSION, HOST_ID))
     check(base64.b64encode(ch.server_static).decode() == pubkey,
           "server static key %s, roamctl pubkey %s" % (base64.b64encode(ch.server_static).decode(), pubkey))
     ok("the server's static key is the one `roamctl pubkey --key FILE` prints (%s)" % pubkey)

@@ -53,14 +53,19 @@ def main(lab):
     # The kernel client runs inside namespace c: a small python reader.
     reader = subprocess.Popen(
         [netns_lab.TOPOLOGY, "exec", lab.name, "c", sys.executable, "-c", """
-import hashlib, socket, sys
+import hashlib, socket, sys, time
 s = socket.create_connection(("127.0.0.1", 9000), timeout=60)
 s.sendall(b"movie.bin\\n")
 h = hashlib.sha256(); n = 0
+start = time.monotonic()
 while True:
     d = s.recv(1 << 20)
     if not d: break
     h.update(d); n += len(d)
+    # Read at most ~32 MiB/s: the moves (each a roamctl in another namespace) must find
+    # the server still sending, however fast the path is on an idle machine.
+    ahead = n / (32 << 20) - (time.monotonic() - start)
+    if ahead > 0: time.sleep(ahead)
     if n % (4 << 20) < len(d): print("progress", n, flush=True)
 print("done", n, h.hexdigest(), flush=True)
 """], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

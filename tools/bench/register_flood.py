@@ -98,8 +98,8 @@ def main():
     server = harness.RoamProcess("server", [
         args.server_bin, "--link", "udp:127.0.0.1:%d" % udp["A"], "--addr", harness.SERVER_ADDR,
         "--route", "%s=127.0.0.1:%d" % (harness.CLIENT_NET, relay.port()),
-        "--route", "198.18.14.0/24=127.0.0.1:%d" % udp["probe"], "--control", control]
-        + harness.lab_pool().server_args("A") + ["echo"])
+        "--route", "198.18.14.0/24=127.0.0.1:%d" % udp["probe"], "--control", control,
+        "--udp-allow", "127.0.0.1"] + harness.lab_pool().server_args("A") + ["echo"])
     client = None
     probe = None
     socks = []
@@ -109,7 +109,7 @@ def main():
         client = harness.RoamProcess("client", [
             args.client_bin, "--link", "udp:127.0.0.1:%d" % udp["client"], "--addr", harness.CLIENT_ADDR,
             "--route", "%s=127.0.0.1:%d" % (harness.SERVER_NET, udp["A"]),
-            "-L", "127.0.0.1:%d:%s:7000" % (forward, harness.SERVER_ADDR)])
+            "-L", "127.0.0.1:%d:%s:7000" % (forward, harness.SERVER_ADDR), "--udp-allow", "127.0.0.1"])
         if not client.wait_for_log("[app] forwarding "):
             raise harness.TestFailure("client did not start:\n" + client.tail())
         for _ in range(args.connections):

@@ -279,6 +279,9 @@ TEST_CASE("stale, replayed and misaddressed ACMs change no connection") {
 
 TEST_CASE("an ACM toward a host outside the sender's pool is refused and the connection stays") {
   EngineLab e;
+  auto data = pattern(256 << 10, 6);
+  e.lab.client.send(std::span(data).first(64 << 10));
+  e.lab.run([&] { return e.lab.client.received.size() >= (64 << 10); });
   auto report = e.move();
   REQUIRE(report.moved == 1);
   FlowKey before = flow_of(e.client_pcb());
@@ -310,7 +313,11 @@ TEST_CASE("an ACM toward a host outside the sender's pool is refused and the con
   // Refusals do not burn sequence numbers: the genuine ACM still applies.
   CHECK(e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 5), unix_ms()) ==
         control::AcmVerdict::apply);
-  e.lab.run([&] { return !e.followed.empty(); });
+  // And the stream goes on byte-exact: nothing the refused ACMs named was touched.
+  e.lab.client.send(std::span(data).subspan(64 << 10));
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
 }
 
 }  // namespace
