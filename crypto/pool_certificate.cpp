@@ -113,6 +113,13 @@ Result<PoolCertificate, CertificateError> verify_certificate(std::span<const uin
   return *certificate;
 }
 
+Result<PoolCertificate, CertificateError> verify_member_of(std::span<const uint8_t> bytes, const PoolPublicKey& pool,
+                                                           uint64_t now_s) {
+  auto certificate = decode_certificate(bytes);
+  if (!certificate) return unexpected(CertificateError::malformed);
+  return verify_certificate(bytes, certificate->member, pool, now_s);
+}
+
 void PoolSigningKey::derive() {
   crypto_sign_seed_keypair(public_.data(), secret_.data(), seed_.data());
 }

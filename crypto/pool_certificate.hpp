@@ -63,6 +63,11 @@ Result<PoolCertificate, CertificateError> verify_certificate(std::span<const uin
                                                              const std::optional<PoolPublicKey>& pool,
                                                              uint64_t now_s);
 
+// A certificate of some member of `pool` (an ACM's target, whose key is learned from the
+// certificate itself and checked later when that host authenticates).
+Result<PoolCertificate, CertificateError> verify_member_of(std::span<const uint8_t> bytes, const PoolPublicKey& pool,
+                                                           uint64_t now_s);
+
 // The pool's signing key: a 32-byte Ed25519 seed in a 0600 file (base64), like an
 // identity key file.
 class PoolSigningKey {

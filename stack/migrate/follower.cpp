@@ -425,10 +425,7 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
   ++counters_.acms;
   // The target must be a member of the pool the sending server proved it belongs to: a
   // server (or whoever drives it) cannot send us to a host outside its pool.
-  auto target = server_pool ? crypto::verify_certificate(
-                                  std::span<const uint8_t>(acm.target_credential),
-                                  crypto::decode_certificate(acm.target_credential).value_or(crypto::PoolCertificate{}).member,
-                                  server_pool, now_unix_ms / 1000)
+  auto target = server_pool ? crypto::verify_member_of(acm.target_credential, *server_pool, now_unix_ms / 1000)
                             : Result<crypto::PoolCertificate, crypto::CertificateError>(
                                   unexpected(crypto::CertificateError::wrong_pool));
   if (!target) {
