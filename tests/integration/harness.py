@@ -806,10 +806,13 @@ class MarkedReader:
             reader.release(i); do_the_move()
         worker.finish()
 
-    A reset (ConnectionResetError) or a read timeout fails the test with the byte count."""
+    A reset (ConnectionResetError) or a read timeout fails the test with the byte count.
+    `max_rate` (bytes/s, None: as fast as it comes) paces the reads so the sender is still
+    busy when a move starts after a mark, on a fast machine as on a slow (ASan) one."""
 
-    def __init__(self, sock, marks, limit, what="the kernel client"):
+    def __init__(self, sock, marks, limit, what="the kernel client", max_rate=None):
         self.sock = sock
+        self.max_rate = max_rate
         self.marks = list(marks)
         self.limit = limit
         self.what = what
@@ -821,9 +824,14 @@ class MarkedReader:
         self.lock = threading.Condition()
 
     def run(self):
-        buf = bytearray(1 << 20)
+        buf = bytearray(1 << 20 if self.max_rate is None else 64 << 10)
         view = memoryview(buf)
+        started = time.monotonic()
         while True:
+            if self.max_rate is not None:
+                ahead = self.received / self.max_rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
             try:
                 n = self.sock.recv_into(buf)
             except ConnectionResetError as e:

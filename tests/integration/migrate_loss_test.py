@@ -6,8 +6,9 @@ with three UDP sockets on 127.0.0.1, one per destination (A, B, the client). The
 routes to A's and B's /24s and both servers' route to the client's /24 point at the relay,
 which forwards each datagram to the real node unless its drop policy says otherwise.
 
-A 16 MiB seeded file (smaller than migrate_files_test's 200 MiB: lwIP over a lossy link
-manages well under 1 MiB/s) is downloaded through the forward; once 4 MiB have arrived the
+A seeded file (16 MiB with loss, where lwIP manages well under 1 MiB/s; 48 MiB without, so
+the ~14 MiB that windows and socket buffers hold past the reader cannot be the whole rest)
+is downloaded through the forward, read at most READ_RATE; once 4 MiB have arrived the
 server moves A->B with `roamctl migrate` ("ok moved 1 of 1" expected). Two phases, each with
 its own processes and relay:
 
@@ -33,25 +34,29 @@ import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
 
 MIB = 1024 * 1024
-SIZE = 16 * MIB
+LOSSY_SIZE = 16 * MIB
+CLEAN_SIZE = 48 * MIB
 MOVE_AT = 4 * MIB
+READ_RATE = 12 * MIB  # bytes/s
 LOSS = 0.05
 SEED = 0x1055
 FILE_SEED = 0xF11E5
-NAME = "lossy.bin"
 # No byte at all for this long is a hang (a lossy transfer still moves every second or so;
 # lwIP's retransmission backoff after several losses in a row stays far below this).
 STALL_TIMEOUT = 60.0
 
 
-def download_with_move(phase, directory, want, relay):
+def download_with_move(phase, directory, name, size, want, relay):
     """One topology through `relay`: download the file, move A->B at MOVE_AT; checks."""
     relay.start()
     with harness.TwoServers(mode="files", mode_args=["--root", directory], routes=relay.routes) as t:
         sock = t.connect(timeout=STALL_TIMEOUT)
-        download = harness.MarkedReader(sock, [MOVE_AT], SIZE)
+        # Paced so the server is still sending when the move starts: unpaced, a loss-free
+        # phase under ASan queued the whole file before roamctl got through (the session
+        # was "ending" and stayed, "ok moved 0 of 1").
+        download = harness.MarkedReader(sock, [MOVE_AT], size, max_rate=READ_RATE)
         started = time.monotonic()
-        sock.sendall((NAME + "\n").encode())
+        sock.sendall((name + "\n").encode())
         reader = harness.Worker(download.run, name="download")
         reader.start()
         if not download.wait_for_mark(0, reader):
@@ -71,8 +76,8 @@ def download_with_move(phase, directory, want, relay):
 
         log("%s: received %d bytes, sha256 %s" % (phase, download.received, download.digest.hexdigest()))
         check(download.eof, "%s: no EOF seen" % phase)
-        check(download.received == SIZE, "%s: received %d bytes, expected exactly %d"
-              % (phase, download.received, SIZE))
+        check(download.received == size, "%s: received %d bytes, expected exactly %d"
+              % (phase, download.received, size))
         check(download.digest.hexdigest() == want, "%s: received the right length but wrong bytes (sha256 %s, "
               "expected %s)" % (phase, download.digest.hexdigest(), want))
         status = t.status("B")
@@ -80,7 +85,7 @@ def download_with_move(phase, directory, want, relay):
         check(status["sessions_imported"] >= 1, "%s: B sessions_imported %d, expected >= 1"
               % (phase, status["sessions_imported"]))
         log("INFO %s: relay: %s" % (phase, relay.summary()))
-        log("INFO %s: %d MiB in %.2f s = %.2f MiB/s with one move" % (phase, SIZE // MIB, elapsed, SIZE / MIB / elapsed))
+        log("INFO %s: %d MiB in %.2f s = %.2f MiB/s with one move" % (phase, size // MIB, elapsed, size / MIB / elapsed))
         t.stop_all()
 
 
@@ -88,19 +93,19 @@ def main():
     directory = tempfile.mkdtemp(prefix="roam-it-loss-data-")
     failures = []
     try:
-        data = harness.pseudo_random_bytes(FILE_SEED, SIZE)
-        want = harness.sha256(data)
-        with open(os.path.join(directory, NAME), "wb") as f:
-            f.write(data)
-        del data
         phases = [
-            ("random %.0f%% loss" % (LOSS * 100), harness.Relay(loss=LOSS, seed=SEED)),
-            ("client's first packet to B lost", harness.Relay(drop_first={"B": 1})),
+            ("random %.0f%% loss" % (LOSS * 100), "lossy.bin", LOSSY_SIZE, harness.Relay(loss=LOSS, seed=SEED)),
+            ("client's first packet to B lost", "clean.bin", CLEAN_SIZE, harness.Relay(drop_first={"B": 1})),
         ]
-        for phase, relay in phases:
-            log("phase: %s (%d MiB file in %s)" % (phase, SIZE // MIB, directory))
+        for phase, name, size, relay in phases:
+            data = harness.pseudo_random_bytes(FILE_SEED, size)
+            want = harness.sha256(data)
+            with open(os.path.join(directory, name), "wb") as f:
+                f.write(data)
+            del data
+            log("phase: %s (%d MiB file in %s)" % (phase, size // MIB, directory))
             try:
-                download_with_move(phase, directory, want, relay)
+                download_with_move(phase, directory, name, size, want, relay)
                 log("phase ok: %s" % phase)
             except TestFailure as e:
                 failures.append(str(e))
