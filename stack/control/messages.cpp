@@ -171,7 +171,7 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       m.sequence = r.u64();
       uint8_t status = r.u8();
       if (r.failed()) return unexpected(MessageError::truncated);
-      if (status > 1) return unexpected(MessageError::bad_field);
+      if (status > 2) return unexpected(MessageError::bad_field);
       m.status = static_cast<AckStatus>(status);
       result = Message{m};
       break;

@@ -74,6 +74,12 @@ struct FollowerCounters {
   uint64_t handovers_unstarted = 0;  // the SYN could not be built or routed: direct path
   uint64_t carriers_waited = 0;      // carriers held until their server's channel settled
   uint64_t carriers_wait_expired = 0;  // ...and opened without the proof after channel_wait_ms
+  // Seed 003, "a client moves": our own end moved, and we told the peer.
+  uint64_t moves_announced = 0;   // ACMs sent to peers
+  uint64_t moves_applied = 0;     // ...the peer armed its handover (our SYN follows)
+  uint64_t moves_rebound = 0;     // ...the peer pointed the connections at us directly
+  uint64_t moves_refused = 0;     // ...the peer refused
+  uint64_t moves_abandoned = 0;   // ...no channel or no answer in time
 };
 
 class Follower {
@@ -106,6 +112,24 @@ class Follower {
   static constexpr uint64_t channel_wait_ms = 2000;
   void close();
 
+  // Seed 003, "a client moves": this host's end of connections now has another address
+  // (an import placed them here: a proxy's origin leg; or this host's own address
+  // changed). Their pcbs carry the new local address already; they may be parked (an
+  // import, not yet in lwIP). Each peer is told with an ACM (our connections' ids, the
+  // old and new address, a fresh handover token, our pool certificate) on a channel
+  // opened from here. The peer answers `rebound` when the new address is where the
+  // channel comes from (it points the connections at us and retransmits: a parked import
+  // unparks on that), or `applied`: then each live connection sends its synthetic SYN
+  // (HandoverInitiator) and the peer rebinds it to where that SYN came from, through
+  // whatever NAT. Unanswered announcements are given up after announce_timeout_ms.
+  struct MovedEnd {
+    tcp_pcb* pcb = nullptr;
+    uint64_t connection_id = 0;
+    IpAddress old_local;
+  };
+  void announce_moved(const std::vector<MovedEnd>& ends);
+  static constexpr uint64_t announce_timeout_ms = 10'000;
+
   // An Address Change Message that arrived authenticated from `server` (whose channel key
   // is `server_key`), checked and, when it passes, applied. The channel path calls this;
   // tests call it directly. `now_unix_ms`: the wall clock the ACM's age is judged by.
@@ -129,6 +153,9 @@ class Follower {
                                                                     const crypto::PublicKey& key) const;
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
   void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
+  void send_announcements(Server& server);
+  void on_announcement_ack(Server& server, const control::Ack& ack);
+  void expire_announcements(Server& server, uint64_t now_ms);
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void release_waiters(Server& server, bool all);
@@ -164,6 +191,7 @@ class Follower {
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> moving_ids_;
   UvHandle<uv_timer_t> timer_;               // armed for the machines' earliest deadline
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
+  uint64_t next_sequence_ = 0;  // of the ACMs we send (seed 003): grows across restarts too
   RateLimitedLog refusal_log_;
   RateLimitedLog bad_frame_log_;
   FollowerCounters counters_;

@@ -145,6 +145,13 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   importer_->set_on_arrived([this](uint64_t id) {
     if (!shut_down_) channels_->claim_pending(id);
   });
+  // A client (or a proxy's new host) says its end of connections here moved (seed 003).
+  channels_->set_on_peer_moved([this](tcp_pcb* pcb, uint64_t id, const crypto::HandoverToken& token,
+                                      const std::optional<IpAddress>& direct) {
+    if (shut_down_) return false;
+    if (direct) return importer_->peer_moved_to(pcb, id, *direct);
+    return importer_->expect_peer_move(pcb, id, token, uv_now(node_.loop()));
+  });
   register_counters();
   start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
 
@@ -178,6 +185,9 @@ void MigrationService::register_counters() {
   const auto& i = importer_->counters();
   r.add("migrate", "sessions_imported", &i.sessions_imported);
   r.add("migrate", "imports_refused", &i.imports_refused);
+  r.add("migrate", "origin_legs_untold", &i.origin_legs_untold);
+  r.add("migrate", "peer_moves_expected", &i.peer_moves_expected);
+  r.add("migrate", "peer_moves_rebound", &i.peer_moves_rebound);
   r.add("migrate", "bad_frames", &c.bad_frames);
   r.add("migrate", "sessions_without_channel", &c.sessions_without_channel);
   r.add("migrate", "acms_undeliverable", &c.acms_undeliverable);
@@ -223,6 +233,14 @@ void MigrationService::register_counters() {
   r.add("channel", "channel_handshakes_timed_out", &k.handshakes_timed_out);
   r.add("channel", "channels_refused", &k.channels_refused);
   r.add("channel", "channels_refused_source", &k.channels_refused_source);
+  r.add("channel", "peer_moves", &k.peer_moves);
+  r.add("channel", "peer_moves_applied", &k.peer_moves_applied);
+  r.add("channel", "peer_moves_refused", &k.peer_moves_refused);
+  r.add("channel", "peer_moves_stale", &k.peer_moves_stale);
+  r.add("channel", "peer_moves_malformed", &k.peer_moves_malformed);
+  r.add("channel", "peer_moves_unknown", &k.peer_moves_unknown);
+  r.add("channel", "peer_moves_foreign", &k.peer_moves_foreign);
+  r.add("channel", "client_credentials_bad", &k.client_credentials_bad);
   const auto& h = importer_->handover().counters();
   r.add("handover", "handover_syns_accepted", &h.syns_accepted);
   r.add("handover", "handover_syns_repeated", &h.syns_repeated);

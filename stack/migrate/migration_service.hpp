@@ -109,6 +109,11 @@ class MigrationService {
   // they were old enough to move once).
   void connection_accepted(tcp_pcb* pcb);
 
+  // Who tells an imported origin leg's origin where it went (a proxy's Follower:
+  // Follower::announce_moved).
+  void set_tell_origin(migrate::Importer::TellOriginFn tell_origin) { importer_->set_tell_origin(std::move(tell_origin)); }
+  // This server's pool membership certificate (empty: in no pool), for a HELLO.
+  const std::vector<uint8_t>& credential() const { return credential_; }
   const MigrationCounters& counters() const { return counters_; }
   const CounterRegistry& registry() const { return registry_; }
   const migrate::MigrationGuard& guard() const { return importer_->guard(); }
