@@ -39,7 +39,7 @@ Modes:
                          both ways. Relay sessions do NOT move: the backend's kernel
                          socket is local to this host. `roamctl status` lists them under
                          "unmovable" with that reason; `roamctl migrate` leaves them
-                         here and counts them: "ok moved 0 of 1 ... (1 stayed: 1 relay)".
+                         here and counts them in its answer: 1 stayed: 1 relay.
 
 Sessions of echo, discard and files move live to another roam-server with
 `roamctl migrate --from THIS_CONTROL --to OTHER_CONTROL`: their connections stay open and

@@ -14,6 +14,7 @@ backend (a Python thread on 127.0.0.1). Asserted:
      "ok moved 0 of 102 ... (102 stayed: 102 relay)", and A logs 20 of them one by one,
      then one line for the rest. Every session still echoes.
 """
+import json
 import os
 import socket
 import sys
@@ -47,6 +48,7 @@ def migrate_summary(t, want_total):
     """roamctl migrate A -> B; checks the whole line and returns its parenthesized note."""
     result = t.migrate_raw("A", "B")
     line = result.stdout.strip()
+    log("    roamctl: %s" % line)
     moved = harness.parse_moved(line)
     if result.returncode != 0 or moved is None or result.stderr != "":
         raise TestFailure("roamctl migrate: exit %d, stdout %r, stderr %r\n%s" % (
@@ -71,6 +73,7 @@ def main():
             listed = status["unmovable"]
             check(len(listed) == 1, "A lists %d unmovable sessions, expected 1: %r" % (len(listed), listed))
             entry = listed[0]
+            log("    unmovable: %s" % json.dumps(entry))
             check(entry["kind"] == "relay" and entry["label"] == "relay" and entry["reason"] == REASON,
                   "unexpected entry %r" % entry)
             check((entry["local_address"], entry["local_port"]) == (t.address["A"], 7000)
