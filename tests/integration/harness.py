@@ -551,6 +551,7 @@ class TwoServers(_Topology):
         self.client = None
         self.udp = {}              # "A"/"B"/"client" -> the node's own UDP link port
         self.controls = {}         # "A"/"B" -> "127.0.0.1:PORT"
+        self.last_summary = None   # the last line migrate() checked
         self.forward_ports = []
 
     @property
@@ -628,9 +629,11 @@ class TwoServers(_Topology):
 
     def migrate(self, source, destination, expect_moved=None, count=None, timeout=IO_TIMEOUT):
         """Moves SOURCE's sessions to DESTINATION and checks roamctl said "ok moved M of N"
-        with exit 0 (and M == N == expect_moved when given). Returns (M, N, address, ms)."""
+        with exit 0 (and M == N == expect_moved when given). Returns (M, N, address, ms);
+        the whole line stays in self.last_summary."""
         result = self.migrate_raw(source, destination, count, timeout)
         line = result.stdout.strip()
+        self.last_summary = line  # for moved_note()
         moved = parse_moved(line)
         ok = result.returncode == 0 and moved is not None and result.stderr == ""
         if ok and expect_moved is not None:
