@@ -8,10 +8,10 @@
 //   start(link)        for each candidate: skip what cannot move (why_session_stays: the
 //                      session ending or of a kind that never moves, a leg not ESTABLISHED
 //                      or parked here; too young: closed; a client leg with no client to
-//                      tell; each logged with its reason, the first 20 per move), else freeze the app and every leg's pcb, silence
-//                      their flows and capture one snapshot per leg, all or nothing (a leg
-//                      that cannot be captured puts every leg back as it was), and send
-//                      them in one session frame
+//                      tell; each logged with its reason, the first 20 per move), else
+//                      freeze the app and every leg's pcb, silence their flows and capture
+//                      one snapshot per leg, all or nothing (a leg that cannot be captured
+//                      puts every leg back as it was), and send them in one session frame
 //   on_result(r)       the target's answer for the next session sent, in order: ok -> free
 //                      every leg's pcb without RST or FIN, drop the session; refused ->
 //                      unsilence, thaw: the session goes on here exactly as it was

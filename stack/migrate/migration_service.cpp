@@ -558,12 +558,17 @@ bool MigrationService::authenticate_target(FrameStream& stream, const std::strin
 void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
   if (!exporter_) return;
   if (!exporter_->started()) {
-    // The answer to address_request, before any session was sent.
+    // The answer to address_request, before any session was sent (a refusal is quoted,
+    // cut to a line's length).
+    std::string text;
     if (frame.type == migrate::FrameType::reply)
-      target_addresses_ = parse_address_answer(std::string(frame.payload.begin(), frame.payload.end()));
+      text.assign(frame.payload.begin(), frame.payload.begin() + static_cast<std::ptrdiff_t>(
+                                                                     std::min<size_t>(frame.payload.size(), 200)));
+    target_addresses_ = parse_address_answer(text);
     if (target_addresses_.empty()) {
       ++counters_.bad_frames;
-      exporter_->abandon("target did not tell its carrier addresses");
+      exporter_->abandon("target did not tell its carrier addresses" +
+                         (text.empty() ? std::string() : " (it answered '" + text + "')"));
       return;
     }
     StreamTransfer link(*transfer_);

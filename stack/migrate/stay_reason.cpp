@@ -11,8 +11,8 @@ std::optional<StayReason> why_session_stays(const MovableSession& session, const
                                             const MigrationGuard& guard) {
   if (!session.movable()) return session.stay_reason();
   if (legs.empty() || legs.size() > max_session_legs)
-    return StayReason{"legs", "it has " + std::to_string(legs.size()) + " legs (1 to " +
-                                  std::to_string(max_session_legs) + " move)"};
+    return StayReason{
+        "legs", "it has " + std::to_string(legs.size()) + " legs (1 to " + std::to_string(max_session_legs) + " move)"};
   for (size_t i = 0; i < legs.size(); ++i) {
     for (size_t j = 0; j < i; ++j)
       if (legs[j].pcb == legs[i].pcb && legs[i].pcb != nullptr)

@@ -78,9 +78,9 @@ TEST_CASE("the move summary counts stayed sessions by label, in the order first 
   migrate::ExportReport report;
   CHECK(migrate::stayed_summary(report) == "");
 
-  report.sessions = {entry(SessionOutcome::moved, ""), entry(SessionOutcome::stayed, "relay"),
+  report.sessions = {entry(SessionOutcome::moved, ""),        entry(SessionOutcome::stayed, "relay"),
                      entry(SessionOutcome::stayed, "ending"), entry(SessionOutcome::no_channel, "no channel"),
-                     entry(SessionOutcome::stayed, "relay"), entry(SessionOutcome::failed, "")};
+                     entry(SessionOutcome::stayed, "relay"),  entry(SessionOutcome::failed, "")};
   CHECK(migrate::stayed_summary(report) == "4 stayed: 2 relay, 1 ending, 1 no channel");
 
   report.sessions.push_back(entry(SessionOutcome::closed_young, "young"));
