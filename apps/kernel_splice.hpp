@@ -50,6 +50,9 @@ class KernelSplice final : public TcpConnection::Handler {
   // the server's control channel).
   void set_on_carrier_connected(std::function<void(tcp_pcb*)> callback) { on_carrier_connected_ = std::move(callback); }
 
+  // The carrier's pcb, nullptr before adopt_carrier and once the carrier is gone.
+  tcp_pcb* carrier_pcb() const { return carrier_ ? carrier_->pcb() : nullptr; }
+
   // Closes both sides now (process shutdown). Graceful where nothing is left in flight.
   void close();
 
