@@ -9,11 +9,13 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/exporter.hpp"
@@ -73,7 +75,7 @@ struct Peer final : TcpConnection::Handler {
   void on_remote_closed(TcpConnection&) override { remote_closed = true; }
   void on_sent(TcpConnection&, size_t) override { pump(); }
   void on_error(TcpConnection&, err_t e) override {
-    failed = true;
+    failed = e != ERR_CLSD;  // ERR_CLSD: our FIN was acknowledged after the peer's, a clean end
     error = e;
   }
 };
@@ -124,6 +126,9 @@ struct ProxyLab {
     origin.connection.reset();
     origin_listener.reset();
     lab.run([] { return false; }, 20);
+    // A clean close leaves TIME_WAIT pcbs (the proxy's end of the client leg on the lab's
+    // port among them) that would outlive the lab and keep the next one from listening.
+    while (tcp_tw_pcbs != nullptr) tcp_abort(tcp_tw_pcbs);
   }
 
   ProxySession& proxy() { return *static_cast<ProxySession*>(table.sessions().front()); }
@@ -296,6 +301,15 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   p.client.send(up);
   p.origin.send(down);
   p.settle();
+  // A late packet of the old flows (sent by A before the freeze) reaches a peer that
+  // already follows B and is answered with RST toward A, where the flow is silenced: that
+  // one is harmless. Any other RST would break a moved connection.
+  auto resets_elsewhere = std::make_shared<size_t>(0);  // the lab outlives this test's locals
+  p.lab.lose = [resets_elsewhere, a_address = to_lwip(p.lab.a())](std::span<const uint8_t> packet) {
+    std::vector<uint8_t> copy(packet.begin(), packet.end());
+    if (LwipLab::is_rst(copy) && std::memcmp(&packet[16], &a_address.u_addr.ip4.addr, 4) != 0) ++*resets_elsewhere;
+    return false;
+  };
   ProxySession& before = p.proxy();
   size_t held_up = before.held(ProxySession::client_leg);
   size_t held_down = before.held(ProxySession::origin_leg);
@@ -339,7 +353,9 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   CHECK(p.origin.received == up);
   CHECK(p.client.received == down);
   CHECK(importer.parked_count() == 0);
-  CHECK(p.lab.rst_seen == 0);
+  CHECK(*resets_elsewhere == 0);
+  CHECK_FALSE(p.client.failed);
+  CHECK_FALSE(p.origin.failed);
 }
 
 TEST_CASE("a proxy import refuses legs that do not fit, touching no pcb") {
