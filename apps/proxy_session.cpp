@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "base/log.hpp"
+#include "stack/connection_id.hpp"
 
 namespace roam {
 
@@ -165,7 +166,13 @@ void ProxySession::on_error(TcpConnection& connection, err_t error) {
   if (ending_) return;
   size_t leg = leg_of(connection);
   if (leg == origin_leg && !origin_connected_) {
-    fail_origin(std::string("the origin leg's open failed: ") + lwip_error_name(error));
+    // lwIP gives up on a SYN after TCP_SYNMAXRTX retries, 3 s apart (about 20 s).
+    if (error == ERR_RST)
+      fail_origin("refused the origin leg (reset)");
+    else if (error == ERR_ABRT)
+      fail_origin("no answer to the origin leg's SYNs (unreachable)");
+    else
+      fail_origin(std::string("the origin leg failed to open: ") + lwip_error_name(error));
     return;
   }
   // ERR_CLSD: our FIN was acknowledged after the peer's (LAST_ACK done): this leg ended
@@ -248,6 +255,12 @@ void ProxySession::end(bool reset) {
     if (lifetime.expired()) return;
     for (auto& leg : legs_) {
       if (!leg) continue;
+      if (parked_import(leg->pcb())) {
+        // Imported here and its peer has not arrived (an origin not yet told): the
+        // importer's guard still holds this pcb, so it is not ours to free.
+        leg->release();
+        continue;
+      }
       if (reset)
         leg->abort();
       else
@@ -256,6 +269,16 @@ void ProxySession::end(bool reset) {
     if (auto notify = std::exchange(on_finished_, nullptr)) notify(this);
   });
   node_.kick();
+}
+
+bool ProxySession::parked_import(const tcp_pcb* pcb) {
+  // An import always has an id; a leg still opening (SYN_SENT) has none yet.
+  uint64_t id = pcb != nullptr ? connection_id(pcb) : 0;
+  if (id == 0 || pcb->state == TIME_WAIT || pcb->state == CLOSED) return false;
+  // Every pcb in lwIP's active list is in the connection id index; a parked import is not.
+  for (const tcp_pcb* registered : find_pcbs_by_connection_id(id))
+    if (registered == pcb) return false;
+  return true;
 }
 
 void ProxySession::resume_later() {

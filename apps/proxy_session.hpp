@@ -107,6 +107,9 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   void maybe_finish();
   void end(bool reset);
   void resume_later();
+  // A leg imported here whose peer has not arrived yet: lwIP does not know it, the
+  // importer's guard does.
+  static bool parked_import(const tcp_pcb* pcb);
 
   Node& node_;
   FinishedFn on_finished_;
