@@ -31,8 +31,13 @@ ProxySession::ProxySession(Node& node, tcp_pcb* client, FinishedFn on_finished, 
 ProxySession::~ProxySession() {
   // Still live here only when the owner destroys the session before it ended (server
   // shutdown before the deferred close ran): the streams were cut short, say so.
-  for (auto& leg : legs_)
-    if (leg) leg->abort();
+  for (auto& leg : legs_) {
+    if (!leg) continue;
+    if (parked_import(leg->pcb()))
+      leg->release();  // the importer's guard holds it (see end())
+    else
+      leg->abort();
+  }
 }
 
 void ProxySession::attach_origin(std::unique_ptr<TcpConnection> origin) {

@@ -358,6 +358,57 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   CHECK_FALSE(p.origin.failed);
 }
 
+TEST_CASE("a moved proxy session that ends while its origin leg is still parked leaves that pcb to the importer") {
+  ProxyLab p;
+  roam::testing::FakeClientDirectory directory;
+  roam::testing::LoopbackTransfer link;
+  migrate::MigrationGuard old_guard{*p.lab.node};
+  migrate::ImportConfig config;
+  config.address4 = p.lab.b();
+  migrate::Importer importer(*p.lab.node, p.table, config);
+  struct ShutdownAtEnd {
+    migrate::Importer& importer;
+    ~ShutdownAtEnd() { importer.shutdown(); }
+  } shutdown_at_end{importer};
+  link.importer = &importer;
+  link.node = p.lab.node.get();
+  p.client.send(pattern(64 << 10, 12));
+  p.run_until([&] { return p.origin.received.size() == 64u << 10; });
+
+  std::optional<migrate::ExportReport> report;
+  migrate::ExportPolicy policy;
+  policy.handover = false;
+  migrate::Exporter exporter({*p.lab.node, p.table, old_guard, directory, nullptr}, policy, "b", p.table.sessions(),
+                             uv_now(p.lab.node->loop()), [&](const migrate::ExportReport& r) { report = r; });
+  exporter.start(link);
+  link.deliver(exporter);
+  REQUIRE(report.has_value());
+  REQUIRE(report->moved == 1);
+  MovableSession* moved = p.table.sessions().front();
+  FlowKey origin_leg = flow_of(moved->legs()[1].pcb);
+  // Only the client follows (nothing tells the origin here); then the client resets.
+  tcp_pcb* client_end = p.client.connection->pcb();
+  migrate::rewrite_remote(std::span(&client_end, 1), p.lab.b(), 0);
+  p.client.send(pattern(1000, 13));
+  p.run_until([&] { return importer.guard().parked_count() == 1; });
+  REQUIRE(importer.guard().parked_count() == 1);
+  p.client.connection->abort();
+  auto ended = [&] {
+    auto legs = moved->legs();
+    return legs[0].pcb == nullptr && legs[1].pcb == nullptr;
+  };
+  p.run_until(ended);
+  CHECK(ended());  // the client leg was reset, the session let go of both legs
+  // The parked origin leg is still the guard's, alive: not freed under it.
+  REQUIRE(importer.guard().is_parked(origin_leg));
+  tcp_pcb* parked = importer.guard().repark(origin_leg, origin_leg);
+  REQUIRE(parked != nullptr);
+  CHECK(parked->state == ESTABLISHED);
+  CHECK(parked->callback_arg == nullptr);
+  importer.guard().forget_parked(origin_leg);
+  tcp_abort(parked);
+}
+
 TEST_CASE("a proxy import refuses legs that do not fit, touching no pcb") {
   LwipLab lab{4, [](tcp_pcb*) { return false; }};
   SessionKinds kinds;
