@@ -16,6 +16,7 @@ Rates only pace the readers; nothing is timed.
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -70,10 +71,12 @@ def main():
         with ProxyChain(backend) as chain:
             log("phase 1: %d MiB each way at once" % (SIZE >> 20))
             sock = chain.connect("bulk both %d %d 0" % (SIZE, DOWN_SEED))
+            started = time.monotonic()
             sender = harness.Worker(send_all, sock, up, name="client-send")
             sender.start()
             got, digest, end = read_to_end(sock, SIZE)
             sender.finish()
+            elapsed = time.monotonic() - started
             sock.close()
             record = backend.wait("both")
             check(end == "eof", "the client's stream ended with a %s after %d bytes" % (end, got))
@@ -84,6 +87,7 @@ def main():
                   "the backend received %d bytes (sha256 %s), expected the client's %d"
                   % (record["received"], record["sha256"], SIZE))
             log("phase 1: both directions byte-exact")
+            log("INFO throughput (information only): %.1f MiB/s per direction" % ((SIZE >> 20) / elapsed))
 
             with RssSampler(chain) as rss:
                 log("phase 2a: the backend reads %d MiB at %d MiB/s" % (SLOW_UP_SIZE >> 20, SLOW_UP_RATE >> 20))
