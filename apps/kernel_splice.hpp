@@ -78,6 +78,8 @@ class KernelSplice final : public TcpConnection::Handler {
   static void on_kernel_closed(uv_handle_t* handle) noexcept;
 
   void start_if_ready();
+  // The kernel socket was reset (its pending error), even if libuv reported EOF.
+  bool kernel_reset_pending() const;
   void kernel_data(const uint8_t* data, size_t length);
   void pump_to_carrier();
   void start_kernel_reads();
