@@ -192,13 +192,15 @@ class ProxyChain(harness._Topology):
     def start(self):
         for _ in range(5):
             self.udp = {n: harness.free_udp_port() for n in ["client", "origin"] + self.proxy_names}
-            self.controls = {n: "127.0.0.1:%d" % harness.free_tcp_port() for n in self.proxy_names}
+            self.controls = {n: "127.0.0.1:%d" % harness.free_tcp_port() for n in self.proxy_names + ["origin"]}
             self.forward_port = harness.free_tcp_port()
             self.origin, self.proxies, self.client = None, {}, None
             ok = True
             if self.run_origin:
-                argv = [harness.ROAM_SERVER] + self._node_args("origin", self.proxy_names) + \
-                    ["relay", "--backend", "127.0.0.1:%d" % self.backend.port]
+                argv = [harness.ROAM_SERVER] + self._node_args("origin", self.proxy_names)
+                if self.control:  # for its status: the origin moves nothing itself
+                    argv += ["--control", self.controls["origin"]] + harness.lab_pool().server_args("origin")
+                argv += ["relay", "--backend", "127.0.0.1:%d" % self.backend.port]
                 self.origin, ok = self._start_process("server", "origin", argv, "[app] serving ")
             for name in self.proxy_names:
                 if not ok:

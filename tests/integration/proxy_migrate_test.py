@@ -1,15 +1,14 @@
 #!/usr/bin/env python3
-"""A proxy session moves between proxies (proxy_chain.py with proxies A and B, control ports
-and the lab pool): the client downloads 64 MiB through proxy A; after 8 MiB, `roamctl
-migrate` A -> B must export the proxy session (both legs): "ok moved 1 of 1 sessions to
-198.18.13.2", A then holds no session and B holds it.
-
-DEPENDS ON THE LEAD'S WORK (issue 12, telling the origin where its leg went): after the
-move the origin must be told that the origin leg now lives at B, or the origin keeps
-sending to A and the leg expires parked at B. Until that lands, ORIGIN_TOLD is False and
-the test stops after checking the move itself. With it True (or ROAM_PROXY_ORIGIN_TOLD=1)
-the test also checks that the download goes on byte-exact to its end through B, and that
-the client's upload after it reaches the backend.
+"""A proxy session moves between proxies, both legs (proxy_chain.py with proxies A and B,
+control ports and the lab pool): the client downloads 64 MiB through proxy A; at 8, 24 and
+40 MiB `roamctl migrate` moves the proxy session A -> B -> A -> B ("ok moved 1 of 1
+sessions to <the target's carrier address>"). Each move exports the client leg (the client
+follows the ACM) and the origin leg: the new proxy tells the origin with an ACM of its own
+on a channel from its new address (docs/PROTOCOL.md 3.7), the origin points the leg there
+(ACK rebound) and retransmits, which unparks the leg at the new proxy. Asserted: the
+download is byte-exact to its end, the client's upload after it reaches the backend, the
+origin applied one peer move per proxy move and refused none, and the old proxy holds no
+session after each move.
 """
 import os
 import socket
@@ -21,9 +20,8 @@ import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
 from proxy_chain import ADDRESS, CommandBackend, ProxyChain, seeded, send_all  # noqa: E402
 
-ORIGIN_TOLD = os.environ.get("ROAM_PROXY_ORIGIN_TOLD") == "1"  # flip to True with the lead's tell-origin
 SIZE = 64 << 20
-MOVE_AT = 8 << 20
+MOVES = [(8 << 20, "A", "B"), (24 << 20, "B", "A"), (40 << 20, "A", "B")]
 SEED = 0x3A7E
 
 
@@ -49,24 +47,29 @@ def main():
             chain.wait_for_sessions("A", 0)  # the readiness probe's session is gone
             sock = chain.connect("bulk moving %d %d 0" % (SIZE, SEED))
             digest = harness.hashlib.sha256()
-            got = read_exactly(sock, MOVE_AT, digest)
-            result = chain.migrate("A", "B")
-            moved = harness.parse_moved(result.stdout)
-            check(result.returncode == 0 and moved is not None and moved[0] == 1 and moved[1] == 1,
-                  "roamctl migrate A -> B: exit %d, stdout %r, stderr %r (expected \"ok moved 1 of 1 ...\")\n%s"
-                  % (result.returncode, result.stdout, result.stderr, chain.tails()))
-            check(moved[2] == ADDRESS["B"], "the move reported address %s, expected %s" % (moved[2], ADDRESS["B"]))
-            log("moved the proxy session A -> B after %d MiB: %s" % (got >> 20, result.stdout.strip()))
-            chain.wait_for_sessions("A", 0)
-            check(chain.status("B")["sessions"] == 1, "B does not hold the moved session")
-            if not ORIGIN_TOLD:
-                log("ORIGIN_TOLD is off: the origin is not told yet (the lead's part); the stream is not checked")
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.close()
-                chain.stop_all()
-                return
+            got = 0
+            for mark, source, target in MOVES:
+                got += read_exactly(sock, mark - got, digest)
+                result = chain.migrate(source, target)
+                moved = harness.parse_moved(result.stdout)
+                check(result.returncode == 0 and moved is not None and moved[0] == 1 and moved[1] == 1,
+                      "roamctl migrate %s -> %s: exit %d, stdout %r, stderr %r (expected \"ok moved 1 of 1 ...\")\n%s"
+                      % (source, target, result.returncode, result.stdout, result.stderr, chain.tails()))
+                check(moved[2] == ADDRESS[target], "the move reported address %s, expected %s"
+                      % (moved[2], ADDRESS[target]))
+                log("moved the proxy session %s -> %s after %d MiB: %s"
+                    % (source, target, got >> 20, result.stdout.strip()))
+                chain.wait_for_sessions(source, 0)
+                check(chain.status(target)["sessions"] == 1, "%s does not hold the moved session" % target)
             got += read_exactly(sock, SIZE - got, digest)
             check(digest.hexdigest() == harness.sha256(down), "the download differs from what the backend sent")
+            origin = chain.status("origin")
+            log("origin: peer_moves %d applied %d refused %d, rebound %d" % (
+                origin["peer_moves"], origin["peer_moves_applied"], origin["peer_moves_refused"],
+                origin["peer_moves_rebound"]))
+            check(origin["peer_moves_applied"] == len(MOVES) and origin["peer_moves_refused"] == 0,
+                  "the origin applied %d peer moves (refused %d), expected %d" % (
+                      origin["peer_moves_applied"], origin["peer_moves_refused"], len(MOVES)))
             up = seeded(SEED + 1, 1 << 20)
             send_all(sock, up, shutdown=True)
             rest = sock.recv(1)
