@@ -153,7 +153,7 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   MovableSession* raw = session.get();
   *arrived = raw;
   uint64_t expires = now_ms + config_.parked_timeout_ms;
-  parked_[raw] = ParkedImport{expires, count, ids};
+  parked_[raw] = ParkedImport{expires, count, ids, pcbs};
   parked_ids_.insert(ids.begin(), ids.end());
   next_expiry_ms_ = std::min(next_expiry_ms_, expires);
   const IpAddress* given = nullptr;
@@ -277,6 +277,18 @@ uint64_t Importer::on_time(uint64_t now_ms) {
     for (const auto& leg : legs)
       if (leg.pcb != nullptr && guard_.is_parked(flow_of(leg.pcb))) ++parked;
     if (parked == 0) {  // ended, or every peer arrived
+      if (alive.count(session) == 0) {
+        // It ended with legs still parked (a proxy whose client left before its origin
+        // was told): those pcbs were left to the guard; free them here.
+        for (tcp_pcb* pcb : it->second.pcbs) {
+          if (!guard_.holds(pcb)) continue;
+          FlowKey flow = flow_of(pcb);
+          guard_.forget_parked(flow);
+          if (segment_mac_ != nullptr) segment_mac_->forget(flow);
+          responder_.forget(connection_id(pcb));
+          discard_imported_pcb(pcb);
+        }
+      }
       auto gone = it++;
       forget_parked_import(gone);
       continue;

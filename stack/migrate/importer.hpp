@@ -123,6 +123,7 @@ class Importer {
     uint64_t expires_ms = 0;
     size_t waiting = 0;         // legs still parked
     std::vector<uint64_t> ids;  // every leg's connection id
+    std::vector<tcp_pcb*> pcbs;  // every leg's pcb (only compared while the guard holds it)
   };
 
   // Why a decoded leg cannot be imported here (reason "" when it can), and the counter

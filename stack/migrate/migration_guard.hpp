@@ -77,6 +77,12 @@ class MigrationGuard final : public InputFilter, public OutputFilter {
   // Registers every parked pcb with lwIP as it is (shutdown: so closing them works).
   void unpark_all();
   bool is_parked(const FlowKey& key) const { return parked_.count(key) != 0; }
+  // Whether `pcb` is parked here (by pointer: a walk of the parked flows; rare paths only).
+  bool holds(const tcp_pcb* pcb) const {
+    for (const auto& [key, parked] : parked_)
+      if (parked.pcb == pcb) return true;
+    return false;
+  }
   size_t parked_count() const { return parked_.size(); }
 
   FilterVerdict on_input(const InboundPacket& packet) override;
