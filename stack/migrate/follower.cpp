@@ -484,6 +484,9 @@ void Follower::announce_moved(const std::vector<MovedEnd>& ends) {
       acm.scope = control::AcmScope::connections;
       acm.old_address = group.front()->old_local;
       acm.new_address = from_lwip(group.front()->pcb->local_ip);
+      // The ids name the connections; the decoder wants a non-zero old port, and our
+      // ports do not change: the first one's (docs/PROTOCOL.md 3.3, a peer's ACM).
+      acm.old_port = acm.new_port = group.front()->pcb->local_port;
       acm.handover_token = crypto::random_handover_token();
       acm.target_credential = options_.hello_credential;
       for (size_t i = offset; i < std::min(group.size(), offset + control::max_connection_ids); ++i) {

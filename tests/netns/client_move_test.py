@@ -261,6 +261,17 @@ def run_variant(lab, tag, directory, want_digest):
                    reader.failed)
         log("ok   - %s: the download goes on %.2f s after the readdress (%.1f MiB received)" % (
             tag, time.monotonic() - started, reader.received() / MIB))
+        if tag == "nat":  # while the carrier is still live: the NAT in c took the new path
+            counters = nat_counters(lab)
+            if counters.get("admitted", 0) < 2:
+                raise Failure("the NAT in c admitted %s new flows, want >= 2 (the channel and the synthetic SYN): %s"
+                              % (counters.get("admitted"), counters))
+            table = lab.run_in("c", ["cat", "/proc/net/nf_conntrack"]).stdout
+            tracked = [line for line in table.splitlines() if "src=%s" % NEW[1] in line and "dport=7000" in line]
+            if not any(" ESTABLISHED " in line for line in tracked):
+                raise Failure("the NAT in c tracks no ESTABLISHED carrier from %s:\n%s" % (NEW[1], "\n".join(tracked)))
+            log("ok   - %s: the NAT in c admitted %d new flows and tracks the carrier from %s as ESTABLISHED" % (
+                tag, counters["admitted"], NEW[1]))
         done = wait_until(reader.done, 120, "the download finishing", reader.failed)
         words = done.split()
         if int(words[1]) != SIZE or words[2] != want_digest:
@@ -283,16 +294,6 @@ def run_variant(lab, tag, directory, want_digest):
         if st.get("handover_syns_accepted", 0) < 1 or st.get("handover_syns_forged", 0) != 0 or \
                 st.get("handover_syns_replayed", 0) != 0:
             raise Failure("server status %s: want handover_syns_accepted >= 1, none forged or replayed" % summary)
-        counters = nat_counters(lab)
-        if counters.get("admitted", 0) < 2:
-            raise Failure("the NAT in c admitted %s new flows, want >= 2 (the channel and the synthetic SYN): %s" % (
-                counters.get("admitted"), counters))
-        table = lab.run_in("c", ["cat", "/proc/net/nf_conntrack"]).stdout
-        tracked = [line for line in table.splitlines() if "src=%s" % NEW[1] in line and "dport=7000" in line]
-        if not any("ESTABLISHED" in line for line in tracked):
-            raise Failure("the NAT in c tracks no ESTABLISHED carrier from %s:\n%s" % (NEW[1], "\n".join(tracked)))
-        log("ok   - %s: the NAT in c admitted %d new flows and tracks the carrier as ESTABLISHED" % (
-            tag, counters["admitted"]))
     log("ok   - %s: server status %s" % (tag, summary))
     lab.stop_cleanly(labels)
     log("ok   - %s: client and server exited 0 on SIGTERM" % tag)
