@@ -450,7 +450,10 @@ Result<Ok, std::string> Follower::change_own_address(const IpAddress& old_local,
     server->signer.reset();
     server->registered.clear();
     server->register_all = true;
-    for (auto& announcement : server->announcements) announcement.sent = false;
+    // An earlier move not yet answered is superseded: the announcement below names the
+    // same connections from where they are now (an ACK of the old one finds nothing).
+    for (auto& announcement : server->announcements) release_held(announcement.flows);
+    server->announcements.clear();
     server->retry_at_ms = 0;
   }
   auto changed = node_.change_address(old_local, new_local);

@@ -11,7 +11,8 @@ Checks: an echo through the forward, A holding the client's registration; FILE t
 198.18.11.7 and the client gets SIGUSR1: it logs the change, A answers `rebound` (the ACM
 comes on a channel from the new address: nothing between rewrites it), A counts
 peer_moves_applied 1 and peer_moves_rebound 1, refuses nothing, and the echo goes on
-byte-exact on the same connection. A file that names no address changes nothing (the
+byte-exact on the same connection. Two more changes in a row (the second before the first
+was answered, back to 198.18.11.2): the echo goes on. A file that names no address changes nothing (the
 client logs why; the echo goes on). A server move A -> B afterwards still reaches the
 client at its new address ("ok moved 1 of 1", echo byte-exact, clean EOF).
 """
@@ -55,6 +56,24 @@ def main():
                   "A's peer-move counters: %s" % moves)
             log("ok   - SIGUSR1 with %s in the file: the connection moved with the client, A answered rebound (%s)"
                 % (NEW_ADDR, moves))
+
+            # Straight back, twice in a row without waiting: the second move supersedes the
+            # first (its announcement, its held output) and the connection ends up at the
+            # client's original address.
+            for address in (NEW_ADDR.replace(".7", ".8"), harness.CLIENT_ADDR):
+                with open(path, "w") as f:
+                    f.write(address + "\n")
+                t.client.popen.send_signal(signal.SIGUSR1)
+                check(t.client.wait_for_log("our address changes from") and
+                      t.client.wait_for_log("to %s" % address), "the client did not take %s:\n%s" % (
+                          address, t.client.tail()))
+            wait_until("A to point the connection back at %s" % harness.CLIENT_ADDR,
+                       lambda: t.status("A")["peer_moves_rebound"] >= 2)
+            echo.exchange(8)
+            a = t.status("A")
+            check(a["peer_moves_refused"] == 0, "A refused a move: %s" % {k: v for k, v in a.items() if "peer" in k})
+            log("ok   - two more moves in a row (the last back to %s): echo byte-exact, A applied %d" % (
+                harness.CLIENT_ADDR, a["peer_moves_applied"]))
 
             with open(path, "w") as f:
                 f.write("not-an-address\n")
