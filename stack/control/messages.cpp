@@ -54,7 +54,7 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
   std::memcpy(m.old_address.bytes.data(), old_address.data(), address_bytes);
   std::memcpy(m.new_address.bytes.data(), new_address.data(), address_bytes);
   if (count > max_connection_ids) return unexpected(MessageError::oversized);
-  if (m.scope == AcmScope::connections ? count == 0 || m.old_port == 0 : count != 0)
+  if (m.scope == AcmScope::connections ? count == 0 : count != 0)
     return unexpected(MessageError::bad_field);
   if (r.remaining() < size_t{count} * 8) return unexpected(MessageError::truncated);
   m.connection_ids.reserve(count);

@@ -456,6 +456,11 @@ Result<Ok, std::string> Follower::change_own_address(const IpAddress& old_local,
     server->announcements.clear();
     server->retry_at_ms = 0;
   }
+  std::erase_if(to_announce_, [&](const EndToAnnounce& end) {  // not flushed yet: superseded too
+    if (!(end.flow.local == old_local)) return false;
+    hold_.release(end.flow);
+    return true;
+  });
   auto changed = node_.change_address(old_local, new_local);
   if (!changed) {  // cannot happen (checked above); the connections stay on the new address
     for (const auto& end : ends) hold_.release(flow_of(end.pcb));
@@ -472,36 +477,47 @@ Result<Ok, std::string> Follower::change_own_address(const IpAddress& old_local,
 }
 
 void Follower::announce_moved(const std::vector<MovedEnd>& ends) {
+  if (closed_) return;
+  bool scheduled = !to_announce_.empty();
+  for (const auto& end : ends)
+    if (end.pcb != nullptr && end.connection_id != 0)
+      to_announce_.push_back({flow_of(end.pcb), end.connection_id, end.old_local});
+  if (scheduled || to_announce_.empty()) return;
+  node_.defer([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired()) flush_announcements();
+  });
+}
+
+void Follower::flush_announcements() {
+  std::vector<EndToAnnounce> ends;
+  ends.swap(to_announce_);
   if (closed_ || ends.empty()) return;
   uint64_t now_ms = uv_now(node_.loop());
   // One ACM per peer and address change (at most max_connection_ids ids each).
-  std::map<std::string, std::vector<const MovedEnd*>> by_peer;
+  std::map<std::string, std::vector<const EndToAnnounce*>> by_peer;
   for (const auto& end : ends)
-    if (end.pcb != nullptr && end.connection_id != 0)
-      by_peer[from_lwip(end.pcb->remote_ip).to_string() + " " + end.old_local.to_string()].push_back(&end);
+    by_peer[end.flow.remote.to_string() + " " + end.old_local.to_string() + " " + end.flow.local.to_string()]
+        .push_back(&end);
   for (auto& [name, group] : by_peer) {
-    Server& server = server_for(from_lwip(group.front()->pcb->remote_ip));
+    const EndToAnnounce& first = *group.front();
+    Server& server = server_for(first.flow.remote);
     for (size_t offset = 0; offset < group.size(); offset += control::max_connection_ids) {
       Server::Announcement announcement;
       auto& acm = announcement.acm;
       acm.scope = control::AcmScope::connections;
-      acm.old_address = group.front()->old_local;
-      acm.new_address = from_lwip(group.front()->pcb->local_ip);
-      // The ids name the connections; the decoder wants a non-zero old port, and our
-      // ports do not change: the first one's (docs/PROTOCOL.md 3.3, a peer's ACM).
-      acm.old_port = acm.new_port = group.front()->pcb->local_port;
+      acm.old_address = first.old_local;
+      acm.new_address = first.flow.local;
       acm.handover_token = crypto::random_handover_token();
       acm.target_credential = options_.hello_credential;
       for (size_t i = offset; i < std::min(group.size(), offset + control::max_connection_ids); ++i) {
         acm.connection_ids.push_back(group[i]->connection_id);
-        announcement.flows.push_back(flow_of(group[i]->pcb));
+        announcement.flows.push_back(group[i]->flow);
       }
       announcement.give_up_at_ms = now_ms + announce_timeout_ms;
       server.announcements.push_back(std::move(announcement));
     }
     logger("migrate")->info("our end of {} connection(s) with {} moved from {} to {}: telling it", group.size(),
-                            server.address.to_string(), group.front()->old_local.to_string(),
-                            from_lwip(group.front()->pcb->local_ip).to_string());
+                            server.address.to_string(), first.old_local.to_string(), first.flow.local.to_string());
     if (server.trusted && server.channel)
       send_announcements(server);
     else

@@ -129,6 +129,8 @@ class Follower {
     uint64_t connection_id = 0;
     IpAddress old_local;
   };
+  // Announcements made in one loop turn (an import of many sessions) are sent together,
+  // one ACM per peer (deferred).
   void announce_moved(const std::vector<MovedEnd>& ends);
   static constexpr uint64_t announce_timeout_ms = 10'000;
 
@@ -168,6 +170,12 @@ class Follower {
                                                                     const crypto::PublicKey& key) const;
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
   void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
+  struct EndToAnnounce {
+    FlowKey flow;  // as it is now (the new local address)
+    uint64_t connection_id = 0;
+    IpAddress old_local;
+  };
+  void flush_announcements();
   void send_announcements(Server& server);
   void on_announcement_ack(Server& server, const control::Ack& ack);
   void expire_announcements(Server& server, uint64_t now_ms);
@@ -208,6 +216,7 @@ class Follower {
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> moving_ids_;
   UvHandle<uv_timer_t> timer_;               // armed for the machines' earliest deadline
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
+  std::vector<EndToAnnounce> to_announce_;  // until the deferred flush
   uint64_t next_sequence_ = 0;  // of the ACMs we send (seed 003): grows across restarts too
   RateLimitedLog refusal_log_;
   RateLimitedLog bad_frame_log_;
