@@ -257,13 +257,17 @@ class Client {
   static void on_address_signal(uv_signal_t* handle, int /*signum*/) noexcept {
     auto* self = static_cast<Client*>(handle->data);
     if (self == nullptr) return;
-    auto text = read_address_file(self->address_file_);
-    if (!text) {
-      logger("app")->warn("SIGUSR1: {}; the address stays", text.error());
-      return;
+    try {
+      auto text = read_address_file(self->address_file_);
+      if (!text) {
+        logger("app")->warn("SIGUSR1: {}; the address stays", text.error());
+        return;
+      }
+      auto prefix = IpPrefix::parse(*text);
+      if (prefix) self->change_address(prefix->address, "SIGUSR1, " + self->address_file_);
+    } catch (const std::exception& e) {
+      logger("app")->error("SIGUSR1: {}", e.what());
     }
-    auto prefix = IpPrefix::parse(*text);
-    if (prefix) self->change_address(prefix->address, "SIGUSR1, " + self->address_file_);
   }
 
   void change_address(const IpAddress& now, const std::string& source) {
