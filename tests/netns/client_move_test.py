@@ -295,6 +295,18 @@ def run_variant(lab, tag, directory, want_digest):
                 st.get("handover_syns_replayed", 0) != 0:
             raise Failure("server status %s: want handover_syns_accepted >= 1, none forged or replayed" % summary)
     log("ok   - %s: server status %s" % (tag, summary))
+    # Information only (no timed assertion): from the client noticing the change to the
+    # server's answer, and to the handover's SYN-ACK, by the client's log timestamps.
+    stamps = {}
+    for line in lab.log_text(client).splitlines():
+        for key, needle in (("change", "our address changes"), ("answer", answer), ("open", "handover to ")):
+            if needle in line and key not in stamps:
+                h, m, sec = line.split()[0].split(":")
+                stamps[key] = (int(h) * 60 + int(m)) * 60 + float(sec)
+    if "change" in stamps and "answer" in stamps:
+        log("INFO %s: address change -> server's answer %.1f ms%s" % (
+            tag, (stamps["answer"] - stamps["change"]) * 1000,
+            ", -> handover answered %.1f ms" % ((stamps["open"] - stamps["change"]) * 1000) if "open" in stamps else ""))
     lab.stop_cleanly(labels)
     log("ok   - %s: client and server exited 0 on SIGTERM" % tag)
 
