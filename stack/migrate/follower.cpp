@@ -131,12 +131,14 @@ std::string Follower::counters_text() const {
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
       "connections moved {}; pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the "
-      "wait {})",
+      "wait {}); own address changes {}, our moves announced {} (applied {} rebound {} refused {} abandoned {}), "
+      "packets held until told {}",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
       c.connections_moved, tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited,
-      c.carriers_wait_expired);
+      c.carriers_wait_expired, c.own_address_changes, c.moves_announced, c.moves_applied, c.moves_rebound,
+      c.moves_refused, c.moves_abandoned, hold_.counters().packets_held);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {

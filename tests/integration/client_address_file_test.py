@@ -93,6 +93,12 @@ def main():
             t.client.stop()
             text = t.client.stderr_text()
             check(re.search(r"ACMs (\d+) applied 1", text) is not None, "the client did not apply A's ACM")
+            moves = re.search(r"own address changes (\d+), our moves announced (\d+) \(applied (\d+) rebound (\d+) "
+                              r"refused (\d+) abandoned (\d+)\)", text)
+            check(moves is not None and moves.group(1) == "3" and int(moves.group(4)) >= 2 and
+                  moves.group(5) == "0" and moves.group(6) == "0",
+                  "the client's move counters: %s" % (moves.group(0) if moves else None))
+            log("ok   - client exit counters: %s" % moves.group(0))
     finally:
         try:
             os.remove(path)
