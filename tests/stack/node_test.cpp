@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "lwip/priv/tcp_priv.h"
@@ -506,4 +508,38 @@ TEST_CASE("a changed own address: pcbs rebound first survive, those left on the 
   tcp_arg(moved, nullptr);
   tcp_err(moved, nullptr);
   tcp_abort(moved);
+}
+
+TEST_CASE("a changed own IPv6 address replaces the old one on the interface") {
+  uv_loop_t loop{};
+  uv_loop_init(&loop);
+  {
+    Node node(&loop);
+    InterfaceConfig config;
+    config.address4 = *IpAddress::parse("198.18.12.2");
+    config.address6 = *IpAddress::parse("2001:db8:12::2");
+    REQUIRE(node.add_interface(std::make_unique<FakeLink>(), config));
+    CHECK_FALSE(node.change_address(*IpAddress::parse("2001:db8:12::9"), *IpAddress::parse("2001:db8:22::2")));
+    REQUIRE(node.change_address(*IpAddress::parse("2001:db8:12::2"), *IpAddress::parse("2001:db8:22::2")));
+    CHECK(*node.interface_address(0, 6) == *IpAddress::parse("2001:db8:22::2"));
+    CHECK(*node.interface_address(0, 4) == *IpAddress::parse("198.18.12.2"));
+    // lwIP's own view: the new address is valid on the netif, the old one is gone.
+    const netif* n = netif_default;
+    REQUIRE(n != nullptr);
+    bool has_new = false;
+    bool has_old = false;
+    for (s8_t i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
+      if (!ip6_addr_isvalid(netif_ip6_addr_state(n, i))) continue;
+      auto address = *IpAddress::parse("2001:db8:22::2");
+      auto old_address = *IpAddress::parse("2001:db8:12::2");
+      if (std::memcmp(netif_ip6_addr(n, i)->addr, address.bytes.data(), 16) == 0) has_new = true;
+      if (std::memcmp(netif_ip6_addr(n, i)->addr, old_address.bytes.data(), 16) == 0) has_old = true;
+    }
+    CHECK(has_new);
+    CHECK_FALSE(has_old);
+    node.close();
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_loop_close(&loop);
 }
