@@ -27,6 +27,10 @@ Every variant gets a fresh lab (tools/netns/topology up again: empty conntrack, 
           connection to where it came from (status: peer_moves_applied >= 1,
           handover_syns_accepted >= 1, none forged or replayed); c's NAT admitted the new
           flows and tracks them.
+  mac     as nat, with the per-segment MAC on (roam-server --segment-mac; the client
+          offers it by default): the connection's MAC key follows it to the new 4-tuple
+          at both ends: the server verifies signed segments after the readdress and drops
+          none for a bad MAC.
 
 Each variant: the download (24 MiB, read at 3 MiB/s, readdressed at 4 MiB) is SHA-256
 exact with a clean EOF; the client logs the change and the server's answer; the server
@@ -227,7 +231,8 @@ def run_variant(lab, tag, directory, want_digest):
         for key in ("net.netfilter.nf_conntrack_tcp_be_liberal=0", "net.netfilter.nf_conntrack_tcp_loose=0"):
             run_tool([TOPOLOGY, "exec", lab.name, "c", "sysctl", "-q", "-w", key], "sysctl " + key)
     lab.start(server, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", CARRIER.split(":")[0], "--control",
-                            CONTROL] + lab.pool().server_args("s") + ["files", "--root", directory])
+                            CONTROL] + lab.pool().server_args("s") + (["--segment-mac"] if tag == "mac" else []) +
+              ["files", "--root", directory])
     labels.append(server)
     lab.wait_log(server, "interface up")
     lab.start(client, "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr-from-device", "-L",
@@ -245,6 +250,7 @@ def run_variant(lab, tag, directory, want_digest):
         # The server holds the session and the client's registration (it owns the connection).
         wait_until(lambda: (lambda st: st.get("sessions") == 1 and st.get("registrations", 0) >= 1)(status(lab)),
                    30, "the server holding the session and the client's registration", reader.failed)
+        before = status(lab)
         at = reader.received()
         started = time.monotonic()
         readdress(lab, OLD, NEW)
@@ -254,14 +260,23 @@ def run_variant(lab, tag, directory, want_digest):
         answer = "points at us directly" if tag == "direct" else "expects our handover"
         wait_until(lambda: answer in lab.log_text(client), 30, "the client logging the server's answer (%r)" % answer,
                    lambda: reader.failed() or ("refused our move" in lab.log_text(client) and "the server refused"))
-        if tag == "nat":
+        if tag != "direct":
             wait_until(lambda: "handover to %s: 1 of 1" % CARRIER in lab.log_text(client), 30,
                        "the client's handover being answered", reader.failed)
         wait_until(lambda: reader.received() >= at + 2 * MIB, 60, "the download going on after the move",
                    reader.failed)
         log("ok   - %s: the download goes on %.2f s after the readdress (%.1f MiB received)" % (
             tag, time.monotonic() - started, reader.received() / MIB))
-        if tag == "nat":  # while the carrier is still live: the NAT in c took the new path
+        if tag == "mac":  # the carrier's segments on the new path are signed and verified
+            after = status(lab)
+            verified = after.get("segment_mac_verified", 0) - before.get("segment_mac_verified", 0)
+            if after.get("segment_mac_protected", 0) < 1 or verified <= 0 or after.get("segment_mac_dropped_bad"):
+                raise Failure("segment MAC at the server: protected %s, verified %d since the readdress, dropped "
+                              "bad %s" % (after.get("segment_mac_protected"), verified,
+                                          after.get("segment_mac_dropped_bad")))
+            log("ok   - mac: the server verified %d signed segments since the readdress, dropped none as bad" %
+                verified)
+        if tag != "direct":  # while the carrier is still live: the NAT in c took the new path
             counters = nat_counters(lab)
             if counters.get("admitted", 0) < 2:
                 raise Failure("the NAT in c admitted %s new flows, want >= 2 (the channel and the synthetic SYN): %s"
@@ -311,7 +326,7 @@ def run_variant(lab, tag, directory, want_digest):
     log("ok   - %s: client and server exited 0 on SIGTERM" % tag)
 
 
-VARIANTS = ["direct", "nat"]
+VARIANTS = ["direct", "nat", "mac"]
 
 
 def main(lab):
