@@ -32,6 +32,9 @@ Every variant gets a fresh lab (tools/netns/topology up again: empty conntrack, 
           at both ends: the server verifies signed segments after the readdress and drops
           none for a bad MAC.
 
+  v6      as direct, in IPv6 (2001:db8:11::2 -> 2001:db8:21::2, server 2001:db8:12::2;
+          the device's IPv6 point-to-point address, the client's IPv4 one unchanged).
+
 Each variant: the download (24 MiB, read at 3 MiB/s, readdressed at 4 MiB) is SHA-256
 exact with a clean EOF; the client logs the change and the server's answer; the server
 refused no move; both processes exit 0 on SIGTERM.
@@ -60,6 +63,27 @@ CONTROL = "198.18.2.1:7100"
 CARRIER = "198.18.12.2:7000"
 OLD = ("198.18.11.1", "198.18.11.2")  # the kernel's end of rtun0, the client's lwIP address
 NEW = ("198.18.21.1", "198.18.21.2")
+# The v6 variant: the same moves in 2001:db8::/32 (the client keeps its IPv4 address).
+CARRIER6 = "[2001:db8:12::2]:7000"
+OLD6 = ("2001:db8:11::1", "2001:db8:11::2")
+NEW6 = ("2001:db8:21::1", "2001:db8:21::2")
+# IPv6 in the lab (tools/netns/topology is IPv4 only): (namespace, command) in order.
+LAB6 = [
+    ("c", "sysctl -q -w net.ipv6.conf.all.forwarding=1"),
+    ("r", "sysctl -q -w net.ipv6.conf.all.forwarding=1"),
+    ("s", "sysctl -q -w net.ipv6.conf.all.forwarding=1"),
+    ("c", "ip addr add 2001:db8:1::1/64 dev c0 nodad"),
+    ("r", "ip addr add 2001:db8:1::254/64 dev rc0 nodad"),
+    ("r", "ip addr add 2001:db8:2::254/64 dev rs0 nodad"),
+    ("s", "ip addr add 2001:db8:2::1/64 dev s0 nodad"),
+    ("s", "ip addr add 2001:db8:12::1/64 dev rtun0 nodad"),
+    ("c", "ip -6 route add default via 2001:db8:1::254 dev c0"),
+    ("s", "ip -6 route add default via 2001:db8:2::254 dev s0"),
+    ("r", "ip -6 route add 2001:db8:11::/64 via 2001:db8:1::1 dev rc0"),
+    ("r", "ip -6 route add 2001:db8:21::/64 via 2001:db8:1::1 dev rc0"),
+    ("r", "ip -6 route add 2001:db8:12::/64 via 2001:db8:2::1 dev rs0"),
+    ("c", "ip addr add 2001:db8:11::1 peer 2001:db8:11::2 dev rtun0 nodad"),
+]
 
 # The kernel reader in c: asks for NAME, reads at RATE bytes/s at most; prints "recv N"
 # every 256 KiB and "done N SHA" at EOF (or "error ..."). The 60 s read timeout is a hang
@@ -221,9 +245,13 @@ def run_variant(lab, tag, directory, want_digest):
     run_tool([TOPOLOGY, "exec", lab.name, "c", "ip", "addr", "flush", "dev", "rtun0"], "flush rtun0")
     run_tool([TOPOLOGY, "exec", lab.name, "c", "ip", "addr", "add", OLD[0], "peer", OLD[1], "dev", "rtun0"],
              "address rtun0")
-    if tag == "direct":
+    old, new, carrier = (OLD6, NEW6, CARRIER6) if tag == "v6" else (OLD, NEW, CARRIER)
+    if tag in ("direct", "v6"):
         run_tool([TOPOLOGY, "exec", lab.name, "r", "ip", "route", "add", "198.18.21.0/24", "via", "198.18.1.1",
                   "dev", "rc0"], "route the new network")
+        if tag == "v6":
+            for role, command in LAB6:
+                run_tool([TOPOLOGY, "exec", lab.name, role] + command.split(), command)
     else:
         run_tool([NAT, "on", lab.name], "nat on (r)")
         subprocess.run([TOPOLOGY, "exec", lab.name, "c", "nft", "-f", "-"], input=SECOND_NAT, text=True,
@@ -231,17 +259,17 @@ def run_variant(lab, tag, directory, want_digest):
         for key in ("net.netfilter.nf_conntrack_tcp_be_liberal=0", "net.netfilter.nf_conntrack_tcp_loose=0"):
             run_tool([TOPOLOGY, "exec", lab.name, "c", "sysctl", "-q", "-w", key], "sysctl " + key)
     lab.start(server, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", CARRIER.split(":")[0], "--control",
-                            CONTROL] + lab.pool().server_args("s") + (["--segment-mac"] if tag == "mac" else []) +
+                            CONTROL] + (["--addr6", "2001:db8:12::2"] if tag == "v6" else []) + lab.pool().server_args("s") + (["--segment-mac"] if tag == "mac" else []) +
               ["files", "--root", directory])
     labels.append(server)
     lab.wait_log(server, "interface up")
     lab.start(client, "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr-from-device", "-L",
-                            "127.0.0.1:9000:" + CARRIER])
+                            "127.0.0.1:9000:" + carrier])
     labels.insert(0, client)
     lab.wait_log(client, "interface up")
-    if "tun:rtun0" not in lab.log_text(client) or " %s/32 " % OLD[1] not in lab.log_text(client):
-        raise Failure("the client did not take %s from its device:\n%s" % (OLD[1], lab.log_text(client)[-1500:]))
-    log("ok   - %s: roam-client took %s from rtun0 (%s peer %s)" % (tag, OLD[1], OLD[0], OLD[1]))
+    if "tun:rtun0" not in lab.log_text(client) or " %s " % old[1] not in lab.log_text(client).replace("/32", ""):
+        raise Failure("the client did not take %s from its device:\n%s" % (old[1], lab.log_text(client)[-1500:]))
+    log("ok   - %s: roam-client took %s from rtun0 (%s peer %s)" % (tag, old[1], old[0], old[1]))
 
     reader = Reader(lab)
     try:
@@ -253,14 +281,14 @@ def run_variant(lab, tag, directory, want_digest):
         before = status(lab)
         at = reader.received()
         started = time.monotonic()
-        readdress(lab, OLD, NEW)
-        log("ok   - %s: rtun0 readdressed to %s peer %s at %.1f MiB received" % (tag, NEW[0], NEW[1], at / MIB))
-        wait_until(lambda: "our address changes from %s to %s" % (OLD[1], NEW[1]) in lab.log_text(client), 15,
+        readdress(lab, old, new)
+        log("ok   - %s: rtun0 readdressed to %s peer %s at %.1f MiB received" % (tag, new[0], new[1], at / MIB))
+        wait_until(lambda: "our address changes from %s to %s" % (old[1], new[1]) in lab.log_text(client), 15,
                    "the client noticing its new address", reader.failed)
-        answer = "points at us directly" if tag == "direct" else "expects our handover"
+        answer = "points at us directly" if tag in ("direct", "v6") else "expects our handover"
         wait_until(lambda: answer in lab.log_text(client), 30, "the client logging the server's answer (%r)" % answer,
                    lambda: reader.failed() or ("refused our move" in lab.log_text(client) and "the server refused"))
-        if tag != "direct":
+        if tag not in ("direct", "v6"):
             wait_until(lambda: "handover to %s: 1 of 1" % CARRIER in lab.log_text(client), 30,
                        "the client's handover being answered", reader.failed)
         wait_until(lambda: reader.received() >= at + 2 * MIB, 60, "the download going on after the move",
@@ -276,7 +304,7 @@ def run_variant(lab, tag, directory, want_digest):
                                           after.get("segment_mac_dropped_bad")))
             log("ok   - mac: the server verified %d signed segments since the readdress, dropped none as bad" %
                 verified)
-        if tag != "direct":  # while the carrier is still live: the NAT in c took the new path
+        if tag not in ("direct", "v6"):  # while the carrier is still live: the NAT in c took the new path
             counters = nat_counters(lab)
             if counters.get("admitted", 0) < 2:
                 raise Failure("the NAT in c admitted %s new flows, want >= 2 (the channel and the synthetic SYN): %s"
@@ -302,7 +330,7 @@ def run_variant(lab, tag, directory, want_digest):
                                        "handover_syns_replayed")}
     if st.get("peer_moves_applied", 0) < 1 or st.get("peer_moves_refused", 0) != 0:
         raise Failure("server status %s: want peer_moves_applied >= 1, peer_moves_refused 0" % summary)
-    if tag == "direct":
+    if tag in ("direct", "v6"):
         if st.get("peer_moves_rebound", 0) < 1 or st.get("handover_syns_accepted", 0) != 0:
             raise Failure("server status %s: want peer_moves_rebound >= 1, handover_syns_accepted 0" % summary)
     else:
@@ -326,7 +354,7 @@ def run_variant(lab, tag, directory, want_digest):
     log("ok   - %s: client and server exited 0 on SIGTERM" % tag)
 
 
-VARIANTS = ["direct", "nat", "mac"]
+VARIANTS = ["direct", "nat", "mac", "v6"]
 
 
 def main(lab):
