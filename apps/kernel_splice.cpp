@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "base/log.hpp"
 
@@ -268,10 +269,11 @@ void KernelSplice::on_kernel_shutdown(uv_shutdown_t* request, int /*status*/) no
   self->maybe_finish();
 }
 
-void KernelSplice::on_error(TcpConnection&, err_t error) {
-  // The pcb is gone (reset by the peer, or retransmissions timed out).
-  logger("app")->debug("carrier failed: {}", lwip_error_name(error));
+void KernelSplice::on_error(TcpConnection& carrier, err_t error) {
+  // The pcb is gone (reset by the peer, refused, or the peer is dead: carrier.loss()).
+  logger("app")->debug("carrier failed: {} ({})", carrier.loss_text(), lwip_error_name(error));
   if (closing_) return;
+  if (auto lost = std::exchange(on_carrier_lost_, nullptr)) lost(carrier);
   teardown(true);
 }
 

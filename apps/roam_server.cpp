@@ -14,7 +14,7 @@
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
-#include "apps/kernel_splice.hpp"
+#include "apps/relay_session.hpp"
 #include "stack/migrate/migration_service.hpp"
 #include "apps/node_app.hpp"
 #include "stack/tcp_listener.hpp"
@@ -37,8 +37,9 @@ Modes:
   relay --backend HOST:PORT
                          connect each carrier to a kernel TCP backend and copy bytes
                          both ways. Relay sessions do NOT move: the backend's kernel
-                         socket is local to this host (the proxy topology will solve it);
-                         `roamctl migrate` skips them and they stay here.
+                         socket is local to this host. `roamctl status` lists them under
+                         "unmovable" with that reason; `roamctl migrate` leaves them
+                         here and counts them in its answer: 1 stayed: 1 relay.
 
 Sessions of echo, discard and files move live to another roam-server with
 `roamctl migrate --from THIS_CONTROL --to OTHER_CONTROL`: their connections stay open and
@@ -167,7 +168,6 @@ class Server final : public SessionTable {
     if (listener_) listener_->close();
     if (migration_) migration_->shutdown();
     for (auto& [key, session] : sessions_) session->close();
-    for (auto& [key, splice] : splices_) splice->close();
   }
 
   // SessionTable
@@ -194,17 +194,12 @@ class Server final : public SessionTable {
     ++accepted_;
     migration_->connection_accepted(pcb);
     tcp_nagle_disable(pcb);
-    if (options_.mode == "relay") {
-      auto splice = std::make_unique<KernelSplice>(
-          node_, [this](KernelSplice* done) { node_.defer([this, done] { splices_.erase(done); }); });
-      KernelSplice* raw = splice.get();
-      splices_.emplace(raw, std::move(splice));
-      raw->adopt_carrier(std::make_unique<TcpConnection>(pcb, raw), true);
-      raw->connect_kernel(reinterpret_cast<const sockaddr*>(&backend_));
-      return true;
-    }
     std::unique_ptr<MovableSession> session;
-    if (options_.mode == "files") {
+    if (options_.mode == "relay") {
+      // In the session table although it never moves: status lists it, migrate counts it.
+      session = std::make_unique<RelaySession>(node_, pcb, reinterpret_cast<const sockaddr*>(&backend_),
+                                               finished_callback());
+    } else if (options_.mode == "files") {
       session = std::make_unique<FilesSession>(node_, options_.root, pcb, finished_callback());
     } else {
       auto mode = options_.mode == "echo" ? EchoSession::Mode::echo : EchoSession::Mode::discard;
@@ -222,7 +217,6 @@ class Server final : public SessionTable {
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<TcpListener> listener_;
   std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;
-  std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
   size_t accepted_ = 0;
 };
 

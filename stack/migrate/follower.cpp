@@ -690,6 +690,13 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
   logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
                           endpoint_string(acm.old_address, acm.old_port), endpoint_string(acm.new_address, new_port),
                           pcbs.size(), acm.sequence);
+  // The check's connections are ours at the ACM's old endpoint that it takes: when that is
+  // all we had there, the endpoint itself moved.
+  size_t at_old_endpoint = static_cast<size_t>(std::count_if(ours.begin(), ours.end(), [&acm](const auto& c) {
+    return c.remote == acm.old_address && (acm.old_port == 0 || c.remote_port == acm.old_port);
+  }));
+  if (events_.on_server_moved && decision.connections.size() == at_old_endpoint)
+    events_.on_server_moved(ServerMove{acm.old_address, acm.old_port, acm.new_address, new_port});
   return decision.verdict;
 }
 

@@ -86,10 +86,21 @@ struct FollowerCounters {
 
 class Follower {
  public:
+  // A server endpoint that moved as a whole: an applied ACM took every connection this
+  // client had there (global scope, or it named them all). New connections for it belong
+  // at `to` as well.
+  struct ServerMove {
+    IpAddress from;
+    uint16_t from_port = 0;  // 0: every port of `from`
+    IpAddress to;
+    uint16_t to_port = 0;  // the port at `to` (0: each connection keeps its own)
+  };
   struct Events {
     // A batch of connections one ACM moved has settled (every one heard on the new path,
     // ended, or given up on).
     std::function<void(const migrate::ChangeoverReport&)> on_moved;
+    // Right after such an ACM was applied (the app re-points its forwards: issue 12).
+    std::function<void(const ServerMove&)> on_server_moved;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError
