@@ -329,6 +329,7 @@ std::vector<FlowKey> rewrite_local(std::span<tcp_pcb* const> pcbs, const IpAddre
   for (tcp_pcb* pcb : pcbs) {
     old_flows.push_back(flow_of(pcb));
     pcb->local_ip = new_ip;
+    restart_silence_clock(pcb);  // the peer could not reach us until it is told
   }
   return old_flows;
 }
