@@ -5,7 +5,9 @@
 
 #include <array>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -18,6 +20,7 @@
 #include "stack/flow_key.hpp"
 #include "base/log.hpp"
 #include "base/rate_limited_log.hpp"
+#include "tun/device_address_watcher.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -35,6 +38,16 @@ Options:
                          the server's userspace address (repeatable)
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
+  --addr-from-device     tun links: this node's address is the peer end of the TUN
+                         device's point-to-point address (`ip addr add KERNEL peer NODE
+                         dev NAME`; replaces --addr), and when the device is readdressed
+                         the client moves its connections to the new address by itself:
+                         each server is told with an authenticated ACM, and behind a
+                         NAT the synthetic handshake opens the new path
+  --addr-file FILE       this node's IPv4 address is the first word of FILE (replaces
+                         --addr); on SIGUSR1 the file is read again and, if the address
+                         changed, the client moves as above (any link: for a udp link
+                         the address inside the tunnel)
   -h, --help             show this help
 
 When a server moves as a whole (an Address Change Message takes every connection this
@@ -90,7 +103,26 @@ struct ClientOptions {
   std::vector<Forward> forwards;
   ChannelOptions channel;
   bool follow = true;
+  std::string address_device;  // --addr-from-device: the TUN device's name
+  std::string address_file;    // --addr-file
 };
+
+// The TUN device a --link names ("tun:NAME[,no-offload]"), or "" for other links.
+std::string tun_device_of(const std::string& link) {
+  if (link.rfind("tun:", 0) != 0) return "";
+  std::string name = link.substr(4);
+  return name.substr(0, name.find(','));
+}
+
+// The first word of an --addr-file: an IPv4 address, optionally /LEN.
+Result<std::string, std::string> read_address_file(const std::string& path) {
+  std::ifstream in(path);
+  std::string word;
+  if (!in || !(in >> word)) return unexpected("cannot read an address from " + path);
+  auto prefix = IpPrefix::parse(word);
+  if (!prefix || prefix->address.version != 4) return unexpected(path + ": '" + word + "' is not an IPv4 address");
+  return word;
+}
 
 ClientOptions parse_arguments(int argc, char** argv) {
   ClientOptions options;
@@ -109,11 +141,35 @@ ClientOptions parse_arguments(int argc, char** argv) {
       options.forwards.push_back(parse_forward(option_value(argc, argv, i)));
     } else if (arg == "--no-follow") {
       options.follow = false;
+    } else if (arg == "--addr-from-device") {
+      options.address_device = "?";  // resolved below, once --link is known
+    } else if (arg == "--addr-file") {
+      options.address_file = option_value(argc, argv, i);
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
   if (options.forwards.empty()) throw ConfigError("nothing to do: give at least one -L forward (see --help)");
+  if (!options.address_device.empty() && !options.address_file.empty())
+    throw ConfigError("--addr-from-device and --addr-file both name this node's address: give one");
+  if (!options.address_device.empty()) {
+    options.address_device = tun_device_of(options.link.link);
+    if (options.address_device.empty()) throw ConfigError("--addr-from-device needs --link tun:NAME");
+    auto named = DeviceAddressWatcher::read_node_address(options.address_device, 4);
+    if (!named) throw ConfigError("--addr-from-device: " + named.error());
+    if (!*named)
+      throw ConfigError("--addr-from-device: " + options.address_device +
+                        " has no point-to-point IPv4 address (ip addr add KERNEL peer NODE dev " +
+                        options.address_device + ")");
+    options.link.address = (*named)->to_string();
+    auto named6 = DeviceAddressWatcher::read_node_address(options.address_device, 6);
+    if (named6 && *named6 && options.link.address6.empty()) options.link.address6 = (*named6)->to_string();
+  }
+  if (!options.address_file.empty()) {
+    auto address = read_address_file(options.address_file);
+    if (!address) throw ConfigError("--addr-file: " + address.error());
+    options.link.address = *address;
+  }
   return options;
 }
 
@@ -143,9 +199,12 @@ class Client {
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
+    watch_own_address(options);
   }
 
   void shutdown() {
+    if (watcher_) watcher_->close();
+    address_signal_.close();
     if (follower_) follower_->close();
     listeners_.clear();
     for (auto& [key, splice] : splices_) splice->close();
@@ -224,6 +283,56 @@ class Client {
     });
   }
 
+  // Seed 003's redirect daemon: our own address changes (the TUN device was readdressed,
+  // or SIGUSR1 with a new --addr-file) and the connections move with it.
+  void watch_own_address(const ClientOptions& options) {
+    if (!options.address_device.empty()) {
+      watcher_ = std::make_unique<DeviceAddressWatcher>(
+          node_.loop(), options.address_device,
+          [this, device = options.address_device](const IpAddress& now) { change_address(now, "device " + device); });
+      auto started = watcher_->start(node_.interface_address(0, 4), node_.interface_address(0, 6));
+      if (!started) throw ConfigError("--addr-from-device: " + started.error());
+    }
+    if (!options.address_file.empty()) {
+      address_file_ = options.address_file;
+      uv_signal_init(node_.loop(), address_signal_.get());
+      address_signal_.mark_initialized();
+      address_signal_.get()->data = this;
+      uv_signal_start(address_signal_.get(), &Client::on_address_signal, SIGUSR1);
+      uv_unref(address_signal_.base());
+    }
+  }
+
+  static void on_address_signal(uv_signal_t* handle, int /*signum*/) noexcept {
+    auto* self = static_cast<Client*>(handle->data);
+    if (self == nullptr) return;
+    try {
+      auto text = read_address_file(self->address_file_);
+      if (!text) {
+        logger("app")->warn("SIGUSR1: {}; the address stays", text.error());
+        return;
+      }
+      auto prefix = IpPrefix::parse(*text);
+      if (prefix) self->change_address(prefix->address, "SIGUSR1, " + self->address_file_);
+    } catch (const std::exception& e) {
+      logger("app")->error("SIGUSR1: {}", e.what());
+    }
+  }
+
+  void change_address(const IpAddress& now, const std::string& source) {
+    auto old = node_.interface_address(0, now.version);
+    if (!old) {
+      logger("app")->warn("{} names {}, but this node has no IPv{} address to change", source, now.to_string(),
+                          now.version);
+      return;
+    }
+    if (*old == now) return;
+    logger("app")->info("{}: our address changes from {} to {}{}", source, old->to_string(), now.to_string(),
+                        follower_ ? "" : " (--no-follow: connections on the old address are reset)");
+    auto changed = follower_ ? follower_->change_own_address(*old, now) : node_.change_address(*old, now);
+    if (!changed) logger("app")->warn("{}: the address stays {}: {}", source, old->to_string(), changed.error());
+  }
+
   void open_carrier(KernelSplice* raw, const Forward& forward) {
     auto carrier = TcpConnection::connect(forward.server, forward.server_port, raw, nullptr,
                                           follower_ ? follower_->syn_option_for(forward.server) : nullptr);
@@ -245,6 +354,9 @@ class Client {
 
   Node& node_;
   std::unique_ptr<Follower> follower_;
+  std::unique_ptr<DeviceAddressWatcher> watcher_;
+  UvHandle<uv_signal_t> address_signal_;
+  std::string address_file_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
   RateLimitedLog carrier_failure_log_;

@@ -138,11 +138,58 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   if (raw->offloads.max_tcp_payload > 0)
     raw->gather_buffer.resize(std::max(raw->gather_buffer.size(), raw->offloads.max_tcp_payload + 100));
   raw->rewrite_buffer.resize(raw->gather_buffer.size() + 64);
-  raw->description =
-      fmt::format("{} {}/{}{}{} mtu {}", raw->link->describe(), config.address4.to_string(), config.prefix4,
-                  config.address6 ? " " : "", config.address6 ? config.address6->to_string() : "", raw->link->mtu());
+  raw->config = config;
+  raw->description = describe(*raw);
   logger("node")->debug("interface up: {}", raw->description);
   return Ok{};
+}
+
+std::string Node::describe(const Interface& interface) {
+  const auto& config = interface.config;
+  return fmt::format("{} {}/{}{}{} mtu {}", interface.link->describe(), config.address4.to_string(), config.prefix4,
+                     config.address6 ? " " : "", config.address6 ? config.address6->to_string() : "",
+                     interface.link->mtu());
+}
+
+Result<Ok, std::string> Node::change_address(const IpAddress& old_address, const IpAddress& new_address) {
+  if (old_address.version != new_address.version)
+    return unexpected("cannot change " + old_address.to_string() + " into " + new_address.to_string() +
+                      ": another address family");
+  for (auto& interface : interfaces_) {
+    netif* n = &interface->lwip_netif;
+    auto& config = interface->config;
+    if (old_address.version == 4) {
+      if (!(config.address4 == old_address)) continue;
+      ip4_addr_t address{};
+      std::memcpy(&address.addr, new_address.bytes.data(), 4);
+      netif_set_ipaddr(n, &address);  // aborts what is still bound to the old address
+      config.address4 = new_address;
+    } else {
+      if (!config.address6 || !(*config.address6 == old_address)) continue;
+      for (s8_t i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
+        if (!ip6_addr_isvalid(netif_ip6_addr_state(n, i))) continue;
+        if (std::memcmp(netif_ip6_addr(n, i)->addr, old_address.bytes.data(), 16) != 0) continue;
+        ip6_addr_t address{};
+        std::memcpy(address.addr, new_address.bytes.data(), 16);
+        netif_ip6_addr_set(n, i, &address);
+        netif_ip6_addr_set_state(n, i, IP6_ADDR_PREFERRED);
+      }
+      config.address6 = new_address;
+    }
+    interface->description = describe(*interface);
+    logger("node")->info("address {} is now {} (interface {})", old_address.to_string(), new_address.to_string(),
+                         interface->description);
+    kick();
+    return Ok{};
+  }
+  return unexpected("no interface has the address " + old_address.to_string());
+}
+
+std::optional<IpAddress> Node::interface_address(size_t index, uint8_t version) const {
+  if (index >= interfaces_.size()) return std::nullopt;
+  const auto& config = interfaces_[index]->config;
+  if (version == 4) return config.address4;
+  return config.address6;
 }
 
 void Node::reserve_output_space(size_t bytes) {

@@ -145,6 +145,16 @@ class Node {
   // route. Starts reading from the link.
   Result<Ok, std::string> add_interface(std::unique_ptr<Link> link, const InterfaceConfig& config);
 
+  // This node's own address changed (seed 003: a client roamed to another network, an
+  // operator readdressed it): `old_address` becomes `new_address` (same family) on the
+  // interface that has it. lwIP aborts every connection still bound to the old address,
+  // so whoever moves connections rebinds them first (Follower::change_own_address);
+  // listeners follow by themselves. Fails, changing nothing, when no interface has
+  // `old_address` or the families differ.
+  Result<Ok, std::string> change_address(const IpAddress& old_address, const IpAddress& new_address);
+  // The interface's IPv4 address, or its first IPv6 address; nullopt when it has none.
+  std::optional<IpAddress> interface_address(size_t index, uint8_t version) const;
+
   // Appends a filter to one input stage (after the stage's earlier filters). The Node does
   // not own it; remove it before destroying it. A filter belongs to one stage at a time.
   void add_input_filter(InputStage stage, InputFilter* filter);
@@ -193,8 +203,10 @@ class Node {
     std::vector<uint8_t> rewrite_buffer;  // for the OutputRewriter's copy
     std::vector<uint8_t> piece_buffer;    // one MSS-sized piece of a cut segment
     LinkOffloads offloads;                // as the link reported them once started
+    InterfaceConfig config;               // the addresses as they are now
     std::string description;
   };
+  static std::string describe(const Interface& interface);
 
   static u16_t tso_limit(netif* n);
   static err_t netif_init(netif* n);

@@ -75,7 +75,8 @@ Follower::Follower(Node& node, const ChannelOptions& options, Events events)
           [](const migrate::ChangeoverReport& r) {
             logger("migrate")->info("handover to {}: {} of {} connection(s) answered in {:.3f} ms", r.target,
                                     r.answered, r.handovers, r.elapsed_ms);
-          }) {
+          }),
+      hold_(node) {
   next_sequence_ = unix_ms() << 10;
   if (options_.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   if (!options_.known_hosts_file.empty()) {
@@ -130,12 +131,14 @@ std::string Follower::counters_text() const {
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
       "connections moved {}; pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the "
-      "wait {})",
+      "wait {}); own address changes {}, our moves announced {} (applied {} rebound {} refused {} abandoned {}), "
+      "packets held until told {}",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
       c.connections_moved, tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited,
-      c.carriers_wait_expired);
+      c.carriers_wait_expired, c.own_address_changes, c.moves_announced, c.moves_applied, c.moves_rebound,
+      c.moves_refused, c.moves_abandoned, hold_.counters().packets_held);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {
@@ -412,6 +415,69 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
   }
 }
 
+Result<Ok, std::string> Follower::change_own_address(const IpAddress& old_local, const IpAddress& new_local) {
+  if (old_local == new_local) return Ok{};
+  bool ours = false;
+  for (size_t i = 0; i < node_.interface_count(); ++i)
+    if (auto address = node_.interface_address(i, old_local.version); address && *address == old_local) ours = true;
+  // Not ours (the node refuses it), or no follower any more: only the node changes.
+  if (closed_ || !ours || old_local.version != new_local.version) return node_.change_address(old_local, new_local);
+  // Our carriers on the old address (the control channels are not carried over: below).
+  ip_addr_t old_ip = to_lwip(old_local);
+  std::vector<tcp_pcb*> carriers;
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next)
+    if (ip_addr_cmp(&pcb->local_ip, &old_ip) && pcb->remote_port != options_.port) carriers.push_back(pcb);
+  auto old_flows = migrate::rewrite_local(std::span<tcp_pcb* const>(carriers), new_local);
+  std::vector<MovedEnd> ends;
+  for (size_t i = 0; i < carriers.size(); ++i) {
+    tcp_pcb* pcb = carriers[i];
+    FlowKey moved = flow_of(pcb);
+    if (segment_mac_) segment_mac_->rebind(old_flows[i], moved);  // the key stays with the connection
+    uint64_t id = connection_id(pcb);
+    if (id == 0) continue;  // still opening: its SYN goes on from the new address
+    hold_.hold(moved);
+    ends.push_back({pcb, id, old_local});
+  }
+  // The channels: their server knows them by our old address, and an ACM must come on a
+  // channel from the new one. Closing resets them from the old address (lwIP aborts what
+  // is still bound to it when the address changes) and cancels their on_closed; new ones
+  // open at once, with no retry delay.
+  for (auto& [name, server] : servers_) {
+    if (server->address.version != old_local.version) continue;
+    if (server->channel) {
+      server->channel->close("our address changed");
+      server->channel.reset();
+    }
+    server->trusted = false;
+    server->signer.reset();
+    server->registered.clear();
+    server->register_all = true;
+    // An earlier move not yet answered is superseded: the announcement below names the
+    // same connections from where they are now (an ACK of the old one finds nothing).
+    for (auto& announcement : server->announcements) release_held(announcement.flows);
+    server->announcements.clear();
+    server->retry_at_ms = 0;
+  }
+  std::erase_if(to_announce_, [&](const EndToAnnounce& end) {  // not flushed yet: superseded too
+    if (!(end.flow.local == old_local)) return false;
+    hold_.release(end.flow);
+    return true;
+  });
+  auto changed = node_.change_address(old_local, new_local);
+  if (!changed) {  // cannot happen (checked above); the connections stay on the new address
+    for (const auto& end : ends) hold_.release(flow_of(end.pcb));
+    return changed;
+  }
+  ++counters_.own_address_changes;
+  logger("migrate")->info("our address changed from {} to {}: {} connection(s) move with it",
+                          old_local.to_string(), new_local.to_string(), ends.size());
+  announce_moved(ends);
+  // Servers we had a channel to but no moved connection with: a channel from here again.
+  for (auto& [name, server] : servers_)
+    if (!server->channel && server->address.version == new_local.version) open_channel(*server);
+  return Ok{};
+}
+
 void Follower::announce_moved(const std::vector<MovedEnd>& ends) {
   if (closed_) return;
   bool scheduled = !to_announce_.empty();
@@ -482,6 +548,9 @@ void Follower::on_announcement_ack(Server& server, const control::Ack& ack) {
   Server::Announcement announcement = std::move(*it);
   server.announcements.erase(it);
   const auto& ids = announcement.acm.connection_ids;
+  // Held since our address changed: from here the handover holds them (applied), or they
+  // may send at once (rebound), or they are lost anyway (refused).
+  release_held(announcement.flows);
   if (ack.status == control::AckStatus::refused) {
     ++counters_.moves_refused;
     logger("migrate")->warn("{} refused our move to {} ({} connection(s)); they stay broken",
@@ -490,6 +559,10 @@ void Follower::on_announcement_ack(Server& server, const control::Ack& ack) {
   }
   uint64_t now = uv_hrtime();
   uint64_t now_ms = uv_now(node_.loop());
+  logger("migrate")->info("{} {} our move to {} ({} connection(s), ACM {})", server.address.to_string(),
+                          ack.status == control::AckStatus::rebound ? "points at us directly after"
+                                                                    : "expects our handover for",
+                          announcement.acm.new_address.to_string(), ids.size(), ack.sequence);
   if (ack.status == control::AckStatus::rebound) {
     ++counters_.moves_rebound;
     // The peer retransmits to us now; a live connection does too (a parked import waits
@@ -523,10 +596,15 @@ void Follower::on_announcement_ack(Server& server, const control::Ack& ack) {
   node_.kick();
 }
 
+void Follower::release_held(const std::vector<FlowKey>& flows) {
+  for (const auto& flow : flows) hold_.release(flow);
+}
+
 void Follower::expire_announcements(Server& server, uint64_t now_ms) {
   std::erase_if(server.announcements, [&](const Server::Announcement& a) {
     if (now_ms < a.give_up_at_ms) return false;
     ++counters_.moves_abandoned;
+    release_held(a.flows);  // left to their direct path: nothing better is coming
     logger("migrate")->warn("{} never answered our move to {} ({} connection(s)); given up",
                             server.address.to_string(), a.acm.new_address.to_string(), a.acm.connection_ids.size());
     return true;

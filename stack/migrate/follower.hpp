@@ -46,6 +46,7 @@
 #include "stack/migrate/changeover_tracker.hpp"
 #include "stack/migrate/handover_initiator.hpp"
 #include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/output_hold.hpp"
 #include "stack/node.hpp"
 #include "stack/pcb_owner.hpp"
 
@@ -80,6 +81,7 @@ struct FollowerCounters {
   uint64_t moves_rebound = 0;     // ...the peer pointed the connections at us directly
   uint64_t moves_refused = 0;     // ...the peer refused
   uint64_t moves_abandoned = 0;   // ...no channel or no answer in time
+  uint64_t own_address_changes = 0;  // change_own_address calls that changed the node
 };
 
 class Follower {
@@ -143,6 +145,18 @@ class Follower {
   void announce_moved(const std::vector<MovedEnd>& ends);
   static constexpr uint64_t announce_timeout_ms = 10'000;
 
+  // This host's own address changed from `old_local` to `new_local` (its link says so:
+  // roam-client --addr-from-device, --addr-file). In this order: every connection bound
+  // to the old address is rebound to the new one without a restart and its output held
+  // (OutputHold: nothing may reach the peer, or a NAT, before the peer was told and the
+  // synthetic SYN went out); the control channels are closed (their server knows them by
+  // the old address; lwIP resets them from it); the node's address changes
+  // (Node::change_address); then announce_moved tells each peer, on a channel opened from
+  // the new address, and its answer releases the connections (rebound: restart; applied:
+  // the handover's SYN first). Connections still opening (no id yet) just go on from the
+  // new address. The node's error when it has no such address (nothing changed then).
+  Result<Ok, std::string> change_own_address(const IpAddress& old_local, const IpAddress& new_local);
+
   // An Address Change Message that arrived authenticated from `server` (whose channel key
   // is `server_key`), checked and, when it passes, applied. The channel path calls this;
   // tests call it directly. `now_unix_ms`: the wall clock the ACM's age is judged by.
@@ -155,6 +169,7 @@ class Follower {
   const FollowerCounters& counters() const { return counters_; }
   const migrate::ChangeoverCounters& changeover_counters() const { return tracker_.counters(); }
   const migrate::HandoverInitiator& handover() const { return handover_; }
+  const migrate::OutputHoldCounters& hold_counters() const { return hold_.counters(); }
   std::string counters_text() const;
 
  private:
@@ -175,6 +190,7 @@ class Follower {
   void send_announcements(Server& server);
   void on_announcement_ack(Server& server, const control::Ack& ack);
   void expire_announcements(Server& server, uint64_t now_ms);
+  void release_held(const std::vector<FlowKey>& flows);
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void release_waiters(Server& server, bool all);
@@ -204,6 +220,7 @@ class Follower {
   migrate::HandoverInitiator handover_;
   migrate::MigrationGuard guard_;
   migrate::ChangeoverTracker tracker_;
+  migrate::OutputHold hold_;  // our connections whose own address moved, until the peer answers
   // The flows the tracker follows -> their connection ids: each is looked at several times
   // (handover done, pokes), and a walk of every pcb each time made a move of 10,000
   // connections quadratic. Cleared when no batch is open.

@@ -323,4 +323,15 @@ std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& 
   return old_flows;
 }
 
+std::vector<FlowKey> rewrite_local(std::span<tcp_pcb* const> pcbs, const IpAddress& new_local) {
+  ip_addr_t new_ip = to_lwip(new_local);
+  std::vector<FlowKey> old_flows;
+  for (tcp_pcb* pcb : pcbs) {
+    old_flows.push_back(flow_of(pcb));
+    pcb->local_ip = new_ip;
+    restart_silence_clock(pcb);  // the peer could not reach us until it is told
+  }
+  return old_flows;
+}
+
 }  // namespace roam::migrate

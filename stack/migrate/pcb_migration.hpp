@@ -88,5 +88,9 @@ tcp_pcb* find_connection_pcb(const FlowKey& flow, uint64_t connection_id);
 // For each active pcb bound to old_local, rebinds it to new_local and restarts
 // transmission (a host whose own address changed). Returns the flows as they were.
 std::vector<FlowKey> rewrite_local(const IpAddress& old_local, const IpAddress& new_local);
+// The same for exactly these pcbs, without restarting them: a client whose address changed
+// must not send on the new 4-tuple before its peer was told (seed 003) and, behind a
+// strict NAT, before the synthetic SYN opened it (the Follower holds their output).
+std::vector<FlowKey> rewrite_local(std::span<tcp_pcb* const> pcbs, const IpAddress& new_local);
 
 }  // namespace roam::migrate

@@ -111,6 +111,14 @@ def cases():
         ("client: -L local port 70000", "roam-client", client_l("70000:%s:7000" % harness.SERVER_ADDR)),
         ("client: -L bad bind address", "roam-client", client_l("999.1.1.1:%d:%s:7000" % (fwd, harness.SERVER_ADDR))),
         ("client: -L too many fields", "roam-client", client_l("127.0.0.1:%d:%s:7000:9" % (fwd, harness.SERVER_ADDR))),
+        ("client: --addr-from-device on a udp link", "roam-client",
+         client_l("%d:%s:7000" % (fwd, harness.SERVER_ADDR)) + ["--addr-from-device"]),
+        ("client: --addr-from-device on a missing tun device", "roam-client",
+         ["--link", "tun:rsnodev0", "-L", "%d:%s:7000" % (fwd, harness.SERVER_ADDR), "--addr-from-device"]),
+        ("client: --addr-file missing", "roam-client",
+         client_l("%d:%s:7000" % (fwd, harness.SERVER_ADDR)) + ["--addr-file", "/nonexistent/roam-address"]),
+        ("client: --addr-file with --addr-from-device", "roam-client",
+         client_l("%d:%s:7000" % (fwd, harness.SERVER_ADDR)) + ["--addr-file", "/dev/null", "--addr-from-device"]),
     ]
     return table
 

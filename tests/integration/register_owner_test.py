@@ -13,7 +13,9 @@ observer can. The attacker is tools/bench/register_probe (fresh key, the victim'
 userspace address 198.18.11.2): it opens a control channel to A and registers that id.
 
 Checks: A's SYN check proved the victim's carrier (owner_syns_proven >= 1); the probe gets
-ERROR 2 and A counts registrations_foreign; `roamctl migrate A -> B` moves the session
+ERROR 2 and A counts registrations_foreign; the probe's ACM claiming the victim's
+connection moved (seed 003's client move, forged) is answered ACK refused and counted
+peer_moves_foreign, nothing is armed or rebound, and the echo goes on; `roamctl migrate A -> B` moves the session
 ("ok moved 1 of 1"), the echo is byte-exact through the move, B holds the session, the
 probe logs "acms 0" and the victim's follower applied 1 ACM.
 """
@@ -178,7 +180,8 @@ def main():
                 REGISTER_PROBE, "--link", "udp:127.0.0.1:%d" % attacker_port, "--addr", harness.CLIENT_ADDR,
                 "--route", "%s=127.0.0.1:%d" % (harness.SERVER_NET, relay.port("from_attacker")),
                 "--udp-allow", "127.0.0.1",
-                "--server", harness.SERVER_ADDR, "--register", "0x%x" % victim_id, "--hold-ms", "6000"])
+                "--server", harness.SERVER_ADDR, "--register", "0x%x" % victim_id,
+                "--move", "0x%x" % victim_id, "--move-to", "198.18.11.9", "--hold-ms", "6000"])
             check(probe.wait_for_log("[probe] established"), "the attacker's channel did not come up:\n" + probe.tail())
             check(probe.wait_for_log("[probe] error 2"), "the attacker got no ERROR 2:\n" + probe.tail())
             a = t.status("A")
@@ -186,6 +189,16 @@ def main():
                   "A did not count the foreign registration: %s" % a)
             log("ok   - a foreign key's REGISTER of the victim's id refused (ERROR 2; registrations_foreign %d)" %
                 a["registrations_foreign"])
+            # Seed 003's client move, forged: the same key claims the victim's connection
+            # moved to 198.18.11.9. Refused and counted; nothing is armed or rebound.
+            check(probe.wait_for_log("[probe] ack ") and re.search(r"\[probe\] ack \d+ refused", probe.stderr_text()),
+                  "the attacker's ACM was not refused:\n" + probe.tail())
+            a = t.status("A")
+            check(a["peer_moves_foreign"] >= 1 and a["peer_moves_refused"] >= 1 and a["peer_moves_applied"] == 0
+                  and a["peer_moves_expected"] == 0 and a["peer_moves_rebound"] == 0,
+                  "A did not refuse the foreign ACM cleanly: %s" % {k: v for k, v in a.items() if "peer_moves" in k})
+            log("ok   - a foreign key's ACM moving the victim's connection refused (ACK refused; peer_moves_foreign %d)"
+                % a["peer_moves_foreign"])
             echo.exchange()
 
             t.migrate("A", "B", expect_moved=1)

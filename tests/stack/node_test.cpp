@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "lwip/priv/tcp_priv.h"
@@ -445,4 +447,99 @@ TEST_CASE("a parked connection is not unparked by a segment whose MAC fails (aut
   CHECK(lab.server.received == before);
   CHECK(lab.client.received == after);
   CHECK(macs.counters().dropped_missing == 0);
+}
+
+TEST_CASE("a changed own address: pcbs rebound first survive, those left on the old one are aborted, listeners follow") {
+  NodeFixture f;
+  const IpAddress old_address = *IpAddress::parse("198.18.12.2");
+  const IpAddress new_address = *IpAddress::parse("198.18.22.2");
+  CHECK_FALSE(f.node->change_address(*IpAddress::parse("198.18.12.9"), new_address));  // not ours
+  CHECK_FALSE(f.node->change_address(old_address, *IpAddress::parse("2001:db8::2")));   // another family
+  CHECK(*f.node->interface_address(0, 4) == old_address);
+
+  auto listener = TcpListener::listen(7000, [](tcp_pcb* pcb) {
+    tcp_abort(pcb);
+    return false;
+  });
+  REQUIRE(listener);
+  bool left_aborted = false;
+  bool moved_aborted = false;
+  auto open = [&](bool* aborted) {
+    tcp_pcb* pcb = tcp_new_ip_type(IPADDR_TYPE_V4);
+    REQUIRE(pcb != nullptr);
+    tcp_arg(pcb, aborted);
+    tcp_err(pcb, [](void* arg, err_t) { *static_cast<bool*>(arg) = true; });
+    ip_addr_t remote;
+    IP_ADDR4(&remote, 198, 18, 11, 2);
+    REQUIRE(tcp_connect(pcb, &remote, 80, nullptr) == ERR_OK);
+    return pcb;
+  };
+  open(&left_aborted);  // left on the old address
+  tcp_pcb* moved = open(&moved_aborted);
+  tcp_pcb* const rebind[] = {moved};
+  migrate::rewrite_local(std::span<tcp_pcb* const>(rebind), new_address);
+
+  REQUIRE(f.node->change_address(old_address, new_address));
+  CHECK(left_aborted);  // lwIP aborted it: its pcb is gone
+  CHECK_FALSE(moved_aborted);
+  CHECK(*f.node->interface_address(0, 4) == new_address);
+  CHECK(f.node->describe_interface(0).find("198.18.22.2/32") != std::string::npos);
+
+  // The listener answers on the new address.
+  f.link->sent.clear();
+  wire::Ipv4TcpFields fields;
+  fields.src = peer_address;
+  fields.dst = {198, 18, 22, 2};
+  fields.src_port = 40000;
+  fields.dst_port = 7000;
+  fields.flags = TcpSegmentView::SYN;
+  fields.seq = 1000;
+  fields.window = 65535;
+  std::vector<uint8_t> syn(wire::ipv4_tcp_packet_size(0, 0));
+  REQUIRE(wire::build_ipv4_tcp(syn, fields, {}) == syn.size());
+  f.link->inject(syn);
+  f.turn();
+  bool answered = false;
+  for (const auto& packet : f.link->sent) {
+    auto reply = parse_reply(packet);
+    if (reply.dst_port == 40000 && reply.has(TcpSegmentView::SYN | TcpSegmentView::ACK)) answered = true;
+  }
+  CHECK(answered);
+  tcp_arg(moved, nullptr);
+  tcp_err(moved, nullptr);
+  tcp_abort(moved);
+}
+
+TEST_CASE("a changed own IPv6 address replaces the old one on the interface") {
+  uv_loop_t loop{};
+  uv_loop_init(&loop);
+  {
+    Node node(&loop);
+    InterfaceConfig config;
+    config.address4 = *IpAddress::parse("198.18.12.2");
+    config.address6 = *IpAddress::parse("2001:db8:12::2");
+    REQUIRE(node.add_interface(std::make_unique<FakeLink>(), config));
+    CHECK_FALSE(node.change_address(*IpAddress::parse("2001:db8:12::9"), *IpAddress::parse("2001:db8:22::2")));
+    REQUIRE(node.change_address(*IpAddress::parse("2001:db8:12::2"), *IpAddress::parse("2001:db8:22::2")));
+    CHECK(*node.interface_address(0, 6) == *IpAddress::parse("2001:db8:22::2"));
+    CHECK(*node.interface_address(0, 4) == *IpAddress::parse("198.18.12.2"));
+    // lwIP's own view: the new address is valid on the netif, the old one is gone.
+    const netif* n = netif_default;
+    REQUIRE(n != nullptr);
+    bool has_new = false;
+    bool has_old = false;
+    for (s8_t i = 0; i < LWIP_IPV6_NUM_ADDRESSES; ++i) {
+      if (!ip6_addr_isvalid(netif_ip6_addr_state(n, i))) continue;
+      auto address = *IpAddress::parse("2001:db8:22::2");
+      auto old_address = *IpAddress::parse("2001:db8:12::2");
+      if (std::memcmp(netif_ip6_addr(n, i)->addr, address.bytes.data(), 16) == 0) has_new = true;
+      if (std::memcmp(netif_ip6_addr(n, i)->addr, old_address.bytes.data(), 16) == 0) has_old = true;
+    }
+    CHECK(has_new);
+    CHECK_FALSE(has_old);
+    node.close();
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_loop_close(&loop);
 }

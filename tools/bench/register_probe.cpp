@@ -5,6 +5,7 @@
 //   [probe] established
 //   [probe] error CODE: TEXT        (one per ERROR)
 //   [probe] acm ...                 (an Address Change Message: the attack worked)
+//   [probe] ack SEQUENCE STATUS     (the server's answer to our own ACM, --move)
 //   [probe] done: errors N acms N   (at exit, after --hold-ms)
 // Never a production tool: it only sends what a malicious client could.
 #include <uv.h>
@@ -19,6 +20,8 @@
 #include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
 #include "apps/node_app.hpp"
+#include "base/clock.hpp"
+#include "crypto/handover_mac.hpp"
 #include "base/log.hpp"
 #include "base/uv_handle.hpp"
 #include "stack/control/channel_connection.hpp"
@@ -38,6 +41,9 @@ Options:
   --repeat N            send that frame N times (default 1)
   --flood FRAMES        then send FRAMES frames of --ids-per-frame random ids
   --ids-per-frame N     default 4096 (the most one REGISTER holds)
+  --move ID[,ID]        then claim those connections moved (seed 003: an ACM from a
+                        client), from our --addr to --move-to, with a fresh token
+  --move-to ADDR        the new address that ACM names (default 198.18.11.9)
   --hold-ms MS          stay this long after sending (default 2000), then exit
   -h, --help            show this help
 )";
@@ -47,6 +53,8 @@ struct ProbeOptions {
   ChannelOptions channel;
   IpAddress server;
   std::vector<uint64_t> ids;
+  std::vector<uint64_t> move_ids;
+  IpAddress move_to = *IpAddress::parse("198.18.11.9");
   size_t repeat = 1;
   size_t flood_frames = 0;
   size_t ids_per_frame = control::max_connection_ids;
@@ -67,16 +75,19 @@ ProbeOptions parse_arguments(int argc, char** argv) {
     if (arg == "--server") {
       options.server = parse_host(option_value(argc, argv, i), "--server");
       have_server = true;
-    } else if (arg == "--register") {
+    } else if (arg == "--register" || arg == "--move") {
       std::string list = option_value(argc, argv, i);
+      auto& ids = arg == "--move" ? options.move_ids : options.ids;
       size_t at = 0;
       while (at <= list.size()) {
         size_t comma = list.find(',', at);
         std::string item = list.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-        options.ids.push_back(std::stoull(item, nullptr, 0));
+        ids.push_back(std::stoull(item, nullptr, 0));
         if (comma == std::string::npos) break;
         at = comma + 1;
       }
+    } else if (arg == "--move-to") {
+      options.move_to = parse_host(option_value(argc, argv, i), "--move-to");
     } else if (arg == "--repeat") {
       options.repeat = parse_number(option_value(argc, argv, i), 1000000, "--repeat");
     } else if (arg == "--flood") {
@@ -135,6 +146,20 @@ class Probe {
       for (auto& id : frame.connection_ids) id = random() | 1;
       if (!c.send(frame)) break;
     }
+    if (!options_.move_ids.empty()) {
+      // Our own address is the old one: the channel comes from it, as a mover's would.
+      control::AddressChange acm;
+      acm.sequence = unix_ms() << 10;
+      acm.nonce.fill(0x5a);
+      acm.issued_at_ms = unix_ms();
+      acm.scope = control::AcmScope::connections;
+      acm.old_address = *IpAddress::parse(options_.link.address.substr(0, options_.link.address.find('/')));
+      acm.new_address = options_.move_to;
+      acm.old_port = acm.new_port = 40000;
+      acm.connection_ids = options_.move_ids;
+      acm.handover_token = crypto::random_handover_token();
+      c.send(acm);
+    }
     logger("app")->info("[probe] sent");
     uv_timer_start(
         timer_.get(),
@@ -146,6 +171,11 @@ class Probe {
     if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
       ++errors_;
       logger("app")->info("[probe] error {}: {}", error->code, error->text);
+    } else if (const auto* ack = std::get_if<control::Ack>(&message)) {
+      const char* status = ack->status == control::AckStatus::applied   ? "applied"
+                           : ack->status == control::AckStatus::rebound ? "rebound"
+                                                                        : "refused";
+      logger("app")->info("[probe] ack {} {}", ack->sequence, status);
     } else if (std::holds_alternative<control::AddressChange>(message)) {
       ++acms_;
       logger("app")->info("[probe] acm received");

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""A client on a UDP link whose own (tunnel-inner) address changes at runtime: roam-client
+--addr-file FILE takes its address from FILE and, on SIGUSR1, reads it again and moves its
+connections to the new address (seed 003, "a client moves"; the netns test
+client_move_test covers the TUN device and NATs).
+
+Topology: harness.TwoServers (echo); the client starts as 198.18.11.2 from its file (the
+servers route all of 198.18.11.0/24 to its UDP socket).
+
+Checks: an echo through the forward, A holding the client's registration; FILE then says
+198.18.11.7 and the client gets SIGUSR1: it logs the change, A answers `rebound` (the ACM
+comes on a channel from the new address: nothing between rewrites it), A counts
+peer_moves_applied 1 and peer_moves_rebound 1, refuses nothing, and the echo goes on
+byte-exact on the same connection. Two more changes in a row (the second before the first
+was answered, back to 198.18.11.2): the echo goes on. A file that names no address changes nothing (the
+client logs why; the echo goes on). A server move A -> B afterwards still reaches the
+client at its new address ("ok moved 1 of 1", echo byte-exact, clean EOF).
+"""
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import TestFailure, check, log  # noqa: E402
+from register_owner_test import Echo, wait_until  # noqa: E402
+
+NEW_ADDR = "198.18.11.7"
+
+
+def main():
+    directory = tempfile.mkdtemp(prefix="roam-it-addrfile-")
+    path = os.path.join(directory, "address")
+    with open(path, "w") as f:
+        f.write(harness.CLIENT_ADDR + "\n")
+    try:
+        with harness.TwoServers(mode="echo", client_extra=["--addr-file", path]) as t:
+            sock = t.connect()
+            echo = Echo(sock)
+            echo.exchange()
+            wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+
+            with open(path, "w") as f:
+                f.write(NEW_ADDR + "\n")
+            t.client.popen.send_signal(signal.SIGUSR1)
+            check(t.client.wait_for_log("our address changes from %s to %s" % (harness.CLIENT_ADDR, NEW_ADDR)),
+                  "the client did not take its new address:\n" + t.client.tail())
+            check(t.client.wait_for_log("points at us directly"), "A did not answer rebound:\n" + t.client.tail())
+            echo.exchange(8)
+            a = t.status("A")
+            moves = {k: v for k, v in a.items() if "peer_moves" in k}
+            check(a["peer_moves_applied"] == 1 and a["peer_moves_rebound"] == 1 and a["peer_moves_refused"] == 0,
+                  "A's peer-move counters: %s" % moves)
+            log("ok   - SIGUSR1 with %s in the file: the connection moved with the client, A answered rebound (%s)"
+                % (NEW_ADDR, moves))
+
+            # Straight back, twice in a row without waiting: the second move supersedes the
+            # first (its announcement, its held output) and the connection ends up at the
+            # client's original address.
+            for address in (NEW_ADDR.replace(".7", ".8"), harness.CLIENT_ADDR):
+                with open(path, "w") as f:
+                    f.write(address + "\n")
+                t.client.popen.send_signal(signal.SIGUSR1)
+                check(t.client.wait_for_log("our address changes from") and
+                      t.client.wait_for_log("to %s" % address), "the client did not take %s:\n%s" % (
+                          address, t.client.tail()))
+            wait_until("A to point the connection back at %s" % harness.CLIENT_ADDR,
+                       lambda: t.status("A")["peer_moves_rebound"] >= 2)
+            echo.exchange(8)
+            a = t.status("A")
+            check(a["peer_moves_refused"] == 0, "A refused a move: %s" % {k: v for k, v in a.items() if "peer" in k})
+            log("ok   - two more moves in a row (the last back to %s): echo byte-exact, A applied %d" % (
+                harness.CLIENT_ADDR, a["peer_moves_applied"]))
+
+            with open(path, "w") as f:
+                f.write("not-an-address\n")
+            t.client.popen.send_signal(signal.SIGUSR1)
+            check(t.client.wait_for_log("the address stays"), "the client did not refuse a bad file:\n" +
+                  t.client.tail())
+            echo.exchange()
+            log("ok   - a file naming no address changes nothing; the echo goes on")
+
+            t.migrate("A", "B", expect_moved=1)
+            echo.exchange(8)
+            sock.shutdown(socket.SHUT_WR)
+            check(sock.recv(1) == b"", "the echo did not end with EOF")
+            sock.close()
+            log("ok   - then a move A -> B: echo byte-exact (%d bytes, sha256 %s), clean EOF" % (
+                echo.count, echo.sent.hexdigest()[:16]))
+            t.client.stop()
+            text = t.client.stderr_text()
+            check(re.search(r"ACMs (\d+) applied 1", text) is not None, "the client did not apply A's ACM")
+            moves = re.search(r"own address changes (\d+), our moves announced (\d+) \(applied (\d+) rebound (\d+) "
+                              r"refused (\d+) abandoned (\d+)\)", text)
+            check(moves is not None and moves.group(1) == "3" and int(moves.group(4)) >= 2 and
+                  moves.group(5) == "0" and moves.group(6) == "0",
+                  "the client's move counters: %s" % (moves.group(0) if moves else None))
+            log("ok   - client exit counters: %s" % moves.group(0))
+    finally:
+        try:
+            os.remove(path)
+            os.rmdir(directory)
+        except OSError:
+            pass
+    log("PASS")
+
+
+if __name__ == "__main__":
+    harness.run(main)
