@@ -204,10 +204,10 @@ class Mover(threading.Thread):
         self.want_moved = want_moved
         self.error = None
         self.done = []  # (monotonic time, stdout, ms)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self):
-        while not self._stop.wait(self.interval):
+        while not self._halt.wait(self.interval):
             if self.limit is not None and len(self.done) >= self.limit:
                 return
             try:
@@ -221,7 +221,7 @@ class Mover(threading.Thread):
             log("#    move %d: %s (roamctl %.1f ms)" % (len(self.done), result[0], result[1]))
 
     def stop(self):
-        self._stop.set()
+        self._halt.set()
         self.join(120)
         if self.error:
             raise self.error
