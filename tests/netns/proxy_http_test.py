@@ -102,11 +102,11 @@ def main(lab):
         lab.wait_log("http", ready)
         plab.start()
         rate = max(256 * 1024, size // SECONDS)
-        mover = Mover(plab, 2.0)
         t0 = time.monotonic()
         fetch = spawn_in(lab, "c", [sys.executable, "-c", FETCH, "http://127.0.0.1:%d/big.bin" % LPORT, str(rate)],
                          stdin=False)
         out = Lines(fetch)
+        mover = Mover(plab, 2.0, active=lambda: fetch.poll() is None and not out.last("curl said:"))
         mover.start()
         try:
             wait_until(lambda: fetch.poll() is not None, 600 + 4 * SECONDS, "the download's end (hang detector)",

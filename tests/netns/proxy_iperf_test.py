@@ -3,7 +3,7 @@
 tests/netns/proxy_lab.py): `iperf3 -s` (Debian's, unmodified) on 127.0.0.1:5201 in the
 origin namespace, `iperf3 -c 127.0.0.1 -p 9000` in the client namespace behind the strict
 NAT, through roam-client's forward -> proxy A. Both of iperf3's connections (control and
-data) go through the proxy. Two runs of T = max(4, 8 x ROAMSTACK_TEST_SCALE) seconds,
+data) go through the proxy. Two runs of T = max(5, 8 x ROAMSTACK_TEST_SCALE) seconds,
 client -> server and then reversed (-R), each while the proxy moves every 2 s (A -> B -> A
 ...; each move "ok moved N of N", N >= 1). Each run must complete (iperf3 exit 0, a JSON
 report without "error", at least 2 moves while it ran) and report bytes received > 0;
@@ -28,10 +28,10 @@ IPERF_PORT = 5201
 
 def one_run(lab, plab, seconds, reverse):
     what = "reverse (server -> client)" if reverse else "client -> server"
-    mover = Mover(plab, 2.0)
     t0 = time.monotonic()
     client = spawn_in(lab, "c", ["iperf3", "-c", "127.0.0.1", "-p", str(LPORT), "-t", str(seconds), "-J",
                                  "--connect-timeout", "30000"] + (["-R"] if reverse else []), stdin=False)
+    mover = Mover(plab, 2.0, active=lambda: client.poll() is None)
     mover.start()
     try:
         text, _ = client.communicate(timeout=seconds + 300)
@@ -57,7 +57,7 @@ def one_run(lab, plab, seconds, reverse):
 
 
 def main(lab):
-    seconds = max(4, int(round(8 * proxy_lab.scale())))
+    seconds = max(5, int(round(8 * proxy_lab.scale())))
     lab.start("iperf3", "o", ["iperf3", "-s", "--forceflush", "-B", "127.0.0.1", "-p", str(IPERF_PORT)])
     plab = ProxyLab(lab, IPERF_PORT)
     try:

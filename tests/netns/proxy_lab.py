@@ -139,20 +139,27 @@ class ProxyLab:
     def migrate(self, want_moved=1):
         """One move of the proxy that holds the client's connections to the other; checks
         "ok moved N of N" with N >= want_moved; returns (stdout, wall ms). In relay mode:
-        nothing (returns None)."""
+        nothing (returns None). When the proxy it thinks holds them has none ("ok moved 0
+        of 0": e.g. new connections went to the other one), it moves the other way once."""
         if mode() == "relay":
             return None
-        source = self.at
-        target = "b" if source == "a" else "a"
         # A connection that arrived by the previous move is parked until the client follows.
         wait_until(lambda: self.client_log().count("connection(s) follow (ACM") >= self.follows, 30,
                    "the client following move %d" % len(self.moves))
         follows = self.client_log().count("connection(s) follow (ACM")
-        t0 = time.monotonic()
-        out = self.lab.run_in("r", [ROAMCTL, "migrate", "--from", PROXIES[source][2], "--to",
-                                    PROXIES[target][2]], timeout=90)
-        ms = (time.monotonic() - t0) * 1000
-        m = MOVED_RE.match(out.stdout)
+        for attempt in (1, 2):
+            source = self.at
+            target = "b" if source == "a" else "a"
+            t0 = time.monotonic()
+            out = self.lab.run_in("r", [ROAMCTL, "migrate", "--from", PROXIES[source][2], "--to",
+                                        PROXIES[target][2]], timeout=90)
+            ms = (time.monotonic() - t0) * 1000
+            m = MOVED_RE.match(out.stdout)
+            if attempt == 1 and want_moved and m and m.group(2) == "0":
+                log("#    proxy %s holds no session: moving from %s instead" % (source, target))
+                self.at = target
+                continue
+            break
         if out.returncode != 0 or not m or m.group(1) != m.group(2) or int(m.group(1)) < want_moved:
             raise Failure("move %d %s -> %s: want 'ok moved N of N', N >= %d; got %s %s" % (
                 len(self.moves) + 1, source, target, want_moved, out.stdout.strip(), out.stderr.strip()))
@@ -194,14 +201,18 @@ class ProxyLab:
 
 class Mover(threading.Thread):
     """Moves the proxy every `interval` seconds (A -> B, B -> A, ...) until stop() or
-    `limit` moves; a failed move is kept in .error and ends the thread."""
+    `limit` moves; a failed move is kept in .error and ends the thread. active(), when
+    given, says whether the application is still running: a move that fails (e.g. "ok
+    moved 0 of 0") while the application ends (within 5 s) is not an error: it came too
+    late, and the mover stops."""
 
-    def __init__(self, plab, interval, limit=None, want_moved=1):
+    def __init__(self, plab, interval, limit=None, want_moved=1, active=None):
         super().__init__(daemon=True)
         self.plab = plab
         self.interval = interval
         self.limit = limit
         self.want_moved = want_moved
+        self.active = active
         self.error = None
         self.done = []  # (monotonic time, stdout, ms)
         self._halt = threading.Event()
@@ -210,9 +221,17 @@ class Mover(threading.Thread):
         while not self._halt.wait(self.interval):
             if self.limit is not None and len(self.done) >= self.limit:
                 return
+            if self.active and not self.active():
+                return
             try:
                 result = self.plab.migrate(self.want_moved)
             except Failure as e:
+                deadline = time.monotonic() + 5
+                while self.active and self.active() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if self.active and not self.active():
+                    log("#    a move as the application ended, not counted: %s" % e)
+                    return
                 self.error = e
                 return
             if result is None:

@@ -161,10 +161,10 @@ def copy(lab, plab, options, user):
     dst = os.path.join(lab.workdir, "copy.bin")
     want = proxy_lab.write_seeded(src, size, 256)
     kbit = max(1000, size * 8 // 1000 // 8)  # about 8 s
-    mover = Mover(plab, 1.5)
     t0 = time.monotonic()
     scp = spawn_in(lab, "c", ["scp", "-q", "-l", str(kbit), "-P", str(LPORT)] + options
                    + ["%s@127.0.0.1:%s" % (user, src), dst], stdin=False)
+    mover = Mover(plab, 1.5, active=lambda: scp.poll() is None)
     mover.start()
     try:
         text, _ = scp.communicate(timeout=600)
