@@ -21,6 +21,7 @@ roam-server has no proxy mode and PROXY_LAB_MODE is not relay.
 
 ROAMSTACK_TEST_SCALE (default 1.0) scales the big transfers (scaled()).
 """
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ PROXIES = {  # name: (namespace role, lwIP address, control)
 }
 LPORT = 9000
 MOVED_RE = re.compile(r"ok moved (\d+) of (\d+)")
+STATUS_KEYS = ("sessions", "exports", "imports", "parked", "unparked", "moves", "registrations", "acms",
+               "handover_syns", "owner_syns", "channels_failed", "peer", "proxy", "origin", "keepalive", "dead")
 
 
 def scale():
@@ -178,6 +181,16 @@ class ProxyLab:
             return "(no answer within 30 s)"
         return out.stdout.strip() or out.stderr.strip()
 
+    def holder(self):
+        """The proxy ("a" or "b") whose status shows sessions, the one it thinks first."""
+        for name in (self.at, "b" if self.at == "a" else "a"):
+            try:
+                if json.loads(self.status(name)).get("sessions", 0) > 0:
+                    return name
+            except ValueError:
+                pass
+        return self.at
+
     def stop(self):
         self.lab.stop_cleanly([label for label in self.labels if self.lab.procs[label].poll() is None])
 
@@ -191,7 +204,13 @@ class ProxyLab:
                 parts.append("== %s: %s" % (label, e))
         if mode() != "relay":
             for name in ("a", "b", "origin"):
-                parts.append("== roamctl status %s\n%s" % (name, self.status(name)))
+                text = self.status(name)
+                try:  # the counters that tell where sessions are and what became of moves
+                    st = json.loads(text)
+                    text = " ".join("%s=%s" % (k, v) for k, v in st.items() if (v or k == "sessions") and k.startswith(STATUS_KEYS))
+                except ValueError:
+                    pass
+                parts.append("== roamctl status %s\n%s" % (name, text))
         try:
             parts.append("== nat counters\n" + self.nat("counters"))
         except Failure as e:
