@@ -181,6 +181,16 @@ class ProxyLab:
             return "(no answer within 30 s)"
         return out.stdout.strip() or out.stderr.strip()
 
+    def sessions(self):
+        """{proxy: sessions} from roamctl status (0 when it does not answer)."""
+        counts = {}
+        for name in PROXIES:
+            try:
+                counts[name] = json.loads(self.status(name)).get("sessions", 0)
+            except ValueError:
+                counts[name] = 0
+        return counts
+
     def holder(self):
         """The proxy ("a" or "b") whose status shows sessions, the one it thinks first."""
         for name in (self.at, "b" if self.at == "a" else "a"):
@@ -237,6 +247,11 @@ class Mover(threading.Thread):
         self._halt = threading.Event()
 
     def run(self):
+        if mode() != "relay":  # the first move once the application's connection is at a proxy
+            deadline = time.monotonic() + 60
+            while not any(self.plab.sessions().values()) and time.monotonic() < deadline:
+                if self._halt.wait(0.2) or (self.active and not self.active()):
+                    return
         while not self._halt.wait(self.interval):
             if self.limit is not None and len(self.done) >= self.limit:
                 return
