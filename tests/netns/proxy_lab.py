@@ -230,7 +230,8 @@ class ProxyLab:
 
 class Mover(threading.Thread):
     """Moves the proxy every `interval` seconds (A -> B, B -> A, ...) until stop() or
-    `limit` moves; a failed move is kept in .error and ends the thread. active(), when
+    `limit` moves, the first once a proxy holds a session (roamctl status, at most 60 s
+    of waiting); a failed move is kept in .error and ends the thread. active(), when
     given, says whether the application is still running: a move that fails (e.g. "ok
     moved 0 of 0") while the application ends (within 5 s) is not an error: it came too
     late, and the mover stops."""
