@@ -137,6 +137,7 @@ def main(lab):
         if fetch is not None:
             end(fetch)
         end(lab.procs["http"])
+        proxy_lab.remove(os.path.join(www, "big.bin"))  # the logs stay on failure, not the big file
 
 
 if __name__ == "__main__":

@@ -318,6 +318,13 @@ def end(proc, grace=10):
             proc.wait()
 
 
+def remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def write_seeded(path, size, seed):
     """Writes `size` seeded pseudo-random bytes to path; returns their SHA-256."""
     import hashlib

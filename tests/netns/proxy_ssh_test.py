@@ -181,13 +181,12 @@ def copy(lab, plab, options, user):
     with open(dst, "rb") as f:
         for block in iter(lambda: f.read(16 * MIB), b""):
             h.update(block)
-    got = h.hexdigest()
-    if got != want or os.path.getsize(dst) != size:
-        raise Failure("scp copy: %d bytes, sha256 %s; want %d, %s" % (os.path.getsize(dst), got, size, want))
+    got, copied = h.hexdigest(), os.path.getsize(dst)
+    os.unlink(dst)
+    if got != want or copied != size:
+        raise Failure("scp copy: %d bytes, sha256 %s; want %d, %s" % (copied, got, size, want))
     log("ok   - scp: %d MiB in %.1f s (%.1f MiB/s), SHA-256 exact, across %d moves" % (
         size // MIB, seconds, size / MIB / seconds, len(during)))
-    os.unlink(dst)
-    os.unlink(src)
 
 
 def main(lab):
@@ -210,6 +209,8 @@ def main(lab):
     finally:
         if "sshd" in lab.procs:
             end(lab.procs["sshd"])
+        for name in ("big.bin", "copy.bin"):  # the logs stay on failure, not the big files
+            proxy_lab.remove(os.path.join(lab.workdir, name))
         if made_privsep:
             try:
                 os.rmdir(PRIVSEP)
