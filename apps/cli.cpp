@@ -33,6 +33,17 @@ std::string link_options_help() {
   --mtu N                link MTU, 576-65535 (default 1500)
   --pcap FILE            write every packet sent and received on the link to FILE
   --log-level LEVEL      trace, debug, info, warn, error, off (default info)
+
+Dead peers (every carrier and control channel of this process):
+  --dead-peer SECONDS    a peer silent this long is dead: its connections are reset
+                         (the local app behind roam-client sees a reset) and logged.
+                         Idle connections send keepalive probes after a third of it.
+                         3-86400, or 0 for never (default 30). Below about 20 s a
+                         connection whose server moves (up to ~10 s of silence) may
+                         be cut
+  --connect-timeout SECONDS  an active open (carrier, control channel) without an
+                         answer this long fails (roam-client resets the local app).
+                         1-600, or 0 for lwIP's SYN retries, about 21 s (default 10)
 )";
 }
 
@@ -77,6 +88,14 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
     options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
   else if (arg == "--pcap")
     options.pcap = option_value(argc, argv, i);
+  else if (arg == "--dead-peer") {
+    auto seconds = parse_number(option_value(argc, argv, i), 86400, "--dead-peer");
+    if (seconds != 0 && seconds < 3) throw ConfigError("--dead-peer must be 0 (never) or 3 to 86400 seconds");
+    options.dead_peer.dead_after_ms = static_cast<uint32_t>(seconds * 1000);
+  } else if (arg == "--connect-timeout") {
+    auto seconds = parse_number(option_value(argc, argv, i), 600, "--connect-timeout");
+    options.dead_peer.connect_timeout_ms = static_cast<uint32_t>(seconds * 1000);
+  }
   else if (arg == "--log-level") {
     options.log_level = option_value(argc, argv, i);
     if (!set_log_level(options.log_level)) throw ConfigError("unknown log level '" + options.log_level + "'");

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/config_error.hpp"
+#include "stack/dead_peer.hpp"
 #include "stack/node.hpp"
 #include "base/ip_address.hpp"
 #include "tun/link.hpp"
@@ -28,9 +29,13 @@ struct LinkOptions {
   size_t mtu = 1500;
   std::string pcap;
   std::string log_level = "info";
+  // --dead-peer, --connect-timeout (for every lwIP connection of the process).
+  DeadPeerPolicy dead_peer{default_dead_peer_ms, default_connect_timeout_ms};
+  static constexpr uint32_t default_dead_peer_ms = 30'000;
+  static constexpr uint32_t default_connect_timeout_ms = 10'000;
 };
 
-// The help text for the options above, for a program's --help.
+// The help text for the options above (and the dead-peer ones), for a program's --help.
 std::string link_options_help();
 
 // If argv[i] is one of the link options, consumes it (and its value) and returns true.

@@ -3,8 +3,10 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <span>
+#include <utility>
 
 #include "base/log.hpp"
 
@@ -137,6 +139,12 @@ void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_b
     self->pause_kernel_reads();
     return;
   }
+  if (nread == UV_EOF && self->kernel_reset_pending()) {
+    // libuv reports a hang-up after a short read as EOF without reading again, so a
+    // reset that came right behind the data would pass on as a clean FIN.
+    self->fail("kernel side reset");
+    return;
+  }
   if (nread == UV_EOF) {
     self->kernel_eof_ = true;
     uv_read_stop(stream);
@@ -146,6 +154,14 @@ void KernelSplice::on_kernel_read(uv_stream_t* stream, ssize_t nread, const uv_b
   }
   logger("app")->debug("kernel socket read error: {}", uv_strerror(static_cast<int>(nread)));
   self->fail("kernel side reset");
+}
+
+bool KernelSplice::kernel_reset_pending() const {
+  uv_os_fd_t fd;
+  if (!kernel_.valid() || uv_fileno(kernel_.base(), &fd) != 0) return false;
+  int error = 0;
+  socklen_t length = sizeof error;
+  return getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == ECONNRESET;
 }
 
 void KernelSplice::kernel_data(const uint8_t* data, size_t length) {
@@ -268,10 +284,11 @@ void KernelSplice::on_kernel_shutdown(uv_shutdown_t* request, int /*status*/) no
   self->maybe_finish();
 }
 
-void KernelSplice::on_error(TcpConnection&, err_t error) {
-  // The pcb is gone (reset by the peer, or retransmissions timed out).
-  logger("app")->debug("carrier failed: {}", lwip_error_name(error));
+void KernelSplice::on_error(TcpConnection& carrier, err_t error) {
+  // The pcb is gone (reset by the peer, refused, or the peer is dead: carrier.loss()).
+  logger("app")->debug("carrier failed: {} ({})", carrier.loss_text(), lwip_error_name(error));
   if (closing_) return;
+  if (auto lost = std::exchange(on_carrier_lost_, nullptr)) lost(carrier);
   teardown(true);
 }
 

@@ -49,6 +49,14 @@ class KernelSplice final : public TcpConnection::Handler {
   // Called once an active open of the carrier completed (roam-client registers it with
   // the server's control channel).
   void set_on_carrier_connected(std::function<void(tcp_pcb*)> callback) { on_carrier_connected_ = std::move(callback); }
+  // Called once when the carrier ends under us (reset, refused, dead peer: carrier.loss()
+  // says which), just before both sides are reset; not when we close it ourselves.
+  void set_on_carrier_lost(std::function<void(const TcpConnection&)> callback) {
+    on_carrier_lost_ = std::move(callback);
+  }
+
+  // The carrier's pcb, nullptr before adopt_carrier and once the carrier is gone.
+  tcp_pcb* carrier_pcb() const { return carrier_ ? carrier_->pcb() : nullptr; }
 
   // Closes both sides now (process shutdown). Graceful where nothing is left in flight.
   void close();
@@ -70,6 +78,8 @@ class KernelSplice final : public TcpConnection::Handler {
   static void on_kernel_closed(uv_handle_t* handle) noexcept;
 
   void start_if_ready();
+  // The kernel socket was reset (its pending error), even if libuv reported EOF.
+  bool kernel_reset_pending() const;
   void kernel_data(const uint8_t* data, size_t length);
   void pump_to_carrier();
   void start_kernel_reads();
@@ -84,6 +94,7 @@ class KernelSplice final : public TcpConnection::Handler {
   Node& node_;
   FinishedFn on_finished_;
   std::function<void(tcp_pcb*)> on_carrier_connected_;
+  std::function<void(const TcpConnection&)> on_carrier_lost_;
   UvHandle<uv_tcp_t> kernel_;
   std::unique_ptr<TcpConnection> carrier_;
 

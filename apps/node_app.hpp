@@ -12,6 +12,7 @@
 
 #include "apps/cli.hpp"
 #include "stack/node.hpp"
+#include "stack/tcp_connection.hpp"
 #include "base/log.hpp"
 
 namespace roam {
@@ -25,6 +26,7 @@ inline void log_node_counters(const Node& node) {
       "segments for the device to cut {}, cut here for the segment MAC {} into {}",
       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, l.rx_foreign,
       c.tx_segmented, c.tx_cut, c.tx_cut_pieces);
+  logger("node")->info("connections lost: {}", peer_losses_text());
 }
 
 // `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`
@@ -38,6 +40,7 @@ int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeAp
   decltype(make_app(*node, *static_cast<decltype(parse(argc, argv))*>(nullptr))) app;
   try {
     auto options = parse(argc, argv);
+    TcpConnection::set_dead_peer_policy(options.link.dead_peer);
     node = std::make_unique<Node>(loop);
     attach_link(*node, options.link);
     app = make_app(*node, options);

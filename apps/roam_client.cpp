@@ -3,6 +3,8 @@
 // Runs without privilege on a UDP link, or on a TUN device root created for the user.
 #include <uv.h>
 
+#include <array>
+#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <unordered_map>
@@ -13,6 +15,7 @@
 #include "apps/kernel_splice.hpp"
 #include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
+#include "stack/flow_key.hpp"
 #include "base/log.hpp"
 #include "base/rate_limited_log.hpp"
 #include "tun/udp_link.hpp"
@@ -33,6 +36,11 @@ Options:
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
   -h, --help             show this help
+
+When a server moves as a whole (an Address Change Message takes every connection this
+client had there), the forwards to it dial its new address from then on. A carrier that
+fails (refused, no answer within --connect-timeout, reset, or a peer silent for
+--dead-peer seconds) resets its local connection, and the client logs the reason.
 )";
 
 struct Forward {
@@ -129,7 +137,9 @@ class Client {
     }
     // Last: a start-up error above must stay the only line printed.
     if (options.follow) {
-      follower_ = std::make_unique<Follower>(node_, options.channel);
+      Follower::Events events;
+      events.on_server_moved = [this](const Follower::ServerMove& move) { repoint_forwards(move); };
+      follower_ = std::make_unique<Follower>(node_, options.channel, std::move(events));
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
@@ -139,6 +149,7 @@ class Client {
     if (follower_) follower_->close();
     listeners_.clear();
     for (auto& [key, splice] : splices_) splice->close();
+    logger("app")->info("carriers lost: {}", carrier_losses_text());
   }
 
  private:
@@ -154,6 +165,42 @@ class Client {
     listener->client->accept(*listener);
   }
 
+  // New connections go where the forward's server went (the connections it had there
+  // followed the ACM already).
+  void repoint_forwards(const Follower::ServerMove& move) {
+    for (auto& listener : listeners_) {
+      Forward& forward = listener->forward;
+      if (!(forward.server == move.from) || (move.from_port != 0 && forward.server_port != move.from_port)) continue;
+      uint16_t port = move.from_port != 0 && move.to_port != 0 ? move.to_port : forward.server_port;
+      logger("app")->info("forward {}: new connections go to {} (was {}: the server moved)",
+                          format_socket_address(forward.bind), endpoint_string(move.to, port),
+                          endpoint_string(forward.server, forward.server_port));
+      forward.server = move.to;
+      forward.server_port = port;
+    }
+  }
+
+  // One line per lost carrier (at most one a second for each reason, with how many were
+  // not logged), naming the server and the reason; counted by reason.
+  void carrier_lost(const TcpConnection& carrier, const Forward& forward) {
+    auto reason = static_cast<size_t>(carrier.loss());
+    ++carrier_losses_[reason];
+    uint64_t suppressed = 0;
+    if (carrier_loss_logs_[reason].allow(suppressed))
+      logger("app")->warn("carrier to {} (-L {}) lost: {}; its local connection was reset ({} more not logged)",
+                          carrier.peer(), format_socket_address(forward.bind), carrier.loss_text(), suppressed);
+  }
+
+  std::string carrier_losses_text() const {
+    std::string out;
+    for (PeerLoss reason : {PeerLoss::reset_by_peer, PeerLoss::refused, PeerLoss::connect_timeout,
+                            PeerLoss::keepalive_timeout, PeerLoss::retransmission_timeout}) {
+      if (!out.empty()) out += ", ";
+      out += std::string(peer_loss_name(reason)) + " " + std::to_string(carrier_losses_[static_cast<size_t>(reason)]);
+    }
+    return out;
+  }
+
   void accept(Listener& listener) {
     UvHandle<uv_tcp_t> kernel;
     uv_tcp_init(node_.loop(), kernel.get());
@@ -164,6 +211,8 @@ class Client {
     KernelSplice* raw = splice.get();
     splices_.emplace(raw, std::move(splice));
     raw->adopt_kernel(std::move(kernel));
+    raw->set_on_carrier_lost(
+        [this, forward = listener.forward](const TcpConnection& carrier) { carrier_lost(carrier, forward); });
     if (!follower_) {
       open_carrier(raw, listener.forward);
       return;
@@ -200,6 +249,15 @@ class Client {
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
   RateLimitedLog carrier_failure_log_;
   uint64_t carrier_failures_ = 0;
+  static constexpr size_t loss_kinds = static_cast<size_t>(PeerLoss::aborted) + 1;
+  std::array<RateLimitedLog, loss_kinds> carrier_loss_logs_ = make_loss_logs();
+  std::array<uint64_t, loss_kinds> carrier_losses_{};
+
+  static std::array<RateLimitedLog, loss_kinds> make_loss_logs() {
+    std::array<RateLimitedLog, loss_kinds> logs;
+    logs.fill(RateLimitedLog(std::chrono::seconds(1)));
+    return logs;
+  }
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 // roam-server: the server-side shim. Accepts carrier connections in its userspace stack
-// and serves a built-in app (echo, discard) or relays each carrier to a kernel TCP backend.
+// and serves a built-in app (echo, discard, files), relays each carrier to a kernel TCP
+// backend, or proxies it to an origin over a carrier of its own (DESIGN.md section 2).
 #include <arpa/inet.h>
 #include <sys/stat.h>
 #include <uv.h>
@@ -14,11 +15,14 @@
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
-#include "apps/kernel_splice.hpp"
+#include "apps/relay_session.hpp"
+#include "apps/proxy_session.hpp"
+#include "stack/migrate/follower.hpp"
 #include "stack/migrate/migration_service.hpp"
 #include "apps/node_app.hpp"
 #include "stack/tcp_listener.hpp"
 #include "base/log.hpp"
+#include "base/rate_limited_log.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -37,10 +41,23 @@ Modes:
   relay --backend HOST:PORT
                          connect each carrier to a kernel TCP backend and copy bytes
                          both ways. Relay sessions do NOT move: the backend's kernel
-                         socket is local to this host (the proxy topology will solve it);
-                         `roamctl migrate` skips them and they stay here.
+                         socket is local to this host. `roamctl status` lists them under
+                         "unmovable" with that reason; `roamctl migrate` leaves them
+                         here and counts them in its answer: 1 stayed: 1 relay. To
+                         move a service's sessions, run the relay as its origin and
+                         `proxy` in front of it
+  proxy --origin IP:PORT
+                         the movable front of a service: each carrier is spliced to a
+                         carrier of this server's own to the origin, a roam-server in
+                         relay mode beside the service (IP: the origin's userspace
+                         address, IPv4 or [IPv6]; PORT: its --listen port). Both legs
+                         move with the session. The proxy opens a control channel to
+                         the origin (--channel-port, with --key) and each origin leg
+                         proves in its SYN that this key owns it. When the origin
+                         refuses a leg or cannot be reached (about 20 s of SYN
+                         retries), the client's connection is reset and one line says why
 
-Sessions of echo, discard and files move live to another roam-server with
+Sessions of echo, discard, files and proxy move live to another roam-server with
 `roamctl migrate --from THIS_CONTROL --to OTHER_CONTROL`: their connections stay open and
 byte-exact, and each client is told where the server went by an authenticated Address
 Change Message on its control channel (clients open one to each server they use).
@@ -72,6 +89,9 @@ struct ServerOptions {
   LinkOptions link;
   std::string mode;
   std::string backend;
+  std::string origin_text;
+  IpAddress origin;
+  uint16_t origin_port = 0;
   std::string root;
   std::string control;
   std::string operators;
@@ -82,6 +102,18 @@ struct ServerOptions {
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
 };
+
+// --origin IP:PORT, IPv6 in brackets: the origin's userspace address and carrier port.
+void parse_origin(const std::string& text, IpAddress& address, uint16_t& port) {
+  size_t colon = text.rfind(':');
+  bool bracketed = !text.empty() && text.front() == '[';
+  if (colon == std::string::npos || colon == 0 || (bracketed && text[colon - 1] != ']') ||
+      (!bracketed && text.find(':') != colon))
+    throw ConfigError("bad --origin '" + text + "': expected IP:PORT ([IPv6]:PORT)");
+  address = parse_host(text.substr(0, colon), "--origin address");
+  port = static_cast<uint16_t>(parse_number(text.substr(colon + 1), 65535, "--origin port"));
+  if (port == 0) throw ConfigError("bad --origin '" + text + "': port 0");
+}
 
 ServerOptions parse_arguments(int argc, char** argv) {
   ServerOptions options;
@@ -97,6 +129,8 @@ ServerOptions parse_arguments(int argc, char** argv) {
       options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--listen port"));
     } else if (arg == "--backend") {
       options.backend = option_value(argc, argv, i);
+    } else if (arg == "--origin") {
+      options.origin_text = option_value(argc, argv, i);
     } else if (arg == "--root") {
       options.root = option_value(argc, argv, i);
     } else if (arg == "--control") {
@@ -118,9 +152,10 @@ ServerOptions parse_arguments(int argc, char** argv) {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
-  if (options.mode.empty()) throw ConfigError("no mode given: echo, discard, files or relay (see --help)");
-  if (options.mode != "echo" && options.mode != "discard" && options.mode != "relay" && options.mode != "files")
-    throw ConfigError("unknown mode '" + options.mode + "': expected echo, discard, files or relay");
+  if (options.mode.empty()) throw ConfigError("no mode given: echo, discard, files, relay or proxy (see --help)");
+  if (options.mode != "echo" && options.mode != "discard" && options.mode != "relay" && options.mode != "files" &&
+      options.mode != "proxy")
+    throw ConfigError("unknown mode '" + options.mode + "': expected echo, discard, files, relay or proxy");
   if (options.mode == "files" && options.root.empty()) throw ConfigError("files needs --root DIR");
   if (options.mode != "files" && !options.root.empty()) throw ConfigError("--root applies to files only");
   if (!options.root.empty()) {
@@ -130,6 +165,13 @@ ServerOptions parse_arguments(int argc, char** argv) {
   }
   if (options.mode == "relay" && options.backend.empty()) throw ConfigError("relay needs --backend HOST:PORT");
   if (options.mode != "relay" && !options.backend.empty()) throw ConfigError("--backend applies to relay only");
+  if (options.mode == "proxy" && options.origin_text.empty()) throw ConfigError("proxy needs --origin IP:PORT");
+  if (options.mode != "proxy" && !options.origin_text.empty()) throw ConfigError("--origin applies to proxy only");
+  if (options.mode == "proxy") {
+    parse_origin(options.origin_text, options.origin, options.origin_port);
+    if (options.origin.version == 6 && options.link.address6.empty())
+      throw ConfigError("--origin " + options.origin_text + " is IPv6: this node needs an --addr6");
+  }
   if (options.port == 0) throw ConfigError("--listen port must be 1-65535");
   return options;
 }
@@ -144,6 +186,7 @@ class Server final : public SessionTable {
     if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
     kinds_ = builtin_session_kinds(SessionContext{&node_, options_.root});
+    if (options_.mode == "proxy") add_proxy_session_kind(kinds_, node_);
     MigrationConfig migration;
     migration.control = options_.control;
     migration.operators_file = options_.operators;
@@ -158,8 +201,11 @@ class Server final : public SessionTable {
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
-    logger("app")->info("serving {} on port {}{}", options_.mode, options_.port,
-                        options_.mode == "relay" ? " -> " + options_.backend : "");
+    if (options_.mode == "proxy") start_origin_channel();
+    std::string target = options_.mode == "relay"   ? " -> " + options_.backend
+                         : options_.mode == "proxy" ? " -> origin " + options_.origin_text
+                                                    : "";
+    logger("app")->info("serving {} on port {}{}", options_.mode, options_.port, target);
   }
 
   // Stops accepting and closes every session.
@@ -167,7 +213,7 @@ class Server final : public SessionTable {
     if (listener_) listener_->close();
     if (migration_) migration_->shutdown();
     for (auto& [key, session] : sessions_) session->close();
-    for (auto& [key, splice] : splices_) splice->close();
+    if (origin_channel_) origin_channel_->close();
   }
 
   // SessionTable
@@ -194,17 +240,19 @@ class Server final : public SessionTable {
     ++accepted_;
     migration_->connection_accepted(pcb);
     tcp_nagle_disable(pcb);
-    if (options_.mode == "relay") {
-      auto splice = std::make_unique<KernelSplice>(
-          node_, [this](KernelSplice* done) { node_.defer([this, done] { splices_.erase(done); }); });
-      KernelSplice* raw = splice.get();
-      splices_.emplace(raw, std::move(splice));
-      raw->adopt_carrier(std::make_unique<TcpConnection>(pcb, raw), true);
-      raw->connect_kernel(reinterpret_cast<const sockaddr*>(&backend_));
+    if (options_.mode == "proxy") {
+      auto session = std::make_unique<ProxySession>(node_, pcb, finished_callback(), proxy_hooks());
+      ProxySession* raw = session.get();
+      adopt(std::move(session));
+      open_origin_leg(*raw);
       return true;
     }
     std::unique_ptr<MovableSession> session;
-    if (options_.mode == "files") {
+    if (options_.mode == "relay") {
+      // In the session table although it never moves: status lists it, migrate counts it.
+      session = std::make_unique<RelaySession>(node_, pcb, reinterpret_cast<const sockaddr*>(&backend_),
+                                               finished_callback());
+    } else if (options_.mode == "files") {
       session = std::make_unique<FilesSession>(node_, options_.root, pcb, finished_callback());
     } else {
       auto mode = options_.mode == "echo" ? EchoSession::Mode::echo : EchoSession::Mode::discard;
@@ -214,15 +262,76 @@ class Server final : public SessionTable {
     return true;
   }
 
+  // Proxy mode: the channel to the origin, as a client of it (a Follower), so that each
+  // origin leg proves in its SYN that this server's key owns it.
+  void start_origin_channel() {
+    ChannelOptions channel = options_.channel;
+    // The client side's own options: keys learned for this run only. No segment MAC on
+    // origin legs: a second guard beside the channel server's would sign flows twice.
+    channel.known_hosts_file.clear();
+    channel.pinned = false;
+    channel.trusted_pools.clear();
+    channel.segment_mac = false;
+    // Our pool certificate in the HELLO: the origin then lets another member of our pool
+    // move the legs this key owns (docs/PROTOCOL.md 3.7).
+    channel.hello_credential = migration_->credential();
+    origin_channel_ = std::make_unique<Follower>(node_, channel);
+    origin_channel_->prepare(options_.origin);
+    // A proxy session imported here brings its origin leg: tell the origin (seed 003,
+    // the host whose address changed tells its peer). Its first packet here unparks it.
+    migration_->set_tell_origin([this](const migrate::OriginLegMoved& moved) {
+      if (origin_channel_)
+        origin_channel_->announce_moved({Follower::MovedEnd{moved.pcb, moved.connection_id, moved.old_flow.local}});
+    });
+  }
+
+  ProxySession::Hooks proxy_hooks() {
+    ProxySession::Hooks hooks;
+    hooks.on_origin_connected = [this](tcp_pcb* pcb) {
+      if (origin_channel_) origin_channel_->track(pcb);
+    };
+    hooks.on_origin_failed = [this](const std::string& why) {
+      ++origin_failures_;
+      uint64_t suppressed = 0;
+      if (origin_failure_log_.allow(suppressed))
+        logger("app")->warn("origin {}: {}; the client's connection is reset ({} in all; {} more not logged)",
+                            options_.origin_text, why, origin_failures_, suppressed);
+    };
+    return hooks;
+  }
+
+  // Opens the session's origin leg: after the accept callback returns (no active open
+  // from inside lwIP's input), and once the channel to the origin can give the leg its
+  // owner proof (or gave up waiting for it, Follower::when_ready).
+  void open_origin_leg(ProxySession& session) {
+    node_.defer([this, raw = &session, lifetime = session.lifetime()] {
+      if (lifetime.expired() || !origin_channel_) return;
+      origin_channel_->when_ready(options_.origin, [this, raw, lifetime] {
+        if (lifetime.expired()) return;
+        auto leg = TcpConnection::connect(options_.origin, options_.origin_port, raw, nullptr,
+                                          origin_channel_->syn_option_for(options_.origin));
+        if (!leg) {
+          raw->fail_origin("cannot open the origin leg: " + leg.error());
+          return;
+        }
+        raw->attach_origin(std::move(leg.value()));
+        node_.kick();
+      });
+    });
+    node_.kick();
+  }
+
   Node& node_;
   ServerOptions options_;
   SessionKinds kinds_;
   sockaddr_storage backend_{};
   socklen_t backend_len_ = 0;
+  std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<TcpListener> listener_;
   std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;
-  std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
+  RateLimitedLog origin_failure_log_;
+  uint64_t origin_failures_ = 0;
   size_t accepted_ = 0;
 };
 

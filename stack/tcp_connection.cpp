@@ -1,10 +1,15 @@
 #include "stack/tcp_connection.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <random>
 
+#include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/local_port_allocator.hpp"
 #include "stack/lwip_address.hpp"
 #include "base/log.hpp"
@@ -41,6 +46,23 @@ void on_port_pcb_destroyed(u8_t /*slot_id*/, void* data) noexcept {
 }
 const tcp_ext_arg_callbacks port_slot_callbacks{&on_port_pcb_destroyed, nullptr};
 
+DeadPeerPolicy& process_dead_peer_policy() {
+  static DeadPeerPolicy policy;
+  return policy;
+}
+
+constexpr size_t peer_loss_kinds = static_cast<size_t>(PeerLoss::aborted) + 1;
+std::array<uint64_t, peer_loss_kinds>& loss_counters() {
+  static std::array<uint64_t, peer_loss_kinds> counters{};
+  return counters;
+}
+
+// lwIP's poll interval counts slow-timer ticks in a u8.
+u8_t poll_ticks(const DeadPeerPolicy& policy) {
+  uint32_t ticks = policy.poll_interval_ms() / TCP_SLOW_INTERVAL;
+  return static_cast<u8_t>(std::clamp<uint32_t>(ticks, 1, 255));
+}
+
 uint8_t port_slot() {
   static const uint8_t id = tcp_ext_arg_alloc_id();
   return id;
@@ -66,7 +88,32 @@ size_t local_ports_in_use() {
 }
 
 TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler) : pcb_(pcb), handler_(handler) {
+  // An accepted (or imported) pcb is synchronized; a fresh one for connect() is CLOSED.
+  connected_ = pcb->state != CLOSED && pcb->state != SYN_SENT;
+  note_remote();
   install_callbacks();
+}
+
+void TcpConnection::set_dead_peer_policy(const DeadPeerPolicy& policy) {
+  process_dead_peer_policy() = policy;
+}
+
+const DeadPeerPolicy& TcpConnection::dead_peer_policy() {
+  return process_dead_peer_policy();
+}
+
+uint64_t peer_losses(PeerLoss reason) {
+  return loss_counters()[static_cast<size_t>(reason)];
+}
+
+std::string peer_losses_text() {
+  std::string out;
+  for (PeerLoss reason : {PeerLoss::reset_by_peer, PeerLoss::refused, PeerLoss::connect_timeout,
+                          PeerLoss::keepalive_timeout, PeerLoss::retransmission_timeout}) {
+    if (!out.empty()) out += ", ";
+    out += fmt::format("{} {}", peer_loss_name(reason), peer_losses(reason));
+  }
+  return out;
 }
 
 TcpConnection::~TcpConnection() {
@@ -97,6 +144,7 @@ Result<std::unique_ptr<TcpConnection>, std::string> TcpConnection::connect(const
     connection->abort();
     return unexpected(std::string("tcp_connect: ") + lwip_error_name(rc));
   }
+  connection->note_remote();
   return connection;
 }
 
@@ -105,6 +153,39 @@ void TcpConnection::install_callbacks() {
   tcp_recv(pcb_, &TcpConnection::on_recv_trampoline);
   tcp_sent(pcb_, &TcpConnection::on_sent_trampoline);
   tcp_err(pcb_, &TcpConnection::on_err_trampoline);
+  const DeadPeerPolicy& policy = dead_peer_policy();
+  if (policy.active()) tcp_poll(pcb_, &TcpConnection::on_poll_trampoline, poll_ticks(policy));
+}
+
+void TcpConnection::note_remote() {
+  if (pcb_ == nullptr) return;
+  remote_ = from_lwip(pcb_->remote_ip);
+  remote_port_ = pcb_->remote_port;
+}
+
+void TcpConnection::lose(PeerLoss loss) {
+  loss_ = loss;
+  ++loss_counters()[static_cast<size_t>(loss)];
+}
+
+std::string TcpConnection::peer() const {
+  return endpoint_string(remote_, remote_port_);
+}
+
+std::string TcpConnection::loss_text() const {
+  switch (loss_) {
+    case PeerLoss::keepalive_timeout:
+    case PeerLoss::retransmission_timeout:
+      return fmt::format("{} (nothing heard for {:.1f} s)", peer_loss_name(loss_),
+                         static_cast<double>(silent_ms_) / 1000.0);
+    case PeerLoss::connect_timeout:
+      if (silent_ms_ == 0) return "connect timeout (no answer to the SYN after lwIP's retries)";
+      return fmt::format("connect timeout (no answer to the SYN in {:.1f} s)", static_cast<double>(silent_ms_) / 1000.0);
+    case PeerLoss::refused:
+      return "refused (RST in answer to the SYN: nothing listens there)";
+    default:
+      return peer_loss_name(loss_);
+  }
 }
 
 void TcpConnection::detach() {
@@ -250,6 +331,7 @@ err_t TcpConnection::on_sent_trampoline(void* arg, tcp_pcb* /*pcb*/, u16_t len) 
 err_t TcpConnection::on_connected_trampoline(void* arg, tcp_pcb* pcb, err_t /*err*/) noexcept {
   if (pcb != nullptr) assign_connection_id_at_connected(pcb);
   auto* self = static_cast<TcpConnection*>(arg);
+  if (self != nullptr) self->connected_ = true;
   if (self == nullptr || self->handler_ == nullptr) return ERR_OK;
   CallbackScope scope(self->in_callback_);
   self->aborted_in_callback_ = false;
@@ -265,12 +347,77 @@ void TcpConnection::on_err_trampoline(void* arg, err_t err) noexcept {
   auto* self = static_cast<TcpConnection*>(arg);
   if (self == nullptr) return;
   self->pcb_ = nullptr;  // lwIP already freed it
+  // Our own give-up (on_poll_trampoline) detaches first, so this is lwIP's doing: a RST,
+  // or its retransmission limit (TCP_MAXRTX, TCP_SYNMAXRTX) when no policy came first.
+  switch (err) {
+    case ERR_RST:
+      self->lose(self->connected_ ? PeerLoss::reset_by_peer : PeerLoss::refused);
+      break;
+    case ERR_ABRT:
+      self->lose(self->connected_ ? PeerLoss::retransmission_timeout : PeerLoss::connect_timeout);
+      break;
+    case ERR_CLSD:
+      self->lose(PeerLoss::closed);
+      break;
+    default:
+      self->lose(PeerLoss::aborted);
+      break;
+  }
   if (self->handler_ == nullptr) return;
   try {
     self->handler_->on_error(*self, err);
   } catch (...) {
     logger("tcp")->error("handler threw from on_error");
   }
+}
+
+// lwIP's slow timer polls every connection (tcp_poll) while a dead-peer policy is set;
+// frozen and parked connections are off its lists and never polled (stack/dead_peer.hpp).
+err_t TcpConnection::on_poll_trampoline(void* arg, tcp_pcb* pcb) noexcept {
+  auto* self = static_cast<TcpConnection*>(arg);
+  if (self == nullptr || pcb == nullptr || self->pcb_ != pcb) return ERR_OK;
+  self->note_remote();
+  PeerSilence seen;
+  switch (pcb->state) {
+    case SYN_SENT:
+      seen.connecting = true;
+      break;
+    case ESTABLISHED:
+    case CLOSE_WAIT:
+    case FIN_WAIT_1:
+    case FIN_WAIT_2:
+    case CLOSING:
+    case LAST_ACK:
+      break;
+    default:
+      return ERR_OK;
+  }
+  // pcb->tmr: when lwIP last took a segment of this connection (or, connecting, when the
+  // pcb was made); tcp_ticks count slow-timer ticks and wrap as u32.
+  seen.silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+  seen.data_outstanding = pcb->unacked != nullptr || pcb->unsent != nullptr;
+  seen.probes_sent = pcb->keep_cnt_sent;  // lwIP zeroes it on every segment it takes
+  PeerVerdict verdict = judge_peer(dead_peer_policy(), seen);
+  if (verdict.action == PeerVerdict::Action::probe) {
+    // seq = snd_nxt - 1: a live peer answers with an ACK (RFC 1122 4.2.3.6).
+    if (tcp_keepalive(pcb) == ERR_OK && pcb->keep_cnt_sent < 0xFF) ++pcb->keep_cnt_sent;
+    return ERR_OK;
+  }
+  if (verdict.action != PeerVerdict::Action::give_up) return ERR_OK;
+  self->silent_ms_ = seen.silent_ms;
+  self->lose(verdict.reason);
+  Handler* handler = self->handler_;
+  self->detach();
+  self->pcb_ = nullptr;
+  tcp_abort(pcb);  // RST: should the peer still be there, it learns the connection is gone
+  if (handler != nullptr) {
+    try {
+      handler->on_error(*self, ERR_ABRT);
+    } catch (...) {
+      logger("tcp")->error("handler threw from on_error");
+    }
+  }
+  return ERR_ABRT;
 }
 
 }  // namespace roam

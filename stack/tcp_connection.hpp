@@ -9,6 +9,11 @@
 //
 // Backpressure: received data is handed over as a pbuf; the window reopens only when the
 // consumer calls consumed() for bytes it really passed on.
+//
+// Dead peers (stack/dead_peer.hpp): with a process-wide DeadPeerPolicy set, every
+// connection is polled by lwIP's slow timer; a silent peer is probed, then given up on,
+// and the handler's on_error says why through loss(). lwIP's own endings (RST, its
+// retransmission limit) are named the same way.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +22,7 @@
 #include <span>
 #include <string>
 
+#include "stack/dead_peer.hpp"
 #include "stack/lwip.hpp"
 #include "stack/pcb_owner.hpp"
 #include "base/ip_address.hpp"
@@ -37,7 +43,8 @@ class TcpConnection {
     virtual void on_remote_closed(TcpConnection&) = 0;
     // `bytes` of our data were acknowledged; send space grew.
     virtual void on_sent(TcpConnection&, size_t bytes) = 0;
-    // Reset, timeout or abort: the pcb is gone. The connection is dead after this call.
+    // Reset, timeout or abort: the pcb is gone. The connection is dead after this call;
+    // loss() says why.
     virtual void on_error(TcpConnection&, err_t error) = 0;
   };
 
@@ -79,6 +86,18 @@ class TcpConnection {
   tcp_pcb* release();
 
   std::string describe() const;
+  // Why the connection ended under us (none while alive, or when we closed it).
+  PeerLoss loss() const { return loss_; }
+  // loss() in words, with what was seen: "keepalive timeout (nothing heard for 30.0 s)".
+  std::string loss_text() const;
+  // The remote endpoint as last seen ("IP:PORT"; also after the pcb is gone). A connection
+  // that moved shows its new endpoint from the next poll on.
+  std::string peer() const;
+
+  // The dead-peer policy of every connection in this process (lwIP is one per process),
+  // for connections created from now on. Default: inactive.
+  static void set_dead_peer_policy(const DeadPeerPolicy& policy);
+  static const DeadPeerPolicy& dead_peer_policy();
   // Bytes written and not yet sent (not counting what is in flight). Apps that can make
   // more data on demand keep this small: every unsent byte travels in a move's snapshot.
   size_t unsent_bytes() const;
@@ -91,7 +110,10 @@ class TcpConnection {
   static err_t on_sent_trampoline(void* arg, tcp_pcb* pcb, u16_t len) noexcept;
   static err_t on_connected_trampoline(void* arg, tcp_pcb* pcb, err_t err) noexcept;
   static void on_err_trampoline(void* arg, err_t err) noexcept;
+  static err_t on_poll_trampoline(void* arg, tcp_pcb* pcb) noexcept;
   void install_callbacks();
+  void note_remote();
+  void lose(PeerLoss loss);
   void detach();
 
   tcp_pcb* pcb_;
@@ -99,7 +121,17 @@ class TcpConnection {
   // Set while a callback runs: abort() inside it must be reported to lwIP as ERR_ABRT.
   bool in_callback_ = false;
   bool aborted_in_callback_ = false;
+  bool connected_ = false;  // synchronized once: a RST before it is a refusal
+  PeerLoss loss_ = PeerLoss::none;
+  uint64_t silent_ms_ = 0;  // at our own give-up
+  IpAddress remote_;
+  uint16_t remote_port_ = 0;
 };
+
+// Connections lost, by reason, in this process since it started (every TcpConnection).
+uint64_t peer_losses(PeerLoss reason);
+// "reset by peer 0, refused 0, connect timeout 1, ..." for a shutdown line.
+std::string peer_losses_text();
 
 // Local ports of active opens (stack/local_port_allocator.hpp): how many one destination
 // can hold at once, and how many are leased now (live pcbs, TIME_WAIT included).

@@ -133,8 +133,10 @@ void ChannelConnection::on_sent(TcpConnection&, size_t) {
   pump();
 }
 
-void ChannelConnection::on_error(TcpConnection&, err_t error) {
-  end(std::string("control channel connection failed: ") + lwip_error_name(error), false);
+void ChannelConnection::on_error(TcpConnection& connection, err_t error) {
+  // The loss names a dead peer (keepalive, retransmission or connect timeout) or a reset.
+  std::string why = connection.loss() != PeerLoss::none ? connection.loss_text() : lwip_error_name(error);
+  end("control channel connection failed: " + why, false);
 }
 
 void ChannelConnection::close(const std::string& why) {

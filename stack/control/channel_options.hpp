@@ -39,6 +39,9 @@ struct ChannelOptions {
   bool handover = true;      // --handover always (default) | off
   ChannelLimits limits;      // server only
   // Client only.
+  // What this client shows in its HELLO: its pool membership certificate (a proxy's,
+  // so that another member of its pool may later move its connections; empty: none).
+  std::vector<uint8_t> hello_credential;
   std::string known_hosts_file;  // "": remembered for this run only
   bool pinned = false;           // refuse servers not in the known-hosts file
   // Pools whose members this client trusts (--trust-pool); empty: whatever pool the

@@ -67,6 +67,7 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
     // From now on its client's carrier SYNs name this channel (owner proofs).
     if ((c.channel().peer_hello().capabilities & capability_owner_proof) != 0)
       verifier_.add_channel(&c, c.channel().handshake_hash(), c.channel().remote_static());
+    learn_pool(c);
     logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
                             c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
   };
@@ -150,12 +151,14 @@ void ChannelServer::on_message(ChannelConnection& channel, const control::Messag
       ++counters_.acms_refused;
       logger("channel")->warn("client {} refused ACM {}", channel.peer_address().to_string(), ack->sequence);
     }
+  } else if (const auto* acm = std::get_if<control::AddressChange>(&message)) {
+    on_peer_moved(channel, *acm);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     ++counters_.client_errors;
     logger("channel")->warn("client {} reports error {}: {}", channel.peer_address().to_string(), error->code,
                             error->text);
   } else {
-    ++counters_.unexpected_messages;  // HELLO twice, or an ACM: clients do not move servers
+    ++counters_.unexpected_messages;  // HELLO twice
     channel.send(control::ErrorMessage{control::error_unexpected_message, "unexpected message"});
   }
 }
@@ -176,6 +179,106 @@ bool ChannelServer::owns(ChannelConnection& channel, tcp_pcb* pcb) {
   set_pcb_owner(pcb, key);  // the first registration binds it: no other key takes it over
   ++counters_.registrations_unproven;
   return true;
+}
+
+// A client that shows a pool certificate for its own key (a proxy's HELLO) is remembered
+// as a member of that pool: connections it owns may then be moved by other members.
+void ChannelServer::learn_pool(ChannelConnection& channel) {
+  const auto& credential = channel.channel().peer_hello().credential;
+  if (credential.empty()) return;
+  auto verified = crypto::verify_certificate(credential, channel.channel().remote_static(), std::nullopt,
+                                             unix_ms() / 1000);
+  if (!verified) {
+    ++counters_.client_credentials_bad;
+    logger("channel")->warn("control channel from {}: its pool certificate does not verify ({}); ignored",
+                            channel.peer_address().to_string(), crypto::certificate_error_name(verified.error()));
+    return;
+  }
+  if (pool_of_key_.size() >= max_pool_keys) pool_of_key_.erase(pool_of_key_.begin());
+  pool_of_key_[owner_key_of(channel.channel().remote_static())] = verified->pool;
+}
+
+bool ChannelServer::may_move(ChannelConnection& channel, tcp_pcb* pcb) const {
+  auto owner = pcb_owner(pcb);
+  if (!owner) return false;  // nobody proved it: nobody may move it
+  const OwnerKey key = owner_key_of(channel.channel().remote_static());
+  if (*owner == key) return true;
+  auto owner_pool = pool_of_key_.find(*owner);
+  auto mover_pool = pool_of_key_.find(key);
+  return owner_pool != pool_of_key_.end() && mover_pool != pool_of_key_.end() &&
+         owner_pool->second == mover_pool->second;
+}
+
+// An ACM from a client: its end of the named connections has a new address (seed 003).
+// All or nothing: every connection must be here and the client's to move, the message
+// fresh and well-formed; then each is armed for the client's synthetic SYN and the new
+// owner is the mover. Anything else is refused, counted, and changes nothing.
+void ChannelServer::on_peer_moved(ChannelConnection& channel, const control::AddressChange& acm) {
+  if (channels_.count(&channel) == 0 || !channel.established()) return;
+  ++counters_.peer_moves;
+  const OwnerKey key = owner_key_of(channel.channel().remote_static());
+  std::string why;
+  uint64_t ChannelServerCounters::*counter = nullptr;
+  uint64_t now = unix_ms();
+  std::vector<tcp_pcb*> pcbs;
+  if (acm.scope != control::AcmScope::connections || acm.connection_ids.empty() || !acm.handover_token) {
+    why = "names no connection or carries no handover token";
+    counter = &ChannelServerCounters::peer_moves_malformed;
+  } else if (acm.issued_at_ms + peer_move_max_age_ms < now || acm.issued_at_ms > now + peer_move_max_skew_ms) {
+    why = "issued at a time too far from ours";
+    counter = &ChannelServerCounters::peer_moves_stale;
+  } else if (auto last = last_peer_move_.find(key); last != last_peer_move_.end() && acm.sequence <= last->second) {
+    why = "an old sequence number";
+    counter = &ChannelServerCounters::peer_moves_stale;
+  } else {
+    for (uint64_t id : acm.connection_ids) {
+      tcp_pcb* pcb = find_pcb_by_connection_id(id);
+      if (pcb == nullptr) {
+        why = "connection " + std::to_string(id) + " is not here";
+        counter = &ChannelServerCounters::peer_moves_unknown;
+        break;
+      }
+      if (!may_move(channel, pcb)) {
+        why = "connection " + std::to_string(id) + " is not the client's (nor its pool's)";
+        counter = &ChannelServerCounters::peer_moves_foreign;
+        break;
+      }
+      pcbs.push_back(pcb);
+    }
+  }
+  // The ACM names as the new address the one its channel comes from: nothing between
+  // rewrites it, so the connections can point there now.
+  std::optional<IpAddress> direct;
+  if (acm.new_address == channel.peer_address()) direct = acm.new_address;
+  if (counter == nullptr) {
+    for (size_t i = 0; i < pcbs.size(); ++i) {
+      if (!on_peer_moved_ || !on_peer_moved_(pcbs[i], acm.connection_ids[i], *acm.handover_token, direct)) {
+        why = "the handover cannot be armed here";
+        counter = &ChannelServerCounters::peer_moves_refused;
+        break;
+      }
+    }
+  }
+  if (counter != nullptr) {
+    ++counters_.peer_moves_refused;
+    if (counter != &ChannelServerCounters::peer_moves_refused) ++(counters_.*counter);
+    uint64_t suppressed = 0;
+    if (peer_move_log_.allow(suppressed))
+      logger("channel")->warn("refused an Address Change Message from client {} (key {}, sequence {}): {} ({} more "
+                              "not logged)",
+                              channel.peer_address().to_string(), crypto::to_base64(channel.channel().remote_static()),
+                              acm.sequence, why, suppressed);
+    channel.send(control::Ack{acm.sequence, control::AckStatus::refused});
+    return;
+  }
+  last_peer_move_[key] = acm.sequence;
+  for (tcp_pcb* pcb : pcbs) set_pcb_owner(pcb, key);  // the mover holds it now
+  ++counters_.peer_moves_applied;
+  logger("channel")->info("client {} (key {}) moved to {}: {} connection(s) {} (ACM {})",
+                          channel.peer_address().to_string(), crypto::to_base64(channel.channel().remote_static()),
+                          acm.new_address.to_string(), pcbs.size(),
+                          direct ? "point there now" : "expect its handover", acm.sequence);
+  channel.send(control::Ack{acm.sequence, direct ? control::AckStatus::rebound : control::AckStatus::applied});
 }
 
 // Maps `id` to `channel` if this server has that connection and the channel's client owns it.

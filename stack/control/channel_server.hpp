@@ -23,8 +23,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -35,7 +37,9 @@
 #include "stack/control/channel_options.hpp"
 #include "stack/control/owner_proof.hpp"
 #include "stack/control/segment_mac_guard.hpp"
+#include "crypto/handover_mac.hpp"
 #include "crypto/identity_key.hpp"
+#include "crypto/pool_certificate.hpp"
 #include "stack/control/messages.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
@@ -64,6 +68,15 @@ struct ChannelServerCounters {
   uint64_t handshakes_timed_out = 0;     // closed: no Noise handshake within the limit
   uint64_t channels_refused = 0;         // reset at accept: too many half-open channels
   uint64_t channels_refused_source = 0;  // of those, because of the per-address cap
+  // Peer moves (seed 003, "a client moves": an ACM from the channel's client).
+  uint64_t peer_moves = 0;          // ACMs received from clients
+  uint64_t peer_moves_applied = 0;  // every connection named armed for the handover
+  uint64_t peer_moves_refused = 0;  // all reasons below; nothing changed
+  uint64_t peer_moves_stale = 0;     // issued too long ago, in the future, or an old sequence
+  uint64_t peer_moves_malformed = 0;  // no token, no connection, global scope
+  uint64_t peer_moves_unknown = 0;    // a connection this server does not have
+  uint64_t peer_moves_foreign = 0;    // a connection neither the key nor its pool owns
+  uint64_t client_credentials_bad = 0;  // a client HELLO certificate that did not verify
 };
 
 // Its limits are ChannelLimits (channel_options.hpp), shared with the option parsing.
@@ -83,6 +96,18 @@ class ChannelServer {
   // What this server shows clients in its HELLO: its pool membership certificate, so
   // they know which pool's members they may follow it to (empty: in no pool).
   void set_hello_credential(std::vector<uint8_t> credential) { hello_credential_ = std::move(credential); }
+
+  // A peer's end of connection `pcb` (id `connection_id`) moved (seed 003). `direct`: the
+  // address the peer's channel comes from, which its ACM named as its new one (no NAT
+  // between: point the connection there now); otherwise it will send a synthetic SYN
+  // from its new address, tagged with `token`, and the migration service arms its
+  // HandoverResponder. False if it cannot (the ACM is then refused).
+  using PeerMovedFn = std::function<bool(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token,
+                                         const std::optional<IpAddress>& direct)>;
+  void set_on_peer_moved(PeerMovedFn on_peer_moved) { on_peer_moved_ = std::move(on_peer_moved); }
+  // How old an ACM from a client may be (and how far in the future).
+  static constexpr uint64_t peer_move_max_age_ms = 30'000;
+  static constexpr uint64_t peer_move_max_skew_ms = 5'000;
 
   // The established channel whose client registered this connection id, or nullptr.
   ChannelConnection* channel_for(uint64_t connection_id);
@@ -119,6 +144,12 @@ class ChannelServer {
   enum class Claim : uint8_t { accepted, not_found, refused, over_cap };
   Claim claim(ChannelConnection& channel, Entry& entry, uint64_t id);
   bool owns(ChannelConnection& channel, tcp_pcb* pcb);
+  void on_peer_moved(ChannelConnection& channel, const control::AddressChange& acm);
+  // Whether the channel's client may move `pcb`: it owns it, or the owner proved
+  // membership of a pool and the channel's client proves membership of the same pool (a
+  // proxy's origin leg moves to another member of the proxy's pool).
+  bool may_move(ChannelConnection& channel, tcp_pcb* pcb) const;
+  void learn_pool(ChannelConnection& channel);
   void refused(ChannelConnection& channel, Entry& entry, size_t count);
   bool hold(ChannelConnection& channel, Entry& entry, uint64_t id);
   void unhold(ChannelConnection* channel, Entry& entry, uint64_t id);
@@ -146,8 +177,16 @@ class ChannelServer {
   // Channels accepted whose handshake has not completed, and how many per carrier address.
   std::unordered_map<ChannelConnection*, std::string> half_open_;
   std::unordered_map<std::string, size_t> half_open_by_source_;
+  // Pools that client keys proved membership of in their HELLO (bounded: a key is only
+  // remembered from an authenticated channel with a valid certificate).
+  std::map<OwnerKey, crypto::PoolPublicKey> pool_of_key_;
+  static constexpr size_t max_pool_keys = 4096;
+  // The highest ACM sequence applied from each client key (an old one is stale).
+  std::map<OwnerKey, uint64_t> last_peer_move_;
+  PeerMovedFn on_peer_moved_;
   RateLimitedLog bad_frame_log_;
   RateLimitedLog limit_log_;
+  RateLimitedLog peer_move_log_;
   ChannelServerCounters counters_;
 };
 

@@ -54,7 +54,7 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
   std::memcpy(m.old_address.bytes.data(), old_address.data(), address_bytes);
   std::memcpy(m.new_address.bytes.data(), new_address.data(), address_bytes);
   if (count > max_connection_ids) return unexpected(MessageError::oversized);
-  if (m.scope == AcmScope::connections ? count == 0 || m.old_port == 0 : count != 0)
+  if (m.scope == AcmScope::connections ? count == 0 : count != 0)
     return unexpected(MessageError::bad_field);
   if (r.remaining() < size_t{count} * 8) return unexpected(MessageError::truncated);
   m.connection_ids.reserve(count);
@@ -171,7 +171,7 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       m.sequence = r.u64();
       uint8_t status = r.u8();
       if (r.failed()) return unexpected(MessageError::truncated);
-      if (status > 1) return unexpected(MessageError::bad_field);
+      if (status > 2) return unexpected(MessageError::bad_field);
       m.status = static_cast<AckStatus>(status);
       result = Message{m};
       break;

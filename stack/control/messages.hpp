@@ -17,7 +17,8 @@
 //          | u8 credential length | the target server's pool membership certificate
 //                                   (the client follows only toward a member of the
 //                                    pool its server belongs to; 0: none)
-//   ACK    u64 sequence | u8 status (0 applied, 1 refused)
+//   ACK    u64 sequence | u8 status (0 applied, 1 refused, 2 rebound: a peer took a
+//          client's ACM and already points the connections at its new address)
 //   ERROR  u16 code | u8 text length | text
 //   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
 //
@@ -77,7 +78,9 @@ struct AddressChange {
   bool operator==(const AddressChange&) const = default;
 };
 
-enum class AckStatus : uint8_t { applied = 0, refused = 1 };
+// `rebound` answers only an ACM from a client (seed 003, "a client moves") whose new
+// address is where its channel comes from: no NAT between, no handover needed.
+enum class AckStatus : uint8_t { applied = 0, refused = 1, rebound = 2 };
 
 // ERROR codes.
 inline constexpr uint16_t error_unexpected_message = 1;   // a message the receiver never takes

@@ -35,7 +35,8 @@ extern u16_t roam_lwip_tcp_tx_mss;
  * right edge of the window we announced (never shrinks). */
 int roam_lwip_tcp_segment_acceptable(u32_t rcv_nxt, u32_t rcv_wnd, u32_t right_edge, u32_t seqno, u32_t tcplen);
 /* Whether an unacceptable segment may be answered with an ACK now: always for a segment
- * just behind rcv_nxt (a retransmission whose ACK was lost), otherwise at most
+ * just behind rcv_nxt (a retransmission whose ACK was lost) and for a keepalive probe
+ * (empty, at rcv_nxt - 1), otherwise at most
  * roam_lwip_challenge_ack_limit per second for the whole stack (RFC 5961 section 7), so
  * a flood of forgeries does not turn into a flood of ACKs. Counts what it refuses. */
 int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcplen);

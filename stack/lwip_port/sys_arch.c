@@ -107,6 +107,10 @@ int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcp
   /* Old data we already have (it ends at or before rcv_nxt, within a window's length):
    * the peer retransmits because our ACK was lost, and must get one. */
   if (tcplen > 0 && seq_in(seqno + tcplen, rcv_nxt - TCP_WND, rcv_nxt + 1)) return 1;
+  /* A keepalive probe (RFC 1122 4.2.3.6: no data, seq = rcv_nxt - 1) must be answered
+   * however many connections probe at once, or live peers are declared dead
+   * (stack/dead_peer.hpp). A blind forger hits this one sequence number with odds 2^-32. */
+  if (tcplen == 0 && seqno == rcv_nxt - 1) return 1;
   u32_t now = sys_now();
   if (now - window_start >= 1000) {
     window_start = now;

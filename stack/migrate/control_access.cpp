@@ -23,6 +23,7 @@ ControlAccess control_access(FrameType type, const ControlPeer& peer, bool statu
     case FrameType::status_request:
       return peer.operator_key || status_open ? ControlAccess::allowed : ControlAccess::needs_operator;
     case FrameType::session:
+    case FrameType::address_request:
       return peer.pool_member ? ControlAccess::allowed : ControlAccess::needs_member;
     case FrameType::session_result:
     case FrameType::reply:

@@ -3,7 +3,8 @@
 //   operator     its key is in the server's --operators file: may start moves and read
 //                status (roamctl)
 //   pool member  showed a pool certificate for its key, signed by this server's pool:
-//                may hand sessions over (server-to-server transfer)
+//                may hand sessions over (server-to-server transfer) and ask for this
+//                server's carrier addresses (address_request, before a transfer)
 //   anyone else  may read status only when the server runs with --status-open
 // Pure; any thread.
 #pragma once

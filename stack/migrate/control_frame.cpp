@@ -8,7 +8,7 @@ namespace {
 constexpr size_t header_bytes = 5;
 
 bool known_type(uint8_t type) {
-  return type >= 1 && type <= 5;
+  return type >= 1 && type <= 6;
 }
 }  // namespace
 

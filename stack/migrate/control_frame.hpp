@@ -12,6 +12,8 @@
 //   session_result   u8 ok | text (ok: the new server's address; else the reason)
 //   reply            text, one line                                 server -> roamctl
 //   status_request   empty                                          roamctl -> server
+//   address_request  empty; answered by a reply "address IPV4[ IPV6]" (the target's
+//                    carrier addresses)                             old server -> new server
 #pragma once
 
 #include <array>
@@ -33,6 +35,7 @@ enum class FrameType : uint8_t {
   session_result = 3,
   reply = 4,
   status_request = 5,
+  address_request = 6,
 };
 
 // A snapshot's queues are bounded (wire::snapshot_max_queue_bytes); a frame never needs

@@ -2,10 +2,14 @@
 
 #include <uv.h>
 
+#include <algorithm>
+#include <utility>
+
 #include "base/log.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/control/segment_mac_guard.hpp"
 #include "stack/migrate/pcb_migration.hpp"
+#include "stack/migrate/stay_reason.hpp"
 #include "stack/wire/connection_snapshot.hpp"
 
 namespace roam::migrate {
@@ -24,6 +28,29 @@ const char* session_outcome_name(SessionOutcome outcome) {
       return "closed young";
   }
   return "?";
+}
+
+std::string stayed_summary(const ExportReport& report) {
+  std::vector<std::pair<std::string, size_t>> labels;  // few: a linear search is fine
+  size_t stayed = 0;
+  for (const auto& session : report.sessions) {
+    if (session.outcome != SessionOutcome::stayed && session.outcome != SessionOutcome::no_channel) continue;
+    ++stayed;
+    auto found = std::find_if(labels.begin(), labels.end(), [&](const auto& l) { return l.first == session.label; });
+    if (found == labels.end())
+      labels.emplace_back(session.label, 1);
+    else
+      ++found->second;
+  }
+  std::string out;
+  if (stayed > 0) {
+    out = std::to_string(stayed) + " stayed:";
+    for (size_t i = 0; i < labels.size(); ++i)
+      out += (i == 0 ? " " : ", ") + std::to_string(labels[i].second) + " " + labels[i].first;
+  }
+  if (report.closed_young > 0)
+    out += (out.empty() ? "" : "; ") + std::to_string(report.closed_young) + " closed young";
+  return out;
 }
 
 Exporter::Exporter(ExportServices services, ExportPolicy policy, std::string target,
@@ -50,7 +77,7 @@ size_t snapshot_bytes(const wire::ConnectionSnapshot& s) {
 }  // namespace
 
 SessionReport& Exporter::record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
-                                std::string reason) {
+                                std::string reason, std::string label) {
   SessionReport entry;
   entry.kind = session->kind();
   for (const auto& leg : legs) {
@@ -68,24 +95,19 @@ SessionReport& Exporter::record(MovableSession* session, const std::vector<Sessi
   }
   entry.outcome = outcome;
   entry.reason = std::move(reason);
+  entry.label = std::move(label);
   report_.sessions.push_back(std::move(entry));
   return report_.sessions.back();
 }
 
-std::string Exporter::why_it_stays(const MovableSession& session, const std::vector<SessionLeg>& legs) const {
-  if (!session.movable()) return "its session is ending";
-  if (legs.empty() || legs.size() > max_session_legs)
-    return "it has " + std::to_string(legs.size()) + " legs (1 to " + std::to_string(max_session_legs) + " move)";
-  for (size_t i = 0; i < legs.size(); ++i) {
-    for (size_t j = 0; j < i; ++j)
-      if (legs[j].pcb == legs[i].pcb && legs[i].pcb != nullptr) return "two of its legs are one connection";
-    std::string leg = legs.size() > 1 ? std::string(leg_role_name(legs[i].role)) + " leg: " : std::string();
-    if (auto movable = check_movable(legs[i].pcb); !movable) return leg + movable.error();
-    // It arrived here and its peer has not followed yet: it cannot move on.
-    if (services_.guard.is_parked(flow_of(legs[i].pcb)))
-      return leg + "it arrived here and its peer has not followed yet";
+void Exporter::log_stayed(const std::string& name, const SessionReport& entry) {
+  // A host with thousands of relay sessions would otherwise write thousands of lines per
+  // move: the first few say why, the summary counts the rest.
+  if (++stayed_logged_ <= max_stayed_logged) {
+    logger("migrate")->info("{} ({}): stays here: {}", name, entry.kind, entry.reason);
+  } else if (stayed_logged_ == max_stayed_logged + 1) {
+    logger("migrate")->info("more sessions stay here: not logged one by one (the move's summary counts them)");
   }
-  return {};
 }
 
 void Exporter::start(TransferLink& link) {
@@ -94,10 +116,9 @@ void Exporter::start(TransferLink& link) {
   for (MovableSession* session : candidates_) {
     std::vector<SessionLeg> legs = session->legs();
     std::string name = !legs.empty() && legs.front().pcb != nullptr ? flow_of(legs.front().pcb).to_string() : "?";
-    if (std::string why = why_it_stays(*session, legs); !why.empty()) {
+    if (auto why = why_session_stays(*session, legs, services_.guard)) {
       ++report_.stayed;
-      logger("migrate")->info("{}: stays here: {}", name, why);
-      record(session, legs, SessionOutcome::stayed, std::move(why));
+      log_stayed(name, record(session, legs, SessionOutcome::stayed, std::move(why->text), std::move(why->label)));
       continue;
     }
     uint64_t id = connection_id(legs.front().pcb);
@@ -105,7 +126,7 @@ void Exporter::start(TransferLink& link) {
       // Long-lived policy: a young connection is not worth a move; its client reconnects.
       ++report_.closed_young;
       logger("migrate")->info("{}: too young: closed instead of moved", name);
-      record(session, legs, SessionOutcome::closed_young, "younger than the long-lived limit");
+      record(session, legs, SessionOutcome::closed_young, "younger than the long-lived limit", "young");
       session->close();
       continue;
     }
@@ -120,8 +141,8 @@ void Exporter::start(TransferLink& link) {
     }
     if (!told) {
       ++report_.stayed;
-      logger("migrate")->info("{}: stays here: its client has no control channel to be told by", name);
-      record(session, legs, SessionOutcome::no_channel, "its client has no control channel here");
+      StayReason why = no_channel_reason();
+      log_stayed(name, record(session, legs, SessionOutcome::no_channel, std::move(why.text), std::move(why.label)));
       continue;
     }
     // All legs or none: each is frozen and silenced, then captured; a leg that cannot be

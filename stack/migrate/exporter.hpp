@@ -5,12 +5,13 @@
 // target, and feeds it the target's answers and the time. It owns no socket and no timer.
 // Loop thread only.
 //
-//   start(link)        for each candidate: skip what cannot move (a leg ending, not
-//                      ESTABLISHED or parked here; too young: closed; a client leg with no
-//                      client to tell), else freeze the app and every leg's pcb, silence
-//                      their flows and capture one snapshot per leg, all or nothing (a leg
-//                      that cannot be captured puts every leg back as it was), and send
-//                      them in one session frame
+//   start(link)        for each candidate: skip what cannot move (why_session_stays: the
+//                      session ending or of a kind that never moves, a leg not ESTABLISHED
+//                      or parked here; too young: closed; a client leg with no client to
+//                      tell; each logged with its reason, the first 20 per move), else
+//                      freeze the app and every leg's pcb, silence their flows and capture
+//                      one snapshot per leg, all or nothing (a leg that cannot be captured
+//                      puts every leg back as it was), and send them in one session frame
 //   on_result(r)       the target's answer for the next session sent, in order: ok -> free
 //                      every leg's pcb without RST or FIN, drop the session; refused ->
 //                      unsilence, thaw: the session goes on here exactly as it was
@@ -67,6 +68,7 @@ struct SessionReport {
   std::string kind;
   SessionOutcome outcome = SessionOutcome::stayed;
   std::string reason;  // why it failed or stayed; "" when moved
+  std::string label;   // stayed, no channel, closed young: a short word for summaries
 };
 
 struct ExportReport {
@@ -82,6 +84,11 @@ struct ExportReport {
   std::vector<SessionReport> sessions;
   bool ok() const { return failed == 0 && error.empty(); }
 };
+
+// The sessions of a move that neither moved nor failed, counted by their label:
+// "2 stayed: 1 relay, 1 ending; 1 closed young" (labels in the order first met), or ""
+// when there are none. The move's summary appends it in parentheses.
+std::string stayed_summary(const ExportReport& report);
 
 // A connection that moved, for telling its client.
 struct MovedConnection {
@@ -141,6 +148,7 @@ class Exporter {
   void abandon(const std::string& reason);
   uint64_t on_time(uint64_t now_ms);
   uint64_t deadline() const { return finished_ ? UINT64_MAX : deadline_ms_; }
+  bool started() const { return started_; }
   bool finished() const { return finished_; }
   const std::string& target() const { return report_.target; }
 
@@ -153,8 +161,8 @@ class Exporter {
     bool settled = false;
   };
   SessionReport& record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
-                        std::string reason);
-  std::string why_it_stays(const MovableSession& session, const std::vector<SessionLeg>& legs) const;
+                        std::string reason, std::string label = {});
+  void log_stayed(const std::string& name, const SessionReport& entry);
   void resume(InFlight& item, const std::string& reason);
   void finish();
 
@@ -168,8 +176,11 @@ class Exporter {
   size_t answered_ = 0;
   std::map<const void*, crypto::HandoverToken> tokens_;  // one per client and move
   ExportReport report_;
+  size_t stayed_logged_ = 0;
   bool started_ = false;
   bool finished_ = false;
+  // Sessions that stay are logged one by one up to this many per move.
+  static constexpr size_t max_stayed_logged = 20;
 };
 
 }  // namespace roam::migrate

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <sodium.h>
+
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -13,6 +16,7 @@
 #include "stack/control/owner_proof.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "base/log.hpp"
+#include "crypto/handover_mac.hpp"
 
 namespace roam {
 
@@ -43,6 +47,15 @@ struct Follower::Server {
   std::shared_ptr<const OwnerProofSigner> signer;
   // Carriers waiting for the channel to settle, with the loop time they stop waiting.
   std::vector<std::pair<uint64_t, std::function<void()>>> waiters;
+  // Our moves this server must be told of (seed 003): unsent until the channel is
+  // trusted, then awaiting the ACK of their sequence.
+  struct Announcement {
+    control::AddressChange acm;
+    std::vector<FlowKey> flows;  // as they are here now (new local address)
+    bool sent = false;
+    uint64_t give_up_at_ms = 0;
+  };
+  std::vector<Announcement> announcements;
 };
 
 Follower::Follower(Node& node, const ChannelOptions& options, Events events)
@@ -63,6 +76,7 @@ Follower::Follower(Node& node, const ChannelOptions& options, Events events)
             logger("migrate")->info("handover to {}: {} of {} connection(s) answered in {:.3f} ms", r.target,
                                     r.answered, r.handovers, r.elapsed_ms);
           }) {
+  next_sequence_ = unix_ms() << 10;
   if (options_.segment_mac) segment_mac_ = std::make_unique<SegmentMacGuard>(node_);
   if (!options_.known_hosts_file.empty()) {
     auto loaded = crypto::KnownHosts::load(options_.known_hosts_file);
@@ -211,7 +225,8 @@ void Follower::open_channel(Server& server) {
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
       control::Hello{control::protocol_version, host_id,
-                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof, {}});
+                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof,
+                     options_.hello_credential});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
   callbacks.on_established = [this, target](ChannelConnection& c) { on_established(*target, c); };
@@ -308,6 +323,7 @@ void Follower::on_established(Server& server, ChannelConnection& channel) {
   logger("channel")->info("control channel to {} ('{}') established from local port {}", server.address.to_string(),
                           hello.host_id, channel.local_port());
   register_connections(server);
+  send_announcements(server);
   release_waiters(server, true);
 }
 
@@ -362,6 +378,7 @@ void Follower::on_closed(Server& server, const std::string& why) {
   release_waiters(server, true);
   server.registered.clear();
   server.register_all = true;
+  for (auto& announcement : server.announcements) announcement.sent = false;  // again, on the next channel
   server.retry_at_ms = std::max(server.retry_at_ms, uv_now(node_.loop()) + retry_after_failure_ms);
 }
 
@@ -371,7 +388,8 @@ void Follower::on_housekeeping() {
     Server& server = *it->second;
     bool has_connections = !connections_with(server.address).empty();
     release_waiters(server, false);  // those that waited channel_wait_ms
-    if (!server.channel && !has_connections && server.waiters.empty()) {
+    expire_announcements(server, uv_now(node_.loop()));
+    if (!server.channel && !has_connections && server.waiters.empty() && server.announcements.empty()) {
       it = servers_.erase(it);
       continue;
     }
@@ -387,9 +405,132 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
   if (!server.trusted) return;
   if (const auto* acm = std::get_if<control::AddressChange>(&message)) {
     on_acm(channel, *acm);
+  } else if (const auto* ack = std::get_if<control::Ack>(&message)) {
+    on_announcement_ack(server, *ack);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
   }
+}
+
+void Follower::announce_moved(const std::vector<MovedEnd>& ends) {
+  if (closed_) return;
+  bool scheduled = !to_announce_.empty();
+  for (const auto& end : ends)
+    if (end.pcb != nullptr && end.connection_id != 0)
+      to_announce_.push_back({flow_of(end.pcb), end.connection_id, end.old_local});
+  if (scheduled || to_announce_.empty()) return;
+  node_.defer([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired()) flush_announcements();
+  });
+}
+
+void Follower::flush_announcements() {
+  std::vector<EndToAnnounce> ends;
+  ends.swap(to_announce_);
+  if (closed_ || ends.empty()) return;
+  uint64_t now_ms = uv_now(node_.loop());
+  // One ACM per peer and address change (at most max_connection_ids ids each).
+  std::map<std::string, std::vector<const EndToAnnounce*>> by_peer;
+  for (const auto& end : ends)
+    by_peer[end.flow.remote.to_string() + " " + end.old_local.to_string() + " " + end.flow.local.to_string()]
+        .push_back(&end);
+  for (auto& [name, group] : by_peer) {
+    const EndToAnnounce& first = *group.front();
+    Server& server = server_for(first.flow.remote);
+    for (size_t offset = 0; offset < group.size(); offset += control::max_connection_ids) {
+      Server::Announcement announcement;
+      auto& acm = announcement.acm;
+      acm.scope = control::AcmScope::connections;
+      acm.old_address = first.old_local;
+      acm.new_address = first.flow.local;
+      acm.handover_token = crypto::random_handover_token();
+      acm.target_credential = options_.hello_credential;
+      for (size_t i = offset; i < std::min(group.size(), offset + control::max_connection_ids); ++i) {
+        acm.connection_ids.push_back(group[i]->connection_id);
+        announcement.flows.push_back(group[i]->flow);
+      }
+      announcement.give_up_at_ms = now_ms + announce_timeout_ms;
+      server.announcements.push_back(std::move(announcement));
+    }
+    logger("migrate")->info("our end of {} connection(s) with {} moved from {} to {}: telling it", group.size(),
+                            server.address.to_string(), first.old_local.to_string(), first.flow.local.to_string());
+    if (server.trusted && server.channel)
+      send_announcements(server);
+    else
+      open_channel(server);
+  }
+}
+
+void Follower::send_announcements(Server& server) {
+  if (!server.trusted || !server.channel) return;
+  for (auto& announcement : server.announcements) {
+    if (announcement.sent) continue;
+    announcement.acm.sequence = next_sequence_++;
+    randombytes_buf(announcement.acm.nonce.data(), announcement.acm.nonce.size());
+    announcement.acm.issued_at_ms = unix_ms();
+    if (!server.channel->send(announcement.acm)) return;
+    announcement.sent = true;
+    ++counters_.moves_announced;
+  }
+}
+
+void Follower::on_announcement_ack(Server& server, const control::Ack& ack) {
+  auto it = std::find_if(server.announcements.begin(), server.announcements.end(), [&](const auto& a) {
+    return a.sent && a.acm.sequence == ack.sequence;
+  });
+  if (it == server.announcements.end()) return;  // not ours, or answered already
+  Server::Announcement announcement = std::move(*it);
+  server.announcements.erase(it);
+  const auto& ids = announcement.acm.connection_ids;
+  if (ack.status == control::AckStatus::refused) {
+    ++counters_.moves_refused;
+    logger("migrate")->warn("{} refused our move to {} ({} connection(s)); they stay broken",
+                            server.address.to_string(), announcement.acm.new_address.to_string(), ids.size());
+    return;
+  }
+  uint64_t now = uv_hrtime();
+  uint64_t now_ms = uv_now(node_.loop());
+  if (ack.status == control::AckStatus::rebound) {
+    ++counters_.moves_rebound;
+    // The peer retransmits to us now; a live connection does too (a parked import waits
+    // for the peer's first packet, and is not in lwIP to find).
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (tcp_pcb* pcb = migrate::find_connection_pcb(announcement.flows[i], ids[i]))
+        migrate::restart_transmission(pcb);
+    node_.kick();
+    return;
+  }
+  ++counters_.moves_applied;
+  // The peer waits for our synthetic SYNs, through whatever NAT is in front of us now.
+  std::vector<std::pair<tcp_pcb*, uint64_t>> live;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (tcp_pcb* pcb = migrate::find_connection_pcb(announcement.flows[i], ids[i])) live.emplace_back(pcb, ids[i]);
+  if (live.empty()) return;
+  uint64_t batch =
+      tracker_.open_batch(endpoint_string(server.address, live.front().first->remote_port), live.size(), now);
+  for (auto [pcb, id] : live) {
+    FlowKey flow = flow_of(pcb);
+    moving_ids_[flow] = id;
+    if (options_.handover && handover_.start(pcb, id, *announcement.acm.handover_token, now_ms)) {
+      tracker_.handover_started(batch, flow);
+      continue;
+    }
+    ++counters_.handovers_unstarted;
+    migrate::restart_transmission(pcb);
+    await_new_path(flow, batch);
+  }
+  run_machines();
+  node_.kick();
+}
+
+void Follower::expire_announcements(Server& server, uint64_t now_ms) {
+  std::erase_if(server.announcements, [&](const Server::Announcement& a) {
+    if (now_ms < a.give_up_at_ms) return false;
+    ++counters_.moves_abandoned;
+    logger("migrate")->warn("{} never answered our move to {} ({} connection(s)); given up",
+                            server.address.to_string(), a.acm.new_address.to_string(), a.acm.connection_ids.size());
+    return true;
+  });
 }
 
 void Follower::count_refusal(control::AcmVerdict verdict) {
@@ -471,6 +612,13 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
   logger("migrate")->info("server {} moved to {}: {} connection(s) follow (ACM {})",
                           endpoint_string(acm.old_address, acm.old_port), endpoint_string(acm.new_address, new_port),
                           pcbs.size(), acm.sequence);
+  // The check's connections are ours at the ACM's old endpoint that it takes: when that is
+  // all we had there, the endpoint itself moved.
+  size_t at_old_endpoint = static_cast<size_t>(std::count_if(ours.begin(), ours.end(), [&acm](const auto& c) {
+    return c.remote == acm.old_address && (acm.old_port == 0 || c.remote_port == acm.old_port);
+  }));
+  if (events_.on_server_moved && decision.connections.size() == at_old_endpoint)
+    events_.on_server_moved(ServerMove{acm.old_address, acm.old_port, acm.new_address, new_port});
   return decision.verdict;
 }
 

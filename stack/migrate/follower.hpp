@@ -74,14 +74,31 @@ struct FollowerCounters {
   uint64_t handovers_unstarted = 0;  // the SYN could not be built or routed: direct path
   uint64_t carriers_waited = 0;      // carriers held until their server's channel settled
   uint64_t carriers_wait_expired = 0;  // ...and opened without the proof after channel_wait_ms
+  // Seed 003, "a client moves": our own end moved, and we told the peer.
+  uint64_t moves_announced = 0;   // ACMs sent to peers
+  uint64_t moves_applied = 0;     // ...the peer armed its handover (our SYN follows)
+  uint64_t moves_rebound = 0;     // ...the peer pointed the connections at us directly
+  uint64_t moves_refused = 0;     // ...the peer refused
+  uint64_t moves_abandoned = 0;   // ...no channel or no answer in time
 };
 
 class Follower {
  public:
+  // A server endpoint that moved as a whole: an applied ACM took every connection this
+  // client had there (global scope, or it named them all). New connections for it belong
+  // at `to` as well.
+  struct ServerMove {
+    IpAddress from;
+    uint16_t from_port = 0;  // 0: every port of `from`
+    IpAddress to;
+    uint16_t to_port = 0;  // the port at `to` (0: each connection keeps its own)
+  };
   struct Events {
     // A batch of connections one ACM moved has settled (every one heard on the new path,
     // ended, or given up on).
     std::function<void(const migrate::ChangeoverReport&)> on_moved;
+    // Right after such an ACM was applied (the app re-points its forwards: issue 12).
+    std::function<void(const ServerMove&)> on_server_moved;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError
@@ -106,6 +123,26 @@ class Follower {
   static constexpr uint64_t channel_wait_ms = 2000;
   void close();
 
+  // Seed 003, "a client moves": this host's end of connections now has another address
+  // (an import placed them here: a proxy's origin leg; or this host's own address
+  // changed). Their pcbs carry the new local address already; they may be parked (an
+  // import, not yet in lwIP). Each peer is told with an ACM (our connections' ids, the
+  // old and new address, a fresh handover token, our pool certificate) on a channel
+  // opened from here. The peer answers `rebound` when the new address is where the
+  // channel comes from (it points the connections at us and retransmits: a parked import
+  // unparks on that), or `applied`: then each live connection sends its synthetic SYN
+  // (HandoverInitiator) and the peer rebinds it to where that SYN came from, through
+  // whatever NAT. Unanswered announcements are given up after announce_timeout_ms.
+  struct MovedEnd {
+    tcp_pcb* pcb = nullptr;
+    uint64_t connection_id = 0;
+    IpAddress old_local;
+  };
+  // Announcements made in one loop turn (an import of many sessions) are sent together,
+  // one ACM per peer (deferred).
+  void announce_moved(const std::vector<MovedEnd>& ends);
+  static constexpr uint64_t announce_timeout_ms = 10'000;
+
   // An Address Change Message that arrived authenticated from `server` (whose channel key
   // is `server_key`), checked and, when it passes, applied. The channel path calls this;
   // tests call it directly. `now_unix_ms`: the wall clock the ACM's age is judged by.
@@ -129,6 +166,15 @@ class Follower {
                                                                     const crypto::PublicKey& key) const;
   void on_message(Server& server, ChannelConnection& channel, const control::Message& message);
   void on_acm(ChannelConnection& channel, const control::AddressChange& acm);
+  struct EndToAnnounce {
+    FlowKey flow;  // as it is now (the new local address)
+    uint64_t connection_id = 0;
+    IpAddress old_local;
+  };
+  void flush_announcements();
+  void send_announcements(Server& server);
+  void on_announcement_ack(Server& server, const control::Ack& ack);
+  void expire_announcements(Server& server, uint64_t now_ms);
   void register_connections(Server& server);
   void on_closed(Server& server, const std::string& why);
   void release_waiters(Server& server, bool all);
@@ -164,6 +210,8 @@ class Follower {
   std::unordered_map<FlowKey, uint64_t, FlowKeyHash> moving_ids_;
   UvHandle<uv_timer_t> timer_;               // armed for the machines' earliest deadline
   UvHandle<uv_timer_t> housekeeping_timer_;  // reopens channels that broke
+  std::vector<EndToAnnounce> to_announce_;  // until the deferred flush
+  uint64_t next_sequence_ = 0;  // of the ACMs we send (seed 003): grows across restarts too
   RateLimitedLog refusal_log_;
   RateLimitedLog bad_frame_log_;
   FollowerCounters counters_;

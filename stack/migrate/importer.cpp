@@ -171,7 +171,7 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   // The origins last: the session is whole here before any origin is sent this way.
   for (size_t i = 0; i < count; ++i) {
     if (payload->legs[i].role != LegRole::origin) continue;
-    OriginLegMoved moved{ids[i],
+    OriginLegMoved moved{ids[i], pcbs[i],
                          FlowKey{snapshots[i].local_address, snapshots[i].remote_address, snapshots[i].local_port,
                                  snapshots[i].remote_port},
                          flows[i]};
@@ -193,7 +193,60 @@ void Importer::forget_parked_import(std::unordered_map<MovableSession*, ParkedIm
   parked_.erase(it);
 }
 
+bool Importer::expect_peer_move(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token,
+                                uint64_t now_ms) {
+  if (!config_.handover || pcb == nullptr) return false;
+  FlowKey flow = flow_of(pcb);
+  // A connection whose peer moved once already may be armed under its older flow: that
+  // arming is void (the responder keeps one per id).
+  peer_moving_[flow] = connection_id;
+  responder_.expect(connection_id, token, flow, pcb->snd_nxt, now_ms);
+  ++counters_.peer_moves_expected;
+  return true;
+}
+
+// The responder found a valid SYN for a live connection whose peer moved: point it at
+// the peer's new place (as its NAT presents it) and, once the SYN-ACK is out (deferred:
+// the responder sends it after this returns), retransmit everything unacknowledged so
+// the peer hears from us at once (a parked import on its side unparks on it).
+tcp_pcb* Importer::rebind_live(const FlowKey& flow, const IpAddress& peer, uint16_t port) {
+  auto armed = peer_moving_.find(flow);
+  if (armed == peer_moving_.end()) return nullptr;
+  uint64_t id = armed->second;
+  peer_moving_.erase(armed);
+  tcp_pcb* pcb = find_connection_pcb(flow, id);
+  if (pcb == nullptr) return nullptr;
+  return point_at(pcb, id, peer, port) ? pcb : nullptr;
+}
+
+bool Importer::peer_moved_to(tcp_pcb* pcb, uint64_t connection_id, const IpAddress& peer) {
+  if (pcb == nullptr) return false;
+  responder_.forget(connection_id);  // an earlier handover armed for it is void now
+  peer_moving_.erase(flow_of(pcb));
+  return point_at(pcb, connection_id, peer, pcb->remote_port);
+}
+
+bool Importer::point_at(tcp_pcb* pcb, uint64_t id, const IpAddress& peer, uint16_t port) {
+  FlowKey flow = flow_of(pcb);
+  FlowKey moved = flow;
+  moved.remote = peer;
+  moved.remote_port = port;
+  if (!(moved == flow)) {
+    if (find_active_pcb(moved) != nullptr) return false;  // that 4-tuple is taken here
+    set_remote_endpoint(pcb, peer, port);
+    if (segment_mac_ != nullptr) segment_mac_->rebind(flow, moved);
+  }
+  ++counters_.peer_moves_rebound;
+  logger("migrate")->info("{}: the peer moved; now {}", flow.to_string(), endpoint_string(peer, port));
+  node_.defer([moved, id] {
+    if (tcp_pcb* live = find_connection_pcb(moved, id)) restart_transmission(live);
+  });
+  node_.kick();
+  return true;
+}
+
 tcp_pcb* Importer::rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port) {
+  if (!guard_.is_parked(parked)) return rebind_live(parked, client, port);
   FlowKey moved = parked;
   moved.remote = client;
   moved.remote_port = port;

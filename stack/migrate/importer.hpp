@@ -56,6 +56,8 @@ struct ImportCounters {
   uint64_t refused_flow_collision = 0;  // a leg whose flow here is taken (or taken by another leg)
   uint64_t parked_expired = 0;
   uint64_t origin_legs_untold = 0;  // origin legs imported with no tell-origin hook set
+  uint64_t peer_moves_expected = 0;  // live connections armed for their peer's handover
+  uint64_t peer_moves_rebound = 0;   // ...whose peer's SYN arrived: rebound and restarted
 };
 
 // An origin leg that now lives here: the flow as its origin knows it (the old host's
@@ -63,6 +65,7 @@ struct ImportCounters {
 // silenced) until told; its first packet to this host unparks the leg.
 struct OriginLegMoved {
   uint64_t connection_id = 0;
+  tcp_pcb* pcb = nullptr;  // parked here; valid in the call only
   FlowKey old_flow;  // local = the old host
   FlowKey new_flow;  // local = this host, same port
 };
@@ -87,6 +90,17 @@ class Importer {
   // One `session` frame payload (control_frame.hpp). Ok: the address this host gave the
   // connections (its first client leg's); otherwise the reason, and nothing changed.
   Result<IpAddress, std::string> import_session(std::span<const uint8_t> payload, uint64_t now_ms);
+
+  // A live connection here whose peer's end moved (seed 003; the peer said so on its
+  // authenticated channel): its synthetic SYN with a tag made with `token` rebinds the
+  // connection to where the SYN came from, is answered like an import's, and then the
+  // connection retransmits at once toward the peer's new place. False when the
+  // handover is off here.
+  bool expect_peer_move(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token, uint64_t now_ms);
+  // The same without a handover: the peer is at `peer` (same port), reachable directly;
+  // the connection points there now and retransmits at once. False when that 4-tuple is
+  // taken here.
+  bool peer_moved_to(tcp_pcb* pcb, uint64_t connection_id, const IpAddress& peer);
 
   // Drops parked imports whose peers never came; runs the guard and the responder (the
   // flows silenced and the handovers expected expire). A session whose legs all stayed
@@ -122,6 +136,9 @@ class Importer {
   bool live_here(uint64_t id) const;
   void forget_parked_import(std::unordered_map<MovableSession*, ParkedImport>::iterator it);
   tcp_pcb* rebind_parked(const FlowKey& parked, const IpAddress& client, uint16_t port);
+  tcp_pcb* rebind_live(const FlowKey& flow, const IpAddress& peer, uint16_t port);
+  // Points a live connection at its peer's new endpoint and restarts it (deferred).
+  bool point_at(tcp_pcb* pcb, uint64_t id, const IpAddress& peer, uint16_t port);
   const IpAddress& own_address(uint8_t version) const;
 
   Node& node_;
@@ -138,6 +155,8 @@ class Importer {
   std::unordered_map<MovableSession*, ParkedImport> parked_;
   // Connection ids of parked legs (a replayed or duplicate session is refused by them).
   std::unordered_set<uint64_t> parked_ids_;
+  // Live connections armed by expect_peer_move, by their flow before the move.
+  std::unordered_map<FlowKey, uint64_t, FlowKeyHash> peer_moving_;
   uint64_t next_expiry_ms_ = UINT64_MAX;
   ImportCounters counters_;
   bool shut_down_ = false;

@@ -10,6 +10,8 @@
 #include "base/clock.hpp"
 #include "base/socket_address.hpp"
 #include "stack/connection_id.hpp"
+#include "stack/flow_key.hpp"
+#include "stack/migrate/stay_reason.hpp"
 
 namespace roam {
 
@@ -43,6 +45,51 @@ bool parse_migrate_request(const std::string& text, MoveRequest& request, std::s
     return false;
   }
   return true;
+}
+
+// Session frames go straight to the target's transfer stream.
+struct StreamTransfer final : migrate::TransferLink {
+  FrameStream& stream;
+  explicit StreamTransfer(FrameStream& s) : stream(s) {}
+  void send_session(std::vector<uint8_t> frame) override { stream.send_frame(std::move(frame)); }
+};
+
+// "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
+// when the text is anything else.
+std::vector<IpAddress> parse_address_answer(const std::string& text) {
+  std::vector<IpAddress> out;
+  size_t position = 0;
+  bool first = true;
+  while (position <= text.size()) {
+    size_t end = std::min(text.find(' ', position), text.size());
+    std::string word = text.substr(position, end - position);
+    position = end + 1;
+    if (first) {
+      if (word != "address") return {};
+      first = false;
+      continue;
+    }
+    auto address = IpAddress::parse(word);
+    if (!address || out.size() == 2) return {};
+    out.push_back(*address);
+  }
+  return out;
+}
+
+// One JSON string, quotes included. Reasons are ours, but a pcb's may carry anything.
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + '"';
 }
 
 }  // namespace
@@ -145,6 +192,13 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   importer_->set_on_arrived([this](uint64_t id) {
     if (!shut_down_) channels_->claim_pending(id);
   });
+  // A client (or a proxy's new host) says its end of connections here moved (seed 003).
+  channels_->set_on_peer_moved([this](tcp_pcb* pcb, uint64_t id, const crypto::HandoverToken& token,
+                                      const std::optional<IpAddress>& direct) {
+    if (shut_down_) return false;
+    if (direct) return importer_->peer_moved_to(pcb, id, *direct);
+    return importer_->expect_peer_move(pcb, id, token, uv_now(node_.loop()));
+  });
   register_counters();
   start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
 
@@ -172,12 +226,18 @@ void MigrationService::register_counters() {
   auto& r = registry_;
   const auto& c = counters_;
   r.add_gauge("migrate", "sessions", [this] { return table_.sessions().size(); });
+  r.add_gauge("migrate", "sessions_movable",
+              [this] { return table_.sessions().size() - unmovable_sessions(0).total; });
+  r.add_gauge("migrate", "sessions_unmovable", [this] { return unmovable_sessions(0).total; });
   r.add("migrate", "exports_started", &c.exports_started);
   r.add("migrate", "sessions_exported", &c.sessions_exported);
   r.add("migrate", "sessions_export_failed", &c.sessions_export_failed);
   const auto& i = importer_->counters();
   r.add("migrate", "sessions_imported", &i.sessions_imported);
   r.add("migrate", "imports_refused", &i.imports_refused);
+  r.add("migrate", "origin_legs_untold", &i.origin_legs_untold);
+  r.add("migrate", "peer_moves_expected", &i.peer_moves_expected);
+  r.add("migrate", "peer_moves_rebound", &i.peer_moves_rebound);
   r.add("migrate", "bad_frames", &c.bad_frames);
   r.add("migrate", "sessions_without_channel", &c.sessions_without_channel);
   r.add("migrate", "acms_undeliverable", &c.acms_undeliverable);
@@ -223,6 +283,14 @@ void MigrationService::register_counters() {
   r.add("channel", "channel_handshakes_timed_out", &k.handshakes_timed_out);
   r.add("channel", "channels_refused", &k.channels_refused);
   r.add("channel", "channels_refused_source", &k.channels_refused_source);
+  r.add("channel", "peer_moves", &k.peer_moves);
+  r.add("channel", "peer_moves_applied", &k.peer_moves_applied);
+  r.add("channel", "peer_moves_refused", &k.peer_moves_refused);
+  r.add("channel", "peer_moves_stale", &k.peer_moves_stale);
+  r.add("channel", "peer_moves_malformed", &k.peer_moves_malformed);
+  r.add("channel", "peer_moves_unknown", &k.peer_moves_unknown);
+  r.add("channel", "peer_moves_foreign", &k.peer_moves_foreign);
+  r.add("channel", "client_credentials_bad", &k.client_credentials_bad);
   const auto& h = importer_->handover().counters();
   r.add("handover", "handover_syns_accepted", &h.syns_accepted);
   r.add("handover", "handover_syns_repeated", &h.syns_repeated);
@@ -368,6 +436,10 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
     case FrameType::status_request:
       stream.send(FrameType::reply, status_json());
       return;
+    case FrameType::address_request:
+      stream.send(FrameType::reply, "address " + config_.address4.to_string() +
+                                        (config_.address6 ? " " + config_.address6->to_string() : ""));
+      return;
     case FrameType::session:
       import_session(stream, frame);
       return;
@@ -401,12 +473,15 @@ void MigrationService::start_requested_move(FrameStream& requester, const std::s
       std::move(request),
       [this, asker](const migrate::ExportReport& report) {
         size_t total = report.candidates;
+        // "ok" names the target by its carrier address, as the clients will see it: the one
+        // it gave for the sessions it took, else the one it announced for their family.
         std::string reply =
             report.ok() ? fmt::format("ok moved {} of {} sessions to {} in {:.3f} ms", report.moved, total,
-                                      report.moved > 0 ? report.new_address.to_string() : report.target,
-                                      report.elapsed_ms)
+                                      target_carrier_address(report), report.elapsed_ms)
                         : fmt::format("error moved {} of {} sessions to {} in {:.3f} ms; {} failed: {}", report.moved,
                                       total, report.target, report.elapsed_ms, report.failed, report.error);
+        if (std::string stayed = migrate::stayed_summary(report); report.ok() && !stayed.empty())
+          reply += " (" + stayed + ")";
         logger("migrate")->info("{}", reply);
         if (streams_.count(asker) != 0 && asker->open()) asker->send(migrate::FrameType::reply, reply);
       },
@@ -467,15 +542,12 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
   transfer_->secure(std::make_unique<crypto::NoiseStream>(crypto::NoiseRole::initiator, *key_, credential_),
                     [this, target = request.target](FrameStream& s) { return authenticate_target(s, target); });
   logger("migrate")->info("migrating sessions to {}", request.target);
-  // Sessions freeze only once the target answers: a dead target costs them nothing.
-  struct StreamTransfer final : migrate::TransferLink {
-    FrameStream& stream;
-    explicit StreamTransfer(FrameStream& s) : stream(s) {}
-    void send_session(std::vector<uint8_t> frame) override { stream.send_frame(std::move(frame)); }
-  };
-  if (!transfer_->connect(reinterpret_cast<const sockaddr*>(&address), [this](FrameStream& s) {
-        StreamTransfer link(s);
-        if (exporter_) exporter_->start(link);
+  // Sessions freeze only once the target answers: a dead target costs them nothing. It
+  // first tells its carrier addresses, so that the summary can name it by them even when
+  // no session moves.
+  target_addresses_.clear();
+  if (!transfer_->connect(reinterpret_cast<const sockaddr*>(&address), [](FrameStream& s) {
+        s.send(migrate::FrameType::address_request, std::string_view());
       })) {
     exporter_->abandon("cannot connect to " + request.target);
   }
@@ -503,6 +575,24 @@ bool MigrationService::authenticate_target(FrameStream& stream, const std::strin
 
 void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
   if (!exporter_) return;
+  if (!exporter_->started()) {
+    // The answer to address_request, before any session was sent (a refusal is quoted,
+    // cut to a line's length).
+    std::string text;
+    if (frame.type == migrate::FrameType::reply)
+      text.assign(frame.payload.begin(), frame.payload.begin() + static_cast<std::ptrdiff_t>(
+                                                                     std::min<size_t>(frame.payload.size(), 200)));
+    target_addresses_ = parse_address_answer(text);
+    if (target_addresses_.empty()) {
+      ++counters_.bad_frames;
+      exporter_->abandon("target did not tell its carrier addresses" +
+                         (text.empty() ? std::string() : " (it answered '" + text + "')"));
+      return;
+    }
+    StreamTransfer link(*transfer_);
+    exporter_->start(link);
+    return;
+  }
   auto result =
       frame.type == migrate::FrameType::session_result ? migrate::decode_session_result(frame.payload) : std::nullopt;
   if (!result) {
@@ -511,6 +601,50 @@ void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
     return;
   }
   exporter_->on_result(*result);
+}
+
+std::string MigrationService::target_carrier_address(const migrate::ExportReport& report) const {
+  if (report.moved > 0) return report.new_address.to_string();
+  // Nothing moved: the target's address of the family of this server's sessions.
+  auto family = report.sessions.empty() ? config_.address4.version : report.sessions.front().flow.local.version;
+  for (const auto& address : target_addresses_)
+    if (address.version == family) return address.to_string();
+  if (!target_addresses_.empty()) return target_addresses_.front().to_string();
+  return report.target;  // not reached for an "ok" report: the exporter starts on the answer
+}
+
+MigrationService::Unmovable MigrationService::unmovable_sessions(size_t max_listed) {
+  Unmovable out;
+  for (MovableSession* session : table_.sessions()) {
+    std::vector<SessionLeg> legs = session->legs();
+    auto why = migrate::why_session_stays(*session, legs, importer_->guard());
+    for (size_t i = 0; !why && i < legs.size(); ++i)
+      if (legs[i].role == LegRole::client && directory_->client_of(connection_id(legs[i].pcb)) == nullptr)
+        why = migrate::no_channel_reason();
+    if (!why) continue;
+    ++out.total;
+    if (out.listed.size() < max_listed) out.listed.push_back({session, std::move(*why)});
+  }
+  return out;
+}
+
+std::string MigrationService::status_json() {
+  std::string out = registry_.to_json();
+  out.pop_back();  // its closing brace: the sessions that cannot move follow
+  out += ",\"unmovable\":[";
+  Unmovable unmovable = unmovable_sessions(max_unmovable_listed);
+  for (size_t i = 0; i < unmovable.listed.size(); ++i) {
+    const auto& [session, why] = unmovable.listed[i];
+    std::vector<SessionLeg> legs = session->legs();
+    FlowKey flow = !legs.empty() && legs.front().pcb != nullptr ? flow_of(legs.front().pcb) : FlowKey{};
+    out += fmt::format(
+        "{}{{\"kind\":{},\"local_address\":{},\"local_port\":{},\"remote_address\":{},\"remote_port\":{},"
+        "\"label\":{},\"reason\":{}}}",
+        i == 0 ? "" : ",", json_string(session->kind()), json_string(flow.local.to_string()), flow.local_port,
+        json_string(flow.remote.to_string()), flow.remote_port, json_string(why.label), json_string(why.text));
+  }
+  out += "]}";
+  return out;
 }
 
 void MigrationService::on_move_done(const migrate::ExportReport& report) {

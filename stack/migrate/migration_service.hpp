@@ -13,7 +13,8 @@
 // anything freezes; the handover tokens and snapshots travel only inside that channel.
 // Unauthenticated connections are closed after a handshake timeout; their number is capped.
 //
-// Old server, on move_sessions(to=B): connect to B's control port -> the Exporter freezes,
+// Old server, on move_sessions(to=B): connect to B's control port -> ask B's carrier
+// addresses (address_request; the summary names B by them) -> the Exporter freezes,
 // captures and sends each movable session -> B answers each in order -> moved sessions are
 // dropped here, refused ones resume -> each client is told with an Address Change Message
 // on its channel (one per client and old endpoint; the global form when it names all of
@@ -109,11 +110,20 @@ class MigrationService {
   // they were old enough to move once).
   void connection_accepted(tcp_pcb* pcb);
 
+  // Who tells an imported origin leg's origin where it went (a proxy's Follower:
+  // Follower::announce_moved).
+  void set_tell_origin(migrate::Importer::TellOriginFn tell_origin) { importer_->set_tell_origin(std::move(tell_origin)); }
+  // This server's pool membership certificate (empty: in no pool), for a HELLO.
+  const std::vector<uint8_t>& credential() const { return credential_; }
   const MigrationCounters& counters() const { return counters_; }
   const CounterRegistry& registry() const { return registry_; }
   const migrate::MigrationGuard& guard() const { return importer_->guard(); }
   const migrate::HandoverResponder& handover() const { return importer_->handover(); }
-  std::string status_json() const { return registry_.to_json(); }
+  // The counters, then "unmovable": the sessions that cannot move now (at most
+  // max_unmovable_listed; sessions_unmovable counts them all), each with kind, first
+  // leg's 4-tuple, label and reason.
+  std::string status_json();
+  static constexpr size_t max_unmovable_listed = 100;
 
  private:
   class ChannelDirectory;
@@ -132,6 +142,12 @@ class MigrationService {
   void on_control_frame(FrameStream& stream, migrate::Frame frame);
   void start_requested_move(FrameStream& requester, const std::string& request);
   void on_transfer_answer(const migrate::Frame& frame);
+  std::string target_carrier_address(const migrate::ExportReport& report) const;
+  struct Unmovable {
+    size_t total = 0;
+    std::vector<std::pair<MovableSession*, StayReason>> listed;
+  };
+  Unmovable unmovable_sessions(size_t max_listed);
   void on_move_done(const migrate::ExportReport& report);
   void import_session(FrameStream& stream, const migrate::Frame& frame);
   void forget_stream(FrameStream* stream);
@@ -155,6 +171,7 @@ class MigrationService {
   std::optional<crypto::PoolCertificate> pool_certificate_;
   std::vector<uint8_t> credential_;  // the certificate's bytes, shown in handshakes
   std::string transfer_refusal_;     // why the current move's target was refused
+  std::vector<IpAddress> target_addresses_;  // the current move's target's carrier addresses
   RateLimitedLog refusal_log_;
   UvHandle<uv_timer_t> housekeeping_timer_;  // every second: deadlines, expiry, claims
   MigrationCounters counters_;

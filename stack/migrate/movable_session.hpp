@@ -31,6 +31,13 @@ namespace roam {
 
 using migrate::LegRole;
 
+// Why a session cannot move now: a short label the move summary counts by ("ending",
+// "relay") and a sentence for the log and `roamctl status`.
+struct StayReason {
+  std::string label;
+  std::string text;
+};
+
 // One connection of a session, as the engine sees it.
 struct SessionLeg {
   tcp_pcb* pcb = nullptr;  // nullptr once the connection is gone
@@ -51,6 +58,9 @@ class MovableSession {
   virtual std::vector<SessionLeg> legs() const = 0;
   // Whether it can move now (established, not closing, nothing half-done in the app).
   virtual bool movable() const = 0;
+  // Why, when movable() is false. Most sessions refuse only while they end; a kind that
+  // can never move (a relay to a kernel socket) names its own reason.
+  virtual StayReason stay_reason() const { return {"ending", "its session is ending"}; }
   // Stops all output and app activity on every leg; lwIP callbacks may still arrive for
   // data already queued and must be held, not acted on. Undone by thaw().
   virtual void freeze() = 0;

@@ -36,6 +36,13 @@ void append_segment_payload(const tcp_seg* seg, uint32_t from, uint32_t to, std:
   pbuf_copy_partial(seg->p, out.data() + old_size, static_cast<u16_t>(count), static_cast<u16_t>(header_bytes + skip));
 }
 
+// The peer's silence is counted from now (stack/dead_peer.hpp): the time a connection
+// spent frozen, or waiting for a move the peer announced, says nothing about the peer.
+void restart_silence_clock(tcp_pcb* pcb) {
+  pcb->tmr = tcp_ticks;
+  pcb->keep_cnt_sent = 0;
+}
+
 }  // namespace
 
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
@@ -53,6 +60,7 @@ void freeze_pcb(tcp_pcb* pcb) {
 }
 
 void thaw_pcb(tcp_pcb* pcb) {
+  restart_silence_clock(pcb);
   TCP_REG_ACTIVE(pcb);
   tcp_output(pcb);
 }
@@ -287,6 +295,7 @@ std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddr
   for (tcp_pcb* pcb : pcbs) {
     old_flows.push_back(flow_of(pcb));
     set_remote_endpoint(pcb, new_remote, new_port);
+    restart_silence_clock(pcb);  // the old server just told us where its peer went
   }
   if (restart)
     for (tcp_pcb* pcb : pcbs) restart_transmission(pcb);

@@ -35,7 +35,8 @@ Result<Ok, std::string> check_movable(const tcp_pcb* pcb);
 // Takes a movable pcb off lwIP's active list. Idempotent per pcb only under the caller's
 // bookkeeping: freeze once, then thaw or discard once.
 void freeze_pcb(tcp_pcb* pcb);
-// Puts a frozen pcb back, unchanged, and lets it send what it has.
+// Puts a frozen pcb back, unchanged, and lets it send what it has. Its peer's silence is
+// counted from now (the frozen time is not the peer's; stack/dead_peer.hpp).
 void thaw_pcb(tcp_pcb* pcb);
 // Frees a frozen pcb and its queues without sending anything. Its callbacks are cleared
 // first; the owner must forget the pointer.
@@ -72,7 +73,8 @@ void set_remote_endpoint(tcp_pcb* pcb, const IpAddress& remote, uint16_t port);
 // packets on the old path would be answered with RST. (A client following its server.)
 std::vector<FlowKey> rewrite_remote(const IpAddress& old_remote, uint16_t old_port,
                                     const IpAddress& new_remote, uint16_t new_port);
-// The same for exactly these pcbs (a client following an ACM that named its connections).
+// The same for exactly these pcbs (a client following an ACM that named its connections);
+// their peers' silence is counted from now (stack/dead_peer.hpp).
 // `restart` false: only the addresses change (the NAT handover restarts them once its
 // handshake is through).
 std::vector<FlowKey> rewrite_remote(std::span<tcp_pcb* const> pcbs, const IpAddress& new_remote,

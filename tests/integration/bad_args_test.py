@@ -74,6 +74,12 @@ def cases():
             ("--link tun: unknown option", prog, ["--link", "tun:roamnx0,fast"] + addr + tail),
             ("--log-level loud", prog, base + ["--log-level", "loud"] + tail),
             ("--pcap in a missing directory", prog, base + ["--pcap", "/nonexistent-dir/x.pcap"] + tail),
+            ("--dead-peer 2 (below 3)", prog, base + ["--dead-peer", "2"] + tail),
+            ("--dead-peer 86401", prog, base + ["--dead-peer", "86401"] + tail),
+            ("--dead-peer 1.5", prog, base + ["--dead-peer", "1.5"] + tail),
+            ("--dead-peer with no value", prog, base + tail + ["--dead-peer"]),
+            ("--connect-timeout 601", prog, base + ["--connect-timeout", "601"] + tail),
+            ("--connect-timeout abc", prog, base + ["--connect-timeout", "abc"] + tail),
         ]
         if os.geteuid() != 0:
             table.append(("tun link on a device that does not exist", prog,

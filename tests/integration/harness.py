@@ -473,7 +473,8 @@ def wait_for_tcp(port, timeout=READY_TIMEOUT, proc=None):
 # ---------------------------------------------------------------- roamctl and two servers
 
 RoamctlResult = collections.namedtuple("RoamctlResult", "returncode stdout stderr seconds")
-MOVED_RE = re.compile(r"^ok moved (\d+) of (\d+) sessions to (\S+) in ([0-9.]+) ms$")
+# The summary may end with what did not move: " (2 stayed: 1 relay, 1 ending)".
+MOVED_RE = re.compile(r"^ok moved (\d+) of (\d+) sessions to (\S+) in ([0-9.]+) ms(?: \((.+)\))?$")
 
 
 def roamctl(*args, timeout=IO_TIMEOUT):
@@ -494,11 +495,20 @@ def roamctl(*args, timeout=IO_TIMEOUT):
 
 
 def parse_moved(line):
-    """"ok moved M of N sessions to ADDR in T ms" -> (M, N, ADDR, T) or None."""
+    """"ok moved M of N sessions to ADDR in T ms[ (NOTE)]" -> (M, N, ADDR, T) or None."""
     m = MOVED_RE.match(line.strip())
     if not m:
         return None
     return int(m.group(1)), int(m.group(2)), m.group(3), float(m.group(4))
+
+
+def moved_note(line):
+    """What a summary says in parentheses about the sessions that did not move
+    ("1 stayed: 1 relay"), "" when nothing, None when the line is no "ok moved" summary."""
+    m = MOVED_RE.match(line.strip())
+    if not m:
+        return None
+    return m.group(5) or ""
 
 
 class TwoServers(_Topology):
@@ -541,6 +551,7 @@ class TwoServers(_Topology):
         self.client = None
         self.udp = {}              # "A"/"B"/"client" -> the node's own UDP link port
         self.controls = {}         # "A"/"B" -> "127.0.0.1:PORT"
+        self.last_summary = None   # the last line migrate() checked
         self.forward_ports = []
 
     @property
@@ -618,9 +629,11 @@ class TwoServers(_Topology):
 
     def migrate(self, source, destination, expect_moved=None, count=None, timeout=IO_TIMEOUT):
         """Moves SOURCE's sessions to DESTINATION and checks roamctl said "ok moved M of N"
-        with exit 0 (and M == N == expect_moved when given). Returns (M, N, address, ms)."""
+        with exit 0 (and M == N == expect_moved when given). Returns (M, N, address, ms);
+        the whole line stays in self.last_summary."""
         result = self.migrate_raw(source, destination, count, timeout)
         line = result.stdout.strip()
+        self.last_summary = line  # for moved_note()
         moved = parse_moved(line)
         ok = result.returncode == 0 and moved is not None and result.stderr == ""
         if ok and expect_moved is not None:

@@ -4,7 +4,7 @@ connections at least 2 s old; younger ones are closed cleanly instead of moved.
 
 Topology: harness.TwoServers (echo), --protect-older-than 2 on both servers. An old
 connection is opened and echoes; after 2.5 s a young one is opened and echoes; at once
-`roamctl migrate A -> B` must say "ok moved 1 of 2". The old connection then echoes from B
+`roamctl migrate A -> B` must say "ok moved 1 of 2 ... (1 closed young)". The old connection then echoes from B
 (B holds 1 session, A none); the young one sees a clean EOF (not a reset), and A counts
 sessions_closed_young == 1. The wait only makes a connection old: nothing is timed.
 """
@@ -26,6 +26,8 @@ def main():
         harness.echo_round_trip(young)
         moved, total, _, _ = t.migrate("A", "B")
         check((moved, total) == (1, 2), "expected 'moved 1 of 2', got moved %d of %d" % (moved, total))
+        note = harness.moved_note(t.last_summary)
+        check(note == "1 closed young", "the summary's note is %r, expected '1 closed young'" % note)
         harness.echo_round_trip(old)
         t.wait_for_sessions("A", 0)
         check(t.status("B")["sessions"] == 1, "B should hold the old connection only")

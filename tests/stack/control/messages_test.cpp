@@ -36,7 +36,7 @@ std::vector<Message> samples() {
           sample_acm(false),
           sample_acm(true),
           global,
-          Ack{42, AckStatus::refused},
+          Ack{42, AckStatus::refused}, Ack{43, AckStatus::rebound},
           ErrorMessage{7, "no such connection"},
           ErrorMessage{0, ""},
           RegisterConnections{{7}},
@@ -108,10 +108,10 @@ TEST_CASE("bad fields are refused") {
   many[count_at] = 0xFF;
   many[count_at + 1] = 0xFF;
   refuse(many, MessageError::oversized);
-  // Host ids outside the alphabet, version 0, ack status 2.
+  // Host ids outside the alphabet, version 0, ack status 3.
   refuse(encode_message(Hello{1, "bad id", 0, {}}), MessageError::bad_field);
   refuse(encode_message(Hello{0, "ok", 0, {}}), MessageError::bad_field);
-  refuse({3, 0, 0, 0, 0, 0, 0, 0, 1, 2}, MessageError::bad_field);
+  refuse({3, 0, 0, 0, 0, 0, 0, 0, 1, 3}, MessageError::bad_field);
   // REGISTER: no ids, id 0, a count beyond the bound.
   refuse({5, 0, 0}, MessageError::bad_field);
   refuse(encode_message(RegisterConnections{{4, 0}}), MessageError::bad_field);

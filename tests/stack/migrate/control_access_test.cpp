@@ -20,6 +20,10 @@ TEST_CASE("control access: each role may do only its own requests") {
   CHECK(control_access(FrameType::session, anyone, true) == ControlAccess::needs_member);
   CHECK(control_access(FrameType::session, operator_peer, true) == ControlAccess::needs_member);
   CHECK(control_access(FrameType::session, member, false) == ControlAccess::allowed);
+  // Only a pool member learns where a transfer's target lives.
+  CHECK(control_access(FrameType::address_request, anyone, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::address_request, operator_peer, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::address_request, member, false) == ControlAccess::allowed);
 
   CHECK(control_access(FrameType::status_request, anyone, false) == ControlAccess::needs_operator);
   CHECK(control_access(FrameType::status_request, member, false) == ControlAccess::needs_operator);

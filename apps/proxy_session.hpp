@@ -1,0 +1,132 @@
+// ProxySession: one session of roam-server's proxy mode (DESIGN.md section 2): a client
+// leg (a carrier accepted from a roam-client) spliced to an origin leg (a carrier this
+// host opened in its own lwIP stack to the origin, a roam-server relaying to the real
+// service). Both legs are lwIP connections, so both move with the session
+// (MovableSession, kind "proxy"). Owned by the server's session table; loop thread only.
+//
+//   client leg --pbuf--> held[client] --tcp_write--> origin leg
+//   origin leg --pbuf--> held[origin] --tcp_write--> client leg
+//
+// Backpressure: every byte lwIP delivers is copied into its direction's `held` buffer,
+// and the receiving leg's window reopens (tcp_recved) only for bytes the other leg's
+// send buffer took. So each direction holds at most one receive window (TCP_WND) here,
+// and a slow reader on one side closes the window of the sender on the other. Writes run
+// once per loop turn (deferred), not once per arriving segment, and refill a full send
+// buffer only in large steps: each tcp_write walks lwIP's unsent queue.
+// Half-close: a FIN on one leg becomes a shutdown of writing on the other once everything
+// held for it was written; the session ends when both directions closed and both legs'
+// data was acknowledged. A reset or error on either leg resets the other.
+// Moves: `held` is each leg's `received` state (bytes taken from its lwIP but not yet
+// written into the other leg); the new host writes them into the other leg first.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "stack/migrate/movable_session.hpp"
+#include "stack/node.hpp"
+#include "stack/tcp_connection.hpp"
+
+namespace roam {
+
+class ProxySession final : public MovableSession, public TcpConnection::Handler {
+ public:
+  static constexpr size_t client_leg = 0;
+  static constexpr size_t origin_leg = 1;
+  // The app state of the client leg: a version byte (the origin leg's is empty).
+  static constexpr uint8_t app_state_version = 1;
+
+  struct Hooks {
+    // The origin leg's active open completed (the server registers it with the origin).
+    std::function<void(tcp_pcb*)> on_origin_connected;
+    // The origin leg could not be opened or was refused; the client leg is being reset.
+    std::function<void(const std::string& why)> on_origin_failed;
+  };
+
+  // A client leg just accepted; its origin leg comes later (attach_origin) or never
+  // (fail_origin). Until then what the client sends is held.
+  ProxySession(Node& node, tcp_pcb* client, FinishedFn on_finished, Hooks hooks = {});
+  ~ProxySession() override;
+  ProxySession(const ProxySession&) = delete;
+  ProxySession& operator=(const ProxySession&) = delete;
+
+  // The origin leg's active open, started with this session as its handler.
+  void attach_origin(std::unique_ptr<TcpConnection> origin);
+  // No origin leg can be opened: resets the client leg.
+  void fail_origin(const std::string& why);
+  // Expires when the session is destroyed (for work deferred on its behalf).
+  std::weak_ptr<bool> lifetime() const { return lifetime_; }
+
+  // Rebuilds a moved session from its imported legs (client, then origin). It sends
+  // nothing before the next loop turn. nullptr with `error` set, every pcb untouched,
+  // when the legs or their app state do not fit.
+  static std::unique_ptr<ProxySession> import(Node& node, std::vector<ImportedLeg> legs, FinishedFn on_finished,
+                                              std::string& error);
+
+  // MovableSession
+  const char* kind() const override { return "proxy"; }
+  std::vector<SessionLeg> legs() const override;
+  // Both legs established, no FIN either way, not ending.
+  bool movable() const override;
+  void freeze() override;
+  void thaw() override;
+  std::vector<uint8_t> leg_received(size_t leg) const override;
+  std::vector<uint8_t> leg_app_state(size_t leg) const override;
+  std::vector<tcp_pcb*> release_legs() override;
+  // Graceful when both directions already ended, else a reset of both legs.
+  void close() override;
+
+  // TcpConnection::Handler
+  void on_connected(TcpConnection&) override;
+  void on_data(TcpConnection&, PbufPtr data) override;
+  void on_remote_closed(TcpConnection&) override;
+  void on_sent(TcpConnection&, size_t bytes) override;
+  void on_error(TcpConnection&, err_t error) override;
+
+  // Bytes held per direction now (tests, status).
+  size_t held(size_t from_leg) const { return flows_[from_leg].remaining(); }
+
+ private:
+  // Bytes travelling from one leg to the other.
+  struct Flow {
+    std::vector<uint8_t> held;  // taken from the source leg, not yet written to the other
+    size_t offset = 0;          // held[offset..] is still to be written
+    bool eof = false;           // the source leg's peer sent FIN
+    bool fin_forwarded = false;  // ...and we shut down writing on the other leg
+    size_t remaining() const { return held.size() - offset; }
+  };
+
+  size_t leg_of(const TcpConnection& connection) const;
+  bool ready() const { return legs_[origin_leg] != nullptr && origin_connected_; }
+  void schedule_pump();
+  void pump();
+  void forward(size_t from);
+  void maybe_finish();
+  void end(bool reset);
+  void resume_later();
+  // A leg imported here whose peer has not arrived yet: lwIP does not know it, the
+  // importer's guard does.
+  static bool parked_import(const tcp_pcb* pcb);
+
+  Node& node_;
+  FinishedFn on_finished_;
+  Hooks hooks_;
+  std::array<std::unique_ptr<TcpConnection>, 2> legs_;
+  std::array<Flow, 2> flows_;  // indexed by source leg
+  bool origin_connected_ = false;
+  bool frozen_ = false;
+  bool pump_scheduled_ = false;
+  bool resume_pending_ = false;
+  bool ending_ = false;  // ending or released: nothing more happens
+  std::shared_ptr<bool> lifetime_ = std::make_shared<bool>(true);
+};
+
+// Registers kind "proxy" (ProxySession::import on `node`): a host that runs proxy mode
+// can take proxy sessions moved from another. The imported origin leg carries its own
+// addresses, so it need not lead to this host's own origin.
+void add_proxy_session_kind(SessionKinds& kinds, Node& node);
+
+}  // namespace roam
