@@ -120,15 +120,19 @@ class ProxyLab:
         lab.start("origin", "o", [ROAM_SERVER] + link + ["--addr", ORIGIN_LWIP, "--control", ORIGIN_CONTROL]
                   + pool.server_args("origin") + ["relay", "--backend", self.backend])
         self.labels.append("origin")
+        # The origin first: a proxy opens its control channel to the origin at once, and a
+        # SYN that finds no origin yet is retried only after lwIP's 3 s; until that channel
+        # is up, the proxy's origin legs wait (no owner proof) and its sessions cannot move.
+        lab.wait_log("origin", "interface up")
         target = ORIGIN_LWIP
         if mode() != "relay":
             for name, (role, addr, control) in PROXIES.items():
                 lab.start("proxy_" + name, role, [ROAM_SERVER] + link + ["--addr", addr, "--control", control]
                           + pool.server_args("proxy_" + name) + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
                 self.labels.append("proxy_" + name)
+            for name in PROXIES:
+                lab.wait_log("proxy_" + name, "control channel to %s ('%s') established" % (ORIGIN_LWIP, ORIGIN_LWIP))
             target = PROXIES["a"][1]
-        for label in self.labels:
-            lab.wait_log(label, "interface up")
         lab.start("client", "c", [ROAM_CLIENT] + link + ["--addr", CLIENT_LWIP, "-L", "127.0.0.1:%d:%s:7000" % (
             LPORT, target)] + list(client_args))
         self.labels.insert(0, "client")
