@@ -350,6 +350,7 @@ def write_seeded(path, size, seed):
 #   "STREAM N SEED RATE" sends N bytes of random.Random(SEED) (RATE bytes/s, 0 unpaced), closes
 #   "BLAST N SEED"       sends N bytes: random.Random(SEED).randbytes(1 MiB) over and over, closes
 #   "SINK"               reads and discards until EOF, then answers the byte count
+#   "ECHO"               sends every byte back until EOF
 # It prints "accepted", "closed K reason" per connection (for dead-peer checks).
 BACKEND = r"""
 import random, socket, sys, threading, time
@@ -398,6 +399,12 @@ def serve(c, k):
             c.shutdown(socket.SHUT_WR)
             while c.recv(65536):
                 pass
+        elif words[0] == b"ECHO":
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
         elif words[0] == b"SINK":
             n = 0
             while True:

@@ -16,12 +16,18 @@ address 198.18.4.1:7070, reached from c through the same NAT in r.
 Figures:
   byte_exact            every stream through the proxy (the moved ones and the throughput
                         runs) arrived complete and SHA-256 exact.
-  changeover_ms_proxy_1 a stream paced at 8 MiB/s through the proxy; --reps moves (A -> B,
-                        B -> A, ...) 2 s apart; t0 = the roamctl migrate process starts
-                        (its Noise handshake included); the end of the longest pause in the
-                        received stream within 5 s after t0 is the first byte through the
-                        moved proxy (both legs moved). changeover = that time - t0; median.
-  gap_ms_proxy_1        the length of that pause (median).
+  changeover_ms_proxy_1 two connections through the proxy: a stream paced at 8 MiB/s (for
+                        byte_exact) and 64-byte echo rounds, one at a time; --reps moves
+                        (A -> B, B -> A, ...) 2 s apart; t0 = the roamctl migrate process
+                        starts (its start-up and Noise handshake included), t1 = it exited.
+                        At t1 the old proxy had frozen and handed the sessions over, so an
+                        echo that returns after t1 came through the moved proxy (both
+                        legs): changeover = the first such return - t0 (an upper bound: it
+                        includes roamctl's exit); median.
+  gap_ms_proxy_1        the longest echo round in flight from t0 to that one (median): the
+                        application's pause (jitter-sized when the move's pause is short).
+                        Information: stream_gap_ms_proxy_1 (the longest pause of the paced
+                        stream within 5 s after t0), echo_round_ms (a round's median).
   changeover_ms_client_move_1
                         null: client moves are not measured by this bench yet
                         (changeover_client_move_reason says why).
@@ -118,6 +124,32 @@ elif kind in ("blast", "paced"):
     if kind == "paced":
         print("times", " ".join("%.6f" % t for t in times), flush=True)
     print("got", got, h.hexdigest(), "%.6f" % seconds, flush=True)
+elif kind == "rounds":
+    # 64-byte echo rounds, one at a time, until "stop" on stdin; "ready" after the first;
+    # then "rounds S1 R1 S2 R2 ..." (monotonic send and receive times) and "bad K".
+    import os, threading
+    s = opened(b"ECHO\n")
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(120)
+    stop, times, bad = threading.Event(), [], 0
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    while not stop.is_set():
+        msg = os.urandom(64)
+        t = time.monotonic()
+        s.sendall(msg)
+        got = b""
+        while len(got) < 64:
+            d = s.recv(64 - len(got))
+            if not d:
+                raise SystemExit("echo ended")
+            got += d
+        times.append((t, time.monotonic()))
+        bad += got != msg
+        if len(times) == 1:
+            print("ready", flush=True)
+        time.sleep(0.002)
+    print("rounds", " ".join("%.6f %.6f" % st for st in times), flush=True)
+    print("bad", bad, flush=True)
 elif kind == "idle":
     s = opened(b"IDLE\n")
     s.settimeout(None)
@@ -226,8 +258,12 @@ def changeover_figures(lab, plab, reps, out, exact):
     p = spawn_in(lab, "c", [sys.executable, "-c", PROBE, "paced", "127.0.0.1", str(LPORT), str(size), "11", str(PACE)],
                  stdin=False)
     lines = Lines(p)
-    starts = []
+    echo = spawn_in(lab, "c", [sys.executable, "-c", PROBE, "rounds", "127.0.0.1", str(LPORT)])
+    echoed = Lines(echo)
+    starts, ends = [], []
     try:
+        wait_until(lambda: "ready" in echoed.lines, 60, "the echo rounds running",
+                   lambda: echo.poll() is not None and "the echo probe ended: %s" % echoed.lines[-3:])
         def progress():
             line = lines.last("progress")
             return int(line.split()[1]) if line else 0
@@ -236,12 +272,18 @@ def changeover_figures(lab, plab, reps, out, exact):
             wait_until(lambda: progress() >= (2 + 2 * i) * PACE, 120, "stream progress before move %d" % (i + 1),
                        lambda: p.poll() is not None and "the probe ended: %s" % lines.lines[-3:])
             starts.append(time.monotonic())
-            result, ms = plab.migrate(1)
+            result, ms = plab.migrate(2)
+            ends.append(time.monotonic())
             note("move %d: %s (roamctl %.1f ms)" % (i + 1, result, ms))
         p.wait(300)
         lines.join(30)
+        echo.stdin.write("stop\n")
+        echo.stdin.flush()
+        echo.wait(60)
+        echoed.join(30)
     finally:
         end(p)
+        end(echo)
     got = lines.last("got ")
     times = lines.last("times")
     if not got or not times:
@@ -251,15 +293,26 @@ def changeover_figures(lab, plab, reps, out, exact):
     exact.append(ok)
     if not ok:
         raise Failure("moved stream: %s bytes, sha256 %s; want %d, %s" % (n, digest, size, want))
+    rounds_line, bad = echoed.last("rounds"), echoed.last("bad")
+    if not rounds_line or bad != "bad 0":
+        raise Failure("echo probe (exit %s): %s" % (echo.returncode, [line[:200] for line in echoed.lines[-3:]]))
+    flat = [float(t) for t in rounds_line.split()[1:]]
+    rounds = list(zip(flat[0::2], flat[1::2]))
     arrivals = [float(t) for t in times.split()[1:]]
-    gaps, changeovers = [], []
-    for t0 in starts:
-        gap, ended = longest_gap(t0, arrivals)
-        gaps.append(gap)
-        changeovers.append(ended)
+    gaps, changeovers, stream_gaps = [], [], []
+    for t0, t1 in zip(starts, ends):
+        # At t1 the old proxy had frozen and handed the session over: an echo that comes back
+        # after t1 came through the moved proxy (both legs). The first such one ends the
+        # changeover; the longest round in flight in [t0, that one] is the pause.
+        first = min((r for r in rounds if r[1] > t1), key=lambda r: r[1])
+        gaps.append(max((r[1] - r[0]) * 1000 for r in rounds if r[1] > t0 and r[0] <= first[0]))
+        changeovers.append((first[1] - t0) * 1000)
+        stream_gaps.append(longest_gap(t0, arrivals)[0])
     note("changeovers (ms): %s; gaps (ms): %s" % (["%.1f" % c for c in changeovers], ["%.1f" % g for g in gaps]))
     out["changeover_ms_proxy_1"] = round(statistics.median(changeovers), 3)
     out["gap_ms_proxy_1"] = round(statistics.median(gaps), 3)
+    out["stream_gap_ms_proxy_1"] = round(statistics.median(stream_gaps), 3)
+    out["echo_round_ms"] = round(statistics.median([(r[1] - r[0]) * 1000 for r in rounds]), 3)
     out["moves"] = len(starts)
 
 
