@@ -112,8 +112,9 @@ class Lab:
                 p.wait()
 
 
-def run(prefix, main):
-    """Creates the lab (`prefix`: 2 letters), runs main(lab), deletes the lab; exits with the test's status."""
+def run(prefix, main, up_args=()):
+    """Creates the lab (`prefix`: 2 letters; `up_args`: options of `topology up`, e.g.
+    ["--origin"]), runs main(lab), deletes the lab; exits with the test's status."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         print("SKIP: needs root and iproute2")
         sys.exit(77)
@@ -122,7 +123,7 @@ def run(prefix, main):
     lab = Lab(name, workdir)
     code = 0
     try:
-        up = subprocess.run([TOPOLOGY, "up", name], capture_output=True, text=True)
+        up = subprocess.run([TOPOLOGY, "up", name] + list(up_args), capture_output=True, text=True)
         if up.returncode != 0:
             raise Failure("topology up: " + up.stderr)
         main(lab)
