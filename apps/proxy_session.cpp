@@ -89,6 +89,13 @@ bool ProxySession::movable() const {
   return !flows_[client_leg].eof && !flows_[origin_leg].eof;
 }
 
+StayReason ProxySession::stay_reason() const {
+  if (!ending_ && !ready()) return {"origin not up", "its origin leg is not connected yet"};
+  if (!ending_ && (flows_[client_leg].eof || flows_[origin_leg].eof))
+    return {"half-closed", "one direction is closed (half-close): its legs are past ESTABLISHED"};
+  return {"ending", "its session is ending"};
+}
+
 void ProxySession::freeze() {
   frozen_ = true;
   resume_pending_ = false;  // an imported session not yet resumed: thaw() resumes it

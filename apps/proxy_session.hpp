@@ -76,6 +76,9 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   std::vector<uint8_t> leg_received(size_t leg) const override;
   std::vector<uint8_t> leg_app_state(size_t leg) const override;
   std::vector<tcp_pcb*> release_legs() override;
+  // Why it stays at a move when movable() is false: its origin leg is not up yet, a
+  // direction is half-closed, or it is ending.
+  StayReason stay_reason() const override;
   // Graceful when both directions already ended, else a reset of both legs.
   void close() override;
 

@@ -195,6 +195,9 @@ TEST_CASE("half-closes cross the proxy both ways and the session then ends clean
     REQUIRE(p.origin.remote_closed);
     CHECK(p.origin.received == up);
     CHECK_FALSE(p.client.remote_closed);
+    // Half-closed: it stays at a move, and says why.
+    CHECK_FALSE(p.proxy().movable());
+    CHECK(p.proxy().stay_reason().label == "half-closed");
     auto down = pattern(512 << 10, 5);
     p.origin.shut_after_sending = true;
     p.origin.send(down);
@@ -268,6 +271,7 @@ TEST_CASE("an origin leg that is refused resets the client leg and says why") {
   REQUIRE(leg);
   session->attach_origin(std::move(leg.value()));
   CHECK_FALSE(session->movable());
+  CHECK(session->stay_reason().label == "origin not up");
   lab.run([&] { return client.failed && finished; });
   CHECK(client.failed);
   CHECK(client.error == ERR_RST);
