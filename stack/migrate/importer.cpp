@@ -178,8 +178,8 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
     if (tell_origin_) {
       tell_origin_(moved);
     } else {
-      // TODO(issue 12): the proxy tells the origin over its control channel (an ACM from
-      // the host whose address changed, seed 003). Until then the leg expires parked.
+      // Only a host that serves proxy sessions sets the hook (roam-server proxy mode):
+      // elsewhere nothing can tell the origin, and the leg expires parked.
       ++counters_.origin_legs_untold;
       logger("migrate")->warn("{}: origin leg imported as {} but nothing tells its origin", moved.old_flow.to_string(),
                               moved.new_flow.to_string());
