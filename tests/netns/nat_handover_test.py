@@ -71,6 +71,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_lab import ECHO_CLIENT, NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
+from netns_lab import run_tool, wait_until  # noqa: E402
 
 MIB = 1 << 20
 CONTROL = {"s": "198.18.2.1:7100", "s2": "198.18.3.1:7100"}
@@ -196,28 +197,6 @@ for line in sys.stdin:
     _, tag, seconds = line.split()
     round_trip(tag, float(seconds))
 """
-
-
-def run_tool(argv, what, **kwargs):
-    out = subprocess.run(argv, capture_output=True, text=True, **kwargs)
-    if out.returncode != 0:
-        raise Failure("%s: exit %d: %s %s" % (what, out.returncode, out.stdout.strip(), out.stderr.strip()))
-    return out.stdout
-
-
-def wait_until(predicate, seconds, what, fail_fast=None):
-    """Polls predicate() until it returns a true value; fail_fast() may return a reason to stop."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        reason = fail_fast() if fail_fast else None
-        if reason:
-            raise Failure("%s: %s" % (what, reason))
-        if time.monotonic() > deadline:
-            raise Failure("%s: not within %g s" % (what, seconds))
-        time.sleep(0.05)
 
 
 def expected_digest(size, seed):

@@ -54,6 +54,28 @@ class Failure(Exception):
     pass
 
 
+def run_tool(argv, what, **kwargs):
+    out = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if out.returncode != 0:
+        raise Failure("%s: exit %d: %s %s" % (what, out.returncode, out.stdout.strip(), out.stderr.strip()))
+    return out.stdout
+
+
+def wait_until(predicate, seconds, what, fail_fast=None):
+    """Polls predicate() until it returns a true value; fail_fast() may return a reason to stop."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if value:
+            return value
+        reason = fail_fast() if fail_fast else None
+        if reason:
+            raise Failure("%s: %s" % (what, reason))
+        if time.monotonic() > deadline:
+            raise Failure("%s: not within %g s" % (what, seconds))
+        time.sleep(0.05)
+
+
 class Lab:
     def __init__(self, name, workdir):
         self.name = name

@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, log  # noqa: E402
+from netns_lab import run_tool, wait_until  # noqa: E402
 
 MIB = 1 << 20
 CLIENT_LWIP = "198.18.11.2"
@@ -71,20 +72,6 @@ def require(*tools):
         if shutil.which(tool) is None and not os.path.exists(tool):
             print("SKIP: %s is not installed (tools/setup installs it)" % tool)
             sys.exit(77)
-
-
-def wait_until(predicate, seconds, what, fail_fast=None):
-    deadline = time.monotonic() + seconds
-    while True:
-        value = predicate()
-        if value:
-            return value
-        reason = fail_fast() if fail_fast else None
-        if reason:
-            raise Failure("%s: %s" % (what, reason))
-        if time.monotonic() > deadline:
-            raise Failure("%s: not within %g s" % (what, seconds))
-        time.sleep(0.05)
 
 
 class ProxyLab:
