@@ -26,6 +26,10 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
     options.handover = mode == "always";
   } else if (!client && arg == "--require-owner-proof") {
     options.limits.require_owner_proof = true;
+  } else if (!client && arg == "--client-moves") {
+    std::string mode = option_value(argc, argv, i);
+    if (mode != "on" && mode != "off") throw ConfigError("bad --client-moves '" + mode + "': on or off");
+    options.limits.client_moves = mode == "on";
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--trust-pool") {
@@ -70,7 +74,11 @@ std::string channel_options_help(bool client) {
         "  --require-owner-proof  register only connections whose SYN proved their owner\n"
         "                         (the client's channel key); default: a connection without\n"
         "                         the proof is registered by the client's address, and that\n"
-        "                         first registration binds its owner\n";
+        "                         first registration binds its owner\n"
+        "  --client-moves on|off  take clients' own moves: a client whose address changed tells\n"
+        "                         this server so on its channel and its connections follow it\n"
+        "                         (default on). off: such a message is refused (the client\n"
+        "                         resets those connections at once and logs why)\n";
   if (client)
     text +=
         "  --known-hosts FILE     server keys met so far (trust on first use; learned keys are\n"

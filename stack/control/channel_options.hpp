@@ -26,6 +26,7 @@ struct ChannelLimits {
   size_t max_half_open = 256;
   size_t max_half_open_per_source = 16;
   bool require_owner_proof = false;   // refuse registrations of connections without an owner
+  bool client_moves = true;           // take clients' Address Change Messages (seed 003)
   size_t max_registered_ids = 65536;  // per channel
   size_t max_held_ids = 4096;         // per channel: ids not (yet) known here
   size_t max_refusals = 1024;         // per channel, then it is closed

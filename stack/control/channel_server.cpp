@@ -221,7 +221,10 @@ void ChannelServer::on_peer_moved(ChannelConnection& channel, const control::Add
   uint64_t ChannelServerCounters::*counter = nullptr;
   uint64_t now = unix_ms();
   std::vector<tcp_pcb*> pcbs;
-  if (acm.scope != control::AcmScope::connections || acm.connection_ids.empty() || !acm.handover_token) {
+  if (!limits_.client_moves) {
+    why = "this server takes no client moves (--client-moves off)";
+    counter = &ChannelServerCounters::peer_moves_disabled;
+  } else if (acm.scope != control::AcmScope::connections || acm.connection_ids.empty() || !acm.handover_token) {
     why = "names no connection or carries no handover token";
     counter = &ChannelServerCounters::peer_moves_malformed;
   } else if (acm.issued_at_ms + peer_move_max_age_ms < now || acm.issued_at_ms > now + peer_move_max_skew_ms) {

@@ -76,6 +76,7 @@ struct ChannelServerCounters {
   uint64_t peer_moves_malformed = 0;  // no token, no connection, global scope
   uint64_t peer_moves_unknown = 0;    // a connection this server does not have
   uint64_t peer_moves_foreign = 0;    // a connection neither the key nor its pool owns
+  uint64_t peer_moves_disabled = 0;   // this server takes no client moves (--client-moves off)
   uint64_t client_credentials_bad = 0;  // a client HELLO certificate that did not verify
 };
 

@@ -131,14 +131,14 @@ std::string Follower::counters_text() const {
       "dropped {}; ACMs {} applied {} "
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
       "connections moved {}; pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the "
-      "wait {}); own address changes {}, our moves announced {} (applied {} rebound {} refused {} abandoned {}), "
+      "wait {}); own address changes {}, our moves announced {} (applied {} rebound {} refused {} (connections reset {}) abandoned {}), "
       "packets held until told {}",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
       c.connections_moved, tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited,
       c.carriers_wait_expired, c.own_address_changes, c.moves_announced, c.moves_applied, c.moves_rebound,
-      c.moves_refused, c.moves_abandoned, hold_.counters().packets_held);
+      c.moves_refused, c.moves_refused_reset, c.moves_abandoned, hold_.counters().packets_held);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {
@@ -553,8 +553,19 @@ void Follower::on_announcement_ack(Server& server, const control::Ack& ack) {
   release_held(announcement.flows);
   if (ack.status == control::AckStatus::refused) {
     ++counters_.moves_refused;
-    logger("migrate")->warn("{} refused our move to {} ({} connection(s)); they stay broken",
-                            server.address.to_string(), announcement.acm.new_address.to_string(), ids.size());
+    // The server keeps sending to our old address, which we no longer have: these
+    // connections are dead. Reset them now, so their applications learn it at once
+    // instead of after the dead-peer bound.
+    size_t reset = 0;
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (tcp_pcb* pcb = migrate::find_connection_pcb(announcement.flows[i], ids[i])) {
+        tcp_abort(pcb);  // the owner's error callback sees ERR_ABRT and lets go of it
+        ++reset;
+      }
+    counters_.moves_refused_reset += reset;
+    logger("migrate")->warn("{} refused our move to {} ({} connection(s)); reset {} of them (see that server's log "
+                            "for why)",
+                            server.address.to_string(), announcement.acm.new_address.to_string(), ids.size(), reset);
     return;
   }
   uint64_t now = uv_hrtime();

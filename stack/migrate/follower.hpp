@@ -80,6 +80,7 @@ struct FollowerCounters {
   uint64_t moves_applied = 0;     // ...the peer armed its handover (our SYN follows)
   uint64_t moves_rebound = 0;     // ...the peer pointed the connections at us directly
   uint64_t moves_refused = 0;     // ...the peer refused
+  uint64_t moves_refused_reset = 0;  // connections reset because their move was refused
   uint64_t moves_abandoned = 0;   // ...no channel or no answer in time
   uint64_t own_address_changes = 0;  // change_own_address calls that changed the node
 };

@@ -290,6 +290,7 @@ void MigrationService::register_counters() {
   r.add("channel", "peer_moves_malformed", &k.peer_moves_malformed);
   r.add("channel", "peer_moves_unknown", &k.peer_moves_unknown);
   r.add("channel", "peer_moves_foreign", &k.peer_moves_foreign);
+  r.add("channel", "peer_moves_disabled", &k.peer_moves_disabled);
   r.add("channel", "client_credentials_bad", &k.client_credentials_bad);
   const auto& h = importer_->handover().counters();
   r.add("handover", "handover_syns_accepted", &h.syns_accepted);

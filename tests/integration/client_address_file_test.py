@@ -31,6 +31,42 @@ from register_owner_test import Echo, wait_until  # noqa: E402
 NEW_ADDR = "198.18.11.7"
 
 
+def refused_move(path):
+    """Servers that take no client moves (--client-moves off): the client's ACM is refused,
+    and the client resets the connection at once (its dead-peer bound is 10 minutes here,
+    so a reset can only come from the refusal); the server changes nothing."""
+    with open(path, "w") as f:
+        f.write(harness.CLIENT_ADDR + "\n")
+    with harness.TwoServers(mode="echo", server_extra=["--client-moves", "off"],
+                            client_extra=["--addr-file", path, "--dead-peer", "600"]) as t:
+        sock = t.connect()
+        echo = Echo(sock)
+        echo.exchange()
+        wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+        with open(path, "w") as f:
+            f.write(NEW_ADDR + "\n")
+        t.client.popen.send_signal(signal.SIGUSR1)
+        check(t.client.wait_for_log("refused our move to %s (1 connection(s)); reset 1" % NEW_ADDR),
+              "the client did not reset the refused connection:\n" + t.client.tail())
+        sock.settimeout(60)  # a hang detector only: the reset is already sent
+        try:
+            data = sock.recv(4096)
+            while data:
+                data = sock.recv(4096)
+            raise TestFailure("the local connection ended with a clean EOF, not a reset")
+        except ConnectionResetError:
+            pass
+        sock.close()
+        a = t.status("A")
+        check(a["peer_moves_disabled"] == 1 and a["peer_moves_refused"] == 1 and a["peer_moves_applied"] == 0
+              and a["peer_moves_expected"] == 0 and a["peer_moves_rebound"] == 0,
+              "A's peer-move counters: %s" % {k: v for k, v in a.items() if "peer_moves" in k})
+        check("takes no client moves (--client-moves off)" in t.servers["A"].stderr_text(),
+              "A did not log why it refused:\n" + t.servers["A"].tail())
+        log("ok   - --client-moves off: A refused the move (peer_moves_disabled 1); the client reset its local "
+            "connection at once (ECONNRESET) and logged why")
+
+
 def main():
     directory = tempfile.mkdtemp(prefix="roam-it-addrfile-")
     path = os.path.join(directory, "address")
@@ -94,11 +130,12 @@ def main():
             text = t.client.stderr_text()
             check(re.search(r"ACMs (\d+) applied 1", text) is not None, "the client did not apply A's ACM")
             moves = re.search(r"own address changes (\d+), our moves announced (\d+) \(applied (\d+) rebound (\d+) "
-                              r"refused (\d+) abandoned (\d+)\)", text)
+                              r"refused (\d+) \(connections reset \d+\) abandoned (\d+)\)", text)
             check(moves is not None and moves.group(1) == "3" and int(moves.group(4)) >= 2 and
                   moves.group(5) == "0" and moves.group(6) == "0",
                   "the client's move counters: %s" % (moves.group(0) if moves else None))
             log("ok   - client exit counters: %s" % moves.group(0))
+        refused_move(path)
     finally:
         try:
             os.remove(path)
