@@ -8,6 +8,7 @@
 #include "base/clock.hpp"
 #include "base/config_error.hpp"
 #include "stack/connection_id.hpp"
+#include "stack/flow_key.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/pcb_owner.hpp"
 #include "base/log.hpp"
@@ -253,6 +254,20 @@ void ChannelServer::on_peer_moved(ChannelConnection& channel, const control::Add
   // rewrites it, so the connections can point there now.
   std::optional<IpAddress> direct;
   if (acm.new_address == channel.peer_address()) direct = acm.new_address;
+  // Pointing a connection at the new address cannot be undone, so every 4-tuple is checked
+  // free before any connection changes: all or nothing.
+  if (counter == nullptr && direct) {
+    for (size_t i = 0; i < pcbs.size(); ++i) {
+      FlowKey moved = flow_of(pcbs[i]);
+      moved.remote = *direct;
+      tcp_pcb* holder = find_active_pcb(moved);
+      if (holder != nullptr && holder != pcbs[i]) {
+        why = "connection " + std::to_string(acm.connection_ids[i]) + " would take a 4-tuple in use here";
+        counter = &ChannelServerCounters::peer_moves_refused;
+        break;
+      }
+    }
+  }
   if (counter == nullptr) {
     for (size_t i = 0; i < pcbs.size(); ++i) {
       if (!on_peer_moved_ || !on_peer_moved_(pcbs[i], acm.connection_ids[i], *acm.handover_token, direct)) {
