@@ -15,6 +15,13 @@ byte-exact on the same connection. Two more changes in a row (the second before 
 was answered, back to 198.18.11.2): the echo goes on. A file that names no address changes nothing (the
 client logs why; the echo goes on). A server move A -> B afterwards still reaches the
 client at its new address ("ok moved 1 of 1", echo byte-exact, clean EOF).
+
+Then, with fresh servers: the client's address changes as a server move starts (SIGUSR1
+sent as roamctl migrate A -> B is launched; which reaches the client first is up to the
+scheduler, roamctl's Noise handshake usually makes the client's change first), and back
+as B -> A starts: the echo goes on byte-exact on the final server. And with servers
+started with --client-moves off: the client's ACM is refused (peer_moves_disabled) and
+the client resets its local connection at once (ECONNRESET, not the dead-peer bound).
 """
 import os
 import re
@@ -22,6 +29,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -29,6 +37,44 @@ from harness import TestFailure, check, log  # noqa: E402
 from register_owner_test import Echo, wait_until  # noqa: E402
 
 NEW_ADDR = "198.18.11.7"
+
+
+def move_during_server_move(path):
+    """The client's own address changes while its server moves it (A -> B, issue 12):
+    SIGUSR1 right as roamctl migrate starts, then again in the other direction right after
+    the move. Whatever order the ACM, the handover and the client's own ACM take, the
+    connection ends on B at the client's new address, echoing byte-exact."""
+    with open(path, "w") as f:
+        f.write(harness.CLIENT_ADDR + "\n")
+    with harness.TwoServers(mode="echo", client_extra=["--addr-file", path]) as t:
+        sock = t.connect()
+        echo = Echo(sock)
+        echo.exchange()
+        wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+        with open(path, "w") as f:
+            f.write(NEW_ADDR + "\n")
+        result = {}
+        mover = threading.Thread(target=lambda: result.setdefault("moved", t.migrate_raw("A", "B")))
+        mover.start()
+        t.client.popen.send_signal(signal.SIGUSR1)
+        mover.join()
+        line = result["moved"].stdout.strip()
+        check(result["moved"].returncode == 0 and harness.parse_moved(line) is not None and
+              harness.parse_moved(line)[0] == 1, "roamctl migrate A -> B during the change: %r\n%s" % (
+                  line, t.tails()))
+        echo.exchange(8)
+        check(t.status("B")["sessions"] == 1 and t.status("A")["sessions"] == 0, "the session is not on B alone")
+        log("ok   - own address changed to %s as A -> B started (%s): echo byte-exact on B" % (NEW_ADDR, line))
+        with open(path, "w") as f:
+            f.write(harness.CLIENT_ADDR + "\n")
+        t.client.popen.send_signal(signal.SIGUSR1)
+        moved = t.migrate("B", "A", expect_moved=1)
+        echo.exchange(8)
+        sock.shutdown(socket.SHUT_WR)
+        check(sock.recv(1) == b"", "the echo did not end with EOF")
+        sock.close()
+        log("ok   - and back to %s as B -> A started: %s, echo byte-exact (%d bytes), clean EOF" % (
+            harness.CLIENT_ADDR, moved, echo.count))
 
 
 def refused_move(path):
@@ -136,6 +182,7 @@ def main():
                   "the client's move counters: %s" % (moves.group(0) if moves else None))
             log("ok   - client exit counters: %s" % moves.group(0))
         refused_move(path)
+        move_during_server_move(path)
     finally:
         try:
             os.remove(path)
