@@ -29,8 +29,27 @@ Figures:
                         Information: stream_gap_ms_proxy_1 (the longest pause of the paced
                         stream within 5 s after t0), echo_round_ms (a round's median).
   changeover_ms_client_move_1
-                        null: client moves are not measured by this bench yet
-                        (changeover_client_move_reason says why).
+                        the lab's client is replaced by roam-client --addr-from-device
+                        (rtun0 198.18.11.1 peer 198.18.11.2); one connection through proxy
+                        A does 64-byte echo rounds (0.5 ms apart) while c's rtun0 is
+                        readdressed --client-moves times, 1 s apart, each time to a fresh
+                        network 198.18.(21+i).0/24 behind a second strict NAT in c (in
+                        front of r's). t0 = the `ip -batch` (add the new address, delete
+                        the old one) is started in c; once it returned (t_ip) nothing
+                        reaches the client over the old path (c has no route to the old
+                        address), so the first echo returning after t_ip came over the new
+                        path: changeover = its return - t0; median, and the samples
+                        (changeover_ms_client_move_samples). gap_ms_client_move_1: the
+                        longest round in flight until then (median); client_move_readdress_ms:
+                        t_ip - t0 (median), inside both figures.
+  client_move_reference_reconnect_ms
+                        reference, same moves: right after `ip` returned, the same helper
+                        opens a kernel TCP connection bound to the new kernel address
+                        (198.18.(21+i).1, through the same two NATs) to the kernel backend
+                        198.18.4.1:7070 and reads its first byte: that - t0; median (and
+                        _samples). A lower bound of what an application without Roamstack
+                        pays: it reconnects at once, as if told of the change.
+  client_move_ratio_vs_reconnect  changeover_ms_client_move_1 / the reference.
   throughput_mib_s_proxy, throughput_mib_s_kernel
                         one --mib MiB download (backend BLAST) through the proxy and over
                         kernel TCP, each --reps times, interleaved; medians.
@@ -386,6 +405,15 @@ for line in sys.stdin:
 """
 
 
+def server_counters(plab):
+    """Proxy A's counters of client moves (None when its status does not parse)."""
+    try:
+        st = json.loads(plab.status("a"))
+    except ValueError:
+        return None
+    return {k: st.get(k, 0) for k in ("peer_moves_applied", "peer_moves_refused", "handover_syns_accepted")}
+
+
 def client_move_figures(lab, plab, moves, out):
     """The lab's client is replaced by one with --addr-from-device (the other figures keep
     theirs); one echo connection through the proxy lives through `moves` readdressings."""
@@ -414,6 +442,7 @@ def client_move_figures(lab, plab, moves, out):
     echo = spawn_in(lab, "c", [sys.executable, "-c", PROBE, "rounds", "127.0.0.1", str(LPORT), "0.0005"])
     echoed = Lines(echo)
     results = []
+    before = server_counters(plab)
 
     def broken():
         text = lab.log_text(label)
@@ -484,12 +513,11 @@ def client_move_figures(lab, plab, moves, out):
     out["client_move_readdress_ms"] = round(statistics.median([(r[1] - r[0]) * 1000 for r in results]), 3)
     out["client_moves"] = len(results)
     out.pop("changeover_client_move_reason", None)
-    try:
-        st = json.loads(plab.status("a"))
-        out["client_move_server"] = {k: st.get(k) for k in ("peer_moves_applied", "peer_moves_refused",
-                                                             "handover_syns_accepted")}
-    except ValueError:
-        pass
+    after = server_counters(plab)
+    if before is not None and after is not None:  # what proxy A counted during the moves
+        out["client_move_server"] = {k: after[k] - before[k] for k in after}
+        if out["client_move_server"]["peer_moves_applied"] != moves or out["client_move_server"]["peer_moves_refused"]:
+            raise Failure("proxy A counted %s for %d client moves" % (out["client_move_server"], moves))
 
 
 def dead_peer_figure(lab, plab, bound, out):
