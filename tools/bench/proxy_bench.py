@@ -444,6 +444,11 @@ def client_move_figures(lab, plab, moves, out):
     results = []
     before = server_counters(plab)
 
+    def answer(i):
+        """The mover's answer to move i (0-based), or None before it."""
+        answers = [x for x in moved.lines if x.startswith(("moved", "error"))]
+        return answers[i] if len(answers) > i else None
+
     def broken():
         text = lab.log_text(label)
         if "refused our move" in text:
@@ -463,9 +468,7 @@ def client_move_figures(lab, plab, moves, out):
             time.sleep(1.0)  # echo rounds on the path before the move
             mover.stdin.write("move rtun0 %s %s %s %s\n" % (old + new))
             mover.stdin.flush()
-            line = wait_until(lambda: len([x for x in moved.lines if x.startswith(("moved", "error"))]) > i and
-                              [x for x in moved.lines if x.startswith(("moved", "error"))][i], 60,
-                              "the readdress of move %d" % (i + 1), broken)
+            line = wait_until(lambda: answer(i), 60, "the readdress of move %d" % (i + 1), broken)
             if not line.startswith("moved"):
                 raise Failure("move %d: %s" % (i + 1, line))
             results.append([float(t) for t in line.split()[1:]])
