@@ -415,8 +415,9 @@ def server_counters(plab):
 
 
 def client_move_figures(lab, plab, moves, out):
-    """The lab's client is replaced by one with --addr-from-device (the other figures keep
-    theirs); one echo connection through the proxy lives through `moves` readdressings."""
+    """The lab's client is replaced by one with --addr-from-device (the parts before this one
+    ran on the original; dead_peer, after it, runs on this one); one echo connection through
+    proxy A lives through `moves` readdressings."""
     if lab.procs["client"].poll() is None:
         lab.stop_cleanly(["client"])
     plab.labels.remove("client")
