@@ -29,8 +29,27 @@ Figures:
                         Information: stream_gap_ms_proxy_1 (the longest pause of the paced
                         stream within 5 s after t0), echo_round_ms (a round's median).
   changeover_ms_client_move_1
-                        null: client moves are not measured by this bench yet
-                        (changeover_client_move_reason says why).
+                        the lab's client is replaced by roam-client --addr-from-device
+                        (rtun0 198.18.11.1 peer 198.18.11.2); one connection through proxy
+                        A does 64-byte echo rounds (0.5 ms apart) while c's rtun0 is
+                        readdressed --client-moves times, 1 s apart, each time to a fresh
+                        network 198.18.(21+i).0/24 behind a second strict NAT in c (in
+                        front of r's). t0 = the `ip -batch` (add the new address, delete
+                        the old one) is started in c; once it returned (t_ip) nothing
+                        reaches the client over the old path (c has no route to the old
+                        address), so the first echo returning after t_ip came over the new
+                        path: changeover = its return - t0; median, and the samples
+                        (changeover_ms_client_move_samples). gap_ms_client_move_1: the
+                        longest round in flight until then (median); client_move_readdress_ms:
+                        t_ip - t0 (median), inside both figures.
+  client_move_reference_reconnect_ms
+                        reference, same moves: right after `ip` returned, the same helper
+                        opens a kernel TCP connection bound to the new kernel address
+                        (198.18.(21+i).1, through the same two NATs) to the kernel backend
+                        198.18.4.1:7070 and reads its first byte: that - t0; median (and
+                        _samples). A lower bound of what an application without Roamstack
+                        pays: it reconnects at once, as if told of the change.
+  client_move_ratio_vs_reconnect  changeover_ms_client_move_1 / the reference.
   throughput_mib_s_proxy, throughput_mib_s_kernel
                         one --mib MiB download (backend BLAST) through the proxy and over
                         kernel TCP, each --reps times, interleaved; medians.
@@ -125,13 +144,15 @@ elif kind in ("blast", "paced"):
         print("times", " ".join("%.6f" % t for t in times), flush=True)
     print("got", got, h.hexdigest(), "%.6f" % seconds, flush=True)
 elif kind == "rounds":
-    # 64-byte echo rounds, one at a time, until "stop" on stdin; "ready" after the first;
+    # [PAUSE] 64-byte echo rounds, one at a time, PAUSE s apart (default 0.002), until
+    # "stop" on stdin; "ready" after the first;
     # then "rounds S1 R1 S2 R2 ..." (monotonic send and receive times) and "bad K".
     import os, threading
     s = opened(b"ECHO\n")
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     s.settimeout(120)
     stop, times, bad = threading.Event(), [], 0
+    pause = float(sys.argv[4]) if len(sys.argv) > 4 else 0.002
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
     while not stop.is_set():
         msg = os.urandom(64)
@@ -147,7 +168,7 @@ elif kind == "rounds":
         bad += got != msg
         if len(times) == 1:
             print("ready", flush=True)
-        time.sleep(0.002)
+        time.sleep(pause)
     print("rounds", " ".join("%.6f %.6f" % st for st in times), flush=True)
     print("bad", bad, flush=True)
 elif kind == "idle":
@@ -316,6 +337,193 @@ def changeover_figures(lab, plab, reps, out, exact):
     out["moves"] = len(starts)
 
 
+# The client move (seed 003, "a client moves"): roam-client --addr-from-device in c takes
+# its address from rtun0's point-to-point address (kernel end .1, the client's .2); each
+# move readdresses rtun0 to a fresh network 198.18.(21+i).0/24 behind a second strict NAT
+# in c (masquerade to 198.18.1.1, new flows only from a SYN), in front of r's. The old
+# network 198.18.11.0/24 passes c untouched (r's NAT only), as in tests/netns/client_move_test.py.
+MOVE_OLD = ("198.18.11.1", "198.18.11.2")
+MOVE_NETS = "198.18.16.0/20"  # the new networks (21..30): every move goes to a fresh one
+MOVE_NAT = """
+table inet roambenchmove
+delete table inet roambenchmove
+table inet roambenchmove {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state invalid drop
+        iifname "rtun0" oifname "c0" ip saddr 198.18.11.0/24 accept
+        iifname "c0" oifname "rtun0" ip daddr 198.18.11.0/24 accept
+        iifname "rtun0" oifname "c0" ip saddr %(nets)s meta l4proto tcp tcp flags & (syn | ack | fin | rst) == syn ct state new accept
+        drop
+    }
+    chain postrouting {
+        type nat hook postrouting priority srcnat;
+        oifname "c0" ip saddr %(nets)s masquerade
+    }
+}
+""" % {"nets": MOVE_NETS}
+
+# In namespace c: "ready", then per stdin line "move DEV OLD_KERNEL OLD_NODE NEW_KERNEL NEW_NODE":
+# t0, the readdress in one `ip -batch` (the new address first, then the old one goes, as a
+# network manager does), t_ip once it returned; then the kernel reference: a fresh kernel
+# TCP connection bound to NEW_KERNEL to HOST:PORT (the kernel backend) and its first byte.
+# Prints "moved T0 T_IP T_CONNECTED T_FIRST" (monotonic; the clock every namespace shares)
+# or "error ...".
+MOVER = r"""
+import socket, subprocess, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+print("ready", flush=True)
+for line in sys.stdin:
+    w = line.split()
+    if len(w) != 6 or w[0] != "move":
+        break
+    dev, old_k, old_n, new_k, new_n = w[1:]
+    batch = "address add %s peer %s dev %s\naddress del %s peer %s dev %s\n" % (new_k, new_n, dev, old_k, old_n, dev)
+    t0 = time.monotonic()
+    r = subprocess.run(["ip", "-batch", "-"], input=batch.encode(), capture_output=True)
+    t_ip = time.monotonic()
+    if r.returncode:
+        print("error ip:", r.stderr.decode().strip(), flush=True)
+        continue
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.bind((new_k, 0))
+        s.connect((host, port))
+        t_c = time.monotonic()
+        first = s.recv(1)
+        t_f = time.monotonic()
+        s.close()
+    except OSError as e:
+        print("error reconnect:", e, flush=True)
+        continue
+    if first != b"h":
+        print("error reconnect: first byte %r" % first, flush=True)
+        continue
+    print("moved %.6f %.6f %.6f %.6f" % (t0, t_ip, t_c, t_f), flush=True)
+"""
+
+
+def server_counters(plab):
+    """Proxy A's counters of client moves (None when its status does not parse)."""
+    try:
+        st = json.loads(plab.status("a"))
+    except ValueError:
+        return None
+    return {k: st.get(k, 0) for k in ("peer_moves_applied", "peer_moves_refused", "handover_syns_accepted")}
+
+
+def client_move_figures(lab, plab, moves, out):
+    """The lab's client is replaced by one with --addr-from-device (the parts before this one
+    ran on the original; dead_peer, after it, runs on this one); one echo connection through
+    proxy A lives through `moves` readdressings."""
+    if lab.procs["client"].poll() is None:
+        lab.stop_cleanly(["client"])
+    plab.labels.remove("client")
+    netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", lab.name, "c", "ip", "addr", "flush", "dev", "rtun0"],
+                       "flush rtun0")
+    netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", lab.name, "c", "ip", "addr", "add", MOVE_OLD[0], "peer",
+                        MOVE_OLD[1], "dev", "rtun0"], "address rtun0")
+    nft = subprocess.run([netns_lab.TOPOLOGY, "exec", lab.name, "c", "nft", "-f", "-"], input=MOVE_NAT, text=True,
+                         capture_output=True)
+    if nft.returncode != 0:
+        raise Failure("the NAT in c: %s" % nft.stderr.strip())
+    for key in ("net.netfilter.nf_conntrack_tcp_be_liberal=0", "net.netfilter.nf_conntrack_tcp_loose=0"):
+        netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", lab.name, "c", "sysctl", "-q", "-w", key], key)
+    label = "client_move"
+    lab.start(label, "c", [netns_lab.ROAM_CLIENT, "--link", "tun:rtun0", "--addr-from-device", "-L",
+                           "127.0.0.1:%d:%s:7000" % (LPORT, proxy_lab.PROXIES["a"][1])])
+    plab.labels.insert(0, label)
+    plab.at = "a"  # a new client dials proxy A
+    lab.wait_log(label, "interface up")
+    carrier = "%s:7000" % proxy_lab.PROXIES["a"][1]
+    mover = spawn_in(lab, "c", [sys.executable, "-u", "-c", MOVER, ORIGIN_KERNEL, str(BACKEND_PORT)])
+    moved = Lines(mover)
+    echo = spawn_in(lab, "c", [sys.executable, "-c", PROBE, "rounds", "127.0.0.1", str(LPORT), "0.0005"])
+    echoed = Lines(echo)
+    results = []
+    before = server_counters(plab)
+
+    def answer(i):
+        """The mover's answer to move i (0-based), or None before it."""
+        answers = [x for x in moved.lines if x.startswith(("moved", "error"))]
+        return answers[i] if len(answers) > i else None
+
+    def broken():
+        text = lab.log_text(label)
+        if "refused our move" in text:
+            return "the proxy refused the client's move"
+        if echo.poll() is not None:
+            return "the echo probe ended: %s" % echoed.lines[-3:]
+        if mover.poll() is not None:
+            return "the mover ended: %s" % moved.lines[-3:]
+        return None
+
+    try:
+        wait_until(lambda: "ready" in echoed.lines and "ready" in moved.lines, 60, "the echo rounds and the mover",
+                   broken)
+        old = MOVE_OLD
+        for i in range(moves):
+            new = ("198.18.%d.1" % (21 + i), "198.18.%d.2" % (21 + i))
+            time.sleep(1.0)  # echo rounds on the path before the move
+            mover.stdin.write("move rtun0 %s %s %s %s\n" % (old + new))
+            mover.stdin.flush()
+            line = wait_until(lambda: answer(i), 60, "the readdress of move %d" % (i + 1), broken)
+            if not line.startswith("moved"):
+                raise Failure("move %d: %s" % (i + 1, line))
+            results.append([float(t) for t in line.split()[1:]])
+            wait_until(lambda: lab.log_text(label).count("handover to %s: " % carrier) > i, 30,
+                       "the client's handover %d being answered" % (i + 1), broken)
+            note("client move %d: %s -> %s" % (i + 1, old[1], new[1]))
+            old = new
+        time.sleep(1.0)  # echo rounds on the last path
+        echo.stdin.write("stop\n")
+        echo.stdin.flush()
+        echo.wait(60)
+        echoed.join(30)
+        mover.stdin.write("end\n")
+        mover.stdin.flush()
+        mover.wait(30)
+    finally:
+        end(echo)
+        end(mover)
+    rounds_line, bad = echoed.last("rounds"), echoed.last("bad")
+    if not rounds_line or bad != "bad 0":
+        raise Failure("echo probe (exit %s): %s" % (echo.returncode, [line[:200] for line in echoed.lines[-3:]]))
+    flat = [float(t) for t in rounds_line.split()[1:]]
+    rounds = list(zip(flat[0::2], flat[1::2]))
+    changeovers, gaps, reconnects = [], [], []
+    for t0, t_ip, _, t_first in results:
+        # Once `ip` returned the old address was gone: c has no route to it, so nothing
+        # reaches the client over the old path any more, and the first echo that returns
+        # after t_ip came over the new one (both ways).
+        after = [r for r in rounds if r[1] > t_ip]
+        if not after:
+            raise Failure("no echo returned after a move")
+        first = min(after, key=lambda r: r[1])
+        changeovers.append((first[1] - t0) * 1000)
+        gaps.append(max((r[1] - r[0]) * 1000 for r in rounds if r[1] > t0 and r[0] <= first[0]))
+        reconnects.append((t_first - t0) * 1000)
+    note("client moves: changeovers (ms) %s; gaps (ms) %s; kernel reconnects (ms) %s" % (
+        ["%.1f" % c for c in changeovers], ["%.1f" % g for g in gaps], ["%.1f" % r for r in reconnects]))
+    out["changeover_ms_client_move_1"] = round(statistics.median(changeovers), 3)
+    out["changeover_ms_client_move_samples"] = [round(c, 3) for c in changeovers]
+    out["gap_ms_client_move_1"] = round(statistics.median(gaps), 3)
+    out["client_move_reference_reconnect_ms"] = round(statistics.median(reconnects), 3)
+    out["client_move_reference_reconnect_samples"] = [round(r, 3) for r in reconnects]
+    out["client_move_ratio_vs_reconnect"] = round(out["changeover_ms_client_move_1"] /
+                                                  out["client_move_reference_reconnect_ms"], 3)
+    out["client_move_readdress_ms"] = round(statistics.median([(r[1] - r[0]) * 1000 for r in results]), 3)
+    out["client_moves"] = len(results)
+    out.pop("changeover_client_move_reason", None)
+    after = server_counters(plab)
+    if before is not None and after is not None:  # what proxy A counted during the moves
+        out["client_move_server"] = {k: after[k] - before[k] for k in after}
+        if out["client_move_server"]["peer_moves_applied"] != moves or out["client_move_server"]["peer_moves_refused"]:
+            raise Failure("proxy A counted %s for %d client moves" % (out["client_move_server"], moves))
+
+
 def dead_peer_figure(lab, plab, bound, out):
     p = spawn_in(lab, "c", [sys.executable, "-c", PROBE, "idle", "127.0.0.1", str(LPORT)], stdin=False)
     lines = Lines(p)
@@ -354,14 +562,17 @@ def main():
     parser.add_argument("--reps", type=int, default=3, help="repetitions of every figure (default 3)")
     parser.add_argument("--dead-bound", type=float, default=120.0,
                         help="seconds to wait for the dead-peer reset (default 120)")
+    parser.add_argument("--client-moves", type=int, default=5, choices=range(1, 11), metavar="N",
+                        help="client moves (readdressings) for changeover_ms_client_move_1 (1-10, default 5)")
+    parser.add_argument("--only", default="", help="run only these parts (comma list of connect, throughput, "
+                        "changeover, client_move, dead_peer; development)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the work directory")
     parser.add_argument("--lab", default="pb%04d" % (os.getpid() % 10000), help="lab name (set by proxy.sh)")
     args = parser.parse_args()
 
     out = {"bench": "proxy", "byte_exact": False, "changeover_ms_proxy_1": None, "gap_ms_proxy_1": None,
            "changeover_ms_client_move_1": None,
-           "changeover_client_move_reason": "client moves (roam-client changing its own address) are not "
-                                            "measured by this bench yet",
+           "changeover_client_move_reason": "not measured in this run",
            "throughput_ratio_proxy_vs_kernel": None, "connect_overhead_ratio": None, "dead_peer_reset_s": None,
            "mib": args.mib, "reps": args.reps}
     if os.geteuid() != 0:
@@ -389,9 +600,12 @@ def main():
         parts = [("connect", lambda: connect_figures(lab, args.reps, out)),
                  ("throughput", lambda: throughput_figures(lab, args.mib, args.reps, out, exact)),
                  ("changeover", lambda: changeover_figures(lab, plab, args.reps, out, exact)),
+                 ("client_move", lambda: client_move_figures(lab, plab, args.client_moves, out)),
                  ("dead_peer", lambda: dead_peer_figure(lab, plab, args.dead_bound, out))]
         if proxy_lab.mode() == "relay":  # development mode (no proxies, no moves): tests/netns/proxy_lab.py
-            parts = [p for p in parts if p[0] != "changeover"]
+            parts = [p for p in parts if p[0] not in ("changeover", "client_move")]
+        if args.only:
+            parts = [p for p in parts if p[0] in args.only.split(",")]
         for name, figure in parts:  # one failed figure does not keep the others from being measured
             try:
                 figure()
