@@ -97,7 +97,7 @@ Options:
                          Default 64, 0: no cap
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
-                         server's listeners; more are refused. Default 4096, 0: no cap
+                         server's listeners; more are refused. Default 100000, 0: no cap
   -h, --help             show this help
 )";
 

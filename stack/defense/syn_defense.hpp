@@ -49,7 +49,7 @@ struct SynDefenseConfig {
   double trigger_fraction = 0.5;
   uint64_t period_ms = default_cookie_period_ms;  // secret rotation
   size_t half_open_per_prefix = 64;               // 0: no cap
-  size_t established_per_prefix = 4096;           // 0: no cap
+  size_t established_per_prefix = 100000;         // 0: no cap (the scale bench holds 40000)
 };
 
 struct SynDefenseCounters {
