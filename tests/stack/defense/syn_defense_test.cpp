@@ -16,6 +16,7 @@
 #include "stack/wire/tcp_header.hpp"
 #include "support/fake_link.hpp"
 #include "support/lwip_lab.hpp"
+#include "support/server_move.hpp"
 
 namespace {
 
@@ -288,4 +289,34 @@ TEST_CASE("cookie mode in the lwIP lab: lwIP's own client connects through a coo
   CHECK(lab.server.received == up);
   CHECK(lab.client.received == down);
   CHECK(lab.rst_seen == 0);
+}
+
+TEST_CASE("cookie mode: a moved-in connection's first packet unparks it, it is no forged cookie ACK") {
+  testing::PeerLab lab;
+  migrate::MigrationGuard guard(*lab.node);
+  SynDefense defense(*lab.node, mode(CookieMode::on));
+  lab.connect();  // through a cookie
+  auto before = testing::pattern(20'000, 3);
+  lab.client.send(before);
+  lab.run([&] { return lab.server.received.size() == before.size(); });
+
+  // A moves its end to B (same process: B's listener is the lab's one, on port 7000 of
+  // every address). The client follows; its first segment to B matches no pcb lwIP
+  // knows (the import is parked) and carries no cookie: the guard must unpark it first.
+  auto moved = testing::move_server_end(lab, guard);
+  tcp_pcb* client = lab.client.connection->pcb();
+  tcp_pcb* const pcbs[] = {client};
+  migrate::rewrite_remote(pcbs, lab.b(), 0);
+  auto after = testing::pattern(30'000, 4);
+  lab.client.send(after);
+  lab.server.send(after);
+  lab.run([&] {
+    return lab.server.received.size() == before.size() + after.size() && lab.client.received.size() == after.size();
+  });
+  CHECK(!guard.is_parked(moved.parked));
+  CHECK(guard.counters().unparked == 1);
+  CHECK(defense.counters().syn_cookies_bad == 0);
+  CHECK(lab.client.received == after);
+  CHECK(lab.server.received.size() == before.size() + after.size());
+  lab.server.connection.reset();
 }
