@@ -88,7 +88,7 @@ Options:
                          the channel port): a SYN is answered statelessly and the
                          client's ACK makes the connection (docs/SECURITY.md).
                          auto (default): while a listener's half-open connections
-                         reach --syn-cookie-trigger of its backlog, and 30 s after
+                         reach --syn-cookie-trigger of its backlog, and for 30 s after
   --syn-cookie-trigger PERCENT
                          auto mode's trigger, percent of the backlog of 255 (default 50)
   --half-open-per-prefix N

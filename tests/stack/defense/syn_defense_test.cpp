@@ -276,19 +276,22 @@ TEST_CASE("admission: a prefix at its connection cap is refused, then admitted o
 }
 
 TEST_CASE("cookie mode in the lwIP lab: lwIP's own client connects through a cookie and data flows both ways") {
-  testing::PeerLab lab;
-  SynDefense defense(*lab.node, mode(CookieMode::on));
-  lab.connect();
-  CHECK(defense.counters().syn_cookies_sent == 1);
-  CHECK(defense.counters().syn_cookies_ok == 1);
-  auto up = testing::pattern(300'000, 1);
-  auto down = testing::pattern(200'000, 2);
-  lab.client.send(up);
-  lab.server.send(down);
-  lab.run([&] { return lab.server.received.size() == up.size() && lab.client.received.size() == down.size(); });
-  CHECK(lab.server.received == up);
-  CHECK(lab.client.received == down);
-  CHECK(lab.rst_seen == 0);
+  for (int family : {4, 6}) {
+    CAPTURE(family);
+    testing::PeerLab lab(family);
+    SynDefense defense(*lab.node, mode(CookieMode::on));
+    lab.connect();
+    CHECK(defense.counters().syn_cookies_sent == 1);
+    CHECK(defense.counters().syn_cookies_ok == 1);
+    auto up = testing::pattern(300'000, 1);
+    auto down = testing::pattern(200'000, 2);
+    lab.client.send(up);
+    lab.server.send(down);
+    lab.run([&] { return lab.server.received.size() == up.size() && lab.client.received.size() == down.size(); });
+    CHECK(lab.server.received == up);
+    CHECK(lab.client.received == down);
+    CHECK(lab.rst_seen == 0);
+  }
 }
 
 TEST_CASE("cookie mode: a moved-in connection's first packet unparks it, it is no forged cookie ACK") {
