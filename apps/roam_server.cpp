@@ -17,6 +17,7 @@
 #include "apps/heap_warmup.hpp"
 #include "apps/relay_session.hpp"
 #include "apps/proxy_session.hpp"
+#include "stack/defense/syn_defense.hpp"
 #include "stack/migrate/follower.hpp"
 #include "stack/migrate/migration_service.hpp"
 #include "apps/node_app.hpp"
@@ -82,6 +83,21 @@ Options:
                          long-lived policy (seed 003, 3.3): a move takes only
                          connections at least this old; younger ones are closed cleanly
                          (FIN) instead of moved. Default 0: every connection moves
+  --syn-cookies off|on|auto
+                         SYN cookies in front of every listener (the carrier port and
+                         the channel port): a SYN is answered statelessly and the
+                         client's ACK makes the connection (docs/SECURITY.md).
+                         auto (default): while a listener's half-open connections
+                         reach --syn-cookie-trigger of its backlog, and for 30 s after
+  --syn-cookie-trigger PERCENT
+                         auto mode's trigger, percent of the backlog of 255 (default 50)
+  --half-open-per-prefix N
+                         half-open connections one source /24 (IPv6 /64) may hold; its
+                         further SYNs get cookies (with --syn-cookies off: are dropped).
+                         Default 64, 0: no cap
+  --connections-per-prefix N
+                         connections one source /24 (IPv6 /64) may hold on this
+                         server's listeners; more are refused. Default 100000, 0: no cap
   -h, --help             show this help
 )";
 
@@ -101,6 +117,7 @@ struct ServerOptions {
   uint64_t move_timeout_s = 10;
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
+  defense::SynDefenseConfig defense;
 };
 
 // --origin IP:PORT, IPv6 in brackets: the origin's userspace address and carrier port.
@@ -139,6 +156,20 @@ ServerOptions parse_arguments(int argc, char** argv) {
       options.operators = option_value(argc, argv, i);
     } else if (arg == "--pool-cert") {
       options.pool_certificate = option_value(argc, argv, i);
+    } else if (arg == "--syn-cookies") {
+      std::string value = option_value(argc, argv, i);
+      auto mode = defense::parse_cookie_mode(value);
+      if (!mode) throw ConfigError("bad --syn-cookies '" + value + "': expected off, on or auto");
+      options.defense.mode = *mode;
+    } else if (arg == "--syn-cookie-trigger") {
+      auto percent = parse_number(option_value(argc, argv, i), 100, "--syn-cookie-trigger");
+      if (percent == 0) throw ConfigError("--syn-cookie-trigger must be 1-100 percent");
+      options.defense.trigger_fraction = static_cast<double>(percent) / 100.0;
+    } else if (arg == "--half-open-per-prefix") {
+      options.defense.half_open_per_prefix = parse_number(option_value(argc, argv, i), 1'000'000, "--half-open-per-prefix");
+    } else if (arg == "--connections-per-prefix") {
+      options.defense.established_per_prefix =
+          parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
     } else if (arg == "--status-open") {
       options.status_open = true;
     } else if (arg == "--move-timeout") {
@@ -183,6 +214,8 @@ IpAddress address_without_prefix(const std::string& text) {
 class Server final : public SessionTable {
  public:
   Server(Node& node, const ServerOptions& options) : node_(node), options_(options) {
+    // First: it watches every listener, the channel port's too.
+    defense_ = std::make_unique<defense::SynDefense>(node_, options_.defense);
     if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
     kinds_ = builtin_session_kinds(SessionContext{&node_, options_.root});
@@ -202,6 +235,7 @@ class Server final : public SessionTable {
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
     if (options_.mode == "proxy") start_origin_channel();
+    register_defense_counters();
     std::string target = options_.mode == "relay"   ? " -> " + options_.backend
                          : options_.mode == "proxy" ? " -> origin " + options_.origin_text
                                                     : "";
@@ -260,6 +294,24 @@ class Server final : public SessionTable {
     }
     adopt(std::move(session));
     return true;
+  }
+
+  void register_defense_counters() {
+    auto& r = migration_->registry();
+    const auto& c = defense_->counters();
+    r.add("defense", "syn_cookies_sent", &c.syn_cookies_sent);
+    r.add("defense", "syn_cookies_ok", &c.syn_cookies_ok);
+    r.add("defense", "syn_cookies_bad", &c.syn_cookies_bad);
+    r.add("defense", "syn_cookie_import_failed", &c.syn_cookie_import_failed);
+    r.add("defense", "syn_cookie_triggers", &c.syn_cookie_triggers);
+    r.add("defense", "admission_half_open_cookied", &c.admission_half_open_cookied);
+    r.add("defense", "admission_half_open_dropped", &c.admission_half_open_dropped);
+    r.add("defense", "admission_established_refused", &c.admission_established_refused);
+    // 0 off, 1 on, 2 auto.
+    r.add_gauge("defense", "syn_cookie_mode", [this] { return static_cast<uint64_t>(options_.defense.mode); });
+    for (uint16_t port : defense_->ports())
+      r.add_gauge("defense", "syn_cookies_active_port_" + std::to_string(port),
+                  [this, port] { return defense_->cookies_active(port, uv_now(node_.loop())) ? 1u : 0u; });
   }
 
   // Proxy mode: the channel to the origin, as a client of it (a Follower), so that each
@@ -323,6 +375,7 @@ class Server final : public SessionTable {
 
   Node& node_;
   ServerOptions options_;
+  std::unique_ptr<defense::SynDefense> defense_;  // outlives the listeners below
   SessionKinds kinds_;
   sockaddr_storage backend_{};
   socklen_t backend_len_ = 0;

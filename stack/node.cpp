@@ -53,6 +53,8 @@ std::string_view to_string(InputStage stage) {
       return "handover";
     case InputStage::guard:
       return "guard";
+    case InputStage::admit:
+      return "admit";
   }
   return "unknown";
 }

@@ -9,11 +9,15 @@
 //                 honours the MSS, so there is never a packet to reassemble first)
 //              -> parse once: wire::parse_tcp_segment + FlowKey -> InboundPacket::tcp
 //              -> authenticate  (SegmentMacGuard: the segment MAC of protected flows)
-//              -> defense       (empty today: SYN cookies, the flood detector)
+//              -> defense       (SynDefense: a SYN to a listener in cookie mode is answered
+//                                statelessly here; admission caps per source prefix)
 //              -> handover      (HandoverResponder on a server, HandoverInitiator on a
 //                                client: the synthetic segments, authenticated by their
 //                                own tag; any handover segment left over is dropped here)
 //              -> guard         (MigrationGuard: silenced flows, parked imports unparked)
+//              -> admit         (SynDefense: an ACK to a listener that matches no pcb is a
+//                                SYN cookie's answer: verified, it creates the pcb; forged,
+//                                dropped. Last, so parked imports were unparked first)
 //              -> pbuf -> netif->input -> ip4_input / ip6_input -> tcp_input -> pcb callbacks.
 //   Stages run in this order whatever order their filters were constructed in; a drop
 //   anywhere ends the walk (counted per stage). So nothing unparks, rebinds or reaches
@@ -55,11 +59,12 @@ enum class FilterVerdict { pass, drop };
 // within one stage run in the order they were added.
 enum class InputStage : uint8_t {
   authenticate,  // per-segment MAC: a protected flow's segment without a valid tag stops here
-  defense,       // SYN cookies, flood detection (none yet)
+  defense,       // SYN cookies (the SYN side), admission caps
   handover,      // the NAT handover's synthetic segments (their own tag)
   guard,         // moving flows: silencing on the old host, parking on the new one
+  admit,         // SYN cookies (the ACK side): after the guard, which unparks imports
 };
-inline constexpr size_t input_stage_count = 4;
+inline constexpr size_t input_stage_count = 5;
 std::string_view to_string(InputStage stage);
 
 // The TCP segment of an inbound packet, parsed once by the Node for every filter.

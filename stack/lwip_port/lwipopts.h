@@ -91,9 +91,10 @@
 #define LWIP_TCP_TIMESTAMPS 0
 #define LWIP_TCP_KEEPALIVE 1
 /* Per-pcb slots: the connection id both ends agreed at setup (stack/connection_id.hpp),
- * the local port lease of an active open (stack/tcp_connection.cpp), and the owner of a
- * carrier or the proof its SYN carries (stack/pcb_owner.hpp). */
-#define LWIP_TCP_PCB_NUM_EXT_ARGS 3
+ * the local port lease of an active open (stack/tcp_connection.cpp), the owner of a
+ * carrier or the proof its SYN carries (stack/pcb_owner.hpp), and the source prefix a
+ * half-open or accepted connection counts against (stack/defense/admission.hpp). */
+#define LWIP_TCP_PCB_NUM_EXT_ARGS 4
 #define TCP_LISTEN_BACKLOG 1
 #define TCP_DEFAULT_LISTEN_BACKLOG 0xff
 #define LWIP_DISABLE_TCP_SANITY_CHECKS 1

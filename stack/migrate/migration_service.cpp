@@ -335,7 +335,7 @@ void MigrationService::shutdown() {
   if (control_listener_.valid()) control_listener_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   if (channels_) channels_->shutdown();
-  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac"}) {
+  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac", "defense"}) {
     std::string line = registry_.to_text(group);
     if (line != "nothing counted") logger("migrate")->info("{}: {}", group, line);
   }

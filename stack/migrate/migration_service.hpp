@@ -117,6 +117,8 @@ class MigrationService {
   const std::vector<uint8_t>& credential() const { return credential_; }
   const MigrationCounters& counters() const { return counters_; }
   const CounterRegistry& registry() const { return registry_; }
+  // Where other components of this server register their counters (the SYN defense).
+  CounterRegistry& registry() { return registry_; }
   const migrate::MigrationGuard& guard() const { return importer_->guard(); }
   const migrate::HandoverResponder& handover() const { return importer_->handover(); }
   // The counters, then "unmovable": the sessions that cannot move now (at most

@@ -95,6 +95,11 @@ def cases():
         ("server: --backend with echo", "roam-server", server_base + ["echo", "--backend", "127.0.0.1:9"]),
         ("server: --listen 0", "roam-server", server_base + ["--listen", "0", "echo"]),
         ("server: --listen 70000", "roam-server", server_base + ["--listen", "70000", "echo"]),
+        ("server: --syn-cookies maybe", "roam-server", server_base + ["--syn-cookies", "maybe", "echo"]),
+        ("server: --syn-cookies without value", "roam-server", server_base + ["echo", "--syn-cookies"]),
+        ("server: --syn-cookie-trigger 0", "roam-server", server_base + ["--syn-cookie-trigger", "0", "echo"]),
+        ("server: --syn-cookie-trigger 101", "roam-server", server_base + ["--syn-cookie-trigger", "101", "echo"]),
+        ("server: --half-open-per-prefix x", "roam-server", server_base + ["--half-open-per-prefix", "x", "echo"]),
         ("server: --listen abc", "roam-server", server_base + ["--listen", "abc", "echo"]),
     ]
     # roam-client only.

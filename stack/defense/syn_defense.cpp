@@ -1,0 +1,293 @@
+#include "stack/defense/syn_defense.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "base/log.hpp"
+#include "lwip/priv/tcp_priv.h"
+#include "stack/defense/admission.hpp"
+#include "stack/defense/cookie_connection.hpp"
+#include "stack/lwip_address.hpp"
+#include "stack/migrate/pcb_migration.hpp"
+#include "stack/wire/syn_options.hpp"
+#include "stack/wire/tcp_header.hpp"
+
+namespace roam::defense {
+
+namespace {
+
+using wire::TcpSegmentView;
+
+// lwIP's ip4_input / ip6_input accept a packet for any of our addresses on any netif;
+// a SYN to another address must not get a SYN-ACK from us.
+bool is_local_address(const IpAddress& address) {
+  ip_addr_t a = to_lwip(address);
+  netif* n = nullptr;
+  NETIF_FOREACH(n) {
+    if (IP_IS_V4(&a)) {
+      if (ip4_addr_cmp(netif_ip4_addr(n), ip_2_ip4(&a))) return true;
+    } else if (netif_get_ip6_addr_match(n, ip_2_ip6(&a)) >= 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// lwIP has a pcb for this flow (the segment is its business, not a cookie's).
+bool lwip_has_pcb(const FlowKey& flow) {
+  if (find_active_pcb(flow) != nullptr) return true;
+  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next)
+    if (flow_of(pcb) == flow) return true;
+  return false;
+}
+
+CookieFlow cookie_flow(const TcpSegmentView& segment) {
+  CookieFlow flow;
+  flow.version = segment.version;
+  flow.local = segment.dst_address;
+  flow.remote = segment.src_address;
+  flow.local_port = segment.dst_port;
+  flow.remote_port = segment.src_port;
+  return flow;
+}
+
+}  // namespace
+
+std::string_view to_string(CookieMode mode) {
+  switch (mode) {
+    case CookieMode::off:
+      return "off";
+    case CookieMode::on:
+      return "on";
+    case CookieMode::automatic:
+      return "auto";
+  }
+  return "unknown";
+}
+
+std::optional<CookieMode> parse_cookie_mode(std::string_view text) {
+  if (text == "off") return CookieMode::off;
+  if (text == "on") return CookieMode::on;
+  if (text == "auto") return CookieMode::automatic;
+  return std::nullopt;
+}
+
+SynDefense::SynDefense(Node& node, SynDefenseConfig config)
+    : node_(node), config_(config), jar_(config.period_ms) {
+  node_.add_input_filter(InputStage::defense, &syn_filter_);
+  node_.add_input_filter(InputStage::admit, &ack_filter_);
+  TcpListener::set_watcher(this);
+}
+
+SynDefense::~SynDefense() {
+  TcpListener::set_watcher(nullptr);
+  for (TcpListener* listener : TcpListener::all())
+    if (listener->listen_pcb() != nullptr) unwatch_listener_pcb(listener->listen_pcb());
+  node_.remove_input_filter(&syn_filter_);
+  node_.remove_input_filter(&ack_filter_);
+}
+
+std::vector<uint16_t> SynDefense::ports() const {
+  std::vector<uint16_t> out;
+  for (const auto& [port, state] : listeners_) out.push_back(port);
+  return out;
+}
+
+void SynDefense::listening(TcpListener& listener) {
+  listeners_[listener.port()] = ListenerState{};
+  if (listener.listen_pcb() != nullptr) watch_listener_pcb(listener.listen_pcb());
+}
+
+void SynDefense::closing(TcpListener& listener) {
+  if (listener.listen_pcb() != nullptr) unwatch_listener_pcb(listener.listen_pcb());
+  listeners_.erase(listener.port());
+}
+
+bool SynDefense::admit(TcpListener& listener, tcp_pcb* pcb) {
+  if (admit_established(pcb, config_.established_per_prefix)) return true;
+  ++counters_.admission_established_refused;
+  uint64_t suppressed = 0;
+  if (established_log_.allow(suppressed))
+    logger("defense")->warn("port {}: refused a connection from {}: its prefix holds {} connections ({} more not logged)",
+                            listener.port(), from_lwip(pcb->remote_ip).to_string(), config_.established_per_prefix,
+                            suppressed);
+  return false;
+}
+
+bool SynDefense::cookies_active(uint16_t port, uint64_t now_ms) const {
+  if (config_.mode == CookieMode::on) return true;
+  if (config_.mode == CookieMode::off) return false;
+  auto it = listeners_.find(port);
+  if (it == listeners_.end() || !it->second.triggered) return false;
+  return now_ms < it->second.last_trigger_ms + 2 * config_.period_ms;
+}
+
+bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
+  const auto* lpcb = reinterpret_cast<const tcp_pcb_listen*>(listener.listen_pcb());
+  const double trigger = std::max(1.0, config_.trigger_fraction * lpcb->backlog);
+  return lpcb->accepts_pending >= trigger;
+}
+
+FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
+  if (!packet.tcp || packet.tcp->handover_option) return FilterVerdict::pass;
+  const TcpSegmentView& segment = packet.tcp->segment;
+  if ((segment.flags & (TcpSegmentView::SYN | TcpSegmentView::ACK | TcpSegmentView::RST)) != TcpSegmentView::SYN)
+    return FilterVerdict::pass;
+  auto state = listeners_.find(segment.dst_port);
+  if (state == listeners_.end()) return FilterVerdict::pass;
+  TcpListener* listener = TcpListener::find(segment.dst_port);
+  if (listener == nullptr || listener->listen_pcb() == nullptr) return FilterVerdict::pass;
+  const FlowKey& flow = packet.tcp->flow;
+  if (!is_local_address(flow.local)) return FilterVerdict::pass;
+  if (lwip_half_open(flow)) return FilterVerdict::pass;  // a retransmission: lwIP answers it
+
+  const SourcePrefix prefix = source_prefix(flow.remote);
+  uint64_t suppressed = 0;
+  if (config_.established_per_prefix != 0 && established_of(prefix) >= config_.established_per_prefix) {
+    ++counters_.admission_established_refused;
+    if (established_log_.allow(suppressed))
+      logger("defense")->warn("port {}: SYN from {} dropped: {} holds {} connections, the cap ({} more not logged)",
+                              segment.dst_port, flow.remote.to_string(), prefix.to_string(),
+                              config_.established_per_prefix, suppressed);
+    return FilterVerdict::drop;
+  }
+
+  const uint64_t now = packet.now_ms;
+  bool cookies = cookies_active(segment.dst_port, now);
+  if (config_.mode == CookieMode::automatic && backlog_at_trigger(*listener)) {
+    if (!cookies) {
+      ++counters_.syn_cookie_triggers;
+      const auto* lpcb = reinterpret_cast<const tcp_pcb_listen*>(listener->listen_pcb());
+      if (trigger_log_.allow(suppressed))
+        logger("defense")->warn("port {}: {} half-open connections of a backlog of {}: SYN cookies on, until {} s "
+                                "after this stops ({} more not logged)",
+                                segment.dst_port, lpcb->accepts_pending, lpcb->backlog,
+                                2 * config_.period_ms / 1000, suppressed);
+    }
+    state->second.triggered = true;
+    state->second.last_trigger_ms = now;
+    cookies = true;
+  }
+  if (!cookies && config_.half_open_per_prefix != 0 && half_open_of(prefix) >= config_.half_open_per_prefix) {
+    if (config_.mode == CookieMode::off) {
+      ++counters_.admission_half_open_dropped;
+      if (half_open_log_.allow(suppressed))
+        logger("defense")->warn("port {}: SYN from {} dropped: {} holds {} half-open connections, the cap ({} more "
+                                "not logged)",
+                                segment.dst_port, flow.remote.to_string(), prefix.to_string(),
+                                config_.half_open_per_prefix, suppressed);
+      return FilterVerdict::drop;
+    }
+    ++counters_.admission_half_open_cookied;
+    if (half_open_log_.allow(suppressed))
+      logger("defense")->info("port {}: {} holds {} half-open connections, the cap: its SYNs get cookies ({} more "
+                              "not logged)",
+                              segment.dst_port, prefix.to_string(), config_.half_open_per_prefix, suppressed);
+    cookies = true;
+  }
+  if (!cookies) return FilterVerdict::pass;
+  send_cookie(packet, state->second);
+  return FilterVerdict::drop;  // answered: lwIP never sees it
+}
+
+bool SynDefense::send_cookie(const InboundPacket& packet, ListenerState& state) {
+  const TcpSegmentView& segment = packet.tcp->segment;
+  const wire::SynOptions options = wire::parse_syn_options(segment.options);
+  CookieParams requested;
+  // No MSS option: 536 (RFC 9293 3.7.1); lwIP takes 0 as its own maximum, we as 536.
+  requested.mss = options.mss.value_or(536);
+  if (options.window_scale) requested.window_scale = std::min<uint8_t>(*options.window_scale, 14);
+  requested.sack_permitted = false;  // lwIP does not do SACK: the SYN-ACK never grants it
+  const CookieFlow flow = cookie_flow(segment);
+  const uint32_t cookie = jar_.make(packet.now_ms, flow, segment.seq, requested);
+
+  const auto* listen_pcb = TcpListener::find(segment.dst_port)->listen_pcb();
+  ip_addr_t remote = to_lwip(packet.tcp->flow.remote);
+  const u16_t our_mss = tcp_eff_send_mss_netif(TCP_MSS, packet.interface, &remote);
+  std::array<uint8_t, wire::synack_options_max> option_bytes{};
+  const size_t option_length = wire::write_synack_options(
+      option_bytes, our_mss,
+      options.window_scale ? std::optional<uint8_t>(cookie_our_window_scale()) : std::nullopt);
+  const auto option_span = std::span<const uint8_t>(option_bytes).first(option_length);
+
+  std::array<uint8_t, wire::ipv6_header_size + wire::tcp_header_min + wire::synack_options_max> out{};
+  size_t length = 0;
+  auto fill = [&](auto& fields) {
+    fields.src_port = segment.dst_port;
+    fields.dst_port = segment.src_port;
+    fields.seq = cookie;
+    fields.ack = segment.seq + 1;
+    fields.flags = TcpSegmentView::SYN | TcpSegmentView::ACK;
+    fields.window = cookie_synack_window();
+    fields.ttl = listen_pcb->ttl;
+    fields.options = option_span;
+  };
+  if (segment.version == 4) {
+    wire::Ipv4TcpFields fields;
+    std::copy_n(segment.dst_address.begin(), 4, fields.src.begin());
+    std::copy_n(segment.src_address.begin(), 4, fields.dst.begin());
+    fill(fields);
+    length = wire::build_ipv4_tcp(out, fields, {});
+  } else {
+    wire::Ipv6TcpFields fields;
+    fields.src = segment.dst_address;
+    fields.dst = segment.src_address;
+    fill(fields);
+    length = wire::build_ipv6_tcp(out, fields, {});
+  }
+  if (length == 0 || !node_.send_packet(std::span<const uint8_t>(out).first(length))) return false;
+  ++counters_.syn_cookies_sent;
+  state.last_cookie_ms = packet.now_ms;
+  state.sent_any = true;
+  return true;
+}
+
+FilterVerdict SynDefense::on_ack(const InboundPacket& packet) {
+  if (!packet.tcp) return FilterVerdict::pass;
+  const TcpSegmentView& segment = packet.tcp->segment;
+  if ((segment.flags & (TcpSegmentView::SYN | TcpSegmentView::ACK | TcpSegmentView::RST)) != TcpSegmentView::ACK)
+    return FilterVerdict::pass;
+  auto state = listeners_.find(segment.dst_port);
+  if (state == listeners_.end()) return FilterVerdict::pass;
+  // Only while a cookie this listener sent may still come back (it verifies for at most
+  // two periods): otherwise lwIP answers as it always did.
+  const bool expecting = config_.mode == CookieMode::on ||
+                         (state->second.sent_any && packet.now_ms < state->second.last_cookie_ms + 2 * config_.period_ms);
+  if (!expecting) return FilterVerdict::pass;
+  TcpListener* listener = TcpListener::find(segment.dst_port);
+  if (listener == nullptr || listener->listen_pcb() == nullptr) return FilterVerdict::pass;
+  const FlowKey& flow = packet.tcp->flow;
+  if (!is_local_address(flow.local)) return FilterVerdict::pass;
+  if (lwip_has_pcb(flow)) return FilterVerdict::pass;
+
+  auto params = jar_.check(packet.now_ms, cookie_flow(segment), segment.seq - 1, segment.ack - 1);
+  uint64_t suppressed = 0;
+  if (!params) {
+    ++counters_.syn_cookies_bad;
+    if (bad_log_.allow(suppressed))
+      logger("defense")->debug("port {}: ACK from {} matches no connection and no cookie: dropped ({} more not logged)",
+                               segment.dst_port, flow.remote.to_string(), suppressed);
+    return FilterVerdict::drop;
+  }
+  if (config_.established_per_prefix != 0 &&
+      established_of(source_prefix(flow.remote)) >= config_.established_per_prefix) {
+    ++counters_.admission_established_refused;
+    return FilterVerdict::drop;
+  }
+  const auto* lpcb = listener->listen_pcb();
+  ListenerTraits traits;
+  traits.keepalive = (lpcb->so_options & SOF_KEEPALIVE) != 0;
+  traits.tos = lpcb->tos;
+  traits.ttl = lpcb->ttl;
+  auto pcb = migrate::import_pcb(cookie_snapshot(flow, segment, *params, traits), flow.local);
+  if (!pcb) {
+    ++counters_.syn_cookie_import_failed;
+    return FilterVerdict::drop;  // the client retransmits its ACK or data; memory may be back
+  }
+  migrate::register_imported_pcb(*pcb);
+  if (!listener->accept_established(*pcb)) return FilterVerdict::drop;  // refused: the pcb is gone
+  ++counters_.syn_cookies_ok;
+  return FilterVerdict::pass;  // lwIP now takes the ACK, and any payload, on the new pcb
+}
+
+}  // namespace roam::defense

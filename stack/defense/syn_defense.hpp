@@ -1,0 +1,121 @@
+// SynDefense: SYN cookies in front of every lwIP listener, and admission control (issue
+// 13). lwIP counts each half-open connection against its listen backlog and has no SYN
+// cookies: a few hundred spoofed SYNs a second shut a listener. Loop thread only; one per
+// process (it watches TcpListener's registry).
+//
+// Two input filters on the Node:
+//   defense stage: a SYN (no ACK, no handover option) to a listener on one of our
+//     addresses. Cookie mode for the listener -> answered here with a crafted SYN-ACK
+//     whose ISN is a cookie (syn_cookie.hpp), nothing kept, the SYN never reaches lwIP.
+//     Otherwise it goes on to lwIP, which makes a half-open pcb. A SYN lwIP already holds
+//     a half-open pcb for (a retransmission) always goes to lwIP.
+//   admit stage (after the guard, which unparks moved-in connections): an ACK (no SYN,
+//     no RST) to a listener that matches no pcb, while cookies this listener sent may
+//     still be answered. ack - 1 verifies as a cookie for the 4-tuple and seq - 1 -> an
+//     ESTABLISHED pcb is imported from a ConnectionSnapshot (the path migration uses)
+//     and handed to the listener's accept callback; the segment then goes on to lwIP,
+//     which delivers any payload it carries. It does not verify -> dropped, counted (no
+//     RST: a forged ACK gets no answer).
+// Modes per listener: off (lwIP alone), on (every SYN gets a cookie), auto (default):
+// cookies while the listener's half-open connections reach trigger_fraction of its
+// backlog, and for two cookie periods after the last time they did.
+// Admission: a SYN from a source prefix (/24, /64) that holds half_open_per_prefix
+// half-open connections gets a cookie instead of more state (mode off: is dropped); one
+// from a prefix holding established_per_prefix connections is dropped, and so is an
+// accept beyond it. Each refusal is counted and logged at most every 5 s.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/rate_limited_log.hpp"
+#include "stack/defense/syn_cookie.hpp"
+#include "stack/node.hpp"
+#include "stack/tcp_listener.hpp"
+
+namespace roam::defense {
+
+enum class CookieMode : uint8_t { off, on, automatic };
+std::string_view to_string(CookieMode mode);
+std::optional<CookieMode> parse_cookie_mode(std::string_view text);  // off | on | auto
+
+struct SynDefenseConfig {
+  CookieMode mode = CookieMode::automatic;
+  // auto: cookies once a listener's half-open connections reach this fraction of its
+  // backlog (lwIP's TCP_DEFAULT_LISTEN_BACKLOG, 255).
+  double trigger_fraction = 0.5;
+  uint64_t period_ms = default_cookie_period_ms;  // secret rotation
+  size_t half_open_per_prefix = 64;               // 0: no cap
+  size_t established_per_prefix = 100000;         // 0: no cap (the scale bench holds 40000)
+};
+
+struct SynDefenseCounters {
+  uint64_t syn_cookies_sent = 0;   // SYN-ACKs with a cookie
+  uint64_t syn_cookies_ok = 0;     // ACKs whose cookie verified: connections made
+  uint64_t syn_cookies_bad = 0;    // ACKs to a listener matching no pcb whose cookie failed: dropped
+  uint64_t syn_cookie_import_failed = 0;  // verified, but no pcb could be made (memory)
+  uint64_t syn_cookie_triggers = 0;  // auto mode turned cookies on for a listener
+  uint64_t admission_half_open_cookied = 0;  // SYNs of a prefix at its half-open cap: cookie instead
+  uint64_t admission_half_open_dropped = 0;  // the same with cookies off: dropped
+  uint64_t admission_established_refused = 0;  // SYNs and accepts of a prefix at its connection cap
+};
+
+class SynDefense final : public ListenerWatcher {
+ public:
+  SynDefense(Node& node, SynDefenseConfig config);
+  ~SynDefense() override;
+  SynDefense(const SynDefense&) = delete;
+  SynDefense& operator=(const SynDefense&) = delete;
+
+  const SynDefenseConfig& config() const { return config_; }
+  const SynDefenseCounters& counters() const { return counters_; }
+  // Whether the listener on `port` answers SYNs with cookies now.
+  bool cookies_active(uint16_t port, uint64_t now_ms) const;
+  // Ports of the listeners this defense watches.
+  std::vector<uint16_t> ports() const;
+
+  // ListenerWatcher
+  void listening(TcpListener& listener) override;
+  void closing(TcpListener& listener) override;
+  bool admit(TcpListener& listener, tcp_pcb* pcb) override;
+
+ private:
+  struct SynFilter final : InputFilter {
+    SynDefense* self;
+    explicit SynFilter(SynDefense* s) : self(s) {}
+    FilterVerdict on_input(const InboundPacket& packet) override { return self->on_syn(packet); }
+  };
+  struct AckFilter final : InputFilter {
+    SynDefense* self;
+    explicit AckFilter(SynDefense* s) : self(s) {}
+    FilterVerdict on_input(const InboundPacket& packet) override { return self->on_ack(packet); }
+  };
+  struct ListenerState {
+    uint64_t last_trigger_ms = 0;  // auto: the last SYN that found the backlog at the trigger
+    bool triggered = false;
+    uint64_t last_cookie_ms = 0;   // the last cookie sent for this listener
+    bool sent_any = false;
+  };
+
+  FilterVerdict on_syn(const InboundPacket& packet);
+  FilterVerdict on_ack(const InboundPacket& packet);
+  bool send_cookie(const InboundPacket& packet, ListenerState& state);
+  bool backlog_at_trigger(const TcpListener& listener) const;
+
+  Node& node_;
+  SynDefenseConfig config_;
+  CookieJar jar_;
+  SynFilter syn_filter_{this};
+  AckFilter ack_filter_{this};
+  std::map<uint16_t, ListenerState> listeners_;
+  SynDefenseCounters counters_;
+  RateLimitedLog trigger_log_;
+  RateLimitedLog half_open_log_;
+  RateLimitedLog established_log_;
+  RateLimitedLog bad_log_;
+};
+
+}  // namespace roam::defense

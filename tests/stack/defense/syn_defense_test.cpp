@@ -1,0 +1,325 @@
+// SynDefense on a Node with the real lwIP: in cookie mode a SYN to a listener is answered
+// statelessly with a SYN-ACK whose ISN is a cookie, the client's ACK makes the connection
+// (its payload delivered), a forged ACK makes nothing and gets no answer; auto mode turns
+// cookies on when the backlog fills; admission caps per source prefix.
+#include "stack/defense/syn_defense.hpp"
+
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+
+#include "lwip/priv/tcp_priv.h"
+#include "stack/defense/admission.hpp"
+#include "stack/tcp_listener.hpp"
+#include "stack/wire/syn_options.hpp"
+#include "stack/wire/tcp_header.hpp"
+#include "support/fake_link.hpp"
+#include "support/lwip_lab.hpp"
+#include "support/server_move.hpp"
+
+namespace {
+
+using namespace roam;
+using roam::defense::CookieMode;
+using roam::defense::SynDefense;
+using roam::defense::SynDefenseConfig;
+using roam::testing::FakeLink;
+using wire::TcpSegmentView;
+
+constexpr std::array<uint8_t, 4> node_address{198, 18, 12, 2};
+
+struct Fixture {
+  uv_loop_t loop{};
+  std::unique_ptr<Node> node;
+  FakeLink* link = nullptr;
+  std::unique_ptr<TcpListener> listener;
+  std::unique_ptr<SynDefense> defense;
+  std::vector<std::unique_ptr<testing::LabPeer>> accepted;
+
+  explicit Fixture(SynDefenseConfig config) {
+    uv_loop_init(&loop);
+    node = std::make_unique<Node>(&loop);
+    auto fake = std::make_unique<FakeLink>();
+    link = fake.get();
+    InterfaceConfig interface;
+    interface.address4 = *IpAddress::parse("198.18.12.2");
+    interface.prefix4 = 15;
+    REQUIRE(node->add_interface(std::move(fake), interface));
+    auto l = TcpListener::listen(7000, [this](tcp_pcb* pcb) {
+      auto peer = std::make_unique<testing::LabPeer>();
+      peer->connection = std::make_unique<TcpConnection>(pcb, peer.get());
+      accepted.push_back(std::move(peer));
+      return true;
+    });
+    REQUIRE(l);
+    listener = std::move(l.value());
+    defense = std::make_unique<SynDefense>(*node, config);
+  }
+  ~Fixture() {
+    accepted.clear();
+    // lwIP's own half-open pcbs of this test: gone with it, so the next test counts afresh.
+    for (;;) {
+      tcp_pcb* pcb = tcp_active_pcbs;
+      while (pcb != nullptr && pcb->local_port != 7000) pcb = pcb->next;
+      if (pcb == nullptr) break;
+      tcp_abort(pcb);
+    }
+    defense.reset();
+    listener.reset();
+    node->close();
+    uv_run(&loop, UV_RUN_NOWAIT);
+    node.reset();
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+  }
+
+  std::vector<uint8_t> segment(std::array<uint8_t, 4> from, uint16_t src_port, uint8_t flags, uint32_t seq,
+                               uint32_t ack, std::span<const uint8_t> options = {},
+                               std::span<const uint8_t> payload = {}) {
+    wire::Ipv4TcpFields fields;
+    fields.src = from;
+    fields.dst = node_address;
+    fields.src_port = src_port;
+    fields.dst_port = 7000;
+    fields.flags = flags;
+    fields.seq = seq;
+    fields.ack = ack;
+    fields.window = 1000;
+    fields.options = options;
+    std::vector<uint8_t> out(wire::ipv4_tcp_packet_size(options.size(), payload.size()));
+    REQUIRE(wire::build_ipv4_tcp(out, fields, payload) == out.size());
+    return out;
+  }
+  // lwIP's pcbs of this listener for a client port (other tests may leave pcbs behind).
+  static size_t pcbs_for(uint16_t remote_port) {
+    size_t n = 0;
+    for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next)
+      n += pcb->local_port == 7000 && pcb->remote_port == remote_port ? 1 : 0;
+    return n;
+  }
+  // Injects and returns what the node sent in answer.
+  std::vector<std::vector<uint8_t>> exchange(const std::vector<uint8_t>& packet) {
+    link->sent.clear();
+    link->inject(packet);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    return std::move(link->sent);
+  }
+};
+
+TcpSegmentView parse(const std::vector<uint8_t>& packet) {
+  auto info = wire::check_ip_packet(packet);  // checksums too: the crafted SYN-ACK is valid
+  REQUIRE(info);
+  auto tcp = wire::parse_tcp_segment(packet, *info);
+  REQUIRE(tcp);
+  return *tcp;
+}
+
+constexpr std::array<uint8_t, 4> client{198, 18, 11, 2};
+// MSS 1460, NOP, window scale 7 (a Linux SYN without timestamps and SACK).
+constexpr std::array<uint8_t, 8> syn_options{2, 4, 0x05, 0xb4, 1, 3, 3, 7};
+
+SynDefenseConfig mode(CookieMode m) {
+  SynDefenseConfig config;
+  config.mode = m;
+  return config;
+}
+
+}  // namespace
+
+TEST_CASE("cookie mode: a SYN gets a cookie SYN-ACK, its ACK makes the connection and delivers its payload") {
+  Fixture f(mode(CookieMode::on));
+  auto replies = f.exchange(f.segment(client, 40000, TcpSegmentView::SYN, 1000, 0, syn_options));
+  REQUIRE(replies.size() == 1);
+  auto synack = parse(replies[0]);
+  CHECK(synack.flags == (TcpSegmentView::SYN | TcpSegmentView::ACK));
+  CHECK(synack.ack == 1001);
+  CHECK(synack.src_port == 7000);
+  CHECK(synack.dst_port == 40000);
+  auto options = wire::parse_syn_options(synack.options);
+  CHECK(options.mss == 1460);  // our link's MTU 1500 - 40
+  CHECK(options.window_scale == TCP_RCV_SCALE);
+  CHECK(f.defense->counters().syn_cookies_sent == 1);
+  CHECK(f.accepted.empty());  // stateless: nothing yet
+  CHECK(f.pcbs_for(40000) == 0);
+  CHECK(defense::half_open_total() == 0);
+
+  const std::string hello = "hello over a cookie";
+  replies = f.exchange(f.segment(client, 40000, TcpSegmentView::ACK | TcpSegmentView::PSH, 1001, synack.seq + 1, {},
+                                 {reinterpret_cast<const uint8_t*>(hello.data()), hello.size()}));
+  CHECK(f.defense->counters().syn_cookies_ok == 1);
+  REQUIRE(f.accepted.size() == 1);
+  auto& server = *f.accepted[0];
+  CHECK(std::string(server.received.begin(), server.received.end()) == hello);
+  tcp_pcb* pcb = server.connection->pcb();
+  REQUIRE(pcb != nullptr);
+  CHECK(pcb->state == ESTABLISHED);
+  CHECK(pcb->snd_scale == 7);
+  CHECK(pcb->mss == 1460);
+  CHECK(pcb->snd_wnd == 1000u << 7);
+  // The server answers: an ACK of the payload (now or when it sends), from our cookie + 1.
+  server.send(std::string_view("and back"));
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  bool answered = false;
+  for (auto& packet : f.link->sent) {
+    auto reply = parse(packet);
+    CHECK(!reply.has(TcpSegmentView::RST));
+    if (reply.seq == synack.seq + 1 && reply.ack == 1001 + hello.size()) answered = true;
+  }
+  CHECK(answered);
+  CHECK(f.defense->counters().syn_cookies_bad == 0);
+}
+
+TEST_CASE("cookie mode: forged ACKs make nothing, are counted and get no answer") {
+  Fixture f(mode(CookieMode::on));
+  auto replies = f.exchange(f.segment(client, 40010, TcpSegmentView::SYN, 5000, 0, syn_options));
+  REQUIRE(replies.size() == 1);
+  auto synack = parse(replies[0]);
+  // A blind guess, the right cookie for another port, the right cookie with another ISN.
+  CHECK(f.exchange(f.segment(client, 40010, TcpSegmentView::ACK, 5001, synack.seq + 2)).empty());
+  CHECK(f.exchange(f.segment(client, 40011, TcpSegmentView::ACK, 5001, synack.seq + 1)).empty());
+  CHECK(f.exchange(f.segment(client, 40010, TcpSegmentView::ACK, 6001, synack.seq + 1)).empty());
+  CHECK(f.exchange(f.segment({198, 18, 99, 9}, 40010, TcpSegmentView::ACK, 5001, synack.seq + 1)).empty());
+  CHECK(f.defense->counters().syn_cookies_bad == 4);
+  CHECK(f.defense->counters().syn_cookies_ok == 0);
+  CHECK(f.accepted.empty());
+  CHECK(f.pcbs_for(40010) + f.pcbs_for(40011) == 0);
+  CHECK(f.node->counters().rx_filtered_by_stage[static_cast<size_t>(InputStage::admit)] == 4);
+  // The real answer still works afterwards.
+  f.exchange(f.segment(client, 40010, TcpSegmentView::ACK, 5001, synack.seq + 1));
+  CHECK(f.accepted.size() == 1);
+}
+
+TEST_CASE("cookie mode off: lwIP answers the SYN itself, and an unknown ACK with RST as before") {
+  Fixture f(mode(CookieMode::off));
+  auto replies = f.exchange(f.segment(client, 40020, TcpSegmentView::SYN, 1000, 0, syn_options));
+  REQUIRE(replies.size() == 1);
+  CHECK(parse(replies[0]).has(TcpSegmentView::SYN | TcpSegmentView::ACK));
+  CHECK(f.defense->counters().syn_cookies_sent == 0);
+  CHECK(defense::half_open_total() == 1);  // lwIP's SYN_RCVD pcb, counted for its prefix
+  replies = f.exchange(f.segment(client, 40021, TcpSegmentView::ACK, 1, 1));
+  REQUIRE(replies.size() == 1);
+  CHECK(parse(replies[0]).has(TcpSegmentView::RST));
+  CHECK(f.defense->counters().syn_cookies_bad == 0);
+}
+
+TEST_CASE("auto mode: cookies once the listener's half-open connections reach the trigger") {
+  SynDefenseConfig config = mode(CookieMode::automatic);
+  config.trigger_fraction = 8.0 / 255.0;  // 8 of lwIP's backlog of 255
+  config.half_open_per_prefix = 0;
+  Fixture f(config);
+  for (uint16_t i = 0; i < 8; ++i) {
+    const std::array<uint8_t, 4> spoofed{198, 19, static_cast<uint8_t>(i), 1};
+    auto replies = f.exchange(f.segment(spoofed, 1000, TcpSegmentView::SYN, 77, 0, syn_options));
+    REQUIRE(replies.size() == 1);  // lwIP's own SYN-ACK: a half-open pcb each
+  }
+  CHECK(f.defense->counters().syn_cookies_sent == 0);
+  CHECK(!f.defense->cookies_active(7000, uv_now(&f.loop)));
+  CHECK(defense::half_open_total() == 8);
+  // The 9th finds 8 half-open: cookies from now on, for this listener.
+  auto replies = f.exchange(f.segment(client, 40030, TcpSegmentView::SYN, 1000, 0, syn_options));
+  REQUIRE(replies.size() == 1);
+  CHECK(f.defense->counters().syn_cookies_sent == 1);
+  CHECK(f.defense->counters().syn_cookie_triggers == 1);
+  CHECK(f.defense->cookies_active(7000, uv_now(&f.loop)));
+  CHECK(defense::half_open_total() == 8);  // no new state
+  auto synack = parse(replies[0]);
+  f.exchange(f.segment(client, 40030, TcpSegmentView::ACK, 1001, synack.seq + 1));
+  CHECK(f.accepted.size() == 1);
+  CHECK(f.defense->counters().syn_cookies_ok == 1);
+  // A retransmitted SYN of one of lwIP's own half-open handshakes still goes to lwIP.
+  replies = f.exchange(f.segment({198, 19, 0, 1}, 1000, TcpSegmentView::SYN, 77, 0, syn_options));
+  CHECK(f.defense->counters().syn_cookies_sent == 1);
+}
+
+TEST_CASE("admission: a prefix at its half-open cap gets cookies (auto) or is dropped (off)") {
+  for (CookieMode m : {CookieMode::automatic, CookieMode::off}) {
+    CAPTURE(defense::to_string(m));
+    REQUIRE(defense::half_open_total() == 0);
+    SynDefenseConfig config = mode(m);
+    config.half_open_per_prefix = 3;
+    Fixture f(config);
+    for (uint16_t port = 2000; port < 2003; ++port)
+      REQUIRE(f.exchange(f.segment({198, 18, 50, 1}, port, TcpSegmentView::SYN, 1, 0, syn_options)).size() == 1);
+    CHECK(defense::half_open_of(defense::source_prefix(*IpAddress::parse("198.18.50.77"))) == 3);
+    // Another host of the same /24.
+    auto replies = f.exchange(f.segment({198, 18, 50, 2}, 2003, TcpSegmentView::SYN, 1, 0, syn_options));
+    if (m == CookieMode::off) {
+      CHECK(replies.empty());
+      CHECK(f.defense->counters().admission_half_open_dropped == 1);
+    } else {
+      CHECK(replies.size() == 1);
+      CHECK(f.defense->counters().admission_half_open_cookied == 1);
+      CHECK(f.defense->counters().syn_cookies_sent == 1);
+    }
+    // Another prefix is not affected.
+    CHECK(f.exchange(f.segment({198, 18, 51, 1}, 2004, TcpSegmentView::SYN, 1, 0, syn_options)).size() == 1);
+    CHECK(defense::half_open_total() == 4);
+  }
+}
+
+TEST_CASE("admission: a prefix at its connection cap is refused, then admitted once one closes") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.established_per_prefix = 1;
+  Fixture f(config);
+  auto synack = parse(f.exchange(f.segment(client, 41000, TcpSegmentView::SYN, 10, 0, syn_options)).at(0));
+  f.exchange(f.segment(client, 41000, TcpSegmentView::ACK, 11, synack.seq + 1));
+  REQUIRE(f.accepted.size() == 1);
+  CHECK(defense::established_of(defense::source_prefix(*IpAddress::parse("198.18.11.2"))) == 1);
+  CHECK(f.exchange(f.segment(client, 41001, TcpSegmentView::SYN, 10, 0, syn_options)).empty());
+  CHECK(f.defense->counters().admission_established_refused == 1);
+  // The first connection ends (aborted: lwIP frees its pcb): the prefix may connect again.
+  f.accepted[0]->connection->abort();
+  f.accepted.clear();
+  CHECK(defense::established_of(defense::source_prefix(*IpAddress::parse("198.18.11.2"))) == 0);
+  CHECK(f.exchange(f.segment(client, 41001, TcpSegmentView::SYN, 10, 0, syn_options)).size() == 1);
+}
+
+TEST_CASE("cookie mode in the lwIP lab: lwIP's own client connects through a cookie and data flows both ways") {
+  for (int family : {4, 6}) {
+    CAPTURE(family);
+    testing::PeerLab lab(family);
+    SynDefense defense(*lab.node, mode(CookieMode::on));
+    lab.connect();
+    CHECK(defense.counters().syn_cookies_sent == 1);
+    CHECK(defense.counters().syn_cookies_ok == 1);
+    auto up = testing::pattern(300'000, 1);
+    auto down = testing::pattern(200'000, 2);
+    lab.client.send(up);
+    lab.server.send(down);
+    lab.run([&] { return lab.server.received.size() == up.size() && lab.client.received.size() == down.size(); });
+    CHECK(lab.server.received == up);
+    CHECK(lab.client.received == down);
+    CHECK(lab.rst_seen == 0);
+  }
+}
+
+TEST_CASE("cookie mode: a moved-in connection's first packet unparks it, it is no forged cookie ACK") {
+  testing::PeerLab lab;
+  migrate::MigrationGuard guard(*lab.node);
+  SynDefense defense(*lab.node, mode(CookieMode::on));
+  lab.connect();  // through a cookie
+  auto before = testing::pattern(20'000, 3);
+  lab.client.send(before);
+  lab.run([&] { return lab.server.received.size() == before.size(); });
+
+  // A moves its end to B (same process: B's listener is the lab's one, on port 7000 of
+  // every address). The client follows; its first segment to B matches no pcb lwIP
+  // knows (the import is parked) and carries no cookie: the guard must unpark it first.
+  auto moved = testing::move_server_end(lab, guard);
+  tcp_pcb* client = lab.client.connection->pcb();
+  tcp_pcb* const pcbs[] = {client};
+  migrate::rewrite_remote(pcbs, lab.b(), 0);
+  auto after = testing::pattern(30'000, 4);
+  lab.client.send(after);
+  lab.server.send(after);
+  lab.run([&] {
+    return lab.server.received.size() == before.size() + after.size() && lab.client.received.size() == after.size();
+  });
+  CHECK(!guard.is_parked(moved.parked));
+  CHECK(guard.counters().unparked == 1);
+  CHECK(defense.counters().syn_cookies_bad == 0);
+  CHECK(lab.client.received == after);
+  CHECK(lab.server.received.size() == before.size() + after.size());
+  lab.server.connection.reset();
+}
