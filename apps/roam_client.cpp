@@ -34,7 +34,8 @@ using namespace roam;
 
 const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...] [-D [BIND:]PORT ...]
 
-Forwards local kernel TCP connections over carrier connections to a roam-server.
+Forwards local kernel TCP connections (from -L ports, or SOCKS5 clients on -D ports)
+over carrier connections to roam-servers.
 
 Options:
   -L [BIND:]PORT:SERVER:SPORT
