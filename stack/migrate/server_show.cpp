@@ -56,9 +56,9 @@ std::string render_show_json(const ServerShow& show) {
   for (size_t i = 0; i < show.channels.size(); ++i) {
     const auto& c = show.channels[i];
     out += fmt::format(
-        "{}{{\"key\":{},\"address\":{},\"port\":{},\"local_port\":{},\"age_ms\":{},\"connections\":{}}}",
-        i == 0 ? "" : ",", c.key.empty() ? "null" : json_string(c.key), json_string(c.flow.remote.to_string()),
-        c.flow.remote_port, c.flow.local_port, c.age_ms, c.connections);
+        "{}{{\"key\":{},\"address\":{},\"port\":{},\"age_ms\":{},\"connections\":{}}}", i == 0 ? "" : ",",
+        c.key.empty() ? "null" : json_string(c.key), json_string(c.flow.remote.to_string()), c.flow.remote_port,
+        c.age_ms, c.connections);
   }
   out += "],\"sessions\":[";
   for (size_t i = 0; i < show.sessions.size(); ++i) {

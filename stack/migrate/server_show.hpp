@@ -40,7 +40,7 @@ struct ShowSession {
 
 struct ShowChannel {
   std::string key;  // base64 static key; empty while the handshake runs
-  FlowKey flow;     // local = this server's channel port
+  FlowKey flow;     // remote: the client's carrier address and port, as seen here
   uint64_t age_ms = 0;
   size_t connections = 0;
 };
