@@ -41,8 +41,10 @@ KernelSplice::~KernelSplice() {
   if (carrier_) carrier_->abort();
 }
 
-void KernelSplice::adopt_kernel(UvHandle<uv_tcp_t> kernel) {
+void KernelSplice::adopt_kernel(UvHandle<uv_tcp_t> kernel, std::vector<uint8_t> already_read) {
   kernel_ = std::move(kernel);
+  pending_to_carrier_ = std::move(already_read);
+  pending_offset_ = 0;
   kernel_.get()->data = this;
   kernel_open_ = true;
   uv_tcp_nodelay(kernel_.get(), 1);
@@ -99,7 +101,10 @@ void KernelSplice::start_if_ready() {
   auto waiting = std::move(waiting_for_kernel_);
   waiting_for_kernel_.clear();
   for (auto& data : waiting) write_to_kernel(std::move(data));
-  start_kernel_reads();
+  if (pending_to_carrier_.empty())
+    start_kernel_reads();
+  else
+    pump_to_carrier();  // starts the reads once they are sent
   maybe_shutdown_kernel();
 }
 

@@ -39,8 +39,9 @@ class KernelSplice final : public TcpConnection::Handler {
   KernelSplice(Node& node, FinishedFn on_finished);
   ~KernelSplice() override;
 
-  // Takes a connected kernel socket (initialized on node.loop()).
-  void adopt_kernel(UvHandle<uv_tcp_t> kernel);
+  // Takes a connected kernel socket (initialized on node.loop()). `already_read`: bytes
+  // the app sent that were read before (past a SOCKS request), carried first.
+  void adopt_kernel(UvHandle<uv_tcp_t> kernel, std::vector<uint8_t> already_read = {});
   // Opens the kernel side towards a backend.
   void connect_kernel(const sockaddr* backend);
   // Takes the carrier; `established` is false while an active open is still running.

@@ -7,7 +7,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <sys/stat.h>
+
+#include <cctype>
 #include <fstream>
+#include <sstream>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -15,6 +19,7 @@
 #include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
 #include "apps/kernel_splice.hpp"
+#include "apps/socks_session.hpp"
 #include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
 #include "stack/flow_key.hpp"
@@ -27,15 +32,26 @@ namespace {
 
 using namespace roam;
 
-const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...]
+const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...] [-D [BIND:]PORT ...]
 
-Forwards local kernel TCP connections over carrier connections to a roam-server.
+Forwards local kernel TCP connections (from -L ports, or SOCKS5 clients on -D ports)
+over carrier connections to roam-servers.
 
 Options:
   -L [BIND:]PORT:SERVER:SPORT
                          accept kernel TCP connections on BIND:PORT (BIND defaults to
                          127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
                          the server's userspace address (repeatable)
+  -D [BIND:]PORT         a SOCKS5 proxy (RFC 1928, CONNECT) on BIND:PORT (BIND defaults to
+                         127.0.0.1): each connection is carried to the destination it
+                         names, which must be a server's userspace address inside an
+                         overlay route (--route; any address on a tun link), else it is
+                         answered "network unreachable"; names are resolved here, from
+                         --socks-hosts only (unknown: "host unreachable") (repeatable)
+  --socks-auth FILE      -D requires RFC 1929 username/password: FILE holds one
+                         "USER PASSWORD" per line (the password is the rest of the
+                         line; '#' comments); 0600 or stricter, looser is refused
+  --socks-hosts FILE     names for -D destinations, in /etc/hosts form ("IP NAME...")
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
   --addr-from-device     tun links: this node's address is the peer end of the TUN
@@ -98,9 +114,79 @@ Forward parse_forward(const std::string& text) {
   return forward;
 }
 
+struct SocksPort {
+  sockaddr_storage bind{};
+  socklen_t bind_len = 0;
+};
+
+SocksPort parse_socks_port(const std::string& text) {
+  auto parts = split_colons(text);
+  if (parts.size() == 1) parts.insert(parts.begin(), "127.0.0.1");
+  if (parts.size() != 2) throw ConfigError("bad -D '" + text + "': expected [BIND:]PORT");
+  std::string bind = parts[0];
+  if (bind.size() > 2 && bind.front() == '[') bind = bind.substr(1, bind.size() - 2);
+  parse_number(parts[1], 65535, "-D port");
+  SocksPort port;
+  std::string bind_text = (bind.find(':') != std::string::npos ? "[" + bind + "]" : bind) + ":" + parts[1];
+  if (!parse_socket_address(bind_text, port.bind, port.bind_len))
+    throw ConfigError("bad -D '" + text + "': bad local address");
+  return port;
+}
+
+std::string lowercase(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// --socks-auth FILE: "USER PASSWORD" lines. Like key files, readable by its owner only.
+SocksUsers read_socks_users(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) throw ConfigError("--socks-auth: cannot read " + path);
+  if ((info.st_mode & 077) != 0)
+    throw ConfigError("--socks-auth: " + path + " is readable by others (chmod 600 " + path + ")");
+  std::ifstream in(path);
+  if (!in) throw ConfigError("--socks-auth: cannot read " + path);
+  SocksUsers users;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    auto space = line.find(' ');
+    if (space == 0 || space == std::string::npos || space > 255 || line.size() - space - 1 > 255)
+      throw ConfigError("--socks-auth: " + path + ":" + std::to_string(number) +
+                        ": expected USER PASSWORD (each 1..255 bytes)");
+    users.passwords[line.substr(0, space)] = line.substr(space + 1);
+  }
+  if (!users.enabled()) throw ConfigError("--socks-auth: " + path + " names no user");
+  return users;
+}
+
+// --socks-hosts FILE: /etc/hosts lines, "IP NAME [ALIAS...]"; names match case-insensitively.
+std::unordered_map<std::string, IpAddress> read_socks_hosts(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError("--socks-hosts: cannot read " + path);
+  std::unordered_map<std::string, IpAddress> hosts;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    line = line.substr(0, line.find('#'));
+    std::istringstream words(line);
+    std::string address_text;
+    if (!(words >> address_text)) continue;
+    auto address = IpAddress::parse(address_text);
+    if (!address)
+      throw ConfigError("--socks-hosts: " + path + ":" + std::to_string(number) + ": '" + address_text +
+                        "' is not an IP address");
+    for (std::string name; words >> name;) hosts.emplace(lowercase(name), *address);
+  }
+  return hosts;
+}
+
 struct ClientOptions {
   LinkOptions link;
   std::vector<Forward> forwards;
+  std::vector<SocksPort> socks;
+  SocksUsers socks_users;
+  std::unordered_map<std::string, IpAddress> socks_hosts;
   ChannelOptions channel;
   bool follow = true;
   std::string address_device;  // --addr-from-device: the TUN device's name
@@ -139,6 +225,12 @@ ClientOptions parse_arguments(int argc, char** argv) {
     if (parse_channel_option(argc, argv, i, options.channel, true)) continue;
     if (arg == "-L") {
       options.forwards.push_back(parse_forward(option_value(argc, argv, i)));
+    } else if (arg == "-D") {
+      options.socks.push_back(parse_socks_port(option_value(argc, argv, i)));
+    } else if (arg == "--socks-auth") {
+      options.socks_users = read_socks_users(option_value(argc, argv, i));
+    } else if (arg == "--socks-hosts") {
+      options.socks_hosts = read_socks_hosts(option_value(argc, argv, i));
     } else if (arg == "--no-follow") {
       options.follow = false;
     } else if (arg == "--addr-from-device") {
@@ -149,7 +241,8 @@ ClientOptions parse_arguments(int argc, char** argv) {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
-  if (options.forwards.empty()) throw ConfigError("nothing to do: give at least one -L forward (see --help)");
+  if (options.forwards.empty() && options.socks.empty())
+    throw ConfigError("nothing to do: give at least one -L forward or -D port (see --help)");
   if (!options.address_device.empty() && !options.address_file.empty())
     throw ConfigError("--addr-from-device and --addr-file both name this node's address: give one");
   if (!options.address_device.empty()) {
@@ -175,7 +268,8 @@ ClientOptions parse_arguments(int argc, char** argv) {
 
 class Client {
  public:
-  Client(Node& node, std::vector<Forward> forwards, const ClientOptions& options) : node_(node) {
+  Client(Node& node, std::vector<Forward> forwards, const ClientOptions& options)
+      : node_(node), socks_users_(options.socks_users), socks_hosts_(options.socks_hosts) {
     for (auto& forward : forwards) {
       auto listener = std::make_unique<Listener>();
       listener->client = this;
@@ -191,6 +285,7 @@ class Client {
                           forward.server_port);
       listeners_.push_back(std::move(listener));
     }
+    open_socks_ports(options);
     // Last: a start-up error above must stay the only line printed.
     if (options.follow) {
       Follower::Events events;
@@ -207,8 +302,11 @@ class Client {
     address_signal_.close();
     if (follower_) follower_->close();
     listeners_.clear();
+    socks_listeners_.clear();
+    for (auto& [key, session] : socks_sessions_) session->close();
     for (auto& [key, splice] : splices_) splice->close();
     logger("app")->info("carriers lost: {}", carrier_losses_text());
+    if (!socks_listeners_text_.empty()) logger("app")->info("socks5: {}", socks_counters_.text());
   }
 
  private:
@@ -225,8 +323,12 @@ class Client {
   }
 
   // New connections go where the forward's server went (the connections it had there
-  // followed the ACM already).
+  // followed the ACM already). SOCKS destinations follow the same moves (socks_moves_).
   void repoint_forwards(const Follower::ServerMove& move) {
+    if (!socks_listeners_.empty()) {
+      socks_moves_.push_back(move);
+      if (socks_moves_.size() > max_socks_moves) socks_moves_.erase(socks_moves_.begin());
+    }
     for (auto& listener : listeners_) {
       Forward& forward = listener->forward;
       if (!(forward.server == move.from) || (move.from_port != 0 && forward.server_port != move.from_port)) continue;
@@ -241,13 +343,13 @@ class Client {
 
   // One line per lost carrier (at most one a second for each reason, with how many were
   // not logged), naming the server and the reason; counted by reason.
-  void carrier_lost(const TcpConnection& carrier, const Forward& forward) {
+  void carrier_lost(const TcpConnection& carrier, const std::string& local) {
     auto reason = static_cast<size_t>(carrier.loss());
     ++carrier_losses_[reason];
     uint64_t suppressed = 0;
     if (carrier_loss_logs_[reason].allow(suppressed))
-      logger("app")->warn("carrier to {} (-L {}) lost: {}; its local connection was reset ({} more not logged)",
-                          carrier.peer(), format_socket_address(forward.bind), carrier.loss_text(), suppressed);
+      logger("app")->warn("carrier to {} ({}) lost: {}; its local connection was reset ({} more not logged)",
+                          carrier.peer(), local, carrier.loss_text(), suppressed);
   }
 
   std::string carrier_losses_text() const {
@@ -270,8 +372,8 @@ class Client {
     KernelSplice* raw = splice.get();
     splices_.emplace(raw, std::move(splice));
     raw->adopt_kernel(std::move(kernel));
-    raw->set_on_carrier_lost(
-        [this, forward = listener.forward](const TcpConnection& carrier) { carrier_lost(carrier, forward); });
+    raw->set_on_carrier_lost([this, local = "-L " + format_socket_address(listener.forward.bind)](
+                                 const TcpConnection& carrier) { carrier_lost(carrier, local); });
     if (!follower_) {
       open_carrier(raw, listener.forward);
       return;
@@ -333,6 +435,147 @@ class Client {
     if (!changed) logger("app")->warn("{}: the address stays {}: {}", source, old->to_string(), changed.error());
   }
 
+  struct SocksListener {
+    Client* client = nullptr;
+    std::string text;
+    UvHandle<uv_tcp_t> handle;
+  };
+
+  void open_socks_ports(const ClientOptions& options) {
+    tun_link_ = !tun_device_of(options.link.link).empty();
+    for (const auto& route : options.link.routes) {
+      auto prefix = IpPrefix::parse(route.substr(0, route.find('=')));
+      if (prefix) overlay_.push_back(*prefix);
+    }
+    for (const auto& port : options.socks) {
+      auto listener = std::make_unique<SocksListener>();
+      listener->client = this;
+      listener->text = format_socket_address(port.bind);
+      uv_tcp_init(node_.loop(), listener->handle.get());
+      listener->handle.mark_initialized();
+      listener->handle.get()->data = listener.get();
+      int rc = uv_tcp_bind(listener->handle.get(), reinterpret_cast<const sockaddr*>(&port.bind), 0);
+      if (rc == 0) rc = uv_listen(listener->handle.stream(), 1024, &Client::on_socks_connection);
+      if (rc != 0) throw ConfigError("cannot listen on " + listener->text + ": " + uv_strerror(rc));
+      logger("app")->info("socks5 on {}{}", listener->text, socks_users_.enabled() ? " (username/password)" : "");
+      socks_listeners_text_ += (socks_listeners_text_.empty() ? "" : ", ") + listener->text;
+      socks_listeners_.push_back(std::move(listener));
+    }
+  }
+
+  static void on_socks_connection(uv_stream_t* server, int status) noexcept {
+    auto* listener = static_cast<SocksListener*>(server->data);
+    if (listener == nullptr || status < 0) return;
+    try {
+      listener->client->accept_socks(*listener);
+    } catch (const std::exception& e) {
+      logger("app")->error("socks5 accept: {}", e.what());
+    }
+  }
+
+  void accept_socks(SocksListener& listener) {
+    UvHandle<uv_tcp_t> kernel;
+    uv_tcp_init(node_.loop(), kernel.get());
+    kernel.mark_initialized();
+    if (uv_accept(listener.handle.stream(), kernel.stream()) != 0) return;
+    SocksSession::Hooks hooks;
+    hooks.on_request = [this](SocksSession& session, const wire::socks5::Request& request) {
+      socks_request(session, request);
+    };
+    hooks.on_established = [this, local = "-D " + listener.text](UvHandle<uv_tcp_t> socket, std::vector<uint8_t> early,
+                                                                   std::unique_ptr<TcpConnection> carrier) {
+      socks_established(std::move(socket), std::move(early), std::move(carrier), local);
+    };
+    hooks.on_finished = [this](SocksSession* done) { node_.defer([this, done] { socks_sessions_.erase(done); }); };
+    auto session = std::make_unique<SocksSession>(node_, std::move(kernel), socks_users_, socks_counters_,
+                                                  std::move(hooks));
+    SocksSession* raw = session.get();
+    socks_sessions_.emplace(raw, std::move(session));
+  }
+
+  // Where a SOCKS destination goes (docs/PROTOCOL.md, "SOCKS5 on roam-client"): an address
+  // is dialed as it is, a name is looked up in --socks-hosts (a literal address is taken as
+  // one); then the server moves this client followed apply, and the result must lie inside
+  // an overlay route (on a tun link: be of a family this node has an address of).
+  void socks_request(SocksSession& session, const wire::socks5::Request& request) {
+    using wire::socks5::Reply;
+    IpAddress address = request.address;
+    uint16_t port = request.port;
+    if (request.address_type == wire::socks5::AddressType::domain) {
+      auto literal = IpAddress::parse(request.name);
+      auto known = socks_hosts_.find(lowercase(request.name));
+      if (literal) {
+        address = *literal;
+      } else if (known != socks_hosts_.end()) {
+        address = known->second;
+      } else {
+        ++socks_counters_.unresolved;
+        socks_refusal(session, "unknown name");
+        session.refuse(Reply::host_unreachable);
+        return;
+      }
+    }
+    for (const auto& move : socks_moves_) {
+      if (!(address == move.from) || (move.from_port != 0 && port != move.from_port)) continue;
+      if (move.from_port != 0 && move.to_port != 0) port = move.to_port;
+      address = move.to;
+    }
+    if (!carriable(address) || port == 0) {
+      ++socks_counters_.not_carried;
+      socks_refusal(session, "not inside an overlay route");
+      session.refuse(Reply::network_unreachable);
+      return;
+    }
+    if (!follower_) {
+      open_socks_carrier(session, address, port);
+      return;
+    }
+    follower_->prepare(address);
+    follower_->when_ready(address, [this, raw = &session, address, port] {
+      if (socks_sessions_.count(raw) != 0) open_socks_carrier(*raw, address, port);
+    });
+  }
+
+  bool carriable(const IpAddress& address) const {
+    bool unicast = address.version == 4 ? address.bytes[0] != 0 && address.bytes[0] != 127 && address.bytes[0] < 224
+                                        : address.bytes[0] != 0xFF && !(address == IpAddress::parse("::1").value()) &&
+                                              !(address == IpAddress::parse("::").value());
+    if (!unicast) return false;
+    if (tun_link_) return node_.interface_address(0, address.version).has_value();
+    return std::any_of(overlay_.begin(), overlay_.end(), [&](const IpPrefix& p) { return p.contains(address); });
+  }
+
+  void socks_refusal(const SocksSession& session, const char* why) {
+    uint64_t suppressed = 0;
+    if (socks_refusal_log_.allow(suppressed))
+      logger("app")->info("socks5 {}: refused: {} ({} more not logged)", session.destination(), why, suppressed);
+  }
+
+  void open_socks_carrier(SocksSession& session, const IpAddress& address, uint16_t port) {
+    auto carrier = TcpConnection::connect(address, port, &session, nullptr,
+                                          follower_ ? follower_->syn_option_for(address) : nullptr);
+    if (!carrier) {
+      ++socks_counters_.failed;
+      socks_refusal(session, carrier.error().c_str());
+      session.refuse(wire::socks5::Reply::general_failure);
+      return;
+    }
+    session.adopt_carrier(std::move(carrier.value()));
+  }
+
+  void socks_established(UvHandle<uv_tcp_t> kernel, std::vector<uint8_t> early, std::unique_ptr<TcpConnection> carrier,
+                         const std::string& local) {
+    auto splice = std::make_unique<KernelSplice>(
+        node_, [this](KernelSplice* done) { node_.defer([this, done] { splices_.erase(done); }); });
+    KernelSplice* raw = splice.get();
+    splices_.emplace(raw, std::move(splice));
+    raw->set_on_carrier_lost([this, local](const TcpConnection& lost) { carrier_lost(lost, local); });
+    tcp_pcb* pcb = carrier->pcb();
+    raw->adopt_kernel(std::move(kernel), std::move(early));
+    raw->adopt_carrier(std::move(carrier), true);
+    if (follower_ && pcb != nullptr) follower_->track(pcb);
+  }
+
   void open_carrier(KernelSplice* raw, const Forward& forward) {
     auto carrier = TcpConnection::connect(forward.server, forward.server_port, raw, nullptr,
                                           follower_ ? follower_->syn_option_for(forward.server) : nullptr);
@@ -359,6 +602,17 @@ class Client {
   std::string address_file_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unordered_map<KernelSplice*, std::unique_ptr<KernelSplice>> splices_;
+  SocksUsers socks_users_;
+  std::unordered_map<std::string, IpAddress> socks_hosts_;
+  std::vector<std::unique_ptr<SocksListener>> socks_listeners_;
+  std::string socks_listeners_text_;
+  std::unordered_map<SocksSession*, std::unique_ptr<SocksSession>> socks_sessions_;
+  SocksCounters socks_counters_;
+  std::vector<IpPrefix> overlay_;
+  bool tun_link_ = false;
+  std::vector<Follower::ServerMove> socks_moves_;
+  static constexpr size_t max_socks_moves = 256;
+  RateLimitedLog socks_refusal_log_;
   RateLimitedLog carrier_failure_log_;
   uint64_t carrier_failures_ = 0;
   static constexpr size_t loss_kinds = static_cast<size_t>(PeerLoss::aborted) + 1;

@@ -4,6 +4,7 @@
 //
 //   roamctl migrate --from HOST:PORT --to HOST:PORT [--count N] [--key FILE]
 //   roamctl status --server HOST:PORT [--key FILE]
+//   roamctl show --server HOST:PORT [--json] [--key FILE]
 //   roamctl genkey | pubkey | pool genkey | pool pubkey | pool admit
 //
 // Plain blocking sockets: one request, one reply line, exit status 0 on "ok".
@@ -38,6 +39,12 @@ Commands:
         "ok moved M of N sessions to ADDRESS in T ms", or "error ...".
   status --server HOST:PORT [--key FILE]
         print the server's migration counters as one JSON line
+  show --server HOST:PORT [--json] [--key FILE]
+        show the server as `wg show` does: its identity key, addresses and pool; its
+        control channels (client key, address, age, registered connections); its
+        sessions (id, kind, each leg's 4-tuple, bytes each way, age, the move that
+        brought it and its changeover, movable or why not); its nonzero counters.
+        --json: the same (every counter) as one JSON object
   genkey [--out FILE]
         make a new X25519 identity key: print its private key (base64), or write it to
         FILE with mode 0600 (never overwriting). `roamctl genkey | roamctl pubkey`.
@@ -252,7 +259,7 @@ int print_public_key(const std::string& key_file) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return fail_usage("no command: migrate, status, genkey, pubkey or pool (see --help)");
+  if (argc < 2) return fail_usage("no command: migrate, status, show, genkey, pubkey or pool (see --help)");
   std::string command = argv[1];
   if (command == "-h" || command == "--help") {
     std::fputs(usage, stdout);
@@ -266,20 +273,25 @@ int main(int argc, char** argv) {
   }
   std::string from, to, server, count, out_file, key_file, server_key_text, pool_key_file, member, days;
   int timeout_seconds = 60;
+  bool json = false;
   for (int i = first_option; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
       std::fputs(usage, stdout);
       return 0;
     }
+    if (arg == "--json" && command == "show") {
+      json = true;
+      continue;
+    }
     if (i + 1 >= argc) return fail_usage("option " + arg + " needs a value");
     std::string value = argv[++i];
-    bool talks = command == "migrate" || command == "status";
+    bool talks = command == "migrate" || command == "status" || command == "show";
     if (arg == "--from" && command == "migrate")
       from = value;
     else if (arg == "--to" && command == "migrate")
       to = value;
-    else if (arg == "--server" && command == "status")
+    else if (arg == "--server" && (command == "status" || command == "show"))
       server = value;
     else if (arg == "--count" && command == "migrate")
       count = value;
@@ -323,7 +335,8 @@ int main(int argc, char** argv) {
     if (pool_key_file.empty() || member.empty()) return fail_usage("pool admit needs --pool-key FILE --member KEY");
     return pool_admit(pool_key_file, member, days, out_file);
   }
-  if (command != "migrate" && command != "status") return fail_usage("unknown command '" + command + "' (see --help)");
+  if (command != "migrate" && command != "status" && command != "show")
+    return fail_usage("unknown command '" + command + "' (see --help)");
   std::optional<roam::crypto::PublicKey> server_key;
   if (!server_key_text.empty()) {
     server_key = roam::crypto::public_key_from_base64(server_key_text);
@@ -341,10 +354,24 @@ int main(int argc, char** argv) {
       return fail_usage("bad --count '" + count + "'");
     std::string text = "to=" + to + (count.empty() ? "" : " count=" + count);
     reply = request(from, roam::migrate::FrameType::migrate_request, text, timeout_seconds, *key, server_key);
+  } else if (command == "show") {
+    if (server.empty()) return fail_usage("show needs --server HOST:PORT");
+    // The server renders both forms from one collection (stack/migrate/server_show).
+    reply = request(server, roam::migrate::FrameType::status_request, json ? "show" : "show text", timeout_seconds,
+                    *key, server_key);
+    if (reply.rfind("error", 0) != 0 && !json && reply.rfind("server: ", 0) != 0) {
+      std::fprintf(stderr, "roamctl: the server does not know `show` (an older version?): %s\n", reply.c_str());
+      return 1;
+    }
+    if (reply.rfind("error", 0) != 0 && json && reply.find("\"server\":{") == std::string::npos) {
+      std::fprintf(stderr, "roamctl: the server does not know `show` (an older version?)\n");
+      return 1;
+    }
   } else {
     if (server.empty()) return fail_usage("status needs --server HOST:PORT");
     reply = request(server, roam::migrate::FrameType::status_request, "", timeout_seconds, *key, server_key);
   }
+  if (!reply.empty() && reply.back() == '\n') reply.pop_back();
   std::printf("%s\n", reply.c_str());
   return reply.rfind("error", 0) == 0 ? 1 : 0;
 }

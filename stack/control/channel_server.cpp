@@ -94,6 +94,7 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
   auto connection = std::make_unique<ChannelConnection>(node_, std::move(channel), std::move(callbacks));
   ChannelConnection* raw = connection.get();
   channels_[raw].connection = std::move(connection);
+  channels_[raw].opened_ms = uv_now(node_.loop());
   std::string key(reinterpret_cast<const char*>(source.bytes.data()), source.size());
   ++half_open_by_source_[key];
   half_open_.emplace(raw, std::move(key));
@@ -436,6 +437,21 @@ bool ChannelServer::send_acm(ChannelConnection& channel, control::AddressChange 
   if (!channel.send(acm)) return false;
   ++counters_.acms_sent;
   return true;
+}
+
+std::vector<ChannelServer::ChannelView> ChannelServer::describe() const {
+  std::vector<ChannelView> out;
+  out.reserve(channels_.size());
+  for (const auto& [raw, entry] : channels_) {
+    ChannelView view;
+    if (raw->established()) view.key = raw->channel().remote_static();
+    view.address = raw->peer_address();
+    view.port = raw->peer_port();
+    view.opened_ms = entry.opened_ms;
+    view.connections = entry.ids.size();
+    out.push_back(std::move(view));
+  }
+  return out;
 }
 
 }  // namespace roam

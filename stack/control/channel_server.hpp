@@ -133,11 +133,22 @@ class ChannelServer {
   const ChannelServerCounters& counters() const { return counters_; }
   const OwnerProofCounters& owner_proof_counters() const { return verifier_.counters(); }
   size_t channel_count() const { return channels_.size(); }
+
+  // One channel as `roamctl show` lists it.
+  struct ChannelView {
+    std::optional<crypto::PublicKey> key;  // the client's static key, once established
+    IpAddress address;                     // its carrier address and port, as seen here
+    uint16_t port = 0;
+    uint64_t opened_ms = 0;                // loop time it was accepted
+    size_t connections = 0;                // registered connection ids
+  };
+  std::vector<ChannelView> describe() const;
   size_t half_open_count() const { return half_open_.size(); }
 
  private:
   struct Entry {
     std::unique_ptr<ChannelConnection> connection;
+    uint64_t opened_ms = 0;
     std::set<uint64_t> ids;
     std::unordered_set<uint64_t> pending;  // registered before the connection was known here
     uint64_t refusals = 0;

@@ -166,6 +166,8 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   }
   IpAddress result = given != nullptr ? *given : flows.front().local;
   table_.adopt(std::move(session));
+  if (on_imported_)
+    for (uint64_t id : ids) on_imported_(id);
   ++counters_.sessions_imported;
   counters_.legs_imported += count;
   // The origins last: the session is whole here before any origin is sent this way.

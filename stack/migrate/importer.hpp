@@ -85,6 +85,8 @@ class Importer {
   Importer& operator=(const Importer&) = delete;
 
   void set_on_arrived(ArrivedFn on_arrived) { on_arrived_ = std::move(on_arrived); }
+  // Called for each leg of a session just imported (its connection id).
+  void set_on_imported(ArrivedFn on_imported) { on_imported_ = std::move(on_imported); }
   void set_tell_origin(TellOriginFn tell_origin) { tell_origin_ = std::move(tell_origin); }
 
   // One `session` frame payload (control_frame.hpp). Ok: the address this host gave the
@@ -151,6 +153,7 @@ class Importer {
   HandoverResponder responder_;
   MigrationGuard guard_;
   ArrivedFn on_arrived_;
+  ArrivedFn on_imported_;
   TellOriginFn tell_origin_;
   // Sessions with parked legs. Erased when every leg's peer arrived.
   std::unordered_map<MovableSession*, ParkedImport> parked_;

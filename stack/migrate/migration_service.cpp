@@ -76,21 +76,7 @@ std::vector<IpAddress> parse_address_answer(const std::string& text) {
   return out;
 }
 
-// One JSON string, quotes included. Reasons are ours, but a pcb's may carry anything.
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + '"';
-}
+using migrate::json_string;
 
 }  // namespace
 
@@ -190,7 +176,16 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
       segment_mac_.get());
   // Once the client arrived, its registration (which may have come first) can be claimed.
   importer_->set_on_arrived([this](uint64_t id) {
-    if (!shut_down_) channels_->claim_pending(id);
+    if (shut_down_) return;
+    channels_->claim_pending(id);
+    auto moved = moved_in_.find(id);
+    if (moved != moved_in_.end() && !moved->second.arrived_ms) moved->second.arrived_ms = uv_now(node_.loop());
+  });
+  // For roamctl show: when each session came, and how its move went.
+  importer_->set_on_imported([this](uint64_t id) {
+    uint64_t now = uv_now(node_.loop());
+    seen_[id] = now;
+    moved_in_[id] = MovedIn{now, std::nullopt};
   });
   // A client (or a proxy's new host) says its end of connections here moved (seed 003).
   channels_->set_on_peer_moved([this](tcp_pcb* pcb, uint64_t id, const crypto::HandoverToken& token,
@@ -344,9 +339,10 @@ void MigrationService::shutdown() {
 }
 
 void MigrationService::connection_accepted(tcp_pcb* pcb) {
-  if (config_.protect_older_than_ms == 0) return;
   uint64_t id = connection_id(pcb);
-  if (id != 0) young_[id] = uv_now(node_.loop());
+  if (id == 0) return;
+  seen_[id] = uv_now(node_.loop());
+  if (config_.protect_older_than_ms != 0) young_[id] = uv_now(node_.loop());
 }
 
 // ------------------------------------------------------------------ control port
@@ -434,9 +430,22 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
     case FrameType::migrate_request:
       start_requested_move(stream, std::string(frame.payload.begin(), frame.payload.end()));
       return;
-    case FrameType::status_request:
-      stream.send(FrameType::reply, status_json());
+    case FrameType::status_request: {
+      // An empty payload asks for the counters; "show" and "show text" for roamctl show.
+      std::string what(frame.payload.begin(), frame.payload.end());
+      // It names clients' keys and addresses: operators only, even with --status-open.
+      if ((what == "show" || what == "show text") && !found->second.peer.operator_key) {
+        refuse(stream, migrate::ControlAccess::needs_operator, frame.type);
+        return;
+      }
+      if (what == "show")
+        stream.send(FrameType::reply, migrate::render_show_json(show()));
+      else if (what == "show text")
+        stream.send(FrameType::reply, migrate::render_show_text(show()));
+      else
+        stream.send(FrameType::reply, status_json());
       return;
+    }
     case FrameType::address_request:
       stream.send(FrameType::reply, "address " + config_.address4.to_string() +
                                         (config_.address6 ? " " + config_.address6->to_string() : ""));
@@ -648,6 +657,60 @@ std::string MigrationService::status_json() {
   return out;
 }
 
+migrate::ServerShow MigrationService::show() {
+  migrate::ServerShow out;
+  uint64_t now = uv_now(node_.loop());
+  out.key = crypto::to_base64(key_->public_key());
+  if (pool_certificate_) out.pool = crypto::to_base64(pool_certificate_->pool);
+  out.address = config_.address4.to_string();
+  if (config_.address6) out.address6 = config_.address6->to_string();
+  for (const auto& view : channels_->describe()) {
+    migrate::ShowChannel channel;
+    if (view.key) channel.key = crypto::to_base64(*view.key);
+    channel.flow.remote = view.address;
+    channel.flow.remote_port = view.port;
+    channel.age_ms = now - std::min(now, view.opened_ms);
+    channel.connections = view.connections;
+    out.channels.push_back(std::move(channel));
+  }
+  for (MovableSession* session : table_.sessions()) {
+    ++out.sessions_total;
+    if (out.sessions.size() >= migrate::ServerShow::max_listed) continue;
+    migrate::ShowSession shown;
+    shown.kind = session->kind();
+    std::vector<SessionLeg> legs = session->legs();
+    auto why = migrate::why_session_stays(*session, legs, importer_->guard());
+    shown.movable = !why;
+    if (why) shown.stays = why->label;
+    for (const auto& leg : legs) {
+      if (leg.pcb == nullptr) continue;
+      uint64_t id = connection_id(leg.pcb);
+      if (shown.legs.empty()) shown.id = id;
+      migrate::ShowLeg shown_leg;
+      shown_leg.role = leg_role_name(leg.role);
+      shown_leg.flow = flow_of(leg.pcb);
+      // The id is client ISN << 32 | server ISN: a client leg was opened by the peer, an
+      // origin leg by this host. Each side's first byte is its ISN + 1.
+      auto high = static_cast<uint32_t>(id >> 32);
+      auto low = static_cast<uint32_t>(id);
+      uint32_t peer_isn = leg.role == LegRole::client ? high : low;
+      uint32_t own_isn = leg.role == LegRole::client ? low : high;
+      shown_leg.bytes_in = static_cast<uint32_t>(leg.pcb->rcv_nxt - peer_isn - 1);
+      shown_leg.bytes_out = static_cast<uint32_t>(leg.pcb->lastack - own_isn - 1);
+      if (id == 0) shown_leg.bytes_in = shown_leg.bytes_out = 0;
+      shown.legs.push_back(std::move(shown_leg));
+    }
+    if (auto seen = seen_.find(shown.id); seen != seen_.end()) shown.age_ms = now - std::min(now, seen->second);
+    if (auto moved = moved_in_.find(shown.id); moved != moved_in_.end()) {
+      shown.moved_in_ago_ms = now - std::min(now, moved->second.imported_ms);
+      if (moved->second.arrived_ms) shown.changeover_ms = *moved->second.arrived_ms - moved->second.imported_ms;
+    }
+    out.sessions.push_back(std::move(shown));
+  }
+  out.counters = registry_.read();
+  return out;
+}
+
 void MigrationService::on_move_done(const migrate::ExportReport& report) {
   counters_.sessions_exported += report.moved;
   counters_.sessions_export_failed += report.failed;
@@ -685,6 +748,9 @@ void MigrationService::on_housekeeping() {
   if (!exporter_) channels_->forget_closed();
   if (segment_mac_) segment_mac_->prune();
   // Connections that grew old (or ended) need no entry: no entry means old.
+  auto gone = [](const auto& entry) { return find_pcb_by_connection_id(entry.first) == nullptr; };
+  std::erase_if(seen_, gone);
+  std::erase_if(moved_in_, gone);
   std::erase_if(young_, [&](const auto& entry) {
     return now - entry.second >= config_.protect_older_than_ms || find_pcb_by_connection_id(entry.first) == nullptr;
   });

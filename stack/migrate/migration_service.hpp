@@ -27,6 +27,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <unordered_map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +46,7 @@
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/frame_stream.hpp"
 #include "stack/migrate/importer.hpp"
+#include "stack/migrate/server_show.hpp"
 #include "stack/migrate/session_table.hpp"
 #include "stack/node.hpp"
 
@@ -125,6 +128,8 @@ class MigrationService {
   // max_unmovable_listed; sessions_unmovable counts them all), each with kind, first
   // leg's 4-tuple, label and reason.
   std::string status_json();
+  // What `roamctl show` prints (status_request "show" / "show text").
+  migrate::ServerShow show();
   static constexpr size_t max_unmovable_listed = 100;
 
  private:
@@ -180,6 +185,15 @@ class MigrationService {
   CounterRegistry registry_;
   // Long-lived policy: connection id -> loop time accepted, while younger than the limit.
   std::map<uint64_t, uint64_t> young_;
+  // Connection id -> when it was accepted or arrived by a move here (roamctl show's age),
+  // and for arrivals when the move came and when its client was first heard after it.
+  // Forgotten with the connection (housekeeping).
+  std::unordered_map<uint64_t, uint64_t> seen_;
+  struct MovedIn {
+    uint64_t imported_ms = 0;
+    std::optional<uint64_t> arrived_ms;
+  };
+  std::unordered_map<uint64_t, MovedIn> moved_in_;
   bool shut_down_ = false;
 };
 
