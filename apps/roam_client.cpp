@@ -124,15 +124,32 @@ Result<std::string, std::string> read_address_file(const std::string& path) {
   return word;
 }
 
-ClientOptions parse_arguments(int argc, char** argv) {
+// Every option above as a config file key (apps/config_file.hpp); -L is `forward`.
+OptionSpecs client_option_specs() {
+  using Kind = OptionSpec::Kind;
+  OptionSpecs specs = {
+      {"forward", "-L", Kind::value, true},
+      {"no-follow", "--no-follow", Kind::flag, false},
+      {"addr-from-device", "--addr-from-device", Kind::flag, false},
+      {"addr-file", "--addr-file", Kind::value, false},
+  };
+  add_specs(specs, channel_option_specs(true));
+  add_specs(specs, link_option_specs());
+  return specs;
+}
+
+ClientOptions parse_arguments(ArgumentList& arguments) {
+  int argc = arguments.argc();
+  char** argv = arguments.argv();
   ClientOptions options;
   // A client offers the segment MAC unless told not to: it is used only with servers whose
   // operator turned it on (roam-server --segment-mac), who know whether their path is trusted.
   options.channel.segment_mac = true;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; arguments.at(i); ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s\n%s", usage, channel_options_help(true).c_str(), link_options_help().c_str());
+      std::printf("%s\n%s\n%s\n%s", usage, channel_options_help(true).c_str(), link_options_help().c_str(),
+                  config_option_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
@@ -375,7 +392,7 @@ class Client {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return roam::run_node_app("roam-client", argc, argv, parse_arguments, [](roam::Node& node, ClientOptions& options) {
+  return roam::run_node_app("roam-client", argc, argv, client_option_specs(), parse_arguments, [](roam::Node& node, ClientOptions& options) {
     return std::make_unique<Client>(node, std::move(options.forwards), options);
   });
 }

@@ -115,12 +115,36 @@ void parse_origin(const std::string& text, IpAddress& address, uint16_t& port) {
   if (port == 0) throw ConfigError("bad --origin '" + text + "': port 0");
 }
 
-ServerOptions parse_arguments(int argc, char** argv) {
+// Every option above as a config file key (apps/config_file.hpp); the mode is `mode`.
+OptionSpecs server_option_specs() {
+  using Kind = OptionSpec::Kind;
+  OptionSpecs specs = {
+      {"mode", "", Kind::positional, false},
+      {"listen", "--listen", Kind::value, false},
+      {"backend", "--backend", Kind::value, false},
+      {"origin", "--origin", Kind::value, false},
+      {"root", "--root", Kind::value, false},
+      {"control", "--control", Kind::value, false},
+      {"operators", "--operators", Kind::value, false},
+      {"pool-cert", "--pool-cert", Kind::value, false},
+      {"status-open", "--status-open", Kind::flag, false},
+      {"move-timeout", "--move-timeout", Kind::value, false},
+      {"protect-older-than", "--protect-older-than", Kind::value, false},
+  };
+  add_specs(specs, channel_option_specs(false));
+  add_specs(specs, link_option_specs());
+  return specs;
+}
+
+ServerOptions parse_arguments(ArgumentList& arguments) {
+  int argc = arguments.argc();
+  char** argv = arguments.argv();
   ServerOptions options;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; arguments.at(i); ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s\n%s", usage, channel_options_help(false).c_str(), link_options_help().c_str());
+      std::printf("%s\n%s\n%s\n%s", usage, channel_options_help(false).c_str(), link_options_help().c_str(),
+                  config_option_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
@@ -340,7 +364,7 @@ class Server final : public SessionTable {
 int main(int argc, char** argv) {
   bool locked = roam::warm_heap_for_moves(64u << 20);
   return roam::run_node_app(
-      "roam-server", argc, argv, parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
+      "roam-server", argc, argv, server_option_specs(), parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
         roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
                                                            : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
         return std::make_unique<Server>(node, options);
