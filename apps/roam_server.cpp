@@ -15,6 +15,8 @@
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
+#include "apps/metrics_server.hpp"
+#include "apps/metrics_text.hpp"
 #include "apps/relay_session.hpp"
 #include "apps/proxy_session.hpp"
 #include "stack/migrate/follower.hpp"
@@ -82,6 +84,11 @@ Options:
                          long-lived policy (seed 003, 3.3): a move takes only
                          connections at least this old; younger ones are closed cleanly
                          (FIN) instead of moved. Default 0: every connection moves
+  --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (plain
+                         HTTP, no authentication: keep it on loopback or a management
+                         network). A bare PORT binds 127.0.0.1, e.g. --metrics 9464.
+                         Every counter of `roamctl status` as roamstack_<group>_<name>.
+                         Default: off
   -h, --help             show this help
 )";
 
@@ -101,6 +108,7 @@ struct ServerOptions {
   uint64_t move_timeout_s = 10;
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
+  std::string metrics;
 };
 
 // --origin IP:PORT, IPv6 in brackets: the origin's userspace address and carrier port.
@@ -130,6 +138,7 @@ OptionSpecs server_option_specs() {
       {"status-open", "--status-open", Kind::flag, false},
       {"move-timeout", "--move-timeout", Kind::value, false},
       {"protect-older-than", "--protect-older-than", Kind::value, false},
+      {"metrics", "--metrics", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(false));
   add_specs(specs, link_option_specs());
@@ -163,6 +172,8 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       options.operators = option_value(argc, argv, i);
     } else if (arg == "--pool-cert") {
       options.pool_certificate = option_value(argc, argv, i);
+    } else if (arg == "--metrics") {
+      options.metrics = option_value(argc, argv, i);
     } else if (arg == "--status-open") {
       options.status_open = true;
     } else if (arg == "--move-timeout") {
@@ -226,6 +237,12 @@ class Server final : public SessionTable {
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
     if (options_.mode == "proxy") start_origin_channel();
+    if (!options_.metrics.empty()) {
+      add_connection_losses(process_counters_);
+      metrics_ = std::make_unique<MetricsServer>(node_.loop(), options_.metrics, [this] {
+        return metrics_text({&migration_->registry(), &process_counters_, &metrics_->registry()});
+      });
+    }
     std::string target = options_.mode == "relay"   ? " -> " + options_.backend
                          : options_.mode == "proxy" ? " -> origin " + options_.origin_text
                                                     : "";
@@ -234,6 +251,7 @@ class Server final : public SessionTable {
 
   // Stops accepting and closes every session.
   void shutdown() {
+    if (metrics_) metrics_->close();
     if (listener_) listener_->close();
     if (migration_) migration_->shutdown();
     for (auto& [key, session] : sessions_) session->close();
@@ -353,6 +371,8 @@ class Server final : public SessionTable {
   std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<TcpListener> listener_;
+  CounterRegistry process_counters_;
+  std::unique_ptr<MetricsServer> metrics_;  // --metrics; reads migration_ and process_counters_
   std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;
   RateLimitedLog origin_failure_log_;
   uint64_t origin_failures_ = 0;
