@@ -3,6 +3,7 @@
 // Runs without privilege on a UDP link, or on a TUN device root created for the user.
 #include <uv.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <csignal>
@@ -14,7 +15,10 @@
 
 #include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
+#include "apps/client_metrics.hpp"
 #include "apps/kernel_splice.hpp"
+#include "apps/metrics_server.hpp"
+#include "apps/metrics_text.hpp"
 #include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
 #include "stack/flow_key.hpp"
@@ -36,6 +40,10 @@ Options:
                          accept kernel TCP connections on BIND:PORT (BIND defaults to
                          127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
                          the server's userspace address (repeatable)
+  --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (a bare
+                         PORT binds 127.0.0.1; plain HTTP, keep it local): the
+                         follower's, handover and node counters as
+                         roamstack_<group>_<name>. Default: off
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
   --addr-from-device     tun links: this node's address is the peer end of the TUN
@@ -105,6 +113,7 @@ struct ClientOptions {
   bool follow = true;
   std::string address_device;  // --addr-from-device: the TUN device's name
   std::string address_file;    // --addr-file
+  std::string metrics;         // --metrics
 };
 
 // The TUN device a --link names ("tun:NAME[,no-offload]"), or "" for other links.
@@ -132,6 +141,7 @@ OptionSpecs client_option_specs() {
       {"no-follow", "--no-follow", Kind::flag, false},
       {"addr-from-device", "--addr-from-device", Kind::flag, false},
       {"addr-file", "--addr-file", Kind::value, false},
+      {"metrics", "--metrics", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(true));
   add_specs(specs, link_option_specs());
@@ -162,6 +172,8 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
       options.address_device = "?";  // resolved below, once --link is known
     } else if (arg == "--addr-file") {
       options.address_file = option_value(argc, argv, i);
+    } else if (arg == "--metrics") {
+      options.metrics = option_value(argc, argv, i);
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
@@ -208,6 +220,10 @@ class Client {
                           forward.server_port);
       listeners_.push_back(std::move(listener));
     }
+    if (!options.metrics.empty())
+      metrics_ = std::make_unique<MetricsServer>(node_.loop(), options.metrics, [this] {
+        return metrics_text({&counters_, &metrics_->registry()});
+      });
     // Last: a start-up error above must stay the only line printed.
     if (options.follow) {
       Follower::Events events;
@@ -216,10 +232,12 @@ class Client {
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
+    if (metrics_) register_metrics();
     watch_own_address(options);
   }
 
   void shutdown() {
+    if (metrics_) metrics_->close();
     if (watcher_) watcher_->close();
     address_signal_.close();
     if (follower_) follower_->close();
@@ -381,6 +399,22 @@ class Client {
   static constexpr size_t loss_kinds = static_cast<size_t>(PeerLoss::aborted) + 1;
   std::array<RateLimitedLog, loss_kinds> carrier_loss_logs_ = make_loss_logs();
   std::array<uint64_t, loss_kinds> carrier_losses_{};
+
+  CounterRegistry counters_;                // --metrics: reads follower_ and the fields above
+  std::unique_ptr<MetricsServer> metrics_;  // declared last: gone before what it reads
+
+  void register_metrics() {
+    register_client_counters(counters_, node_, follower_.get());
+    for (PeerLoss reason : {PeerLoss::reset_by_peer, PeerLoss::refused, PeerLoss::connect_timeout,
+                            PeerLoss::keepalive_timeout, PeerLoss::retransmission_timeout}) {
+      std::string name = std::string("carriers_lost_") + peer_loss_name(reason);
+      std::replace(name.begin(), name.end(), ' ', '_');
+      counters_.add("app", name, &carrier_losses_[static_cast<size_t>(reason)]);
+    }
+    counters_.add("app", "carrier_open_failures", &carrier_failures_);
+    counters_.add_gauge("app", "connections", [this] { return splices_.size(); });
+    add_connection_losses(counters_);
+  }
 
   static std::array<RateLimitedLog, loss_kinds> make_loss_logs() {
     std::array<RateLimitedLog, loss_kinds> logs;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """roam-server --metrics: the Prometheus endpoint (harness.Pair, mode echo).
 
-1. curl fetches /metrics: every line parses (# HELP / # TYPE lines, then samples
+1. curl fetches /metrics (server, and the client's own --metrics): every line parses (# HELP / # TYPE lines, then samples
    `name{labels} value` whose name had a TYPE), names are roamstack_<group>_<name>, and
    the registry's gauges (sessions, channels) are typed gauge, the rest counter.
 2. A known counter moves: an echo round trip through the client raises
@@ -26,7 +26,8 @@ from harness import TestFailure, check, log  # noqa: E402
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? '
                     r'(?P<value>-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$')
 GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "roamstack_migrate_sessions_unmovable",
-          "roamstack_migrate_parked", "roamstack_channel_channels", "roamstack_metrics_connections"}
+          "roamstack_migrate_parked", "roamstack_channel_channels", "roamstack_metrics_connections",
+          "roamstack_app_connections"}
 
 
 def curl(url, *extra):
@@ -70,7 +71,7 @@ def parse(body):
     for name, kind in types.items():
         want = "gauge" if name in GAUGES else "counter"
         check(kind == want, "%s is typed %s, expected %s" % (name, kind, want))
-    check(len(values) > 50, "only %d samples" % len(values))
+    check(len(values) > 40, "only %d samples" % len(values))
     return values
 
 
@@ -99,8 +100,11 @@ def wait_for(address, name, predicate, what):
 
 def main():
     address = "127.0.0.1:%d" % harness.free_tcp_port()
-    with harness.Pair(mode="echo", server_extra=["--metrics", address]) as pair:
+    client_address = "127.0.0.1:%d" % harness.free_tcp_port()
+    with harness.Pair(mode="echo", server_extra=["--metrics", address],
+                      client_extra=["--metrics", client_address]) as pair:
         before = fetch(address)
+        client_before = fetch(client_address)
         check(before["roamstack_migrate_sessions"] == 0, "sessions before: %r" % before["roamstack_migrate_sessions"])
         sock = pair.connect()
         sock.sendall(b"count me\n" * 50)
@@ -116,6 +120,14 @@ def main():
         check(after["roamstack_migrate_sessions"] == 1, "sessions with one open: %r" % after["roamstack_migrate_sessions"])
         log("metrics: %d samples parse; rx_packets %d -> %d, sessions 1" % (
             len(after), before["roamstack_node_rx_packets"], after["roamstack_node_rx_packets"]))
+        client_after = fetch(client_address)
+        check(client_after["roamstack_node_tx_packets"] > client_before["roamstack_node_tx_packets"],
+              "the client's tx_packets did not grow")
+        check(client_after["roamstack_app_connections"] == 1, "client connections: %r" %
+              client_after["roamstack_app_connections"])
+        check(client_after["roamstack_follower_channels_established"] >= 1, "the client counts no channel")
+        log("metrics: the client's %d samples parse; tx_packets %d -> %d, 1 connection, channel established" % (
+            len(client_after), client_before["roamstack_node_tx_packets"], client_after["roamstack_node_tx_packets"]))
 
         garbage = raw_request(address, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
         check(garbage.startswith(b"HTTP/1.0 400 "), "garbage was answered %r" % garbage[:60])
