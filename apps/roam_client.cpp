@@ -426,7 +426,8 @@ class Client {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return roam::run_node_app("roam-client", argc, argv, client_option_specs(), parse_arguments, [](roam::Node& node, ClientOptions& options) {
-    return std::make_unique<Client>(node, std::move(options.forwards), options);
-  });
+  return roam::run_node_app("roam-client", argc, argv, client_option_specs(), parse_arguments,
+                            [](roam::Node& node, ClientOptions& options) {
+                              return std::make_unique<Client>(node, std::move(options.forwards), options);
+                            });
 }

@@ -384,7 +384,8 @@ class Server final : public SessionTable {
 int main(int argc, char** argv) {
   bool locked = roam::warm_heap_for_moves(64u << 20);
   return roam::run_node_app(
-      "roam-server", argc, argv, server_option_specs(), parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
+      "roam-server", argc, argv, server_option_specs(), parse_arguments,
+      [locked](roam::Node& node, ServerOptions& options) {
         roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
                                                            : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
         return std::make_unique<Server>(node, options);

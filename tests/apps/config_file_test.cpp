@@ -118,7 +118,8 @@ TEST_CASE("config file: a bad value gets the option parser's own reason, placed 
   CHECK(error_of("dead-peer = 2\n") ==
         "server.toml:1: key 'dead-peer': --dead-peer must be 0 (never) or 3 to 86400 seconds");
   CHECK(error_of("mtu = -5\n") == "server.toml:1: key 'mtu': bad --mtu: '-5'");
-  CHECK(error_of("handover = \"sometimes\"\n") == "server.toml:1: key 'handover': bad --handover 'sometimes': always or off");
+  CHECK(error_of("handover = \"sometimes\"\n") ==
+        "server.toml:1: key 'handover': bad --handover 'sometimes': always or off");
 }
 
 TEST_CASE("config file: a duplicate key or bad TOML is refused with its line") {
