@@ -48,6 +48,24 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
   return true;
 }
 
+OptionSpecs channel_option_specs(bool client) {
+  using Kind = OptionSpec::Kind;
+  OptionSpecs specs = {
+      {"channel-port", "--channel-port", Kind::value, false}, {"key", "--key", Kind::value, false},
+      {"host-id", "--host-id", Kind::value, false},           {"segment-mac", "--segment-mac", Kind::on_off, false},
+      {"handover", "--handover", Kind::value, false},
+  };
+  if (client)
+    add_specs(specs, {{"known-hosts", "--known-hosts", Kind::value, false},
+                      {"trust-pool", "--trust-pool", Kind::value, true},
+                      {"pin-keys", "--pin-keys", Kind::flag, false},
+                      {"acm-max-age", "--acm-max-age", Kind::value, false}});
+  else
+    add_specs(specs, {{"require-owner-proof", "--require-owner-proof", Kind::flag, false},
+                      {"client-moves", "--client-moves", Kind::value, false}});
+  return specs;
+}
+
 std::string channel_options_help(bool client) {
   std::string text =
       "Control channel (Noise XX over a userspace TCP connection; Address Change Messages):\n"

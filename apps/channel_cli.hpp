@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "apps/option_spec.hpp"
 #include "stack/control/channel_options.hpp"
 
 namespace roam {
@@ -11,5 +12,7 @@ namespace roam {
 // Consumes argv[i] (and its value) when it is a channel option. Throws ConfigError.
 bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client);
 std::string channel_options_help(bool client);
+// The shapes of the options above, for config files.
+OptionSpecs channel_option_specs(bool client);
 
 }  // namespace roam

@@ -47,6 +47,29 @@ Dead peers (every carrier and control channel of this process):
 )";
 }
 
+OptionSpecs link_option_specs() {
+  using Kind = OptionSpec::Kind;
+  return {
+      {"link", "--link", Kind::value, false},         {"addr", "--addr", Kind::value, false},
+      {"addr6", "--addr6", Kind::value, false},       {"route", "--route", Kind::value, true},
+      {"udp-allow", "--udp-allow", Kind::value, true}, {"mtu", "--mtu", Kind::value, false},
+      {"pcap", "--pcap", Kind::value, false},         {"log-level", "--log-level", Kind::value, false},
+      {"dead-peer", "--dead-peer", Kind::value, false}, {"connect-timeout", "--connect-timeout", Kind::value, false},
+  };
+}
+
+std::string config_option_help() {
+  return R"(Config file:
+  --config FILE          read options from FILE (TOML): each key is a long option
+                         without its --, e.g. `listen = 7000`, `addr = "198.18.12.2"`,
+                         `route = ["198.18.11.0/24=127.0.0.1:7101"]` (repeatable options
+                         take a list), `status-open = true` (options without a value
+                         take true or false). An option given on the command line
+                         replaces the file's (a repeatable one: the whole list).
+                         Errors name the file, line and key
+)";
+}
+
 std::string option_value(int argc, char** argv, int& i) {
   std::string name = argv[i];
   if (i + 1 >= argc) throw ConfigError("option " + name + " needs a value");

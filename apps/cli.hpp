@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/option_spec.hpp"
 #include "base/config_error.hpp"
 #include "stack/dead_peer.hpp"
 #include "stack/node.hpp"
@@ -37,6 +38,12 @@ struct LinkOptions {
 
 // The help text for the options above (and the dead-peer ones), for a program's --help.
 std::string link_options_help();
+
+// The link options' shapes, for config files (apps/config_file.hpp).
+OptionSpecs link_option_specs();
+
+// The help text of --config.
+std::string config_option_help();
 
 // If argv[i] is one of the link options, consumes it (and its value) and returns true.
 bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options);

@@ -9,7 +9,9 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
+#include "apps/argument_list.hpp"
 #include "apps/cli.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
@@ -29,17 +31,33 @@ inline void log_node_counters(const Node& node) {
   logger("node")->info("connections lost: {}", peer_losses_text());
 }
 
-// `parse(argc, argv)` returns options with a `.link` member; `make_app(node, options)`
-// returns the app, which must have `shutdown()`. Both may throw ConfigError.
+// `parse(arguments)` (an ArgumentList: argv with --config expanded by `specs`) returns
+// options with a `.link` member; `make_app(node, options)` returns the app, which must
+// have `shutdown()`. Both may throw ConfigError; one about an option that came from the
+// config file names its file, line and key.
 template <typename Parse, typename MakeApp>
-int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeApp make_app) {
+int run_node_app(const char* program, int argc, char** argv, const OptionSpecs& specs, Parse parse,
+                 MakeApp make_app) {
   // A kernel peer that closes early must surface as EPIPE on that one socket, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
   uv_loop_t* loop = uv_default_loop();
   std::unique_ptr<Node> node;
-  decltype(make_app(*node, *static_cast<decltype(parse(argc, argv))*>(nullptr))) app;
+  std::optional<ArgumentList> arguments;
+  decltype(make_app(*node, *static_cast<decltype(parse(*arguments))*>(nullptr))) app;
   try {
-    auto options = parse(argc, argv);
+    try {
+      arguments.emplace(ArgumentList::from_main(argc, argv, specs));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", program, e.what());
+      return 2;
+    }
+    auto options = [&] {
+      try {
+        return parse(*arguments);
+      } catch (const ConfigError& e) {
+        throw ConfigError(arguments->with_origin(e.what()));
+      }
+    }();
     TcpConnection::set_dead_peer_policy(options.link.dead_peer);
     node = std::make_unique<Node>(loop);
     attach_link(*node, options.link);
@@ -59,6 +77,14 @@ int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeAp
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;
+}
+
+// For tools without config files: `parse(argc, argv)`.
+template <typename Parse, typename MakeApp>
+int run_node_app(const char* program, int argc, char** argv, Parse parse, MakeApp make_app) {
+  return run_node_app(
+      program, argc, argv, OptionSpecs{}, [&](ArgumentList& list) { return parse(list.argc(), list.argv()); },
+      make_app);
 }
 
 }  // namespace roam

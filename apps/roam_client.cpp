@@ -3,6 +3,7 @@
 // Runs without privilege on a UDP link, or on a TUN device root created for the user.
 #include <uv.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <csignal>
@@ -18,8 +19,11 @@
 
 #include "apps/channel_cli.hpp"
 #include "apps/cli.hpp"
+#include "apps/client_metrics.hpp"
 #include "apps/kernel_splice.hpp"
 #include "apps/socks_session.hpp"
+#include "apps/metrics_server.hpp"
+#include "apps/metrics_text.hpp"
 #include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
 #include "stack/flow_key.hpp"
@@ -52,6 +56,10 @@ Options:
                          "USER PASSWORD" per line (the password is the rest of the
                          line; '#' comments); 0600 or stricter, looser is refused
   --socks-hosts FILE     names for -D destinations, in /etc/hosts form ("IP NAME...")
+  --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (a bare
+                         PORT binds 127.0.0.1; plain HTTP, keep it local): the
+                         follower's, handover and node counters as
+                         roamstack_<group>_<name>. Default: off
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
   --addr-from-device     tun links: this node's address is the peer end of the TUN
@@ -191,6 +199,7 @@ struct ClientOptions {
   bool follow = true;
   std::string address_device;  // --addr-from-device: the TUN device's name
   std::string address_file;    // --addr-file
+  std::string metrics;         // --metrics
 };
 
 // The TUN device a --link names ("tun:NAME[,no-offload]"), or "" for other links.
@@ -210,15 +219,36 @@ Result<std::string, std::string> read_address_file(const std::string& path) {
   return word;
 }
 
-ClientOptions parse_arguments(int argc, char** argv) {
+// Every option above as a config file key (apps/config_file.hpp); -L is `forward`.
+OptionSpecs client_option_specs() {
+  using Kind = OptionSpec::Kind;
+  OptionSpecs specs = {
+      {"forward", "-L", Kind::value, true},
+      {"socks", "-D", Kind::value, true},
+      {"socks-auth", "--socks-auth", Kind::value, false},
+      {"socks-hosts", "--socks-hosts", Kind::value, false},
+      {"no-follow", "--no-follow", Kind::flag, false},
+      {"addr-from-device", "--addr-from-device", Kind::flag, false},
+      {"addr-file", "--addr-file", Kind::value, false},
+      {"metrics", "--metrics", Kind::value, false},
+  };
+  add_specs(specs, channel_option_specs(true));
+  add_specs(specs, link_option_specs());
+  return specs;
+}
+
+ClientOptions parse_arguments(ArgumentList& arguments) {
+  int argc = arguments.argc();
+  char** argv = arguments.argv();
   ClientOptions options;
   // A client offers the segment MAC unless told not to: it is used only with servers whose
   // operator turned it on (roam-server --segment-mac), who know whether their path is trusted.
   options.channel.segment_mac = true;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; arguments.at(i); ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s\n%s", usage, channel_options_help(true).c_str(), link_options_help().c_str());
+      std::printf("%s\n%s\n%s\n%s", usage, channel_options_help(true).c_str(), link_options_help().c_str(),
+                  config_option_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
@@ -237,6 +267,8 @@ ClientOptions parse_arguments(int argc, char** argv) {
       options.address_device = "?";  // resolved below, once --link is known
     } else if (arg == "--addr-file") {
       options.address_file = option_value(argc, argv, i);
+    } else if (arg == "--metrics") {
+      options.metrics = option_value(argc, argv, i);
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
@@ -286,6 +318,10 @@ class Client {
       listeners_.push_back(std::move(listener));
     }
     open_socks_ports(options);
+    if (!options.metrics.empty())
+      metrics_ = std::make_unique<MetricsServer>(node_.loop(), options.metrics, [this] {
+        return metrics_text({&counters_, &metrics_->registry()});
+      });
     // Last: a start-up error above must stay the only line printed.
     if (options.follow) {
       Follower::Events events;
@@ -294,10 +330,12 @@ class Client {
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
+    if (metrics_) register_metrics();
     watch_own_address(options);
   }
 
   void shutdown() {
+    if (metrics_) metrics_->close();
     if (watcher_) watcher_->close();
     address_signal_.close();
     if (follower_) follower_->close();
@@ -619,6 +657,22 @@ class Client {
   std::array<RateLimitedLog, loss_kinds> carrier_loss_logs_ = make_loss_logs();
   std::array<uint64_t, loss_kinds> carrier_losses_{};
 
+  CounterRegistry counters_;                // --metrics: reads follower_ and the fields above
+  std::unique_ptr<MetricsServer> metrics_;  // declared last: gone before what it reads
+
+  void register_metrics() {
+    register_client_counters(counters_, node_, follower_.get());
+    for (PeerLoss reason : {PeerLoss::reset_by_peer, PeerLoss::refused, PeerLoss::connect_timeout,
+                            PeerLoss::keepalive_timeout, PeerLoss::retransmission_timeout}) {
+      std::string name = std::string("carriers_lost_") + peer_loss_name(reason);
+      std::replace(name.begin(), name.end(), ' ', '_');
+      counters_.add("app", name, &carrier_losses_[static_cast<size_t>(reason)]);
+    }
+    counters_.add("app", "carrier_open_failures", &carrier_failures_);
+    counters_.add_gauge("app", "connections", [this] { return splices_.size(); });
+    add_connection_losses(counters_);
+  }
+
   static std::array<RateLimitedLog, loss_kinds> make_loss_logs() {
     std::array<RateLimitedLog, loss_kinds> logs;
     logs.fill(RateLimitedLog(std::chrono::seconds(1)));
@@ -629,7 +683,8 @@ class Client {
 }  // namespace
 
 int main(int argc, char** argv) {
-  return roam::run_node_app("roam-client", argc, argv, parse_arguments, [](roam::Node& node, ClientOptions& options) {
-    return std::make_unique<Client>(node, std::move(options.forwards), options);
-  });
+  return roam::run_node_app("roam-client", argc, argv, client_option_specs(), parse_arguments,
+                            [](roam::Node& node, ClientOptions& options) {
+                              return std::make_unique<Client>(node, std::move(options.forwards), options);
+                            });
 }

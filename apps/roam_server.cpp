@@ -15,6 +15,8 @@
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
 #include "apps/heap_warmup.hpp"
+#include "apps/metrics_server.hpp"
+#include "apps/metrics_text.hpp"
 #include "apps/relay_session.hpp"
 #include "apps/proxy_session.hpp"
 #include "stack/defense/syn_defense.hpp"
@@ -98,6 +100,11 @@ Options:
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
                          server's listeners; more are refused. Default 100000, 0: no cap
+  --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (plain
+                         HTTP, no authentication: keep it on loopback or a management
+                         network). A bare PORT binds 127.0.0.1, e.g. --metrics 9464.
+                         Every counter of `roamctl status` as roamstack_<group>_<name>.
+                         Default: off
   -h, --help             show this help
 )";
 
@@ -118,6 +125,7 @@ struct ServerOptions {
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
   defense::SynDefenseConfig defense;
+  std::string metrics;
 };
 
 // --origin IP:PORT, IPv6 in brackets: the origin's userspace address and carrier port.
@@ -132,12 +140,41 @@ void parse_origin(const std::string& text, IpAddress& address, uint16_t& port) {
   if (port == 0) throw ConfigError("bad --origin '" + text + "': port 0");
 }
 
-ServerOptions parse_arguments(int argc, char** argv) {
+// Every option above as a config file key (apps/config_file.hpp); the mode is `mode`.
+OptionSpecs server_option_specs() {
+  using Kind = OptionSpec::Kind;
+  OptionSpecs specs = {
+      {"mode", "", Kind::positional, false},
+      {"listen", "--listen", Kind::value, false},
+      {"backend", "--backend", Kind::value, false},
+      {"origin", "--origin", Kind::value, false},
+      {"root", "--root", Kind::value, false},
+      {"control", "--control", Kind::value, false},
+      {"operators", "--operators", Kind::value, false},
+      {"pool-cert", "--pool-cert", Kind::value, false},
+      {"status-open", "--status-open", Kind::flag, false},
+      {"move-timeout", "--move-timeout", Kind::value, false},
+      {"protect-older-than", "--protect-older-than", Kind::value, false},
+      {"metrics", "--metrics", Kind::value, false},
+      {"syn-cookies", "--syn-cookies", Kind::value, false},
+      {"syn-cookie-trigger", "--syn-cookie-trigger", Kind::value, false},
+      {"half-open-per-prefix", "--half-open-per-prefix", Kind::value, false},
+      {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
+  };
+  add_specs(specs, channel_option_specs(false));
+  add_specs(specs, link_option_specs());
+  return specs;
+}
+
+ServerOptions parse_arguments(ArgumentList& arguments) {
+  int argc = arguments.argc();
+  char** argv = arguments.argv();
   ServerOptions options;
-  for (int i = 1; i < argc; ++i) {
+  for (int i = 1; arguments.at(i); ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") {
-      std::printf("%s\n%s\n%s", usage, channel_options_help(false).c_str(), link_options_help().c_str());
+      std::printf("%s\n%s\n%s\n%s", usage, channel_options_help(false).c_str(), link_options_help().c_str(),
+                  config_option_help().c_str());
       std::exit(0);
     }
     if (parse_link_option(argc, argv, i, options.link)) continue;
@@ -170,6 +207,8 @@ ServerOptions parse_arguments(int argc, char** argv) {
     } else if (arg == "--connections-per-prefix") {
       options.defense.established_per_prefix =
           parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
+    } else if (arg == "--metrics") {
+      options.metrics = option_value(argc, argv, i);
     } else if (arg == "--status-open") {
       options.status_open = true;
     } else if (arg == "--move-timeout") {
@@ -236,6 +275,12 @@ class Server final : public SessionTable {
     listener_ = std::move(listener.value());
     if (options_.mode == "proxy") start_origin_channel();
     register_defense_counters();
+    if (!options_.metrics.empty()) {
+      add_connection_losses(process_counters_);
+      metrics_ = std::make_unique<MetricsServer>(node_.loop(), options_.metrics, [this] {
+        return metrics_text({&migration_->registry(), &process_counters_, &metrics_->registry()});
+      });
+    }
     std::string target = options_.mode == "relay"   ? " -> " + options_.backend
                          : options_.mode == "proxy" ? " -> origin " + options_.origin_text
                                                     : "";
@@ -244,6 +289,7 @@ class Server final : public SessionTable {
 
   // Stops accepting and closes every session.
   void shutdown() {
+    if (metrics_) metrics_->close();
     if (listener_) listener_->close();
     if (migration_) migration_->shutdown();
     for (auto& [key, session] : sessions_) session->close();
@@ -382,6 +428,8 @@ class Server final : public SessionTable {
   std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<TcpListener> listener_;
+  CounterRegistry process_counters_;
+  std::unique_ptr<MetricsServer> metrics_;  // --metrics; reads migration_ and process_counters_
   std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;
   RateLimitedLog origin_failure_log_;
   uint64_t origin_failures_ = 0;
@@ -393,7 +441,8 @@ class Server final : public SessionTable {
 int main(int argc, char** argv) {
   bool locked = roam::warm_heap_for_moves(64u << 20);
   return roam::run_node_app(
-      "roam-server", argc, argv, parse_arguments, [locked](roam::Node& node, ServerOptions& options) {
+      "roam-server", argc, argv, server_option_specs(), parse_arguments,
+      [locked](roam::Node& node, ServerOptions& options) {
         roam::logger("migrate")->debug("memory {}", locked ? "locked: moves touch no fresh page"
                                                            : "not locked (needs root or an unlimited RLIMIT_MEMLOCK)");
         return std::make_unique<Server>(node, options);

@@ -10,12 +10,17 @@ bool CounterRegistry::has(std::string_view name) const {
 
 void CounterRegistry::add(std::string_view group, std::string_view name, const uint64_t* value) {
   if (value == nullptr || has(name)) return;
-  entries_.push_back({std::string(group), std::string(name), value, {}});
+  entries_.push_back({std::string(group), std::string(name), value, {}, false});
 }
 
 void CounterRegistry::add_gauge(std::string_view group, std::string_view name, std::function<uint64_t()> read) {
   if (!read || has(name)) return;
-  entries_.push_back({std::string(group), std::string(name), nullptr, std::move(read)});
+  entries_.push_back({std::string(group), std::string(name), nullptr, std::move(read), true});
+}
+
+void CounterRegistry::add_total(std::string_view group, std::string_view name, std::function<uint64_t()> read) {
+  if (!read || has(name)) return;
+  entries_.push_back({std::string(group), std::string(name), nullptr, std::move(read), false});
 }
 
 void CounterRegistry::remove(std::string_view group) {
@@ -53,6 +58,13 @@ std::vector<std::pair<std::string, uint64_t>> CounterRegistry::read() const {
   std::vector<std::pair<std::string, uint64_t>> out;
   out.reserve(entries_.size());
   for (const auto& e : entries_) out.emplace_back(e.name, e.read());
+  return out;
+}
+
+std::vector<CounterRegistry::Reading> CounterRegistry::readings() const {
+  std::vector<Reading> out;
+  out.reserve(entries_.size());
+  for (const auto& e : entries_) out.push_back({e.group, e.name, e.is_gauge, e.read()});
   return out;
 }
 

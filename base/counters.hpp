@@ -20,8 +20,10 @@ class CounterRegistry {
   // A counter kept by its owner; `value` must stay valid until remove(group) or the
   // registry's end. A name registered twice keeps its first registration.
   void add(std::string_view group, std::string_view name, const uint64_t* value);
-  // A value computed when read (a table's size, a sum).
+  // A value computed when read that can go down (a table's size): a gauge in metrics.
   void add_gauge(std::string_view group, std::string_view name, std::function<uint64_t()> read);
+  // A value computed when read that only grows (a sum of counters): a counter in metrics.
+  void add_total(std::string_view group, std::string_view name, std::function<uint64_t()> read);
   // Forgets every entry of a group (its owner is going away).
   void remove(std::string_view group);
 
@@ -32,12 +34,22 @@ class CounterRegistry {
   std::string to_text(std::string_view group, bool all = false) const;
   std::vector<std::pair<std::string, uint64_t>> read() const;
 
+  // Every entry with its group and whether it is a gauge (metrics: apps/metrics_text).
+  struct Reading {
+    std::string_view group;
+    std::string_view name;
+    bool gauge = false;
+    uint64_t value = 0;
+  };
+  std::vector<Reading> readings() const;
+
  private:
   struct Entry {
     std::string group;
     std::string name;
     const uint64_t* value = nullptr;
-    std::function<uint64_t()> gauge;
+    std::function<uint64_t()> gauge;  // or a computed total
+    bool is_gauge = false;
     uint64_t read() const { return value != nullptr ? *value : gauge(); }
   };
   bool has(std::string_view name) const;

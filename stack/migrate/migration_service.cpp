@@ -316,7 +316,7 @@ void MigrationService::register_counters() {
           &n.rx_filtered_by_stage[stage]);
   r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
   // Datagrams from senders the link does not accept (UDP link allowlist), every link.
-  r.add_gauge("node", "rx_foreign", [this] {
+  r.add_total("node", "rx_foreign", [this] {
     uint64_t total = 0;
     for (size_t link = 0; link < node_.interface_count(); ++link) total += node_.link(link).counters().rx_foreign;
     return total;

@@ -536,9 +536,12 @@ class TwoServers(_Topology):
     net6 = {"A": "2001:db8:12::/48", "B": "2001:db8:13::/48"}
 
     def __init__(self, mode="echo", mode_args=(), forwards=1, server_extra=(), client_extra=(), routes=None,
-                 probe=True, ipv6=False):
+                 probe=True, ipv6=False, argv_hook=None):
         """ipv6=True: every node also gets an IPv6 address (client 2001:db8:11::2, A
-        2001:db8:12::2, B 2001:db8:13::2) and the forwards target A's IPv6 address."""
+        2001:db8:12::2, B 2001:db8:13::2) and the forwards target A's IPv6 address.
+        argv_hook: optional callable("A"|"B"|"client", argv) returning the argv to run
+        instead (config_file_test.py moves the options into config files)."""
+        self.argv_hook = argv_hook or (lambda _name, argv: argv)
         self.ipv6 = ipv6
         self.mode = mode
         self.mode_args = list(mode_args)
@@ -578,7 +581,8 @@ class TwoServers(_Topology):
                 if self.ipv6:
                     argv[5:5] = ["--addr6", self.address6[name], "--route",
                                  "2001:db8:11::/48=127.0.0.1:%d" % target["client"]]
-                proc = RoamProcess("server", argv, name="server-%s-%d" % (name, RoamProcess._serial + 1))
+                proc = RoamProcess("server", self.argv_hook(name, argv),
+                                   name="server-%s-%d" % (name, RoamProcess._serial + 1))
                 self.servers[name] = proc
                 if not proc.wait_for_log("[app] serving "):
                     if _bind_failed(proc):
@@ -597,7 +601,7 @@ class TwoServers(_Topology):
                 for port in self.forward_ports:
                     server = "[%s]" % self.address6["A"] if self.ipv6 else SERVER_ADDR
                     argv += ["-L", "127.0.0.1:%d:%s:7000" % (port, server)]
-                self.client = RoamProcess("client", argv + self.client_extra)
+                self.client = RoamProcess("client", self.argv_hook("client", argv + self.client_extra))
                 if not self.client.wait_for_log("[app] forwarding ", count=self.forward_count):
                     if not _bind_failed(self.client):
                         raise TestFailure("roam-client did not start (%s)\n  %s\n%s" % (

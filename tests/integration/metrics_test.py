@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""roam-server --metrics: the Prometheus endpoint (harness.Pair, mode echo).
+
+1. curl fetches /metrics (server, and the client's own --metrics): every line parses (# HELP / # TYPE lines, then samples
+   `name{labels} value` whose name had a TYPE), names are roamstack_<group>_<name>, and
+   the registry's gauges (sessions, channels) are typed gauge, the rest counter.
+2. A known counter moves: an echo round trip through the client raises
+   roamstack_node_rx_packets, and the open session shows in roamstack_migrate_sessions.
+3. Bad requests: binary garbage gets HTTP 400, a POST 400, another path 404; they are
+   counted (roamstack_metrics_bad_requests, _not_found) and the server keeps serving.
+4. The connection cap: with 16 idle connections open, a 17th is closed at once, counted
+   (refused_over_cap); once they close, curl is answered again.
+Nothing is timed; every wait is a poll with harness bounds.
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import TestFailure, check, log  # noqa: E402
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? '
+                    r'(?P<value>-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|NaN|[+-]Inf)$')
+GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "roamstack_migrate_sessions_unmovable",
+          "roamstack_migrate_parked", "roamstack_channel_channels", "roamstack_metrics_connections",
+          "roamstack_app_connections"}
+# The defense group's state readings (stack/defense: cookie mode, per-listener cookie state,
+# the flood detector's rates and alarm).
+GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+)")
+
+
+def curl(url, *extra):
+    result = subprocess.run(["curl", "-sS", "--max-time", "20"] + list(extra) + [url], stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=harness.IO_TIMEOUT)
+    return result
+
+
+def fetch(address):
+    result = subprocess.run(["curl", "-sS", "--max-time", "20", "-i", "http://%s/metrics" % address],
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=harness.IO_TIMEOUT)
+    check(result.returncode == 0, "curl: exit %d, %s" % (result.returncode, result.stderr))
+    head, _, body = result.stdout.decode().partition("\r\n\r\n")
+    check(head.startswith("HTTP/1.0 200 OK"), "metrics answered %r" % head[:80])
+    check("Content-Type: text/plain; version=0.0.4" in head, "metrics content type: %r" % head)
+    return parse(body)
+
+
+def parse(body):
+    """{name: value}; checks every line."""
+    types = {}
+    values = {}
+    check(body.endswith("\n"), "the metrics text does not end with a newline")
+    for number, line in enumerate(body.split("\n")[:-1], 1):
+        if line.startswith("# HELP "):
+            check(len(line.split(" ", 3)) == 4, "line %d: HELP without text: %r" % (number, line))
+            continue
+        if line.startswith("# TYPE "):
+            parts = line.split(" ")
+            check(len(parts) == 4 and parts[3] in ("counter", "gauge"), "line %d: bad TYPE %r" % (number, line))
+            check(parts[2] not in types, "line %d: %s typed twice" % (number, parts[2]))
+            types[parts[2]] = parts[3]
+            continue
+        match = SAMPLE.match(line)
+        check(match is not None, "line %d does not parse as a sample: %r" % (number, line))
+        name = match.group(1)
+        check(name in types, "line %d: %s has no TYPE line before it" % (number, name))
+        check(name.startswith("roamstack_"), "line %d: %s is not roamstack_<group>_<name>" % (number, name))
+        check(name not in values, "line %d: %s given twice" % (number, name))
+        values[name] = float(match.group("value"))
+    for name, kind in types.items():
+        want = "gauge" if name in GAUGES or GAUGE_PATTERN.fullmatch(name) else "counter"
+        check(kind == want, "%s is typed %s, expected %s" % (name, kind, want))
+    check(len(values) > 40, "only %d samples" % len(values))
+    return values
+
+
+def raw_request(address, payload):
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=harness.IO_TIMEOUT) as sock:
+        sock.sendall(payload)
+        got = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return got
+            got += chunk
+
+
+def wait_for(address, name, predicate, what):
+    deadline = time.monotonic() + harness.READY_TIMEOUT
+    while True:
+        values = fetch(address)
+        if predicate(values.get(name)):
+            return values
+        if time.monotonic() > deadline:
+            raise TestFailure("%s: %s is %r" % (what, name, values.get(name)))
+        time.sleep(0.05)
+
+
+def main():
+    address = "127.0.0.1:%d" % harness.free_tcp_port()
+    client_address = "127.0.0.1:%d" % harness.free_tcp_port()
+    with harness.Pair(mode="echo", server_extra=["--metrics", address],
+                      client_extra=["--metrics", client_address]) as pair:
+        before = fetch(address)
+        client_before = fetch(client_address)
+        check(before["roamstack_migrate_sessions"] == 0, "sessions before: %r" % before["roamstack_migrate_sessions"])
+        sock = pair.connect()
+        sock.sendall(b"count me\n" * 50)
+        got = b""
+        while len(got) < 450:
+            chunk = sock.recv(4096)
+            check(chunk, "echo ended early")
+            got += chunk
+        after = fetch(address)
+        check(after["roamstack_node_rx_packets"] > before["roamstack_node_rx_packets"],
+              "rx_packets did not grow: %r -> %r" % (before["roamstack_node_rx_packets"],
+                                                     after["roamstack_node_rx_packets"]))
+        check(after["roamstack_migrate_sessions"] == 1, "sessions with one open: %r" % after["roamstack_migrate_sessions"])
+        log("metrics: %d samples parse; rx_packets %d -> %d, sessions 1" % (
+            len(after), before["roamstack_node_rx_packets"], after["roamstack_node_rx_packets"]))
+        client_after = fetch(client_address)
+        check(client_after["roamstack_node_tx_packets"] > client_before["roamstack_node_tx_packets"],
+              "the client's tx_packets did not grow")
+        check(client_after["roamstack_app_connections"] == 1, "client connections: %r" %
+              client_after["roamstack_app_connections"])
+        check(client_after["roamstack_follower_channels_established"] >= 1, "the client counts no channel")
+        log("metrics: the client's %d samples parse; tx_packets %d -> %d, 1 connection, channel established" % (
+            len(client_after), client_before["roamstack_node_tx_packets"], client_after["roamstack_node_tx_packets"]))
+
+        garbage = raw_request(address, b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
+        check(garbage.startswith(b"HTTP/1.0 400 "), "garbage was answered %r" % garbage[:60])
+        posted = curl("http://%s/metrics" % address, "-X", "POST", "-o", "/dev/null", "-w", "%{http_code}")
+        check(posted.stdout == "400", "POST answered %r" % posted.stdout)
+        other = curl("http://%s/" % address, "-o", "/dev/null", "-w", "%{http_code}")
+        check(other.stdout == "404", "GET / answered %r" % other.stdout)
+        values = fetch(address)
+        check(values["roamstack_metrics_bad_requests"] == 2, "bad_requests %r" % values["roamstack_metrics_bad_requests"])
+        check(values["roamstack_metrics_not_found"] == 1, "not_found %r" % values["roamstack_metrics_not_found"])
+        log("metrics: garbage and POST got 400, / got 404, counted; still serving")
+
+        host, port = address.rsplit(":", 1)
+        idle = [socket.create_connection((host, int(port)), timeout=harness.IO_TIMEOUT) for _ in range(16)]
+        try:
+            extra = socket.create_connection((host, int(port)), timeout=harness.IO_TIMEOUT)
+            try:
+                closed = extra.recv(100)
+            except ConnectionResetError:
+                closed = b""
+            check(closed == b"", "a 17th connection got %r instead of being closed" % closed)
+            extra.close()
+        finally:
+            for s in idle:
+                s.close()
+        values = wait_for(address, "roamstack_metrics_connections", lambda v: v == 1, "idle connections gone")
+        check(values["roamstack_metrics_refused_over_cap"] >= 1, "refused_over_cap %r" %
+              values["roamstack_metrics_refused_over_cap"])
+        log("metrics: 16 idle connections held the cap; the 17th was closed and counted")
+        check(pair.server.alive(), "the server died")
+        sock.close()
+        pair.stop_all()
+    log("PASS")
+
+
+if __name__ == "__main__":
+    harness.run(main)
