@@ -2,16 +2,18 @@
 """Dead and unreachable servers: the local application gets a reset, never a clean EOF,
 within the documented bound, and roam-client logs why (issue 12).
 
-1. kill -9 of the server (default --dead-peer 30): one local app idle, waiting to read,
-   and one sending without pause. Both must see a reset (ConnectionResetError or
-   BrokenPipeError) within the bound (30 s of silence + 1 s of polling) + slack, and the
-   client must log "lost: keepalive timeout" and "lost: retransmission timeout" and
-   count one of each.
-2. --dead-peer 6: the same idle case with a shorter bound (the option works).
+1. kill -9 of the server (--dead-peer 6): one local app idle, waiting to read, and one
+   sending without pause. Both must see a reset (ConnectionResetError or BrokenPipeError)
+   within the bound (6 s of silence + 1 s of polling) + slack, and the client must log
+   "lost: keepalive timeout" and "lost: retransmission timeout" and count one of each.
+2. --dead-peer 4: the same idle case with another bound (the option is taken as given).
 3. Nothing at the route's UDP port: the local app gets a reset within the channel wait
-   (2 s) + --connect-timeout (default 10 s) + slack, and the client logs "connect timeout".
+   (2 s) + --connect-timeout (3 s here) + slack, and the client logs "connect timeout".
 4. A live server with nothing listening on the forward's port: a reset (refused), logged.
 
+The bounds are short so that the test takes seconds, not a minute: the defaults
+(--dead-peer 30, --connect-timeout 10) are pinned by tests/apps/link_cli_test.cpp, and
+the rule is the same for any bound (tests/stack/dead_peer_test.cpp).
 The socket timeouts below are hang detectors (bound + 60 s), not timed assertions; the
 times are printed as information.
 """
@@ -29,7 +31,7 @@ from harness import TestFailure, check, log  # noqa: E402
 SLACK = 60.0
 POLL = 1.0            # the dead-peer check runs at least every 0.5 s; a second of margin
 CHANNEL_WAIT = 2.0    # a carrier waits this long for its control channel (Follower)
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 3.0     # --connect-timeout given to the clients below
 
 
 def expect_reset_on_read(sock, bound, what):
@@ -112,6 +114,7 @@ def unreachable_server():
     client = harness.RoamProcess("client", [
         harness.ROAM_CLIENT, "--link", "udp:127.0.0.1:%d" % client_udp, "--addr", harness.CLIENT_ADDR,
         "--route", "%s=127.0.0.1:%d" % (harness.SERVER_NET, nowhere),
+        "--connect-timeout", "%d" % CONNECT_TIMEOUT,
         "-L", "127.0.0.1:%d:%s:7000" % (forward, harness.SERVER_ADDR)])
     wait_log(client, "[app] forwarding ")
     bound = CHANNEL_WAIT + CONNECT_TIMEOUT + POLL
@@ -125,7 +128,7 @@ def unreachable_server():
 def no_listener():
     # A second forward to a port the (live) server does not listen on.
     port = harness.free_tcp_port()
-    extra = ["-L", "127.0.0.1:%d:%s:7999" % (port, harness.SERVER_ADDR)]
+    extra = ["-L", "127.0.0.1:%d:%s:7999" % (port, harness.SERVER_ADDR), "--connect-timeout", "%d" % CONNECT_TIMEOUT]
     with harness.Pair(mode="echo", client_extra=extra) as pair:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         expect_reset_on_read(sock, CHANNEL_WAIT + CONNECT_TIMEOUT + POLL, "app of a port without listener")
@@ -139,8 +142,8 @@ def no_listener():
 
 
 def main():
-    killed_server(30, [])
     killed_server(6, ["--dead-peer", "6"])
+    killed_server(4, ["--dead-peer", "4"])
     unreachable_server()
     no_listener()
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """A proxy killed with SIGKILL, no move (issue 12; the lab: tests/netns/proxy_lab.py): the
 applications behind roam-client get a reset (ECONNRESET or another error, never a clean
-EOF) within the dead-peer bound (120 s here, generous against the documented keepalive
-bound; PROXY_DEAD_BOUND=SECONDS changes it).
+EOF) within the dead-peer bound (120 s here, generous against the client's --dead-peer
+of 6 s; PROXY_DEAD_BOUND=SECONDS changes it). The client runs with --dead-peer 6 rather
+than the default 30 s, which would only make the test wait longer: the default is pinned
+by tests/apps/link_cli_test.cpp and the rule is the same for any bound.
 
 The origin's backend is a small python server (proxy_lab.BACKEND) on 127.0.0.1:7070 in
 namespace o. Two applications in the client namespace, behind the strict NAT, each on
@@ -29,6 +31,7 @@ from proxy_lab import BACKEND, LPORT, Lines, ProxyLab, end, spawn_in, wait_until
 
 BACKEND_PORT = 7070
 BOUND = float(os.environ.get("PROXY_DEAD_BOUND", "120"))
+DEAD_PEER = 6  # roam-client --dead-peer: seconds of silence before a peer is dead
 
 # In namespace c: the reader and the writer (threads); "ready" when both are established and
 # 1 MiB was written; after "killed" on stdin, prints "<who> reset|error|eof after S s" for
@@ -100,7 +103,7 @@ def main(lab):
     apps = None
     try:
         lab.wait_log("backend", "listening")
-        plab.start()
+        plab.start(client_args=["--dead-peer", str(DEAD_PEER)])
         apps = spawn_in(lab, "c", [sys.executable, "-u", "-c", APPS, str(LPORT), str(BOUND)])
         out = Lines(apps)
         wait_until(lambda: "ready" in out.lines, 60, "both applications established and 1 MiB written",
