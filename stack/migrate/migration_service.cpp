@@ -183,6 +183,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
       config_.channel.port, segment_mac_.get(),
       config_.channel.limits);
   channels_->set_hello_credential(credential_);
+  if (config_.link_key_issuer) channels_->set_link_key_issuer(config_.link_key_issuer);
   directory_ = std::make_unique<ChannelDirectory>(*channels_, counters_);
   importer_ = std::make_unique<migrate::Importer>(
       node_, table_,

@@ -83,6 +83,8 @@ struct MigrationConfig {
   // younger ones are closed cleanly instead. 0: all move.
   uint64_t protect_older_than_ms = 0;
   IpAddress address4;  // this server's carrier addresses
+  // --udp-roam: gives each client that can send link rebinds its link key (unset: none).
+  ChannelServer::LinkKeyIssuer link_key_issuer;
   std::optional<IpAddress> address6;
 };
 
