@@ -200,6 +200,7 @@ class Server final : public SessionTable {
     if (options_.link.udp_link != nullptr && options_.link.udp_link->roam() != nullptr) {
       UdpRoamTable* roam = options_.link.udp_link->roam();
       migration.link_key_issuer = [roam](const IpAddress& inner) { return roam->issue_key(inner); };
+      migration.link_roam = roam;
     } else if (!options_.link.udp_roam.empty()) {
       throw ConfigError("--udp-roam needs a udp link");
     }
