@@ -322,3 +322,18 @@ TEST_CASE("udp link: a valid rebind from a new socket moves the route; a forged 
   for (int fd : {old_socket, new_socket, forger}) close(fd);
   uv_loop_close(&loop);
 }
+
+TEST_CASE("link rebind: the PROTOCOL.md 3.8 example (computed with Python's hmac, SHA-512 cut to 32 bytes)") {
+  LinkKey key{};
+  for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<uint8_t>(i + 1);
+  auto datagram = encode_link_rebind(ip("198.18.50.2"), 0x0005f0a1b2c3d4e5ull, key);
+  static const char* want =
+      "1a010400c61232020005f0a1b2c3d4e5b8a600af6082ac8a1721a3a47f10899e86de8405a0a48291c7711895f76773a0";
+  std::string hex;
+  for (uint8_t b : datagram) {
+    static const char digits[] = "0123456789abcdef";
+    hex += digits[b >> 4];
+    hex += digits[b & 15];
+  }
+  CHECK(hex == want);
+}
