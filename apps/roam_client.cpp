@@ -257,6 +257,8 @@ class Client {
   // New connections go where the forward's server went (the connections it had there
   // followed the ACM already).
   void repoint_forwards(const Follower::ServerMove& move) {
+    // The old server's link key is of no use any more (the new one sends its own).
+    if (rebinder_) rebinder_->forget(move.from);
     for (auto& listener : listeners_) {
       Forward& forward = listener->forward;
       if (!(forward.server == move.from) || (move.from_port != 0 && forward.server_port != move.from_port)) continue;

@@ -171,7 +171,19 @@ bool UdpRoamTable::allows(const sockaddr_storage& source, std::span<const uint8_
   auto it = by_endpoint_.find(*name);
   if (it == by_endpoint_.end()) return false;
   auto inner = IpAddress::source_of(packet);
-  if (inner && address_key(*inner) == it->second) return true;
+  if (!inner) {
+    ++counters_.rx_wrong_inner;
+    return false;
+  }
+  auto inner_name = address_key(*inner);
+  if (inner_name == it->second) return true;
+  // A roaming client whose inner address changed (roam-client --addr-file) must reach the
+  // channel port from its new address to get that address's key: an address in the
+  // prefixes that no endpoint has proved yet is taken too (as from a static peer).
+  if (covers(*inner)) {
+    auto entry = entries_.find(inner_name);
+    if (entry == entries_.end() || !entry->second.bound) return true;
+  }
   ++counters_.rx_wrong_inner;
   return false;
 }

@@ -5,7 +5,9 @@
 // The UdpLink asks it, before its static allowlist, what to do with a rebind datagram,
 // sends packets for a roamed inner address to its endpoint (ahead of the static routes),
 // and takes IP packets from a roamed endpoint only when their inner source is the inner
-// address bound to it (an endpoint earns no more than the one address it proved).
+// address bound to it, or an address of the prefixes no endpoint is bound to (a client
+// whose inner address changed reaches the channel port for its new key): an endpoint
+// never speaks for an address another endpoint proved.
 //
 // A rebind that is malformed, names an inner address with no key, fails the MAC, or
 // repeats or goes back on the counter is dropped, counted, and changes nothing. Work per
@@ -69,7 +71,8 @@ class UdpRoamTable {
   // Where packets for `inner` go now (a valid rebind's source), or nullptr.
   const sockaddr_storage* endpoint_for(const IpAddress& inner) const;
   // Whether an IP packet from `source` is from a roamed endpoint and has the inner source
-  // address bound to it (counts rx_wrong_inner when the endpoint is roamed but not that).
+  // address bound to it, or an unbound one of the prefixes (counts rx_wrong_inner when the
+  // endpoint is roamed but the source is neither).
   bool allows(const sockaddr_storage& source, std::span<const uint8_t> packet);
   bool empty() const { return entries_.empty(); }
 

@@ -170,8 +170,10 @@ TEST_CASE("udp roam table: only a valid, fresh rebind for a known inner address 
   CHECK(same_endpoint(table.endpoint_for(client), new_path));
   CHECK(table.allows(new_path, ipv4_from("198.18.50.2")));
   CHECK_FALSE(table.allows(old_path, ipv4_from("198.18.50.2")));
-  // The endpoint speaks for its own inner address only.
-  CHECK_FALSE(table.allows(new_path, ipv4_from("198.18.50.3")));
+  // The endpoint speaks for its own inner address, and for addresses of the prefixes no
+  // endpoint proved (a client whose inner address changed), never outside them.
+  CHECK_FALSE(table.allows(new_path, ipv4_from("198.18.51.3")));
+  CHECK(table.allows(new_path, ipv4_from("198.18.50.3")));
   CHECK(table.counters().rx_wrong_inner == 1);
 
   // A new key (the client's channel reconnected) starts over: the old key's rebinds fail.
@@ -195,8 +197,13 @@ TEST_CASE("udp roam table: an endpoint moved to another client is no longer the 
   CHECK(table.on_rebind(encode_link_rebind(b, 1, key_of(2)), shared, 0) == RebindVerdict::applied);
   CHECK(table.endpoint_for(a) == nullptr);
   CHECK(same_endpoint(table.endpoint_for(b), shared));
-  CHECK_FALSE(table.allows(shared, ipv4_from("198.18.50.2")));
   CHECK(table.allows(shared, ipv4_from("198.18.50.3")));
+  // a proves another endpoint: the shared one may no longer speak for it.
+  const auto own = endpoint("198.18.0.9:40001");
+  CHECK(table.on_rebind(encode_link_rebind(a, 2, key_of(1)), own, 0) == RebindVerdict::applied);
+  CHECK_FALSE(table.allows(shared, ipv4_from("198.18.50.2")));
+  CHECK(table.allows(own, ipv4_from("198.18.50.2")));
+  CHECK_FALSE(table.allows(own, ipv4_from("198.18.50.3")));
 }
 
 TEST_CASE("udp roam table: verification work is rate-limited per source address") {
