@@ -154,14 +154,10 @@ void UdpLink::on_rebind(PacketView datagram, const sockaddr_storage& source) {
     return;
   }
   // Refusals: at most one line a second (anyone can send them).
-  if (now < rebind_log_at_ms_) {
-    ++rebind_log_suppressed_;
-    return;
-  }
-  rebind_log_at_ms_ = now + 1000;
-  log->info("udp link: dropped a link rebind from {}: {} ({} more not logged)", format_socket_address(source),
-            rebind_verdict_name(verdict), rebind_log_suppressed_);
-  rebind_log_suppressed_ = 0;
+  uint64_t suppressed = 0;
+  if (rebind_refusal_log_.allow(suppressed))
+    log->info("udp link: dropped a link rebind from {}: {} ({} more not logged)", format_socket_address(source),
+              rebind_verdict_name(verdict), suppressed);
 }
 
 const UdpRoute* UdpLink::route_for(const IpAddress& destination) const {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/ip_address.hpp"
+#include "base/rate_limited_log.hpp"
 #include "base/socket_address.hpp"
 #include "base/uv_handle.hpp"
 #include "tun/link.hpp"
@@ -91,8 +92,7 @@ class UdpLink final : public Link {
   ReceiveBatchFn on_batch_;
   LinkCounters counters_;
   uint64_t rebinds_ignored_ = 0;
-  uint64_t rebind_log_suppressed_ = 0;
-  uint64_t rebind_log_at_ms_ = 0;
+  RateLimitedLog rebind_refusal_log_{std::chrono::seconds(1)};
 
   // Receive side: one buffer per datagram of a batch, one byte larger than the MTU so an
   // oversize datagram shows up as truncated and is dropped.
