@@ -30,6 +30,12 @@ std::string link_options_help() {
                          By default a udp link takes datagrams only from its routes'
                          endpoints, since each carries an IP packet for the stack;
                          `--udp-allow any` takes them from anywhere
+  --udp-roam PREFIX      udp link, server: clients inside PREFIX (inner addresses) may
+                         move their UDP endpoint with an authenticated link rebind
+                         (a new client address, a NAT that rebinds; PROTOCOL.md 3.8).
+                         Each gets a link key on its control channel; the route for its
+                         inner address then follows the endpoint its last valid rebind
+                         came from (repeatable; default: none, routes stay static)
   --mtu N                link MTU, 576-65535 (default 1500)
   --pcap FILE            write every packet sent and received on the link to FILE
   --log-level LEVEL      trace, debug, info, warn, error, off (default info)
@@ -107,6 +113,8 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
     options.routes.push_back(option_value(argc, argv, i));
   else if (arg == "--udp-allow")
     options.udp_allow.push_back(option_value(argc, argv, i));
+  else if (arg == "--udp-roam")
+    options.udp_roam.push_back(option_value(argc, argv, i));
   else if (arg == "--mtu")
     options.mtu = parse_number(option_value(argc, argv, i), 65535, "--mtu");
   else if (arg == "--pcap")
@@ -128,7 +136,7 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
   return true;
 }
 
-void attach_link(Node& node, const LinkOptions& options) {
+UdpLink* attach_link(Node& node, const LinkOptions& options) {
   if (options.address.empty()) throw ConfigError("--addr is required (this node's own IPv4 address)");
   auto prefix = IpPrefix::parse(options.address);
   if (!prefix || prefix->address.version != 4) throw ConfigError("bad --addr '" + options.address + "'");
@@ -144,6 +152,7 @@ void attach_link(Node& node, const LinkOptions& options) {
   if (options.mtu < 576) throw ConfigError("--mtu must be at least 576");
 
   std::unique_ptr<Link> link;
+  UdpLink* udp = nullptr;
   if (options.link.rfind("udp:", 0) == 0) {
     UdpLinkConfig config;
     config.mtu = options.mtu;
@@ -168,10 +177,20 @@ void attach_link(Node& node, const LinkOptions& options) {
       else
         config.allow.push_back(allow->rule);
     }
-    link = std::make_unique<UdpLink>(node.loop(), std::move(config));
+    std::vector<IpPrefix> roam;
+    for (const auto& text : options.udp_roam) {
+      auto roam_prefix = IpPrefix::parse(text);
+      if (!roam_prefix) throw ConfigError("bad --udp-roam '" + text + "': expected a prefix (inner addresses)");
+      roam.push_back(*roam_prefix);
+    }
+    if (!roam.empty()) config.roam = std::make_shared<UdpRoamTable>(std::move(roam));
+    auto udp_link = std::make_unique<UdpLink>(node.loop(), std::move(config));
+    udp = udp_link.get();
+    link = std::move(udp_link);
   } else if (options.link.rfind("tun:", 0) == 0) {
     if (!options.routes.empty()) throw ConfigError("--route applies to udp links only (the kernel routes a TUN)");
     if (!options.udp_allow.empty()) throw ConfigError("--udp-allow applies to udp links only");
+    if (!options.udp_roam.empty()) throw ConfigError("--udp-roam applies to udp links only");
     TunLinkConfig config{options.link.substr(4), options.mtu, true};
     if (auto comma = config.name.find(','); comma != std::string::npos) {
       if (config.name.substr(comma + 1) != "no-offload")
@@ -191,6 +210,7 @@ void attach_link(Node& node, const LinkOptions& options) {
   }
   auto added = node.add_interface(std::move(link), interface);
   if (!added) throw ConfigError(added.error());
+  return udp;
 }
 
 ShutdownOnSignal::ShutdownOnSignal(Node& node, std::function<void()> close_sessions, std::function<void()> on_last)

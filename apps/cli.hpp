@@ -21,12 +21,15 @@
 
 namespace roam {
 
+class UdpLink;
+
 struct LinkOptions {
   std::string link;                 // "udp:IP:PORT" or "tun:NAME"
   std::string address;              // this node's lwIP IPv4 address, optionally /PREFIX
   std::string address6;             // optional IPv6 address
   std::vector<std::string> routes;  // "PREFIX=IP:PORT" (udp links)
   std::vector<std::string> udp_allow;  // extra accepted UDP sources, or "any" (udp links)
+  std::vector<std::string> udp_roam;   // inner prefixes a link rebind may move (udp links)
   size_t mtu = 1500;
   std::string pcap;
   std::string log_level = "info";
@@ -34,6 +37,9 @@ struct LinkOptions {
   DeadPeerPolicy dead_peer{default_dead_peer_ms, default_connect_timeout_ms};
   static constexpr uint32_t default_dead_peer_ms = 30'000;
   static constexpr uint32_t default_connect_timeout_ms = 10'000;
+  // Set by run_node_app once the link is built: the UDP link (owned by the node), or
+  // nullptr for a TUN link.
+  UdpLink* udp_link = nullptr;
 };
 
 // The help text for the options above (and the dead-peer ones), for a program's --help.
@@ -53,7 +59,8 @@ std::string option_value(int argc, char** argv, int& i);
 unsigned long parse_number(const std::string& text, unsigned long max, const std::string& what);
 
 // Builds the link, adds it to the node with the configured addresses. Throws ConfigError.
-void attach_link(Node& node, const LinkOptions& options);
+// Returns the UDP link (owned by the node) or nullptr for a TUN link.
+UdpLink* attach_link(Node& node, const LinkOptions& options);
 
 // Parses "IP" or "[IPv6]" host text.
 IpAddress parse_host(const std::string& text, const std::string& what);

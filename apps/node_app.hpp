@@ -16,6 +16,7 @@
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
 #include "base/log.hpp"
+#include "tun/udp_link.hpp"
 
 namespace roam {
 
@@ -31,6 +32,21 @@ inline void log_node_counters(const Node& node) {
   logger("node")->info("connections lost: {}", peer_losses_text());
 }
 
+// Link rebinds (--udp-roam, and any that reached a link without it).
+inline void log_roam_counters(const UdpLink* udp) {
+  if (udp == nullptr) return;
+  if (const auto* roam = udp->roam()) {
+    const auto& r = roam->counters();
+    logger("node")->info(
+        "link rebinds: keys issued {}, received {}, applied {}, unchanged {}, malformed {}, unknown {}, forged {}, "
+        "replayed {}, rate-limited {}; packets from a roamed endpoint with another inner source {}",
+        r.keys_issued, r.rebinds, r.rebinds_applied, r.rebinds_unchanged, r.rebinds_malformed, r.rebinds_unknown,
+        r.rebinds_forged, r.rebinds_replayed, r.rebinds_rate_limited, r.rx_wrong_inner);
+  } else if (udp->rebinds_ignored() > 0) {
+    logger("node")->info("link rebinds: {} ignored (no --udp-roam)", udp->rebinds_ignored());
+  }
+}
+
 // `parse(arguments)` (an ArgumentList: argv with --config expanded by `specs`) returns
 // options with a `.link` member; `make_app(node, options)` returns the app, which must
 // have `shutdown()`. Both may throw ConfigError; one about an option that came from the
@@ -44,6 +60,7 @@ int run_node_app(const char* program, int argc, char** argv, const OptionSpecs& 
   std::unique_ptr<Node> node;
   std::optional<ArgumentList> arguments;
   decltype(make_app(*node, *static_cast<decltype(parse(*arguments))*>(nullptr))) app;
+  UdpLink* udp = nullptr;
   try {
     try {
       arguments.emplace(ArgumentList::from_main(argc, argv, specs));
@@ -60,7 +77,7 @@ int run_node_app(const char* program, int argc, char** argv, const OptionSpecs& 
     }();
     TcpConnection::set_dead_peer_policy(options.link.dead_peer);
     node = std::make_unique<Node>(loop);
-    attach_link(*node, options.link);
+    udp = options.link.udp_link = attach_link(*node, options.link);
     app = make_app(*node, options);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
@@ -69,7 +86,11 @@ int run_node_app(const char* program, int argc, char** argv, const OptionSpecs& 
   // Logged only once everything is up, so a start-up error stays the only line printed.
   logger("node")->info("interface up: {}", node->describe_interface(0));
   ShutdownOnSignal shutdown(
-      *node, [&] { app->shutdown(); }, [&] { log_node_counters(*node); });
+      *node, [&] { app->shutdown(); },
+      [&] {
+        log_node_counters(*node);
+        log_roam_counters(udp);
+      });
   uv_run(loop, UV_RUN_DEFAULT);
   app.reset();
   uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of the app's handles

@@ -30,6 +30,9 @@
 #include "base/log.hpp"
 #include "base/rate_limited_log.hpp"
 #include "tun/device_address_watcher.hpp"
+#include "base/clock.hpp"
+#include "tun/host_address_watcher.hpp"
+#include "tun/link_rebinder.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -72,6 +75,15 @@ Options:
                          --addr); on SIGUSR1 the file is read again and, if the address
                          changed, the client moves as above (any link: for a udp link
                          the address inside the tunnel)
+  --udp-rebind-interval SECONDS
+                         udp link: send each server that gave this client a link key
+                         (roam-server --udp-roam) an authenticated link rebind this
+                         often, besides right after the key arrives and whenever an
+                         address on this host changes: a NAT that rebinds is healed
+                         within one interval, and the rebinds keep its mapping alive.
+                         0-3600, 0: only on address changes (default 10). A roaming
+                         client binds its link to the wildcard (--link udp:0.0.0.0:PORT):
+                         a socket bound to an address the host loses cannot send
   -h, --help             show this help
 
 When a server moves as a whole (an Address Change Message takes every connection this
@@ -200,6 +212,7 @@ struct ClientOptions {
   std::string address_device;  // --addr-from-device: the TUN device's name
   std::string address_file;    // --addr-file
   std::string metrics;         // --metrics
+  uint64_t rebind_interval_ms = 10'000;  // --udp-rebind-interval
 };
 
 // The TUN device a --link names ("tun:NAME[,no-offload]"), or "" for other links.
@@ -269,6 +282,8 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
       options.address_file = option_value(argc, argv, i);
     } else if (arg == "--metrics") {
       options.metrics = option_value(argc, argv, i);
+    } else if (arg == "--udp-rebind-interval") {
+      options.rebind_interval_ms = parse_number(option_value(argc, argv, i), 3600, "--udp-rebind-interval") * 1000;
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
@@ -326,7 +341,15 @@ class Client {
     if (options.follow) {
       Follower::Events events;
       events.on_server_moved = [this](const Follower::ServerMove& move) { repoint_forwards(move); };
-      follower_ = std::make_unique<Follower>(node_, options.channel, std::move(events));
+      ChannelOptions channel = options.channel;
+      if (options.link.udp_link != nullptr) {
+        start_rebinds(*options.link.udp_link, options.rebind_interval_ms);
+        channel.link_rebind = true;
+        events.on_link_key = [this](const IpAddress& server, const control::LinkKeyGrant& grant) {
+          on_link_key(server, grant);
+        };
+      }
+      follower_ = std::make_unique<Follower>(node_, channel, std::move(events));
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
@@ -337,6 +360,13 @@ class Client {
   void shutdown() {
     if (metrics_) metrics_->close();
     if (watcher_) watcher_->close();
+    if (host_watcher_) host_watcher_->close();
+    rebind_timer_.close();
+    rebind_soon_timer_.close();
+    if (rebinder_)
+      logger("app")->info("link rebinds: keys {}, sent {}, failed {}, host address changes {}",
+                          rebinder_->counters().keys, rebinder_->counters().sent, rebinder_->counters().send_failed,
+                          host_watcher_ ? host_watcher_->changes() : 0);
     address_signal_.close();
     if (follower_) follower_->close();
     listeners_.clear();
@@ -367,6 +397,8 @@ class Client {
       socks_moves_.push_back(move);
       if (socks_moves_.size() > max_socks_moves) socks_moves_.erase(socks_moves_.begin());
     }
+    // The old server's link key is of no use any more (the new one sends its own).
+    if (rebinder_) rebinder_->forget(move.from);
     for (auto& listener : listeners_) {
       Forward& forward = listener->forward;
       if (!(forward.server == move.from) || (move.from_port != 0 && forward.server_port != move.from_port)) continue;
@@ -614,6 +646,57 @@ class Client {
     if (follower_ && pcb != nullptr) follower_->track(pcb);
   }
 
+  // Link rebinds (PROTOCOL.md 3.8): a UDP link's server learns our endpoint from them
+  // when our host's address changes or a NAT in front of us rebinds.
+  void start_rebinds(UdpLink& link, uint64_t interval_ms) {
+    rebinder_ = std::make_unique<LinkRebinder>([&link](const IpAddress& server, std::span<const uint8_t> datagram) {
+      auto endpoint = link.endpoint_for(server);
+      return endpoint && link.send_datagram(datagram, *endpoint);
+    });
+    host_watcher_ = std::make_unique<HostAddressWatcher>(node_.loop(), [this] { on_host_addresses_changed(); });
+    auto started = host_watcher_->start();
+    if (!started) {
+      // Periodic rebinds still heal a move, only later.
+      logger("app")->warn("cannot watch this host's addresses ({}): link rebinds are only periodic", started.error());
+      host_watcher_.reset();
+    }
+    for (auto* timer : {&rebind_timer_, &rebind_soon_timer_}) {
+      uv_timer_init(node_.loop(), timer->get());
+      timer->mark_initialized();
+      timer->get()->data = this;
+    }
+    if (interval_ms > 0) {
+      uv_timer_start(rebind_timer_.get(), &Client::on_rebind_timer, interval_ms, interval_ms);
+      uv_unref(rebind_timer_.base());
+    }
+  }
+
+  void on_link_key(const IpAddress& server, const control::LinkKeyGrant& grant) {
+    if (!rebinder_) return;
+    rebinder_->set_key(server, grant.inner, grant.key);
+    logger("app")->info("server {} gave us a link key for {}: our UDP endpoint may move", server.to_string(),
+                        grant.inner.to_string());
+    // At once: the server learns the endpoint it sees us at (and, behind a NAT, the
+    // route follows it from now on).
+    rebinder_->send_to(server, unix_ms() * 1000);
+  }
+
+  // Sent now and once more a little later: the new address may not route yet when the
+  // kernel reports it (a route is often added after its address).
+  void on_host_addresses_changed() {
+    if (!rebinder_ || rebinder_->size() == 0) return;
+    size_t sent = rebinder_->send_all(unix_ms() * 1000);
+    logger("app")->info("this host's addresses changed: sent {} link rebind(s)", sent);
+    uv_timer_start(rebind_soon_timer_.get(), &Client::on_rebind_timer, rebind_again_ms, 0);
+  }
+
+  static void on_rebind_timer(uv_timer_t* timer) noexcept {
+    auto* self = static_cast<Client*>(timer->data);
+    if (self == nullptr || !self->rebinder_) return;
+    self->rebinder_->send_all(unix_ms() * 1000);
+  }
+  static constexpr uint64_t rebind_again_ms = 500;
+
   void open_carrier(KernelSplice* raw, const Forward& forward) {
     auto carrier = TcpConnection::connect(forward.server, forward.server_port, raw, nullptr,
                                           follower_ ? follower_->syn_option_for(forward.server) : nullptr);
@@ -636,6 +719,10 @@ class Client {
   Node& node_;
   std::unique_ptr<Follower> follower_;
   std::unique_ptr<DeviceAddressWatcher> watcher_;
+  std::unique_ptr<LinkRebinder> rebinder_;
+  std::unique_ptr<HostAddressWatcher> host_watcher_;
+  UvHandle<uv_timer_t> rebind_timer_;
+  UvHandle<uv_timer_t> rebind_soon_timer_;
   UvHandle<uv_signal_t> address_signal_;
   std::string address_file_;
   std::vector<std::unique_ptr<Listener>> listeners_;

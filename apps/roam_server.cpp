@@ -269,6 +269,13 @@ class Server final : public SessionTable {
     migration.protect_older_than_ms = options_.protect_older_than_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
+    if (options_.link.udp_link != nullptr && options_.link.udp_link->roam() != nullptr) {
+      UdpRoamTable* roam = options_.link.udp_link->roam();
+      migration.link_key_issuer = [roam](const IpAddress& inner) { return roam->issue_key(inner); };
+      migration.link_roam = roam;
+    } else if (!options_.link.udp_roam.empty()) {
+      throw ConfigError("--udp-roam needs a udp link");
+    }
     migration_ = std::make_unique<MigrationService>(node_, *this, migration);
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());

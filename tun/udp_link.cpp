@@ -28,6 +28,7 @@ UdpLink::UdpLink(uv_loop_t* loop, UdpLinkConfig config) : loop_(loop), config_(s
   tx_buffers_.resize(batch_size, std::vector<uint8_t>(config_.mtu));
   tx_headers_.resize(batch_size);
   tx_iovecs_.resize(batch_size);
+  tx_names_.resize(batch_size);
 }
 
 UdpLink::~UdpLink() {
@@ -36,7 +37,8 @@ UdpLink::~UdpLink() {
 
 std::string UdpLink::describe() const {
   // Whom it listens to belongs in the one line that says the interface is up.
-  return "udp:" + format_socket_address(config_.bind) + " (takes datagrams from: " + peers_.describe() + ")";
+  return "udp:" + format_socket_address(config_.bind) + " (takes datagrams from: " + peers_.describe() +
+         (config_.roam ? "; link rebinds for " + config_.roam->describe() : std::string()) + ")";
 }
 
 sockaddr_storage UdpLink::local_address() const {
@@ -110,7 +112,15 @@ void UdpLink::read_batches() {
         ++counters_.rx_dropped;  // larger than our MTU: not a packet we could have asked for
         continue;
       }
-      if (!peers_.allows(rx_sources_[static_cast<size_t>(i)])) {
+      PacketView datagram(rx_buffers_[static_cast<size_t>(i)].data(), header.msg_len);
+      if (is_link_rebind(datagram)) {
+        // Before the allowlist: a rebind comes from the endpoint that is not allowed yet.
+        ++counters_.rx_dropped;  // never a packet for the stack
+        on_rebind(datagram, rx_sources_[static_cast<size_t>(i)]);
+        continue;
+      }
+      if (!peers_.allows(rx_sources_[static_cast<size_t>(i)]) &&
+          !(config_.roam && config_.roam->allows(rx_sources_[static_cast<size_t>(i)], datagram))) {
         // Not a peer: its packet could carry any inner source. Dropped before the stack sees it.
         ++counters_.rx_dropped;
         ++counters_.rx_foreign;
@@ -128,20 +138,66 @@ void UdpLink::read_batches() {
   }
 }
 
-const UdpRoute* UdpLink::route_for(PacketView packet) const {
-  auto destination = IpAddress::destination_of(packet);
-  if (!destination) return nullptr;
+void UdpLink::on_rebind(PacketView datagram, const sockaddr_storage& source) {
+  if (!config_.roam) {
+    ++rebinds_ignored_;
+    return;
+  }
+  uint64_t now = uv_now(loop_);
+  auto verdict = config_.roam->on_rebind(datagram, source, now);
+  if (verdict == RebindVerdict::unchanged) return;
+  auto log = logger("link");
+  if (verdict == RebindVerdict::applied) {
+    auto rebind = decode_link_rebind(datagram);
+    log->info("udp link: {} is now at {} (link rebind)", rebind ? rebind->inner.to_string() : "?",
+              format_socket_address(source));
+    return;
+  }
+  // Refusals: at most one line a second (anyone can send them).
+  uint64_t suppressed = 0;
+  if (rebind_refusal_log_.allow(suppressed))
+    log->info("udp link: dropped a link rebind from {}: {} ({} more not logged)", format_socket_address(source),
+              rebind_verdict_name(verdict), suppressed);
+}
+
+const UdpRoute* UdpLink::route_for(const IpAddress& destination) const {
   const UdpRoute* best = nullptr;
   for (const auto& route : config_.routes) {
-    if (route.prefix.contains(*destination) && (best == nullptr || route.prefix.length > best->prefix.length))
+    if (route.prefix.contains(destination) && (best == nullptr || route.prefix.length > best->prefix.length))
       best = &route;
   }
   return best;
 }
 
+std::optional<sockaddr_storage> UdpLink::endpoint_for(const IpAddress& inner) const {
+  if (config_.roam)
+    if (const auto* roamed = config_.roam->endpoint_for(inner)) return *roamed;
+  const UdpRoute* route = route_for(inner);
+  if (route == nullptr) return std::nullopt;
+  return route->endpoint;
+}
+
+bool UdpLink::send_datagram(std::span<const uint8_t> datagram, const sockaddr_storage& to) {
+  if (fd_ < 0) return false;
+  socklen_t len = to.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  return sendto(fd_, datagram.data(), datagram.size(), MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to), len) ==
+         static_cast<ssize_t>(datagram.size());
+}
+
 void UdpLink::send(PacketView packet) {
-  const UdpRoute* route = route_for(packet);
-  if (route == nullptr || packet.size() > config_.mtu || fd_ < 0) {
+  auto destination = IpAddress::destination_of(packet);
+  const sockaddr_storage* endpoint = nullptr;
+  socklen_t endpoint_len = 0;
+  if (destination) {
+    if (config_.roam) endpoint = config_.roam->endpoint_for(*destination);
+    if (endpoint != nullptr) {
+      endpoint_len = endpoint->ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    } else if (const UdpRoute* route = route_for(*destination)) {
+      endpoint = &route->endpoint;
+      endpoint_len = route->endpoint_len;
+    }
+  }
+  if (endpoint == nullptr || packet.size() > config_.mtu || fd_ < 0) {
     ++counters_.tx_dropped;
     return;
   }
@@ -152,8 +208,10 @@ void UdpLink::send(PacketView packet) {
   tx_headers_[slot] = {};
   tx_headers_[slot].msg_hdr.msg_iov = &tx_iovecs_[slot];
   tx_headers_[slot].msg_hdr.msg_iovlen = 1;
-  tx_headers_[slot].msg_hdr.msg_name = const_cast<sockaddr_storage*>(&route->endpoint);
-  tx_headers_[slot].msg_hdr.msg_namelen = route->endpoint_len;
+  // Copied: a rebind may move the roamed endpoint before flush().
+  tx_names_[slot] = *endpoint;
+  tx_headers_[slot].msg_hdr.msg_name = &tx_names_[slot];
+  tx_headers_[slot].msg_hdr.msg_namelen = endpoint_len;
 }
 
 void UdpLink::flush() {

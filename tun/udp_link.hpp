@@ -3,22 +3,31 @@
 // prefixes to UDP endpoints (longest prefix wins). Reads and writes in batches
 // (recvmmsg/sendmmsg) because one system call per packet dominates a userspace data path.
 // Takes datagrams only from the routes' endpoints and the configured extra sources
-// (tun/udp_peer_allowlist.hpp); others are dropped and counted (rx_foreign).
+// (tun/udp_peer_allowlist.hpp); others are dropped and counted (rx_foreign). With a
+// UdpRoamTable (--udp-roam, tun/udp_roam_table.hpp) it also takes link rebind datagrams
+// (checked before the allowlist, never handed to the stack) and follows the clients that
+// proved their new endpoint with one.
 // Owned by the Node; loop thread only.
 #pragma once
 
 #include <netinet/in.h>
+
+#include <optional>
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "base/ip_address.hpp"
+#include "base/rate_limited_log.hpp"
 #include "base/socket_address.hpp"
 #include "base/uv_handle.hpp"
 #include "tun/link.hpp"
 #include "tun/udp_peer_allowlist.hpp"
+#include "tun/udp_roam_table.hpp"
 
 namespace roam {
 
@@ -36,6 +45,8 @@ struct UdpLinkConfig {
   std::vector<UdpPeerRule> allow;
   bool allow_any_peer = false;
   size_t mtu = 1500;
+  // --udp-roam: inner addresses whose endpoint a link rebind may move (nullptr: none).
+  std::shared_ptr<UdpRoamTable> roam;
 };
 
 class UdpLink final : public Link {
@@ -54,12 +65,24 @@ class UdpLink final : public Link {
   // The bound address (useful when binding port 0).
   sockaddr_storage local_address() const;
   const UdpPeerAllowlist& peers() const { return peers_; }
+  UdpRoamTable* roam() { return config_.roam.get(); }
+  const UdpRoamTable* roam() const { return config_.roam.get(); }
+
+  // The endpoint packets for `inner` go to now (a roamed one, else the static route), or
+  // nullopt when no route covers it.
+  std::optional<sockaddr_storage> endpoint_for(const IpAddress& inner) const;
+  // Sends one datagram that is not an IP packet (a link rebind) on the link's socket at
+  // once. False if it could not be sent.
+  bool send_datagram(std::span<const uint8_t> datagram, const sockaddr_storage& to);
+  // Rebind datagrams that reached a link without --udp-roam (dropped, counted).
+  uint64_t rebinds_ignored() const { return rebinds_ignored_; }
 
  private:
   static constexpr size_t batch_size = 64;
   static void on_readable(uv_poll_t* handle, int status, int events) noexcept;
   void read_batches();
-  const UdpRoute* route_for(PacketView packet) const;
+  const UdpRoute* route_for(const IpAddress& destination) const;
+  void on_rebind(PacketView datagram, const sockaddr_storage& source);
 
   uv_loop_t* loop_;
   UdpLinkConfig config_;
@@ -68,6 +91,8 @@ class UdpLink final : public Link {
   UvHandle<uv_poll_t> poll_;
   ReceiveBatchFn on_batch_;
   LinkCounters counters_;
+  uint64_t rebinds_ignored_ = 0;
+  RateLimitedLog rebind_refusal_log_{std::chrono::seconds(1)};
 
   // Receive side: one buffer per datagram of a batch, one byte larger than the MTU so an
   // oversize datagram shows up as truncated and is dropped.
@@ -81,6 +106,7 @@ class UdpLink final : public Link {
   std::vector<std::vector<uint8_t>> tx_buffers_;
   std::vector<mmsghdr> tx_headers_;
   std::vector<iovec> tx_iovecs_;
+  std::vector<sockaddr_storage> tx_names_;
   size_t tx_queued_ = 0;
 };
 

@@ -49,6 +49,9 @@ struct ChannelOptions {
   // server it first connects to proves (an ACM then moves it only within that pool).
   std::vector<std::array<uint8_t, 32>> trusted_pools;
   uint64_t acm_max_age_ms = 30'000;
+  // Offer capability_link_rebind in the HELLO (a client on a UDP link: it can send link
+  // rebinds, so a server whose link roams gives it a LINK_KEY). Set by code, not an option.
+  bool link_rebind = false;
   uint64_t known_hosts_max_idle_s = 90ull * 24 * 3600;
 };
 

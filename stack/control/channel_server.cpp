@@ -69,6 +69,11 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
     if ((c.channel().peer_hello().capabilities & capability_owner_proof) != 0)
       verifier_.add_channel(&c, c.channel().handshake_hash(), c.channel().remote_static());
     learn_pool(c);
+    if ((c.channel().peer_hello().capabilities & control::capability_link_rebind) != 0 && link_key_issuer_) {
+      if (auto key = link_key_issuer_(c.peer_address())) {
+        if (c.send(control::LinkKeyGrant{c.peer_address(), *key})) ++counters_.link_keys_sent;
+      }
+    }
     logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
                             c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
   };

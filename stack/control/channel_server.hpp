@@ -78,6 +78,7 @@ struct ChannelServerCounters {
   uint64_t peer_moves_foreign = 0;    // a connection neither the key nor its pool owns
   uint64_t peer_moves_disabled = 0;   // this server takes no client moves (--client-moves off)
   uint64_t client_credentials_bad = 0;  // a client HELLO certificate that did not verify
+  uint64_t link_keys_sent = 0;          // LINK_KEY messages (PROTOCOL.md 3.8)
 };
 
 // Its limits are ChannelLimits (channel_options.hpp), shared with the option parsing.
@@ -106,6 +107,11 @@ class ChannelServer {
   using PeerMovedFn = std::function<bool(tcp_pcb* pcb, uint64_t connection_id, const crypto::HandoverToken& token,
                                          const std::optional<IpAddress>& direct)>;
   void set_on_peer_moved(PeerMovedFn on_peer_moved) { on_peer_moved_ = std::move(on_peer_moved); }
+  // Link rebinds (PROTOCOL.md 3.8): a fresh link key for a client's inner address, or
+  // nullopt when its link does not roam that address. Asked once per established channel
+  // whose client offers capability_link_rebind; the key goes to it in a LINK_KEY.
+  using LinkKeyIssuer = std::function<std::optional<std::array<uint8_t, control::link_key_bytes>>(const IpAddress&)>;
+  void set_link_key_issuer(LinkKeyIssuer issuer) { link_key_issuer_ = std::move(issuer); }
   // How old an ACM from a client may be (and how far in the future).
   static constexpr uint64_t peer_move_max_age_ms = 30'000;
   static constexpr uint64_t peer_move_max_skew_ms = 5'000;
@@ -196,6 +202,7 @@ class ChannelServer {
   // The highest ACM sequence applied from each client key (an old one is stale).
   std::map<OwnerKey, uint64_t> last_peer_move_;
   PeerMovedFn on_peer_moved_;
+  LinkKeyIssuer link_key_issuer_;
   RateLimitedLog bad_frame_log_;
   RateLimitedLog limit_log_;
   RateLimitedLog peer_move_log_;

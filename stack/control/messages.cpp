@@ -141,6 +141,11 @@ std::vector<uint8_t> encode_message(const Message& message) {
     put_u8(out, static_cast<uint8_t>(MessageType::register_connections));
     put_u16(out, static_cast<uint16_t>(reg->connection_ids.size()));
     for (uint64_t id : reg->connection_ids) put_u64(out, id);
+  } else if (const auto* grant = std::get_if<LinkKeyGrant>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::link_key));
+    put_u8(out, grant->inner.version);
+    put_bytes(out, grant->inner.bytes.data(), grant->inner.size());
+    put_bytes(out, grant->key.data(), grant->key.size());
   }
   return out;
 }
@@ -196,6 +201,20 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       if (std::find(m.connection_ids.begin(), m.connection_ids.end(), 0) != m.connection_ids.end())
         return unexpected(MessageError::bad_field);
       result = Message{std::move(m)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::link_key): {
+      LinkKeyGrant m;
+      uint8_t family = r.u8();
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (family != 4 && family != 6) return unexpected(MessageError::bad_field);
+      m.inner.version = family;
+      auto address = r.take(m.inner.size());
+      auto key = r.take(link_key_bytes);
+      if (r.failed()) return unexpected(MessageError::truncated);
+      std::memcpy(m.inner.bytes.data(), address.data(), m.inner.size());
+      std::memcpy(m.key.data(), key.data(), link_key_bytes);
+      result = Message{m};
       break;
     }
     default:

@@ -21,6 +21,8 @@
 //          client's ACM and already points the connections at its new address)
 //   ERROR  u16 code | u8 text length | text
 //   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
+//   LINK_KEY u8 ip version | inner address | 32-byte link key   (server to client, only
+//            to a client whose HELLO offered capability_link_rebind; PROTOCOL.md 3.8)
 //
 // REGISTER is how the client names the connections this channel speaks for: each id was
 // agreed by both ends when the connection was set up (stack/connection_id.hpp), so it
@@ -46,7 +48,7 @@ inline constexpr size_t max_host_id = 64;
 inline constexpr size_t max_error_text = 255;
 inline constexpr size_t handover_token_bytes = 32;  // crypto::handover_token_bytes
 
-enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5 };
+enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5, link_key = 6 };
 
 struct Hello {
   uint16_t version = protocol_version;
@@ -103,7 +105,21 @@ struct RegisterConnections {
   bool operator==(const RegisterConnections&) const = default;
 };
 
-using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections>;
+// HELLO capability bit: this client can send link rebinds (tun/link_rebind.hpp) on a UDP
+// link, so a server whose link roams (--udp-roam) gives it a LINK_KEY.
+// (capability_segment_mac is 1, capability_owner_proof 2.)
+inline constexpr uint32_t capability_link_rebind = 4;
+inline constexpr size_t link_key_bytes = 32;
+
+// The key the client MACs its link rebinds with, bound by the server to `inner`: the
+// client's address inside the tunnel, as this channel comes from it.
+struct LinkKeyGrant {
+  IpAddress inner;
+  std::array<uint8_t, link_key_bytes> key{};
+  bool operator==(const LinkKeyGrant&) const = default;
+};
+
+using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections, LinkKeyGrant>;
 
 enum class MessageError : uint8_t { truncated, trailing_bytes, unknown_type, bad_field, oversized };
 const char* message_error_name(MessageError error);

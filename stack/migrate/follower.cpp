@@ -228,7 +228,8 @@ void Follower::open_channel(Server& server) {
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::initiator, *key_,
       control::Hello{control::protocol_version, host_id,
-                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof,
+                     (segment_mac_ ? capability_segment_mac : 0) | capability_owner_proof |
+                         (options_.link_rebind ? control::capability_link_rebind : 0),
                      options_.hello_credential});
   ChannelConnection::Callbacks callbacks;
   Server* target = &server;
@@ -412,6 +413,8 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
     on_announcement_ack(server, *ack);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
+  } else if (const auto* grant = std::get_if<control::LinkKeyGrant>(&message)) {
+    if (events_.on_link_key && options_.link_rebind) events_.on_link_key(server.address, *grant);
   }
 }
 

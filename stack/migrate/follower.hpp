@@ -102,6 +102,8 @@ class Follower {
     std::function<void(const migrate::ChangeoverReport&)> on_moved;
     // Right after such an ACM was applied (the app re-points its forwards: issue 12).
     std::function<void(const ServerMove&)> on_server_moved;
+    // A trusted server gave this client a link key (LINK_KEY, PROTOCOL.md 3.8).
+    std::function<void(const IpAddress& server, const control::LinkKeyGrant&)> on_link_key;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError

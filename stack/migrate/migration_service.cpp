@@ -169,6 +169,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
       config_.channel.port, segment_mac_.get(),
       config_.channel.limits);
   channels_->set_hello_credential(credential_);
+  if (config_.link_key_issuer) channels_->set_link_key_issuer(config_.link_key_issuer);
   directory_ = std::make_unique<ChannelDirectory>(*channels_, counters_);
   importer_ = std::make_unique<migrate::Importer>(
       node_, table_,
@@ -279,6 +280,19 @@ void MigrationService::register_counters() {
   r.add("channel", "channels_refused", &k.channels_refused);
   r.add("channel", "channels_refused_source", &k.channels_refused_source);
   r.add("channel", "peer_moves", &k.peer_moves);
+  r.add("channel", "link_keys_sent", &k.link_keys_sent);
+  if (config_.link_roam != nullptr) {  // --udp-roam (PROTOCOL.md 3.8)
+    const auto& lr = config_.link_roam->counters();
+    r.add("link", "link_rebinds", &lr.rebinds);
+    r.add("link", "link_rebinds_applied", &lr.rebinds_applied);
+    r.add("link", "link_rebinds_unchanged", &lr.rebinds_unchanged);
+    r.add("link", "link_rebinds_malformed", &lr.rebinds_malformed);
+    r.add("link", "link_rebinds_unknown", &lr.rebinds_unknown);
+    r.add("link", "link_rebinds_forged", &lr.rebinds_forged);
+    r.add("link", "link_rebinds_replayed", &lr.rebinds_replayed);
+    r.add("link", "link_rebinds_rate_limited", &lr.rebinds_rate_limited);
+    r.add("link", "link_rx_wrong_inner", &lr.rx_wrong_inner);
+  }
   r.add("channel", "peer_moves_applied", &k.peer_moves_applied);
   r.add("channel", "peer_moves_refused", &k.peer_moves_refused);
   r.add("channel", "peer_moves_stale", &k.peer_moves_stale);

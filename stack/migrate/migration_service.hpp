@@ -41,6 +41,7 @@
 #include "crypto/pool_certificate.hpp"
 #include "stack/control/channel_options.hpp"
 #include "stack/control/channel_server.hpp"
+#include "tun/udp_roam_table.hpp"
 #include "stack/control/segment_mac_guard.hpp"
 #include "stack/migrate/control_access.hpp"
 #include "stack/migrate/exporter.hpp"
@@ -86,6 +87,9 @@ struct MigrationConfig {
   // younger ones are closed cleanly instead. 0: all move.
   uint64_t protect_older_than_ms = 0;
   IpAddress address4;  // this server's carrier addresses
+  // --udp-roam: gives each client that can send link rebinds its link key (unset: none).
+  ChannelServer::LinkKeyIssuer link_key_issuer;
+  const UdpRoamTable* link_roam = nullptr;  // its counters go into status (owned by the link)
   std::optional<IpAddress> address6;
 };
 
