@@ -61,6 +61,7 @@ OptionSpecs link_option_specs() {
       {"udp-allow", "--udp-allow", Kind::value, true}, {"mtu", "--mtu", Kind::value, false},
       {"pcap", "--pcap", Kind::value, false},         {"log-level", "--log-level", Kind::value, false},
       {"dead-peer", "--dead-peer", Kind::value, false}, {"connect-timeout", "--connect-timeout", Kind::value, false},
+      {"udp-roam", "--udp-roam", Kind::value, true},
   };
 }
 

@@ -240,6 +240,7 @@ OptionSpecs client_option_specs() {
       {"socks", "-D", Kind::value, true},
       {"socks-auth", "--socks-auth", Kind::value, false},
       {"socks-hosts", "--socks-hosts", Kind::value, false},
+      {"udp-rebind-interval", "--udp-rebind-interval", Kind::value, false},
       {"no-follow", "--no-follow", Kind::flag, false},
       {"addr-from-device", "--addr-from-device", Kind::flag, false},
       {"addr-file", "--addr-file", Kind::value, false},
