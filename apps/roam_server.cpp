@@ -91,6 +91,10 @@ Options:
                          client's ACK makes the connection (docs/SECURITY.md).
                          auto (default): while a listener's half-open connections
                          reach --syn-cookie-trigger of its backlog, and for 30 s after
+  --flood-detector on|off
+                         auto mode: SYN cookies also while the flood detector (a
+                         change-point alarm on the SYN rate against its learned
+                         baseline, docs/SECURITY.md) is alarmed. Default on
   --syn-cookie-trigger PERCENT
                          auto mode's trigger, percent of the backlog of 255 (default 50)
   --half-open-per-prefix N
@@ -160,6 +164,7 @@ OptionSpecs server_option_specs() {
       {"syn-cookie-trigger", "--syn-cookie-trigger", Kind::value, false},
       {"half-open-per-prefix", "--half-open-per-prefix", Kind::value, false},
       {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
+      {"flood-detector", "--flood-detector", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(false));
   add_specs(specs, link_option_specs());
@@ -198,6 +203,10 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       auto mode = defense::parse_cookie_mode(value);
       if (!mode) throw ConfigError("bad --syn-cookies '" + value + "': expected off, on or auto");
       options.defense.mode = *mode;
+    } else if (arg == "--flood-detector") {
+      std::string value = option_value(argc, argv, i);
+      if (value != "on" && value != "off") throw ConfigError("bad --flood-detector '" + value + "': expected on or off");
+      options.defense.flood_detector = value == "on";
     } else if (arg == "--syn-cookie-trigger") {
       auto percent = parse_number(option_value(argc, argv, i), 100, "--syn-cookie-trigger");
       if (percent == 0) throw ConfigError("--syn-cookie-trigger must be 1-100 percent");
@@ -362,6 +371,23 @@ class Server final : public SessionTable {
     r.add("defense", "admission_established_refused", &c.admission_established_refused);
     // 0 off, 1 on, 2 auto.
     r.add_gauge("defense", "syn_cookie_mode", [this] { return static_cast<uint64_t>(options_.defense.mode); });
+    // The flood detector: rates per second, as of the last closed 100 ms bin.
+    const auto& detector = defense_->detector();
+    r.add_gauge("defense", "detector_alarms", [&detector] { return detector.state().alarms; });
+    r.add_gauge("defense", "detector_alarmed", [&detector] { return detector.alarmed() ? 1u : 0u; });
+    r.add_gauge("defense", "detector_syn_rate",
+                [&detector] { return static_cast<uint64_t>(detector.state().syn.rate); });
+    r.add_gauge("defense", "detector_baseline",
+                [&detector] { return static_cast<uint64_t>(detector.state().syn.baseline); });
+    r.add_gauge("defense", "detector_cusum", [&detector] { return static_cast<uint64_t>(detector.state().syn.cusum); });
+    r.add_gauge("defense", "detector_alarmed_since_ms",
+                [&detector] { return detector.alarmed() ? detector.state().alarmed_since_ms : 0u; });
+    for (uint16_t port : defense_->ports()) {
+      r.add_gauge("defense", "detector_packet_rate_port_" + std::to_string(port), [&detector, port] {
+        auto p = detector.packets_of(port);
+        return p ? static_cast<uint64_t>(p->rate) : 0u;
+      });
+    }
     for (uint16_t port : defense_->ports())
       r.add_gauge("defense", "syn_cookies_active_port_" + std::to_string(port),
                   [this, port] { return defense_->cookies_active(port, uv_now(node_.loop())) ? 1u : 0u; });

@@ -73,7 +73,19 @@ std::optional<CookieMode> parse_cookie_mode(std::string_view text) {
 }
 
 SynDefense::SynDefense(Node& node, SynDefenseConfig config)
-    : node_(node), config_(config), jar_(config.period_ms) {
+    : node_(node), config_(config), jar_(config.period_ms), detector_(config.detector) {
+  if (config_.flood_detector && config_.mode == CookieMode::automatic) {
+    // Bins must close when no SYN comes (the all-clear after a flood); unref'd so the
+    // timer alone keeps no loop running.
+    if (uv_timer_init(node_.loop(), detector_timer_.get()) == 0) {
+      detector_timer_.mark_initialized();
+      detector_timer_.get()->data = this;
+      uv_timer_start(detector_timer_.get(), &SynDefense::on_detector_timer, config_.detector.bin_ms,
+                     config_.detector.bin_ms);
+      uv_unref(detector_timer_.base());
+    }
+    detector_.update(uv_now(node_.loop()));
+  }
   node_.add_input_filter(InputStage::defense, &syn_filter_);
   node_.add_input_filter(InputStage::admit, &ack_filter_);
   TcpListener::set_watcher(this);
@@ -114,9 +126,31 @@ bool SynDefense::admit(TcpListener& listener, tcp_pcb* pcb) {
   return false;
 }
 
+void SynDefense::on_detector_timer(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<SynDefense*>(timer->data);
+  if (self != nullptr) self->update_detector(uv_now(self->node_.loop()));
+}
+
+void SynDefense::update_detector(uint64_t now_ms) {
+  if (!config_.flood_detector || config_.mode != CookieMode::automatic) return;
+  const auto transition = detector_.update(now_ms);
+  const auto& s = detector_.state();
+  // Transitions are rare (hysteresis: clear_ms quiet before an all-clear): no rate limit.
+  if (transition == FloodDetector::Transition::alarm) {
+    logger("defense")->warn("flood detector: {:.0f} SYN/s against a baseline of {:.0f} (CUSUM {:.1f}): SYN cookies "
+                            "on for every listener",
+                            s.syn.rate, s.syn.baseline, s.syn.cusum);
+  } else if (transition == FloodDetector::Transition::all_clear) {
+    logger("defense")->warn("flood detector: all clear after {} ms, {:.0f} SYN/s (baseline {:.0f}, peak {}): SYN "
+                            "cookies back to the backlog trigger",
+                            now_ms - s.alarmed_since_ms, s.syn.rate, s.syn.baseline, s.peak_rate);
+  }
+}
+
 bool SynDefense::cookies_active(uint16_t port, uint64_t now_ms) const {
   if (config_.mode == CookieMode::on) return true;
   if (config_.mode == CookieMode::off) return false;
+  if (config_.flood_detector && detector_.alarmed() && listeners_.contains(port)) return true;
   auto it = listeners_.find(port);
   if (it == listeners_.end() || !it->second.triggered) return false;
   return now_ms < it->second.last_trigger_ms + 2 * config_.period_ms;
@@ -131,10 +165,16 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
 FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   if (!packet.tcp || packet.tcp->handover_option) return FilterVerdict::pass;
   const TcpSegmentView& segment = packet.tcp->segment;
-  if ((segment.flags & (TcpSegmentView::SYN | TcpSegmentView::ACK | TcpSegmentView::RST)) != TcpSegmentView::SYN)
-    return FilterVerdict::pass;
   auto state = listeners_.find(segment.dst_port);
   if (state == listeners_.end()) return FilterVerdict::pass;
+  const bool syn =
+      (segment.flags & (TcpSegmentView::SYN | TcpSegmentView::ACK | TcpSegmentView::RST)) == TcpSegmentView::SYN;
+  if (config_.flood_detector && config_.mode == CookieMode::automatic) {
+    update_detector(packet.now_ms);
+    detector_.on_packet(segment.dst_port);
+    if (syn) detector_.on_syn(segment.dst_port);
+  }
+  if (!syn) return FilterVerdict::pass;
   TcpListener* listener = TcpListener::find(segment.dst_port);
   if (listener == nullptr || listener->listen_pcb() == nullptr) return FilterVerdict::pass;
   const FlowKey& flow = packet.tcp->flow;

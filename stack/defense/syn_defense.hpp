@@ -18,7 +18,9 @@
 //     RST: a forged ACK gets no answer).
 // Modes per listener: off (lwIP alone), on (every SYN gets a cookie), auto (default):
 // cookies while the listener's half-open connections reach trigger_fraction of its
-// backlog, and for two cookie periods after the last time they did.
+// backlog, and for two cookie periods after the last time they did, and for every
+// listener while the flood detector (flood_detector.hpp, fed every SYN and every packet
+// to a listener; a 100 ms timer closes its bins when none come) is alarmed.
 // Admission: a SYN from a source prefix (/24, /64) that holds half_open_per_prefix
 // half-open connections gets a cookie instead of more state (mode off: is dropped); one
 // from a prefix holding established_per_prefix connections is dropped, and so is an
@@ -32,6 +34,8 @@
 #include <string_view>
 
 #include "base/rate_limited_log.hpp"
+#include "base/uv_handle.hpp"
+#include "stack/defense/flood_detector.hpp"
 #include "stack/defense/syn_cookie.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
@@ -50,6 +54,8 @@ struct SynDefenseConfig {
   uint64_t period_ms = default_cookie_period_ms;  // secret rotation
   size_t half_open_per_prefix = 64;               // 0: no cap
   size_t established_per_prefix = 100000;         // 0: no cap (the scale bench holds 40000)
+  bool flood_detector = true;  // auto mode: its alarm turns cookies on too
+  FloodDetectorConfig detector;
 };
 
 struct SynDefenseCounters {
@@ -74,6 +80,7 @@ class SynDefense final : public ListenerWatcher {
   const SynDefenseCounters& counters() const { return counters_; }
   // Whether the listener on `port` answers SYNs with cookies now.
   bool cookies_active(uint16_t port, uint64_t now_ms) const;
+  const FloodDetector& detector() const { return detector_; }
   // Ports of the listeners this defense watches.
   std::vector<uint16_t> ports() const;
 
@@ -104,10 +111,15 @@ class SynDefense final : public ListenerWatcher {
   FilterVerdict on_ack(const InboundPacket& packet);
   bool send_cookie(const InboundPacket& packet, ListenerState& state);
   bool backlog_at_trigger(const TcpListener& listener) const;
+  // Closes the detector's bins up to now_ms and acts on an alarm or an all-clear.
+  void update_detector(uint64_t now_ms);
+  static void on_detector_timer(uv_timer_t* timer) noexcept;
 
   Node& node_;
   SynDefenseConfig config_;
   CookieJar jar_;
+  FloodDetector detector_;
+  UvHandle<uv_timer_t> detector_timer_;
   SynFilter syn_filter_{this};
   AckFilter ack_filter_{this};
   std::map<uint16_t, ListenerState> listeners_;

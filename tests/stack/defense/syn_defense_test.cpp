@@ -10,6 +10,7 @@
 #include <string>
 
 #include "lwip/priv/tcp_priv.h"
+#include "base/uv_handle.hpp"
 #include "stack/defense/admission.hpp"
 #include "stack/tcp_listener.hpp"
 #include "stack/wire/syn_options.hpp"
@@ -322,4 +323,71 @@ TEST_CASE("cookie mode: a moved-in connection's first packet unparks it, it is n
   CHECK(lab.client.received == after);
   CHECK(lab.server.received.size() == before.size() + after.size());
   lab.server.connection.reset();
+}
+
+TEST_CASE("auto mode: the flood detector's alarm turns cookies on, its all-clear off") {
+  // A detector on 5 ms bins with a hair trigger, so real (slept) time can drive it: what
+  // is tested is the wiring (SYNs fed, timer closes bins, alarm -> cookies), not the tuning.
+  SynDefenseConfig config = mode(CookieMode::automatic);
+  config.half_open_per_prefix = 0;
+  config.detector.bin_ms = 5;
+  config.detector.warmup_bins = 2;
+  config.detector.min_rate = 0;
+  config.detector.sigma_floor = 1;
+  config.detector.drift_k = 1;
+  config.detector.threshold_h = 1;
+  config.detector.clear_ms = 10;
+  Fixture f(config);
+  // The detector's timer is unref'd: a referenced handle keeps the loop alive, as the
+  // server's links do, or UV_RUN_NOWAIT would run no timer at all.
+  UvHandle<uv_timer_t> keepalive;
+  REQUIRE(uv_timer_init(&f.loop, keepalive.get()) == 0);
+  keepalive.mark_initialized();
+  uv_timer_start(keepalive.get(), [](uv_timer_t*) {}, 1'000'000, 0);
+  auto idle_bins = [&f](int n) {
+    for (int i = 0; i < n; ++i) {
+      uv_sleep(6);
+      uv_update_time(&f.loop);
+      uv_run(&f.loop, UV_RUN_NOWAIT);  // the detector's timer closes the bins
+    }
+  };
+  idle_bins(4);
+  CHECK(f.defense->detector().state().syn.bins >= 3);
+  CHECK_FALSE(f.defense->detector().alarmed());
+  for (uint8_t i = 0; i < 10; ++i) {
+    const std::array<uint8_t, 4> spoofed{198, 19, 7, i};
+    auto replies = f.exchange(f.segment(spoofed, 1000, TcpSegmentView::SYN, 77, 0, syn_options));
+    REQUIRE(replies.size() == 1);  // lwIP's SYN-ACKs (or cookies, if a bin closed in between)
+  }
+  const uint64_t cookies_before = f.defense->counters().syn_cookies_sent;
+  idle_bins(1);  // the bin with the 10 SYNs closes: 2000 SYN/s against a baseline of 0
+  REQUIRE(f.defense->detector().alarmed());
+  CHECK(f.defense->detector().state().alarms == 1);
+  CHECK(f.defense->cookies_active(7000, uv_now(&f.loop)));
+  auto replies = f.exchange(f.segment(client, 40031, TcpSegmentView::SYN, 1000, 0, syn_options));
+  REQUIRE(replies.size() == 1);
+  CHECK(f.defense->counters().syn_cookies_sent == cookies_before + 1);
+  // Quiet: all-clear (bounded wait, a hang detector, not a timing assertion).
+  for (int i = 0; i < 200 && f.defense->detector().alarmed(); ++i) idle_bins(1);
+  CHECK_FALSE(f.defense->detector().alarmed());
+  CHECK_FALSE(f.defense->cookies_active(7000, uv_now(&f.loop)));
+}
+
+TEST_CASE("flood detector off: no timer, no alarm, cookies only from the backlog trigger") {
+  SynDefenseConfig config = mode(CookieMode::automatic);
+  config.flood_detector = false;
+  config.detector.bin_ms = 5;
+  config.detector.warmup_bins = 0;
+  config.detector.min_rate = 0;
+  config.detector.threshold_h = 1;
+  Fixture f(config);
+  for (uint8_t i = 0; i < 10; ++i) {
+    const std::array<uint8_t, 4> spoofed{198, 19, 8, i};
+    f.exchange(f.segment(spoofed, 1000, TcpSegmentView::SYN, 77, 0, syn_options));
+  }
+  uv_sleep(12);
+  uv_update_time(&f.loop);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK(f.defense->detector().state().syn.bins == 0);
+  CHECK_FALSE(f.defense->cookies_active(7000, uv_now(&f.loop)));
 }
