@@ -373,7 +373,7 @@ class Server final : public SessionTable {
     r.add_gauge("defense", "syn_cookie_mode", [this] { return static_cast<uint64_t>(options_.defense.mode); });
     // The flood detector: rates per second, as of the last closed 100 ms bin.
     const auto& detector = defense_->detector();
-    r.add_gauge("defense", "detector_alarms", [&detector] { return detector.state().alarms; });
+    r.add_total("defense", "detector_alarms", [&detector] { return detector.state().alarms; });
     r.add_gauge("defense", "detector_alarmed", [&detector] { return detector.alarmed() ? 1u : 0u; });
     r.add_gauge("defense", "detector_syn_rate",
                 [&detector] { return static_cast<uint64_t>(detector.state().syn.rate); });
