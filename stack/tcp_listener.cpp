@@ -83,7 +83,8 @@ err_t TcpListener::on_accept_trampoline(void* arg, tcp_pcb* pcb, err_t err) noex
 }
 
 err_t TcpListener::accept(tcp_pcb* pcb) noexcept {
-  assign_connection_id_at_accept(pcb);
+  // A connection made from a SYN cookie arrives named already (its lastack is past the ISN).
+  if (connection_id(pcb) == 0) assign_connection_id_at_accept(pcb);
   adopt_syn_owner(pcb);  // the owner its SYN proved, if any (stack/pcb_owner.hpp)
   if (the_watcher != nullptr && !the_watcher->admit(*this, pcb)) {
     tcp_abort(pcb);

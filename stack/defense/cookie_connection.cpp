@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "lwip/priv/tcp_priv.h"
+#include "stack/connection_id.hpp"
 
 namespace roam::defense {
 
@@ -29,6 +30,9 @@ wire::ConnectionSnapshot cookie_snapshot(const FlowKey& flow, const wire::TcpSeg
   s.local_port = flow.local_port;
   s.remote_port = flow.remote_port;
   s.state = wire::SnapshotTcpState::established;
+  // The connection's name, as the client computed it from the SYN-ACK: the cookie is our
+  // ISN. (A normal accept computes it from lastack, which here is already ISN + 1.)
+  s.connection_id = connection_id_from_isns(ack.seq - 1, ack.ack - 1);
   const bool scaling = params.window_scale.has_value();
   const uint8_t snd_scale = scaling ? std::min<uint8_t>(*params.window_scale, 14) : 0;
 

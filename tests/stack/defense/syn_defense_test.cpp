@@ -11,6 +11,7 @@
 
 #include "lwip/priv/tcp_priv.h"
 #include "base/uv_handle.hpp"
+#include "stack/connection_id.hpp"
 #include "stack/defense/admission.hpp"
 #include "stack/tcp_listener.hpp"
 #include "stack/wire/syn_options.hpp"
@@ -284,6 +285,12 @@ TEST_CASE("cookie mode in the lwIP lab: lwIP's own client connects through a coo
     lab.connect();
     CHECK(defense.counters().syn_cookies_sent == 1);
     CHECK(defense.counters().syn_cookies_ok == 1);
+    // Both ends name the connection alike (client ISN << 32 | server ISN, the cookie):
+    // the client's registrations and the moves that need them depend on it.
+    REQUIRE(lab.client.connection->pcb() != nullptr);
+    REQUIRE(lab.server.connection->pcb() != nullptr);
+    CHECK(connection_id(lab.server.connection->pcb()) != 0);
+    CHECK(connection_id(lab.server.connection->pcb()) == connection_id(lab.client.connection->pcb()));
     auto up = testing::pattern(300'000, 1);
     auto down = testing::pattern(200'000, 2);
     lab.client.send(up);
