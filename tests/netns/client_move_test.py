@@ -47,13 +47,12 @@ import os
 import random
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
-from netns_lab import run_tool, wait_until  # noqa: E402
+from netns_lab import PacedReader, run_tool, wait_until  # noqa: E402
 
 MIB = 1 << 20
 SIZE = 24 * MIB
@@ -89,32 +88,6 @@ LAB6 = [
 # The kernel reader in c: asks for NAME, reads at RATE bytes/s at most; prints "recv N"
 # every 256 KiB and "done N SHA" at EOF (or "error ..."). The 60 s read timeout is a hang
 # detector only.
-READER = """
-import hashlib, socket, sys, time
-port, name, rate = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.settimeout(60)
-s.sendall((name + "\\n").encode())
-h, got, mark, t0 = hashlib.sha256(), 0, 0, time.monotonic()
-try:
-    while True:
-        data = s.recv(65536)
-        if not data:
-            break
-        h.update(data)
-        got += len(data)
-        if got - mark >= 256 * 1024:
-            mark = got
-            print("recv", got, flush=True)
-        ahead = got / rate - (time.monotonic() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
-except OSError as e:
-    print("error after %d bytes: %s" % (got, e), flush=True)
-    sys.exit(1)
-print("done", got, h.hexdigest(), flush=True)
-"""
-
 # The second NAT, in c, in front of the new network only: the old network's packets are
 # forwarded untouched (r's NAT handles them). Strict as tools/netns/nat: a new flow must
 # start with a SYN from rtun0; anything else not tracked is dropped and counted.
@@ -151,43 +124,6 @@ def write_file(directory):
             digest.update(block)
             f.write(block)
     return digest.hexdigest()
-
-
-class Reader:
-    """The kernel reader in c, its lines collected by a thread."""
-
-    def __init__(self, lab):
-        self.lines = []
-        self.proc = subprocess.Popen([TOPOLOGY, "exec", lab.name, "c", "python3", "-c", READER, "9000", NAME,
-                                      str(RATE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def received(self):
-        for line in reversed(self.lines):
-            words = line.split()
-            if words and words[0] in ("recv", "done"):
-                return int(words[1])
-        return 0
-
-    def failed(self):
-        for line in self.lines:
-            if line.startswith("error"):
-                return "the reader failed: " + line
-        if self.proc.poll() not in (None, 0):
-            return "the reader exited %d: %s" % (self.proc.returncode, self.lines[-3:])
-        return None
-
-    def done(self):
-        return next((line for line in self.lines if line.startswith("done")), None)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def status(lab):
@@ -251,7 +187,7 @@ def run_variant(lab, tag, directory, want_digest):
         raise Failure("the client did not take %s from its device:\n%s" % (old[1], lab.log_text(client)[-1500:]))
     log("ok   - %s: roam-client took %s from rtun0 (%s peer %s)" % (tag, old[1], old[0], old[1]))
 
-    reader = Reader(lab)
+    reader = PacedReader(lab, NAME, RATE)
     try:
         wait_until(lambda: reader.received() >= MOVE_AT, 60, "the download reaching %d MiB" % (MOVE_AT // MIB),
                    reader.failed)

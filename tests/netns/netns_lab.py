@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.environ.get("ROAMSTACK_ROOT", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -43,6 +44,33 @@ for line in sys.stdin:
         print("echo ok" if got == data else "echo wrong %d" % len(got), flush=True)
     except socket.timeout:
         print("echo timeout", flush=True)
+"""
+
+
+PACED_READER = """
+import hashlib, socket, sys, time
+port, name, rate = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+s.settimeout(60)
+s.sendall((name + "\\n").encode())
+h, got, mark, t0 = hashlib.sha256(), 0, 0, time.monotonic()
+try:
+    while True:
+        data = s.recv(65536)
+        if not data:
+            break
+        h.update(data)
+        got += len(data)
+        if got - mark >= 128 * 1024:
+            mark = got
+            print("recv", got, flush=True)
+        ahead = got / rate - (time.monotonic() - t0)
+        if ahead > 0:
+            time.sleep(ahead)
+except OSError as e:
+    print("error after %d bytes: %s" % (got, e), flush=True)
+    sys.exit(1)
+print("done", got, h.hexdigest(), flush=True)
 """
 
 
@@ -132,6 +160,45 @@ class Lab:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+class PacedReader:
+    """A kernel client in namespace `role` that asks 127.0.0.1:PORT for file NAME (one
+    line) and reads it at RATE bytes/s (PACED_READER), its output lines collected by a
+    thread: `recv N` every 128 KiB, then `done N SHA256` or `error ...`."""
+
+    def __init__(self, lab, name, rate, port=9000, role="c"):
+        self.lines = []
+        self.proc = subprocess.Popen([TOPOLOGY, "exec", lab.name, role, "python3", "-c", PACED_READER, str(port),
+                                      name, str(rate)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def received(self):
+        for line in reversed(self.lines):
+            words = line.split()
+            if words and words[0] in ("recv", "done"):
+                return int(words[1])
+        return 0
+
+    def failed(self):
+        for line in self.lines:
+            if line.startswith("error"):
+                return "the reader failed: " + line
+        if self.proc.poll() not in (None, 0):
+            return "the reader exited %d: %s" % (self.proc.returncode, self.lines[-3:])
+        return None
+
+    def done(self):
+        return next((line for line in self.lines if line.startswith("done")), None)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def run(prefix, main, up_args=()):

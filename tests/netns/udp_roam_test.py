@@ -30,12 +30,11 @@ import random
 import re
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_lab import ROAM_CLIENT, ROAM_SERVER, TOPOLOGY, Failure, log  # noqa: E402
 import netns_lab  # noqa: E402
-from netns_lab import run_tool, wait_until  # noqa: E402
+from netns_lab import PacedReader, run_tool, wait_until  # noqa: E402
 
 MIB = 1 << 20
 
@@ -53,32 +52,6 @@ SIZE = scaled(12 * MIB, 3 * MIB)
 RATE = max(SIZE // 4, MIB)  # about 4 s of transfer, whatever the scale
 NAME = "download.bin"
 SERVER_LINK = "198.18.2.1:7600"
-
-READER = """
-import hashlib, socket, sys, time
-port, name, rate = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", port), timeout=10)
-s.settimeout(60)
-s.sendall((name + "\\n").encode())
-h, got, mark, t0 = hashlib.sha256(), 0, 0, time.monotonic()
-try:
-    while True:
-        data = s.recv(65536)
-        if not data:
-            break
-        h.update(data)
-        got += len(data)
-        if got - mark >= 128 * 1024:
-            mark = got
-            print("recv", got, flush=True)
-        ahead = got / rate - (time.monotonic() - t0)
-        if ahead > 0:
-            time.sleep(ahead)
-except OSError as e:
-    print("error after %d bytes: %s" % (got, e), flush=True)
-    sys.exit(1)
-print("done", got, h.hexdigest(), flush=True)
-"""
 
 NAT_START = """
 table ip udproam
@@ -149,41 +122,6 @@ def write_file(directory):
     return digest.hexdigest()
 
 
-class Reader:
-    def __init__(self, lab):
-        self.lines = []
-        self.proc = subprocess.Popen([TOPOLOGY, "exec", lab.name, "c", "python3", "-c", READER, "9000", NAME,
-                                      str(RATE)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.strip())
-
-    def received(self):
-        for line in reversed(self.lines):
-            words = line.split()
-            if words and words[0] in ("recv", "done"):
-                return int(words[1])
-        return 0
-
-    def failed(self):
-        for line in self.lines:
-            if line.startswith("error"):
-                return "the reader failed: " + line
-        if self.proc.poll() not in (None, 0):
-            return "the reader exited %d: %s" % (self.proc.returncode, self.lines[-3:])
-        return None
-
-    def done(self):
-        return next((line for line in self.lines if line.startswith("done")), None)
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 def in_ns(lab, role, argv, what, **kwargs):
     return run_tool([TOPOLOGY, "exec", lab.name, role] + argv, what, **kwargs)
 
@@ -212,7 +150,7 @@ def main(lab):
                               "127.0.0.1:9000:198.18.60.1:7000"])
     lab.wait_log("client", "interface up")
 
-    reader = Reader(lab)
+    reader = PacedReader(lab, NAME, RATE)
     try:
         lab.wait_log("client", "gave us a link key for 198.18.50.2", seconds=20)
         wait_until(lambda: len(moves(lab)) >= 1, 15, "the server binding the client's first endpoint", reader.failed)
