@@ -39,20 +39,29 @@ from register_owner_test import Echo, wait_until  # noqa: E402
 NEW_ADDR = "198.18.11.7"
 
 
+def write_address(path, address):
+    with open(path, "w") as f:
+        f.write(address + "\n")
+
+
+def registered_echo(t):
+    """A connection through the client's forward, echoing, registered at A."""
+    sock = t.connect()
+    echo = Echo(sock)
+    echo.exchange()
+    wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+    return sock, echo
+
+
 def move_during_server_move(path):
     """The client's own address changes while its server moves it (A -> B, issue 12):
     SIGUSR1 right as roamctl migrate starts, then again in the other direction right after
     the move. Whatever order the ACM, the handover and the client's own ACM take, the
     connection ends on B at the client's new address, echoing byte-exact."""
-    with open(path, "w") as f:
-        f.write(harness.CLIENT_ADDR + "\n")
+    write_address(path, harness.CLIENT_ADDR)
     with harness.TwoServers(mode="echo", client_extra=["--addr-file", path]) as t:
-        sock = t.connect()
-        echo = Echo(sock)
-        echo.exchange()
-        wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
-        with open(path, "w") as f:
-            f.write(NEW_ADDR + "\n")
+        sock, echo = registered_echo(t)
+        write_address(path, NEW_ADDR)
         result = {}
         mover = threading.Thread(target=lambda: result.setdefault("moved", t.migrate_raw("A", "B")))
         mover.start()
@@ -65,8 +74,7 @@ def move_during_server_move(path):
         echo.exchange(8)
         check(t.status("B")["sessions"] == 1 and t.status("A")["sessions"] == 0, "the session is not on B alone")
         log("ok   - own address changed to %s as A -> B started (%s): echo byte-exact on B" % (NEW_ADDR, line))
-        with open(path, "w") as f:
-            f.write(harness.CLIENT_ADDR + "\n")
+        write_address(path, harness.CLIENT_ADDR)
         t.client.popen.send_signal(signal.SIGUSR1)
         moved = t.migrate("B", "A", expect_moved=1)
         echo.exchange(8)
@@ -81,16 +89,11 @@ def refused_move(path):
     """Servers that take no client moves (--client-moves off): the client's ACM is refused,
     and the client resets the connection at once (its dead-peer bound is 10 minutes here,
     so a reset can only come from the refusal); the server changes nothing."""
-    with open(path, "w") as f:
-        f.write(harness.CLIENT_ADDR + "\n")
+    write_address(path, harness.CLIENT_ADDR)
     with harness.TwoServers(mode="echo", server_extra=["--client-moves", "off"],
                             client_extra=["--addr-file", path, "--dead-peer", "600"]) as t:
-        sock = t.connect()
-        echo = Echo(sock)
-        echo.exchange()
-        wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
-        with open(path, "w") as f:
-            f.write(NEW_ADDR + "\n")
+        sock, echo = registered_echo(t)
+        write_address(path, NEW_ADDR)
         t.client.popen.send_signal(signal.SIGUSR1)
         check(t.client.wait_for_log("refused our move to %s (1 connection(s)); reset 1" % NEW_ADDR),
               "the client did not reset the refused connection:\n" + t.client.tail())
@@ -116,17 +119,12 @@ def refused_move(path):
 def main():
     directory = tempfile.mkdtemp(prefix="roam-it-addrfile-")
     path = os.path.join(directory, "address")
-    with open(path, "w") as f:
-        f.write(harness.CLIENT_ADDR + "\n")
+    write_address(path, harness.CLIENT_ADDR)
     try:
         with harness.TwoServers(mode="echo", client_extra=["--addr-file", path]) as t:
-            sock = t.connect()
-            echo = Echo(sock)
-            echo.exchange()
-            wait_until("A to register the connection", lambda: t.status("A")["registrations"] >= 1)
+            sock, echo = registered_echo(t)
 
-            with open(path, "w") as f:
-                f.write(NEW_ADDR + "\n")
+            write_address(path, NEW_ADDR)
             t.client.popen.send_signal(signal.SIGUSR1)
             check(t.client.wait_for_log("our address changes from %s to %s" % (harness.CLIENT_ADDR, NEW_ADDR)),
                   "the client did not take its new address:\n" + t.client.tail())
@@ -143,8 +141,7 @@ def main():
             # first (its announcement, its held output) and the connection ends up at the
             # client's original address.
             for address in (NEW_ADDR.replace(".7", ".8"), harness.CLIENT_ADDR):
-                with open(path, "w") as f:
-                    f.write(address + "\n")
+                write_address(path, address)
                 t.client.popen.send_signal(signal.SIGUSR1)
                 check(t.client.wait_for_log("our address changes from") and
                       t.client.wait_for_log("to %s" % address), "the client did not take %s:\n%s" % (
