@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/log.hpp"
+#include "tun/netlink_socket.hpp"
 
 namespace roam {
 
@@ -20,19 +21,6 @@ constexpr size_t datagram_bytes = 64 * 1024;
 
 bool same_entry(const NetlinkAddress& a, const NetlinkAddress& b) {
   return a.local == b.local && a.peer.has_value() == b.peer.has_value() && (!a.peer || *a.peer == *b.peer);
-}
-
-int open_socket(uint32_t groups, bool blocking) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK), NETLINK_ROUTE);
-  if (fd < 0) return -1;
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  local.nl_groups = groups;
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 bool send_dump(int fd, uint32_t sequence) {
@@ -71,7 +59,7 @@ Result<std::optional<IpAddress>, std::string> DeviceAddressWatcher::read_node_ad
                                                                                       uint8_t version) {
   uint32_t interface = if_nametoindex(device.c_str());
   if (interface == 0) return unexpected("no device " + device + ": " + std::strerror(errno));
-  int fd = open_socket(0, true);
+  int fd = open_netlink_route_socket(0, true);
   if (fd < 0) return unexpected(std::string("netlink: ") + std::strerror(errno));
   timeval timeout{2, 0};  // the kernel answers a dump at once; this only bounds a failure
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
@@ -102,7 +90,7 @@ Result<Ok, std::string> DeviceAddressWatcher::start(std::optional<IpAddress> ini
   reported6_ = initial6;
   interface_ = if_nametoindex(device_.c_str());
   if (interface_ == 0) return unexpected("no device " + device_ + ": " + std::strerror(errno));
-  fd_ = open_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, false);
+  fd_ = open_netlink_route_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, false);
   if (fd_ < 0) return unexpected(std::string("netlink: ") + std::strerror(errno));
   if (int rc = uv_poll_init(loop_, poll_.get(), fd_); rc != 0) {
     ::close(fd_);

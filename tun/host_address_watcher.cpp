@@ -1,12 +1,15 @@
 #include "tun/host_address_watcher.hpp"
 
-#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <span>
+
+#include "tun/netlink_address.hpp"
+#include "tun/netlink_socket.hpp"
 
 namespace roam {
 
@@ -18,17 +21,8 @@ HostAddressWatcher::~HostAddressWatcher() {
 }
 
 Result<Ok, std::string> HostAddressWatcher::start() {
-  fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+  fd_ = open_netlink_route_socket(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR, false);
   if (fd_ < 0) return unexpected(std::string("netlink: ") + std::strerror(errno));
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
-  if (bind(fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    std::string error = std::string("netlink bind: ") + std::strerror(errno);
-    ::close(fd_);
-    fd_ = -1;
-    return unexpected(error);
-  }
   if (int rc = uv_poll_init(loop_, poll_.get(), fd_); rc != 0) {
     ::close(fd_);
     fd_ = -1;
@@ -68,10 +62,8 @@ void HostAddressWatcher::read_all() {
       break;
     }
     if (n == 0) break;
-    size_t left = static_cast<size_t>(n);
-    for (auto* header = reinterpret_cast<const nlmsghdr*>(buffer_.data()); NLMSG_OK(header, left);
-         header = NLMSG_NEXT(header, left))
-      if (header->nlmsg_type == RTM_NEWADDR || header->nlmsg_type == RTM_DELADDR) changed = true;
+    auto batch = parse_netlink_addresses(std::span<const uint8_t>(buffer_.data(), static_cast<size_t>(n)));
+    if (!batch.addresses.empty()) changed = true;
   }
   if (!changed) return;
   ++changes_;
