@@ -451,8 +451,11 @@ class Client {
     }
     raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
     // The kernel side is not read before the carrier is up: it can wait for the channel.
-    follower_->when_ready(listener.forward.server, [this, raw, forward = listener.forward] {
-      if (splices_.count(raw) != 0) open_carrier(raw, forward);
+    // Where the forward points when the carrier opens: a transfer notification (or a
+    // move) that came while it waited sends it to the new server (the listener outlives
+    // the follower's waiters: shutdown closes the follower first).
+    follower_->when_ready(listener.forward.server, [this, raw, where = &listener] {
+      if (splices_.count(raw) != 0) open_carrier(raw, where->forward);
     });
   }
 

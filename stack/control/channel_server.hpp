@@ -133,6 +133,9 @@ class ChannelServer {
   // from the global ACM form. O(registered ids). Not while a move runs: an exported
   // connection is frozen, not ended, until its ACM is sent.
   void forget_closed();
+  // Every channel whose handshake completed (its client's key is authenticated): the
+  // verified clients seed 004's Informer transfers.
+  std::vector<ChannelConnection*> established_channels() const;
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 

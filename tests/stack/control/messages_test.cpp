@@ -28,6 +28,13 @@ std::vector<Message> samples() {
   global.scope = AcmScope::global;
   global.old_port = 0;
   global.connection_ids.clear();
+  // A transfer notification (seed 004): no ids, no token, the target's certificate.
+  AddressChange transfer = sample_acm(false);
+  transfer.scope = AcmScope::transfer;
+  transfer.old_port = 0;
+  transfer.new_port = 0;
+  transfer.connection_ids.clear();
+  transfer.target_credential.assign(137, 0x3C);
   AddressChange certified = sample_acm(true);
   certified.target_credential.assign(137, 0xA5);
   return {Hello{1, "server-a", 3, {}},
@@ -36,6 +43,7 @@ std::vector<Message> samples() {
           sample_acm(false),
           sample_acm(true),
           global,
+          transfer,
           Ack{42, AckStatus::refused}, Ack{43, AckStatus::rebound},
           ErrorMessage{7, "no such connection"},
           ErrorMessage{0, ""},
@@ -89,7 +97,15 @@ TEST_CASE("bad fields are refused") {
     return copy;
   };
   const size_t scope_at = 1 + 8 + 16 + 8, family_at = scope_at + 1;
-  refuse(with(scope_at, 3), MessageError::bad_field);
+  refuse(with(scope_at, 3), MessageError::bad_field);  // transfer scope with ids
+  refuse(with(scope_at, 4), MessageError::bad_field);
+  refuse(with(scope_at, 0), MessageError::bad_field);
+  // A transfer notification carries no handover token: it moves no connection.
+  AddressChange transfer_with_token = sample_acm(false);
+  transfer_with_token.scope = AcmScope::transfer;
+  transfer_with_token.connection_ids.clear();
+  transfer_with_token.handover_token.emplace();
+  refuse(encode_message(transfer_with_token), MessageError::bad_field);
   refuse(with(family_at, 5), MessageError::bad_field);
   // Connection scope with no ids; global scope with ids.
   AddressChange empty = sample_acm(false);
