@@ -97,6 +97,9 @@ Options:
                          auto mode: SYN cookies also while the flood detector (a
                          change-point alarm on the SYN rate against its learned
                          baseline, docs/SECURITY.md) is alarmed. Default on
+  --detector-warmup SECONDS
+                         the flood detector learns this long (a plain mean) before it
+                         may alarm (default 30; labs and drills use less)
   --syn-cookie-trigger PERCENT
                          auto mode's trigger, percent of the backlog of 255 (default 50)
   --half-open-per-prefix N
@@ -185,6 +188,7 @@ OptionSpecs server_option_specs() {
       {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
       {"flood-detector", "--flood-detector", Kind::value, false},
       {"next-proxy", "--next-proxy", Kind::value, false},
+      {"detector-warmup", "--detector-warmup", Kind::value, false},
       {"inform-hold", "--inform-hold", Kind::value, false},
       {"inform-whitelist", "--inform-whitelist", Kind::value, false},
   };
@@ -238,6 +242,9 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     } else if (arg == "--connections-per-prefix") {
       options.defense.established_per_prefix =
           parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
+    } else if (arg == "--detector-warmup") {
+      auto seconds = parse_number(option_value(argc, argv, i), 3600, "--detector-warmup");
+      options.defense.detector.warmup_bins = seconds * 1000 / options.defense.detector.bin_ms;
     } else if (arg == "--next-proxy") {
       options.next_proxy = option_value(argc, argv, i);
     } else if (arg == "--inform-hold") {

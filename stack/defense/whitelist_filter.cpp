@@ -35,7 +35,12 @@ FilterVerdict WhitelistFilter::on_input(const InboundPacket& packet) {
     ++counters_.passed;
     return FilterVerdict::pass;
   }
-  if (lwip_has_flow(flow)) return FilterVerdict::pass;
+  // A SYN from an unlisted source opens nothing here, whatever lwIP holds: dropped without
+  // a lookup (the flood's packets cost one set lookup). Other segments may belong to a
+  // connection that existed before whitelist mode.
+  const uint8_t flags = packet.tcp->segment.flags;
+  const bool syn = (flags & (wire::TcpSegmentView::SYN | wire::TcpSegmentView::ACK)) == wire::TcpSegmentView::SYN;
+  if (!syn && lwip_has_flow(flow)) return FilterVerdict::pass;
   ++counters_.drops;
   return FilterVerdict::drop;
 }

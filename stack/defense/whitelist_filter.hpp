@@ -3,9 +3,9 @@
 // ratified; the attacked front, after informing, only those too). Defense stage, added
 // before the SYN defense, so a dropped SYN costs no cookie and no SYN-ACK. It drops a TCP
 // segment when all of these hold: whitelist mode is on; its destination port has a
-// listener (the carrier port, the channel port); no lwIP connection has its flow (our own
-// connections and the established ones go on: outgoing legs to an origin, channels,
-// sessions); its source is not on the list. Counted (drops); nothing is logged per
+// listener (the carrier port, the channel port); its source is not on the list; it is a
+// SYN, or no lwIP connection has its flow (our own connections and the established ones go
+// on: outgoing legs to an origin, channels, sessions). Counted (drops); nothing is logged per
 // packet (a flood would fill the log), the mode's start and end are logged by the owner.
 // Loop thread only.
 #pragma once
