@@ -138,11 +138,11 @@ void MigrationService::on_inform_answer(const migrate::Frame& frame) {
     return;
   }
   if (++run.ratify_answers < run.ratify_frames) return;
+  run.moving = true;  // before the close: its callback must not end the inform
   run.stream->close_after_writes();
   counters_.inform_clients += run.clients.size();
   send_transfers(run);
   if (config_.whitelist_after_inform && config_.whitelist) config_.whitelist(run.clients, config_.inform_hold_ms);
-  run.moving = true;
   std::string error;
   MoveRequest request;
   request.target = run.target;

@@ -53,6 +53,7 @@ SEED = 4004
 FLOOD_PPS = int(os.environ.get("DRILL_FLOOD_PPS", "3000"))
 FLOOD_SECONDS = 10
 DOWNLOAD_SECONDS = 8
+WARMUP_WAIT = 2.5  # seconds after A starts (its detector warms up for 1 s)
 
 # In c: one download through the forward. Prints "recv N" every 256 KiB, then
 # "done N SHA256" (or "error ...").
@@ -155,9 +156,11 @@ def start_lab(lab):
               + pool.server_args("proxy_a") + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
     for name in ("proxy_a", "proxy_b"):
         lab.wait_log(name, "control channel to %s ('%s') established" % (ORIGIN_LWIP, ORIGIN_LWIP))
+    a_started = time.monotonic()
     lab.start("client", "c", [ROAM_CLIENT] + link + ["--addr", CLIENT_LWIP, "-L",
                                                      "127.0.0.1:%d:%s:7000" % (LPORT, A_ADDR)])
     lab.wait_log("client", "interface up")
+    return a_started
 
 
 def first_time(lab, label, needle, t0, seconds):
@@ -180,7 +183,7 @@ def run_drill(lab, size=None):
     lab.wait_log("backend", "listening")
     procs = []
     try:
-        start_lab(lab)
+        a_started = start_lab(lab)
         download = spawn_in(lab, "c", [sys.executable, "-u", "-c", DOWNLOADER, str(LPORT), str(size), str(SEED),
                                        str(size // DOWNLOAD_SECONDS)], stdin=False)
         procs.append(download)
@@ -192,6 +195,9 @@ def run_drill(lab, size=None):
                    "the client's registration at proxy A")
         log("ok   - download of %d bytes under way through proxy A; the client's channel is registered" % size)
 
+        # A's detector learns the normal rate for its first second (--detector-warmup 1): a
+        # flood that began earlier would be learned as normal.
+        time.sleep(max(0.0, a_started + WARMUP_WAIT - time.monotonic()))
         t0 = time.monotonic()
         flood_a = flood(lab, A_ADDR, 7000, FLOOD_PPS, FLOOD_SECONDS)
         procs.append(flood_a)
