@@ -29,8 +29,9 @@ GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "r
           "roamstack_migrate_parked", "roamstack_channel_channels", "roamstack_metrics_connections",
           "roamstack_app_connections"}
 # The defense group's state readings (stack/defense: cookie mode, per-listener cookie state,
-# the flood detector's rates and alarm).
-GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+)")
+# the flood detector's rates and alarm, whitelist mode and its size).
+GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+"
+                           r"|whitelist_active|whitelist_size)")
 
 
 def curl(url, *extra):
