@@ -115,6 +115,13 @@ void MigrationService::on_inform_answer(const migrate::Frame& frame) {
       return;
     }
     run.addresses_known = true;
+    // No verified client: nothing to ratify (an empty RATIFY would shut the next proxy to
+    // every new client for the hold time), nobody to notify; sessions without a channel
+    // stay ("no channel").
+    if (run.clients.empty()) {
+      notify_and_move(run);
+      return;
+    }
     // RATIFY first: the next proxy must admit the clients before any of them is sent there.
     const uint64_t now = unix_ms();
     size_t offset = 0;
@@ -138,11 +145,16 @@ void MigrationService::on_inform_answer(const migrate::Frame& frame) {
     return;
   }
   if (++run.ratify_answers < run.ratify_frames) return;
+  notify_and_move(run);
+}
+
+void MigrationService::notify_and_move(InformRun& run) {
   run.moving = true;  // before the close: its callback must not end the inform
   run.stream->close_after_writes();
   counters_.inform_clients += run.clients.size();
   send_transfers(run);
-  if (config_.whitelist_after_inform && config_.whitelist) config_.whitelist(run.clients, config_.inform_hold_ms);
+  if (config_.whitelist_after_inform && config_.whitelist && !run.clients.empty())
+    config_.whitelist(run.clients, config_.inform_hold_ms);
   std::string error;
   MoveRequest request;
   request.target = run.target;

@@ -212,6 +212,7 @@ class MigrationService {
     std::string refusal;  // why the target was refused in its handshake
   };
   void on_inform_answer(const migrate::Frame& frame);
+  void notify_and_move(InformRun& run);
   void send_transfers(InformRun& run);
   void finish_inform(const std::string& summary, bool ok);
   void take_ratify(FrameStream& stream, const migrate::Frame& frame);

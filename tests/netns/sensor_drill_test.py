@@ -13,7 +13,7 @@ address, 198.18.1.1, toward every server, as a home NAT has):
   r   roamctl and the flood generator (tools/bench/syn_flood: spoofed sources from
       198.19.0.0/16, bounded by a count and a duration)
 
-The drill: a download (SIZE bytes, paced by the backend over ~8 s) runs through A; a
+The drill: a download (SIZE bytes, paced by the backend over ~6 s) runs through A; a
 spoofed SYN flood hits A's carrier port; A's flood detector alarms and A informs: B
 whitelists the client's address (RATIFY), the client is told that new connections go to
 B (transfer notification), and the live download moves to B. Asserted: A alarmed and
@@ -51,8 +51,8 @@ B_ADDR, B_CONTROL = PROXIES["b"][1], PROXIES["b"][2]
 NAT_ADDRESS = "198.18.1.1"  # the client's public address (the NAT in c)
 SEED = 4004
 FLOOD_PPS = int(os.environ.get("DRILL_FLOOD_PPS", "3000"))
-FLOOD_SECONDS = 10
-DOWNLOAD_SECONDS = 8
+FLOOD_SECONDS = 6
+DOWNLOAD_SECONDS = 6
 WARMUP_WAIT = 2.5  # seconds after A starts (its detector warms up for 1 s)
 
 # In c: one download through the forward. Prints "recv N" every 256 KiB, then
@@ -248,7 +248,7 @@ def run_drill(lab, size=None):
         # Spoofed SYNs to B, carrier port and channel port, from sources nobody ratified.
         before = status(lab, B_CONTROL)
         for port in (7000, 7001):
-            flood_result(flood(lab, B_ADDR, port, 500, 1))
+            flood_result(flood(lab, B_ADDR, port, 500, 0.5))
         after = status(lab, B_CONTROL)
         drops_b = after.get("whitelist_drops", 0) - before.get("whitelist_drops", 0)
         cookies_b = after.get("syn_cookies_sent", 0) - before.get("syn_cookies_sent", 0)
