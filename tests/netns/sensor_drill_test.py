@@ -178,6 +178,7 @@ def run_drill(lab, size=None):
     if not os.path.exists(SYN_FLOOD):
         raise Failure("no syn_flood binary at %s (build tools/bench)" % SYN_FLOOD)
     size = size or proxy_lab.scaled(16 * MIB, minimum=2 * MIB)
+    began = time.monotonic()
     want = expected_sha256(size, SEED)
     lab.start("backend", "o", [sys.executable, "-u", "-c", BACKEND, str(BACKEND_PORT)])
     lab.wait_log("backend", "listening")
@@ -259,7 +260,7 @@ def run_drill(lab, size=None):
             % drops_b)
 
         lab.stop_cleanly(["client", "proxy_a", "proxy_b", "origin"])
-        log("ok   - the roam processes exited 0 on SIGTERM")
+        log("ok   - the roam processes exited 0 on SIGTERM (the drill took %.1f s)" % (time.monotonic() - began))
         return {"drill_byte_exact": True, "detect_ms": round(detect_ms, 1), "inform_ms": round(inform_ms, 1),
                 "drill_bytes": size, "flood_pps": flood_a_result["pps"], "whitelist_drops_a": drops_a,
                 "whitelist_drops_b": drops_b}
