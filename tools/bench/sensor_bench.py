@@ -31,7 +31,7 @@ c, 20 at a time, 4 s per try, each echoing a byte):
                         flood_pps_by_round); the machine is shared, so it varies.
   detect_ms             the flood detector (--flood-detector-warmup cut to 3 s, waited
                         out): from the flood's start (the generator's launch) to the
-                        alarm's log line, median over the roam rounds (detect_ms_samples).
+                        alarm's log line, median over the roam rounds (detect_ms_samples, by round).
                         004 gives no latency (its detector is a hand-set threshold).
 Part 3, the attack drill: tests/netns/sensor_drill_test.py (issue 13's drill, built by
 another change) when it exists: drill_byte_exact is its verdict (its last JSON line's
@@ -205,7 +205,7 @@ def flood_part(args, out):
     lab = netns_lab.Lab(name, workdir)
     failed = False
     rates = {}
-    detects = []
+    detects = {}
 
     def server_round(label, mode_args):
         warmup = 3
@@ -218,7 +218,7 @@ def flood_part(args, out):
         lab.stop_cleanly([label])
         detect = sft.detector_alarm_ms(lab.log_text(label), started)
         if detect is not None:
-            detects.append(round(detect, 1))
+            detects[label] = round(detect, 1)
         rates[label] = flood["pps"]
         note("%s: %d of %d connects under %d SYN/s; detector alarm %s" % (
             label, ok, total, flood["pps"], "after %.0f ms" % detect if detect is not None else "none"))
@@ -258,7 +258,7 @@ def flood_part(args, out):
             shutil.rmtree(workdir, ignore_errors=True)
     out["flood_pps_by_round"] = rates
     out["detect_ms_samples"] = detects
-    out["detect_ms"] = statistics.median(detects) if detects else None
+    out["detect_ms"] = statistics.median(detects.values()) if detects else None
     return not failed
 
 
@@ -347,7 +347,7 @@ def plot(out, directory):
                                  ("syncookies=0", out.get("legit_success_kernel_nocookies"), other)])],
          percent=True)
     bars("detection.png", "Detection latency: flood start to the detector's alarm (004: none reported)", "ms",
-         [("Roamstack", [("round %d" % (i + 1), v, ours) for i, v in enumerate(out.get("detect_ms_samples") or [])]
+         [("Roamstack", [(k, v, ours) for k, v in (out.get("detect_ms_samples") or {}).items()]
            or [("no alarm", None, ours)])])
     return written
 
