@@ -5,7 +5,7 @@
 # (Table 5), the flood detector's latency, and the attack drill's verdict once it exists.
 #
 #   tools/bench/run sensor [--reps N] [--download-kib N] [--download-runs N] [--connects N]
-#                          [--checker P,P,...] [--png DIR] [--only PARTS] [--keep-logs]
+#                          [--checker P,P,...] [--paper-pps N] [--png DIR] [--only PARTS] [--keep-logs]
 #
 # Needs root (network namespaces, TUN devices, the NAT, raw sockets); exits 77 otherwise.
 # Env ROAM_SERVER ROAM_CLIENT ROAMCTL SYN_FLOOD (set by tools/bench/run). See

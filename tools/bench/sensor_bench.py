@@ -29,6 +29,9 @@ c, 20 at a time, 4 s per try, each echoing a byte):
                         the kernel listener with net.ipv4.tcp_syncookies=1 and =0.
   flood_pps             the generator's rate in the cookie round (each round's in
                         flood_pps_by_round); the machine is shared, so it varies.
+  legit_success_flood_at_paper_pps, legit_success_checker_P_at_paper_pps
+                        the same roam rounds with the flood paced at --paper-pps (default
+                        1000 SYN/s, 004's hping3 rate; 0: not run): like for like.
   detect_ms             the flood detector (--flood-detector-warmup cut to 3 s, waited
                         out): from the flood's start (the generator's launch) to the
                         alarm's log line, median over the roam rounds (detect_ms_samples, by round).
@@ -207,14 +210,14 @@ def flood_part(args, out):
     rates = {}
     detects = {}
 
-    def server_round(label, mode_args):
+    def server_round(label, mode_args, pps=0):
         warmup = 3
         lab.start(label, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", "198.18.12.2",
                                "--flood-detector-warmup", str(warmup)] + mode_args + ["echo"])
         lab.wait_log(label, "serving echo")
         time.sleep(warmup + 0.5)  # the detector's warm-up, on a quiet baseline
-        ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects,
-                                                      sft.flood_args("198.18.12.2", 7000))
+        flood_args = sft.flood_args("198.18.12.2", 7000) + (["--rate", str(pps)] if pps else [])
+        ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects, flood_args)
         lab.stop_cleanly([label])
         detect = sft.detector_alarm_ms(lab.log_text(label), started)
         if detect is not None:
@@ -245,6 +248,15 @@ def flood_part(args, out):
         for p in args.checker:
             out["legit_success_checker_%d" % p] = round(server_round(
                 "checker_%d" % p, ["--syn-cookies", "checker", "--syn-checker-probability", str(p)]), 4)
+        if args.paper_pps:
+            # 004's own rate (hping3, one SYN every 1000 us): like for like with Table 5.
+            out["paper_pps"] = args.paper_pps
+            out["legit_success_flood_at_paper_pps"] = round(server_round(
+                "cookies_paper_pps", ["--syn-cookies", "auto"], args.paper_pps), 4)
+            for p in args.checker:
+                out["legit_success_checker_%d_at_paper_pps" % p] = round(server_round(
+                    "checker_%d_paper_pps" % p, ["--syn-cookies", "checker", "--syn-checker-probability", str(p)],
+                    args.paper_pps), 4)
     except (Failure, subprocess.TimeoutExpired, OSError, KeyError, ValueError) as e:
         out.setdefault("errors", {})["flood"] = str(e)[:1000]
         note("FAILED flood lab: %s" % e)
@@ -305,7 +317,7 @@ def plot(out, directory):
 
     def bars(filename, title, ylabel, groups, percent=False):
         # groups: [(group label, [(bar label, value or None, colour)])]
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig, ax = plt.subplots(figsize=(max(8, 0.6 * sum(len(items) + 1 for _, items in groups)), 4.5))
         x, ticks, labels = 0.0, [], []
         for group, items in groups:
             start = x
@@ -340,12 +352,18 @@ def plot(out, directory):
                 ("Roamstack (median)", [("kernel direct", out.get("download_ms_kernel"), ours),
                                         ("through the proxy", out.get("download_ms_proxy"), ours)])])
     checker = [("checker p=%g" % (p / 100), out.get("legit_success_checker_%d" % p), other) for p in out["checker"]]
+    paper_rate = []
+    if out.get("paper_pps"):
+        paper_rate = [("Roamstack at %d SYN/s" % out["paper_pps"],
+                       [("SYN cookies", out.get("legit_success_flood_at_paper_pps"), ours)]
+                       + [("checker p=%g" % (p / 100), out.get("legit_success_checker_%d_at_paper_pps" % p), other)
+                          for p in out["checker"]])]
     bars("table5_flood.png", "Table 5: handshake success under a SYN flood (ours at %s SYN/s)" % out.get("flood_pps"),
          "success", [("seed 004 (SYN checker)", [(k, v, theirs) for k, v in PAPER["handshake_success"].items()]),
-                     ("Roamstack", [("SYN cookies", out.get("legit_success_flood"), ours)] + checker),
+                     ("Roamstack, full rate", [("SYN cookies", out.get("legit_success_flood"), ours)] + checker),
                      ("kernel", [("syncookies=1", out.get("legit_success_kernel_cookies"), other),
-                                 ("syncookies=0", out.get("legit_success_kernel_nocookies"), other)])],
-         percent=True)
+                                 ("syncookies=0", out.get("legit_success_kernel_nocookies"), other)])]
+         + paper_rate, percent=True)
     bars("detection.png", "Detection latency: flood start to the detector's alarm (004: none reported)", "ms",
          [("Roamstack", [(k, v, ours) for k, v in (out.get("detect_ms_samples") or {}).items()]
            or [("no alarm", None, ours)])])
@@ -382,6 +400,8 @@ def main():
     parser.add_argument("--connects", type=int, default=100, help="legitimate connects per flood round (default 100)")
     parser.add_argument("--checker", default="100,75,50,25",
                         help="checker probabilities in percent, comma list (default 100,75,50,25; empty: none)")
+    parser.add_argument("--paper-pps", type=int, default=1000,
+                        help="also the roam rounds with the flood paced at this rate, 004's (default 1000; 0: not)")
     parser.add_argument("--only", default="", help="parts to run: comma list of proxy, flood, drill (development)")
     parser.add_argument("--png", default=os.path.join(ROOT, "build-bench", "sensor-plots"),
                         help="directory for the PNG plots (default build-bench/sensor-plots)")
