@@ -19,7 +19,7 @@ Part 2, the flood lab (tests/netns/syn_flood_test.py's: roam-server echo in s on
 198.18.12.2:7000, a kernel echo listener in s on 198.18.2.1:8000, tools/bench/syn_flood in
 r at full rate through AF_PACKET on rs0, spoofed sources 198.19.0.0/16, bounded by a count
 and a duration and stopped when the round's clients are done; --connects kernel clients in
-c, 20 at a time, 4 s per try, each echoing a byte):
+c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing a byte):
   legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies).
   legit_success_checker_P
                         --syn-cookies checker --syn-checker-probability P (seed 004's SYN
@@ -217,7 +217,8 @@ def flood_part(args, out):
         lab.wait_log(label, "serving echo")
         time.sleep(warmup + 0.5)  # the detector's warm-up, on a quiet baseline
         flood_args = sft.flood_args("198.18.12.2", 7000) + (["--rate", str(pps)] if pps else [])
-        ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects, flood_args)
+        ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects, flood_args,
+                                                      bound=args.connect_bound)
         lab.stop_cleanly([label])
         detect = sft.detector_alarm_ms(lab.log_text(label), started)
         if detect is not None:
@@ -239,7 +240,7 @@ def flood_part(args, out):
             netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", name, "s", "sysctl", "-q", "-w",
                                 "net.ipv4.tcp_syncookies=%d" % cookies], "sysctl")
             ok, total, flood, _ = sft.connect_round(lab, "198.18.2.1", 8000, args.connects,
-                                                    sft.flood_args("198.18.2.1", 8000))
+                                                    sft.flood_args("198.18.2.1", 8000), bound=args.connect_bound)
             out[key] = round(ok / total, 4)
             rates["kernel_syncookies_%d" % cookies] = flood["pps"]
             note("kernel syncookies=%d: %d of %d connects under %d SYN/s" % (cookies, ok, total, flood["pps"]))
@@ -398,6 +399,8 @@ def main():
     parser.add_argument("--download-kib", type=int, default=8192, help="download size in KiB (default 8192)")
     parser.add_argument("--download-runs", type=int, default=30, help="downloads each way (default 30)")
     parser.add_argument("--connects", type=int, default=100, help="legitimate connects per flood round (default 100)")
+    parser.add_argument("--connect-bound", type=float, default=4.0,
+                        help="seconds a legitimate connect may take (default 4: SYNs at 0, 1 and 3 s)")
     parser.add_argument("--checker", default="100,75,50,25",
                         help="checker probabilities in percent, comma list (default 100,75,50,25; empty: none)")
     parser.add_argument("--paper-pps", type=int, default=1000,
