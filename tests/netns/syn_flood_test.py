@@ -2,7 +2,7 @@
 """Legitimate connects under a spoofed SYN flood (issue 13), at the generator's full rate.
 
 The lab (tools/netns/topology): roam-server echo on rtun0 in s (198.18.12.2:7000, default
---syn-cookies auto, flood detector warm-up cut to 3 s); a kernel echo listener in s on
+--syn-cookies auto, flood detector warm-up cut to 3 s, rtun0's queue 20000 packets); a kernel echo listener in s on
 198.18.2.1:8000 (the comparison); syn_flood in r sends SYNs from random 198.19.0.0/16
 sources (inside 198.18.0.0/15) as fast as it goes (an AF_PACKET socket on rs0 with
 PACKET_QDISC_BYPASS), bounded by a count and a duration, and is stopped as soon as the
