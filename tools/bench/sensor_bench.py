@@ -17,7 +17,8 @@ reference reaches the same backend at 198.18.4.1:7070 through the same NAT):
                         (means too). Theirs: 760 KB, 1956.0 vs 1902.3 ms, 1.029.
 Part 2, the flood lab (tests/netns/syn_flood_test.py's: roam-server echo in s on rtun0
 198.18.12.2:7000, a kernel echo listener in s on 198.18.2.1:8000, tools/bench/syn_flood in
-r at full rate through AF_PACKET on rs0, spoofed sources 198.19.0.0/16, bounded by a count
+r at full rate through AF_PACKET on rs0 (rtun0's queue 20000 packets, as the test's),
+spoofed sources 198.19.0.0/16, bounded by a count
 and a duration and stopped when the round's clients are done; --connects kernel clients in
 c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing a byte):
   legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies).
@@ -232,6 +233,9 @@ def flood_part(args, out):
         up = subprocess.run([netns_lab.TOPOLOGY, "up", name], capture_output=True, text=True)
         if up.returncode != 0:
             raise Failure("topology up: " + up.stderr)
+        # As the netns test: rtun0's queue toward roam-server sized for floods.
+        netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", name, "s", "ip", "link", "set", "rtun0", "txqueuelen",
+                            str(sft.TUN_QUEUE)], "txqueuelen")
         lab.start("kernel_echo", "s", [sys.executable, "-c", sft.KERNEL_ECHO])
         netns_lab.wait_until(lambda: lab.run_in("c", [sys.executable, "-c",
                              "import socket; socket.create_connection(('198.18.2.1', 8000), timeout=1)"]).returncode
