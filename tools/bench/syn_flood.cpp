@@ -12,9 +12,9 @@
 //     straight to the driver, no routing, netfilter or qdisc on our side (in the lab 0.95
 //     to 1.6 times the raw path's rate, run for run on a shared machine: most of a
 //     flood's cost is the receiving namespace's, and building the packets is ~4 % of the
-//     sender's; 100-250 kpps either way when the machine is quiet). The next hop's MAC is IF's neighbor entry for
-//     --dst, else its only complete one (/proc/net/arp; a UDP datagram to --dst:9 makes
-//     the kernel resolve it first), or --dst-mac.
+//     sender's; 100-250 kpps either way when the machine is quiet). The next hop's MAC
+//     is IF's neighbor entry for --dst, else its only complete one (/proc/net/arp; a UDP
+//     datagram to --dst:9 makes the kernel resolve it first), or --dst-mac.
 // A batch the kernel did not take whole is sent again from where it stopped (no packet
 // built twice, none skipped).
 #include <arpa/inet.h>
