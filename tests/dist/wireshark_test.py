@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""tools/wireshark/roamstack.lua against a capture of a real move.
+
+The scenario (harness.TwoServers on loopback, mode echo): servers A and B with the segment
+MAC on and --udp-roam for the client's prefix, the client on its UDP link. tcpdump captures
+on lo, filtered to the five ports of the run (three UDP links, two control ports), from
+before the first process starts. One echo round trip, `roamctl migrate` A -> B, another
+round trip, then every process stops and the capture is read back with tshark and the
+dissector. What must be there, each named by the dissector's fields:
+
+  link      UDP datagrams of the links decode as IP-in-UDP with the inner TCP of the overlay
+            (inner addresses 198.18.x.x, carrier port 7000, channel port 7001); at least
+            one link rebind datagram (0x1A) for the client's inner address;
+  channel   to A and to B: the three handshake messages in order (msg2's HELLO with a pool
+            certificate), then transport frames whose counters run 0, 1, 2, ... per
+            direction; after the move, a frame from A to the client inferred as an ACM
+            with one connection id;
+  options   the carrier's SYN to A carries the owner proof; segments of the carrier after
+            its registration carry the segment MAC; the client's synthetic handover SYN
+            to B names the carrier's connection id (client ISN << 32 | server ISN, read
+            from the carrier's own SYN and SYN-ACK), and B answers with a SYN-ACK and a
+            window update of the same id;
+  control   on A's and B's control ports: the handshake records (A, as the initiator of
+            the session transfer, shows its 137-byte pool certificate) and encrypted
+            records.
+
+tshark and tcpdump are required (tools/setup installs them): if either is missing the test
+fails, it never skips. Root (or CAP_NET_RAW) is needed to capture; nothing is timed.
+Small: a few seconds; nothing to scale by ROAMSTACK_TEST_SCALE.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from xml.etree import ElementTree
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SOURCE, "tests", "integration"))
+import harness  # noqa: E402
+from harness import TestFailure, check, log  # noqa: E402
+
+DISSECTOR = os.environ.get("ROAMSTACK_DISSECTOR") or os.path.join(SOURCE, "tools", "wireshark", "roamstack.lua")
+TOOL_TIMEOUT = 120
+CARRIER_PORT = 7000
+CHANNEL_PORT = 7001
+
+
+class Capture:
+    """tcpdump on lo into a file, started and confirmed listening before the run's processes."""
+
+    def __init__(self, directory):
+        self.directory = directory
+        self.proc = None
+        self.path = None
+        self.serial = 0
+
+    def start(self, udp_ports, tcp_ports):
+        self.stop()
+        self.serial += 1
+        self.path = os.path.join(self.directory, "capture-%d.pcap" % self.serial)
+        err_path = self.path + ".err"
+        expression = " or ".join(["udp port %d" % p for p in udp_ports] + ["tcp port %d" % p for p in tcp_ports])
+        with open(err_path, "wb") as err:
+            self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-n", "-s", "0", "-w", self.path, expression],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                         preexec_fn=harness._die_with_parent)
+        deadline = time.monotonic() + harness.READY_TIMEOUT
+        while time.monotonic() < deadline:
+            with open(err_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+            if "listening on" in text:
+                return
+            if self.proc.poll() is not None:
+                raise TestFailure("tcpdump exited (code %d): %s" % (self.proc.returncode, text.strip()))
+            time.sleep(0.02)
+        raise TestFailure("tcpdump never said it was listening")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(harness.STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def run_scenario(capture):
+    """A move with everything on; returns (udp ports, control ports) of the run."""
+    seen = {}
+
+    def routes(ports):
+        topology = seen["t"]
+        controls = [int(c.rsplit(":", 1)[1]) for c in topology.controls.values()]
+        seen["udp"] = sorted(ports.values())
+        seen["tcp"] = sorted(controls)
+        capture.start(seen["udp"], seen["tcp"])
+        return ports
+
+    topology = harness.TwoServers(mode="echo", routes=routes,
+                                  server_extra=["--segment-mac", "--udp-roam", harness.CLIENT_NET])
+    seen["t"] = topology
+    with topology as t:
+        sock = t.connect()
+        harness.echo_round_trip(sock, b"before the move\n")
+        # The client sends a link rebind right after its LINK_KEY, which follows the
+        # channel's handshake: wait for it in the server's counters.
+        deadline = time.monotonic() + harness.READY_TIMEOUT
+        while t.status("A").get("link_rebinds_unchanged", 0) + t.status("A").get("link_rebinds_applied", 0) < 1:
+            check(time.monotonic() < deadline, "A never took a link rebind: %s" % t.status("A"))
+            time.sleep(0.05)
+        t.migrate("A", "B", expect_moved=1)
+        harness.echo_round_trip(sock, b"after the move\n")
+        sock.close()
+        t.wait_for_sessions("B", 0)
+        t.stop_all()
+    capture.stop()
+    return seen["udp"], seen["tcp"]
+
+
+class Packet:
+    """One packet of tshark's PDML: its fields by name (every occurrence, in order) and its
+    Roamstack protocol elements (one per record) as dicts of their own fields."""
+
+    def __init__(self, element):
+        self.fields = {}
+        self.records = []
+        for node in element.iter():
+            if node.tag == "field" and node.get("name"):
+                self.fields.setdefault(node.get("name"), []).append(node.get("show") or "")
+            elif node.tag == "proto" and (node.get("name") or "").startswith("roamstack."):
+                own = {"proto": node.get("name")}
+                for field in node.iter("field"):
+                    own.setdefault(field.get("name"), field.get("show") or "")
+                self.records.append(own)
+        self.number = int(self.last("frame.number"))
+
+    def last(self, name, default=None):
+        values = self.fields.get(name)
+        return values[-1] if values else default
+
+    def of(self, proto):
+        return [r for r in self.records if r["proto"] == proto]
+
+
+def read_capture(pcap, udp_ports, tcp_ports):
+    """tshark -T pdml with the dissector over the whole capture: a list of Packet."""
+    argv = ["tshark", "-n", "-r", pcap, "-X", "lua_script:" + DISSECTOR,
+            "-o", "roamstack.link.udp_ports:" + ",".join(str(p) for p in udp_ports),
+            "-o", "roamstack.ctl.tcp_ports:" + ",".join(str(p) for p in tcp_ports), "-T", "pdml"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+    errors = [line for line in out.stderr.splitlines() if "Running as user" not in line and line.strip()]
+    check(out.returncode == 0 and not errors, "tshark: exit %d\n%s" % (out.returncode, "\n".join(errors)[-2000:]))
+    check("Lua Error" not in out.stdout, "the dissector raised a Lua error: %s" % out.stdout[
+        out.stdout.find("Lua Error"):][:300])
+    root = ElementTree.fromstring(out.stdout)
+    return [Packet(element) for element in root.iter("packet")]
+
+
+def main():
+    for tool in ("tshark", "tcpdump"):
+        check(shutil.which(tool) is not None, "%s is missing (tools/setup installs it)" % tool)
+    check(os.path.isfile(DISSECTOR), "no dissector at %s" % DISSECTOR)
+    capture = Capture(harness.log_dir())
+    try:
+        udp_ports, tcp_ports = run_scenario(capture)
+    finally:
+        capture.stop()
+    pcap = capture.path
+    log("capture %s: %d bytes; udp links %s, control ports %s" % (pcap, os.path.getsize(pcap), udp_ports, tcp_ports))
+    keep = os.environ.get("ROAMSTACK_KEEP_PCAP")
+    if keep:
+        shutil.copyfile(pcap, keep)
+        log("capture copied to %s" % keep)
+    check_capture(pcap, udp_ports, tcp_ports)
+
+
+def check_capture(pcap, udp_ports, tcp_ports):
+    packets = read_capture(pcap, udp_ports, tcp_ports)
+    log("tshark: %d packets" % len(packets))
+    bad = [(p.number, name) for p in packets for name in p.fields if name in EXPERT_ERRORS]
+    check(not bad, "the dissector reports broken input in a clean run: %s" % bad[:10])
+    check_link(packets)
+    check_channels(packets)
+    check_options(packets)
+    check_control_port(packets)
+
+
+EXPERT_ERRORS = ("roamstack.chan.zero_length", "roamstack.chan.short", "roamstack.chan.counter_max",
+                 "roamstack.opt.bad_length", "roamstack.link.rebind.malformed", "roamstack.link.not_ip",
+                 "roamstack.ctl.zero_length")
+
+
+def inner(packet, name):
+    """The innermost occurrence of a field (the overlay's IP inside the link's UDP)."""
+    return packet.last(name)
+
+
+def check_link(packets):
+    link = [p for p in packets if p.of("roamstack.link") and "ip.src" in p.fields]
+    overlay = [p for p in link if len(p.fields["ip.src"]) == 2 and inner(p, "ip.src").startswith("198.18.")]
+    log("link: %d datagrams, %d of them inner IPv4 packets of the overlay" % (len(link), len(overlay)))
+    check(overlay, "no link datagram decoded as an inner IP packet")
+    for port in (CARRIER_PORT, CHANNEL_PORT):
+        check(any(str(port) in p.fields.get("tcp.port", []) for p in overlay),
+              "no inner TCP segment with port %d inside the link" % port)
+    rebinds = [r for p in packets for r in p.of("roamstack.link") if "roamstack.link.rebind.inner" in r]
+    log("link: %d rebind datagrams: %s" % (len(rebinds), sorted({(r["roamstack.link.rebind.inner"],
+                                                                  r["roamstack.link.rebind.format"]) for r in rebinds})))
+    check(rebinds, "no link rebind datagram")
+    for r in rebinds:
+        check(r["roamstack.link.rebind.inner"] == harness.CLIENT_ADDR and r["roamstack.link.rebind.type"] == "0x1a"
+              and r["roamstack.link.rebind.format"] == "1" and len(r["roamstack.link.rebind.mac"].split(":")) == 32,
+              "odd rebind: %r" % r)
+
+
+def by_stream(packets, proto):
+    """{tcp stream: [(packet, record), ...]} for the records of PROTO, in capture order."""
+    streams = {}
+    for p in packets:
+        for r in p.of(proto):
+            streams.setdefault(p.last("tcp.stream"), []).append((p, r))
+    return streams
+
+
+def check_counters(what, values):
+    # A record TCP retransmitted may appear twice; the sequence must still run 0, 1, 2, ...
+    distinct = list(dict.fromkeys(values))
+    check(distinct == list(range(len(distinct))), "%s: counters %s, expected 0, 1, 2, ..." % (what, values))
+
+
+def check_channels(packets):
+    streams = by_stream(packets, "roamstack.chan")
+    seen_servers = {}
+    for stream, records in streams.items():
+        to_server = [(p, r) for p, r in records if r["roamstack.chan.direction"] == "client to server"]
+        to_client = [(p, r) for p, r in records if r["roamstack.chan.direction"] == "server to client"]
+        server = inner(to_server[0][0], "ip.dst") if to_server else None
+        what = "channel stream %s to %s" % (stream, server)
+        check(len(to_server) >= 3 and to_client, "%s: %d records to the server, %d back" % (
+            what, len(to_server), len(to_client)))
+        check([r.get("roamstack.chan.handshake") for _, r in to_server[:2]] == ["1", "3"],
+              "%s: the client's first records are not handshake msg1, msg3: %s" % (what, to_server[:2]))
+        check(to_client[0][1].get("roamstack.chan.handshake") == "2", "%s: the server's first record is not msg2" % what)
+        check(to_client[0][1].get("roamstack.chan.hello.credential") == "1",
+              "%s: the server's HELLO shows no pool certificate" % what)
+        check(to_server[1][1].get("roamstack.chan.hello.host_id_length") == str(len("client")),
+              "%s: the client's HELLO host id is not 6 bytes long" % what)
+        for direction, rows in (("to the server", to_server[2:]), ("to the client", to_client[1:])):
+            check_counters("%s %s" % (what, direction), [int(r["roamstack.chan.counter"]) for _, r in rows])
+        guesses = [(r["roamstack.chan.direction"], r.get("roamstack.chan.guess"), r.get("roamstack.acm.ids"),
+                    r.get("roamstack.register.ids")) for _, r in records if "roamstack.chan.counter" in r]
+        log("%s: %s" % (what, guesses))
+        check(any(g[0] == "client to server" and g[1] == "REGISTER" and g[3] == "1" for g in guesses),
+              "%s: no REGISTER of one id" % what)
+        check(any(g[0] == "server to client" and g[1] == "LINK_KEY" for g in guesses), "%s: no LINK_KEY" % what)
+        seen_servers[server] = guesses
+    check(set(seen_servers) == {harness.SERVER_ADDR, harness.SERVER_B_ADDR},
+          "channels seen to %s, expected A and B" % sorted(seen_servers, key=str))
+    # The move: A's ACM to the client, scope global (every id the channel registered: count 0)
+    # with the token and B's certificate, answered by the client's ACK.
+    at_a = seen_servers[harness.SERVER_ADDR]
+    check(("server to client", "ACM", "0", None) in at_a, "no ACM from A to the client")
+    check(("client to server", "ACK", None, None) in at_a[at_a.index(("server to client", "ACM", "0", None)):],
+          "the client did not answer A's ACM with an ACK")
+    check(not any(g[1] == "ACM" for g in seen_servers[harness.SERVER_B_ADDR]), "B sent an ACM")
+
+
+def flags(packet):
+    return int(packet.last("tcp.flags"), 16)
+
+
+def check_options(packets):
+    syns = [p for p in packets if p.of("roamstack.opt") and any(
+        "roamstack.opt.handover.kind" in r for r in p.of("roamstack.opt"))]
+    handover = {}
+    for p in syns:
+        r = [r for r in p.of("roamstack.opt") if "roamstack.opt.handover.kind" in r][0]
+        handover.setdefault(r["roamstack.opt.handover.kind"], []).append((p, r))
+    log("handover segments by kind: %s" % {k: len(v) for k, v in handover.items()})
+    check(set(handover) == {"1", "2", "3"}, "handover kinds seen: %s, expected SYN, SYN-ACK and window updates"
+          % sorted(handover))
+    syn, option = handover["1"][0]
+    client_port = syn.last("tcp.srcport")
+    conn_id = int(option["roamstack.opt.handover.conn_id"], 16)
+    check(inner(syn, "ip.dst") == harness.SERVER_B_ADDR and syn.last("tcp.dstport") == str(CARRIER_PORT)
+          and flags(syn) == 0x02, "the handover SYN goes to %s:%s with flags %#x" % (
+              inner(syn, "ip.dst"), syn.last("tcp.dstport"), flags(syn)))
+    check(len(option["roamstack.opt.handover.tag"].split(":")) == 12, "handover tag not 12 bytes")
+    # The id is the carrier's own, from the ISNs of its handshake with A.
+    carrier = [p for p in packets if "tcp.srcport" in p.fields and {p.last("tcp.srcport"), p.last("tcp.dstport")}
+               == {client_port, str(CARRIER_PORT)} and inner(p, "ip.src") in (harness.CLIENT_ADDR, harness.SERVER_ADDR)
+               and inner(p, "ip.dst") in (harness.CLIENT_ADDR, harness.SERVER_ADDR)]
+    first_syn = [p for p in carrier if flags(p) == 0x02]
+    syn_ack = [p for p in carrier if flags(p) == 0x12]
+    check(first_syn and syn_ack, "the carrier's own handshake with A is not in the capture")
+    isn_client, isn_server = int(first_syn[0].last("tcp.seq_raw")), int(syn_ack[0].last("tcp.seq_raw"))
+    want = (isn_client << 32) | isn_server
+    log("carrier %s:%s: ISNs %#x, %#x; handover id %#x" % (harness.CLIENT_ADDR, client_port, isn_client, isn_server,
+                                                         conn_id))
+    check(conn_id == want, "handover SYN names id %#x, the carrier's id is %#x" % (conn_id, want))
+    for kind in ("2", "3"):
+        for p, r in handover[kind]:
+            check(int(r["roamstack.opt.handover.conn_id"], 16) == want, "handover kind %s names another id: %r"
+                  % (kind, r))
+    check(any(inner(p, "ip.src") == harness.SERVER_B_ADDR and flags(p) == 0x12 for p, _ in handover["2"]),
+          "no handover SYN-ACK from B")
+    # Owner proof on the carrier's SYN to A; the segment MAC on its data, both ways, at A and at B.
+    owner = [r for r in first_syn[0].of("roamstack.opt") if "roamstack.opt.owner.channel_tag" in r]
+    check(len(owner) == 1 and len(owner[0]["roamstack.opt.owner.mac"].split(":")) == 8,
+          "the carrier's SYN carries no owner proof: %r" % first_syn[0].records)
+    moved = [p for p in packets if "tcp.srcport" in p.fields and {p.last("tcp.srcport"), p.last("tcp.dstport")}
+             == {client_port, str(CARRIER_PORT)} and int(p.last("tcp.len", "0")) > 0
+             and any("roamstack.opt.segmac.tag" in r for r in p.of("roamstack.opt"))]
+    for server in (harness.SERVER_ADDR, harness.SERVER_B_ADDR):
+        for source in (server, harness.CLIENT_ADDR):
+            check(any(inner(p, "ip.src") == source and server in (inner(p, "ip.src"), inner(p, "ip.dst"))
+                      for p in moved), "no signed data segment from %s on the carrier at %s" % (source, server))
+    log("carrier: %d data segments with the segment MAC" % len(moved))
+
+
+def check_control_port(packets):
+    streams = by_stream(packets, "roamstack.ctl")
+    transfers = 0
+    for stream, records in streams.items():
+        forward = [r for _, r in records if r["roamstack.ctl.direction"] == "initiator to responder"]
+        back = [r for _, r in records if r["roamstack.ctl.direction"] == "responder to initiator"]
+        what = "control port stream %s" % stream
+        check(len(forward) >= 3 and len(back) >= 2, "%s: %d records out, %d back" % (what, len(forward), len(back)))
+        check([r.get("roamstack.ctl.handshake") for r in forward[:2]] == ["1", "3"] and
+              back[0].get("roamstack.ctl.handshake") == "2", "%s: no XX handshake at its start" % what)
+        check(back[0].get("roamstack.ctl.credential_length") == "137", "%s: the responder shows no certificate" % what)
+        check_counters(what + " out", [int(r["roamstack.ctl.nonce"]) for r in forward[2:]])
+        check_counters(what + " back", [int(r["roamstack.ctl.nonce"]) for r in back[1:]])
+        if forward[1].get("roamstack.ctl.credential_length") == "137":
+            transfers += 1  # a server's session transfer (roamctl shows no certificate)
+        else:
+            check(forward[1].get("roamstack.ctl.credential_length") == "0", "%s: odd initiator credential" % what)
+    log("control port: %d connections, %d of them session transfers" % (len(streams), transfers))
+    check(transfers == 1, "%d session transfers between A and B, expected 1" % transfers)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--check":
+        # By hand, on a kept capture: --check PCAP UDP,PORTS CONTROL,PORTS
+        check_capture(sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(","))
+        print("PASS")
+    else:
+        harness.run(main)
