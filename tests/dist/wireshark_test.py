@@ -25,7 +25,8 @@ dissector. What must be there, each named by the dissector's fields:
             records.
 
 tshark and tcpdump are required (tools/setup installs them): if either is missing the test
-fails, it never skips. Root (or CAP_NET_RAW) is needed to capture; nothing is timed.
+fails. Capturing needs root: without it the test skips (exit 77), as the netns tests do.
+Nothing is timed.
 Small: a few seconds; nothing to scale by ROAMSTACK_TEST_SCALE.
 """
 import os
@@ -167,6 +168,9 @@ def main():
     for tool in ("tshark", "tcpdump"):
         check(shutil.which(tool) is not None, "%s is missing (tools/setup installs it)" % tool)
     check(os.path.isfile(DISSECTOR), "no dissector at %s" % DISSECTOR)
+    if os.geteuid() != 0:
+        log("SKIP wireshark_test.py: capturing on lo needs root (as the netns tests do)")
+        sys.exit(77)
     capture = Capture(harness.log_dir())
     try:
         udp_ports, tcp_ports = run_scenario(capture)
