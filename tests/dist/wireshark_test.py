@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tools/wireshark/roamstack.lua against a capture of a real move.
+"""tools/wireshark/roamstack.lua against captures of real moves, IPv4 and then IPv6.
 
 The scenario (harness.TwoServers on loopback, mode echo): servers A and B with the segment
 MAC on and --udp-roam for the client's prefix, the client on its UDP link. tcpdump captures
@@ -9,25 +9,29 @@ round trip, then every process stops and the capture is read back with tshark an
 dissector. What must be there, each named by the dissector's fields:
 
   link      UDP datagrams of the links decode as IP-in-UDP with the inner TCP of the overlay
-            (inner addresses 198.18.x.x, carrier port 7000, channel port 7001); at least
-            one link rebind datagram (0x1A) for the client's inner address;
+            (inner addresses of the client, A and B; carrier port 7000, channel port
+            7001); link rebind datagrams (0x1A) for the client's inner address; the
+            heuristic (no port preference) finds the same datagrams;
   channel   to A and to B: the three handshake messages in order (msg2's HELLO with a pool
-            certificate), then transport frames whose counters run 0, 1, 2, ... per
-            direction; after the move, a frame from A to the client inferred as an ACM
-            with one connection id;
-  options   the carrier's SYN to A carries the owner proof; segments of the carrier after
-            its registration carry the segment MAC; the client's synthetic handover SYN
-            to B names the carrier's connection id (client ISN << 32 | server ISN, read
-            from the carrier's own SYN and SYN-ACK), and B answers with a SYN-ACK and a
-            window update of the same id;
-  control   on A's and B's control ports: the handshake records (A, as the initiator of
-            the session transfer, shows its 137-byte pool certificate) and encrypted
-            records.
+            certificate, msg3's with the 6-byte host id "client"), then transport frames
+            whose counters run 0, 1, 2, ... per direction; inferred from their lengths: the
+            LINK_KEY, the client's REGISTERs of one id, and after the move A's ACM of scope
+            global (no ids, with token and certificate: the IPv6 run checks the family's
+            part in that inference) answered by the client's ACK;
+  options   the carrier's SYN to A carries the owner proof; data segments of the carrier
+            carry the segment MAC, both ways, at A and at B; the client's synthetic
+            handover SYN to B names the carrier's connection id (client ISN << 32 |
+            server ISN, read from the carrier's own SYN and SYN-ACK with A), and B's
+            SYN-ACK and both window updates name the same id;
+  control   on A's and B's control ports: every connection starts with the XX handshake
+            records (the responder shows its 137-byte pool certificate; of the initiators
+            only A, in its session transfer to B, does), then records whose implicit
+            nonces run 0, 1, 2, ...
 
 tshark and tcpdump are required (tools/setup installs them): if either is missing the test
 fails. Capturing needs root: without it the test skips (exit 77), as the netns tests do.
-Nothing is timed.
-Small: a few seconds; nothing to scale by ROAMSTACK_TEST_SCALE.
+Nothing is timed. A few seconds (two short runs); nothing to scale by ROAMSTACK_TEST_SCALE.
+By hand on a kept capture (ROAMSTACK_KEEP_PCAP=FILE): see the end of this file.
 """
 import os
 import shutil
@@ -47,6 +51,10 @@ DISSECTOR = os.environ.get("ROAMSTACK_DISSECTOR") or os.path.join(SOURCE, "tools
 TOOL_TIMEOUT = 120
 CARRIER_PORT = 7000
 CHANNEL_PORT = 7001
+CLIENT_NET6 = "2001:db8:11::/48"  # harness.TwoServers(ipv6=True)
+ADDRESSES = {False: {"client": harness.CLIENT_ADDR, "A": harness.SERVER_ADDR, "B": harness.SERVER_B_ADDR},
+             True: {"client": "2001:db8:11::2", "A": harness.TwoServers.address6["A"],
+                    "B": harness.TwoServers.address6["B"]}}
 
 
 class Capture:
@@ -92,7 +100,7 @@ class Capture:
         self.proc = None
 
 
-def run_scenario(capture):
+def run_scenario(capture, ipv6=False):
     """A move with everything on; returns (udp ports, control ports) of the run."""
     seen = {}
 
@@ -104,8 +112,9 @@ def run_scenario(capture):
         capture.start(seen["udp"], seen["tcp"])
         return ports
 
-    topology = harness.TwoServers(mode="echo", routes=routes,
-                                  server_extra=["--segment-mac", "--udp-roam", harness.CLIENT_NET])
+    roam = CLIENT_NET6 if ipv6 else harness.CLIENT_NET
+    topology = harness.TwoServers(mode="echo", routes=routes, ipv6=ipv6,
+                                  server_extra=["--segment-mac", "--udp-roam", roam])
     seen["t"] = topology
     with topology as t:
         sock = t.connect()
@@ -171,29 +180,40 @@ def main():
     if os.geteuid() != 0:
         log("SKIP wireshark_test.py: capturing on lo needs root (as the netns tests do)")
         sys.exit(77)
-    capture = Capture(harness.log_dir())
-    try:
-        udp_ports, tcp_ports = run_scenario(capture)
-    finally:
-        capture.stop()
-    pcap = capture.path
-    log("capture %s: %d bytes; udp links %s, control ports %s" % (pcap, os.path.getsize(pcap), udp_ports, tcp_ports))
-    keep = os.environ.get("ROAMSTACK_KEEP_PCAP")
-    if keep:
-        shutil.copyfile(pcap, keep)
-        log("capture copied to %s" % keep)
-    check_capture(pcap, udp_ports, tcp_ports)
+    for ipv6 in (False, True):
+        capture = Capture(harness.log_dir())
+        try:
+            udp_ports, tcp_ports = run_scenario(capture, ipv6)
+        finally:
+            capture.stop()
+        pcap = capture.path
+        log("capture %s: %d bytes; udp links %s, control ports %s" % (pcap, os.path.getsize(pcap), udp_ports,
+                                                                      tcp_ports))
+        keep = os.environ.get("ROAMSTACK_KEEP_PCAP")
+        if keep:
+            shutil.copyfile(pcap, keep + (".ipv6" if ipv6 else ""))
+            log("capture copied to %s" % keep)
+        check_capture(pcap, udp_ports, tcp_ports, ipv6)
 
 
-def check_capture(pcap, udp_ports, tcp_ports):
+NODES = {}  # "client", "A", "B" -> the overlay address of the run being checked
+
+
+def check_capture(pcap, udp_ports, tcp_ports, ipv6=False):
+    NODES.clear()
+    NODES.update(ADDRESSES[ipv6])
+    log("checking %s (%s)" % (pcap, "IPv6" if ipv6 else "IPv4"))
     packets = read_capture(pcap, udp_ports, tcp_ports)
     log("tshark: %d packets" % len(packets))
     bad = [(p.number, name) for p in packets for name in p.fields if name in EXPERT_ERRORS]
     check(not bad, "the dissector reports broken input in a clean run: %s" % bad[:10])
-    check_link(packets)
+    overlay = check_link(packets)
     check_channels(packets)
     check_options(packets)
     check_control_port(packets)
+    # Without the port preference the heuristic must find the same link datagrams.
+    found = check_link(read_capture(pcap, [], tcp_ports))
+    check(found == overlay, "the heuristic found %d overlay packets, the ports %d" % (found, overlay))
 
 
 EXPERT_ERRORS = ("roamstack.chan.zero_length", "roamstack.chan.short", "roamstack.chan.counter_max",
@@ -201,27 +221,33 @@ EXPERT_ERRORS = ("roamstack.chan.zero_length", "roamstack.chan.short", "roamstac
                  "roamstack.ctl.zero_length")
 
 
-def inner(packet, name):
-    """The innermost occurrence of a field (the overlay's IP inside the link's UDP)."""
-    return packet.last(name)
+def inner(packet, which):
+    """The overlay's source or destination address: the IP packet inside the link's UDP
+    (the outer one is 127.0.0.1), IPv6 or IPv4; None for a packet with no inner IP."""
+    if "ipv6." + which in packet.fields:
+        return packet.last("ipv6." + which)
+    values = packet.fields.get("ip." + which, [])
+    return values[-1] if len(values) >= 2 else None
 
 
 def check_link(packets):
     link = [p for p in packets if p.of("roamstack.link") and "ip.src" in p.fields]
-    overlay = [p for p in link if len(p.fields["ip.src"]) == 2 and inner(p, "ip.src").startswith("198.18.")]
-    log("link: %d datagrams, %d of them inner IPv4 packets of the overlay" % (len(link), len(overlay)))
+    overlay = [p for p in link if inner(p, "src") in NODES.values() and inner(p, "dst") in NODES.values()]
+    log("link: %d datagrams, %d of them inner IP packets of the overlay" % (len(link), len(overlay)))
     check(overlay, "no link datagram decoded as an inner IP packet")
     for port in (CARRIER_PORT, CHANNEL_PORT):
         check(any(str(port) in p.fields.get("tcp.port", []) for p in overlay),
               "no inner TCP segment with port %d inside the link" % port)
-    rebinds = [r for p in packets for r in p.of("roamstack.link") if "roamstack.link.rebind.inner" in r]
-    log("link: %d rebind datagrams: %s" % (len(rebinds), sorted({(r["roamstack.link.rebind.inner"],
-                                                                  r["roamstack.link.rebind.format"]) for r in rebinds})))
+    field = "roamstack.link.rebind.inner6" if ":" in NODES["client"] else "roamstack.link.rebind.inner"
+    rebinds = [r for p in packets for r in p.of("roamstack.link") if field in r]
+    log("link: %d rebind datagrams: %s" % (len(rebinds), sorted({(r[field], r["roamstack.link.rebind.format"])
+                                                                  for r in rebinds})))
     check(rebinds, "no link rebind datagram")
     for r in rebinds:
-        check(r["roamstack.link.rebind.inner"] == harness.CLIENT_ADDR and r["roamstack.link.rebind.type"] == "0x1a"
+        check(r[field] == NODES["client"] and r["roamstack.link.rebind.type"] == "0x1a"
               and r["roamstack.link.rebind.format"] == "1" and len(r["roamstack.link.rebind.mac"].split(":")) == 32,
               "odd rebind: %r" % r)
+    return len(overlay)
 
 
 def by_stream(packets, proto):
@@ -245,7 +271,7 @@ def check_channels(packets):
     for stream, records in streams.items():
         to_server = [(p, r) for p, r in records if r["roamstack.chan.direction"] == "client to server"]
         to_client = [(p, r) for p, r in records if r["roamstack.chan.direction"] == "server to client"]
-        server = inner(to_server[0][0], "ip.dst") if to_server else None
+        server = inner(to_server[0][0], "dst") if to_server else None
         what = "channel stream %s to %s" % (stream, server)
         check(len(to_server) >= 3 and to_client, "%s: %d records to the server, %d back" % (
             what, len(to_server), len(to_client)))
@@ -265,15 +291,15 @@ def check_channels(packets):
               "%s: no REGISTER of one id" % what)
         check(any(g[0] == "server to client" and g[1] == "LINK_KEY" for g in guesses), "%s: no LINK_KEY" % what)
         seen_servers[server] = guesses
-    check(set(seen_servers) == {harness.SERVER_ADDR, harness.SERVER_B_ADDR},
+    check(set(seen_servers) == {NODES["A"], NODES["B"]},
           "channels seen to %s, expected A and B" % sorted(seen_servers, key=str))
     # The move: A's ACM to the client, scope global (every id the channel registered: count 0)
     # with the token and B's certificate, answered by the client's ACK.
-    at_a = seen_servers[harness.SERVER_ADDR]
+    at_a = seen_servers[NODES["A"]]
     check(("server to client", "ACM", "0", None) in at_a, "no ACM from A to the client")
     check(("client to server", "ACK", None, None) in at_a[at_a.index(("server to client", "ACM", "0", None)):],
           "the client did not answer A's ACM with an ACK")
-    check(not any(g[1] == "ACM" for g in seen_servers[harness.SERVER_B_ADDR]), "B sent an ACM")
+    check(not any(g[1] == "ACM" for g in seen_servers[NODES["B"]]), "B sent an ACM")
 
 
 def flags(packet):
@@ -293,27 +319,27 @@ def check_options(packets):
     syn, option = handover["1"][0]
     client_port = syn.last("tcp.srcport")
     conn_id = int(option["roamstack.opt.handover.conn_id"], 16)
-    check(inner(syn, "ip.dst") == harness.SERVER_B_ADDR and syn.last("tcp.dstport") == str(CARRIER_PORT)
+    check(inner(syn, "dst") == NODES["B"] and syn.last("tcp.dstport") == str(CARRIER_PORT)
           and flags(syn) == 0x02, "the handover SYN goes to %s:%s with flags %#x" % (
-              inner(syn, "ip.dst"), syn.last("tcp.dstport"), flags(syn)))
+              inner(syn, "dst"), syn.last("tcp.dstport"), flags(syn)))
     check(len(option["roamstack.opt.handover.tag"].split(":")) == 12, "handover tag not 12 bytes")
     # The id is the carrier's own, from the ISNs of its handshake with A.
     carrier = [p for p in packets if "tcp.srcport" in p.fields and {p.last("tcp.srcport"), p.last("tcp.dstport")}
-               == {client_port, str(CARRIER_PORT)} and inner(p, "ip.src") in (harness.CLIENT_ADDR, harness.SERVER_ADDR)
-               and inner(p, "ip.dst") in (harness.CLIENT_ADDR, harness.SERVER_ADDR)]
+               == {client_port, str(CARRIER_PORT)} and inner(p, "src") in (NODES["client"], NODES["A"])
+               and inner(p, "dst") in (NODES["client"], NODES["A"])]
     first_syn = [p for p in carrier if flags(p) == 0x02]
     syn_ack = [p for p in carrier if flags(p) == 0x12]
     check(first_syn and syn_ack, "the carrier's own handshake with A is not in the capture")
     isn_client, isn_server = int(first_syn[0].last("tcp.seq_raw")), int(syn_ack[0].last("tcp.seq_raw"))
     want = (isn_client << 32) | isn_server
-    log("carrier %s:%s: ISNs %#x, %#x; handover id %#x" % (harness.CLIENT_ADDR, client_port, isn_client, isn_server,
+    log("carrier %s:%s: ISNs %#x, %#x; handover id %#x" % (NODES["client"], client_port, isn_client, isn_server,
                                                          conn_id))
     check(conn_id == want, "handover SYN names id %#x, the carrier's id is %#x" % (conn_id, want))
     for kind in ("2", "3"):
         for p, r in handover[kind]:
             check(int(r["roamstack.opt.handover.conn_id"], 16) == want, "handover kind %s names another id: %r"
                   % (kind, r))
-    check(any(inner(p, "ip.src") == harness.SERVER_B_ADDR and flags(p) == 0x12 for p, _ in handover["2"]),
+    check(any(inner(p, "src") == NODES["B"] and flags(p) == 0x12 for p, _ in handover["2"]),
           "no handover SYN-ACK from B")
     # Owner proof on the carrier's SYN to A; the segment MAC on its data, both ways, at A and at B.
     owner = [r for r in first_syn[0].of("roamstack.opt") if "roamstack.opt.owner.channel_tag" in r]
@@ -322,9 +348,9 @@ def check_options(packets):
     moved = [p for p in packets if "tcp.srcport" in p.fields and {p.last("tcp.srcport"), p.last("tcp.dstport")}
              == {client_port, str(CARRIER_PORT)} and int(p.last("tcp.len", "0")) > 0
              and any("roamstack.opt.segmac.tag" in r for r in p.of("roamstack.opt"))]
-    for server in (harness.SERVER_ADDR, harness.SERVER_B_ADDR):
-        for source in (server, harness.CLIENT_ADDR):
-            check(any(inner(p, "ip.src") == source and server in (inner(p, "ip.src"), inner(p, "ip.dst"))
+    for server in (NODES["A"], NODES["B"]):
+        for source in (server, NODES["client"]):
+            check(any(inner(p, "src") == source and server in (inner(p, "src"), inner(p, "dst"))
                       for p in moved), "no signed data segment from %s on the carrier at %s" % (source, server))
     log("carrier: %d data segments with the segment MAC" % len(moved))
 
@@ -352,8 +378,8 @@ def check_control_port(packets):
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--check":
-        # By hand, on a kept capture: --check PCAP UDP,PORTS CONTROL,PORTS
-        check_capture(sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(","))
+        # By hand, on a kept capture: --check PCAP UDP,PORTS CONTROL,PORTS (an IPv6 run: PCAP ends .ipv6)
+        check_capture(sys.argv[2], sys.argv[3].split(","), sys.argv[4].split(","), sys.argv[2].endswith(".ipv6"))
         print("PASS")
     else:
         harness.run(main)
