@@ -28,6 +28,10 @@ dissector. What must be there, each named by the dissector's fields:
             only A, in its session transfer to B, does), then records whose implicit
             nonces run 0, 1, 2, ...
 
+Crafted packets (scapy, written to a file, never sent) check that malformed options,
+rebinds and frames are flagged and another experiment's kind-253 option is left to
+Wireshark. Runs under Debian's /usr/bin/python3 (python3-scapy).
+
 tshark and tcpdump are required (tools/setup installs them): if either is missing the test
 fails. Capturing needs root: without it the test skips (exit 77), as the netns tests do.
 Nothing is timed. A few seconds (two short runs); nothing to scale by ROAMSTACK_TEST_SCALE.
@@ -173,10 +177,56 @@ def read_capture(pcap, udp_ports, tcp_ports):
     return [Packet(element) for element in root.iter("packet")]
 
 
+# PROTOCOL.md 3.8's example rebind: inner 198.18.50.2, counter 0x0005f0a1b2c3d4e5.
+REBIND_EXAMPLE = bytes.fromhex("1a010400c61232020005f0a1b2c3d4e5"
+                               "b8a600af6082ac8a1721a3a47f10899e86de8405a0a48291c7711895f76773a0")
+
+
+def check_crafted():
+    """Bad input is flagged, not misread, and another experiment's kind-253 option is left
+    to Wireshark: packets made here with scapy (never sent), one expectation each."""
+    from scapy.all import IP, TCP, UDP, Raw, wrpcap
+    client, server = harness.CLIENT_ADDR, harness.SERVER_ADDR
+    cases = [
+        ("foreign ExID", IP(src=client, dst=server) / TCP(sport=40000, dport=7000, flags="S",
+                                                          options=[(253, b"\x12\x34abcd")]),
+         lambda p: p.last("tcp.options.experimental.exid") == "0x1234" and not p.of("roamstack.opt")),
+        ("handover option of 24 bytes", IP(src=client, dst=server) / TCP(
+            sport=40001, dport=7000, flags="S", options=[(253, b"\x52\x48" + bytes(20))]),
+         lambda p: "roamstack.opt.bad_length" in p.fields and "roamstack.opt.handover.conn_id" not in p.fields),
+        ("owner proof on a SYN-ACK", IP(src=server, dst=client) / TCP(
+            sport=7000, dport=40002, flags="SA", options=[(253, b"\x52\x4f" + bytes(range(16)))]),
+         lambda p: "roamstack.opt.misplaced" in p.fields and p.last("roamstack.opt.owner.mac") == "08:09:0a:0b:0c:0d:0e:0f"),
+        ("rebind of format 2", IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=40003, dport=7100) / Raw(
+            b"\x1a\x02\x04\x00" + bytes(44)),
+         lambda p: "roamstack.link.rebind.malformed" in p.fields and "roamstack.link.rebind.inner" not in p.fields),
+        ("rebind example of PROTOCOL.md 3.8", IP(src="127.0.0.1", dst="127.0.0.1") / UDP(sport=40004, dport=7100) /
+         Raw(REBIND_EXAMPLE),
+         lambda p: p.last("roamstack.link.rebind.inner") == "198.18.50.2"
+         and int(p.last("roamstack.link.rebind.counter")) == 0x0005f0a1b2c3d4e5
+         and p.last("roamstack.link.rebind.mac", "").replace(":", "") == REBIND_EXAMPLE[16:].hex()
+         and "roamstack.link.rebind.malformed" not in p.fields),
+        ("zero-length channel frame", IP(src=client, dst=server) / TCP(sport=40005, dport=7001, flags="PA") /
+         Raw(b"\x00\x00"),
+         lambda p: "roamstack.chan.zero_length" in p.fields),
+        ("channel frame of 5 bytes", IP(src=server, dst=client) / TCP(sport=7001, dport=40006, flags="PA") /
+         Raw(b"\x00\x05" + bytes(5)),
+         lambda p: "roamstack.chan.short" in p.fields and "roamstack.chan.counter" not in p.fields),
+    ]
+    path = os.path.join(harness.log_dir(), "crafted.pcap")
+    wrpcap(path, [packet for _, packet, _ in cases])
+    packets = read_capture(path, [7100], [])
+    check(len(packets) == len(cases), "tshark read %d of %d crafted packets" % (len(packets), len(cases)))
+    for (what, _, expectation), packet in zip(cases, packets):
+        check(expectation(packet), "crafted %s: not dissected as expected: %r" % (what, packet.records))
+    log("crafted: %d bad or foreign inputs flagged as expected" % len(cases))
+
+
 def main():
     for tool in ("tshark", "tcpdump"):
         check(shutil.which(tool) is not None, "%s is missing (tools/setup installs it)" % tool)
     check(os.path.isfile(DISSECTOR), "no dissector at %s" % DISSECTOR)
+    check_crafted()
     if os.geteuid() != 0:
         log("SKIP wireshark_test.py: capturing on lo needs root (as the netns tests do)")
         sys.exit(77)
