@@ -40,7 +40,8 @@ def escape(text):
 
 
 def term(text):
-    """An option or mode term: the words before the first placeholder bold, the rest italic."""
+    """An entry's term: literal words (the first, options, lowercase keywords) bold,
+    placeholders (PORT, [BIND:]PORT:SERVER:SPORT) italic."""
     words = text.split(" ")
     rendered = []
     for i, word in enumerate(words):
