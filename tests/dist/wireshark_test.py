@@ -64,8 +64,9 @@ ADDRESSES = {False: {"client": harness.CLIENT_ADDR, "A": harness.SERVER_ADDR, "B
 class Capture:
     """tcpdump on lo into a file, started and confirmed listening before the run's processes."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, name):
         self.directory = directory
+        self.name = name
         self.proc = None
         self.path = None
         self.serial = 0
@@ -73,7 +74,7 @@ class Capture:
     def start(self, udp_ports, tcp_ports):
         self.stop()
         self.serial += 1
-        self.path = os.path.join(self.directory, "capture-%d.pcap" % self.serial)
+        self.path = os.path.join(self.directory, "%s-%d.pcap" % (self.name, self.serial))
         err_path = self.path + ".err"
         expression = " or ".join(["udp port %d" % p for p in udp_ports] + ["tcp port %d" % p for p in tcp_ports])
         with open(err_path, "wb") as err:
@@ -231,7 +232,7 @@ def main():
         log("SKIP wireshark_test.py: capturing on lo needs root (as the netns tests do)")
         sys.exit(77)
     for ipv6 in (False, True):
-        capture = Capture(harness.log_dir())
+        capture = Capture(harness.log_dir(), "ipv6" if ipv6 else "ipv4")
         try:
             udp_ports, tcp_ports = run_scenario(capture, ipv6)
         finally:
