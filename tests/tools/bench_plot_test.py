@@ -111,6 +111,11 @@ def main():
         # A figure whose key is missing (scale's move of 10000 was null) is left out.
         scale = plot.panels(plot.last_json_object(dict(fixtures)["scale"]), "scale")
         check("move 10000 connections" not in [p["title"] for p in scale], "a null figure was drawn")
+        # scale --quick (N = 1000): "move N" and "move 1000" are one panel.
+        quick = plot.last_json_object(dict(fixtures)["scale"])
+        quick.update({"connections": 1000, "move_ms_1000": 127.0})
+        titles = [p["title"] for p in plot.panels(quick, "scale")]
+        check(titles.count("move 1000 connections") == 1, "scale --quick panels: %s" % titles)
 
         empty = os.path.join(tmp, "none.png")
         done = run_plot(["--bench", "migrate", "-", empty], "migrate: failed before any figure\n")

@@ -169,7 +169,8 @@ def _samples(path, result):
 def panels(result, bench=None):
     """What a run's JSON gives each figure of its benchmark: a list of dicts with title,
     unit, bars [(label, value or None, samples)], ratio (ours / reference or None) and
-    lower_is_better. Figures whose value is missing from the JSON are left out."""
+    lower_is_better. Figures whose value is missing from the JSON are left out, and a
+    figure that a filled-in N made a repeat of an earlier one."""
     bench = result.get("bench") or bench
     out = []
     for fig in FIGURES.get(bench, []):
@@ -184,6 +185,8 @@ def panels(result, bench=None):
             bars.append((fig.reference_label, reference, _samples(fig.reference_samples, result)))
         ratio = ours / reference if ours is not None and reference else None
         title = fig.title.replace("{connections}", str(result.get("connections")))
+        if any(p["title"] == title for p in out):
+            continue  # scale --quick: N is 1000, so "move N" and "move 1000" are one figure
         out.append({"title": title, "unit": fig.unit, "bars": bars, "ratio": ratio,
                     "lower_is_better": fig.lower_is_better, "reference_only": fig.ours is None})
     return out
