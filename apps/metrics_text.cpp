@@ -22,8 +22,8 @@ void append_histogram(std::string& out, const CounterRegistry::HistogramReading&
   append_name_part(name, h.group);
   name += '_';
   append_name_part(name, h.name);
-  std::string help = h.help.empty() ? "Roamstack " + std::string(h.group) + " histogram " + std::string(h.name)
-                                    : std::string(h.help);
+  std::string help(h.help);
+  if (help.empty()) help = "Roamstack " + std::string(h.group) + " histogram " + std::string(h.name);
   out += "# HELP " + name + " " + help + "\n";
   out += "# TYPE " + name + " histogram\n";
   const auto& bounds = h.histogram->upper_bounds();

@@ -18,7 +18,7 @@ TEST_CASE("histogram: a value lands in the first bucket whose bound is >= it; co
   h.observe(0.005);
   h.observe(0.01);  // on the bound: le="0.01" counts it
   h.observe(0.05);
-  h.observe(2);     // above every bound: +Inf only
+  h.observe(2);  // above every bound: +Inf only
   CHECK(h.cumulative() == std::vector<uint64_t>{2, 3, 3, 4});
   CHECK(h.count() == 4);
   CHECK(h.sum() == doctest::Approx(2.065));
