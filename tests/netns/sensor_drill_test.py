@@ -151,7 +151,7 @@ def start_lab(lab):
               + pool.server_args("proxy_b") + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
     # A: the detector learns for 1 s only (a drill, not a deployment), then informs B.
     lab.start("proxy_a", "s", [ROAM_SERVER] + link + ["--addr", A_ADDR, "--control", A_CONTROL,
-                                                      "--next-proxy", B_CONTROL, "--detector-warmup", "1",
+                                                      "--next-proxy", B_CONTROL, "--flood-detector-warmup", "1",
                                                       "--inform-hold", "60"]
               + pool.server_args("proxy_a") + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
     for name in ("proxy_a", "proxy_b"):
@@ -196,7 +196,7 @@ def run_drill(lab, size=None):
                    "the client's registration at proxy A")
         log("ok   - download of %d bytes under way through proxy A; the client's channel is registered" % size)
 
-        # A's detector learns the normal rate for its first second (--detector-warmup 1): a
+        # A's detector learns the normal rate for its first second (--flood-detector-warmup 1): a
         # flood that began earlier would be learned as normal.
         time.sleep(max(0.0, a_started + WARMUP_WAIT - time.monotonic()))
         t0 = time.monotonic()
