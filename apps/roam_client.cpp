@@ -71,7 +71,8 @@ Options:
                          TCP connection a local application opens to such an address
                          like a -D CONNECT to that address and port (no per-application
                          setup); destinations outside the overlay (as for -D) are reset.
-                         IPv4. The device and its routes go when the client exits
+                         IPv4, udp links only. The device and its routes go when the
+                         client exits
   --transparent-route PREFIX
                          an IPv4 prefix routed into the --transparent device (repeatable;
                          at least one)
@@ -348,8 +349,11 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
   if (!options.transparent_device.empty() || !options.transparent_routes.empty()) {
     if (options.transparent_device.empty()) throw ConfigError("--transparent-route needs --transparent DEV");
     if (options.transparent_routes.empty()) throw ConfigError("--transparent needs at least one --transparent-route");
-    if (options.transparent_device == tun_device_of(options.link.link))
-      throw ConfigError("--transparent " + options.transparent_device + " is the --link device");
+    // On a tun link the carriers themselves leave through the kernel's routing table, which
+    // would send them to the overlay addresses' route: back into the transparent device.
+    if (!tun_device_of(options.link.link).empty())
+      throw ConfigError("--transparent needs a udp link (on a tun link the kernel would route the carriers "
+                        "into the transparent device too)");
     for (const auto& prefix : options.transparent_routes)
       if (prefix.contains(options.transparent_address))
         throw ConfigError("--transparent-addr " + options.transparent_address.to_string() +
@@ -676,6 +680,10 @@ class Client {
   void start_transparent(const ClientOptions& options) {
     const std::string& device = options.transparent_device;
     const IpAddress kernel = options.transparent_address;
+    // The kernel's address must never be a destination the client carries: its packets
+    // could then reach a carrier's pcb.
+    if (carriable(kernel))
+      throw ConfigError("--transparent-addr " + kernel.to_string() + " lies inside an overlay route");
     auto link = std::make_unique<TunLink>(node_.loop(), TunLinkConfig{device, options.link.mtu, true});
     InterfaceConfig config;
     config.address4 = kernel;  // lwIP routes its answers to the kernel's address into the device

@@ -117,7 +117,7 @@ struct TransparentFixture {
 
 TEST_CASE("transparent: a SYN to any accepted address and port is answered as that destination") {
   TransparentFixture f;
-  for (uint16_t port : {7000, 22, 5201}) {
+  for (uint16_t port : {uint16_t{7000}, uint16_t{22}, uint16_t{5201}}) {
     f.device->sent.clear();
     f.device->inject(segment(kernel, 40000, "198.18.12.2", port, TcpSegmentView::SYN, 1000));
     f.turn();
