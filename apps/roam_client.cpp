@@ -918,6 +918,16 @@ class Client {
       counters_.add("app", name, &carrier_losses_[static_cast<size_t>(reason)]);
     }
     counters_.add("app", "carrier_open_failures", &carrier_failures_);
+    if (transparent_guard_ && transparent_listener_) {
+      counters_.add("transparent", "accepted", &transparent_listener_->counters().accepted);
+      counters_.add("transparent", "carried", &transparent_connected_);
+      counters_.add("transparent", "carrier_failures", &transparent_failures_);
+      counters_.add("transparent", "refused", &transparent_guard_->counters().refused);
+      counters_.add("transparent", "refused_late", &transparent_listener_->counters().refused_late);
+      counters_.add("transparent", "dropped_not_tcp", &transparent_guard_->counters().not_tcp);
+      counters_.add("transparent", "dropped_foreign_source", &transparent_guard_->counters().foreign_source);
+      counters_.add_gauge("transparent", "connections", [this] { return transparent_sessions_.size(); });
+    }
     counters_.add_gauge("app", "connections", [this] { return splices_.size(); });
     add_connection_losses(counters_);
   }

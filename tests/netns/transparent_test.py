@@ -20,8 +20,9 @@ servers' userspace addresses (198.18.12.2:7000) directly.
   iperf3  Pair (relay to `iperf3 -s`): `iperf3 -c 198.18.12.2 -p 7000` for
           max(2, 3 x SCALE) s, exit 0 and bytes received.
   move    TwoServers (files): a paced download from 198.18.12.2:7000 through the device
-          while `roamctl migrate A->B` moves it, SHA-256 exact; then a new connection to
-          198.18.12.2:7000 reaches B (the move is followed) and is byte-exact too.
+          while `roamctl migrate A->B` moves it and then the client's own address changes
+          (--addr-file, SIGUSR1: B answers `rebound`), SHA-256 exact; then a new connection
+          to 198.18.12.2:7000 reaches B (the move is followed) and is byte-exact too.
 
 Exit 0 passed, 1 failed, 77 skipped (not root, or curl/ssh/sshd/iperf3 missing).
 """
@@ -31,6 +32,7 @@ import http.server
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +43,7 @@ DEVICE = "rtp0"
 SSHD = "/usr/sbin/sshd"
 PRIVSEP = "/run/sshd"
 OUTSIDE = "198.18.99.1"  # routed into the device, outside every overlay route
+NEW_CLIENT_ADDR = "198.18.11.7"  # the client's address after it moves (--addr-file, SIGUSR1)
 
 
 def outer():
@@ -193,12 +196,17 @@ def part_ssh(work):
 
 def part_iperf():
     port = harness.free_tcp_port()
-    server = subprocess.Popen(["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    # No probe connection may reach iperf3 -s (it serves one test at a time and resets the
+    # next client while it ends a probe): wait for its own line, and no Pair probe.
+    server = subprocess.Popen(["iperf3", "-s", "--forceflush", "-B", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = max(2, int(round(3 * float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0")))))
     try:
-        harness.wait_for_tcp(port)
-        with harness.Pair(mode="relay", backend="127.0.0.1:%d" % port,
+        for line in server.stdout:
+            if "Server listening" in line:
+                break
+        threading.Thread(target=server.stdout.read, daemon=True).start()
+        with harness.Pair(mode="relay", backend="127.0.0.1:%d" % port, probe=False,
                           client_extra=transparent_args(harness.SERVER_NET)) as pair:
             check(pair.client.wait_for_log("[app] transparent: %s routes" % DEVICE), "no transparent line")
             run = subprocess.run(["iperf3", "-c", harness.SERVER_ADDR, "-p", "7000", "-t", str(seconds), "-J",
@@ -243,15 +251,31 @@ def part_move(work):
     with open(os.path.join(root, "blob"), "wb") as f:
         f.write(body)
     want = hashlib.sha256(body).digest()
+    address_file = os.path.join(work, "client-address")
+    with open(address_file, "w") as f:
+        f.write(harness.CLIENT_ADDR + "\n")
     with harness.TwoServers(mode="files", mode_args=["--root", root],
-                            client_extra=transparent_args(harness.SERVER_NET, harness.SERVER_B_NET)) as t:
+                            client_extra=transparent_args(harness.SERVER_NET, harness.SERVER_B_NET)
+                            + ["--addr-file", address_file]) as t:
         check(t.client.wait_for_log("[app] transparent: %s routes" % DEVICE), "no transparent line")
         sock = socket.create_connection((harness.SERVER_ADDR, 7000), timeout=harness.IO_TIMEOUT)
         sock.settimeout(harness.IO_TIMEOUT)
-        digest = download(sock, "blob", size, [size // 4], lambda i: t.migrate("A", "B", expect_moved=1))
+
+        def act(index):
+            if index == 0:
+                t.migrate("A", "B", expect_moved=1)
+                return
+            with open(address_file, "w") as f:
+                f.write(NEW_CLIENT_ADDR + "\n")
+            t.client.popen.send_signal(signal.SIGUSR1)
+            check(t.client.wait_for_log("our address changes from %s to %s" % (harness.CLIENT_ADDR, NEW_CLIENT_ADDR)),
+                  "the client did not change its address:\n" + t.client.tail())
+            check(t.client.wait_for_log("points at us directly"), "B did not answer rebound:\n" + t.client.tail())
+        digest = download(sock, "blob", size, [size // 4, size // 2], act)
         sock.close()
         check(digest == want, "the moved download is not byte-exact")
-        log("download through the device moved A->B: %d bytes, SHA-256 exact" % size)
+        log("download through the device: server moved A->B, then the client %s->%s: %d bytes, SHA-256 exact" % (
+            harness.CLIENT_ADDR, NEW_CLIENT_ADDR, size))
         check(t.client.wait_for_log("connection(s) follow (ACM"), "the client did not follow the move")
         second = socket.create_connection((harness.SERVER_ADDR, 7000), timeout=harness.IO_TIMEOUT)
         second.settimeout(harness.IO_TIMEOUT)
