@@ -47,6 +47,7 @@ namespace {
 using namespace roam;
 
 const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...] [-D [BIND:]PORT ...]
+                   [--transparent DEV --transparent-route PREFIX ...]
 
 Forwards local kernel TCP connections (from -L ports, or SOCKS5 clients on -D ports)
 over carrier connections to roam-servers.
@@ -329,8 +330,9 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
-  if (options.forwards.empty() && options.socks.empty())
-    throw ConfigError("nothing to do: give at least one -L forward or -D port (see --help)");
+  if (options.forwards.empty() && options.socks.empty() && options.transparent_device.empty() &&
+      options.transparent_routes.empty())
+    throw ConfigError("nothing to do: give at least one -L forward, -D port or --transparent device (see --help)");
   if (!options.address_device.empty() && !options.address_file.empty())
     throw ConfigError("--addr-from-device and --addr-file both name this node's address: give one");
   if (!options.address_device.empty()) {
@@ -354,6 +356,19 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
     if (!tun_device_of(options.link.link).empty())
       throw ConfigError("--transparent needs a udp link (on a tun link the kernel would route the carriers "
                         "into the transparent device too)");
+    // The link's own datagrams must not be routed into the device either.
+    for (const auto& route : options.link.routes) {
+      auto equals = route.find('=');
+      if (equals == std::string::npos) continue;
+      auto parts = split_colons(route.substr(equals + 1));
+      std::string host = parts.empty() ? "" : parts[0];
+      if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+      auto endpoint = IpAddress::parse(host);
+      for (const auto& prefix : options.transparent_routes)
+        if (endpoint && prefix.contains(*endpoint))
+          throw ConfigError("--transparent-route " + prefix.address.to_string() + "/" + std::to_string(prefix.length) +
+                            " would take the link's own datagrams to " + endpoint->to_string());
+    }
     for (const auto& prefix : options.transparent_routes)
       if (prefix.contains(options.transparent_address))
         throw ConfigError("--transparent-addr " + options.transparent_address.to_string() +

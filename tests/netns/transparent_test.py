@@ -19,7 +19,8 @@ servers' userspace addresses (198.18.12.2:7000) directly.
           runs a command and prints its answer.
   iperf3  Pair (relay to `iperf3 -s`): `iperf3 -c 198.18.12.2 -p 7000` for
           max(2, 3 x SCALE) s, exit 0 and bytes received.
-  move    TwoServers (files): a paced download from 198.18.12.2:7000 through the device
+  move    TwoServers (files; a client with --transparent only): a paced download (40 MiB x
+          SCALE, at least 32 MiB: more than the buffers on the way) from 198.18.12.2:7000 through the device
           while `roamctl migrate A->B` moves it and then the client's own address changes
           (--addr-file, SIGUSR1: B answers `rebound`), SHA-256 exact; then a new connection
           to 198.18.12.2:7000 reaches B (the move is followed) and is byte-exact too.
@@ -37,6 +38,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEVICE = "rtp0"
@@ -243,8 +245,21 @@ def download(sock, name, size, marks, on_mark):
     return reader.digest.digest()
 
 
+def small_window_connection():
+    """To server A's files app through the device, with a small receive buffer (fewer bytes
+    in flight: the server is still sending when the moves come)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    sock.settimeout(harness.IO_TIMEOUT)
+    sock.connect((harness.SERVER_ADDR, 7000))
+    return sock
+
+
 def part_move(work):
-    size = scaled(24 << 20, 2 << 20)
+    # Far more than the buffers between the files app and the reader hold (lwIP's send
+    # buffers and windows of 4 MiB on the carrier and the local leg, the splice's held
+    # bytes, the kernel socket's): the server must still be sending when the moves come.
+    size = scaled(40 << 20, 32 << 20)
     root = os.path.join(work, "files")
     os.mkdir(root)
     body = harness.pseudo_random_bytes(22, size)
@@ -254,43 +269,68 @@ def part_move(work):
     address_file = os.path.join(work, "client-address")
     with open(address_file, "w") as f:
         f.write(harness.CLIENT_ADDR + "\n")
-    with harness.TwoServers(mode="files", mode_args=["--root", root],
+    with harness.TwoServers(mode="files", mode_args=["--root", root], forwards=0,
                             client_extra=transparent_args(harness.SERVER_NET, harness.SERVER_B_NET)
                             + ["--addr-file", address_file]) as t:
         check(t.client.wait_for_log("[app] transparent: %s routes" % DEVICE), "no transparent line")
-        sock = socket.create_connection((harness.SERVER_ADDR, 7000), timeout=harness.IO_TIMEOUT)
-        sock.settimeout(harness.IO_TIMEOUT)
+        sock = small_window_connection()
 
         def act(index):
             if index == 0:
                 t.migrate("A", "B", expect_moved=1)
                 return
+            # Once B knows the moved connection as ours (a client move that overtakes the
+            # registration after a server move is refused: "not here").
+            deadline = time.monotonic() + harness.READY_TIMEOUT
+            while t.status("B").get("registrations", 0) < 1:
+                check(time.monotonic() < deadline, "the client never registered its connection at B")
+                time.sleep(0.1)
             with open(address_file, "w") as f:
                 f.write(NEW_CLIENT_ADDR + "\n")
             t.client.popen.send_signal(signal.SIGUSR1)
             check(t.client.wait_for_log("our address changes from %s to %s" % (harness.CLIENT_ADDR, NEW_CLIENT_ADDR)),
                   "the client did not change its address:\n" + t.client.tail())
             check(t.client.wait_for_log("points at us directly"), "B did not answer rebound:\n" + t.client.tail())
-        digest = download(sock, "blob", size, [size // 4, size // 2], act)
+        digest = download(sock, "blob", size, [size // 16, size // 8], act)
         sock.close()
         check(digest == want, "the moved download is not byte-exact")
         log("download through the device: server moved A->B, then the client %s->%s: %d bytes, SHA-256 exact" % (
             harness.CLIENT_ADDR, NEW_CLIENT_ADDR, size))
         check(t.client.wait_for_log("connection(s) follow (ACM"), "the client did not follow the move")
-        second = socket.create_connection((harness.SERVER_ADDR, 7000), timeout=harness.IO_TIMEOUT)
-        second.settimeout(harness.IO_TIMEOUT)
+        second = small_window_connection()
 
         def on_b(_index):
             check(t.status("B")["sessions"] == 1 and t.status("A")["sessions"] == 0,
                   "the new connection did not go to B")
-        check(download(second, "blob", size, [size // 2], on_b) == want, "the download after the move is not exact")
+        check(download(second, "blob", size, [size // 16], on_b) == want, "the download after the move is not exact")
         second.close()
         log("a new connection to %s:7000 after the move went to B: %d bytes, SHA-256 exact" % (
             harness.SERVER_ADDR, size))
 
 
+def part_config():
+    """Start-up refusals: exit 2 with the reason, no device left behind."""
+    base = [harness.ROAM_CLIENT, "--addr", harness.CLIENT_ADDR]
+    udp = ["--link", "udp:127.0.0.1:%d" % harness.free_udp_port(), "--route", "%s=127.0.0.1:9" % harness.SERVER_NET]
+    cases = [
+        (base + ["--link", "tun:rtp1"] + transparent_args(harness.SERVER_NET), "needs a udp link"),
+        (base + udp + transparent_args("127.0.0.0/8"), "would take the link's own datagrams"),
+        (base + udp + transparent_args("169.254.0.0/16"), "lies inside --transparent-route"),
+        (base + udp + ["--transparent", DEVICE], "needs at least one --transparent-route"),
+        (base + udp + ["--transparent-route", harness.SERVER_NET], "needs --transparent DEV"),
+        (base + udp + ["--transparent", DEVICE, "--transparent-route", "2001:db8::/32"], "is not an IPv4 prefix"),
+    ]
+    for argv, reason in cases:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        check(out.returncode == 2 and reason in out.stderr, "%s: exit %d, %r (expected %r)" % (
+            " ".join(argv[1:]), out.returncode, out.stderr.strip(), reason))
+        check(not device_exists(), "a refused start left %s behind" % DEVICE)
+    log("start-up refusals: tun link, link endpoint routed, kernel address routed, missing options, IPv6")
+
+
 def inside():
     work = harness.log_dir()
+    part_config()
     part_http(work)
     part_ssh(work)
     part_iperf()
