@@ -16,8 +16,7 @@ IpAddress address_of(const std::array<uint8_t, 16>& bytes, uint8_t version) {
 TransparentVerdict classify_transparent_packet(const wire::PacketInfo& info, const wire::TcpSegmentView* tcp,
                                                const IpAddress& kernel_address, const TransparentAcceptsFn& accepts) {
   // IPv4 only: the routes steered into the device are IPv4, and lwIP's catch-all is too.
-  if (info.version != 4 || tcp == nullptr || info.protocol != wire::ip_protocol_tcp)
-    return TransparentVerdict::not_tcp;
+  if (info.version != 4 || tcp == nullptr || info.protocol != wire::ip_protocol_tcp) return TransparentVerdict::not_tcp;
   if (!(address_of(tcp->src_address, tcp->version) == kernel_address)) return TransparentVerdict::foreign_source;
   if (tcp->has(wire::TcpSegmentView::SYN) && !tcp->has(wire::TcpSegmentView::ACK) &&
       !accepts(address_of(tcp->dst_address, tcp->version), tcp->dst_port))

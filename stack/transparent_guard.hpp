@@ -28,7 +28,7 @@ TransparentVerdict classify_transparent_packet(const wire::PacketInfo& info, con
                                                const IpAddress& kernel_address, const TransparentAcceptsFn& accepts);
 
 struct TransparentCounters {
-  uint64_t refused = 0;         // SYNs to destinations outside the overlay (answered RST)
+  uint64_t refused = 0;  // SYNs to destinations outside the overlay (answered RST)
   uint64_t not_tcp = 0;
   uint64_t foreign_source = 0;
 };

@@ -29,8 +29,8 @@ Result<std::unique_ptr<TransparentListener>, std::string> TransparentListener::l
     tcp_abort(pcb);
     return unexpected(std::string("cannot listen: ") + lwip_error_name(rc));
   }
-  auto listener =
-      std::unique_ptr<TransparentListener>(new TransparentListener(listening, std::move(accepts), std::move(on_accept)));
+  auto listener = std::unique_ptr<TransparentListener>(
+      new TransparentListener(listening, std::move(accepts), std::move(on_accept)));
   roam_lwip_set_transparent(interface, &TransparentListener::catches);
   return listener;
 }
@@ -58,8 +58,7 @@ void TransparentListener::close() {
 
 int TransparentListener::catches(const tcp_pcb_listen* lpcb, const void* destination, u16_t port) noexcept {
   TransparentListener* self = the_listener;
-  if (self == nullptr || self->pcb_ == nullptr || lpcb != reinterpret_cast<const tcp_pcb_listen*>(self->pcb_))
-    return 0;
+  if (self == nullptr || self->pcb_ == nullptr || lpcb != reinterpret_cast<const tcp_pcb_listen*>(self->pcb_)) return 0;
   try {
     return self->accepts_(from_lwip(*static_cast<const ip_addr_t*>(destination)), port) ? 1 : 0;
   } catch (...) {

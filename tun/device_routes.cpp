@@ -52,8 +52,8 @@ Result<Ok, std::string> route_prefixes_into_device(const std::string& device, co
     failed = exchange(fd, netlink_add_route_request(sequence, index, prefix, kernel_address), sequence);
     if (!failed.empty()) {
       ::close(fd);
-      return unexpected("cannot route " + prefix.address.to_string() + "/" + std::to_string(prefix.length) +
-                        " into " + device + ": " + failed);
+      return unexpected("cannot route " + prefix.address.to_string() + "/" + std::to_string(prefix.length) + " into " +
+                        device + ": " + failed);
     }
   }
   ::close(fd);

@@ -169,8 +169,8 @@ TEST_CASE("transparent: other sources and non-TCP packets on the device are drop
   TransparentFixture f;
   f.device->inject(segment("198.18.12.7", 40003, "198.18.12.2", 7000, TcpSegmentView::SYN, 1));
   // A UDP datagram (IPv4, protocol 17, checksum 0: none) to the same destination.
-  std::vector<uint8_t> udp{0x45, 0, 0, 29, 0, 0, 0, 0, 64, 17, 0, 0, 169, 254, 77, 1, 198, 18, 12, 2,
-                           0x9c, 0x40, 0, 9, 0, 9, 0, 0, 'x'};
+  std::vector<uint8_t> udp{0x45, 0,   0,  29, 0, 0,    0,    0, 64, 17, 0, 0, 169, 254, 77,
+                           1,    198, 18, 12, 2, 0x9c, 0x40, 0, 9,  0,  9, 0, 0,   'x'};
   uint32_t sum = 0;
   for (size_t i = 0; i < 20; i += 2) sum += static_cast<uint32_t>(udp[i] << 8 | udp[i + 1]);
   while (sum >> 16) sum = (sum & 0xFFFF) + (sum >> 16);

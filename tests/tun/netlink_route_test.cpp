@@ -70,7 +70,8 @@ TEST_CASE("netlink_add_address_request: RTM_NEWADDR of a host address, acked") {
   CHECK(header.nlmsg_len == bytes.size());
   CHECK(header.nlmsg_type == RTM_NEWADDR);
   CHECK(header.nlmsg_seq == 7);
-  CHECK((header.nlmsg_flags & (NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)) == (NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE));
+  CHECK((header.nlmsg_flags & (NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)) ==
+        (NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE));
   auto body = read_at<ifaddrmsg>(bytes, NLMSG_HDRLEN);
   CHECK(body.ifa_family == AF_INET);
   CHECK(body.ifa_prefixlen == 32);
