@@ -72,6 +72,10 @@ Result<RoamPoolFile, std::string> parse_roam_pool_file(std::string_view text) {
       auto n = number(value, uint64_t{1} << 32);
       if (!n || *n == 0) return fail("grant-epochs must be 1..4294967295");
       pool.grant_epochs = static_cast<uint32_t>(std::min<uint64_t>(*n, UINT32_MAX));
+    } else if (key == "update-seconds") {
+      auto n = number(value, 86400);
+      if (!n || *n == 0) return fail("update-seconds must be 1..86400");
+      pool.update_seconds = static_cast<uint32_t>(*n);
     } else if (key == "member") {
       auto m = member(value);
       if (!m) return fail("bad member '" + value + "': expected IP:PORT ([IPv6]:PORT)");

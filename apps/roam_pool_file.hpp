@@ -11,6 +11,8 @@
 //   delta-ms MS          clock skew bound between members (default 100)
 //   gamma-ms MS          network delay bound (default 200)
 //   grant-epochs N       how far ahead a client's key reaches (default 3600)
+//   update-seconds N     ROAM_UPDATE to every client channel this often (default 10;
+//                        each channel also gets one, with the pool, when it is set up)
 //   member IP:PORT       one per server, in the same order on every member ([IPv6]:PORT)
 //
 // The member whose address is this server's userspace address is this server.
@@ -36,6 +38,7 @@ struct RoamPoolFile {
   int64_t delta_ms = 100;
   int64_t gamma_ms = 200;
   uint32_t grant_epochs = 3600;
+  uint32_t update_seconds = 10;
   std::vector<control::RoamServer> members;
 };
 

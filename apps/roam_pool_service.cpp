@@ -42,8 +42,8 @@ control::RoamMemberConfig member_config(const RoamPoolFile& file, std::optional<
 
 RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::optional<uint32_t> unit_ms,
                                  const std::vector<IpAddress>& own_addresses, RoamDrop drop,
-                                 CounterRegistry& registry)
-    : node_(node), drop_(drop) {
+                                 CounterRegistry& registry, ChannelServer* channels)
+    : node_(node), drop_(drop), channels_(channels) {
   std::ifstream in(pool_path);
   if (!in) throw ConfigError("--roam-pool: cannot read '" + pool_path + "'");
   std::stringstream text;
@@ -60,6 +60,13 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   crypto::HashChain chain(top, file->length);
   sodium_memzero(top.data(), top.size());
   member_ = std::make_unique<control::RoamMember>(std::move(chain), member_config(*file, unit_ms, own_addresses));
+  update_interval_ms_ = uint64_t{file->update_seconds} * 1000;
+  if (channels_ != nullptr) {
+    channels_->set_roam_update_source([this](bool first) {
+      return member_->update_for_client(static_cast<int64_t>(unix_ms()), first);
+    });
+  }
+  last_update_ms_ = uv_now(node_.loop());
 
   const auto& c = member_->counters();
   registry.add("roam", "roam_dropped_standby", &c.dropped_inactive);
@@ -87,7 +94,10 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
                        drop_ == RoamDrop::all ? "all" : "syn");
 }
 
-RoamPoolService::~RoamPoolService() { node_.remove_input_filter(this); }
+RoamPoolService::~RoamPoolService() {
+  node_.remove_input_filter(this);
+  if (channels_ != nullptr) channels_->set_roam_update_source(nullptr);
+}
 
 FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
   if (drop_ == RoamDrop::syn) {
@@ -102,6 +112,10 @@ FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
 void RoamPoolService::on_timer(uv_timer_t* timer) noexcept { static_cast<RoamPoolService*>(timer->data)->tick(); }
 
 void RoamPoolService::tick() {
+  if (channels_ != nullptr && uv_now(node_.loop()) - last_update_ms_ >= update_interval_ms_) {
+    last_update_ms_ = uv_now(node_.loop());
+    channels_->send_roam_updates();
+  }
   auto now = static_cast<int64_t>(unix_ms());
   auto window = member_->window_at(now);
   bool active = member_->active(now);

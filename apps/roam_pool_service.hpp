@@ -4,8 +4,9 @@
 // `roam`) and, while it does not accept (not active and outside the transitional
 // interval), drops inbound client traffic in the node's defense stage: new connections
 // (SYNs) by default, every packet with --roam-drop all. Pool traffic (the control port,
-// kernel TCP) never passes the node and is never dropped. Owned by the server; the node's
-// loop thread.
+// kernel TCP) never passes the node and is never dropped. Every client channel gets a
+// ROAM_UPDATE (with the pool) when it is set up and one every update-seconds (PROTOCOL.md
+// 12.4). Owned by the server; the node's loop thread.
 #pragma once
 
 #include <uv.h>
@@ -18,6 +19,7 @@
 #include "apps/roam_pool_file.hpp"
 #include "base/counters.hpp"
 #include "base/uv_handle.hpp"
+#include "stack/control/channel_server.hpp"
 #include "stack/control/roam_member.hpp"
 #include "stack/node.hpp"
 
@@ -30,8 +32,9 @@ class RoamPoolService final : public InputFilter {
   // Reads the pool file and the chain seed, finds this member among `own_addresses`.
   // Throws ConfigError. Generating the chain costs `length` hashes (2^20: about a second).
   RoamPoolService(Node& node, const std::string& pool_path, std::optional<uint32_t> unit_ms,
-                  const std::vector<IpAddress>& own_addresses, RoamDrop drop, CounterRegistry& registry);
-  ~RoamPoolService() override;
+                  const std::vector<IpAddress>& own_addresses, RoamDrop drop, CounterRegistry& registry,
+                  ChannelServer* channels);
+  ~RoamPoolService() override;  // also unhooks the channel server's update source
   RoamPoolService(const RoamPoolService&) = delete;
   RoamPoolService& operator=(const RoamPoolService&) = delete;
 
@@ -45,6 +48,9 @@ class RoamPoolService final : public InputFilter {
   Node& node_;
   std::unique_ptr<control::RoamMember> member_;
   RoamDrop drop_;
+  ChannelServer* channels_;  // may be null; outlives this
+  uint64_t update_interval_ms_ = 10'000;
+  uint64_t last_update_ms_ = 0;  // loop time
   UvHandle<uv_timer_t> timer_;  // logs epoch and role changes
   uint64_t epoch_ = 0;
   std::string role_;

@@ -318,7 +318,7 @@ class Server final : public SessionTable {
       std::vector<IpAddress> own{migration.address4};
       if (migration.address6) own.push_back(*migration.address6);
       roam_ = std::make_unique<RoamPoolService>(node_, options_.roam_pool, options_.roam_epoch_ms, own,
-                                                options_.roam_drop, migration_->registry());
+                                                options_.roam_drop, migration_->registry(), &migration_->channels());
     }
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());

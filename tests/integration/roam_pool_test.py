@@ -12,6 +12,8 @@ second run the order is swapped.
 2. Standby A drops the client's new connection (its carrier SYN): roam.dropped_standby
    (roam_dropped_standby) rises; nothing echoes.
 3. Active A serves: an echo round trip works; roam.dropped_standby stays 0.
+4. With A active, the client's channel to A got a ROAM_UPDATE: the client logs the schedule with the
+   same active server and t = n (roam_updates_sent on A).
 Nothing is timed: every wait is a poll with harness bounds. Runs in a few seconds.
 """
 import base64
@@ -92,6 +94,19 @@ def run(directory, seed, active_name, start):
             sock.close()
             check(roam_group(t, "A")["dropped_standby"] == 0, "the active member dropped SYNs")
             log("active A served an echo; B standby")
+            # The client's channel to A brought it a ROAM_UPDATE with the pool: its
+            # schedule names the same active server. (A standby A drops the channel's SYN
+            # too: the client hears nothing from it.)
+            a = harness.TwoServers.address["A"]
+            want = "roam schedule from %s: epoch 1 " % a
+            if not t.client.wait_for_log(want):
+                raise TestFailure("the client logged no %r\n%s" % (want, t.tails()))
+            line = [x for x in t.client.stderr_text().splitlines() if want in x][0]
+            active_address = harness.TwoServers.address[active_name]
+            check("active server %s:7000, schedule known until epoch %d" % (active_address, LENGTH) in line,
+                  "client: %r, expected active server %s and t = %d (grant 3600 capped at n)" % (
+                      line, active_address, LENGTH))
+            check(t.status("A")["roam_updates_sent"] >= 1, "A sent no ROAM_UPDATE")
         else:
             before = roam_group(t, "A")["dropped_standby"]
             sock = t.connect()
