@@ -35,6 +35,7 @@ void RoamMember::refresh(int64_t now_ms) {
   const int64_t late = config_.delta_ms + config_.gamma_ms;
   accepts_ = schedule_.accepts(config_.self, now_ms, delta, config_.gamma_ms);
   auto w = schedule_.window_at(now_ms);
+  window_ = w;
   active_ = w && w->server == config_.self;
   if (w && w->epoch != epoch_) {
     if (epoch_ != 0) ++counters_.epoch_changes;
@@ -61,6 +62,12 @@ void RoamMember::refresh(int64_t now_ms) {
   }
 }
 
+std::optional<crypto::EpochWindow> RoamMember::window_at(int64_t now_ms) {
+  if (window_ && now_ms >= window_->start_ms && now_ms < window_->end_ms) return window_;
+  refresh(now_ms);
+  return window_;
+}
+
 bool RoamMember::accepts(int64_t now_ms) {
   refresh(now_ms);
   return accepts_;
@@ -81,7 +88,7 @@ bool RoamMember::admit(int64_t now_ms) {
 }
 
 std::optional<RoamUpdate> RoamMember::update_for_client(int64_t now_ms, bool with_pool) {
-  auto w = schedule_.window_at(now_ms);
+  auto w = window_at(now_ms);
   if (!w) return std::nullopt;
   RoamUpdate u;
   u.issued_at_ms = static_cast<uint64_t>(now_ms);
@@ -97,7 +104,7 @@ std::optional<RoamUpdate> RoamMember::update_for_client(int64_t now_ms, bool wit
 }
 
 std::string RoamMember::describe(int64_t now_ms) {
-  auto w = schedule_.window_at(now_ms);
+  auto w = window_at(now_ms);
   if (!w) {
     return now_ms < config_.start_ms ? "roam pool: not started" : "roam pool: chain exhausted";
   }

@@ -45,7 +45,8 @@ class RoamMember {
   bool admit(int64_t now_ms);
   bool accepts(int64_t now_ms);
   bool active(int64_t now_ms);
-  std::optional<crypto::EpochWindow> window_at(int64_t now_ms) { return schedule_.window_at(now_ms); }
+  // The epoch covering now (cached: a status read or a tick costs no hashing).
+  std::optional<crypto::EpochWindow> window_at(int64_t now_ms);
   // The update for a client now: position r (current epoch), j = r + 1 (or r in the
   // last epoch) with N_j, the key K_t with t = min(r + grant_epochs, n); the pool item
   // when asked (a client's first update). None before the first epoch or after the last.
@@ -68,6 +69,7 @@ class RoamMember {
   bool accepts_ = false;
   bool active_ = false;
   uint64_t epoch_ = 0;
+  std::optional<crypto::EpochWindow> window_;  // the last window refresh() found
 };
 
 }  // namespace roam::control

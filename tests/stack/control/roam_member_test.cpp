@@ -75,6 +75,7 @@ TEST_CASE("roam member: the transitional interval, and the cached answer equals 
     auto w = reference.window_at(t);
     bool is_active = w && w->server == 0;
     CHECK(a.active(t) == is_active);
+    CHECK(a.window_at(t) == w);
     if (expected && !is_active) ++overlap;
   }
   CHECK(overlap > 0);  // the transitional interval happened
