@@ -37,11 +37,18 @@ void register_client_counters(CounterRegistry& r, const Node& node, const Follow
     const auto& t = follower->changeover_counters();
     r.add("changeover", "changeover_pokes", &t.pokes);
     r.add("changeover", "changeover_unanswered", &t.unanswered);
+    r.add("changeover", "changeover_heard", &t.heard);
+    r.add("changeover", "changeover_unheard", &t.unheard);
+    r.add_histogram("changeover", "seconds", &follower->changeover_seconds(),
+                    "Seconds from an ACM to each moved connection heard from on the new path");
     const auto& h = follower->handover().counters();
     r.add("handover", "handovers_started", &h.handovers_started);
     r.add("handover", "handover_syns_sent", &h.syns_sent);
     r.add("handover", "handover_syn_retries", &h.syn_retries);
     r.add("handover", "handover_synacks_accepted", &h.synacks_accepted);
+    // The outcomes under plain names: every started handover ends answered (its SYN-ACK
+    // accepted) or failed.
+    r.add("handover", "handovers_answered", &h.synacks_accepted);
     r.add("handover", "handover_synacks_stray", &h.synacks_stray);
     r.add("handover", "handover_synacks_forged", &h.synacks_forged);
     r.add("handover", "handover_window_acks_sent", &h.window_acks_sent);

@@ -1,6 +1,8 @@
 // The Prometheus text exposition format (version 0.0.4) of counter registries: every entry
 // as `roamstack_<group>_<name> VALUE` with its HELP and TYPE lines (counter, or gauge for
-// a registry gauge: sessions, channels, parked). Pure: what is served is what tests parse.
+// a registry gauge: sessions, channels, parked), then each registry's histograms
+// (roamstack_changeover_seconds) as `_bucket{le="..."}`, `_sum` and `_count` lines under
+// TYPE histogram. Pure: what is served is what tests parse.
 #pragma once
 
 #include <string>

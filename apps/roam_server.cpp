@@ -86,16 +86,23 @@ Options:
                          long-lived policy (seed 003, 3.3): a move takes only
                          connections at least this old; younger ones are closed cleanly
                          (FIN) instead of moved. Default 0: every connection moves
-  --syn-cookies off|on|auto
+  --syn-cookies off|on|auto|checker
                          SYN cookies in front of every listener (the carrier port and
                          the channel port): a SYN is answered statelessly and the
                          client's ACK makes the connection (docs/SECURITY.md).
                          auto (default): while a listener's half-open connections
-                         reach --syn-cookie-trigger of its backlog, and for 30 s after
+                         reach --syn-cookie-trigger of its backlog, and for 30 s after.
+                         checker: no cookies; seed 004's probabilistic SYN checker
+                         instead, on the same triggers (to compare with cookies)
+  --syn-checker-probability PERCENT
+                         checker mode: the share of SYNs answered while the checker
+                         is on, 0-100 (default 100)
   --flood-detector on|off
                          auto mode: SYN cookies also while the flood detector (a
                          change-point alarm on the SYN rate against its learned
                          baseline, docs/SECURITY.md) is alarmed. Default on
+  --flood-detector-warmup SECONDS
+                         the detector learns this long before it may alarm (default 30)
   --syn-cookie-trigger PERCENT
                          auto mode's trigger, percent of the backlog of 255 (default 50)
   --half-open-per-prefix N
@@ -179,6 +186,8 @@ OptionSpecs server_option_specs() {
       {"half-open-per-prefix", "--half-open-per-prefix", Kind::value, false},
       {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
       {"flood-detector", "--flood-detector", Kind::value, false},
+      {"flood-detector-warmup", "--flood-detector-warmup", Kind::value, false},
+      {"syn-checker-probability", "--syn-checker-probability", Kind::value, false},
       {"roam-pool", "--roam-pool", Kind::value, false},
       {"roam-epoch", "--roam-epoch", Kind::value, false},
       {"roam-drop", "--roam-drop", Kind::value, false},
@@ -218,12 +227,18 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     } else if (arg == "--syn-cookies") {
       std::string value = option_value(argc, argv, i);
       auto mode = defense::parse_cookie_mode(value);
-      if (!mode) throw ConfigError("bad --syn-cookies '" + value + "': expected off, on or auto");
+      if (!mode) throw ConfigError("bad --syn-cookies '" + value + "': expected off, on, auto or checker");
       options.defense.mode = *mode;
     } else if (arg == "--flood-detector") {
       std::string value = option_value(argc, argv, i);
       if (value != "on" && value != "off") throw ConfigError("bad --flood-detector '" + value + "': expected on or off");
       options.defense.flood_detector = value == "on";
+    } else if (arg == "--syn-checker-probability") {
+      auto percent = parse_number(option_value(argc, argv, i), 100, "--syn-checker-probability");
+      options.defense.checker_probability = static_cast<double>(percent) / 100.0;
+    } else if (arg == "--flood-detector-warmup") {
+      auto seconds = parse_number(option_value(argc, argv, i), 3600, "--flood-detector-warmup");
+      options.defense.detector.warmup_bins = seconds * 1000 / options.defense.detector.bin_ms;
     } else if (arg == "--syn-cookie-trigger") {
       auto percent = parse_number(option_value(argc, argv, i), 100, "--syn-cookie-trigger");
       if (percent == 0) throw ConfigError("--syn-cookie-trigger must be 1-100 percent");
@@ -403,6 +418,9 @@ class Server final : public SessionTable {
     r.add("defense", "admission_half_open_cookied", &c.admission_half_open_cookied);
     r.add("defense", "admission_half_open_dropped", &c.admission_half_open_dropped);
     r.add("defense", "admission_established_refused", &c.admission_established_refused);
+    r.add("defense", "syn_checker_passed", &c.syn_checker_passed);
+    r.add("defense", "syn_checker_dropped", &c.syn_checker_dropped);
+    r.add("defense", "syn_checker_triggers", &c.syn_checker_triggers);
     // 0 off, 1 on, 2 auto.
     r.add_gauge("defense", "syn_cookie_mode", [this] { return static_cast<uint64_t>(options_.defense.mode); });
     // The flood detector: rates per second, as of the last closed 100 ms bin.

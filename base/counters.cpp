@@ -23,8 +23,17 @@ void CounterRegistry::add_total(std::string_view group, std::string_view name, s
   entries_.push_back({std::string(group), std::string(name), nullptr, std::move(read), false});
 }
 
+void CounterRegistry::add_histogram(std::string_view group, std::string_view name, const Histogram* histogram,
+                                    std::string_view help) {
+  if (histogram == nullptr ||
+      std::any_of(histograms_.begin(), histograms_.end(), [&](const HistogramEntry& h) { return h.name == name; }))
+    return;
+  histograms_.push_back({std::string(group), std::string(name), std::string(help), histogram});
+}
+
 void CounterRegistry::remove(std::string_view group) {
   std::erase_if(entries_, [&](const Entry& e) { return e.group == group; });
+  std::erase_if(histograms_, [&](const HistogramEntry& h) { return h.group == group; });
 }
 
 std::string CounterRegistry::to_json() const {
@@ -65,6 +74,13 @@ std::vector<CounterRegistry::Reading> CounterRegistry::readings() const {
   std::vector<Reading> out;
   out.reserve(entries_.size());
   for (const auto& e : entries_) out.push_back({e.group, e.name, e.is_gauge, e.read()});
+  return out;
+}
+
+std::vector<CounterRegistry::HistogramReading> CounterRegistry::histograms() const {
+  std::vector<HistogramReading> out;
+  out.reserve(histograms_.size());
+  for (const auto& h : histograms_) out.push_back({h.group, h.name, h.help, h.histogram});
   return out;
 }
 

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/histogram.hpp"
+
 namespace roam {
 
 class CounterRegistry {
@@ -24,7 +26,12 @@ class CounterRegistry {
   void add_gauge(std::string_view group, std::string_view name, std::function<uint64_t()> read);
   // A value computed when read that only grows (a sum of counters): a counter in metrics.
   void add_total(std::string_view group, std::string_view name, std::function<uint64_t()> read);
-  // Forgets every entry of a group (its owner is going away).
+  // A histogram kept by its owner, valid as `value` above. Metrics only (apps/metrics_text:
+  // roamstack_<group>_<name>_bucket, _sum, _count): status and the exit log show counters.
+  // `help` is its HELP text there. A name registered twice keeps its first registration.
+  void add_histogram(std::string_view group, std::string_view name, const Histogram* histogram,
+                     std::string_view help = {});
+  // Forgets every entry of a group, histograms too (its owner is going away).
   void remove(std::string_view group);
 
   // {"name":value,...} in registration order.
@@ -42,6 +49,13 @@ class CounterRegistry {
     uint64_t value = 0;
   };
   std::vector<Reading> readings() const;
+  struct HistogramReading {
+    std::string_view group;
+    std::string_view name;
+    std::string_view help;
+    const Histogram* histogram = nullptr;
+  };
+  std::vector<HistogramReading> histograms() const;
 
  private:
   struct Entry {
@@ -52,8 +66,15 @@ class CounterRegistry {
     bool is_gauge = false;
     uint64_t read() const { return value != nullptr ? *value : gauge(); }
   };
+  struct HistogramEntry {
+    std::string group;
+    std::string name;
+    std::string help;
+    const Histogram* histogram = nullptr;
+  };
   bool has(std::string_view name) const;
   std::vector<Entry> entries_;
+  std::vector<HistogramEntry> histograms_;
 };
 
 }  // namespace roam

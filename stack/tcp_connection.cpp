@@ -12,6 +12,7 @@
 #include "stack/flow_key.hpp"
 #include "stack/local_port_allocator.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/pcb_state_text.hpp"
 #include "base/log.hpp"
 
 namespace roam {
@@ -406,6 +407,8 @@ err_t TcpConnection::on_poll_trampoline(void* arg, tcp_pcb* pcb) noexcept {
   if (verdict.action != PeerVerdict::Action::give_up) return ERR_OK;
   self->silent_ms_ = seen.silent_ms;
   self->lose(verdict.reason);
+  logger("tcp")->info("{}: given up as dead ({}); its last state: {}", self->describe(), self->loss_text(),
+                      pcb_state_text(pcb));
   Handler* handler = self->handler_;
   self->detach();
   self->pcb_ = nullptr;

@@ -61,6 +61,8 @@ std::string_view to_string(CookieMode mode) {
       return "on";
     case CookieMode::automatic:
       return "auto";
+    case CookieMode::checker:
+      return "checker";
   }
   return "unknown";
 }
@@ -69,12 +71,17 @@ std::optional<CookieMode> parse_cookie_mode(std::string_view text) {
   if (text == "off") return CookieMode::off;
   if (text == "on") return CookieMode::on;
   if (text == "auto") return CookieMode::automatic;
+  if (text == "checker") return CookieMode::checker;
   return std::nullopt;
 }
 
 SynDefense::SynDefense(Node& node, SynDefenseConfig config)
     : node_(node), config_(config), jar_(config.period_ms), detector_(config.detector) {
-  if (config_.flood_detector && config_.mode == CookieMode::automatic) {
+  uint64_t seed = config_.checker_seed;
+  // Not a secret, but a flood that could predict the chosen SYNs would send only those.
+  if (seed == 0) randombytes_buf(&seed, sizeof seed);
+  checker_random_.seed(seed);
+  if (uses_detector()) {
     // Bins must close when no SYN comes (the all-clear after a flood); unref'd so the
     // timer alone keeps no loop running.
     if (uv_timer_init(node_.loop(), detector_timer_.get()) == 0) {
@@ -131,12 +138,20 @@ void SynDefense::on_detector_timer(uv_timer_t* timer) noexcept {
   if (self != nullptr) self->update_detector(uv_now(self->node_.loop()));
 }
 
+bool SynDefense::uses_detector() const {
+  return config_.flood_detector && (config_.mode == CookieMode::automatic || config_.mode == CookieMode::checker);
+}
+
 void SynDefense::update_detector(uint64_t now_ms) {
-  if (!config_.flood_detector || config_.mode != CookieMode::automatic) return;
+  if (!uses_detector()) return;
   const auto transition = detector_.update(now_ms);
   const auto& s = detector_.state();
   // Transitions are rare (hysteresis: clear_ms quiet before an all-clear): no rate limit.
-  if (transition == FloodDetector::Transition::alarm) {
+  if (transition == FloodDetector::Transition::alarm && config_.mode == CookieMode::checker) {
+    logger("defense")->warn("flood detector: {:.0f} SYN/s against a baseline of {:.0f} (CUSUM {:.1f}): SYN checker "
+                            "on for every listener (answers {:.0f} % of SYNs)",
+                            s.syn.rate, s.syn.baseline, s.syn.cusum, 100 * config_.checker_probability);
+  } else if (transition == FloodDetector::Transition::alarm) {
     logger("defense")->warn("flood detector: {:.0f} SYN/s against a baseline of {:.0f} (CUSUM {:.1f}): SYN cookies "
                             "on for every listener",
                             s.syn.rate, s.syn.baseline, s.syn.cusum);
@@ -147,13 +162,21 @@ void SynDefense::update_detector(uint64_t now_ms) {
   }
 }
 
-bool SynDefense::cookies_active(uint16_t port, uint64_t now_ms) const {
-  if (config_.mode == CookieMode::on) return true;
-  if (config_.mode == CookieMode::off) return false;
-  if (config_.flood_detector && detector_.alarmed() && listeners_.contains(port)) return true;
+bool SynDefense::triggered(uint16_t port, uint64_t now_ms) const {
+  if (uses_detector() && detector_.alarmed() && listeners_.contains(port)) return true;
   auto it = listeners_.find(port);
   if (it == listeners_.end() || !it->second.triggered) return false;
   return now_ms < it->second.last_trigger_ms + 2 * config_.period_ms;
+}
+
+bool SynDefense::cookies_active(uint16_t port, uint64_t now_ms) const {
+  if (config_.mode == CookieMode::on) return true;
+  if (config_.mode != CookieMode::automatic) return false;
+  return triggered(port, now_ms);
+}
+
+bool SynDefense::checker_active(uint16_t port, uint64_t now_ms) const {
+  return config_.mode == CookieMode::checker && triggered(port, now_ms);
 }
 
 bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
@@ -169,7 +192,7 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   if (state == listeners_.end()) return FilterVerdict::pass;
   const bool syn =
       (segment.flags & (TcpSegmentView::SYN | TcpSegmentView::ACK | TcpSegmentView::RST)) == TcpSegmentView::SYN;
-  if (config_.flood_detector && config_.mode == CookieMode::automatic) {
+  if (uses_detector()) {
     update_detector(packet.now_ms);
     detector_.on_packet(segment.dst_port);
     if (syn) detector_.on_syn(segment.dst_port);
@@ -192,6 +215,7 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
     return FilterVerdict::drop;
   }
 
+  if (config_.mode == CookieMode::checker) return check_syn(packet, *listener, state->second);
   const uint64_t now = packet.now_ms;
   bool cookies = cookies_active(segment.dst_port, now);
   if (config_.mode == CookieMode::automatic && backlog_at_trigger(*listener)) {
@@ -228,6 +252,47 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   if (!cookies) return FilterVerdict::pass;
   send_cookie(packet, state->second);
   return FilterVerdict::drop;  // answered: lwIP never sees it
+}
+
+FilterVerdict SynDefense::check_syn(const InboundPacket& packet, const TcpListener& listener, ListenerState& state) {
+  // Seed 004's SYN checker (section 4.3.4), stateful as theirs: a chosen SYN gets lwIP's
+  // SYN-ACK and a half-open pcb; the client's ACK completes it there. Per-prefix
+  // half-open cap as with cookies off: beyond it, dropped.
+  const uint16_t port = packet.tcp->segment.dst_port;
+  const uint64_t now = packet.now_ms;
+  uint64_t suppressed = 0;
+  if (backlog_at_trigger(listener)) {
+    if (!triggered(port, now)) {
+      ++counters_.syn_checker_triggers;
+      const auto* lpcb = reinterpret_cast<const tcp_pcb_listen*>(listener.listen_pcb());
+      if (trigger_log_.allow(suppressed))
+        logger("defense")->warn("port {}: {} half-open connections of a backlog of {}: SYN checker on (answers {:.0f} "
+                                "% of SYNs), until {} s after this stops ({} more not logged)",
+                                port, lpcb->accepts_pending, lpcb->backlog, 100 * config_.checker_probability,
+                                2 * config_.period_ms / 1000, suppressed);
+    }
+    state.triggered = true;
+    state.last_trigger_ms = now;
+  }
+  const SourcePrefix prefix = source_prefix(packet.tcp->flow.remote);
+  if (config_.half_open_per_prefix != 0 && half_open_of(prefix) >= config_.half_open_per_prefix) {
+    ++counters_.admission_half_open_dropped;
+    if (half_open_log_.allow(suppressed))
+      logger("defense")->warn("port {}: SYN from {} dropped: {} holds {} half-open connections, the cap ({} more "
+                              "not logged)",
+                              port, packet.tcp->flow.remote.to_string(), prefix.to_string(),
+                              config_.half_open_per_prefix, suppressed);
+    return FilterVerdict::drop;
+  }
+  if (!triggered(port, now)) return FilterVerdict::pass;
+  // 53 random bits against the probability: exact for 1 (always) and 0 (never).
+  const double draw = static_cast<double>(checker_random_() >> 11) * 0x1.0p-53;
+  if (draw < config_.checker_probability) {
+    ++counters_.syn_checker_passed;
+    return FilterVerdict::pass;
+  }
+  ++counters_.syn_checker_dropped;
+  return FilterVerdict::drop;
 }
 
 bool SynDefense::send_cookie(const InboundPacket& packet, ListenerState& state) {

@@ -16,7 +16,10 @@
 //     and handed to the listener's accept callback; the segment then goes on to lwIP,
 //     which delivers any payload it carries. It does not verify -> dropped, counted (no
 //     RST: a forged ACK gets no answer).
-// Modes per listener: off (lwIP alone), on (every SYN gets a cookie), auto (default):
+// Modes per listener: off (lwIP alone), on (every SYN gets a cookie), checker (seed 004's
+// probabilistic SYN checker, kept to compare with cookies: while the auto triggers below
+// hold, each SYN goes on to lwIP with checker_probability and is dropped otherwise; lwIP's
+// own handshake is the "ratify on the ACK"; no cookies), auto (default):
 // cookies while the listener's half-open connections reach trigger_fraction of its
 // backlog, and for two cookie periods after the last time they did, and for every
 // listener while the flood detector (flood_detector.hpp, fed every SYN and every packet
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -42,9 +46,9 @@
 
 namespace roam::defense {
 
-enum class CookieMode : uint8_t { off, on, automatic };
+enum class CookieMode : uint8_t { off, on, automatic, checker };
 std::string_view to_string(CookieMode mode);
-std::optional<CookieMode> parse_cookie_mode(std::string_view text);  // off | on | auto
+std::optional<CookieMode> parse_cookie_mode(std::string_view text);  // off | on | auto | checker
 
 struct SynDefenseConfig {
   CookieMode mode = CookieMode::automatic;
@@ -54,7 +58,11 @@ struct SynDefenseConfig {
   uint64_t period_ms = default_cookie_period_ms;  // secret rotation
   size_t half_open_per_prefix = 64;               // 0: no cap
   size_t established_per_prefix = 100000;         // 0: no cap (the scale bench holds 40000)
-  bool flood_detector = true;  // auto mode: its alarm turns cookies on too
+  bool flood_detector = true;  // auto mode: its alarm turns cookies on too (checker mode: the checker)
+  // checker mode: the chance that a SYN is answered (by lwIP) while the checker is on;
+  // seed 004's Table 5 used 1, 0.75, 0.5 and 0.25.
+  double checker_probability = 1.0;
+  uint64_t checker_seed = 0;  // 0: random (tests fix it)
   FloodDetectorConfig detector;
 };
 
@@ -67,6 +75,9 @@ struct SynDefenseCounters {
   uint64_t admission_half_open_cookied = 0;  // SYNs of a prefix at its half-open cap: cookie instead
   uint64_t admission_half_open_dropped = 0;  // the same with cookies off: dropped
   uint64_t admission_established_refused = 0;  // SYNs and accepts of a prefix at its connection cap
+  uint64_t syn_checker_passed = 0;   // checker mode, checker on: SYNs chosen, handed to lwIP
+  uint64_t syn_checker_dropped = 0;  // checker mode, checker on: SYNs not chosen, dropped
+  uint64_t syn_checker_triggers = 0; // checker mode: the backlog trigger turned the checker on
 };
 
 class SynDefense final : public ListenerWatcher {
@@ -80,6 +91,8 @@ class SynDefense final : public ListenerWatcher {
   const SynDefenseCounters& counters() const { return counters_; }
   // Whether the listener on `port` answers SYNs with cookies now.
   bool cookies_active(uint16_t port, uint64_t now_ms) const;
+  // Checker mode: whether the listener on `port` answers SYNs only by chance now.
+  bool checker_active(uint16_t port, uint64_t now_ms) const;
   const FloodDetector& detector() const { return detector_; }
   // Ports of the listeners this defense watches.
   std::vector<uint16_t> ports() const;
@@ -111,6 +124,12 @@ class SynDefense final : public ListenerWatcher {
   FilterVerdict on_ack(const InboundPacket& packet);
   bool send_cookie(const InboundPacket& packet, ListenerState& state);
   bool backlog_at_trigger(const TcpListener& listener) const;
+  // The auto and checker modes' triggers (detector alarm, or the backlog trigger within
+  // two periods).
+  bool triggered(uint16_t port, uint64_t now_ms) const;
+  bool uses_detector() const;
+  // Checker mode: the defense stage's verdict on a SYN.
+  FilterVerdict check_syn(const InboundPacket& packet, const TcpListener& listener, ListenerState& state);
   // Closes the detector's bins up to now_ms and acts on an alarm or an all-clear.
   void update_detector(uint64_t now_ms);
   static void on_detector_timer(uv_timer_t* timer) noexcept;
@@ -123,6 +142,7 @@ class SynDefense final : public ListenerWatcher {
   SynFilter syn_filter_{this};
   AckFilter ack_filter_{this};
   std::map<uint16_t, ListenerState> listeners_;
+  std::mt19937_64 checker_random_;
   SynDefenseCounters counters_;
   RateLimitedLog trigger_log_;
   RateLimitedLog half_open_log_;

@@ -52,6 +52,9 @@ void ChangeoverTracker::count(uint64_t batch, bool heard_on_new_path, uint64_t n
   auto found = batches_.find(batch);
   if (found == batches_.end()) return;
   ++(heard_on_new_path ? found->second.report.heard : found->second.report.unheard);
+  ++(heard_on_new_path ? counters_.heard : counters_.unheard);
+  if (heard_on_new_path && now_ns >= found->second.started_ns)
+    changeover_seconds_.observe(static_cast<double>(now_ns - found->second.started_ns) / 1e9);
   settle_if_done(batch, now_ns);
 }
 

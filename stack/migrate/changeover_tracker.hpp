@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "base/histogram.hpp"
 #include "stack/flow_key.hpp"
 
 namespace roam::migrate {
@@ -34,6 +35,10 @@ struct ChangeoverReport {
 struct ChangeoverCounters {
   uint64_t pokes = 0;       // transmissions restarted toward a new server not yet heard from
   uint64_t unanswered = 0;  // moved connections the new server never answered
+  // Each moved connection's outcome: heard from on the new path, or not (it ended, or the
+  // new server never answered).
+  uint64_t heard = 0;
+  uint64_t unheard = 0;
 };
 
 class ChangeoverTracker {
@@ -74,6 +79,9 @@ class ChangeoverTracker {
   size_t awaiting() const { return awaiting_.size(); }
   size_t open_batches() const { return batches_.size(); }
   const ChangeoverCounters& counters() const { return counters_; }
+  // Per connection heard from on the new path: seconds from its batch's ACM until then
+  // (roamstack_changeover_seconds on the client's metrics endpoint).
+  const Histogram& changeover_seconds() const { return changeover_seconds_; }
 
  private:
   struct Awaiting {
@@ -97,6 +105,7 @@ class ChangeoverTracker {
   uint64_t next_batch_ = 1;
   uint64_t next_deadline_ns_ = UINT64_MAX;
   ChangeoverCounters counters_;
+  Histogram changeover_seconds_{changeover_seconds_buckets()};
 };
 
 }  // namespace roam::migrate

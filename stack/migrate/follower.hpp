@@ -173,6 +173,7 @@ class Follower {
 
   const FollowerCounters& counters() const { return counters_; }
   const migrate::ChangeoverCounters& changeover_counters() const { return tracker_.counters(); }
+  const Histogram& changeover_seconds() const { return tracker_.changeover_seconds(); }
   const migrate::HandoverInitiator& handover() const { return handover_; }
   const migrate::OutputHoldCounters& hold_counters() const { return hold_.counters(); }
   std::string counters_text() const;

@@ -180,13 +180,17 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
     if (shut_down_) return;
     channels_->claim_pending(id);
     auto moved = moved_in_.find(id);
-    if (moved != moved_in_.end() && !moved->second.arrived_ms) moved->second.arrived_ms = uv_now(node_.loop());
+    if (moved != moved_in_.end() && !moved->second.arrived_ms) {
+      moved->second.arrived_ms = uv_now(node_.loop());
+      changeover_seconds_.observe(static_cast<double>(uv_hrtime() - moved->second.imported_ns) / 1e9);
+    }
   });
-  // For roamctl show: when each session came, and how its move went.
+  // For roamctl show and the changeover histogram: when each session came, and how its
+  // move went.
   importer_->set_on_imported([this](uint64_t id) {
     uint64_t now = uv_now(node_.loop());
     seen_[id] = now;
-    moved_in_[id] = MovedIn{now, std::nullopt};
+    moved_in_[id] = MovedIn{now, uv_hrtime(), std::nullopt};
   });
   // A client (or a proxy's new host) says its end of connections here moved (seed 003).
   channels_->set_on_peer_moved([this](tcp_pcb* pcb, uint64_t id, const crypto::HandoverToken& token,
@@ -226,6 +230,8 @@ void MigrationService::register_counters() {
               [this] { return table_.sessions().size() - unmovable_sessions(0).total; });
   r.add_gauge("migrate", "sessions_unmovable", [this] { return unmovable_sessions(0).total; });
   r.add("migrate", "exports_started", &c.exports_started);
+  r.add_histogram("changeover", "seconds", &changeover_seconds_,
+                  "Seconds from a session's import here until its client was first heard from on the new path");
   r.add("migrate", "sessions_exported", &c.sessions_exported);
   r.add("migrate", "sessions_export_failed", &c.sessions_export_failed);
   const auto& i = importer_->counters();

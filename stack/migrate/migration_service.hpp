@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "base/counters.hpp"
+#include "base/histogram.hpp"
 #include "base/ip_address.hpp"
 #include "base/rate_limited_log.hpp"
 #include "base/uv_handle.hpp"
@@ -197,9 +198,13 @@ class MigrationService {
   std::unordered_map<uint64_t, uint64_t> seen_;
   struct MovedIn {
     uint64_t imported_ms = 0;
+    uint64_t imported_ns = 0;  // uv_hrtime(): the histogram's start, finer than the loop's ms
     std::optional<uint64_t> arrived_ms;
   };
   std::unordered_map<uint64_t, MovedIn> moved_in_;
+  // Per imported session whose client arrived: seconds from its import until then
+  // (roamstack_changeover_seconds on the server's metrics endpoint).
+  Histogram changeover_seconds_{changeover_seconds_buckets()};
   bool shut_down_ = false;
 };
 

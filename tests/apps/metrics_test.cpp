@@ -67,4 +67,42 @@ TEST_CASE("metrics text: counters and gauges with HELP and TYPE, named roamstack
   CHECK(metrics_text({&losses}).find("\nroamstack_connections_lost_reset_by_peer ") != std::string::npos);
 }
 
+TEST_CASE("metrics text: a histogram as cumulative _bucket lines to +Inf, then _sum and _count") {
+  CounterRegistry registry;
+  uint64_t pokes = 1;
+  Histogram changeover({0.005, 0.1, 1});
+  registry.add("changeover", "changeover_pokes", &pokes);
+  registry.add_histogram("changeover", "seconds", &changeover, "Seconds of each changeover");
+  std::string text = metrics_text({&registry});
+  CHECK(text ==
+        "# HELP roamstack_changeover_changeover_pokes Roamstack changeover counter changeover_pokes\n"
+        "# TYPE roamstack_changeover_changeover_pokes counter\n"
+        "roamstack_changeover_changeover_pokes 1\n"
+        "# HELP roamstack_changeover_seconds Seconds of each changeover\n"
+        "# TYPE roamstack_changeover_seconds histogram\n"
+        "roamstack_changeover_seconds_bucket{le=\"0.005\"} 0\n"
+        "roamstack_changeover_seconds_bucket{le=\"0.1\"} 0\n"
+        "roamstack_changeover_seconds_bucket{le=\"1\"} 0\n"
+        "roamstack_changeover_seconds_bucket{le=\"+Inf\"} 0\n"
+        "roamstack_changeover_seconds_sum 0\n"
+        "roamstack_changeover_seconds_count 0\n");
+  changeover.observe(0.004);
+  changeover.observe(0.25);
+  changeover.observe(3);
+  text = metrics_text({&registry});
+  CHECK(text.find("roamstack_changeover_seconds_bucket{le=\"0.005\"} 1\n"
+                  "roamstack_changeover_seconds_bucket{le=\"0.1\"} 1\n"
+                  "roamstack_changeover_seconds_bucket{le=\"1\"} 2\n"
+                  "roamstack_changeover_seconds_bucket{le=\"+Inf\"} 3\n"
+                  "roamstack_changeover_seconds_sum 3.254\n"
+                  "roamstack_changeover_seconds_count 3\n") != std::string::npos);
+  // A second registration under the same name is ignored; remove(group) forgets it.
+  Histogram other({1});
+  registry.add_histogram("changeover", "seconds", &other);
+  CHECK(registry.histograms().size() == 1);
+  registry.remove("changeover");
+  CHECK(registry.histograms().empty());
+  CHECK(metrics_text({&registry}).empty());
+}
+
 }  // namespace

@@ -1037,7 +1037,9 @@ def run(main):
     elapsed = time.monotonic() - started
     if code == 0:
         log("PASS %s (%.1f s)" % (name, elapsed))
-        if _log_dir is not None:
+        if _log_dir is not None and os.environ.get("ROAM_TEST_KEEP_LOGS"):
+            log("logs kept in %s (ROAM_TEST_KEEP_LOGS)" % _log_dir)
+        elif _log_dir is not None:
             shutil.rmtree(_log_dir, ignore_errors=True)
     else:
         _cleanup_at_exit()

@@ -10,6 +10,11 @@
    counted (roamstack_metrics_bad_requests, _not_found) and the server keeps serving.
 4. The connection cap: with 16 idle connections open, a 17th is closed at once, counted
    (refused_over_cap); once they close, curl is answered again.
+5. The changeover histogram (harness.TwoServers, each node with its --metrics): before a
+   move roamstack_changeover_seconds counts nothing; after one session moved A -> B and
+   echoed there, B's histogram (import to client heard) and the client's (ACM to heard)
+   count 1: cumulative buckets, le="+Inf" equal to _count, a positive _sum; the client's
+   outcomes changeover_heard 1, and A's counts nothing.
 Nothing is timed; every wait is a poll with harness bounds.
 """
 import os
@@ -33,6 +38,8 @@ GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "r
 GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+)"
                            # proactive roaming (apps/roam_pool_service, apps/roam_follow): state readings
                            r"|roamstack_roam_roam_(epoch|active|accepting|member|granted_until)")
+HISTOGRAMS = {"roamstack_changeover_seconds"}
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
 def curl(url, *extra):
@@ -51,8 +58,18 @@ def fetch(address):
     return parse(body)
 
 
+def typed_as(name, types):
+    """The name whose TYPE line covers sample `name`: itself, or a histogram's base name."""
+    if name in types:
+        return name
+    for suffix in HISTOGRAM_SUFFIXES:
+        if name.endswith(suffix) and types.get(name[:-len(suffix)]) == "histogram":
+            return name[:-len(suffix)]
+    return None
+
+
 def parse(body):
-    """{name: value}; checks every line."""
+    """{name: value}, and for samples with labels {name{labels}: value}; checks every line."""
     types = {}
     values = {}
     check(body.endswith("\n"), "the metrics text does not end with a newline")
@@ -62,19 +79,26 @@ def parse(body):
             continue
         if line.startswith("# TYPE "):
             parts = line.split(" ")
-            check(len(parts) == 4 and parts[3] in ("counter", "gauge"), "line %d: bad TYPE %r" % (number, line))
+            check(len(parts) == 4 and parts[3] in ("counter", "gauge", "histogram"),
+                  "line %d: bad TYPE %r" % (number, line))
             check(parts[2] not in types, "line %d: %s typed twice" % (number, parts[2]))
             types[parts[2]] = parts[3]
             continue
         match = SAMPLE.match(line)
         check(match is not None, "line %d does not parse as a sample: %r" % (number, line))
         name = match.group(1)
-        check(name in types, "line %d: %s has no TYPE line before it" % (number, name))
+        base = typed_as(name, types)
+        check(base is not None, "line %d: %s has no TYPE line before it" % (number, name))
+        check(types[base] != "histogram" or name != base, "line %d: histogram %s without a suffix" % (number, name))
+        check((match.group(2) is not None) == name.endswith("_bucket"),
+              "line %d: labels only on a histogram's buckets: %r" % (number, line))
         check(name.startswith("roamstack_"), "line %d: %s is not roamstack_<group>_<name>" % (number, name))
-        check(name not in values, "line %d: %s given twice" % (number, name))
-        values[name] = float(match.group("value"))
+        key = name + (match.group(2) or "")
+        check(key not in values, "line %d: %s given twice" % (number, key))
+        values[key] = float(match.group("value"))
     for name, kind in types.items():
-        want = "gauge" if name in GAUGES or GAUGE_PATTERN.fullmatch(name) else "counter"
+        want = "histogram" if name in HISTOGRAMS else \
+            "gauge" if name in GAUGES or GAUGE_PATTERN.fullmatch(name) else "counter"
         check(kind == want, "%s is typed %s, expected %s" % (name, kind, want))
     check(len(values) > 40, "only %d samples" % len(values))
     return values
@@ -101,6 +125,57 @@ def wait_for(address, name, predicate, what):
         if time.monotonic() > deadline:
             raise TestFailure("%s: %s is %r" % (what, name, values.get(name)))
         time.sleep(0.05)
+
+
+def histogram(values, name):
+    """(buckets [(le, cumulative count)], sum, count) of histogram `name`; checks its shape."""
+    buckets = []
+    for key, value in values.items():
+        found = re.fullmatch(re.escape(name) + r'_bucket\{le="([^"]+)"\}', key)
+        if found:
+            buckets.append((float(found.group(1)), value))
+    buckets.sort()
+    check(len(buckets) >= 2 and buckets[-1][0] == float("inf"), "%s: buckets %r" % (name, buckets))
+    counts = [count for _, count in buckets]
+    check(counts == sorted(counts), "%s: buckets not cumulative: %r" % (name, buckets))
+    total = values.get(name + "_count")
+    check(total is not None and name + "_sum" in values, "%s: no _sum or _count" % name)
+    check(counts[-1] == total, "%s: le=+Inf %r, _count %r" % (name, counts[-1], total))
+    return buckets, values[name + "_sum"], total
+
+
+def changeover_histogram():
+    """Part 5: a move counted by the new server's and the client's changeover histograms."""
+    metrics = {name: "127.0.0.1:%d" % harness.free_tcp_port() for name in ("A", "B", "client")}
+
+    def with_metrics(name, argv):
+        return argv[:1] + ["--metrics", metrics[name]] + argv[1:]
+
+    with harness.TwoServers(mode="echo", argv_hook=with_metrics) as two:
+        for name in metrics:
+            _, _, count = histogram(fetch(metrics[name]), "roamstack_changeover_seconds")
+            check(count == 0, "%s counts a changeover before any move: %r" % (name, count))
+        sock = two.connect()
+        harness.echo_round_trip(sock, what="before the move")
+        two.migrate("A", "B", expect_moved=1)
+        harness.echo_round_trip(sock, what="after the move")
+        server = wait_for(metrics["B"], "roamstack_changeover_seconds_count", lambda v: v == 1, "B's changeover")
+        _, seconds, _ = histogram(server, "roamstack_changeover_seconds")
+        check(seconds > 0, "B's changeover sum %r" % seconds)
+        client = wait_for(metrics["client"], "roamstack_changeover_seconds_count", lambda v: v == 1,
+                          "the client's changeover")
+        buckets, client_seconds, _ = histogram(client, "roamstack_changeover_seconds")
+        check(client_seconds > 0, "the client's changeover sum %r" % client_seconds)
+        check(client["roamstack_changeover_changeover_heard"] == 1, "changeover_heard %r" %
+              client["roamstack_changeover_changeover_heard"])
+        check(client["roamstack_handover_handovers_answered"] <= client["roamstack_handover_handovers_started"],
+              "more handovers answered than started")
+        _, _, old_count = histogram(fetch(metrics["A"]), "roamstack_changeover_seconds")
+        check(old_count == 0, "A (the old server) counts a changeover: %r" % old_count)
+        log("metrics: one move counted: B %.4f s, client %.4f s (first bucket holding it: le=%s)" % (
+            seconds, client_seconds, next(le for le, count in buckets if count >= 1)))
+        sock.close()
+        two.stop_all()
 
 
 def main():
@@ -165,6 +240,7 @@ def main():
         check(pair.server.alive(), "the server died")
         sock.close()
         pair.stop_all()
+    changeover_histogram()
     log("PASS")
 
 

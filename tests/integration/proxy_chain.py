@@ -166,6 +166,9 @@ class ProxyChain(harness._Topology):
 
     def _node_args(self, name, peers):
         argv = ["--link", "udp:127.0.0.1:%d" % self.udp[name], "--addr", ADDRESS[name]]
+        # Debugging an intermittent failure: ROAM_TEST_PCAP_DIR keeps every node's link traffic.
+        if os.environ.get("ROAM_TEST_PCAP_DIR"):
+            argv += ["--pcap", os.path.join(os.environ["ROAM_TEST_PCAP_DIR"], name + ".pcap")]
         if self.ipv6:
             argv += ["--addr6", ADDRESS6[name]]
         for peer in peers:

@@ -25,15 +25,16 @@ MOVES = [(8 << 20, "A", "B"), (24 << 20, "B", "A"), (40 << 20, "A", "B")]
 SEED = 0x3A7E
 
 
-def read_exactly(sock, count, digest):
+def read_exactly(sock, count, digest, chain):
     got = 0
     while got < count:
         try:
             data = sock.recv(min(1 << 20, count - got))
         except ConnectionResetError:
-            raise TestFailure("the client got a reset after %d bytes" % got)
+            # The nodes' logs say which leg was given up and in what state (pcb_state_text).
+            raise TestFailure("the client got a reset after %d bytes\n%s" % (got, chain.tails()))
         if not data:
-            raise TestFailure("the client got EOF after %d of %d bytes" % (got, count))
+            raise TestFailure("the client got EOF after %d of %d bytes\n%s" % (got, count, chain.tails()))
         digest.update(data)
         got += len(data)
     return got
@@ -49,7 +50,7 @@ def main():
             digest = harness.hashlib.sha256()
             got = 0
             for mark, source, target in MOVES:
-                got += read_exactly(sock, mark - got, digest)
+                got += read_exactly(sock, mark - got, digest, chain)
                 result = chain.migrate(source, target)
                 moved = harness.parse_moved(result.stdout)
                 check(result.returncode == 0 and moved is not None and moved[0] == 1 and moved[1] == 1,
@@ -61,7 +62,7 @@ def main():
                     % (source, target, got >> 20, result.stdout.strip()))
                 chain.wait_for_sessions(source, 0)
                 check(chain.status(target)["sessions"] == 1, "%s does not hold the moved session" % target)
-            got += read_exactly(sock, SIZE - got, digest)
+            got += read_exactly(sock, SIZE - got, digest, chain)
             check(digest.hexdigest() == harness.sha256(down), "the download differs from what the backend sent")
             origin = chain.status("origin")
             log("origin: peer_moves %d applied %d refused %d, rebound %d" % (

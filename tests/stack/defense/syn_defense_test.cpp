@@ -343,7 +343,9 @@ TEST_CASE("auto mode: the flood detector's alarm turns cookies on, its all-clear
   config.detector.sigma_floor = 1;
   config.detector.drift_k = 1;
   config.detector.threshold_h = 1;
-  config.detector.clear_ms = 10;
+  // Long enough that a loaded machine's late wake-up (a 6 ms sleep taking tens of ms) does
+  // not clear the alarm before it is checked.
+  config.detector.clear_ms = 300;
   Fixture f(config);
   // The detector's timer is unref'd: a referenced handle keeps the loop alive, as the
   // server's links do, or UV_RUN_NOWAIT would run no timer at all.
@@ -375,7 +377,7 @@ TEST_CASE("auto mode: the flood detector's alarm turns cookies on, its all-clear
   REQUIRE(replies.size() == 1);
   CHECK(f.defense->counters().syn_cookies_sent == cookies_before + 1);
   // Quiet: all-clear (bounded wait, a hang detector, not a timing assertion).
-  for (int i = 0; i < 200 && f.defense->detector().alarmed(); ++i) idle_bins(1);
+  for (int i = 0; i < 2000 && f.defense->detector().alarmed(); ++i) idle_bins(1);
   CHECK_FALSE(f.defense->detector().alarmed());
   CHECK_FALSE(f.defense->cookies_active(7000, uv_now(&f.loop)));
 }
@@ -397,4 +399,76 @@ TEST_CASE("flood detector off: no timer, no alarm, cookies only from the backlog
   uv_run(&f.loop, UV_RUN_NOWAIT);
   CHECK(f.defense->detector().state().syn.bins == 0);
   CHECK_FALSE(f.defense->cookies_active(7000, uv_now(&f.loop)));
+}
+
+// Seed 004's SYN checker (checker mode): on the auto triggers, each SYN is handed to lwIP
+// with the configured probability and dropped otherwise; it never sends a cookie.
+TEST_CASE("checker mode: lwIP alone until the backlog trigger, then SYNs answered by chance, never a cookie") {
+  for (double probability : {1.0, 0.0}) {
+    CAPTURE(probability);
+    SynDefenseConfig config = mode(CookieMode::checker);
+    config.trigger_fraction = 8.0 / 255.0;
+    config.half_open_per_prefix = 0;
+    config.checker_probability = probability;
+    config.checker_seed = 1;
+    Fixture f(config);
+    for (uint16_t i = 0; i < 8; ++i) {
+      const std::array<uint8_t, 4> spoofed{198, 19, static_cast<uint8_t>(i), 2};
+      REQUIRE(f.exchange(f.segment(spoofed, 1000, TcpSegmentView::SYN, 77, 0, syn_options)).size() == 1);
+    }
+    CHECK_FALSE(f.defense->checker_active(7000, uv_now(&f.loop)));
+    CHECK(f.defense->counters().syn_checker_passed == 0);
+    // The 9th finds the trigger: the checker decides from now on.
+    auto replies = f.exchange(f.segment(client, 40040, TcpSegmentView::SYN, 1000, 0, syn_options));
+    CHECK(f.defense->counters().syn_checker_triggers == 1);
+    CHECK(f.defense->checker_active(7000, uv_now(&f.loop)));
+    CHECK_FALSE(f.defense->cookies_active(7000, uv_now(&f.loop)));
+    CHECK(f.defense->counters().syn_cookies_sent == 0);
+    if (probability == 1.0) {
+      // Chosen: lwIP's own SYN-ACK and half-open pcb; the ACK completes the handshake there.
+      REQUIRE(replies.size() == 1);
+      auto synack = parse(replies[0]);
+      CHECK(synack.has(TcpSegmentView::SYN | TcpSegmentView::ACK));
+      CHECK(f.defense->counters().syn_checker_passed == 1);
+      CHECK(Fixture::pcbs_for(40040) == 1);
+      f.exchange(f.segment(client, 40040, TcpSegmentView::ACK, 1001, synack.seq + 1));
+      CHECK(f.accepted.size() == 1);
+      CHECK(f.defense->counters().syn_cookies_ok == 0);
+    } else {
+      CHECK(replies.empty());
+      CHECK(f.defense->counters().syn_checker_dropped == 1);
+      CHECK(Fixture::pcbs_for(40040) == 0);
+      // A forged ACK is lwIP's business as without a defense: its RST, no cookie check.
+      replies = f.exchange(f.segment(client, 40041, TcpSegmentView::ACK, 1, 1));
+      REQUIRE(replies.size() == 1);
+      CHECK(parse(replies[0]).has(TcpSegmentView::RST));
+      CHECK(f.defense->counters().syn_cookies_bad == 0);
+    }
+  }
+}
+
+TEST_CASE("checker mode: answers about the configured share of SYNs while on") {
+  SynDefenseConfig config = mode(CookieMode::checker);
+  config.trigger_fraction = 1.0 / 255.0;
+  config.half_open_per_prefix = 0;
+  config.checker_probability = 0.25;
+  config.checker_seed = 42;  // fixed: the count below is deterministic
+  Fixture f(config);
+  size_t answered = 0;
+  for (uint16_t i = 0; i < 400; ++i) {
+    const std::array<uint8_t, 4> spoofed{198, 19, static_cast<uint8_t>(i / 200), static_cast<uint8_t>(i % 200)};
+    answered += f.exchange(f.segment(spoofed, 1000, TcpSegmentView::SYN, 77, 0, syn_options)).size();
+  }
+  const auto& c = f.defense->counters();
+  CHECK(c.syn_checker_passed + c.syn_checker_dropped == 399);  // the first SYN found no trigger
+  CHECK(answered == 1 + c.syn_checker_passed);
+  CHECK(c.syn_checker_passed >= 60);  // 25 % of 399, about 100
+  CHECK(c.syn_checker_passed <= 140);
+  CHECK(c.syn_cookies_sent == 0);
+}
+
+TEST_CASE("checker mode: parsed and named") {
+  CHECK(defense::parse_cookie_mode("checker") == CookieMode::checker);
+  CHECK(defense::to_string(CookieMode::checker) == "checker");
+  CHECK_FALSE(defense::parse_cookie_mode("check"));
 }
