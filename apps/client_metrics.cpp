@@ -34,6 +34,8 @@ void register_client_counters(CounterRegistry& r, const Node& node, const Follow
     r.add("follower", "moves_refused_reset", &c.moves_refused_reset);
     r.add("follower", "moves_abandoned", &c.moves_abandoned);
     r.add("follower", "own_address_changes", &c.own_address_changes);
+    r.add("follower", "transfers_applied", &c.transfers_applied);
+    r.add("follower", "connects_redirected", &c.connects_redirected);
     const auto& t = follower->changeover_counters();
     r.add("changeover", "changeover_pokes", &t.pokes);
     r.add("changeover", "changeover_unanswered", &t.unanswered);

@@ -456,8 +456,11 @@ class Client {
     }
     raw->set_on_carrier_connected([this](tcp_pcb* pcb) { follower_->track(pcb); });
     // The kernel side is not read before the carrier is up: it can wait for the channel.
-    follower_->when_ready(listener.forward.server, [this, raw, forward = listener.forward] {
-      if (splices_.count(raw) != 0) open_carrier(raw, forward);
+    // Where the forward points when the carrier opens: a transfer notification (or a
+    // move) that came while it waited sends it to the new server (the listener outlives
+    // the follower's waiters: shutdown closes the follower first).
+    follower_->when_ready(listener.forward.server, [this, raw, where = &listener] {
+      if (splices_.count(raw) != 0) open_carrier(raw, where->forward);
     });
   }
 
@@ -751,7 +754,7 @@ class Client {
   std::array<uint64_t, loss_kinds> carrier_losses_{};
 
   CounterRegistry counters_;                // --metrics: reads follower_ and the fields above
-  std::unique_ptr<RoamFollow> roam_follow_;  // ROAM_UPDATEs (PROTOCOL.md 12.4); its counters are in counters_
+  std::unique_ptr<RoamFollow> roam_follow_;  // ROAM_UPDATEs (PROTOCOL.md 13.4); its counters are in counters_
   std::unique_ptr<MetricsServer> metrics_;  // declared last: gone before what it reads
 
   void register_metrics() {

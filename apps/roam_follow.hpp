@@ -1,4 +1,4 @@
-// roam-client's side of proactive roaming (seed 002; PROTOCOL.md 12.4): applies the
+// roam-client's side of proactive roaming (seed 002; PROTOCOL.md 13.4): applies the
 // ROAM_UPDATEs its trusted servers send (control::RoamTracker checks them: replayed,
 // stale, forged, too-far and inconsistent ones change nothing and are counted), logs the
 // schedule it learned and where the active server is, and exposes the counters (group

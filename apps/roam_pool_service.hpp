@@ -6,7 +6,7 @@
 // (SYNs) by default, every packet with --roam-drop all. Pool traffic (the control port,
 // kernel TCP) never passes the node and is never dropped. Every client channel gets a
 // ROAM_UPDATE (with the pool) when it is set up and one every update-seconds (PROTOCOL.md
-// 12.4). Owned by the server; the node's loop thread.
+// 13.4). Owned by the server; the node's loop thread.
 #pragma once
 
 #include <uv.h>

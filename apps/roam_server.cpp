@@ -19,8 +19,10 @@
 #include "apps/metrics_text.hpp"
 #include "apps/relay_session.hpp"
 #include "apps/proxy_session.hpp"
+#include "stack/defense/source_whitelist.hpp"
 #include "apps/roam_pool_service.hpp"
 #include "stack/defense/syn_defense.hpp"
+#include "stack/defense/whitelist_filter.hpp"
 #include "stack/migrate/follower.hpp"
 #include "stack/migrate/migration_service.hpp"
 #include "apps/node_app.hpp"
@@ -112,13 +114,27 @@ Options:
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
                          server's listeners; more are refused. Default 100000, 0: no cap
+  --next-proxy HOST:PORT the Informer (seed 004): the control port of the pool member
+                         this server's verified clients go to when it is attacked. When
+                         the flood detector alarms (or on `roamctl inform`), it ratifies
+                         their addresses there (the next proxy whitelists them), sends
+                         each client with a control channel a transfer notification
+                         (new connections go to the next proxy) and moves every
+                         movable session there. It needs --pool-cert and --control; the
+                         next proxy listens on the same ports. Default: none
+  --inform-hold SECONDS  whitelist mode lasts this long after an inform, here and at the
+                         next proxy (default 60)
+  --inform-whitelist on|off
+                         after informing, this server too admits only the clients it
+                         ratified: every other packet to its listeners is dropped
+                         (default on)
   --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (plain
                          HTTP, no authentication: keep it on loopback or a management
                          network). A bare PORT binds 127.0.0.1, e.g. --metrics 9464.
                          Every counter of `roamctl status` as roamstack_<group>_<name>.
                          Default: off
   --roam-pool FILE       this server is a member of a roaming pool (seed 002,
-                         docs/PROTOCOL.md 12): the file names the members, the chain
+                         docs/PROTOCOL.md 13): the file names the members, the chain
                          seed and the start time. Each epoch one member is active;
                          the others drop new client connections (--roam-drop).
                          `roamctl status` group roam: epoch, active, accepting.
@@ -148,6 +164,9 @@ struct ServerOptions {
   uint16_t port = 7000;
   defense::SynDefenseConfig defense;
   std::string metrics;
+  std::string next_proxy;
+  uint64_t inform_hold_s = 60;
+  bool inform_whitelist = true;
   std::string roam_pool;
   std::optional<uint32_t> roam_epoch_ms;
   RoamDrop roam_drop = RoamDrop::syn;
@@ -188,6 +207,9 @@ OptionSpecs server_option_specs() {
       {"flood-detector", "--flood-detector", Kind::value, false},
       {"flood-detector-warmup", "--flood-detector-warmup", Kind::value, false},
       {"syn-checker-probability", "--syn-checker-probability", Kind::value, false},
+      {"next-proxy", "--next-proxy", Kind::value, false},
+      {"inform-hold", "--inform-hold", Kind::value, false},
+      {"inform-whitelist", "--inform-whitelist", Kind::value, false},
       {"roam-pool", "--roam-pool", Kind::value, false},
       {"roam-epoch", "--roam-epoch", Kind::value, false},
       {"roam-drop", "--roam-drop", Kind::value, false},
@@ -248,6 +270,15 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     } else if (arg == "--connections-per-prefix") {
       options.defense.established_per_prefix =
           parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
+    } else if (arg == "--next-proxy") {
+      options.next_proxy = option_value(argc, argv, i);
+    } else if (arg == "--inform-hold") {
+      options.inform_hold_s = parse_number(option_value(argc, argv, i), 86400, "--inform-hold");
+      if (options.inform_hold_s == 0) throw ConfigError("--inform-hold must be 1-86400 seconds");
+    } else if (arg == "--inform-whitelist") {
+      std::string value = option_value(argc, argv, i);
+      if (value != "on" && value != "off") throw ConfigError("bad --inform-whitelist '" + value + "': expected on or off");
+      options.inform_whitelist = value == "on";
     } else if (arg == "--metrics") {
       options.metrics = option_value(argc, argv, i);
     } else if (arg == "--status-open") {
@@ -294,6 +325,8 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       throw ConfigError("--origin " + options.origin_text + " is IPv6: this node needs an --addr6");
   }
   if (options.port == 0) throw ConfigError("--listen port must be 1-65535");
+  if (!options.next_proxy.empty() && (options.control.empty() || options.pool_certificate.empty()))
+    throw ConfigError("--next-proxy needs --control and --pool-cert: clients are sent only to a pool member");
   if (options.roam_pool.empty() && options.roam_epoch_ms) throw ConfigError("--roam-epoch needs --roam-pool");
   return options;
 }
@@ -305,6 +338,9 @@ IpAddress address_without_prefix(const std::string& text) {
 class Server final : public SessionTable {
  public:
   Server(Node& node, const ServerOptions& options) : node_(node), options_(options) {
+    // Before the SYN defense in the same stage: a source not on the whitelist costs no
+    // cookie. Idle until an inform or a RATIFY turns whitelist mode on.
+    whitelist_filter_ = std::make_unique<defense::WhitelistFilter>(node_, whitelist_);
     // First: it watches every listener, the channel port's too.
     defense_ = std::make_unique<defense::SynDefense>(node_, options_.defense);
     if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
@@ -321,6 +357,18 @@ class Server final : public SessionTable {
     migration.protect_older_than_ms = options_.protect_older_than_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
+    migration.next_proxy = options_.next_proxy;
+    migration.inform_hold_ms = options_.inform_hold_s * 1000;
+    migration.whitelist_after_inform = options_.inform_whitelist;
+    migration.whitelist = [this](std::span<const IpAddress> addresses, uint64_t hold_ms) {
+      const uint64_t now = uv_now(node_.loop());
+      const bool was_active = whitelist_.active(now);
+      size_t added = whitelist_.add(addresses);
+      whitelist_.activate(now, hold_ms);
+      logger("defense")->warn("whitelist mode {} for {} s: {} address(es) listed ({} new); every other source is "
+                              "dropped at the listeners",
+                              was_active ? "extended" : "on", hold_ms / 1000, whitelist_.size(), added);
+    };
     if (options_.link.udp_link != nullptr && options_.link.udp_link->roam() != nullptr) {
       UdpRoamTable* roam = options_.link.udp_link->roam();
       migration.link_key_issuer = [roam](const IpAddress& inner) { return roam->issue_key(inner); };
@@ -340,6 +388,7 @@ class Server final : public SessionTable {
     listener_ = std::move(listener.value());
     if (options_.mode == "proxy") start_origin_channel();
     register_defense_counters();
+    if (!options_.next_proxy.empty()) watch_detector();
     if (!options_.metrics.empty()) {
       add_connection_losses(process_counters_);
       metrics_ = std::make_unique<MetricsServer>(node_.loop(), options_.metrics, [this] {
@@ -354,6 +403,7 @@ class Server final : public SessionTable {
 
   // Stops accepting and closes every session.
   void shutdown() {
+    if (detector_poll_.valid()) detector_poll_.close();
     if (metrics_) metrics_->close();
     if (listener_) listener_->close();
     if (migration_) migration_->shutdown();
@@ -421,6 +471,12 @@ class Server final : public SessionTable {
     r.add("defense", "syn_checker_passed", &c.syn_checker_passed);
     r.add("defense", "syn_checker_dropped", &c.syn_checker_dropped);
     r.add("defense", "syn_checker_triggers", &c.syn_checker_triggers);
+    // Whitelist mode (seed 004: after an inform here, or a RATIFY from the attacked member).
+    const auto& w = whitelist_filter_->counters();
+    r.add("defense", "whitelist_drops", &w.drops);
+    r.add("defense", "whitelist_passed", &w.passed);
+    r.add_gauge("defense", "whitelist_active", [this] { return whitelist_.active(uv_now(node_.loop())) ? 1u : 0u; });
+    r.add_gauge("defense", "whitelist_size", [this] { return static_cast<uint64_t>(whitelist_.size()); });
     // 0 off, 1 on, 2 auto.
     r.add_gauge("defense", "syn_cookie_mode", [this] { return static_cast<uint64_t>(options_.defense.mode); });
     // The flood detector: rates per second, as of the last closed 100 ms bin.
@@ -443,6 +499,22 @@ class Server final : public SessionTable {
     for (uint16_t port : defense_->ports())
       r.add_gauge("defense", "syn_cookies_active_port_" + std::to_string(port),
                   [this, port] { return defense_->cookies_active(port, uv_now(node_.loop())) ? 1u : 0u; });
+  }
+
+  // The Informer's trigger: each new alarm of the flood detector informs the next proxy
+  // (polled every 100 ms, the detector's bin: the SYN defense keeps no callback list).
+  void watch_detector() {
+    seen_alarms_ = defense_->detector().state().alarms;
+    start_repeating_timer<&Server::on_detector_poll>(detector_poll_, node_.loop(), this, 100, false);
+  }
+  void on_detector_poll() {
+    const uint64_t alarms = defense_->detector().state().alarms;
+    if (alarms == seen_alarms_) return;
+    seen_alarms_ = alarms;
+    if (migration_->informing()) return;
+    std::string error;
+    if (!migration_->inform("", "flood detector alarm", nullptr, error))
+      logger("defense")->error("flood detector alarmed, but the clients cannot be informed: {}", error);
   }
 
   // Proxy mode: the channel to the origin, as a client of it (a Follower), so that each
@@ -506,7 +578,11 @@ class Server final : public SessionTable {
 
   Node& node_;
   ServerOptions options_;
+  defense::SourceWhitelist whitelist_;
+  std::unique_ptr<defense::WhitelistFilter> whitelist_filter_;
   std::unique_ptr<defense::SynDefense> defense_;  // outlives the listeners below
+  UvHandle<uv_timer_t> detector_poll_;  // --next-proxy: new detector alarms inform
+  uint64_t seen_alarms_ = 0;
   SessionKinds kinds_;
   sockaddr_storage backend_{};
   socklen_t backend_len_ = 0;

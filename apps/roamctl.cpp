@@ -3,6 +3,7 @@
 // makes the keys and pool certificates a deployment needs.
 //
 //   roamctl migrate --from HOST:PORT --to HOST:PORT [--count N] [--key FILE]
+//   roamctl inform --server HOST:PORT [--to HOST:PORT] [--key FILE]
 //   roamctl status --server HOST:PORT [--key FILE]
 //   roamctl show --server HOST:PORT [--json] [--key FILE]
 //   roamctl genkey | pubkey | pool genkey | pool pubkey | pool admit
@@ -37,6 +38,13 @@ Commands:
         whose control port is --to (at most N sessions; default all). The connections
         stay open; their clients are told where the server went. Prints one line:
         "ok moved M of N sessions to ADDRESS in T ms", or "error ...".
+  inform --server HOST:PORT [--to HOST:PORT] [--key FILE]
+        seed 004's Informer, now: the server (its control port) ratifies its verified
+        clients at the next proxy (--to, a pool member's control port; default the
+        server's --next-proxy), which whitelists them, tells each client that new
+        connections go there, and moves its sessions there. Prints one line: "ok
+        informed N client address(es) (K notified) of TARGET; moved M of S sessions",
+        or "error ..."
   status --server HOST:PORT [--key FILE]
         print the server's migration counters as one JSON line
   show --server HOST:PORT [--json] [--key FILE]
@@ -259,7 +267,7 @@ int print_public_key(const std::string& key_file) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return fail_usage("no command: migrate, status, show, genkey, pubkey or pool (see --help)");
+  if (argc < 2) return fail_usage("no command: migrate, inform, status, show, genkey, pubkey or pool (see --help)");
   std::string command = argv[1];
   if (command == "-h" || command == "--help") {
     std::fputs(usage, stdout);
@@ -286,12 +294,12 @@ int main(int argc, char** argv) {
     }
     if (i + 1 >= argc) return fail_usage("option " + arg + " needs a value");
     std::string value = argv[++i];
-    bool talks = command == "migrate" || command == "status" || command == "show";
+    bool talks = command == "migrate" || command == "inform" || command == "status" || command == "show";
     if (arg == "--from" && command == "migrate")
       from = value;
-    else if (arg == "--to" && command == "migrate")
+    else if (arg == "--to" && (command == "migrate" || command == "inform"))
       to = value;
-    else if (arg == "--server" && (command == "status" || command == "show"))
+    else if (arg == "--server" && (command == "status" || command == "show" || command == "inform"))
       server = value;
     else if (arg == "--count" && command == "migrate")
       count = value;
@@ -335,7 +343,7 @@ int main(int argc, char** argv) {
     if (pool_key_file.empty() || member.empty()) return fail_usage("pool admit needs --pool-key FILE --member KEY");
     return pool_admit(pool_key_file, member, days, out_file);
   }
-  if (command != "migrate" && command != "status" && command != "show")
+  if (command != "migrate" && command != "inform" && command != "status" && command != "show")
     return fail_usage("unknown command '" + command + "' (see --help)");
   std::optional<roam::crypto::PublicKey> server_key;
   if (!server_key_text.empty()) {
@@ -354,6 +362,10 @@ int main(int argc, char** argv) {
       return fail_usage("bad --count '" + count + "'");
     std::string text = "to=" + to + (count.empty() ? "" : " count=" + count);
     reply = request(from, roam::migrate::FrameType::migrate_request, text, timeout_seconds, *key, server_key);
+  } else if (command == "inform") {
+    if (server.empty()) return fail_usage("inform needs --server HOST:PORT");
+    reply = request(server, roam::migrate::FrameType::inform_request, to.empty() ? "" : "to=" + to, timeout_seconds,
+                    *key, server_key);
   } else if (command == "show") {
     if (server.empty()) return fail_usage("show needs --server HOST:PORT");
     // The server renders both forms from one collection (stack/migrate/server_show).

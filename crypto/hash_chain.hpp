@@ -4,7 +4,7 @@
 // schedule up to epoch t by handing it K_t, and a newer K_t' proves itself by hashing
 // down to a key the client already trusts. Pure, any thread.
 //
-// H(x) = BLAKE2b-256("roamstack chain v1" | x) (PROTOCOL.md section 12.1). HashChain keeps
+// H(x) = BLAKE2b-256("roamstack chain v1" | x) (PROTOCOL.md section 13.1). HashChain keeps
 // only every s-th key, s = ceil(sqrt(range)), so K_i costs at most s - 1 hashes and the
 // chain O(sqrt n) memory: 2^20 epochs need 1026 stored keys (33 KiB), not 32 MiB.
 #pragma once

@@ -1,7 +1,7 @@
 // What one chain key K_i decides (seed 002 section IV-A), one derived hash per purpose so
 // that learning one output says nothing about another: the epoch length bits
 // R_i = MSB_m(H'(K_i)), the active server S_i = servers[index from H''(K_i)], and a port
-// selector for services that also hop ports. Pure, any thread; PROTOCOL.md 12.2.
+// selector for services that also hop ports. Pure, any thread; PROTOCOL.md 13.2.
 #pragma once
 
 #include <cstdint>

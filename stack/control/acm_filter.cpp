@@ -55,6 +55,9 @@ AcmDecision AcmFilter::check(const AddressChange& acm, const IpAddress& peer,
   if (acm.issued_at_ms > now_ms + limits_.max_future_ms) return refuse(AcmVerdict::from_future);
   if (!(acm.old_address == peer)) return refuse(AcmVerdict::wrong_peer);
   if (!acceptable_new_address(acm.new_address, acm.old_address)) return refuse(AcmVerdict::bad_address);
+  // A transfer notification moves nothing: fresh, from its sender, to a usable address
+  // is all it must be (the client may have no connection there yet).
+  if (acm.scope == AcmScope::transfer) return decision;
   auto at_old_endpoint = [&acm](const ClientConnection& c) {
     return c.remote == acm.old_address && (acm.old_port == 0 || c.remote_port == acm.old_port);
   };

@@ -41,6 +41,7 @@ enum class AcmVerdict : uint8_t {
   from_future,          // issued later than our clock allows
   wrong_peer,           // the old address is not the sender's: a host moves only its own
   unknown_connections,  // names no connection we have with this peer at the old endpoint
+                        // (never for a transfer notification: it moves none)
   bad_address,          // the new address is unusable (family, unspecified, multicast, loopback)
   untrusted_target,     // the target is not a member of the sender's pool (checked by the Follower)
 };

@@ -463,6 +463,13 @@ bool ChannelServer::send_acm(ChannelConnection& channel, control::AddressChange 
   return true;
 }
 
+std::vector<ChannelConnection*> ChannelServer::established_channels() const {
+  std::vector<ChannelConnection*> out;
+  for (const auto& [raw, entry] : channels_)
+    if (raw->established()) out.push_back(raw);
+  return out;
+}
+
 std::vector<ChannelServer::ChannelView> ChannelServer::describe() const {
   std::vector<ChannelView> out;
   out.reserve(channels_.size());

@@ -48,7 +48,7 @@
 namespace roam {
 
 struct ChannelServerCounters {
-  uint64_t roam_updates_sent = 0;  // ROAM_UPDATEs (PROTOCOL.md 12.4)
+  uint64_t roam_updates_sent = 0;  // ROAM_UPDATEs (PROTOCOL.md 13.4)
   uint64_t channels_accepted = 0;
   uint64_t channels_established = 0;
   uint64_t channels_failed = 0;  // handshake failed or framing broke
@@ -113,7 +113,7 @@ class ChannelServer {
   // whose client offers capability_link_rebind; the key goes to it in a LINK_KEY.
   using LinkKeyIssuer = std::function<std::optional<std::array<uint8_t, control::link_key_bytes>>(const IpAddress&)>;
   void set_link_key_issuer(LinkKeyIssuer issuer) { link_key_issuer_ = std::move(issuer); }
-  // Proactive roaming (PROTOCOL.md 12.4): the ROAM_UPDATE for a client, `first` for the
+  // Proactive roaming (PROTOCOL.md 13.4): the ROAM_UPDATE for a client, `first` for the
   // one sent as its channel is established (it carries the pool item); nullopt: none now.
   using RoamUpdateSource = std::function<std::optional<control::RoamUpdate>(bool first)>;
   void set_roam_update_source(RoamUpdateSource source) { roam_update_source_ = std::move(source); }
@@ -140,6 +140,9 @@ class ChannelServer {
   // from the global ACM form. O(registered ids). Not while a move runs: an exported
   // connection is frozen, not ended, until its ACM is sent.
   void forget_closed();
+  // Every channel whose handshake completed (its client's key is authenticated): the
+  // verified clients seed 004's Informer transfers.
+  std::vector<ChannelConnection*> established_channels() const;
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 

@@ -40,7 +40,7 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
   uint8_t scope = r.u8();
   uint8_t family = r.u8();
   if (r.failed()) return unexpected(MessageError::truncated);
-  if (scope != 1 && scope != 2) return unexpected(MessageError::bad_field);
+  if (scope < 1 || scope > 3) return unexpected(MessageError::bad_field);
   if (family != 4 && family != 6) return unexpected(MessageError::bad_field);
   m.scope = static_cast<AcmScope>(scope);
   size_t address_bytes = family == 4 ? 4 : 16;
@@ -62,6 +62,8 @@ Result<Message, MessageError> decode_acm(ByteReader& r) {
   uint8_t token_length = r.u8();
   if (r.failed()) return unexpected(MessageError::truncated);
   if (token_length != 0 && token_length != handover_token_bytes) return unexpected(MessageError::bad_field);
+  // A transfer notification moves no connection: nothing to hand over.
+  if (m.scope == AcmScope::transfer && token_length != 0) return unexpected(MessageError::bad_field);
   if (token_length != 0) {
     auto token = r.take(token_length);
     if (r.failed()) return unexpected(MessageError::truncated);

@@ -11,7 +11,7 @@
 //   ACM    u64 sequence | 16-byte nonce | u64 issued_at_ms (Unix) | u8 scope
 //          | u8 ip version | old address | new address | u16 old port | u16 new port
 //          | u16 count | count x u64 connection id      (scope connections: count >= 1;
-//                                                        scope global: count 0)
+//                                                        scope global, transfer: count 0)
 //          | u8 token length (0 or 32) | handover token (the NAT handover's key for
 //                                                        these connections; 0: none)
 //          | u8 credential length | the target server's pool membership certificate
@@ -62,8 +62,11 @@ struct Hello {
 };
 
 // Which connections an ACM moves: the listed ids, or every connection between the two
-// hosts that uses the old endpoint (a whole server moving).
-enum class AcmScope : uint8_t { connections = 1, global = 2 };
+// hosts that uses the old endpoint (a whole server moving), or none: a transfer
+// notification (seed 004's Informer) says only that the old endpoint is under attack and
+// that new connections, and connections still opening, go to the new endpoint (count 0,
+// no token; the established ones move with ACMs of their own).
+enum class AcmScope : uint8_t { connections = 1, global = 2, transfer = 3 };
 
 struct AddressChange {
   uint64_t sequence = 0;

@@ -2,7 +2,7 @@
 // what a pool member tells its authenticated clients so they can follow the roaming
 // service. Pure encode/decode of the body that follows the type byte (messages.cpp
 // dispatches here); the meaning and the checks a client applies are in roam_tracker.hpp.
-// Any thread. Layout: PROTOCOL.md 12.4.
+// Any thread. Layout: PROTOCOL.md 13.4.
 //
 //   u8 items (bit field, at least one, unknown bits refused) | u64 issued_at_ms (Unix)
 //   then each present item, in bit order:

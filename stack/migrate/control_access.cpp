@@ -9,7 +9,7 @@ const char* control_access_text(ControlAccess access) {
     case ControlAccess::needs_operator:
       return "not authorized: this needs an operator key listed in the server's --operators";
     case ControlAccess::needs_member:
-      return "not authorized: session transfers are taken only from members of this server's pool";
+      return "not authorized: session transfers and ratifications are taken only from members of this server's pool";
     case ControlAccess::not_a_request:
       return "unexpected frame";
   }
@@ -19,11 +19,13 @@ const char* control_access_text(ControlAccess access) {
 ControlAccess control_access(FrameType type, const ControlPeer& peer, bool status_open) {
   switch (type) {
     case FrameType::migrate_request:
+    case FrameType::inform_request:
       return peer.operator_key ? ControlAccess::allowed : ControlAccess::needs_operator;
     case FrameType::status_request:
       return peer.operator_key || status_open ? ControlAccess::allowed : ControlAccess::needs_operator;
     case FrameType::session:
     case FrameType::address_request:
+    case FrameType::ratify:
       return peer.pool_member ? ControlAccess::allowed : ControlAccess::needs_member;
     case FrameType::session_result:
     case FrameType::reply:

@@ -1,5 +1,6 @@
 #include "stack/migrate/control_frame.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 namespace roam::migrate {
@@ -8,7 +9,7 @@ namespace {
 constexpr size_t header_bytes = 5;
 
 bool known_type(uint8_t type) {
-  return type >= 1 && type <= 6;
+  return type >= 1 && type <= 8;
 }
 }  // namespace
 
@@ -206,6 +207,28 @@ std::vector<uint8_t> encode_session_result(bool ok, std::string_view text) {
 std::optional<SessionResult> decode_session_result(std::span<const uint8_t> payload) {
   if (payload.empty() || payload[0] > 1) return std::nullopt;
   return SessionResult{payload[0] == 1, std::string(payload.begin() + 1, payload.end())};
+}
+
+// "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
+// when the text is anything else.
+std::vector<IpAddress> parse_address_answer(const std::string& text) {
+  std::vector<IpAddress> out;
+  size_t position = 0;
+  bool first = true;
+  while (position <= text.size()) {
+    size_t end = std::min(text.find(' ', position), text.size());
+    std::string word = text.substr(position, end - position);
+    position = end + 1;
+    if (first) {
+      if (word != "address") return {};
+      first = false;
+      continue;
+    }
+    auto address = IpAddress::parse(word);
+    if (!address || out.size() == 2) return {};
+    out.push_back(*address);
+  }
+  return out;
 }
 
 }  // namespace roam::migrate

@@ -14,6 +14,10 @@
 //   status_request   empty                                          roamctl -> server
 //   address_request  empty; answered by a reply "address IPV4[ IPV6]" (the target's
 //                    carrier addresses)                             old server -> new server
+//   ratify           stack/migrate/ratify.hpp; answered by a reply "ok ratified N" or
+//                    "error ..."                                    old server -> next proxy
+//   inform_request   empty, or text "to=HOST:PORT" (the next proxy's control port);
+//                    answered by a reply                            roamctl -> server
 #pragma once
 
 #include <array>
@@ -25,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/ip_address.hpp"
 #include "base/result.hpp"
 
 namespace roam::migrate {
@@ -36,6 +41,8 @@ enum class FrameType : uint8_t {
   reply = 4,
   status_request = 5,
   address_request = 6,
+  ratify = 7,          // old server -> next proxy: whitelist these clients (migrate/ratify.hpp)
+  inform_request = 8,  // roamctl -> server: inform now (text "" or "to=HOST:PORT")
 };
 
 // A snapshot's queues are bounded (wire::snapshot_max_queue_bytes); a frame never needs
@@ -125,5 +132,9 @@ struct SessionResult {
   std::string text;
 };
 std::optional<SessionResult> decode_session_result(std::span<const uint8_t> payload);
+
+// "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
+// when the text is anything else.
+std::vector<IpAddress> parse_address_answer(const std::string& text);
 
 }  // namespace roam::migrate

@@ -132,13 +132,14 @@ std::string Follower::counters_text() const {
       "refused {} (replayed {} stale {} wrong peer {} unknown connections {} bad address {} untrusted target {}); "
       "connections moved {}; pokes {} unanswered {}; carriers held for the channel {} (opened unproven after the "
       "wait {}); own address changes {}, our moves announced {} (applied {} rebound {} refused {} (connections reset {}) abandoned {}), "
-      "packets held until told {}",
+      "packets held until told {}; transfers {} (connects redirected {})",
       c.channels_opened, c.channels_established, c.channels_failed, c.servers_untrusted, c.frames_forged,
       c.frames_replayed, c.frames_dropped, c.acms, c.acms_applied, c.acms_refused, c.acms_replayed, c.acms_stale,
       c.acms_wrong_peer, c.acms_unknown_connections, c.acms_bad_address, c.acms_untrusted_target,
       c.connections_moved, tracker_.counters().pokes, tracker_.counters().unanswered, c.carriers_waited,
       c.carriers_wait_expired, c.own_address_changes, c.moves_announced, c.moves_applied, c.moves_rebound,
-      c.moves_refused, c.moves_refused_reset, c.moves_abandoned, hold_.counters().packets_held);
+      c.moves_refused, c.moves_refused_reset, c.moves_abandoned, hold_.counters().packets_held, c.transfers_applied,
+      c.connects_redirected);
 }
 
 Follower::Server& Follower::server_for(const IpAddress& address) {
@@ -690,6 +691,24 @@ control::AcmVerdict Follower::apply_acm(const IpAddress& server, const crypto::P
                               suppressed);
     return decision.verdict;
   }
+  if (acm.scope == control::AcmScope::transfer) {
+    filter.remember(acm, now_unix_ms);
+    ++counters_.acms_applied;
+    ++counters_.transfers_applied;
+    const uint16_t to_port = acm.new_port != 0 ? acm.new_port : acm.old_port;
+    server_for(acm.new_address).expected_key = target->member;
+    size_t redirected = redirect_opening(acm.old_address, acm.old_port, acm.new_address, acm.new_port);
+    counters_.connects_redirected += redirected;
+    auto where = [](const IpAddress& address, uint16_t port) {
+      return port == 0 ? address.to_string() : endpoint_string(address, port);  // 0: every port
+    };
+    logger("migrate")->info("server {} transfers its clients to {} (transfer notification {}): new connections go "
+                            "there, {} still opening redirected",
+                            where(acm.old_address, acm.old_port), where(acm.new_address, to_port), acm.sequence,
+                            redirected);
+    if (events_.on_server_moved) events_.on_server_moved(ServerMove{acm.old_address, acm.old_port, acm.new_address, to_port});
+    return decision.verdict;
+  }
   std::vector<tcp_pcb*> pcbs;
   for (uint64_t id : decision.connections)
     if (tcp_pcb* pcb = find_pcb_by_connection_id(id)) pcbs.push_back(pcb);
@@ -731,6 +750,27 @@ void Follower::on_acm(ChannelConnection& channel, const control::AddressChange& 
   next.register_all = true;
   open_channel(next);
   register_connections(next);
+}
+
+// Carriers still opening (SYN sent, nothing answered: no id yet, nothing registered) to
+// the old endpoint: their SYN goes to the new one now, with the same ISN, so the local
+// app sees one connect. An owner proof already armed names the old server's channel: the
+// new server finds no such channel and takes the carrier without an owner, which its
+// first registration then binds (ChannelServer::owns).
+size_t Follower::redirect_opening(const IpAddress& old_remote, uint16_t old_port, const IpAddress& new_remote,
+                                  uint16_t new_port) {
+  std::vector<tcp_pcb*> opening;
+  for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr; pcb = pcb->next) {
+    if (pcb->state != SYN_SENT || pcb->remote_port == options_.port) continue;  // not our channels
+    if (!(from_lwip(pcb->remote_ip) == old_remote) || (old_port != 0 && pcb->remote_port != old_port)) continue;
+    opening.push_back(pcb);
+  }
+  for (tcp_pcb* pcb : opening) {
+    migrate::set_remote_endpoint(pcb, new_remote, new_port);
+    migrate::restart_transmission(pcb);
+  }
+  if (!opening.empty()) node_.kick();
+  return opening.size();
 }
 
 void Follower::follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,

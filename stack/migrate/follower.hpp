@@ -83,6 +83,10 @@ struct FollowerCounters {
   uint64_t moves_refused_reset = 0;  // connections reset because their move was refused
   uint64_t moves_abandoned = 0;   // ...no channel or no answer in time
   uint64_t own_address_changes = 0;  // change_own_address calls that changed the node
+  // Seed 004's Informer: transfer notifications (ACM scope transfer) applied, and the
+  // carriers still opening that they sent to the new server.
+  uint64_t transfers_applied = 0;
+  uint64_t connects_redirected = 0;
 };
 
 class Follower {
@@ -100,11 +104,12 @@ class Follower {
     // A batch of connections one ACM moved has settled (every one heard on the new path,
     // ended, or given up on).
     std::function<void(const migrate::ChangeoverReport&)> on_moved;
-    // Right after such an ACM was applied (the app re-points its forwards: issue 12).
+    // Right after such an ACM was applied (the app re-points its forwards: issue 12), and
+    // after a transfer notification (seed 004: the server sends its clients elsewhere).
     std::function<void(const ServerMove&)> on_server_moved;
     // A trusted server gave this client a link key (LINK_KEY, PROTOCOL.md 3.8).
     std::function<void(const IpAddress& server, const control::LinkKeyGrant&)> on_link_key;
-    // A trusted server sent a ROAM_UPDATE (PROTOCOL.md 12.4); the app applies it.
+    // A trusted server sent a ROAM_UPDATE (PROTOCOL.md 13.4); the app applies it.
     std::function<void(const IpAddress& server, const control::RoamUpdate&)> on_roam_update;
   };
 
@@ -201,6 +206,8 @@ class Follower {
   void on_closed(Server& server, const std::string& why);
   void release_waiters(Server& server, bool all);
   void count_refusal(control::AcmVerdict verdict);
+  size_t redirect_opening(const IpAddress& old_remote, uint16_t old_port, const IpAddress& new_remote,
+                          uint16_t new_port);
   void follow(const std::vector<tcp_pcb*>& pcbs, const IpAddress& new_address, uint16_t new_port,
               const std::optional<crypto::HandoverToken>& token);
   void await_new_path(const FlowKey& flow, uint64_t batch);

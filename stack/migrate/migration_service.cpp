@@ -54,28 +54,6 @@ struct StreamTransfer final : migrate::TransferLink {
   void send_session(std::vector<uint8_t> frame) override { stream.send_frame(std::move(frame)); }
 };
 
-// "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
-// when the text is anything else.
-std::vector<IpAddress> parse_address_answer(const std::string& text) {
-  std::vector<IpAddress> out;
-  size_t position = 0;
-  bool first = true;
-  while (position <= text.size()) {
-    size_t end = std::min(text.find(' ', position), text.size());
-    std::string word = text.substr(position, end - position);
-    position = end + 1;
-    if (first) {
-      if (word != "address") return {};
-      first = false;
-      continue;
-    }
-    auto address = IpAddress::parse(word);
-    if (!address || out.size() == 2) return {};
-    out.push_back(*address);
-  }
-  return out;
-}
-
 using migrate::json_string;
 
 }  // namespace
@@ -199,6 +177,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
     if (direct) return importer_->peer_moved_to(pcb, id, *direct);
     return importer_->expect_peer_move(pcb, id, token, uv_now(node_.loop()));
   });
+  next_ratify_sequence_ = unix_ms() << 10;  // grows across restarts too, like the ACM's
   register_counters();
   start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
 
@@ -257,6 +236,14 @@ void MigrationService::register_counters() {
   r.add("control", "control_handshake_timeouts", &c.control_handshake_timeouts);
   r.add("control", "control_over_capacity", &c.control_over_capacity);
   r.add("control", "targets_refused", &c.targets_refused);
+  r.add("inform", "informs_started", &c.informs_started);
+  r.add("inform", "informs_done", &c.informs_done);
+  r.add("inform", "informs_failed", &c.informs_failed);
+  r.add("inform", "inform_clients", &c.inform_clients);
+  r.add("inform", "transfers_sent", &c.transfers_sent);
+  r.add("inform", "ratifies_accepted", &c.ratifies_accepted);
+  r.add("inform", "ratifies_refused", &c.ratifies_refused);
+  r.add("inform", "ratified_addresses", &c.ratified_addresses);
   const auto& k = channels_->counters();
   r.add_gauge("channel", "channels", [this] { return channels_->channel_count(); });
   r.add("channel", "channels_accepted", &k.channels_accepted);
@@ -347,11 +334,12 @@ void MigrationService::register_counters() {
 void MigrationService::shutdown() {
   if (shut_down_) return;
   if (exporter_) exporter_->abandon("server shutting down");
+  if (inform_ && !inform_->moving) finish_inform("error server shutting down", false);
   streams_.clear();
   if (control_listener_.valid()) control_listener_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   if (channels_) channels_->shutdown();
-  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac", "defense"}) {
+  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac", "defense", "inform"}) {
     std::string line = registry_.to_text(group);
     if (line != "nothing counted") logger("migrate")->info("{}: {}", group, line);
   }
@@ -473,6 +461,12 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
       return;
     case FrameType::session:
       import_session(stream, frame);
+      return;
+    case FrameType::ratify:
+      take_ratify(stream, frame);
+      return;
+    case FrameType::inform_request:
+      start_requested_inform(stream, std::string(frame.payload.begin(), frame.payload.end()));
       return;
     default:
       ++counters_.bad_frames;
@@ -613,7 +607,7 @@ void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
     if (frame.type == migrate::FrameType::reply)
       text.assign(frame.payload.begin(), frame.payload.begin() + static_cast<std::ptrdiff_t>(
                                                                      std::min<size_t>(frame.payload.size(), 200)));
-    target_addresses_ = parse_address_answer(text);
+    target_addresses_ = migrate::parse_address_answer(text);
     if (target_addresses_.empty()) {
       ++counters_.bad_frames;
       exporter_->abandon("target did not tell its carrier addresses" +
@@ -775,6 +769,8 @@ void MigrationService::on_housekeeping() {
   std::erase_if(young_, [&](const auto& entry) {
     return now - entry.second >= config_.protect_older_than_ms || find_pcb_by_connection_id(entry.first) == nullptr;
   });
+  if (inform_ && !inform_->moving && now - inform_->started_ms >= config_.move_timeout_ms)
+    finish_inform("error the next proxy " + inform_->target + " did not answer in time: nothing was sent", false);
   if (exporter_ && now >= exporter_->deadline()) {
     ++counters_.moves_timed_out;
     exporter_->on_time(now);

@@ -26,6 +26,8 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -48,6 +50,7 @@
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/frame_stream.hpp"
 #include "stack/migrate/importer.hpp"
+#include "stack/migrate/ratify.hpp"
 #include "stack/migrate/server_show.hpp"
 #include "stack/migrate/session_table.hpp"
 #include "stack/node.hpp"
@@ -69,6 +72,15 @@ struct MigrationCounters {
   uint64_t control_handshake_timeouts = 0;  // did not finish the handshake in time
   uint64_t control_over_capacity = 0;       // connections refused: too many unauthenticated
   uint64_t targets_refused = 0;             // move targets that are not members of this pool
+  // Seed 004's Informer (informer.cpp).
+  uint64_t informs_started = 0;
+  uint64_t informs_done = 0;            // ratified, notified and moved (some sessions may have stayed)
+  uint64_t informs_failed = 0;          // the next proxy refused or could not be reached: nothing sent
+  uint64_t inform_clients = 0;          // verified clients ratified and notified
+  uint64_t transfers_sent = 0;          // transfer notifications (ACM scope transfer)
+  uint64_t ratifies_accepted = 0;       // RATIFY frames taken here (whitelist mode)
+  uint64_t ratifies_refused = 0;        // refused: malformed, replayed, stale, bad address
+  uint64_t ratified_addresses = 0;      // addresses whitelisted by them
 };
 
 struct MigrationConfig {
@@ -92,6 +104,16 @@ struct MigrationConfig {
   ChannelServer::LinkKeyIssuer link_key_issuer;
   const UdpRoamTable* link_roam = nullptr;  // its counters go into status (owned by the link)
   std::optional<IpAddress> address6;
+  // Seed 004's Informer. --next-proxy: the control port (HOST:PORT) of the pool member an
+  // inform without a target sends clients to ("": none; `roamctl inform --to` names one).
+  std::string next_proxy;
+  // How long whitelist mode lasts after an inform (here) and after a RATIFY (there).
+  uint64_t inform_hold_ms = 60'000;
+  // Whether this server, after informing, also admits only the clients it ratified.
+  bool whitelist_after_inform = true;
+  // Puts addresses on this server's whitelist and turns whitelist mode on for hold_ms
+  // (the app's defense::SourceWhitelist; unset: RATIFY is refused).
+  std::function<void(std::span<const IpAddress>, uint64_t hold_ms)> whitelist;
 };
 
 // What to move, for move_sessions().
@@ -112,6 +134,17 @@ class MigrationService {
   // HOST:PORT; otherwise `done` runs exactly once, with each session's outcome.
   bool move_sessions(MoveRequest request, migrate::Exporter::DoneFn done, std::string& error);
   bool moving() const { return exporter_ != nullptr; }
+
+  // Seed 004's Informer (informer.cpp): the clients of every authenticated control channel
+  // here leave for `target` (a pool member's control port; "" = config.next_proxy). In
+  // order: ask the target's carrier addresses; RATIFY the clients' addresses there (it
+  // whitelists them); send each client a transfer notification (ACM scope transfer: new
+  // connections go to the target); move every movable session there (move_sessions);
+  // whitelist them here too (whitelist_after_inform). `done` gets one line, "ok ..." or
+  // "error ...". False with `error` when an inform or a move runs, or there is no target.
+  using InformDoneFn = std::function<void(const std::string& summary)>;
+  bool inform(std::string target, std::string reason, InformDoneFn done, std::string& error);
+  bool informing() const { return inform_ != nullptr; }
 
   void shutdown();
   // A connection was accepted here (its age counts from now; imported ones count as old:
@@ -164,6 +197,29 @@ class MigrationService {
   Unmovable unmovable_sessions(size_t max_listed);
   void on_move_done(const migrate::ExportReport& report);
   void import_session(FrameStream& stream, const migrate::Frame& frame);
+  // One inform, from its start to its summary.
+  struct InformRun {
+    std::string target;  // the next proxy's control port
+    std::string reason;  // "flood detector", "operator"
+    InformDoneFn done;
+    std::unique_ptr<FrameStream> stream;  // to the target's control port
+    std::vector<IpAddress> clients;       // the verified clients' carrier addresses
+    std::vector<uint8_t> target_credential;
+    std::vector<IpAddress> target_addresses;  // its carrier addresses (address_request)
+    bool addresses_known = false;
+    size_t ratify_frames = 0;   // sent
+    size_t ratify_answers = 0;  // answered "ok"
+    bool moving = false;        // ratified and notified: the sessions' move runs
+    size_t transfers = 0;
+    uint64_t started_ms = 0;
+    std::string refusal;  // why the target was refused in its handshake
+  };
+  void on_inform_answer(const migrate::Frame& frame);
+  void notify_and_move(InformRun& run);
+  void send_transfers(InformRun& run);
+  void finish_inform(const std::string& summary, bool ok);
+  void take_ratify(FrameStream& stream, const migrate::Frame& frame);
+  void start_requested_inform(FrameStream& requester, const std::string& request);
   void forget_stream(FrameStream* stream);
   void on_housekeeping();
   void register_counters();
@@ -205,6 +261,9 @@ class MigrationService {
   // Per imported session whose client arrived: seconds from its import until then
   // (roamstack_changeover_seconds on the server's metrics endpoint).
   Histogram changeover_seconds_{changeover_seconds_buckets()};
+  std::unique_ptr<InformRun> inform_;  // the inform running now
+  migrate::RatifyFilter ratify_filter_;
+  uint64_t next_ratify_sequence_ = 0;
   bool shut_down_ = false;
 };
 

@@ -1,5 +1,5 @@
 // The backward hash chain: checkpointed keys equal the naive chain, memory stays
-// O(sqrt n), and only keys of the same chain verify (PROTOCOL.md 12.1 vector).
+// O(sqrt n), and only keys of the same chain verify (PROTOCOL.md 13.1 vector).
 #include "crypto/hash_chain.hpp"
 
 #include <doctest/doctest.h>

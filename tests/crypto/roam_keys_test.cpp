@@ -1,4 +1,4 @@
-// Per-purpose derivations from one chain key: fixed vectors (PROTOCOL.md 12.2, computed
+// Per-purpose derivations from one chain key: fixed vectors (PROTOCOL.md 13.2, computed
 // with Python's hashlib from the text) and the shape of the server index.
 #include "crypto/roam_keys.hpp"
 

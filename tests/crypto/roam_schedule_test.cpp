@@ -1,5 +1,5 @@
 // The roaming schedule: epoch windows and active servers from the chain (PROTOCOL.md
-// 12.3 vector), one active server at every instant, the transitional interval, m changes,
+// 13.3 vector), one active server at every instant, the transitional interval, m changes,
 // and a client's partial chain agreeing with the pool's full one.
 #include "crypto/roam_schedule.hpp"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""roam-server --roam-pool (seed 002, PROTOCOL.md 12): two members A and B of one pool.
+"""roam-server --roam-pool (seed 002, PROTOCOL.md 13): two members A and B of one pool.
 
-The schedule is computed here, independently, from PROTOCOL.md 12.1-12.3 (hashlib
+The schedule is computed here, independently, from PROTOCOL.md 13.1-13.3 (hashlib
 BLAKE2b): epoch 1 starts a second ago and lasts 600 s (m = 0), so within the test the
 active member is servers[S_1]. The member order in the pool file is chosen from that so
 that, in the first run, B is active and A (the client's -L target) is standby; in the

@@ -293,9 +293,14 @@ def drill_part(out):
         line = line.strip()
         if line.startswith("{"):
             try:
-                verdict = json.loads(line).get("drill_byte_exact")
+                report = json.loads(line)
             except ValueError:
-                pass
+                break
+            verdict = report.get("drill_byte_exact")
+            # The drill's own timings, beside the flood rounds' detect_ms.
+            for key in ("detect_ms", "inform_ms", "flood_pps", "drill_bytes", "whitelist_drops_a", "whitelist_drops_b"):
+                if key in report:
+                    out["drill_" + key if not key.startswith("drill_") else key] = report[key]
             break
     if p.returncode == 77:
         out["drill_byte_exact"] = None

@@ -121,4 +121,29 @@ TEST_CASE("refusals change nothing; remembered nonces expire with the age limit"
   CHECK(filter.last_sequence() == 3);
 }
 
+TEST_CASE("a transfer notification needs no connection, but is as fresh and as bound to its sender as any ACM") {
+  AcmFilter filter;
+  auto transfer = acm(5, {});
+  transfer.scope = control::AcmScope::transfer;
+  transfer.old_port = 0;
+  transfer.new_port = 0;
+  // A client with no connection at all takes it (new connections go to B).
+  auto d = filter.check(transfer, server_a, {}, now);
+  CHECK(d.verdict == AcmVerdict::apply);
+  CHECK(d.connections.empty());
+  // It moves none of the connections we do have either: their own ACMs do.
+  CHECK(filter.check(transfer, server_a, ours, now).connections.empty());
+  CHECK(filter.check(transfer, other, {}, now).verdict == AcmVerdict::wrong_peer);
+  auto stale = transfer;
+  stale.issued_at_ms = now - 3'600'000;
+  CHECK(filter.check(stale, server_a, {}, now).verdict == AcmVerdict::stale);
+  auto loopback = transfer;
+  loopback.new_address = *IpAddress::parse("127.0.0.1");
+  CHECK(filter.check(loopback, server_a, {}, now).verdict == AcmVerdict::bad_address);
+  filter.remember(transfer, now);
+  CHECK(filter.check(transfer, server_a, {}, now).verdict == AcmVerdict::replayed);
+  // The move's own ACM after it (a higher sequence) still applies.
+  CHECK(filter.check(acm(6), server_a, ours, now).verdict == AcmVerdict::apply);
+}
+
 }  // namespace

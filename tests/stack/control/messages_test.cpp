@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include <vector>
+
 namespace {
 
 using namespace roam::control;
@@ -28,6 +30,13 @@ std::vector<Message> samples() {
   global.scope = AcmScope::global;
   global.old_port = 0;
   global.connection_ids.clear();
+  // A transfer notification (seed 004): no ids, no token, the target's certificate.
+  AddressChange transfer = sample_acm(false);
+  transfer.scope = AcmScope::transfer;
+  transfer.old_port = 0;
+  transfer.new_port = 0;
+  transfer.connection_ids.clear();
+  transfer.target_credential.assign(137, 0x3C);
   AddressChange certified = sample_acm(true);
   certified.target_credential.assign(137, 0xA5);
   return {Hello{1, "server-a", 3, {}},
@@ -36,6 +45,7 @@ std::vector<Message> samples() {
           sample_acm(false),
           sample_acm(true),
           global,
+          transfer,
           Ack{42, AckStatus::refused}, Ack{43, AckStatus::rebound},
           ErrorMessage{7, "no such connection"},
           ErrorMessage{0, ""},
@@ -89,7 +99,15 @@ TEST_CASE("bad fields are refused") {
     return copy;
   };
   const size_t scope_at = 1 + 8 + 16 + 8, family_at = scope_at + 1;
-  refuse(with(scope_at, 3), MessageError::bad_field);
+  refuse(with(scope_at, 3), MessageError::bad_field);  // transfer scope with ids
+  refuse(with(scope_at, 4), MessageError::bad_field);
+  refuse(with(scope_at, 0), MessageError::bad_field);
+  // A transfer notification carries no handover token: it moves no connection.
+  AddressChange transfer_with_token = sample_acm(false);
+  transfer_with_token.scope = AcmScope::transfer;
+  transfer_with_token.connection_ids.clear();
+  transfer_with_token.handover_token.emplace();
+  refuse(encode_message(transfer_with_token), MessageError::bad_field);
   refuse(with(family_at, 5), MessageError::bad_field);
   // Connection scope with no ids; global scope with ids.
   AddressChange empty = sample_acm(false);
@@ -117,6 +135,25 @@ TEST_CASE("bad fields are refused") {
   refuse(encode_message(RegisterConnections{{4, 0}}), MessageError::bad_field);
   refuse({5, 0xFF, 0xFF}, MessageError::oversized);
   CHECK(std::string(message_error_name(MessageError::oversized)).size() > 0);
+}
+
+TEST_CASE("a transfer notification encodes as docs/PROTOCOL.md 12.1 shows") {
+  AddressChange t;
+  t.sequence = 0x0000018f00000401ull;
+  for (size_t i = 0; i < t.nonce.size(); ++i) t.nonce[i] = static_cast<uint8_t>(0xa0 + i);
+  t.issued_at_ms = 1'700'000'000'000ull;
+  t.scope = AcmScope::transfer;
+  t.old_address = *IpAddress::parse("198.18.12.2");
+  t.new_address = *IpAddress::parse("198.18.13.2");
+  const std::vector<uint8_t> documented = {
+      0x02, 0x00, 0x00, 0x01, 0x8f, 0x00, 0x00, 0x04, 0x01, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6,
+      0xa7, 0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, 0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68,
+      0x00, 0x03, 0x04, 0xc6, 0x12, 0x0c, 0x02, 0xc6, 0x12, 0x0d, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00};
+  CHECK(encode_message(t) == documented);
+  auto decoded = decode_message(documented);
+  REQUIRE(decoded);
+  CHECK(std::get<AddressChange>(*decoded) == t);
 }
 
 }  // namespace

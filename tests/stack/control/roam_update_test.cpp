@@ -1,4 +1,4 @@
-// ROAM_UPDATE (type 9): the PROTOCOL.md 12.4 examples decode and re-encode byte for
+// ROAM_UPDATE (type 9): the PROTOCOL.md 13.4 examples decode and re-encode byte for
 // byte (computed with Python's struct from the text), every item combination
 // round-trips, and every truncation, unknown item bit and out-of-range field is refused.
 #include "stack/control/roam_update.hpp"

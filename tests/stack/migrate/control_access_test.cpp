@@ -25,6 +25,15 @@ TEST_CASE("control access: each role may do only its own requests") {
   CHECK(control_access(FrameType::address_request, operator_peer, true) == ControlAccess::needs_member);
   CHECK(control_access(FrameType::address_request, member, false) == ControlAccess::allowed);
 
+  // Seed 004's Informer: an operator starts an inform; only a pool member ratifies (an
+  // outsider's RATIFY would whitelist its own flood sources).
+  CHECK(control_access(FrameType::inform_request, anyone, true) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::inform_request, member, true) == ControlAccess::needs_operator);
+  CHECK(control_access(FrameType::inform_request, operator_peer, false) == ControlAccess::allowed);
+  CHECK(control_access(FrameType::ratify, anyone, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::ratify, operator_peer, true) == ControlAccess::needs_member);
+  CHECK(control_access(FrameType::ratify, member, false) == ControlAccess::allowed);
+
   CHECK(control_access(FrameType::status_request, anyone, false) == ControlAccess::needs_operator);
   CHECK(control_access(FrameType::status_request, member, false) == ControlAccess::needs_operator);
   CHECK(control_access(FrameType::status_request, anyone, true) == ControlAccess::allowed);
