@@ -22,6 +22,13 @@
 #include "apps/client_metrics.hpp"
 #include "apps/kernel_splice.hpp"
 #include "apps/socks_session.hpp"
+#include "apps/overlay_destination.hpp"
+#include "apps/proxy_session.hpp"
+#include "stack/lwip_address.hpp"
+#include "stack/transparent_guard.hpp"
+#include "stack/transparent_listener.hpp"
+#include "tun/device_routes.hpp"
+#include "tun/tun_link.hpp"
 #include "apps/metrics_server.hpp"
 #include "apps/metrics_text.hpp"
 #include "apps/roam_follow.hpp"
@@ -41,6 +48,7 @@ namespace {
 using namespace roam;
 
 const char* usage = R"(Usage: roam-client [OPTIONS] -L [BIND:]PORT:SERVER:SPORT [-L ...] [-D [BIND:]PORT ...]
+                   [--transparent DEV --transparent-route PREFIX ...]
 
 Forwards local kernel TCP connections (from -L ports, or SOCKS5 clients on -D ports)
 over carrier connections to roam-servers.
@@ -60,6 +68,20 @@ Options:
                          "USER PASSWORD" per line (the password is the rest of the
                          line; '#' comments); 0600 or stricter, looser is refused
   --socks-hosts FILE     names for -D destinations, in /etc/hosts form ("IP NAME...")
+  --transparent DEV      transparent mode (needs CAP_NET_ADMIN): create TUN device DEV,
+                         route every --transparent-route prefix into it, and carry each
+                         TCP connection a local application opens to such an address
+                         like a -D CONNECT to that address and port (no per-application
+                         setup); destinations outside the overlay (as for -D) are reset.
+                         IPv4, udp links only. The device and its routes go when the
+                         client exits
+  --transparent-route PREFIX
+                         an IPv4 prefix routed into the --transparent device (repeatable;
+                         at least one)
+  --transparent-addr ADDR
+                         the kernel's own IPv4 address on the --transparent device, the
+                         source of the connections it carries (default 169.254.77.1;
+                         must lie outside every routed prefix)
   --metrics [IP:]PORT    serve Prometheus metrics at http://IP:PORT/metrics (a bare
                          PORT binds 127.0.0.1; plain HTTP, keep it local): the
                          follower's, handover and node counters as
@@ -214,6 +236,9 @@ struct ClientOptions {
   std::string address_file;    // --addr-file
   std::string metrics;         // --metrics
   uint64_t rebind_interval_ms = 10'000;  // --udp-rebind-interval
+  std::string transparent_device;               // --transparent
+  std::vector<IpPrefix> transparent_routes;     // --transparent-route
+  IpAddress transparent_address = IpAddress::parse("169.254.77.1").value();  // --transparent-addr
 };
 
 // The TUN device a --link names ("tun:NAME[,no-offload]"), or "" for other links.
@@ -246,6 +271,9 @@ OptionSpecs client_option_specs() {
       {"addr-from-device", "--addr-from-device", Kind::flag, false},
       {"addr-file", "--addr-file", Kind::value, false},
       {"metrics", "--metrics", Kind::value, false},
+      {"transparent", "--transparent", Kind::value, false},
+      {"transparent-route", "--transparent-route", Kind::value, true},
+      {"transparent-addr", "--transparent-addr", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(true));
   add_specs(specs, link_option_specs());
@@ -284,14 +312,28 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
       options.address_file = option_value(argc, argv, i);
     } else if (arg == "--metrics") {
       options.metrics = option_value(argc, argv, i);
+    } else if (arg == "--transparent") {
+      options.transparent_device = option_value(argc, argv, i);
+    } else if (arg == "--transparent-route") {
+      std::string text = option_value(argc, argv, i);
+      auto prefix = IpPrefix::parse(text);
+      if (!prefix || prefix->address.version != 4)
+        throw ConfigError("--transparent-route: '" + text + "' is not an IPv4 prefix");
+      options.transparent_routes.push_back(*prefix);
+    } else if (arg == "--transparent-addr") {
+      std::string text = option_value(argc, argv, i);
+      auto address = IpAddress::parse(text);
+      if (!address || address->version != 4) throw ConfigError("--transparent-addr: '" + text + "' is not an IPv4 address");
+      options.transparent_address = *address;
     } else if (arg == "--udp-rebind-interval") {
       options.rebind_interval_ms = parse_number(option_value(argc, argv, i), 3600, "--udp-rebind-interval") * 1000;
     } else {
       throw ConfigError("unknown argument '" + arg + "' (see --help)");
     }
   }
-  if (options.forwards.empty() && options.socks.empty())
-    throw ConfigError("nothing to do: give at least one -L forward or -D port (see --help)");
+  if (options.forwards.empty() && options.socks.empty() && options.transparent_device.empty() &&
+      options.transparent_routes.empty())
+    throw ConfigError("nothing to do: give at least one -L forward, -D port or --transparent device (see --help)");
   if (!options.address_device.empty() && !options.address_file.empty())
     throw ConfigError("--addr-from-device and --addr-file both name this node's address: give one");
   if (!options.address_device.empty()) {
@@ -306,6 +348,33 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
     options.link.address = (*named)->to_string();
     auto named6 = DeviceAddressWatcher::read_node_address(options.address_device, 6);
     if (named6 && *named6 && options.link.address6.empty()) options.link.address6 = (*named6)->to_string();
+  }
+  if (!options.transparent_device.empty() || !options.transparent_routes.empty()) {
+    if (options.transparent_device.empty()) throw ConfigError("--transparent-route needs --transparent DEV");
+    if (options.transparent_routes.empty()) throw ConfigError("--transparent needs at least one --transparent-route");
+    // On a tun link the carriers themselves leave through the kernel's routing table, which
+    // would send them to the overlay addresses' route: back into the transparent device.
+    if (!tun_device_of(options.link.link).empty())
+      throw ConfigError("--transparent needs a udp link (on a tun link the kernel would route the carriers "
+                        "into the transparent device too)");
+    // The link's own datagrams must not be routed into the device either.
+    for (const auto& route : options.link.routes) {
+      auto equals = route.find('=');
+      if (equals == std::string::npos) continue;
+      auto parts = split_colons(route.substr(equals + 1));
+      std::string host = parts.empty() ? "" : parts[0];
+      if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+      auto endpoint = IpAddress::parse(host);
+      for (const auto& prefix : options.transparent_routes)
+        if (endpoint && prefix.contains(*endpoint))
+          throw ConfigError("--transparent-route " + prefix.address.to_string() + "/" + std::to_string(prefix.length) +
+                            " would take the link's own datagrams to " + endpoint->to_string());
+    }
+    for (const auto& prefix : options.transparent_routes)
+      if (prefix.contains(options.transparent_address))
+        throw ConfigError("--transparent-addr " + options.transparent_address.to_string() +
+                          " lies inside --transparent-route " + prefix.address.to_string() + "/" +
+                          std::to_string(prefix.length));
   }
   if (!options.address_file.empty()) {
     auto address = read_address_file(options.address_file);
@@ -334,7 +403,15 @@ class Client {
                           forward.server_port);
       listeners_.push_back(std::move(listener));
     }
+    overlay_.tun_link = !tun_device_of(options.link.link).empty();
+    overlay_.has_ipv4 = node_.interface_address(0, 4).has_value();
+    overlay_.has_ipv6 = node_.interface_address(0, 6).has_value();
+    for (const auto& route : options.link.routes) {
+      auto prefix = IpPrefix::parse(route.substr(0, route.find('=')));
+      if (prefix) overlay_.routes.push_back(*prefix);
+    }
     open_socks_ports(options);
+    if (!options.transparent_device.empty()) start_transparent(options);
     if (!options.metrics.empty())
       metrics_ = std::make_unique<MetricsServer>(node_.loop(), options.metrics, [this] {
         return metrics_text({&counters_, &metrics_->registry()});
@@ -379,6 +456,7 @@ class Client {
     socks_listeners_.clear();
     for (auto& [key, session] : socks_sessions_) session->close();
     for (auto& [key, splice] : splices_) splice->close();
+    stop_transparent();
     logger("app")->info("carriers lost: {}", carrier_losses_text());
     if (!socks_listeners_text_.empty()) logger("app")->info("socks5: {}", socks_counters_.text());
   }
@@ -399,7 +477,7 @@ class Client {
   // New connections go where the forward's server went (the connections it had there
   // followed the ACM already). SOCKS destinations follow the same moves (socks_moves_).
   void repoint_forwards(const Follower::ServerMove& move) {
-    if (!socks_listeners_.empty()) {
+    if (!socks_listeners_.empty() || transparent_listener_) {
       socks_moves_.push_back(move);
       if (socks_moves_.size() > max_socks_moves) socks_moves_.erase(socks_moves_.begin());
     }
@@ -521,11 +599,6 @@ class Client {
   };
 
   void open_socks_ports(const ClientOptions& options) {
-    tun_link_ = !tun_device_of(options.link.link).empty();
-    for (const auto& route : options.link.routes) {
-      auto prefix = IpPrefix::parse(route.substr(0, route.find('=')));
-      if (prefix) overlay_.push_back(*prefix);
-    }
     for (const auto& port : options.socks) {
       auto listener = std::make_unique<SocksListener>();
       listener->client = this;
@@ -594,11 +667,7 @@ class Client {
         return;
       }
     }
-    for (const auto& move : socks_moves_) {
-      if (!(address == move.from) || (move.from_port != 0 && port != move.from_port)) continue;
-      if (move.from_port != 0 && move.to_port != 0) port = move.to_port;
-      address = move.to;
-    }
+    apply_server_moves(address, port);
     if (!carriable(address) || port == 0) {
       ++socks_counters_.not_carried;
       socks_refusal(session, "not inside an overlay route");
@@ -615,13 +684,116 @@ class Client {
     });
   }
 
-  bool carriable(const IpAddress& address) const {
-    bool unicast = address.version == 4 ? address.bytes[0] != 0 && address.bytes[0] != 127 && address.bytes[0] < 224
-                                        : address.bytes[0] != 0xFF && !(address == IpAddress::parse("::1").value()) &&
-                                              !(address == IpAddress::parse("::").value());
-    if (!unicast) return false;
-    if (tun_link_) return node_.interface_address(0, address.version).has_value();
-    return std::any_of(overlay_.begin(), overlay_.end(), [&](const IpPrefix& p) { return p.contains(address); });
+  bool carriable(const IpAddress& address) const { return overlay_carries(overlay_, address); }
+
+  // Where a new connection to address:port goes now: the server moves this client
+  // followed apply (for -D and --transparent alike).
+  void apply_server_moves(IpAddress& address, uint16_t& port) const {
+    for (const auto& move : socks_moves_) {
+      if (!(address == move.from) || (move.from_port != 0 && port != move.from_port)) continue;
+      if (move.from_port != 0 && move.to_port != 0) port = move.to_port;
+      address = move.to;
+    }
+  }
+
+  // Transparent mode (README "Transparent mode"): lwIP terminates, on the TUN device the
+  // kernel routes the chosen prefixes into, every TCP connection a local application opens
+  // to them, and each becomes a ProxySession: that local leg spliced to a carrier to the
+  // destination the application dialled (owner proof, follows the server, moves with us).
+  void start_transparent(const ClientOptions& options) {
+    const std::string& device = options.transparent_device;
+    const IpAddress kernel = options.transparent_address;
+    // The kernel's address must never be a destination the client carries: its packets
+    // could then reach a carrier's pcb.
+    if (carriable(kernel))
+      throw ConfigError("--transparent-addr " + kernel.to_string() + " lies inside an overlay route");
+    auto link = std::make_unique<TunLink>(node_.loop(), TunLinkConfig{device, options.link.mtu, true});
+    InterfaceConfig config;
+    config.address4 = kernel;  // lwIP routes its answers to the kernel's address into the device
+    config.prefix4 = 32;
+    auto added = node_.add_interface(std::move(link), config);
+    if (!added) throw ConfigError("--transparent " + device + ": " + added.error());
+    netif* interface = node_.lwip_interface(node_.interface_count() - 1);
+    auto routed = route_prefixes_into_device(device, kernel, options.transparent_routes);
+    if (!routed) throw ConfigError("--transparent: " + routed.error());
+    auto accepts = [this](const IpAddress& destination, uint16_t port) {
+      IpAddress address = destination;
+      apply_server_moves(address, port);
+      return port != 0 && carriable(address);
+    };
+    transparent_guard_ = std::make_unique<TransparentGuard>(interface, kernel, accepts);
+    node_.add_input_filter(InputStage::defense, transparent_guard_.get());
+    auto listener = TransparentListener::listen(interface, accepts, [this](tcp_pcb* pcb) {
+      return accept_transparent(pcb);
+    });
+    if (!listener) throw ConfigError("--transparent: " + listener.error());
+    transparent_listener_ = std::move(listener.value());
+    std::string prefixes;
+    for (const auto& prefix : options.transparent_routes)
+      prefixes += (prefixes.empty() ? "" : ", ") + prefix.address.to_string() + "/" + std::to_string(prefix.length);
+    logger("app")->info("transparent: {} routes {} (kernel address {})", device, prefixes, kernel.to_string());
+  }
+
+  bool accept_transparent(tcp_pcb* pcb) {
+    IpAddress address = from_lwip(pcb->local_ip);
+    uint16_t port = pcb->local_port;
+    apply_server_moves(address, port);
+    tcp_nagle_disable(pcb);
+    ProxySession::Hooks hooks;
+    hooks.on_origin_connected = [this](tcp_pcb* carrier) {
+      ++transparent_connected_;
+      if (follower_) follower_->track(carrier);
+    };
+    hooks.on_origin_failed = [this, address, port](const std::string& why) {
+      ++transparent_failures_;
+      uint64_t suppressed = 0;
+      if (carrier_failure_log_.allow(suppressed))
+        logger("app")->warn("transparent {}: {}; the local connection is reset ({} more not logged)",
+                            endpoint_string(address, port), why, suppressed);
+    };
+    auto session = std::make_unique<ProxySession>(
+        node_, pcb, [this](MovableSession* done) { node_.defer([this, done] { transparent_sessions_.erase(done); }); },
+        std::move(hooks));
+    ProxySession* raw = session.get();
+    transparent_sessions_.emplace(raw, std::move(session));
+    // Not from inside lwIP's accept callback: the carrier opens on the next loop turn, once
+    // the channel to its server can give it an owner proof (or gave up waiting).
+    node_.defer([this, raw, lifetime = raw->lifetime(), address, port] {
+      if (lifetime.expired()) return;
+      auto open = [this, raw, lifetime, address, port] {
+        if (lifetime.expired()) return;
+        auto carrier = TcpConnection::connect(address, port, raw, nullptr,
+                                              follower_ ? follower_->syn_option_for(address) : nullptr);
+        if (!carrier) {
+          raw->fail_origin("cannot open a carrier: " + carrier.error());
+          return;
+        }
+        raw->attach_origin(std::move(carrier.value()));
+        node_.kick();
+      };
+      if (!follower_) {
+        open();
+        return;
+      }
+      follower_->prepare(address);
+      follower_->when_ready(address, open);
+    });
+    node_.kick();
+    return true;
+  }
+
+  void stop_transparent() {
+    if (transparent_listener_) transparent_listener_->close();
+    for (auto& [key, session] : transparent_sessions_) session->close();
+    if (!transparent_guard_) return;
+    node_.remove_input_filter(transparent_guard_.get());
+    const auto& g = transparent_guard_->counters();
+    logger("app")->info(
+        "transparent: accepted {}, carried {}, carrier failures {}, refused (outside the overlay) {}, "
+        "dropped: not tcp {}, foreign source {}",
+        transparent_listener_ ? transparent_listener_->counters().accepted : 0, transparent_connected_,
+        transparent_failures_, g.refused + (transparent_listener_ ? transparent_listener_->counters().refused_late : 0),
+        g.not_tcp, g.foreign_source);
   }
 
   void socks_refusal(const SocksSession& session, const char* why) {
@@ -742,8 +914,12 @@ class Client {
   std::string socks_listeners_text_;
   std::unordered_map<SocksSession*, std::unique_ptr<SocksSession>> socks_sessions_;
   SocksCounters socks_counters_;
-  std::vector<IpPrefix> overlay_;
-  bool tun_link_ = false;
+  OverlayScope overlay_;
+  std::unique_ptr<TransparentGuard> transparent_guard_;
+  std::unique_ptr<TransparentListener> transparent_listener_;
+  std::unordered_map<MovableSession*, std::unique_ptr<ProxySession>> transparent_sessions_;
+  uint64_t transparent_connected_ = 0;
+  uint64_t transparent_failures_ = 0;
   std::vector<Follower::ServerMove> socks_moves_;
   static constexpr size_t max_socks_moves = 256;
   RateLimitedLog socks_refusal_log_;
@@ -766,6 +942,16 @@ class Client {
       counters_.add("app", name, &carrier_losses_[static_cast<size_t>(reason)]);
     }
     counters_.add("app", "carrier_open_failures", &carrier_failures_);
+    if (transparent_guard_ && transparent_listener_) {
+      counters_.add("transparent", "accepted", &transparent_listener_->counters().accepted);
+      counters_.add("transparent", "carried", &transparent_connected_);
+      counters_.add("transparent", "carrier_failures", &transparent_failures_);
+      counters_.add("transparent", "refused", &transparent_guard_->counters().refused);
+      counters_.add("transparent", "refused_late", &transparent_listener_->counters().refused_late);
+      counters_.add("transparent", "dropped_not_tcp", &transparent_guard_->counters().not_tcp);
+      counters_.add("transparent", "dropped_foreign_source", &transparent_guard_->counters().foreign_source);
+      counters_.add_gauge("transparent", "connections", [this] { return transparent_sessions_.size(); });
+    }
     counters_.add_gauge("app", "connections", [this] { return splices_.size(); });
     add_connection_losses(counters_);
   }

@@ -50,6 +50,17 @@
 # leaving happen in TCP_REG_ACTIVE / TCP_RMV_ACTIVE (tcp_priv.h), in tcp_pcb_remove (which
 # TCP_PCB_REMOVE_ACTIVE and tcp_input use) and in tcp_slowtmr's own unlink; tcp_input's
 # move-to-front relink changes no membership.
+#
+# Patch "transparent" (roam-client --transparent, tun2socks style): lwIP terminates kernel
+# applications' TCP connections to any address and port that a TUN device routes to it.
+# Two hooks, both answered by stack/transparent_listener.cpp and inert until it registers:
+#  - ip4_input: a packet whose input netif is the transparent one is taken as addressed to
+#    it whatever its destination (only the input netif: a packet from another link is
+#    never delivered to the transparent netif);
+#  - tcp_input: a listening pcb bound to that netif catches a SYN to any destination the
+#    hook accepts (a destination it refuses matches no listener: lwIP answers RST), and
+#    the new pcb takes the segment's destination port (the listener's port is a
+#    placeholder; for every other listener the two are equal).
 
 function(roam_lwip_patch_file relative_path out_var)
   set(source "${LWIP_SOURCE_DIR}/${relative_path}")
@@ -105,6 +116,10 @@ roam_lwip_patch_file(src/core/tcp_out.c LWIP_PATCHED_TCP_OUT_C
   "  roam_lwip_tcp_tx_mss = pcb->mss;\n  err = ip_output_if(seg->p, &pcb->local_ip, &pcb->remote_ip, pcb->ttl,\n                     pcb->tos, IP_PROTO_TCP, netif);\n  roam_lwip_tcp_tx_mss = 0;\n")
 
 roam_lwip_patch_file(src/core/tcp_in.c LWIP_PATCHED_TCP_IN_C
+  "      if (lpcb->local_port == tcphdr->dest) {\n"
+  "      if (lpcb->local_port == tcphdr->dest ||\n          roam_lwip_tcp_listen_catches(lpcb, ip_current_dest_addr(), tcphdr->dest)) {\n"
+  "    npcb->local_port = pcb->local_port;\n"
+  "    npcb->local_port = tcphdr->dest; /* roamstack patch \"transparent\" */\n"
   "          increase = LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss));\n"
   "          increase = (pcb->flags & TF_RTO) ? LWIP_MIN(acked, (tcpwnd_size_t)(num_seg * pcb->mss)) : acked;\n"
   "  if ((pcb->flags & TF_RXCLOSED) == 0) {\n    /* Update the PCB (in)activity timer unless rx is closed (see tcp_shutdown) */\n"
@@ -125,6 +140,11 @@ roam_lwip_patch_file(src/core/tcp.c LWIP_PATCHED_TCP_C
   "  TCP_RMV(pcblist, pcb);\n  if (pcblist == &tcp_active_pcbs) {\n    roam_lwip_tcp_active_changed(pcb, 0);\n  }\n"
   "        tcp_active_pcbs = pcb->next;\n      }\n"
   "        tcp_active_pcbs = pcb->next;\n      }\n      roam_lwip_tcp_active_changed(pcb, 0);\n")
+roam_lwip_patch_file(src/core/ipv4/ip4.c LWIP_PATCHED_IP4_C
+  "    if (ip4_input_accept(inp)) {\n"
+  "    if (ip4_input_accept(inp) || roam_lwip_netif_accepts_any(inp)) { /* roamstack patch \"transparent\" */\n")
+list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/ipv4/ip4.c")
+list(APPEND LWIP_CORE_SOURCES "${LWIP_PATCHED_IP4_C}")
 # tcp.c is compiled from the patched copy (this file is included by Lwip.cmake, before it
 # builds the library from LWIP_CORE_SOURCES).
 list(REMOVE_ITEM LWIP_CORE_SOURCES "${LWIP_SOURCE_DIR}/src/core/tcp.c")

@@ -196,6 +196,8 @@ class Node {
   const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
   size_t interface_count() const { return interfaces_.size(); }
   const LinkOffloads& offloads(size_t index) const { return interfaces_.at(index)->offloads; }
+  // The interface's lwIP netif (to bind pcbs to it, or to tell its packets in a filter).
+  netif* lwip_interface(size_t index) { return &interfaces_.at(index)->lwip_netif; }
   // "udp:127.0.0.1:7001 198.18.12.2/32 mtu 1500": for the app's start-up line.
   const std::string& describe_interface(size_t index) const { return interfaces_.at(index)->description; }
 

@@ -56,6 +56,16 @@ void roam_lwip_set_syn_option_fns(roam_lwip_syn_option_length_fn length, roam_lw
 u8_t roam_lwip_tcp_option_length(const struct tcp_pcb* pcb, u8_t internal_length);
 u32_t* roam_lwip_tcp_add_options(struct pbuf* p, struct tcp_hdr* hdr, const struct tcp_pcb* pcb, u32_t* opts);
 
+/* Patch "transparent" (cmake/LwipPatches.cmake; stack/transparent_listener.hpp): one netif
+ * takes every packet that comes in on it whatever its destination, and one listening pcb
+ * on it catches SYNs to any destination `catches` accepts (`dest` is an ip_addr_t*,
+ * `port` in host order). Unset: neither hook matches anything. */
+struct tcp_pcb_listen;
+typedef int (*roam_lwip_listen_catches_fn)(const struct tcp_pcb_listen* lpcb, const void* dest, u16_t port);
+void roam_lwip_set_transparent(const struct netif* n, roam_lwip_listen_catches_fn catches);
+int roam_lwip_netif_accepts_any(const struct netif* n);
+int roam_lwip_tcp_listen_catches(const struct tcp_pcb_listen* lpcb, const void* dest, u16_t port);
+
 u32_t roam_lwip_tcp_isn(const void* local_ip, u16_t local_port, const void* remote_ip, u16_t remote_port);
 #ifdef __cplusplus
 }

@@ -123,3 +123,20 @@ int roam_lwip_tcp_unacceptable_ack_allowed(u32_t rcv_nxt, u32_t seqno, u32_t tcp
   ++sent_in_window;
   return 1;
 }
+
+/* Patch "transparent": see roam_lwip_hooks.h. */
+static const struct netif* transparent_netif = 0;
+static roam_lwip_listen_catches_fn listen_catches_fn = 0;
+
+void roam_lwip_set_transparent(const struct netif* n, roam_lwip_listen_catches_fn catches) {
+  transparent_netif = n;
+  listen_catches_fn = catches;
+}
+
+int roam_lwip_netif_accepts_any(const struct netif* n) {
+  return n != 0 && n == transparent_netif;
+}
+
+int roam_lwip_tcp_listen_catches(const struct tcp_pcb_listen* lpcb, const void* dest, u16_t port) {
+  return listen_catches_fn != 0 && listen_catches_fn(lpcb, dest, port);
+}
