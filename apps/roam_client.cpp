@@ -31,6 +31,7 @@
 #include "tun/tun_link.hpp"
 #include "apps/metrics_server.hpp"
 #include "apps/metrics_text.hpp"
+#include "apps/roam_follow.hpp"
 #include "stack/migrate/follower.hpp"
 #include "apps/node_app.hpp"
 #include "stack/flow_key.hpp"
@@ -419,6 +420,10 @@ class Client {
     if (options.follow) {
       Follower::Events events;
       events.on_server_moved = [this](const Follower::ServerMove& move) { repoint_forwards(move); };
+      roam_follow_ = std::make_unique<RoamFollow>(counters_);
+      events.on_roam_update = [this](const IpAddress& server, const control::RoamUpdate& update) {
+        roam_follow_->on_update(server, update);
+      };
       ChannelOptions channel = options.channel;
       if (options.link.udp_link != nullptr) {
         start_rebinds(*options.link.udp_link, options.rebind_interval_ms);
@@ -925,6 +930,7 @@ class Client {
   std::array<uint64_t, loss_kinds> carrier_losses_{};
 
   CounterRegistry counters_;                // --metrics: reads follower_ and the fields above
+  std::unique_ptr<RoamFollow> roam_follow_;  // ROAM_UPDATEs (PROTOCOL.md 13.4); its counters are in counters_
   std::unique_ptr<MetricsServer> metrics_;  // declared last: gone before what it reads
 
   void register_metrics() {

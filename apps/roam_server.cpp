@@ -20,6 +20,7 @@
 #include "apps/relay_session.hpp"
 #include "apps/proxy_session.hpp"
 #include "stack/defense/source_whitelist.hpp"
+#include "apps/roam_pool_service.hpp"
 #include "stack/defense/syn_defense.hpp"
 #include "stack/defense/whitelist_filter.hpp"
 #include "stack/migrate/follower.hpp"
@@ -132,6 +133,16 @@ Options:
                          network). A bare PORT binds 127.0.0.1, e.g. --metrics 9464.
                          Every counter of `roamctl status` as roamstack_<group>_<name>.
                          Default: off
+  --roam-pool FILE       this server is a member of a roaming pool (seed 002,
+                         docs/PROTOCOL.md 13): the file names the members, the chain
+                         seed and the start time. Each epoch one member is active;
+                         the others drop new client connections (--roam-drop).
+                         `roamctl status` group roam: epoch, active, accepting.
+                         Default: no pool
+  --roam-epoch SECONDS   the epoch unit (overrides the file's `epoch`)
+  --roam-drop syn|all    what a member that is not accepting drops: new connections
+                         (syn, default) or every inbound client packet (all: move the
+                         sessions away first; nothing moves them at a roam yet)
   -h, --help             show this help
 )";
 
@@ -156,6 +167,9 @@ struct ServerOptions {
   std::string next_proxy;
   uint64_t inform_hold_s = 60;
   bool inform_whitelist = true;
+  std::string roam_pool;
+  std::optional<uint32_t> roam_epoch_ms;
+  RoamDrop roam_drop = RoamDrop::syn;
 };
 
 // --origin IP:PORT, IPv6 in brackets: the origin's userspace address and carrier port.
@@ -196,6 +210,9 @@ OptionSpecs server_option_specs() {
       {"next-proxy", "--next-proxy", Kind::value, false},
       {"inform-hold", "--inform-hold", Kind::value, false},
       {"inform-whitelist", "--inform-whitelist", Kind::value, false},
+      {"roam-pool", "--roam-pool", Kind::value, false},
+      {"roam-epoch", "--roam-epoch", Kind::value, false},
+      {"roam-drop", "--roam-drop", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(false));
   add_specs(specs, link_option_specs());
@@ -271,6 +288,16 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
     } else if (arg == "--protect-older-than") {
       options.protect_older_than_s = parse_number(option_value(argc, argv, i), 86400, "--protect-older-than");
+    } else if (arg == "--roam-pool") {
+      options.roam_pool = option_value(argc, argv, i);
+    } else if (arg == "--roam-epoch") {
+      auto seconds = parse_number(option_value(argc, argv, i), 86400, "--roam-epoch");
+      if (seconds == 0) throw ConfigError("--roam-epoch must be 1-86400 seconds");
+      options.roam_epoch_ms = static_cast<uint32_t>(seconds * 1000);
+    } else if (arg == "--roam-drop") {
+      std::string value = option_value(argc, argv, i);
+      if (value != "syn" && value != "all") throw ConfigError("bad --roam-drop '" + value + "': expected syn or all");
+      options.roam_drop = value == "all" ? RoamDrop::all : RoamDrop::syn;
     } else if (!arg.empty() && arg[0] != '-' && options.mode.empty()) {
       options.mode = arg;
     } else {
@@ -300,6 +327,7 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
   if (options.port == 0) throw ConfigError("--listen port must be 1-65535");
   if (!options.next_proxy.empty() && (options.control.empty() || options.pool_certificate.empty()))
     throw ConfigError("--next-proxy needs --control and --pool-cert: clients are sent only to a pool member");
+  if (options.roam_pool.empty() && options.roam_epoch_ms) throw ConfigError("--roam-epoch needs --roam-pool");
   return options;
 }
 
@@ -349,6 +377,12 @@ class Server final : public SessionTable {
       throw ConfigError("--udp-roam needs a udp link");
     }
     migration_ = std::make_unique<MigrationService>(node_, *this, migration);
+    if (!options_.roam_pool.empty()) {
+      std::vector<IpAddress> own{migration.address4};
+      if (migration.address6) own.push_back(*migration.address6);
+      roam_ = std::make_unique<RoamPoolService>(node_, options_.roam_pool, options_.roam_epoch_ms, own,
+                                                options_.roam_drop, migration_->registry(), &migration_->channels());
+    }
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
@@ -554,6 +588,7 @@ class Server final : public SessionTable {
   socklen_t backend_len_ = 0;
   std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
+  std::unique_ptr<RoamPoolService> roam_;  // --roam-pool; its counters live in migration_'s registry
   std::unique_ptr<TcpListener> listener_;
   CounterRegistry process_counters_;
   std::unique_ptr<MetricsServer> metrics_;  // --metrics; reads migration_ and process_counters_

@@ -74,6 +74,9 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
         if (c.send(control::LinkKeyGrant{c.peer_address(), *key})) ++counters_.link_keys_sent;
       }
     }
+    if (roam_update_source_) {
+      if (auto update = roam_update_source_(true); update && c.send(*update)) ++counters_.roam_updates_sent;
+    }
     logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
                             c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
   };
@@ -146,6 +149,22 @@ void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {
   auto owned = std::move(it->second.connection);
   channels_.erase(it);
   node_.defer([dead = std::shared_ptr<ChannelConnection>(std::move(owned))] {});
+}
+
+size_t ChannelServer::send_roam_updates() {
+  if (!roam_update_source_) return 0;
+  auto update = roam_update_source_(false);
+  if (!update) return 0;
+  // A failed send may close a channel, which leaves channels_ at once (its object lives
+  // on until a deferred task): collect first, then send.
+  std::vector<ChannelConnection*> established;
+  for (auto& [channel, entry] : channels_)
+    if (entry.connection->established()) established.push_back(entry.connection.get());
+  size_t sent = 0;
+  for (ChannelConnection* channel : established)
+    if (channel->established() && channel->send(*update)) ++sent;
+  counters_.roam_updates_sent += sent;
+  return sent;
 }
 
 void ChannelServer::on_message(ChannelConnection& channel, const control::Message& message) {

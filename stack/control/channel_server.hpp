@@ -48,6 +48,7 @@
 namespace roam {
 
 struct ChannelServerCounters {
+  uint64_t roam_updates_sent = 0;  // ROAM_UPDATEs (PROTOCOL.md 13.4)
   uint64_t channels_accepted = 0;
   uint64_t channels_established = 0;
   uint64_t channels_failed = 0;  // handshake failed or framing broke
@@ -112,6 +113,12 @@ class ChannelServer {
   // whose client offers capability_link_rebind; the key goes to it in a LINK_KEY.
   using LinkKeyIssuer = std::function<std::optional<std::array<uint8_t, control::link_key_bytes>>(const IpAddress&)>;
   void set_link_key_issuer(LinkKeyIssuer issuer) { link_key_issuer_ = std::move(issuer); }
+  // Proactive roaming (PROTOCOL.md 13.4): the ROAM_UPDATE for a client, `first` for the
+  // one sent as its channel is established (it carries the pool item); nullopt: none now.
+  using RoamUpdateSource = std::function<std::optional<control::RoamUpdate>(bool first)>;
+  void set_roam_update_source(RoamUpdateSource source) { roam_update_source_ = std::move(source); }
+  // Sends every established channel a (periodic) ROAM_UPDATE; how many went out.
+  size_t send_roam_updates();
   // How old an ACM from a client may be (and how far in the future).
   static constexpr uint64_t peer_move_max_age_ms = 30'000;
   static constexpr uint64_t peer_move_max_skew_ms = 5'000;
@@ -206,6 +213,7 @@ class ChannelServer {
   std::map<OwnerKey, uint64_t> last_peer_move_;
   PeerMovedFn on_peer_moved_;
   LinkKeyIssuer link_key_issuer_;
+  RoamUpdateSource roam_update_source_;
   RateLimitedLog bad_frame_log_;
   RateLimitedLog limit_log_;
   RateLimitedLog peer_move_log_;

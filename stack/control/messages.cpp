@@ -148,6 +148,9 @@ std::vector<uint8_t> encode_message(const Message& message) {
     put_u8(out, grant->inner.version);
     put_bytes(out, grant->inner.bytes.data(), grant->inner.size());
     put_bytes(out, grant->key.data(), grant->key.size());
+  } else if (const auto* update = std::get_if<RoamUpdate>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::roam_update));
+    encode_roam_update_body(*update, out);
   }
   return out;
 }
@@ -217,6 +220,13 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       std::memcpy(m.inner.bytes.data(), address.data(), m.inner.size());
       std::memcpy(m.key.data(), key.data(), link_key_bytes);
       result = Message{m};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::roam_update): {
+      auto update = decode_roam_update_body(r);
+      if (!update)
+        return unexpected(update.error() == RoamUpdateError::truncated ? MessageError::truncated : MessageError::bad_field);
+      result = Message{std::move(*update)};
       break;
     }
     default:

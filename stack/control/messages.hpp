@@ -23,6 +23,7 @@
 //   REGISTER u16 count | count x u64 connection id   (count >= 1, ids non-zero)
 //   LINK_KEY u8 ip version | inner address | 32-byte link key   (server to client, only
 //            to a client whose HELLO offered capability_link_rebind; PROTOCOL.md 3.8)
+//   ROAM_UPDATE (type 9) items | issued_at_ms | items...   (stack/control/roam_update.hpp)
 //
 // REGISTER is how the client names the connections this channel speaks for: each id was
 // agreed by both ends when the connection was set up (stack/connection_id.hpp), so it
@@ -39,6 +40,7 @@
 
 #include "base/ip_address.hpp"
 #include "base/result.hpp"
+#include "stack/control/roam_update.hpp"
 
 namespace roam::control {
 
@@ -48,7 +50,8 @@ inline constexpr size_t max_host_id = 64;
 inline constexpr size_t max_error_text = 255;
 inline constexpr size_t handover_token_bytes = 32;  // crypto::handover_token_bytes
 
-enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5, link_key = 6 };
+enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5, link_key = 6,
+                                  roam_update = 9 };
 
 struct Hello {
   uint16_t version = protocol_version;
@@ -122,7 +125,9 @@ struct LinkKeyGrant {
   bool operator==(const LinkKeyGrant&) const = default;
 };
 
-using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections, LinkKeyGrant>;
+// ROAM_UPDATE (type 9; 7 and 8 are kept for TRANSFER and RATIFY): roam_update.hpp.
+using Message =
+    std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections, LinkKeyGrant, RoamUpdate>;
 
 enum class MessageError : uint8_t { truncated, trailing_bytes, unknown_type, bad_field, oversized };
 const char* message_error_name(MessageError error);

@@ -416,6 +416,8 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
     logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
   } else if (const auto* grant = std::get_if<control::LinkKeyGrant>(&message)) {
     if (events_.on_link_key && options_.link_rebind) events_.on_link_key(server.address, *grant);
+  } else if (const auto* update = std::get_if<control::RoamUpdate>(&message)) {
+    if (events_.on_roam_update) events_.on_roam_update(server.address, *update);
   }
 }
 

@@ -109,6 +109,8 @@ class Follower {
     std::function<void(const ServerMove&)> on_server_moved;
     // A trusted server gave this client a link key (LINK_KEY, PROTOCOL.md 3.8).
     std::function<void(const IpAddress& server, const control::LinkKeyGrant&)> on_link_key;
+    // A trusted server sent a ROAM_UPDATE (PROTOCOL.md 13.4); the app applies it.
+    std::function<void(const IpAddress& server, const control::RoamUpdate&)> on_roam_update;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError

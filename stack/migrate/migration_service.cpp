@@ -274,6 +274,7 @@ void MigrationService::register_counters() {
   r.add("channel", "channels_refused_source", &k.channels_refused_source);
   r.add("channel", "peer_moves", &k.peer_moves);
   r.add("channel", "link_keys_sent", &k.link_keys_sent);
+  r.add("channel", "roam_updates_sent", &k.roam_updates_sent);
   if (config_.link_roam != nullptr) {  // --udp-roam (PROTOCOL.md 3.8)
     const auto& lr = config_.link_roam->counters();
     r.add("link", "link_rebinds", &lr.rebinds);

@@ -162,6 +162,8 @@ class MigrationService {
   CounterRegistry& registry() { return registry_; }
   const migrate::MigrationGuard& guard() const { return importer_->guard(); }
   const migrate::HandoverResponder& handover() const { return importer_->handover(); }
+  // The control channels' server (a roaming pool member sends ROAM_UPDATEs through it).
+  ChannelServer& channels() { return *channels_; }
   // The counters, then "unmovable": the sessions that cannot move now (at most
   // max_unmovable_listed; sessions_unmovable counts them all), each with kind, first
   // leg's 4-tuple, label and reason.

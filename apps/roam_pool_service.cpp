@@ -1,0 +1,132 @@
+#include "apps/roam_pool_service.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/cli.hpp"
+#include "base/clock.hpp"
+#include "base/log.hpp"
+#include "crypto/identity_key.hpp"
+
+namespace roam {
+
+namespace {
+
+constexpr uint64_t tick_ms = 100;
+
+control::RoamMemberConfig member_config(const RoamPoolFile& file, std::optional<uint32_t> unit_ms,
+                                        const std::vector<IpAddress>& own_addresses) {
+  control::RoamMemberConfig config;
+  config.servers = file.members;
+  std::optional<uint32_t> unit = unit_ms ? unit_ms : file.unit_ms;
+  if (!unit) throw ConfigError("--roam-pool: no epoch length (--roam-epoch SECONDS or 'epoch' in the file)");
+  config.unit_ms = *unit;
+  config.m = file.m;
+  config.start_ms = *file.start_ms;
+  config.delta_ms = file.delta_ms;
+  config.gamma_ms = file.gamma_ms;
+  config.grant_epochs = file.grant_epochs;
+  std::optional<uint32_t> self;
+  for (uint32_t i = 0; i < file.members.size(); ++i)
+    for (const auto& own : own_addresses)
+      if (file.members[i].address == own) self = i;
+  if (!self) throw ConfigError("--roam-pool: this server's address is not a member");
+  config.self = *self;
+  if (config.delta_ms + config.gamma_ms >= static_cast<int64_t>(config.unit_ms))
+    throw ConfigError("--roam-pool: delta-ms + gamma-ms must be below the epoch length");
+  return config;
+}
+
+}  // namespace
+
+RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::optional<uint32_t> unit_ms,
+                                 const std::vector<IpAddress>& own_addresses, RoamDrop drop,
+                                 CounterRegistry& registry, ChannelServer* channels)
+    : node_(node), drop_(drop), channels_(channels) {
+  std::ifstream in(pool_path);
+  if (!in) throw ConfigError("--roam-pool: cannot read '" + pool_path + "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  auto file = parse_roam_pool_file(text.str());
+  if (!file) throw ConfigError("--roam-pool " + pool_path + ": " + file.error());
+  std::filesystem::path seed_path(file->seed_file);
+  if (seed_path.is_relative()) seed_path = std::filesystem::path(pool_path).parent_path() / seed_path;
+  auto seed = crypto::load_secret_file(seed_path.string());
+  if (!seed)
+    throw ConfigError("--roam-pool: chain seed '" + seed_path.string() + "': " + crypto::key_error_name(seed.error()));
+  crypto::ChainKey top;
+  std::memcpy(top.data(), seed->data(), top.size());
+  crypto::HashChain chain(top, file->length);
+  sodium_memzero(top.data(), top.size());
+  member_ = std::make_unique<control::RoamMember>(std::move(chain), member_config(*file, unit_ms, own_addresses));
+  update_interval_ms_ = uint64_t{file->update_seconds} * 1000;
+  if (channels_ != nullptr) {
+    channels_->set_roam_update_source([this](bool first) {
+      return member_->update_for_client(static_cast<int64_t>(unix_ms()), first);
+    });
+  }
+  last_update_ms_ = uv_now(node_.loop());
+
+  const auto& c = member_->counters();
+  registry.add("roam", "roam_dropped_standby", &c.dropped_inactive);
+  registry.add("roam", "roam_admitted", &c.admitted);
+  registry.add("roam", "roam_epoch_changes", &c.epoch_changes);
+  registry.add_gauge("roam", "roam_epoch", [this] {
+    auto w = member_->window_at(static_cast<int64_t>(unix_ms()));
+    return w ? w->epoch : 0;
+  });
+  registry.add_gauge("roam", "roam_active", [this] { return member_->active(static_cast<int64_t>(unix_ms())) ? 1u : 0u; });
+  registry.add_gauge("roam", "roam_accepting",
+                     [this] { return member_->accepts(static_cast<int64_t>(unix_ms())) ? 1u : 0u; });
+  registry.add_gauge("roam", "roam_member", [this] { return uint64_t{member_->config().self}; });
+
+  node_.add_input_filter(InputStage::defense, this);
+  if (uv_timer_init(node_.loop(), timer_.get()) == 0) {
+    timer_.mark_initialized();
+    timer_.get()->data = this;
+    uv_timer_start(timer_.get(), &RoamPoolService::on_timer, 0, tick_ms);
+    uv_unref(timer_.base());  // the timer alone keeps no loop running
+  }
+  logger("roam")->info("roam pool {}: member {} of {}, epoch {} ms, m {}, delta {} ms, gamma {} ms, drop {}",
+                       pool_path, member_->config().self, member_->config().servers.size(), member_->config().unit_ms,
+                       member_->config().m, member_->config().delta_ms, member_->config().gamma_ms,
+                       drop_ == RoamDrop::all ? "all" : "syn");
+}
+
+RoamPoolService::~RoamPoolService() {
+  node_.remove_input_filter(this);
+  if (channels_ != nullptr) channels_->set_roam_update_source(nullptr);
+}
+
+FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
+  if (drop_ == RoamDrop::syn) {
+    // Only a new connection's SYN is decided here: established flows keep going.
+    if (!packet.tcp) return FilterVerdict::pass;
+    const auto& segment = packet.tcp->segment;
+    if (!segment.has(wire::TcpSegmentView::SYN) || segment.has(wire::TcpSegmentView::ACK)) return FilterVerdict::pass;
+  }
+  return member_->admit(static_cast<int64_t>(unix_ms())) ? FilterVerdict::pass : FilterVerdict::drop;
+}
+
+void RoamPoolService::on_timer(uv_timer_t* timer) noexcept { static_cast<RoamPoolService*>(timer->data)->tick(); }
+
+void RoamPoolService::tick() {
+  if (channels_ != nullptr && uv_now(node_.loop()) - last_update_ms_ >= update_interval_ms_) {
+    last_update_ms_ = uv_now(node_.loop());
+    channels_->send_roam_updates();
+  }
+  auto now = static_cast<int64_t>(unix_ms());
+  auto window = member_->window_at(now);
+  bool active = member_->active(now);
+  bool accepting = member_->accepts(now);
+  uint64_t epoch = window ? window->epoch : 0;
+  std::string role = active ? "active" : accepting ? "transitional" : "standby";
+  if (epoch != epoch_ || role != role_) {
+    epoch_ = epoch;
+    role_ = role;
+    logger("roam")->info("{}", member_->describe(now));
+  }
+}
+
+}  // namespace roam
