@@ -101,10 +101,20 @@ TEST_CASE("pcap record header encodes timestamp and lengths little-endian") {
   CHECK(Bytes(h.begin(), h.end()) == expected);
 }
 
+namespace {
+uint32_t realtime_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<uint32_t>(now.tv_sec);
+}
+}  // namespace
+
 TEST_CASE("PcapWriter writes three packets that read back and that tcpdump counts") {
   TempPath file;
   const std::vector<Bytes> packets = {tcp_packet(80, 0), tcp_packet(443, 3), tcp_packet(22, 100)};
-  const auto before = static_cast<uint32_t>(std::time(nullptr));
+  // The writer stamps with CLOCK_REALTIME; time() may read the coarse clock, a tick behind
+  // it, and then `after` would be a second early just past a second's boundary.
+  const auto before = realtime_seconds();
   {
     auto writer = roam::PcapWriter::open(file.path.string());
     REQUIRE(writer.has_value());
@@ -115,7 +125,7 @@ TEST_CASE("PcapWriter writes three packets that read back and that tcpdump count
     // flush() makes the data visible before the writer closes.
     CHECK(read_file(file.path).size() == 24 + 3 * 16 + 40 + 43 + 140);
   }
-  const auto after = static_cast<uint32_t>(std::time(nullptr));
+  const auto after = realtime_seconds();
 
   const Bytes bytes = read_file(file.path);
   REQUIRE(bytes.size() == 24 + 3 * 16 + 40 + 43 + 140);
