@@ -47,6 +47,21 @@ def _read_record(sock):
     return _recv_exact(sock, length)
 
 
+def frame(frame_type, payload):
+    """A control frame (PROTOCOL 4.1): u32 payload length | u8 type | payload."""
+    return struct.pack("!IB", len(payload), frame_type) + payload
+
+
+def read_reply(sock):
+    """The next frame as (type, payload text), or None when the server closed first."""
+    try:
+        length, frame_type = struct.unpack("!IB", _recv_exact(sock, 5))
+        payload = _recv_exact(sock, length)
+    except EOFError:
+        return None
+    return frame_type, payload.decode("utf-8", "replace")
+
+
 class SecureControl:
     def __init__(self, address, key_file=None, cert_file=None, timeout=30.0):
         host, port = address.rsplit(":", 1)

@@ -26,32 +26,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check, log  # noqa: E402
-from control_port import SecureControl  # noqa: E402
+from control_port import SecureControl, frame, read_reply  # noqa: E402
 
 TYPE_REPLY = 4
 TYPE_RATIFY = 7
 WAIT = 30.0
-
-
-def frame(frame_type, payload):
-    return struct.pack("!IB", len(payload), frame_type) + payload
-
-
-def read_reply(sock):
-    data = b""
-    while len(data) < 5:
-        part = sock.recv(5 - len(data))
-        if not part:
-            return None
-        data += part
-    length, frame_type = struct.unpack("!IB", data)
-    payload = b""
-    while len(payload) < length:
-        part = sock.recv(length - len(payload))
-        if not part:
-            return None
-        payload += part
-    return frame_type, payload.decode("utf-8", "replace")
 
 
 def ratify(sequence, addresses, issued_at_ms=None, hold_s=60):

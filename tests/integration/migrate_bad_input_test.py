@@ -40,7 +40,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
-from control_port import SecureControl  # noqa: E402
+from control_port import SecureControl, frame  # noqa: E402
 
 TYPE_SESSION = 2
 TYPE_SESSION_RESULT = 3
@@ -49,10 +49,6 @@ REPLY_TIMEOUT = 30.0
 
 
 # ------------------------------------------------------------- frames and snapshots
-
-def frame(frame_type, payload):
-    return struct.pack("!IB", len(payload), frame_type) + payload
-
 
 ROLE_CLIENT = 1
 ROLE_ORIGIN = 2
