@@ -21,7 +21,6 @@ A and B: control_refused, control_handshake_failed, targets_refused, imports.
 """
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time

@@ -34,6 +34,7 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
+import sshd_lab  # noqa: E402
 
 
 def scaled(nbytes, minimum):
@@ -206,72 +207,29 @@ def part_two(work):
         t.stop_all()
 
 
-SSHD = "/usr/sbin/sshd"
-PRIVSEP = "/run/sshd"  # Debian's sshd insists on it; made only if missing, removed again
-
-
-def sshd_config(d, port):
-    """Host and user keys, sshd_config and known_hosts (for ssh.roam:7000) in d."""
-    os.makedirs(d, mode=0o700)
-    for name in ("host", "user"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "roam-" + name, "-f",
-                        os.path.join(d, name)], check=True)
-    shutil.copyfile(os.path.join(d, "user.pub"), os.path.join(d, "authorized_keys"))
-    with open(os.path.join(d, "host.pub")) as f, open(os.path.join(d, "known_hosts"), "w") as out:
-        out.write("[ssh.roam]:7000 %s\n" % " ".join(f.read().split()[:2]))
-    config = os.path.join(d, "sshd_config")
-    with open(config, "w") as f:
-        f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host\nAuthorizedKeysFile %s/authorized_keys\n"
-                "PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n" % (port, d, d))
-    return config
-
-
 def part_three(work):
-    for tool in (SSHD, "ssh", "ssh-keygen", "nc"):
+    for tool in (sshd_lab.SSHD, "ssh", "ssh-keygen", "nc"):
         check(shutil.which(tool) is not None, "%s is missing (tools/setup installs openssh and netcat-openbsd)"
               % tool)
     check(os.geteuid() == 0, "sshd needs root (privilege separation); CI runs this test as root")
-    d = os.path.join(work, "ssh")
-    ssh_port = harness.free_tcp_port()
-    config = sshd_config(d, ssh_port)
-    made_privsep = not os.path.isdir(PRIVSEP)
-    if made_privsep:
-        os.makedirs(PRIVSEP, mode=0o755)
-    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     hosts = os.path.join(work, "hosts3")
     with open(hosts, "w") as f:
         f.write("%s ssh.roam\n" % harness.SERVER_ADDR)
     socks = harness.free_tcp_port()
-    try:
-        with harness.Pair(mode="relay", backend="127.0.0.1:%d" % ssh_port,
-                          client_extra=["-D", "127.0.0.1:%d" % socks, "--socks-hosts", hosts]) as pair:
-            check(pair.client.wait_for_log("[app] socks5 on 127.0.0.1:%d" % socks), "no socks5 line")
-            user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip() or "root"
-            word = os.urandom(8).hex()
-            ssh = subprocess.run(
-                ["ssh", "-F", "/dev/null", "-i", os.path.join(d, "user"), "-o", "IdentitiesOnly=yes",
-                 "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + os.path.join(d, "known_hosts"),
-                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                 "-o", "ConnectTimeout=30", "-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:%d %%h %%p" % socks,
-                 "-p", "7000", "%s@ssh.roam" % user, "echo roam-$((6 * 7))-%s" % word],
-                capture_output=True, text=True, timeout=120)
-            check(ssh.returncode == 0 and ssh.stdout == "roam-42-%s\n" % word,
-                  "ssh through -D: exit %d, stdout %r, stderr %r\n%s" % (
-                      ssh.returncode, ssh.stdout, ssh.stderr[-800:], pair.client.tail()))
-            log("ssh -o ProxyCommand='nc -X 5 ...' through -D ran a command on sshd behind the server")
-            pair.stop_all()
-    finally:
-        sshd.terminate()
-        try:
-            sshd.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sshd.kill()
-        if made_privsep:
-            try:
-                os.rmdir(PRIVSEP)
-            except OSError:
-                pass
+    with sshd_lab.Sshd(work, "[ssh.roam]:7000") as sshd, \
+            harness.Pair(mode="relay", backend="127.0.0.1:%d" % sshd.port,
+                         client_extra=["-D", "127.0.0.1:%d" % socks, "--socks-hosts", hosts]) as pair:
+        check(pair.client.wait_for_log("[app] socks5 on 127.0.0.1:%d" % socks), "no socks5 line")
+        word = os.urandom(8).hex()
+        ssh = subprocess.run(
+            sshd.ssh_argv(["-o", "ProxyCommand=nc -X 5 -x 127.0.0.1:%d %%h %%p" % socks, "-p", "7000",
+                           "%s@ssh.roam" % sshd.user, "echo roam-$((6 * 7))-%s" % word]),
+            capture_output=True, text=True, timeout=120)
+        check(ssh.returncode == 0 and ssh.stdout == "roam-42-%s\n" % word,
+              "ssh through -D: exit %d, stdout %r, stderr %r\n%s" % (
+                  ssh.returncode, ssh.stdout, ssh.stderr[-800:], pair.client.tail()))
+        log("ssh -o ProxyCommand='nc -X 5 ...' through -D ran a command on sshd behind the server")
+        pair.stop_all()
 
 
 def main():

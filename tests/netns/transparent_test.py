@@ -43,8 +43,6 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEVICE = "rtp0"
-SSHD = "/usr/sbin/sshd"
-PRIVSEP = "/run/sshd"
 OUTSIDE = "198.18.99.1"  # routed into the device, outside every overlay route
 NEW_CLIENT_ADDR = "198.18.11.7"  # the client's address after it moves (--addr-file, SIGUSR1)
 
@@ -53,7 +51,7 @@ def outer():
     if os.geteuid() != 0 or shutil.which("ip") is None:
         print("SKIP: needs root and iproute2")
         sys.exit(77)
-    for tool in ("curl", "ssh", "ssh-keygen", "iperf3", SSHD):
+    for tool in ("curl", "ssh", "ssh-keygen", "iperf3", sshd_lab.SSHD):
         if shutil.which(tool) is None and not os.path.exists(tool):
             print("SKIP: %s is not installed (tools/setup installs it)" % tool)
             sys.exit(77)
@@ -73,6 +71,7 @@ def outer():
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
+import sshd_lab  # noqa: E402
 
 
 def scaled(nbytes, minimum):
@@ -165,48 +164,18 @@ def part_http(work):
 
 
 def part_ssh(work):
-    d = os.path.join(work, "ssh")
-    os.makedirs(d, mode=0o700)
-    for name in ("host", "user"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "roam-" + name, "-f",
-                        os.path.join(d, name)], check=True)
-    shutil.copy(os.path.join(d, "user.pub"), os.path.join(d, "authorized_keys"))
-    with open(os.path.join(d, "host.pub")) as f, open(os.path.join(d, "known_hosts"), "w") as out:
-        out.write("[%s]:7000 %s\n" % (harness.SERVER_ADDR, " ".join(f.read().split()[:2])))
-    port = harness.free_tcp_port()
-    config = os.path.join(d, "sshd_config")
-    with open(config, "w") as f:
-        f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s/host\nAuthorizedKeysFile %s/authorized_keys\n"
-                "PidFile none\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-                "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                % (port, d, d))
-    made_privsep = not os.path.isdir(PRIVSEP)
-    if made_privsep:
-        os.makedirs(PRIVSEP, mode=0o755)
-    sshd = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=subprocess.DEVNULL,
-                            stderr=open(os.path.join(d, "sshd.log"), "w"))
-    try:
-        harness.wait_for_tcp(port)
-        user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip() or "root"
-        with harness.Pair(mode="relay", backend="127.0.0.1:%d" % port,
-                          client_extra=transparent_args(harness.SERVER_NET)) as pair:
-            check(pair.client.wait_for_log("[app] transparent: %s routes" % DEVICE), "no transparent line")
-            token = os.urandom(8).hex()
-            ssh = subprocess.run(
-                ["ssh", "-F", "/dev/null", "-i", os.path.join(d, "user"), "-o", "IdentitiesOnly=yes",
-                 "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + os.path.join(d, "known_hosts"),
-                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                 "-o", "ConnectTimeout=30", "-p", "7000", "%s@%s" % (user, harness.SERVER_ADDR),
-                 "echo transparent-%s; uname -s" % token], capture_output=True, text=True, timeout=120)
-            check(ssh.returncode == 0 and ssh.stdout.split() == ["transparent-" + token, "Linux"],
-                  "ssh through the transparent device: exit %d, out %r, err %r" % (
-                      ssh.returncode, ssh.stdout, ssh.stderr[-500:]))
-            log("ssh -p 7000 %s ran a command: %r" % (harness.SERVER_ADDR, ssh.stdout.split()))
-    finally:
-        sshd.terminate()
-        sshd.wait()
-        if made_privsep:
-            shutil.rmtree(PRIVSEP, ignore_errors=True)
+    with sshd_lab.Sshd(work, "[%s]:7000" % harness.SERVER_ADDR) as sshd, \
+            harness.Pair(mode="relay", backend="127.0.0.1:%d" % sshd.port,
+                         client_extra=transparent_args(harness.SERVER_NET)) as pair:
+        check(pair.client.wait_for_log("[app] transparent: %s routes" % DEVICE), "no transparent line")
+        token = os.urandom(8).hex()
+        ssh = subprocess.run(sshd.ssh_argv(["-p", "7000", "%s@%s" % (sshd.user, harness.SERVER_ADDR),
+                                            "echo transparent-%s; uname -s" % token]),
+                             capture_output=True, text=True, timeout=120)
+        check(ssh.returncode == 0 and ssh.stdout.split() == ["transparent-" + token, "Linux"],
+              "ssh through the transparent device: exit %d, out %r, err %r" % (
+                  ssh.returncode, ssh.stdout, ssh.stderr[-500:]))
+        log("ssh -p 7000 %s ran a command: %r" % (harness.SERVER_ADDR, ssh.stdout.split()))
 
 
 def part_iperf():
