@@ -147,12 +147,7 @@ def proxy_part(args, out, md5_ok):
         note("FAILED proxy lab: %s" % e)
         failed = True
     finally:
-        lab.kill_all()
-        subprocess.run([netns_lab.TOPOLOGY, "down", name], capture_output=True)
-        if args.keep_logs or failed:
-            note("proxy lab logs kept in %s" % workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        take_down(lab, name, workdir, args.keep_logs or failed, "proxy")
     return not failed
 
 
@@ -267,12 +262,7 @@ def flood_part(args, out):
         note("FAILED flood lab: %s" % e)
         failed = True
     finally:
-        lab.kill_all()
-        subprocess.run([netns_lab.TOPOLOGY, "down", name], capture_output=True)
-        if args.keep_logs or failed:
-            note("flood lab logs kept in %s" % workdir)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        take_down(lab, name, workdir, args.keep_logs or failed, "flood")
     out["flood_pps_by_round"] = rates
     out["detect_ms_samples"] = detects
     out["detect_ms"] = statistics.median(detects.values()) if detects else None
@@ -280,6 +270,16 @@ def flood_part(args, out):
 
 
 # ---------------------------------------------------------------- part 3: the drill
+
+def take_down(lab, name, workdir, keep, what):
+    """Stops a lab's processes, removes its namespaces; its logs stay when asked or failed."""
+    lab.kill_all()
+    subprocess.run([netns_lab.TOPOLOGY, "down", name], capture_output=True)
+    if keep:
+        note("%s lab logs kept in %s" % (what, workdir))
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
 
 def drill_part(out):
     """The attack drill's verdict, from tests/netns/sensor_drill_test.py when it exists."""
