@@ -190,35 +190,36 @@ local function for_each_record(tvb, pinfo, each)
   return total
 end
 
-local function port_in(range_text, port)
-  if range_text == nil or range_text == "" then return false end
-  for part in string.gmatch(range_text, "[^,%s]+") do
+-- The (lo, hi) pairs of a port preference such as "7000,7100-7110".
+local function port_ranges(range_text)
+  local ranges = {}
+  for part in string.gmatch(range_text or "", "[^,%s]+") do
     local lo, hi = string.match(part, "^(%d+)%-(%d+)$")
     if lo == nil then lo = string.match(part, "^(%d+)$"); hi = lo end
-    if lo ~= nil and port >= tonumber(lo) and port <= tonumber(hi) then return true end
+    if lo ~= nil then ranges[#ranges + 1] = { tonumber(lo), tonumber(hi) } end
+  end
+  return ranges
+end
+
+local function port_in(range_text, port)
+  for _, r in ipairs(port_ranges(range_text)) do
+    if port >= r[1] and port <= r[2] then return true end
   end
   return false
 end
 
+-- At most 1024 ports per range: a typo like "1-65535" must not register every port.
 local function add_port_range(table_name, range_text, proto)
   local t = DissectorTable.get(table_name)
-  for part in string.gmatch(range_text or "", "[^,%s]+") do
-    local lo, hi = string.match(part, "^(%d+)%-(%d+)$")
-    if lo == nil then lo = string.match(part, "^(%d+)$"); hi = lo end
-    if lo ~= nil then
-      for port = tonumber(lo), math.min(tonumber(hi), tonumber(lo) + 1023) do t:add(port, proto) end
-    end
+  for _, r in ipairs(port_ranges(range_text)) do
+    for port = r[1], math.min(r[2], r[1] + 1023) do t:add(port, proto) end
   end
 end
 
 local function remove_port_range(table_name, range_text, proto)
   local t = DissectorTable.get(table_name)
-  for part in string.gmatch(range_text or "", "[^,%s]+") do
-    local lo, hi = string.match(part, "^(%d+)%-(%d+)$")
-    if lo == nil then lo = string.match(part, "^(%d+)$"); hi = lo end
-    if lo ~= nil then
-      for port = tonumber(lo), math.min(tonumber(hi), tonumber(lo) + 1023) do t:remove(port, proto) end
-    end
+  for _, r in ipairs(port_ranges(range_text)) do
+    for port = r[1], math.min(r[2], r[1] + 1023) do t:remove(port, proto) end
   end
 end
 
