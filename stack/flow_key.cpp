@@ -100,4 +100,11 @@ tcp_pcb* find_active_pcb(const FlowKey& key) {
   return nullptr;
 }
 
+bool lwip_has_flow(const FlowKey& key) {
+  if (find_active_pcb(key) != nullptr) return true;
+  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next)
+    if (flow_of(pcb) == key) return true;
+  return false;
+}
+
 }  // namespace roam

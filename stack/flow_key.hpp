@@ -45,4 +45,8 @@ FlowKey flow_of(const tcp_pcb* pcb);
 // The active pcb lwIP has for `key`, or nullptr.
 tcp_pcb* find_active_pcb(const FlowKey& key);
 
+// lwIP holds a connection for `key`, active or in TIME_WAIT: a segment of that flow is
+// lwIP's business, not a defense's (a walk of both lists: for segments that are not SYNs).
+bool lwip_has_flow(const FlowKey& key);
+
 }  // namespace roam

@@ -33,14 +33,6 @@ bool is_local_address(const IpAddress& address) {
   return false;
 }
 
-// lwIP has a pcb for this flow (the segment is its business, not a cookie's).
-bool lwip_has_pcb(const FlowKey& flow) {
-  if (find_active_pcb(flow) != nullptr) return true;
-  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next)
-    if (flow_of(pcb) == flow) return true;
-  return false;
-}
-
 CookieFlow cookie_flow(const TcpSegmentView& segment) {
   CookieFlow flow;
   flow.version = segment.version;
@@ -363,7 +355,7 @@ FilterVerdict SynDefense::on_ack(const InboundPacket& packet) {
   if (listener == nullptr || listener->listen_pcb() == nullptr) return FilterVerdict::pass;
   const FlowKey& flow = packet.tcp->flow;
   if (!is_local_address(flow.local)) return FilterVerdict::pass;
-  if (lwip_has_pcb(flow)) return FilterVerdict::pass;
+  if (lwip_has_flow(flow)) return FilterVerdict::pass;
 
   auto params = jar_.check(packet.now_ms, cookie_flow(segment), segment.seq - 1, segment.ack - 1);
   uint64_t suppressed = 0;

@@ -1,23 +1,9 @@
 #include "stack/defense/whitelist_filter.hpp"
 
-#include "lwip/priv/tcp_priv.h"
 #include "stack/flow_key.hpp"
 #include "stack/tcp_listener.hpp"
 
 namespace roam::defense {
-
-namespace {
-
-// lwIP has a connection for this flow (active or TIME_WAIT): its business, not a new
-// source's.
-bool lwip_has_flow(const FlowKey& flow) {
-  if (find_active_pcb(flow) != nullptr) return true;
-  for (tcp_pcb* pcb = tcp_tw_pcbs; pcb != nullptr; pcb = pcb->next)
-    if (flow_of(pcb) == flow) return true;
-  return false;
-}
-
-}  // namespace
 
 WhitelistFilter::WhitelistFilter(Node& node, const SourceWhitelist& whitelist) : node_(node), whitelist_(whitelist) {
   node_.add_input_filter(InputStage::defense, this);
