@@ -273,6 +273,7 @@ def flood_part(args, out):
 
 def take_down(lab, name, workdir, keep, what):
     """Stops a lab's processes, removes its namespaces; its logs stay when asked or failed."""
+    import netns_lab  # on the path the parts set up (tests/netns)
     lab.kill_all()
     subprocess.run([netns_lab.TOPOLOGY, "down", name], capture_output=True)
     if keep:
