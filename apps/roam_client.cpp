@@ -537,10 +537,36 @@ class Client {
     // Where the forward points when the carrier opens: a transfer notification (or a
     // move) that came while it waited sends it to the new server (the listener outlives
     // the follower's waiters: shutdown closes the follower first).
-    follower_->when_ready(listener.forward.server, [this, raw, where = &listener] {
-      if (splices_.count(raw) != 0) open_carrier(raw, where->forward);
+    dial_when_ready(raw, &listener, 0);
+  }
+
+  // ---- Roaming pool (PROTOCOL.md 13.6): a carrier to a pool member goes to the member
+  // active now. It waits for that member's channel; when the pool roamed meanwhile it
+  // waits for the next member's (at most max_roam_rewaits times), then dials where the
+  // schedule says at that moment.
+  Forward roaming_target(const Forward& forward, bool count) {
+    Forward out = forward;
+    if (!roam_follow_) return out;
+    if (auto active = roam_follow_->dial_target(forward.server, forward.server_port, count)) {
+      out.server = active->address;
+      out.server_port = active->port;
+    }
+    return out;
+  }
+  void dial_when_ready(KernelSplice* raw, Listener* where, int rewaits) {
+    IpAddress server = roaming_target(where->forward, rewaits == 0).server;
+    follower_->when_ready(server, [this, raw, where, server, rewaits] {
+      if (splices_.count(raw) == 0) return;
+      Forward target = roaming_target(where->forward, false);
+      if (!(target.server == server) && rewaits < max_roam_rewaits) {
+        dial_when_ready(raw, where, rewaits + 1);
+        return;
+      }
+      open_carrier(raw, target);
     });
   }
+  static constexpr int max_roam_rewaits = 3;
+  // ---- end of the roaming pool's part
 
   // Seed 003's redirect daemon: our own address changes (the TUN device was readdressed,
   // or SIGUSR1 with a new --addr-file) and the connections move with it.

@@ -14,6 +14,8 @@ RoamFollow::RoamFollow(CounterRegistry& registry) {
   registry.add("roam", "roam_updates_too_far", &c.too_far);
   registry.add("roam", "roam_updates_inconsistent", &c.inconsistent);
   registry.add("roam", "roam_keys_extended", &c.keys_extended);
+  registry.add("roam", "roam_dials_redirected", &dials_redirected_);
+  registry.add("roam", "roam_dials_unscheduled", &dials_unscheduled_);
   registry.add_gauge("roam", "roam_granted_until", [this] { return tracker_.granted_until().value_or(0); });
 }
 
@@ -46,6 +48,23 @@ void RoamFollow::on_update(const IpAddress& server, const control::RoamUpdate& u
     logger("roam")->info("{}", line);
   else
     logger("roam")->debug("{}", line);
+}
+
+std::optional<control::RoamServer> RoamFollow::dial_target(const IpAddress& server, uint16_t port, bool count) {
+  const auto& pool = tracker_.pool();
+  if (!pool) return std::nullopt;
+  const control::RoamServer* member = nullptr;
+  for (const auto& s : pool->servers)
+    if (s.address == server && (member == nullptr || s.port == port)) member = &s;
+  if (member == nullptr) return std::nullopt;
+  auto active = tracker_.active_server(static_cast<int64_t>(unix_ms()));
+  if (!active) {
+    if (count) ++dials_unscheduled_;
+    return std::nullopt;
+  }
+  if (count) ++dials_redirected_;
+  if (member->port != port) active->port = port;  // another service on the member's address
+  return active;
 }
 
 }  // namespace roam

@@ -45,7 +45,14 @@ Result<RoamPoolFile, std::string> parse_roam_pool_file(std::string_view text) {
     auto fail = [&](const std::string& why) {
       return unexpected("line " + std::to_string(number_of_line) + ": " + why);
     };
-    if (!(words >> value) || (words >> extra)) return fail("expected '" + key + " VALUE'");
+    if (!(words >> value)) return fail("expected '" + key + " VALUE'");
+    std::string control;
+    if (key == "member" && (words >> extra)) {
+      if (extra != "control" || !(words >> control))
+        return fail("expected 'member IP:PORT [control HOST:PORT]'");
+      extra.clear();
+    }
+    if (words >> extra) return fail("expected '" + key + " VALUE'");
     if (key == "seed") {
       pool.seed_file = value;
     } else if (key == "length") {
@@ -80,7 +87,12 @@ Result<RoamPoolFile, std::string> parse_roam_pool_file(std::string_view text) {
       auto m = member(value);
       if (!m) return fail("bad member '" + value + "': expected IP:PORT ([IPv6]:PORT)");
       if (pool.members.size() == crypto::max_roam_servers) return fail("more than 64 members");
+      if (!control.empty()) {
+        auto c = member(control);  // the same IP:PORT form ([IPv6]:PORT)
+        if (!c) return fail("bad control '" + control + "': expected IP:PORT ([IPv6]:PORT)");
+      }
       pool.members.push_back(*m);
+      pool.member_controls.push_back(control);
     } else {
       return fail("unknown setting '" + key + "'");
     }

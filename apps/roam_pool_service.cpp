@@ -13,7 +13,9 @@ namespace roam {
 
 namespace {
 
-constexpr uint64_t tick_ms = 100;
+// The roam's move starts within one tick of the boundary: short against the transitional
+// interval (delta + gamma, 300 ms by default); a tick costs a comparison (RoamMember caches).
+constexpr uint64_t tick_ms = 20;
 
 control::RoamMemberConfig member_config(const RoamPoolFile& file, std::optional<uint32_t> unit_ms,
                                         const std::vector<IpAddress>& own_addresses) {
@@ -42,8 +44,8 @@ control::RoamMemberConfig member_config(const RoamPoolFile& file, std::optional<
 
 RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::optional<uint32_t> unit_ms,
                                  const std::vector<IpAddress>& own_addresses, RoamDrop drop,
-                                 CounterRegistry& registry, ChannelServer* channels)
-    : node_(node), drop_(drop), channels_(channels) {
+                                 CounterRegistry& registry, Parts parts)
+    : node_(node), drop_(drop), channels_(parts.channels), parts_(parts), plan_(0) {
   std::ifstream in(pool_path);
   if (!in) throw ConfigError("--roam-pool: cannot read '" + pool_path + "'");
   std::stringstream text;
@@ -61,6 +63,8 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   sodium_memzero(top.data(), top.size());
   member_ = std::make_unique<control::RoamMember>(std::move(chain), member_config(*file, unit_ms, own_addresses));
   update_interval_ms_ = uint64_t{file->update_seconds} * 1000;
+  controls_ = file->member_controls;
+  plan_ = RoamMovePlan(member_->config().self);
   if (channels_ != nullptr) {
     channels_->set_roam_update_source([this](bool first) {
       return member_->update_for_client(static_cast<int64_t>(unix_ms()), first);
@@ -80,6 +84,10 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   registry.add_gauge("roam", "roam_accepting",
                      [this] { return member_->accepts(static_cast<int64_t>(unix_ms())) ? 1u : 0u; });
   registry.add_gauge("roam", "roam_member", [this] { return uint64_t{member_->config().self}; });
+  registry.add("roam", "roam_moves_started", &moves_.started);
+  registry.add("roam", "roam_moves_failed", &moves_.failed);
+  registry.add("roam", "roam_moves_not_started", &moves_.not_started);
+  registry.add("roam", "roam_sessions_moved", &moves_.sessions_moved);
 
   node_.add_input_filter(InputStage::defense, this);
   if (uv_timer_init(node_.loop(), timer_.get()) == 0) {
@@ -100,6 +108,10 @@ RoamPoolService::~RoamPoolService() {
 }
 
 FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
+  // The channel port: a client learns the schedule (ROAM_UPDATE) from any member it knows,
+  // and follows a move over it; the channel is authenticated (PROTOCOL.md 13.6).
+  if (packet.tcp && parts_.channel_port != 0 && packet.tcp->flow.local_port == parts_.channel_port)
+    return FilterVerdict::pass;
   if (drop_ == RoamDrop::syn) {
     // Only a new connection's SYN is decided here: established flows keep going.
     if (!packet.tcp) return FilterVerdict::pass;
@@ -126,6 +138,50 @@ void RoamPoolService::tick() {
     epoch_ = epoch;
     role_ = role;
     logger("roam")->info("{}", member_->describe(now));
+  }
+  if (window && parts_.migration != nullptr && parts_.table != nullptr) {
+    RoamMoveView view{uv_now(node_.loop()), epoch, window->server, parts_.table->sessions().size(),
+                      parts_.migration->moving()};
+    if (auto target = plan_.next(view)) move_to_active(epoch, *target);
+  }
+}
+
+void RoamPoolService::move_to_active(uint64_t epoch, uint32_t active) {
+  const std::string& control = active < controls_.size() ? controls_[active] : std::string();
+  size_t offered = parts_.table->sessions().size();
+  std::string error;
+  bool started = false;
+  if (control.empty()) {
+    error = "member " + std::to_string(active) + " has no control port in the pool file";
+  } else {
+    MoveRequest request;
+    request.target = control;
+    started = parts_.migration->move_sessions(
+        std::move(request),
+        [this, alive = std::weak_ptr<bool>(alive_), epoch, active](const migrate::ExportReport& report) {
+          if (alive.expired()) return;
+          moves_.sessions_moved += report.moved;
+          if (!report.ok()) ++moves_.failed;
+          plan_.finished(uv_now(node_.loop()), report.candidates, report.candidates - report.moved, !report.ok());
+          if (report.ok())
+            logger("roam")->info("roam epoch {}: moved {} of {} sessions to member {} in {:.3f} ms", epoch,
+                                 report.moved, report.candidates, active, report.elapsed_ms);
+          else
+            logger("roam")->warn("roam epoch {}: moved {} of {} sessions to member {}; {} failed and stay here: {}",
+                                 epoch, report.moved, report.candidates, active, report.failed, report.error);
+        },
+        error);
+  }
+  if (started) {
+    ++moves_.started;
+    return;
+  }
+  ++moves_.not_started;
+  plan_.finished(uv_now(node_.loop()), offered, offered, true);
+  if (error != last_move_error_) {
+    last_move_error_ = error;
+    logger("roam")->warn("roam epoch {}: cannot move {} sessions to member {}: {} (they stay; tried again)", epoch,
+                         offered, active, error);
   }
 }
 

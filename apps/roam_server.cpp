@@ -70,6 +70,9 @@ Change Message on its control channel (clients open one to each server they use)
 
 Options:
   --listen PORT          carrier port to accept on (default 7000)
+  --echo-port PORT       also serve echo on this userspace port, beside MODE (one
+                         server with a file service and an echo service, e.g. a
+                         roaming pool's test). Default: off
   --control IP:PORT      kernel TCP port for roamctl and for sessions arriving from other
                          servers. Every connection is a Noise XX handshake; requests
                          are checked against the peer's key (docs/SECURITY.md).
@@ -134,15 +137,18 @@ Options:
                          Every counter of `roamctl status` as roamstack_<group>_<name>.
                          Default: off
   --roam-pool FILE       this server is a member of a roaming pool (seed 002,
-                         docs/PROTOCOL.md 13): the file names the members, the chain
-                         seed and the start time. Each epoch one member is active;
-                         the others drop new client connections (--roam-drop).
-                         `roamctl status` group roam: epoch, active, accepting.
+                         docs/PROTOCOL.md 13): the file names the members (with their
+                         control ports), the chain seed and the start time. Each
+                         epoch one member is active; the others drop new client
+                         connections (--roam-drop). At each roam the member that was
+                         active moves its sessions to the new one (needs --control
+                         and --pool-cert on every member, all of one pool).
+                         `roamctl status` group roam: epoch, active, accepting, moves.
                          Default: no pool
   --roam-epoch SECONDS   the epoch unit (overrides the file's `epoch`)
   --roam-drop syn|all    what a member that is not accepting drops: new connections
-                         (syn, default) or every inbound client packet (all: move the
-                         sessions away first; nothing moves them at a roam yet)
+                         (syn, default) or every inbound client packet but the
+                         channel port's (all)
   -h, --help             show this help
 )";
 
@@ -162,6 +168,7 @@ struct ServerOptions {
   uint64_t move_timeout_s = 10;
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
+  uint16_t echo_port = 0;  // --echo-port (0: off)
   defense::SynDefenseConfig defense;
   std::string metrics;
   std::string next_proxy;
@@ -190,6 +197,7 @@ OptionSpecs server_option_specs() {
   OptionSpecs specs = {
       {"mode", "", Kind::positional, false},
       {"listen", "--listen", Kind::value, false},
+      {"echo-port", "--echo-port", Kind::value, false},
       {"backend", "--backend", Kind::value, false},
       {"origin", "--origin", Kind::value, false},
       {"root", "--root", Kind::value, false},
@@ -234,6 +242,9 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     if (parse_channel_option(argc, argv, i, options.channel, false)) continue;
     if (arg == "--listen") {
       options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--listen port"));
+    } else if (arg == "--echo-port") {
+      options.echo_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--echo-port"));
+      if (options.echo_port == 0) throw ConfigError("--echo-port must be 1-65535");
     } else if (arg == "--backend") {
       options.backend = option_value(argc, argv, i);
     } else if (arg == "--origin") {
@@ -380,12 +391,19 @@ class Server final : public SessionTable {
     if (!options_.roam_pool.empty()) {
       std::vector<IpAddress> own{migration.address4};
       if (migration.address6) own.push_back(*migration.address6);
+      RoamPoolService::Parts parts{&migration_->channels(), options_.channel.port, migration_.get(), this};
       roam_ = std::make_unique<RoamPoolService>(node_, options_.roam_pool, options_.roam_epoch_ms, own,
-                                                options_.roam_drop, migration_->registry(), &migration_->channels());
+                                                options_.roam_drop, migration_->registry(), parts);
     }
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
+    if (options_.echo_port != 0) {
+      auto echo = TcpListener::listen(options_.echo_port, [this](tcp_pcb* pcb) { return accept_echo(pcb); });
+      if (!echo) throw ConfigError("--echo-port: " + echo.error());
+      echo_listener_ = std::move(echo.value());
+      logger("app")->info("serving echo on port {} too", options_.echo_port);
+    }
     if (options_.mode == "proxy") start_origin_channel();
     register_defense_counters();
     if (!options_.next_proxy.empty()) watch_detector();
@@ -406,6 +424,7 @@ class Server final : public SessionTable {
     if (detector_poll_.valid()) detector_poll_.close();
     if (metrics_) metrics_->close();
     if (listener_) listener_->close();
+    if (echo_listener_) echo_listener_->close();
     if (migration_) migration_->shutdown();
     for (auto& [key, session] : sessions_) session->close();
     if (origin_channel_) origin_channel_->close();
@@ -431,6 +450,15 @@ class Server final : public SessionTable {
   const SessionKinds& kinds() const override { return kinds_; }
 
  private:
+  // --echo-port: an echo session beside the mode's (it moves like any echo session).
+  bool accept_echo(tcp_pcb* pcb) {
+    ++accepted_;
+    migration_->connection_accepted(pcb);
+    tcp_nagle_disable(pcb);
+    adopt(std::make_unique<EchoSession>(node_, EchoSession::Mode::echo, pcb, finished_callback()));
+    return true;
+  }
+
   bool accept(tcp_pcb* pcb) {
     ++accepted_;
     migration_->connection_accepted(pcb);
@@ -590,6 +618,7 @@ class Server final : public SessionTable {
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<RoamPoolService> roam_;  // --roam-pool; its counters live in migration_'s registry
   std::unique_ptr<TcpListener> listener_;
+  std::unique_ptr<TcpListener> echo_listener_;  // --echo-port
   CounterRegistry process_counters_;
   std::unique_ptr<MetricsServer> metrics_;  // --metrics; reads migration_ and process_counters_
   std::unordered_map<MovableSession*, std::unique_ptr<MovableSession>> sessions_;

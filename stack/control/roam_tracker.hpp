@@ -65,6 +65,8 @@ class RoamTracker {
   // A schedule was known and now is past the end of E_t: the client must get a newer key.
   bool expired(int64_t now_ms);
   const RoamTrackerCounters& counters() const { return counters_; }
+  // The pool of the first pool item applied (none before).
+  const std::optional<RoamPoolItem>& pool() const { return pool_; }
 
  private:
   RoamVerdict refuse(RoamVerdict verdict);

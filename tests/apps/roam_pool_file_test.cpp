@@ -61,10 +61,28 @@ TEST_CASE("roam pool file: bad lines and missing settings are refused, naming th
   refused("colour blue\n", "line 4: unknown setting");
   refused("seed a b\n", "line 4: expected");
   refused("start\n", "line 4: expected");
+  refused("member 198.18.1.3:1 control\n", "line 4: expected 'member IP:PORT [control HOST:PORT]'");
+  refused("member 198.18.1.3:1 ctl 198.18.2.1:7100\n", "line 4: expected 'member");
+  refused("member 198.18.1.3:1 control 198.18.2.1\n", "line 4: bad control");
+  refused("member 198.18.1.3:1 control 198.18.2.1:7100 x\n", "line 4: expected");
   std::string many;
   for (int i = 0; i < 64; ++i) many += "member 198.18.2." + std::to_string(i + 1) + ":7000\n";
   refused(many, "line 67: more than 64");  // the 65th member
   CHECK(parse_roam_pool_file("start 1\nmember 198.18.1.2:1\n").error() == "no 'seed FILE'");
   CHECK(parse_roam_pool_file("seed s\nmember 198.18.1.2:1\n").error() == "no 'start UNIX_SECONDS'");
   CHECK(parse_roam_pool_file("seed s\nstart 1\n").error() == "no 'member IP:PORT'");
+}
+
+TEST_CASE("roam pool file: a member may name its control port; without one it is empty") {
+  auto pool = parse_roam_pool_file(
+      "seed s\nstart 1\n"
+      "member 198.18.12.2:7000 control 198.18.2.1:7100\n"
+      "member 198.18.13.2:7000\n"
+      "member [2001:db8:14::2]:7000 control [2001:db8:4::1]:7100\n");
+  REQUIRE(pool.has_value());
+  REQUIRE(pool->members.size() == 3);
+  REQUIRE(pool->member_controls.size() == 3);
+  CHECK(pool->member_controls[0] == "198.18.2.1:7100");
+  CHECK(pool->member_controls[1].empty());
+  CHECK(pool->member_controls[2] == "[2001:db8:4::1]:7100");
 }
