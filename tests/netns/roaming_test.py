@@ -181,7 +181,9 @@ def main(lab):
     pool_file = write_pool(lab.workdir, seed, start)
     root = os.path.join(lab.workdir, "files")
     os.makedirs(root)
-    rate = 96 * 1024
+    # Fast enough that the kernel's and the splice's buffers (several MiB) hold only the
+    # last seconds of a file: the server's session lives, and moves, until then.
+    rate = 1024 * 1024
     size = int(rate * seconds)
     digests = {name: write_file(os.path.join(root, name), size) for name in ("one", "two")}
 
@@ -264,20 +266,25 @@ def main(lab):
         raise Failure("%d roam moves failed: %s" % (failed, {r: stats[r]["roam_moves_failed"] for r in ROLES}))
     for role in ROLES:
         gap = [x for x in lab.log_text("server_" + role).splitlines() if "roam epoch" in x and "moved" in x]
-        log("# %s: roam_moves_started %d, roam_sessions_moved %d; e.g. %s" % (
-            role, stats[role]["roam_moves_started"], moved[role], gap[-1].split("] ")[-1] if gap else "-"))
+        log("# %s: roam_moves_started %d, roam_sessions_moved %d" % (role, stats[role]["roam_moves_started"],
+                                                                     moved[role]))
+        for line in gap:
+            log("#   " + line.split("] ")[-1])
     log("ok   - sessions were on %d members (roam_sessions_moved %s), no move failed" % (len(holders), moved))
 
-    # 4. A standby member drops a client SYN: pick one that stays standby for 1.5 s.
+    # 4. A standby member drops a client SYN: one that is neither this epoch's member nor
+    # the last one's (past the transitional interval, 300 ms) nor the next one's, for the
+    # connect's 1 s.
     while True:
         now = time.time()
         e = epoch_at(start, now)
         _, begins, active = plan[e - 1]
-        end = begins + EPOCH_S
-        if now - begins > 0.5 and end - now > 1.5:
+        others = {active, plan[e - 2][2], plan[e][2]}
+        standby = [i for i in range(len(ROLES)) if i not in others]
+        if standby and 0.35 < now - begins < 0.6:
             break
-        time.sleep(0.1)
-    role = ROLES[(active + 1) % len(ROLES)]
+        time.sleep(0.05)
+    role = ROLES[standby[0]]
     before = status(lab, role)["roam_dropped_standby"]
     probe = lab.run_in("c", [sys.executable, "-c",
                              "import socket\ntry:\n socket.create_connection(('%s', 7000), timeout=1).close(); "
