@@ -57,7 +57,10 @@ Options:
   -L [BIND:]PORT:SERVER:SPORT
                          accept kernel TCP connections on BIND:PORT (BIND defaults to
                          127.0.0.1; IPv6 in brackets) and carry each to SERVER:SPORT,
-                         the server's userspace address (repeatable)
+                         the server's userspace address (repeatable). When SERVER
+                         is a member of a roaming pool whose schedule this client
+                         learned (roam-server --roam-pool), each new connection goes
+                         to the member active at that moment instead
   -D [BIND:]PORT         a SOCKS5 proxy (RFC 1928, CONNECT) on BIND:PORT (BIND defaults to
                          127.0.0.1): each connection is carried to the destination it
                          names, which must be a server's userspace address inside an
