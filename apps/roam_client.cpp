@@ -423,7 +423,7 @@ class Client {
     if (options.follow) {
       Follower::Events events;
       events.on_server_moved = [this](const Follower::ServerMove& move) { repoint_forwards(move); };
-      roam_follow_ = std::make_unique<RoamFollow>(counters_);
+      roam_follow_ = std::make_unique<RoamFollow>(counters_, node_.loop());
       events.on_roam_update = [this](const IpAddress& server, const control::RoamUpdate& update) {
         roam_follow_->on_update(server, update);
       };
@@ -455,6 +455,7 @@ class Client {
                           host_watcher_ ? host_watcher_->changes() : 0);
     address_signal_.close();
     if (follower_) follower_->close();
+    if (roam_follow_) roam_follow_->close();
     listeners_.clear();
     socks_listeners_.clear();
     for (auto& [key, session] : socks_sessions_) session->close();
@@ -560,12 +561,16 @@ class Client {
     IpAddress server = roaming_target(where->forward, rewaits == 0).server;
     follower_->when_ready(server, [this, raw, where, server, rewaits] {
       if (splices_.count(raw) == 0) return;
-      Forward target = roaming_target(where->forward, false);
-      if (!(target.server == server) && rewaits < max_roam_rewaits) {
-        dial_when_ready(raw, where, rewaits + 1);
-        return;
-      }
-      open_carrier(raw, target);
+      // The channel is up: its first ROAM_UPDATE follows at once when SERVER is a member.
+      roam_follow_->when_scheduled(server, [this, raw, where, server, rewaits] {
+        if (splices_.count(raw) == 0) return;
+        Forward target = roaming_target(where->forward, false);
+        if (!(target.server == server) && rewaits < max_roam_rewaits) {
+          dial_when_ready(raw, where, rewaits + 1);
+          return;
+        }
+        open_carrier(raw, target);
+      });
     });
   }
   static constexpr int max_roam_rewaits = 3;

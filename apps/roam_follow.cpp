@@ -5,7 +5,11 @@
 
 namespace roam {
 
-RoamFollow::RoamFollow(CounterRegistry& registry) {
+RoamFollow::RoamFollow(CounterRegistry& registry, uv_loop_t* loop) : loop_(loop) {
+  if (loop_ != nullptr && uv_timer_init(loop_, timer_.get()) == 0) {
+    timer_.mark_initialized();
+    timer_.get()->data = this;
+  }
   const auto& c = tracker_.counters();
   registry.add("roam", "roam_updates_applied", &c.applied);
   registry.add("roam", "roam_updates_replayed", &c.replayed);
@@ -19,9 +23,56 @@ RoamFollow::RoamFollow(CounterRegistry& registry) {
   registry.add_gauge("roam", "roam_granted_until", [this] { return tracker_.granted_until().value_or(0); });
 }
 
+RoamFollow::~RoamFollow() { close(); }
+
+void RoamFollow::close() {
+  waiters_.clear();
+  if (timer_.valid()) uv_timer_stop(timer_.get());
+}
+
+void RoamFollow::when_scheduled(const IpAddress& server, std::function<void()> then) {
+  bool silent = false;
+  for (const auto& s : silent_servers_) silent = silent || s == server;
+  bool wait = !tracker_.pool() && !silent;
+  if (!timer_.valid()) {
+    if (wait) logger("roam")->debug("no loop to wait for a first roam update: dialing {} as configured", server.to_string());
+    then();  // only without a loop (tests): nothing to defer with
+    return;
+  }
+  waiters_.push_back(Waiter{server, uv_now(loop_) + (wait ? first_update_wait_ms : 0), wait, std::move(then)});
+  uv_timer_start(timer_.get(), &RoamFollow::on_timer, wait ? 20 : 0, 20);
+}
+
+void RoamFollow::on_timer(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<RoamFollow*>(timer->data);
+  self->run_waiters(self->tracker_.pool().has_value());
+}
+
+void RoamFollow::run_waiters(bool all) {
+  uint64_t now = uv_now(loop_);
+  std::vector<Waiter> due;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (all || now >= it->deadline_ms) {
+      if (!all && it->waits) {
+        bool known = false;
+        for (const auto& s : silent_servers_) known = known || s == it->server;
+        if (!known) silent_servers_.push_back(it->server);
+      }
+      due.push_back(std::move(*it));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (waiters_.empty()) uv_timer_stop(timer_.get());
+  for (auto& w : due) w.then();  // may add waiters: they were taken out first
+}
+
 void RoamFollow::on_update(const IpAddress& server, const control::RoamUpdate& update) {
   auto now = static_cast<int64_t>(unix_ms());
   auto verdict = tracker_.apply(update, now);
+  // A pool is known now: the carriers waiting for it go (from the timer, not from here).
+  if (!waiters_.empty() && tracker_.pool() && timer_.valid()) uv_timer_start(timer_.get(), &RoamFollow::on_timer, 0, 20);
   if (verdict != control::RoamVerdict::applied) {
     uint64_t suppressed = 0;
     if (refusal_log_.allow(suppressed))

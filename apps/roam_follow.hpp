@@ -7,25 +7,43 @@
 // loop thread.
 #pragma once
 
+#include <uv.h>
+
 #include <cstdint>
+#include <functional>
 #include <optional>
+#include <vector>
 
 #include "base/counters.hpp"
 #include "base/ip_address.hpp"
 #include "base/rate_limited_log.hpp"
+#include "base/uv_handle.hpp"
 #include "stack/control/roam_tracker.hpp"
 
 namespace roam {
 
 class RoamFollow {
  public:
-  explicit RoamFollow(CounterRegistry& registry);
+  // `loop` (may be null: when_scheduled never waits) runs the first-update wait's timer.
+  RoamFollow(CounterRegistry& registry, uv_loop_t* loop);
+  ~RoamFollow();
+  RoamFollow(const RoamFollow&) = delete;
+  RoamFollow& operator=(const RoamFollow&) = delete;
+  // Drops the waiters unrun and stops the timer (the client shuts down).
+  void close();
   void on_update(const IpAddress& server, const control::RoamUpdate& update);
   control::RoamTracker& tracker() { return tracker_; }
   // Where a new carrier for SERVER:PORT goes now: the active member, when SERVER is a
   // member of the pool and the schedule covers now (a member's port as the pool names it;
   // a different port on a member's address keeps its port); otherwise nullopt (dial
   // SERVER:PORT as configured). Counted as roam_dials_redirected / roam_dials_unscheduled.
+  // Runs `then` once the client knows a pool, or at once when it does, or when SERVER
+  // sent no pool item within first_update_wait_ms once before (not a pool member), or
+  // after that wait. A member sends its first ROAM_UPDATE right after the channel is
+  // established; a carrier dialed in between would go to the configured member, maybe
+  // a standby one that drops it. Deferred (never runs inside this call or on_update).
+  void when_scheduled(const IpAddress& server, std::function<void()> then);
+  static constexpr uint64_t first_update_wait_ms = 250;
   // `count` false: a second look at the same dial (not counted again).
   std::optional<control::RoamServer> dial_target(const IpAddress& server, uint16_t port, bool count = true);
 
@@ -34,6 +52,18 @@ class RoamFollow {
   RateLimitedLog refusal_log_;
   std::optional<control::RoamServer> last_active_;
   std::optional<uint64_t> last_granted_;
+  static void on_timer(uv_timer_t* timer) noexcept;
+  void run_waiters(bool all);
+  struct Waiter {
+    IpAddress server;
+    uint64_t deadline_ms = 0;  // loop time
+    bool waits = false;        // for a first pool item (else: only deferred)
+    std::function<void()> then;
+  };
+  uv_loop_t* loop_;
+  UvHandle<uv_timer_t> timer_;
+  std::vector<Waiter> waiters_;
+  std::vector<IpAddress> silent_servers_;  // sent no pool item within the wait once
   uint64_t dials_redirected_ = 0;   // a pool member's carrier sent to the active member
   uint64_t dials_unscheduled_ = 0;  // a pool member's carrier dialed as configured: no schedule now
 };

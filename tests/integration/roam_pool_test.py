@@ -9,8 +9,12 @@ second run the order is swapped.
 
 1. Both members report in `roamctl status` (roam_epoch, roam_active, ...) epoch 1 and active = (their
    index == S_1): the C++ schedule agrees with this one.
-2. Standby A drops the client's new connection (its carrier SYN): roam.dropped_standby
-   (roam_dropped_standby) rises; nothing echoes.
+2. Standby A drops the new connection of a client that does not follow the pool
+   (--no-follow: no channel, no schedule, it dials A as configured): roam.dropped_standby
+   (roam_dropped_standby) rises; nothing echoes. A client that follows learns the
+   schedule over its channel to A (the channel port is open on a standby member,
+   PROTOCOL.md 13.6) and its -L connection to A goes to the active B: it echoes, and A
+   drops nothing.
 3. Active A serves: an echo round trip works; roam.dropped_standby stays 0.
 4. With A active, the client's channel to A got a ROAM_UPDATE: the client logs the schedule with the
    same active server and t = n (roam_updates_sent on A).
@@ -72,14 +76,16 @@ def write_pool(directory, seed, members, start):
     return path
 
 
-def run(directory, seed, active_name, start):
+def run(directory, seed, active_name, start, follow=True):
     s1 = server_index(chain_key(seed, LENGTH, 1), 2)
     standby_name = "B" if active_name == "A" else "A"
     members = [None, None]
     members[s1] = active_name
     members[1 - s1] = standby_name
     pool = write_pool(directory, seed, members, start)
-    with harness.TwoServers(mode="echo", server_extra=["--roam-pool", pool, "--roam-epoch", str(EPOCH_S)]) as t:
+    client_extra = [] if follow else ["--no-follow"]
+    with harness.TwoServers(mode="echo", server_extra=["--roam-pool", pool, "--roam-epoch", str(EPOCH_S)],
+                            client_extra=client_extra) as t:
         for name in ("A", "B"):
             group = roam_group(t, name)
             check(group["epoch"] == 1, "%s is in epoch %r, expected 1" % (name, group["epoch"]))
@@ -107,6 +113,17 @@ def run(directory, seed, active_name, start):
                   "client: %r, expected active server %s and t = %d (grant 3600 capped at n)" % (
                       line, active_address, LENGTH))
             check(t.status("A")["roam_updates_sent"] >= 1, "A sent no ROAM_UPDATE")
+        elif follow:
+            # The channel to standby A brings the schedule; the connection goes to B.
+            a = harness.TwoServers.address["A"]
+            if not t.client.wait_for_log("roam schedule from %s" % a):
+                raise TestFailure("the client learned no schedule from standby A\n" + t.tails())
+            sock = t.connect()
+            harness.echo_round_trip(sock, 16 * 1024, "redirected to the active member")
+            check(t.status("B")["sessions"] == 1, "active B does not hold the connection")
+            sock.close()
+            check(roam_group(t, "A")["dropped_standby"] == 0, "standby A dropped a SYN of a following client")
+            log("a following client's connection to standby A went to active B")
         else:
             before = roam_group(t, "A")["dropped_standby"]
             sock = t.connect()
@@ -133,6 +150,7 @@ def main():
     seed = os.urandom(32)
     start = int(time.time()) - 1
     with tempfile.TemporaryDirectory(prefix="roam_pool_") as directory:
+        run(directory, seed, "B", start, follow=False)
         run(directory, seed, "B", start)
         run(directory, seed, "A", start)
     log("roam_pool: ok")
