@@ -34,6 +34,7 @@ EXPECTED = {
     "handover": ("1 connection through NAT", 4.03, 1.71, [4.03, 4.19, 2.67]),
     "scale": ("open 10000 connections", 15.425, 1.042, []),
     "proxy": ("client move: changeover", 6.92, 6.57, [8.5, 8.2, 6.9, 6.8, 4.3]),
+    "roaming": ("response time, no attack", 3.6, 4.496, [0.181, 0.224, 0.275, 0.167, 0.273, 0.446]),
 }
 
 

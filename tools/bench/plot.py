@@ -109,6 +109,11 @@ FIGURES = {
                lower_is_better=True),
         Figure("proxy move (upper bound)", "ms", "changeover_ms_proxy_1", None, lower_is_better=True),
     ],
+    "roaming": [
+        _ms("response time, no attack", "response_ms_roaming", "response_ms_no_roaming", "one member, no roaming"),
+        Figure("longest response around a roam", "ms", "gap_ms_per_roam", "gap_reference_ms",
+               reference_label="worst, no roaming", ours_samples="samples.gap_ms_per_roam", lower_is_better=True),
+    ],
 }
 
 
