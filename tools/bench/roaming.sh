@@ -3,7 +3,7 @@
 # through a pool of three members that roams every few seconds, against the same pool
 # with one member active all along, same run, behind a strict NAT.
 #
-#   tools/bench/run roaming [--seconds S] [--epoch S]
+#   tools/bench/run roaming [--seconds S] [--epoch S] [--reps N]
 #
 # Needs root (network namespaces, TUN devices and the NAT of tools/netns/nat); exits 77
 # otherwise. Env ROAM_SERVER ROAM_CLIENT ROAMCTL (set by tools/bench/run). See

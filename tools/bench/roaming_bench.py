@@ -137,12 +137,15 @@ def main():
     parser.add_argument("--lab", default="rb%04d" % (os.getpid() % 10000))
     parser.add_argument("--seconds", type=float, default=30.0, help="each run's length (default 30)")
     parser.add_argument("--epoch", type=int, default=3, help="the roaming run's epoch unit, seconds (default 3)")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="pairs of runs, alternating no_roaming and roaming (default 1); figures over all")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("roaming_bench: needs root", file=sys.stderr)
         return 77
     workdir = tempfile.mkdtemp(prefix="roam-bench-")
     lab = netns_lab.Lab(args.lab, workdir)
+    runs = []  # (start, samples) of each roaming run
     try:
         up = subprocess.run([TOPOLOGY, "up", args.lab, "--origin"], capture_output=True, text=True)
         if up.returncode != 0:
@@ -151,8 +154,12 @@ def main():
         if nat.returncode != 0:
             raise Failure("nat on: " + nat.stderr)
         seed = os.urandom(32)
-        _, reference = run_phase(lab, seed, 86400, args.seconds, "no_roaming")
-        start, roaming = run_phase(lab, seed, args.epoch, args.seconds, "roaming")
+        reference, roaming = [], []
+        for i in range(max(1, args.reps)):
+            reference += run_phase(lab, seed, 86400, args.seconds, "no_roaming%d" % i)[1]
+            start_i, samples = run_phase(lab, seed, args.epoch, args.seconds, "roaming%d" % i)
+            runs.append((start_i, samples))
+            roaming += samples
     except Failure as e:
         print("roaming_bench: FAIL %s (logs in %s)" % (e, workdir), file=sys.stderr)
         lab.kill_all()
@@ -162,22 +169,25 @@ def main():
         subprocess.run([TOPOLOGY, "down", args.lab], capture_output=True)
 
     members = active_members(seed, int(args.seconds / args.epoch) + 200)
-    t_first, t_last = roaming[0][0], roaming[-1][0]
-    roam_times = [start + (i - 1) * args.epoch for i in range(2, len(members) + 1)
-                  if members[i - 1] != members[i - 2] and t_first < start + (i - 1) * args.epoch < t_last]
     # The longest response among the requests sent from 1 s before to 1 s after each roam
     # (one sent just before the boundary and answered after the move counts too).
-    gaps = []
-    for t in roam_times:
-        around = [rtt for (at, rtt) in roaming if t - 1.0 <= at < t + 1.0]
-        if around:
-            gaps.append(max(around))
+    roam_times, gaps = [], []
+    for start, samples in runs:
+        t_first, t_last = samples[0][0], samples[-1][0]
+        for i in range(2, len(members) + 1):
+            t = start + (i - 1) * args.epoch
+            if members[i - 1] != members[i - 2] and t_first < t < t_last:
+                roam_times.append(t)
+                around = [rtt for (at, rtt) in samples if t - 1.0 <= at < t + 1.0]
+                if around:
+                    gaps.append(max(around))
     ref_rtt = [r for _, r in reference]
     roam_rtt = [r for _, r in roaming]
     mean_ref, mean_roam = statistics.mean(ref_rtt), statistics.mean(roam_rtt)
     out = {
         "bench": "roaming",
         "seconds": args.seconds,
+        "reps": max(1, args.reps),
         "epoch_s": args.epoch,
         "members": len(ROLES),
         "roams": len(roam_times),
