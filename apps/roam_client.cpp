@@ -562,7 +562,8 @@ class Client {
     follower_->when_ready(server, [this, raw, where, server, rewaits] {
       if (splices_.count(raw) == 0) return;
       // The channel is up: its first ROAM_UPDATE follows at once when SERVER is a member.
-      roam_follow_->when_scheduled(server, [this, raw, where, server, rewaits] {
+      bool announced = (follower_->peer_capabilities(server) & control::capability_roam_pool) != 0;
+      roam_follow_->when_scheduled(server, announced, [this, raw, where, server, rewaits] {
         if (splices_.count(raw) == 0) return;
         Forward target = roaming_target(where->forward, false);
         if (!(target.server == server) && rewaits < max_roam_rewaits) {

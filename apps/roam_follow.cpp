@@ -30,10 +30,10 @@ void RoamFollow::close() {
   if (timer_.valid()) uv_timer_stop(timer_.get());
 }
 
-void RoamFollow::when_scheduled(const IpAddress& server, std::function<void()> then) {
+void RoamFollow::when_scheduled(const IpAddress& server, bool announced, std::function<void()> then) {
   bool silent = false;
   for (const auto& s : silent_servers_) silent = silent || s == server;
-  bool wait = !tracker_.pool() && !silent;
+  bool wait = announced && !tracker_.pool() && !silent;
   if (!timer_.valid()) {
     if (wait) logger("roam")->debug("no loop to wait for a first roam update: dialing {} as configured", server.to_string());
     then();  // only without a loop (tests): nothing to defer with

@@ -37,12 +37,13 @@ class RoamFollow {
   // member of the pool and the schedule covers now (a member's port as the pool names it;
   // a different port on a member's address keeps its port); otherwise nullopt (dial
   // SERVER:PORT as configured). Counted as roam_dials_redirected / roam_dials_unscheduled.
-  // Runs `then` once the client knows a pool, or at once when it does, or when SERVER
-  // sent no pool item within first_update_wait_ms once before (not a pool member), or
-  // after that wait. A member sends its first ROAM_UPDATE right after the channel is
+  // Runs `then` at once (deferred) unless SERVER announced pool membership in its HELLO
+  // (`announced`: capability_roam_pool) and the client knows no pool yet: then once a
+  // pool is known, or after first_update_wait_ms (not again for a member that once let
+  // it expire). A member sends its first ROAM_UPDATE right after the channel is
   // established; a carrier dialed in between would go to the configured member, maybe
-  // a standby one that drops it. Deferred (never runs inside this call or on_update).
-  void when_scheduled(const IpAddress& server, std::function<void()> then);
+  // a standby one that drops it. Never runs inside this call or on_update.
+  void when_scheduled(const IpAddress& server, bool announced, std::function<void()> then);
   static constexpr uint64_t first_update_wait_ms = 250;
   // `count` false: a second look at the same dial (not counted again).
   std::optional<control::RoamServer> dial_target(const IpAddress& server, uint16_t port, bool count = true);

@@ -60,7 +60,9 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
   auto channel = std::make_unique<control::ControlChannel>(
       crypto::NoisePattern::xx, crypto::NoiseRole::responder, key_,
       control::Hello{control::protocol_version, host_id_,
-                     (guard_ != nullptr ? capability_segment_mac : 0) | capability_owner_proof, hello_credential_});
+                     (guard_ != nullptr ? capability_segment_mac : 0) | capability_owner_proof |
+                         (roam_update_source_ ? control::capability_roam_pool : 0),
+                     hello_credential_});
   ChannelConnection::Callbacks callbacks;
   callbacks.on_established = [this](ChannelConnection& c) {
     release_half_open(&c);

@@ -115,6 +115,10 @@ struct RegisterConnections {
 // link, so a server whose link roams (--udp-roam) gives it a LINK_KEY.
 // (capability_segment_mac is 1, capability_owner_proof 2.)
 inline constexpr uint32_t capability_link_rebind = 4;
+// HELLO capability bit (servers): this server is a member of a roaming pool and sends a
+// ROAM_UPDATE right after the channel is up (PROTOCOL.md 13.4, 13.6): a client waits for
+// it before it dials, and waits for nobody else.
+inline constexpr uint32_t capability_roam_pool = 8;
 inline constexpr size_t link_key_bytes = 32;
 
 // The key the client MACs its link rebinds with, bound by the server to `inner`: the

@@ -205,6 +205,12 @@ std::shared_ptr<const SynOptionSource> Follower::syn_option_for(const IpAddress&
   return it->second->signer;
 }
 
+uint32_t Follower::peer_capabilities(const IpAddress& address) const {
+  auto it = servers_.find(address.to_string());
+  if (it == servers_.end() || !it->second->trusted || !it->second->channel) return 0;
+  return it->second->channel->channel().peer_hello().capabilities;
+}
+
 // Runs the waiting carriers' continuations after the current callback (they open
 // connections): all of them, or those whose wait expired.
 void Follower::release_waiters(Server& server, bool all) {

@@ -132,6 +132,8 @@ class Follower {
   // What a carrier to `server` carries in its SYN: the owner proof of the trusted channel
   // to it, or nullptr (no channel yet, or the server lacks the capability).
   std::shared_ptr<const SynOptionSource> syn_option_for(const IpAddress& server);
+  // The capabilities of `server`'s HELLO on a trusted channel (0: no such channel).
+  uint32_t peer_capabilities(const IpAddress& server) const;
   static constexpr uint64_t channel_wait_ms = 2000;
   void close();
 
