@@ -21,6 +21,7 @@
 // retransmission limit) are named the same way.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -78,6 +79,9 @@ class TcpConnection {
   size_t send_space() const;
   // Unacknowledged plus unsent bytes this connection may keep in lwIP now.
   size_t send_buffer_limit() const;
+  // The send space worth waking a writer for: `preferred`, or half the send-buffer limit
+  // when that is smaller (a writer waiting for more than the limit frees would wait forever).
+  size_t send_step(size_t preferred) const { return std::min(preferred, send_buffer_limit() / 2); }
   // Copies up to send_space() bytes into lwIP's send queue; returns how many it took.
   size_t write(std::span<const uint8_t> bytes);
   // Pushes queued data out now (otherwise lwIP sends on its next ACK or timer).
