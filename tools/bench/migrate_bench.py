@@ -132,6 +132,9 @@ def download_with_move(lab, name, size, move_at, move, stall_s=0.0):
     Returns (sha256, t0, arrival times after t0)."""
     s = connect(lab.forward["a"])
     s.sendall(("%s\n" % name).encode())
+    # A session moves only once its client registered it on its control channel: on a
+    # loaded machine that can take longer than a third of the file. Not reading meanwhile.
+    wait_registered(lab, "a", 1)
     digest = hashlib.sha256()
     got = 0
     t0 = None
@@ -158,6 +161,15 @@ def download_with_move(lab, name, size, move_at, move, stall_s=0.0):
     if got != size:
         raise RuntimeError("download: got %d of %d bytes" % (got, size))
     return digest.hexdigest(), t0, times
+
+
+def wait_registered(lab, server, count, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lab.status(server).get("registrations", 0) >= count:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the client never registered %d connection(s) at %s" % (count, server))
 
 
 def longest_gap(t0, times):
