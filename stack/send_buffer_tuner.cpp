@@ -13,10 +13,10 @@ bool seq_at_or_after(uint32_t a, uint32_t b) {
 
 SendBufferTuner::SendBufferTuner(size_t cap, size_t initial) : cap_(cap), limit_(std::min(initial, cap)) {}
 
-void SendBufferTuner::on_transmitted(uint32_t end, uint64_t now_ns) {
+void SendBufferTuner::on_transmitted(uint32_t first_end, uint64_t now_ns) {
   if (probing_) return;  // one sample at a time
   probing_ = true;
-  probe_end_ = end;
+  probe_end_ = first_end;
   probe_ns_ = now_ns;
 }
 
@@ -24,10 +24,7 @@ void SendBufferTuner::on_acked(uint32_t acked, size_t bytes, uint64_t now_ns) {
   if (probing_ && seq_at_or_after(acked, probe_end_)) {
     probing_ = false;
     uint64_t sample = std::max<uint64_t>(now_ns - probe_ns_, 1);
-    if (min_rtt_ns_ == 0 || sample <= min_rtt_ns_ || now_ns - min_rtt_at_ns_ > min_rtt_window_ns) {
-      min_rtt_ns_ = sample;
-      min_rtt_at_ns_ = now_ns;
-    }
+    if (min_rtt_ns_ == 0 || sample < min_rtt_ns_) min_rtt_ns_ = sample;
   }
   if (min_rtt_ns_ == 0 || limit_ >= cap_) return;
   if (!round_open_) {

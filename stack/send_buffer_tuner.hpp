@@ -8,11 +8,15 @@
 // KiB keeps megabytes in flight or in queues; a move then has to carry them all (issue 16,
 // tools/bench/run migrate), and every busy connection holds that much memory.
 //
-// The round trip is the smallest sample seen over a window (min_rtt_window_ns), taken one
-// at a time as lwIP's own RTT estimate is, but in nanoseconds (lwIP's is in 500 ms ticks):
-// from the moment data up to a sequence number left (on_transmitted) to its acknowledgment
-// (on_acked). The minimum and not the mean: queueing that the buffer itself causes must not
-// make the buffer grow (a mean RTT times the rate is just the bytes in flight).
+// The round trip is the smallest sample over the connection's life, taken one at a time as
+// lwIP's own RTT estimate is, but in nanoseconds (lwIP's is in 500 ms ticks): from the
+// moment the first segment of a burst left (on_transmitted) to its acknowledgment
+// (on_acked). The first segment, the minimum, and not the mean: queueing that the buffer
+// itself causes must not make the buffer grow (a mean RTT times the rate is just the
+// bytes in flight; the last byte of a burst waits behind the whole burst). The first
+// burst leaves an empty pipe, so its sample is the path's. Not windowed: samples taken
+// behind a standing queue would let it feed itself; a path that grows longer later keeps
+// the limit where it was (it never shrinks either).
 // Pure arithmetic on sequence numbers and caller-supplied times: no lwIP, no clock.
 #pragma once
 
@@ -24,8 +28,6 @@ namespace roam {
 class SendBufferTuner {
  public:
   static constexpr size_t initial_bytes = 64 * 1024;
-  // A minimum RTT older than this is replaced by the next sample (the path may change).
-  static constexpr uint64_t min_rtt_window_ns = 10'000'000'000ULL;
 
   explicit SendBufferTuner(size_t cap, size_t initial = initial_bytes);
 
@@ -34,8 +36,9 @@ class SendBufferTuner {
   // 0 until the first sample.
   uint64_t min_rtt_ns() const { return min_rtt_ns_; }
 
-  // Data up to (not including) sequence `end` was handed to the link at `now_ns`.
-  void on_transmitted(uint32_t end, uint64_t now_ns);
+  // A burst's first segment, ending before sequence `first_end`, was handed to the link at
+  // `now_ns`.
+  void on_transmitted(uint32_t first_end, uint64_t now_ns);
   // The peer acknowledged everything before `acked` (lwIP's lastack), `bytes` of it new.
   void on_acked(uint32_t acked, size_t bytes, uint64_t now_ns);
 
@@ -46,7 +49,6 @@ class SendBufferTuner {
   uint32_t probe_end_ = 0;
   uint64_t probe_ns_ = 0;
   uint64_t min_rtt_ns_ = 0;
-  uint64_t min_rtt_at_ns_ = 0;
   // The current measuring round: bytes acknowledged since round_start_ns_.
   bool round_open_ = false;
   uint64_t round_start_ns_ = 0;

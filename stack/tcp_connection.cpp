@@ -257,8 +257,12 @@ void TcpConnection::flush() {
   if (pcb_ == nullptr) return;
   u32_t before = pcb_->snd_nxt;
   tcp_output(pcb_);
-  // Data that left just now: a round-trip sample for the send-buffer tuner.
-  if (autotune_ && pcb_->snd_nxt != before) send_tuner_.on_transmitted(pcb_->snd_nxt, uv_hrtime());
+  // Data that left just now: its first segment is a round-trip sample for the send-buffer
+  // tuner (the burst's later bytes wait behind it).
+  if (autotune_ && pcb_->snd_nxt != before) {
+    u32_t first = std::min<u32_t>(pcb_->snd_nxt - before, pcb_->mss);
+    send_tuner_.on_transmitted(before + first, uv_hrtime());
+  }
 }
 
 void TcpConnection::consumed(size_t bytes) {

@@ -52,8 +52,9 @@ size_t run(SendBufferTuner& tuner, const Path& path, uint64_t duration_ns, uint3
     // The sender fills its limit.
     size_t queued = snd_nxt - lastack;
     if (queued < tuner.limit()) {
-      snd_nxt += static_cast<uint32_t>(tuner.limit() - queued);
-      tuner.on_transmitted(snd_nxt, now);
+      uint32_t burst = static_cast<uint32_t>(tuner.limit() - queued);
+      tuner.on_transmitted(snd_nxt + std::min<uint32_t>(burst, 1460), now);  // its first segment
+      snd_nxt += burst;
     }
     // The bottleneck drains; what left it is acknowledged a base round trip later.
     double sent_total = static_cast<uint32_t>(snd_nxt - first_seq);
@@ -85,9 +86,11 @@ TEST_CASE("send buffer: a sample is taken when the probe's sequence is acknowled
   CHECK(tuner.min_rtt_ns() == 0);
   tuner.on_acked(0x00000010u, 100, 81'000);  // past it, wrapped
   CHECK(tuner.min_rtt_ns() == 80'000);
-  // A later, larger sample does not replace the minimum; a smaller one does.
+  // A later, larger sample does not replace the minimum (not even much later); a smaller one does.
   tuner.on_transmitted(0x1000, 100'000);
   tuner.on_acked(0x1000, 100, 300'000);
+  tuner.on_transmitted(0x1800, 60'000'000'000);
+  tuner.on_acked(0x1800, 100, 60'000'200'000);
   CHECK(tuner.min_rtt_ns() == 80'000);
   tuner.on_transmitted(0x2000, 400'000);
   tuner.on_acked(0x2000, 100, 430'000);
