@@ -50,6 +50,12 @@ Dead peers (every carrier and control channel of this process):
   --connect-timeout SECONDS  an active open (carrier, control channel) without an
                          answer this long fails (roam-client resets the local app).
                          1-600, or 0 for lwIP's SYN retries, about 21 s (default 10)
+
+Send buffers (every connection of this process):
+  --send-buffer MODE     auto: each connection may queue 64 KiB at first, growing with
+                         its path's measured bandwidth-delay product up to 4 MiB (less
+                         for a move to carry, less memory per busy connection); fixed:
+                         always 4 MiB, lwIP's TCP_SND_BUF (default auto)
 )";
 }
 
@@ -61,7 +67,7 @@ OptionSpecs link_option_specs() {
       {"udp-allow", "--udp-allow", Kind::value, true}, {"mtu", "--mtu", Kind::value, false},
       {"pcap", "--pcap", Kind::value, false},         {"log-level", "--log-level", Kind::value, false},
       {"dead-peer", "--dead-peer", Kind::value, false}, {"connect-timeout", "--connect-timeout", Kind::value, false},
-      {"udp-roam", "--udp-roam", Kind::value, true},
+      {"udp-roam", "--udp-roam", Kind::value, true},  {"send-buffer", "--send-buffer", Kind::value, false},
   };
 }
 
@@ -128,7 +134,11 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
     auto seconds = parse_number(option_value(argc, argv, i), 600, "--connect-timeout");
     options.dead_peer.connect_timeout_ms = static_cast<uint32_t>(seconds * 1000);
   }
-  else if (arg == "--log-level") {
+  else if (arg == "--send-buffer") {
+    std::string mode = option_value(argc, argv, i);
+    if (mode != "auto" && mode != "fixed") throw ConfigError("--send-buffer takes auto or fixed, not '" + mode + "'");
+    options.send_buffer_auto = mode == "auto";
+  } else if (arg == "--log-level") {
     options.log_level = option_value(argc, argv, i);
     if (!set_log_level(options.log_level)) throw ConfigError("unknown log level '" + options.log_level + "'");
   } else {

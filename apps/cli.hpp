@@ -37,6 +37,8 @@ struct LinkOptions {
   DeadPeerPolicy dead_peer{default_dead_peer_ms, default_connect_timeout_ms};
   static constexpr uint32_t default_dead_peer_ms = 30'000;
   static constexpr uint32_t default_connect_timeout_ms = 10'000;
+  // --send-buffer: send buffers sized to the path (auto) or always TCP_SND_BUF (fixed).
+  bool send_buffer_auto = true;
   // Set by run_node_app once the link is built: the UDP link (owned by the node), or
   // nullptr for a TUN link.
   UdpLink* udp_link = nullptr;

@@ -239,7 +239,7 @@ void FilesSession::on_sent(TcpConnection&, size_t) {
   if (state_.phase == FilesPhase::sending && !fin_sent_) {
     uint64_t left = state_.size - state_.offset;
     size_t space = std::min(carrier_->send_space(), max_unsent - std::min(max_unsent, carrier_->unsent_bytes()));
-    if (space < refill_step && left > space) return;  // wait for a larger step
+    if (space < carrier_->send_step(refill_step) && left > space) return;  // wait for a larger step
   }
   pump();
 }

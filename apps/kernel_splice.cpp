@@ -179,7 +179,7 @@ void KernelSplice::kernel_data(const uint8_t* data, size_t length) {
     }
     pending_to_carrier_.insert(pending_to_carrier_.end(), data + taken, data + length);
     pause_kernel_reads();  // carrier full: let the kernel socket buffer fill
-  } else if (carrier_->send_space() < carrier_refill_step) {
+  } else if (carrier_->send_space() < carrier_->send_step(carrier_refill_step)) {
     pause_kernel_reads();
   }
   carrier_->flush();
@@ -198,7 +198,7 @@ void KernelSplice::pump_to_carrier() {
   }
   bool drained = pending_to_carrier_.empty();
   // Below the step, data is in flight and on_sent comes back here.
-  if (drained && carrier_->send_space() >= carrier_refill_step) start_kernel_reads();
+  if (drained && carrier_->send_space() >= carrier_->send_step(carrier_refill_step)) start_kernel_reads();
   if (drained && kernel_eof_ && !carrier_fin_sent_) {
     carrier_fin_sent_ = true;
     carrier_->shutdown_write();
@@ -212,7 +212,7 @@ void KernelSplice::on_sent(TcpConnection&, size_t /*bytes*/) {
   // Refill in large steps, not on every ACK: each tcp_write walks lwIP's unsent queue
   // (thousands of segments at a 4 MiB window), so a write per ACK costs quadratic time.
   bool waiting = pending_offset_ < pending_to_carrier_.size() || (started_ && !kernel_reading_ && !kernel_eof_);
-  if (waiting && carrier_ && carrier_->send_space() < carrier_refill_step) return;
+  if (waiting && carrier_ && carrier_->send_space() < carrier_->send_step(carrier_refill_step)) return;
   pump_to_carrier();
 }
 

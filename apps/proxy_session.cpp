@@ -167,7 +167,8 @@ void ProxySession::on_remote_closed(TcpConnection& connection) {
 void ProxySession::on_sent(TcpConnection& connection, size_t) {
   if (ending_) return;
   const Flow& toward = flows_[1 - leg_of(connection)];
-  if (toward.remaining() > 0 && connection.send_space() >= std::min(toward.remaining(), refill_step)) {
+  if (toward.remaining() > 0 &&
+      connection.send_space() >= std::min(toward.remaining(), connection.send_step(refill_step))) {
     schedule_pump();
     return;
   }
@@ -224,7 +225,7 @@ void ProxySession::forward(size_t from) {
   TcpConnection* sink = legs_[1 - from].get();
   if (sink == nullptr || !sink->alive()) return;
   bool wrote = false;
-  if (flow.remaining() > 0 && sink->send_space() >= std::min(flow.remaining(), refill_step)) {
+  if (flow.remaining() > 0 && sink->send_space() >= std::min(flow.remaining(), sink->send_step(refill_step))) {
     size_t taken = sink->write({flow.held.data() + flow.offset, flow.remaining()});
     flow.offset += taken;
     wrote = taken > 0;

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 
+#include <uv.h>
+
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/flow_key.hpp"
@@ -46,6 +48,11 @@ void on_port_pcb_destroyed(u8_t /*slot_id*/, void* data) noexcept {
   if (value != 0) local_ports().release({static_cast<uint32_t>(value >> 16), static_cast<uint16_t>(value & 0xFFFF)});
 }
 const tcp_ext_arg_callbacks port_slot_callbacks{&on_port_pcb_destroyed, nullptr};
+
+bool& process_send_buffer_autotune() {
+  static bool on = true;
+  return on;
+}
 
 DeadPeerPolicy& process_dead_peer_policy() {
   static DeadPeerPolicy policy;
@@ -88,7 +95,8 @@ size_t local_ports_in_use() {
   return local_ports().leases();
 }
 
-TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler) : pcb_(pcb), handler_(handler) {
+TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler)
+    : pcb_(pcb), handler_(handler), autotune_(process_send_buffer_autotune()) {
   // An accepted (or imported) pcb is synchronized; a fresh one for connect() is CLOSED.
   connected_ = pcb->state != CLOSED && pcb->state != SYN_SENT;
   note_remote();
@@ -101,6 +109,14 @@ void TcpConnection::set_dead_peer_policy(const DeadPeerPolicy& policy) {
 
 const DeadPeerPolicy& TcpConnection::dead_peer_policy() {
   return process_dead_peer_policy();
+}
+
+void TcpConnection::set_send_buffer_autotune(bool on) {
+  process_send_buffer_autotune() = on;
+}
+
+bool TcpConnection::send_buffer_autotune() {
+  return process_send_buffer_autotune();
 }
 
 uint64_t peer_losses(PeerLoss reason) {
@@ -198,15 +214,22 @@ void TcpConnection::detach() {
   tcp_poll(pcb_, nullptr, 0);
 }
 
+size_t TcpConnection::send_buffer_limit() const {
+  return autotune_ ? send_tuner_.limit() : TCP_SND_BUF;
+}
+
 // pcb->snd_buf, not tcp_sndbuf(): with window scaling that macro clamps to 65535.
 size_t TcpConnection::send_space() const {
-  return pcb_ == nullptr ? 0 : pcb_->snd_buf;
+  if (pcb_ == nullptr) return 0;
+  size_t queued = TCP_SND_BUF - pcb_->snd_buf;  // unacked + unsent
+  size_t limit = send_buffer_limit();
+  return limit > queued ? std::min<size_t>(pcb_->snd_buf, limit - queued) : 0;
 }
 
 size_t TcpConnection::write(std::span<const uint8_t> bytes) {
   size_t written = 0;
   while (pcb_ != nullptr && written < bytes.size()) {
-    size_t space = std::min<size_t>(pcb_->snd_buf, max_lwip_chunk);
+    size_t space = std::min<size_t>(send_space(), max_lwip_chunk);
     // Also bounded by the segment queue length: lwIP refuses writes beyond it.
     if (space == 0 || tcp_sndqueuelen(pcb_) >= TCP_SND_QUEUELEN - 4) break;
     size_t chunk = std::min(space, bytes.size() - written);
@@ -231,7 +254,15 @@ tcp_pcb* TcpConnection::release() {
 }
 
 void TcpConnection::flush() {
-  if (pcb_ != nullptr) tcp_output(pcb_);
+  if (pcb_ == nullptr) return;
+  u32_t before = pcb_->snd_nxt;
+  tcp_output(pcb_);
+  // Data that left just now: its first segment is a round-trip sample for the send-buffer
+  // tuner (the burst's later bytes wait behind it).
+  if (autotune_ && pcb_->snd_nxt != before) {
+    u32_t first = std::min<u32_t>(pcb_->snd_nxt - before, pcb_->mss);
+    send_tuner_.on_transmitted(before + first, uv_hrtime());
+  }
 }
 
 void TcpConnection::consumed(size_t bytes) {
@@ -316,9 +347,10 @@ err_t TcpConnection::on_recv_trampoline(void* arg, tcp_pcb* pcb, pbuf* p, err_t 
   return self->aborted_in_callback_ ? ERR_ABRT : ERR_OK;
 }
 
-err_t TcpConnection::on_sent_trampoline(void* arg, tcp_pcb* /*pcb*/, u16_t len) noexcept {
+err_t TcpConnection::on_sent_trampoline(void* arg, tcp_pcb* pcb, u16_t len) noexcept {
   auto* self = static_cast<TcpConnection*>(arg);
   if (self == nullptr || self->handler_ == nullptr) return ERR_OK;
+  if (self->autotune_) self->send_tuner_.on_acked(pcb->lastack, len, uv_hrtime());
   CallbackScope scope(self->in_callback_);
   self->aborted_in_callback_ = false;
   try {

@@ -10,12 +10,18 @@
 // Backpressure: received data is handed over as a pbuf; the window reopens only when the
 // consumer calls consumed() for bytes it really passed on.
 //
+// Send buffer (stack/send_buffer_tuner.hpp): by default each connection may queue only
+// what its path needs (64 KiB at first, growing with the measured bandwidth-delay product
+// up to TCP_SND_BUF); send_space() and write() honour that limit. set_send_buffer_autotune
+// (false) gives every connection the whole TCP_SND_BUF, as before.
+//
 // Dead peers (stack/dead_peer.hpp): with a process-wide DeadPeerPolicy set, every
 // connection is polled by lwIP's slow timer; a silent peer is probed, then given up on,
 // and the handler's on_error says why through loss(). lwIP's own endings (RST, its
 // retransmission limit) are named the same way.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,6 +29,7 @@
 #include <string>
 
 #include "stack/dead_peer.hpp"
+#include "stack/send_buffer_tuner.hpp"
 #include "stack/lwip.hpp"
 #include "stack/pcb_owner.hpp"
 #include "base/ip_address.hpp"
@@ -67,8 +74,14 @@ class TcpConnection {
   bool alive() const { return pcb_ != nullptr; }
   tcp_pcb* pcb() const { return pcb_; }
 
-  // Bytes write() would accept now.
+  // Bytes write() would accept now: lwIP's free send buffer, within this connection's
+  // send-buffer limit.
   size_t send_space() const;
+  // Unacknowledged plus unsent bytes this connection may keep in lwIP now.
+  size_t send_buffer_limit() const;
+  // The send space worth waking a writer for: `preferred`, or half the send-buffer limit
+  // when that is smaller (a writer waiting for more than the limit frees would wait forever).
+  size_t send_step(size_t preferred) const { return std::min(preferred, send_buffer_limit() / 2); }
   // Copies up to send_space() bytes into lwIP's send queue; returns how many it took.
   size_t write(std::span<const uint8_t> bytes);
   // Pushes queued data out now (otherwise lwIP sends on its next ACK or timer).
@@ -98,6 +111,10 @@ class TcpConnection {
   // for connections created from now on. Default: inactive.
   static void set_dead_peer_policy(const DeadPeerPolicy& policy);
   static const DeadPeerPolicy& dead_peer_policy();
+  // Whether connections created from now on size their send buffer to the path (default)
+  // or may always queue TCP_SND_BUF.
+  static void set_send_buffer_autotune(bool on);
+  static bool send_buffer_autotune();
   // Bytes written and not yet sent (not counting what is in flight). Apps that can make
   // more data on demand keep this small: every unsent byte travels in a move's snapshot.
   size_t unsent_bytes() const;
@@ -124,6 +141,8 @@ class TcpConnection {
   bool connected_ = false;  // synchronized once: a RST before it is a refusal
   PeerLoss loss_ = PeerLoss::none;
   uint64_t silent_ms_ = 0;  // at our own give-up
+  bool autotune_;
+  SendBufferTuner send_tuner_{TCP_SND_BUF};
   IpAddress remote_;
   uint16_t remote_port_ = 0;
 };

@@ -147,6 +147,7 @@ void Exporter::start(TransferLink& link) {
     }
     // All legs or none: each is frozen and silenced, then captured; a leg that cannot be
     // captured puts every leg back exactly as it was.
+    uint64_t frozen_ns = uv_hrtime();
     session->freeze();
     for (const auto& leg : legs) {
       freeze_pcb(leg.pcb);
@@ -167,6 +168,7 @@ void Exporter::start(TransferLink& link) {
       // at the new host, without waiting for the client to register there.
       if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(legs[i].pcb);
       frame_bytes += leg_header_bytes + snapshot_bytes(*snapshot);
+      report_.snapshot_stream_bytes += snapshot->unacked.size() + snapshot->unsent.size() + snapshot->received.size();
       snapshots.push_back(std::move(*snapshot));
     }
     if (failure.empty() && frame_bytes > max_frame_payload) failure = "its legs' snapshots exceed one session frame";
@@ -183,7 +185,7 @@ void Exporter::start(TransferLink& link) {
       continue;
     }
     record(session, legs, SessionOutcome::failed, "not answered");  // until the target answers
-    InFlight item{session, {}, clients, report_.sessions.size() - 1, false};
+    InFlight item{session, {}, clients, report_.sessions.size() - 1, false, frozen_ns};
     for (const auto& leg : legs) item.pcbs.push_back(leg.pcb);
     in_flight_.push_back(std::move(item));
     // One buffer from snapshots to socket: at a 4 MiB window every copy of it costs
@@ -202,6 +204,8 @@ void Exporter::start(TransferLink& link) {
     }
     finish_frame(frame);
     link.send_session(std::move(frame));
+    report_.capture_ms_max =
+        std::max(report_.capture_ms_max, static_cast<double>(uv_hrtime() - frozen_ns) / 1e6);
   }
   if (in_flight_.empty()) finish();
 }
@@ -219,6 +223,7 @@ void Exporter::on_result(const SessionResult& result) {
     if (auto address = IpAddress::parse(result.text)) report_.new_address = *address;
     for (tcp_pcb* pcb : item.session->release_legs())
       if (pcb != nullptr) discard_frozen_pcb(pcb);
+    note_thawed(item);
     if (services_.segment_mac != nullptr)
       for (const auto& leg : entry.legs) services_.segment_mac->forget(leg.flow);
     services_.table.drop(item.session);
@@ -240,10 +245,16 @@ void Exporter::resume(InFlight& item, const std::string& reason) {
     thaw_pcb(item.pcbs[i]);
   }
   item.session->thaw();
+  note_thawed(item);
   entry.outcome = SessionOutcome::failed;
   entry.reason = reason;
   ++report_.failed;
   if (report_.error.empty()) report_.error = reason;
+}
+
+void Exporter::note_thawed(const InFlight& item) {
+  report_.frozen_ms_max =
+      std::max(report_.frozen_ms_max, static_cast<double>(uv_hrtime() - item.frozen_ns) / 1e6);
 }
 
 void Exporter::abandon(const std::string& reason) {

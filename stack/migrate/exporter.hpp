@@ -81,6 +81,13 @@ struct ExportReport {
   size_t closed_young = 0;
   std::string error;  // the first failure: of the whole move, or of a session
   double elapsed_ms = 0;
+  // How long the move kept connections frozen here (the longest session of the move):
+  // from its freeze to its frame handed to the link (capture and encoding), and to its
+  // release (moved: pcbs freed) or its thaw (failed). 0 when nothing froze.
+  double capture_ms_max = 0;
+  double frozen_ms_max = 0;
+  // Stream bytes the snapshots carried (unacknowledged, unsent, received but unread).
+  uint64_t snapshot_stream_bytes = 0;
   std::vector<SessionReport> sessions;
   bool ok() const { return failed == 0 && error.empty(); }
 };
@@ -159,7 +166,9 @@ class Exporter {
     std::vector<const void*> clients;   // per leg: the client to tell (client legs)
     size_t report_index = 0;
     bool settled = false;
+    uint64_t frozen_ns = 0;  // uv_hrtime() at its freeze
   };
+  void note_thawed(const InFlight& item);
   SessionReport& record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
                         std::string reason, std::string label = {});
   void log_stayed(const std::string& name, const SessionReport& entry);

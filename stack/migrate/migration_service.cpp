@@ -213,6 +213,9 @@ void MigrationService::register_counters() {
                   "Seconds from a session's import here until its client was first heard from on the new path");
   r.add("migrate", "sessions_exported", &c.sessions_exported);
   r.add("migrate", "sessions_export_failed", &c.sessions_export_failed);
+  r.add("migrate", "last_move_frozen_us", &c.last_move_frozen_us);
+  r.add("migrate", "last_move_capture_us", &c.last_move_capture_us);
+  r.add("migrate", "last_move_snapshot_bytes", &c.last_move_snapshot_bytes);
   const auto& i = importer_->counters();
   r.add("migrate", "sessions_imported", &i.sessions_imported);
   r.add("migrate", "imports_refused", &i.imports_refused);
@@ -729,6 +732,9 @@ migrate::ServerShow MigrationService::show() {
 void MigrationService::on_move_done(const migrate::ExportReport& report) {
   counters_.sessions_exported += report.moved;
   counters_.sessions_export_failed += report.failed;
+  counters_.last_move_frozen_us = static_cast<uint64_t>(report.frozen_ms_max * 1000);
+  counters_.last_move_capture_us = static_cast<uint64_t>(report.capture_ms_max * 1000);
+  counters_.last_move_snapshot_bytes = report.snapshot_stream_bytes;
   for (const auto& s : report.sessions) {
     if (s.outcome == migrate::SessionOutcome::no_channel) ++counters_.sessions_without_channel;
     if (s.outcome == migrate::SessionOutcome::closed_young) ++counters_.sessions_closed_young;

@@ -81,6 +81,13 @@ struct MigrationCounters {
   uint64_t ratifies_accepted = 0;       // RATIFY frames taken here (whitelist mode)
   uint64_t ratifies_refused = 0;        // refused: malformed, replayed, stale, bad address
   uint64_t ratified_addresses = 0;      // addresses whitelisted by them
+  // The last finished move out of here (tools/bench/run migrate reads them): how long its
+  // longest-frozen session stayed frozen (freeze to release or thaw), of which capture and
+  // encoding (freeze to frame handed to the transfer link), in microseconds; and the
+  // stream bytes its snapshots carried.
+  uint64_t last_move_frozen_us = 0;
+  uint64_t last_move_capture_us = 0;
+  uint64_t last_move_snapshot_bytes = 0;
 };
 
 struct MigrationConfig {
