@@ -24,14 +24,14 @@ size_t takes(PrefixBudget& budget, const defense::SourcePrefix& p, uint64_t now_
 TEST_CASE("a prefix gets its burst, then per_second; another prefix keeps its own") {
   PrefixBudget budget(PrefixBudgetConfig{100, 200, 4096, 7});
   const auto flood = prefix("198.19.7.1");
-  CHECK(takes(budget, flood, 1000, 1000) == 200);       // the burst, then nothing
+  CHECK(takes(budget, flood, 1000, 1000) == 200);              // the burst, then nothing
   CHECK(takes(budget, prefix("198.19.7.200"), 1000, 5) == 0);  // the same /24
   CHECK(takes(budget, prefix("198.18.1.2"), 1000, 10) == 10);  // another /24: untouched
-  CHECK(takes(budget, flood, 1100, 1000) == 10);        // 100 ms at 100/s
-  CHECK(takes(budget, flood, 1105, 1000) == 0);         // half a token is none
+  CHECK(takes(budget, flood, 1100, 1000) == 10);               // 100 ms at 100/s
+  CHECK(takes(budget, flood, 1105, 1000) == 0);                // half a token is none
   CHECK(takes(budget, flood, 1110, 1000) == 1);
-  CHECK(takes(budget, flood, 60'000, 1000) == 200);     // refills up to the burst only
-  CHECK(takes(budget, flood, 59'000, 1) == 0);          // time going back refills nothing
+  CHECK(takes(budget, flood, 60'000, 1000) == 200);  // refills up to the burst only
+  CHECK(takes(budget, flood, 59'000, 1) == 0);       // time going back refills nothing
 }
 
 TEST_CASE("IPv6 prefixes are /64; v4 and v6 are apart") {
