@@ -114,7 +114,7 @@ Options:
   --synack-budget N      cookie SYN-ACKs one source /24 (IPv6 /64) gets per second (burst
                          2N); its further SYNs are left unanswered while cookies are on
                          (the answer's write is most of a flooded SYN's cost).
-                         Default 20, 0: no budget
+                         Default 100, 0: no budget
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
                          server's listeners; more are refused. Default 100000, 0: no cap

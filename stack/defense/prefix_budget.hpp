@@ -23,10 +23,10 @@
 namespace roam::defense {
 
 struct PrefixBudgetConfig {
-  uint32_t per_second = 20;  // answers per prefix per second once the burst is spent; 0: no budget
-  uint32_t burst = 40;       // answers a prefix may take at once
-  size_t slots = 4096;       // table size, rounded up to a power of two
-  uint64_t seed = 0;         // 0: random (tests fix it)
+  uint32_t per_second = 100;  // answers per prefix per second once the burst is spent; 0: no budget
+  uint32_t burst = 200;       // answers a prefix may take at once
+  size_t slots = 4096;        // table size, rounded up to a power of two
+  uint64_t seed = 0;          // 0: random (tests fix it)
 };
 
 class PrefixBudget {
