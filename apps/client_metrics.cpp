@@ -66,6 +66,8 @@ void register_client_counters(CounterRegistry& r, const Node& node, const Follow
   r.add("node", "rx_malformed", &n.rx_malformed);
   r.add("node", "rx_filtered", &n.rx_filtered);
   r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
+  // Blind forgeries of a known 4-tuple (the forged-ACM flood): far outside the window.
+  r.add("node", "rx_dropped_window", &n.rx_filtered_by_stage[static_cast<size_t>(InputStage::window)]);
   r.add("node", "tx_packets", &n.tx_packets);
   r.add("node", "tx_filtered", &n.tx_filtered);
   r.add_total("node", "rx_foreign", [&node] {

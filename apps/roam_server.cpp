@@ -114,6 +114,10 @@ Options:
                          half-open connections one source /24 (IPv6 /64) may hold; its
                          further SYNs get cookies (with --syn-cookies off: are dropped).
                          Default 64, 0: no cap
+  --synack-budget N      cookie SYN-ACKs one source /24 (IPv6 /64) gets per second (burst
+                         2N); its further SYNs are left unanswered while cookies are on
+                         (the answer's write is most of a flooded SYN's cost).
+                         Default 100, 0: no budget
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
                          server's listeners; more are refused. Default 100000, 0: no cap
@@ -212,6 +216,7 @@ OptionSpecs server_option_specs() {
       {"syn-cookie-trigger", "--syn-cookie-trigger", Kind::value, false},
       {"half-open-per-prefix", "--half-open-per-prefix", Kind::value, false},
       {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
+      {"synack-budget", "--synack-budget", Kind::value, false},
       {"flood-detector", "--flood-detector", Kind::value, false},
       {"flood-detector-warmup", "--flood-detector-warmup", Kind::value, false},
       {"syn-checker-probability", "--syn-checker-probability", Kind::value, false},
@@ -278,6 +283,10 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       options.defense.trigger_fraction = static_cast<double>(percent) / 100.0;
     } else if (arg == "--half-open-per-prefix") {
       options.defense.half_open_per_prefix = parse_number(option_value(argc, argv, i), 1'000'000, "--half-open-per-prefix");
+    } else if (arg == "--synack-budget") {
+      const auto per_second = parse_number(option_value(argc, argv, i), 1'000'000, "--synack-budget");
+      options.defense.synack_budget.per_second = static_cast<uint32_t>(per_second);
+      options.defense.synack_budget.burst = static_cast<uint32_t>(2 * per_second);
     } else if (arg == "--connections-per-prefix") {
       options.defense.established_per_prefix =
           parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
@@ -499,6 +508,7 @@ class Server final : public SessionTable {
     r.add("defense", "syn_checker_passed", &c.syn_checker_passed);
     r.add("defense", "syn_checker_dropped", &c.syn_checker_dropped);
     r.add("defense", "syn_checker_triggers", &c.syn_checker_triggers);
+    r.add("defense", "synack_budget_dropped", &c.synack_budget_dropped);
     // Whitelist mode (seed 004: after an inform here, or a RATIFY from the attacked member).
     const auto& w = whitelist_filter_->counters();
     r.add("defense", "whitelist_drops", &w.drops);

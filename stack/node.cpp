@@ -7,6 +7,7 @@
 #include "base/log.hpp"
 #include "lwip/ip.h"
 #include "stack/lwip_address.hpp"
+#include "stack/sequence_window.hpp"
 #include "stack/wire/handover_segment.hpp"
 #include "stack/wire/segment_mac_option.hpp"
 #include "stack/wire/tcp_segment_cut.hpp"
@@ -45,6 +46,8 @@ std::optional<InboundTcp> parse_inbound_tcp(std::span<const uint8_t> bytes, cons
 
 std::string_view to_string(InputStage stage) {
   switch (stage) {
+    case InputStage::window:
+      return "window";
     case InputStage::authenticate:
       return "authenticate";
     case InputStage::defense:
@@ -125,9 +128,8 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   Interface* raw = interface.get();
   size_t index = interfaces_.size();
   interfaces_.push_back(std::move(interface));
-  auto started = raw->link->start([this, index](std::span<const PacketView> batch) {
-    for (const auto& packet : batch) receive_packet(index, packet);
-  });
+  auto started =
+      raw->link->start([this, index](std::span<const PacketView> batch) { receive_batch(index, batch); });
   if (!started) {
     netif_remove(n);
     interfaces_.pop_back();
@@ -308,7 +310,7 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
   }
   const wire::PacketInfo& info = checked.value();
   auto bytes = packet.first(info.length);  // link padding beyond the IP length is not ours
-  InboundPacket inbound{bytes, info, &interface.lwip_netif, std::nullopt, uv_now(loop_)};
+  InboundPacket inbound{bytes, info, &interface.lwip_netif, std::nullopt, uv_now(loop_), link_busy_};
   if (info.protocol == wire::ip_protocol_tcp) {
     inbound.tcp = parse_inbound_tcp(bytes, info);
     if (!inbound.tcp) {  // check_ip_packet vouched for the header: a bug, not an attack
@@ -316,6 +318,11 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
       ++counters_.malformed_by_kind[static_cast<size_t>(wire::PacketError::bad_transport_header)];
       return;
     }
+  }
+  if (inbound.tcp && check_sequence(*inbound.tcp) == SequenceVerdict::far) {
+    ++counters_.rx_filtered;
+    ++counters_.rx_filtered_by_stage[static_cast<size_t>(InputStage::window)];
+    return;
   }
   if (run_input_stages(inbound) == FilterVerdict::drop) return;
   pbuf* p = pbuf_alloc(PBUF_RAW, info.length, PBUF_RAM);
@@ -325,6 +332,12 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
   }
   std::memcpy(p->payload, bytes.data(), bytes.size());
   if (interface.lwip_netif.input(p, &interface.lwip_netif) != ERR_OK) pbuf_free(p);
+}
+
+void Node::receive_batch(size_t interface_index, std::span<const PacketView> batch) {
+  link_busy_ = batch.size() >= busy_batch_packets;
+  for (const auto& packet : batch) receive_packet(interface_index, packet);
+  link_busy_ = false;
 }
 
 void Node::add_input_filter(InputStage stage, InputFilter* filter) {

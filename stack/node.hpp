@@ -8,6 +8,10 @@
 //                 IPv4 fragments are malformed here: lwIP's reassembly is off and TCP
 //                 honours the MSS, so there is never a packet to reassemble first)
 //              -> parse once: wire::parse_tcp_segment + FlowKey -> InboundPacket::tcp
+//              -> window        (the Node's own check, no filters: a segment of a connection
+//                                lwIP holds whose sequence number is far outside its window
+//                                is a blind forgery: dropped before any copy or crypto;
+//                                stack/sequence_window.hpp)
 //              -> authenticate  (SegmentMacGuard: the segment MAC of protected flows)
 //              -> defense       (SynDefense: a SYN to a listener in cookie mode is answered
 //                                statelessly here; admission caps per source prefix)
@@ -58,13 +62,14 @@ enum class FilterVerdict { pass, drop };
 // The named stages of the input path, run in this order (see the walk above). Filters
 // within one stage run in the order they were added.
 enum class InputStage : uint8_t {
+  window,        // the Node's sequence check (stack/sequence_window.hpp); filters may join it
   authenticate,  // per-segment MAC: a protected flow's segment without a valid tag stops here
   defense,       // SYN cookies (the SYN side), admission caps
   handover,      // the NAT handover's synthetic segments (their own tag)
   guard,         // moving flows: silencing on the old host, parking on the new one
   admit,         // SYN cookies (the ACK side): after the guard, which unparks imports
 };
-inline constexpr size_t input_stage_count = 5;
+inline constexpr size_t input_stage_count = 6;
 std::string_view to_string(InputStage stage);
 
 // The TCP segment of an inbound packet, parsed once by the Node for every filter.
@@ -84,7 +89,14 @@ struct InboundPacket {
   // The loop's time (uv_now, ms) when the packet came in: filters that are state machines
   // are fed the time with the packet and read no clock themselves.
   uint64_t now_ms = 0;
+  // The link handed this packet over in a batch of at least busy_batch_packets: more are
+  // probably queued behind it, and the kernel drops what its queue cannot hold. Filters
+  // that answer floods may shed their dearest work then (SynDefense's SYN-ACK budget).
+  bool link_busy = false;
 };
+// Links read up to 64 packets per wake-up; a batch half that size means the reader is
+// behind (one at a time when it keeps up).
+inline constexpr size_t busy_batch_packets = 32;
 
 // A filter in one input stage (firewall, flood counter, SYN guard, handover responder...).
 class InputFilter {
@@ -176,6 +188,8 @@ class Node {
 
   // Feeds one packet as if a link had received it (used by tests and by the links).
   void receive_packet(size_t interface_index, std::span<const uint8_t> packet);
+  // Feeds what a link read in one wake-up (InboundPacket::link_busy for a large batch).
+  void receive_batch(size_t interface_index, std::span<const PacketView> batch);
 
   // Sends a packet this process built itself (the NAT handover's synthetic segments) on
   // the interface lwIP routes its destination over, past the output filters and the
@@ -241,6 +255,7 @@ class Node {
   UvHandle<uv_check_t> check_;
   UvHandle<uv_idle_t> idle_;
   NodeCounters counters_;
+  bool link_busy_ = false;  // receive_batch is feeding a large batch
   bool closed_ = false;
 };
 

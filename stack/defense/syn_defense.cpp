@@ -68,7 +68,11 @@ std::optional<CookieMode> parse_cookie_mode(std::string_view text) {
 }
 
 SynDefense::SynDefense(Node& node, SynDefenseConfig config)
-    : node_(node), config_(config), jar_(config.period_ms), detector_(config.detector) {
+    : node_(node),
+      config_(config),
+      jar_(config.period_ms),
+      synack_budget_(config.synack_budget),
+      detector_(config.detector) {
   uint64_t seed = config_.checker_seed;
   // Not a secret, but a flood that could predict the chosen SYNs would send only those.
   if (seed == 0) randombytes_buf(&seed, sizeof seed);
@@ -242,6 +246,15 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
     cookies = true;
   }
   if (!cookies) return FilterVerdict::pass;
+  if (packet.link_busy && !synack_budget_.take(prefix, now)) {
+    ++counters_.synack_budget_dropped;
+    if (budget_log_.allow(suppressed))
+      logger("defense")->warn("port {}: SYN from {} left unanswered: {} spent its budget of {} SYN-ACKs/s ({} more "
+                              "not logged)",
+                              segment.dst_port, flow.remote.to_string(), prefix.to_string(),
+                              config_.synack_budget.per_second, suppressed);
+    return FilterVerdict::drop;
+  }
   send_cookie(packet, state->second);
   return FilterVerdict::drop;  // answered: lwIP never sees it
 }

@@ -28,6 +28,11 @@
 // half-open connections gets a cookie instead of more state (mode off: is dropped); one
 // from a prefix holding established_per_prefix connections is dropped, and so is an
 // accept beyond it. Each refusal is counted and logged at most every 5 s.
+// Answer budget (prefix_budget.hpp): while the link is busy (InboundPacket::link_busy: it
+// handed over a large batch, so the kernel's queue toward us is filling), a SYN that would
+// get a cookie while its prefix has spent its SYN-ACK budget is dropped unanswered
+// (counted, logged at most every 5 s): the write of the answer is most of what a flooded
+// SYN costs this thread, and the reads it frees keep other prefixes' SYNs in the queue.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +45,7 @@
 #include "base/rate_limited_log.hpp"
 #include "base/uv_handle.hpp"
 #include "stack/defense/flood_detector.hpp"
+#include "stack/defense/prefix_budget.hpp"
 #include "stack/defense/syn_cookie.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
@@ -64,6 +70,8 @@ struct SynDefenseConfig {
   double checker_probability = 1.0;
   uint64_t checker_seed = 0;  // 0: random (tests fix it)
   FloodDetectorConfig detector;
+  // Cookie SYN-ACKs per source prefix (per_second 0: no budget).
+  PrefixBudgetConfig synack_budget;
 };
 
 struct SynDefenseCounters {
@@ -78,6 +86,7 @@ struct SynDefenseCounters {
   uint64_t syn_checker_passed = 0;   // checker mode, checker on: SYNs chosen, handed to lwIP
   uint64_t syn_checker_dropped = 0;  // checker mode, checker on: SYNs not chosen, dropped
   uint64_t syn_checker_triggers = 0; // checker mode: the backlog trigger turned the checker on
+  uint64_t synack_budget_dropped = 0;  // SYNs left unanswered: their prefix spent its SYN-ACK budget
 };
 
 class SynDefense final : public ListenerWatcher {
@@ -137,6 +146,7 @@ class SynDefense final : public ListenerWatcher {
   Node& node_;
   SynDefenseConfig config_;
   CookieJar jar_;
+  PrefixBudget synack_budget_;
   FloodDetector detector_;
   UvHandle<uv_timer_t> detector_timer_;
   SynFilter syn_filter_{this};
@@ -148,6 +158,7 @@ class SynDefense final : public ListenerWatcher {
   RateLimitedLog half_open_log_;
   RateLimitedLog established_log_;
   RateLimitedLog bad_log_;
+  RateLimitedLog budget_log_;
 };
 
 }  // namespace roam::defense

@@ -2,7 +2,10 @@
 // number is outside the receive window changes nothing on the connection (not its
 // acknowledged data, not its send window), and a flood of them gets at most a bounded
 // number of ACKs a second; a retransmission of data already received still gets its ACK.
-// Against the real lwIP, two addresses of one stack (tests/support/lwip_lab.hpp).
+// Against the real lwIP, two addresses of one stack (tests/support/lwip_lab.hpp). The
+// forgeries here lie beyond the window but within the Node's sequence zone
+// (stack/sequence_window.hpp), so they reach lwIP; farther ones the Node drops first
+// (tests/stack/sequence_window_test.cpp).
 #include <doctest/doctest.h>
 
 #include <random>
@@ -10,6 +13,7 @@
 
 #include "lwip/priv/tcp_priv.h"
 #include "roam_lwip_hooks.h"
+#include "stack/sequence_window.hpp"
 #include "stack/wire/tcp_header.hpp"
 #include "support/lwip_lab.hpp"
 
@@ -37,6 +41,12 @@ std::vector<uint8_t> forged(const Lab& lab, const tcp_pcb* server_pcb, uint32_t 
   return packet;
 }
 
+// Outside lwIP's window (at most TCP_WND) yet near enough for the Node to hand it to lwIP.
+uint32_t beyond_window(uint32_t rcv_nxt, std::mt19937& random) {
+  static_assert(sequence_zone > TCP_WND + 1);
+  return rcv_nxt + (TCP_WND + 1) + static_cast<uint32_t>(random() % (sequence_zone - TCP_WND - 1));
+}
+
 TEST_CASE("segments outside the receive window acknowledge nothing and move no window") {
   Lab lab;
   lab.connect();
@@ -54,7 +64,7 @@ TEST_CASE("segments outside the receive window acknowledge nothing and move no w
   std::mt19937 random(7);
   int sent = 0;
   for (int i = 0; i < 500; ++i) {
-    uint32_t seq = rcv_nxt + (TCP_WND + 1) + static_cast<uint32_t>(random() % 0x7FFFFFFF);
+    uint32_t seq = beyond_window(rcv_nxt, random);
     lab.inject(lab.a(), forged(lab, pcb, seq, pcb->snd_nxt, i % 2 == 0 ? 0 : 83));
     ++sent;
   }
@@ -87,7 +97,7 @@ TEST_CASE("a flood of unacceptable segments gets a bounded number of ACKs; retra
   const int flood = 3 * ROAM_LWIP_CHALLENGE_ACK_LIMIT;
   std::mt19937 random(11);
   for (int i = 0; i < flood; ++i) {
-    uint32_t seq = rcv_nxt + (TCP_WND + 1) + static_cast<uint32_t>(random() % 0x7FFFFFFF);
+    uint32_t seq = beyond_window(rcv_nxt, random);
     lab.inject(lab.a(), forged(lab, pcb, seq, pcb->snd_nxt, 10));
   }
   lab.run([] { return false; }, 5);

@@ -37,6 +37,11 @@ class FakeLink final : public Link {
     PacketView view(packet.data(), packet.size());
     if (on_batch_) on_batch_(std::span<const PacketView>(&view, 1));
   }
+  // Several packets read in one wake-up (a busy link: Node's busy_batch_packets).
+  void inject_batch(const std::vector<std::vector<uint8_t>>& packets) {
+    std::vector<PacketView> views(packets.begin(), packets.end());
+    if (on_batch_) on_batch_(views);
+  }
 
   std::vector<std::vector<uint8_t>> sent;
   std::vector<uint16_t> sent_mss;       // beside `sent`: the MSS asked for, 0 for send()

@@ -10,8 +10,13 @@ Over the links (UDP on loopback, no privilege): roam-server A (discard) and a ro
 whose forward carries one kernel TCP upload to A. Three phases of --seconds each: upload
 alone, upload while tools/bench/acm_flood.py sends forged ACM segments (spoofed from A's
 control-channel endpoint to the client's channel port, random sequence numbers: an
-off-path attacker) to the client's link, upload alone again.
+off-path attacker) to the client's link, upload alone again; then a fourth phase with the
+same flooder aimed at a UDP socket nobody reads (the flooder's own CPU, which shares the
+cores with the upload, without roam-client receiving anything).
   throughput_ratio_under_flood = flood phase / mean of the two phases without flood
+  throughput_ratio_flooder_elsewhere = fourth phase / the same mean (the flooder's cost alone)
+  throughput_ratio_flood_over_flooder_elsewhere = flood phase / fourth phase (roam-client's
+                                 cost of receiving and dropping the forgeries)
   redirects_by_forgery         connections the client moved (no genuine move happens: 0)
   flood_pps                    forged datagrams per second the flooder got out
 Then three fresh pairs run the same upload (1 s warm-up, one phase): without MAC, with
@@ -149,8 +154,23 @@ def main():
         under = upload.rate(args.seconds)
         flood_result = json.loads(flood.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1])
         after = upload.rate(args.seconds)
+        # The flooder's own cost: the same flood at a UDP socket nobody reads (the kernel
+        # sends each datagram, queues it and drops it once the buffer is full), so only the
+        # flooder and the kernel's send path compete with the upload, not roam-client.
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        elsewhere_flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % sink.getsockname()[1],
+                                            "--src", A_ADDR, "--dst", CLIENT_ADDR, "--dport", str(channel_port),
+                                            "--count", "100000000", "--seconds", str(args.seconds)],
+                                           stdout=subprocess.PIPE, text=True)
+        elsewhere = upload.rate(args.seconds)
+        elsewhere_result = json.loads(
+            elsewhere_flood.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1])
+        sink.close()
         upload.close()
         note("upload %.3f Gbit/s, under flood %.3f, after %.3f; flood %s" % (before, under, after, flood_result))
+        note("upload while the same flooder floods a socket nobody reads: %.3f Gbit/s (flood %s)" % (
+            elsewhere, elsewhere_result))
     finally:
         lab.stop()
     text = lab.client_log()
@@ -193,6 +213,11 @@ def main():
         "upload_gbps_after": round(after, 3),
         "flood_sent": flood_result["sent"],
         "flood_pps": flood_result["pps"],
+        # References for the flooder's own CPU (it shares the cores with the upload).
+        "upload_gbps_flooder_elsewhere": round(elsewhere, 3),
+        "flood_pps_elsewhere": elsewhere_result["pps"],
+        "throughput_ratio_flooder_elsewhere": round(elsewhere / ((before + after) / 2), 3),
+        "throughput_ratio_flood_over_flooder_elsewhere": round(under / elsewhere, 3),
         "client_packets_in": int(packets.group(1)),
         "forged_reaching_channel": forged,
         "acms_applied": applied,

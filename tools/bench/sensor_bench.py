@@ -22,6 +22,9 @@ spoofed sources 198.19.0.0/16, bounded by a count
 and a duration and stopped when the round's clients are done; --connects kernel clients in
 c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing a byte):
   legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies).
+  legit_success_flood_no_budget
+                        the same with --synack-budget 0 (every flooded SYN answered: no
+                        per-prefix SYN-ACK budget), same run.
   legit_success_checker_P
                         --syn-cookies checker --syn-checker-probability P (seed 004's SYN
                         checker, stateful through lwIP), P in --checker (default 100 75 50
@@ -248,6 +251,9 @@ def flood_part(args, out):
             note("kernel syncookies=%d: %d of %d connects under %d SYN/s" % (cookies, ok, total, flood["pps"]))
         out["legit_success_flood"] = round(server_round("cookies", ["--syn-cookies", "auto"]), 4)
         out["flood_pps"] = rates["cookies"]
+        # The same without the SYN-ACK budget (--synack-budget 0): every flooded SYN answered.
+        out["legit_success_flood_no_budget"] = round(server_round(
+            "cookies_no_budget", ["--syn-cookies", "auto", "--synack-budget", "0"]), 4)
         for p in args.checker:
             out["legit_success_checker_%d" % p] = round(server_round(
                 "checker_%d" % p, ["--syn-cookies", "checker", "--syn-checker-probability", str(p)]), 4)

@@ -472,3 +472,45 @@ TEST_CASE("checker mode: parsed and named") {
   CHECK(defense::to_string(CookieMode::checker) == "checker");
   CHECK_FALSE(defense::parse_cookie_mode("check"));
 }
+
+TEST_CASE("SYN-ACK budget: on a busy link a flooding prefix's SYNs beyond it go unanswered, counted") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.synack_budget = {10, 3, 64, 7};  // 3 at once, then 10/s
+  Fixture f(config);
+  constexpr std::array<uint8_t, 4> flooder{198, 19, 7, 1};
+  std::vector<std::vector<uint8_t>> batch;
+  for (uint16_t port = 41000; port < 41040; ++port)
+    batch.push_back(f.segment(flooder, port, TcpSegmentView::SYN, 1000, 0, syn_options));
+  // A legitimate client's SYN in the same busy batch, from another prefix.
+  batch.push_back(f.segment(client, 40030, TcpSegmentView::SYN, 7000, 0, syn_options));
+  REQUIRE(batch.size() >= busy_batch_packets);
+  f.link->sent.clear();
+  f.link->inject_batch(batch);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK(f.link->sent.size() == 4);  // the flooder's burst of 3, and the client's
+  CHECK(f.defense->counters().synack_budget_dropped == 37);
+  CHECK(f.defense->counters().syn_cookies_sent == 4);
+  CHECK(f.pcbs_for(41005) == 0);  // unanswered and stateless: lwIP never saw it
+  auto synack = parse(f.link->sent.back());
+  CHECK(synack.dst_port == 40030);
+  f.exchange(f.segment(client, 40030, TcpSegmentView::ACK, 7001, synack.seq + 1));
+  CHECK(f.accepted.size() == 1);
+  // One packet at a time the link keeps up: no budget, the same prefix is answered.
+  CHECK(f.exchange(f.segment(flooder, 41100, TcpSegmentView::SYN, 1000, 0, syn_options)).size() == 1);
+  CHECK(f.defense->counters().synack_budget_dropped == 37);
+}
+
+TEST_CASE("SYN-ACK budget 0: every SYN of a busy batch in cookie mode is answered") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.synack_budget.per_second = 0;
+  Fixture f(config);
+  constexpr std::array<uint8_t, 4> flooder{198, 19, 7, 1};
+  std::vector<std::vector<uint8_t>> batch;
+  for (uint16_t port = 41100; port < 41600; ++port)
+    batch.push_back(f.segment(flooder, port, TcpSegmentView::SYN, 1000, 0, syn_options));
+  f.link->sent.clear();
+  f.link->inject_batch(batch);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK(f.link->sent.size() == 500);
+  CHECK(f.defense->counters().synack_budget_dropped == 0);
+}
