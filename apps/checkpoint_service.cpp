@@ -1,5 +1,6 @@
 #include "apps/checkpoint_service.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 
@@ -95,7 +96,11 @@ void CheckpointService::push_all() {
     std::memcpy(checkpoint.header.client_key.data(), channel->channel().remote_static().data(),
                 checkpoint.header.client_key.size());
     checkpoint.snapshot.owner = checkpoint.header.client_key;
-    checkpoint.header.generation = ++generations_[id];
+    // Generations grow across servers too: a session that moved here live (no generation
+    // travels in a transfer) must not restart below its old server's (PROTOCOL.md 14.2).
+    uint64_t& generation = generations_[id];
+    generation = std::max(generation + 1, now);
+    checkpoint.header.generation = generation;
     checkpoint.created_at_ms = now;
     auto sealed = migrate::seal_checkpoint(key_, checkpoint);
     if (!sealed) {

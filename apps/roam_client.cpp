@@ -461,9 +461,13 @@ class Client {
           if (resumer_) resumer_->on_answer(server, answer);
         };
       follower_ = std::make_unique<Follower>(node_, channel, std::move(events));
-      if (options.resume_to)
+      if (options.resume_to) {
         resumer_ = std::make_unique<CheckpointResumer>(node_, *follower_, *checkpoints_, *options.resume_to,
                                                        options.resume_after_ms, counters_);
+        // The channel to the next server is up before it is needed: a takeover costs the
+        // silence bound, not a handshake more.
+        follower_->prepare(*options.resume_to);
+      }
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }

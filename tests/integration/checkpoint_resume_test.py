@@ -4,7 +4,7 @@
 Topology (harness.TwoServers, mode files): A and B serve the same directory and share one
 checkpoint seed (`roamctl genkey`); A pushes a sealed checkpoint of the session every 200
 ms. The client runs with --resume-to B and --resume-after-ms 1500. A kernel client
-downloads a seeded file (24 MiB x ROAMSTACK_TEST_SCALE) through the forward at a paced
+downloads a seeded file (48 MiB x ROAMSTACK_TEST_SCALE) through the forward at a paced
 rate; once a third has arrived and A has pushed checkpoints, A is killed with SIGKILL (no
 export, no ACM). The client notices A's silence, sends B a RESUME with its latest
 checkpoint and its sequence view; B rebuilds the connection (the file offset from the
@@ -32,8 +32,8 @@ from harness import check, log  # noqa: E402
 
 MIB = 1024 * 1024
 SCALE = max(1, int(os.environ.get("ROAMSTACK_TEST_SCALE", "1")))
-SIZE = 24 * MIB * SCALE
-RATE = 4 * MIB  # bytes/s: the download lasts about 6 s at scale 1 plus the takeover
+SIZE = 48 * MIB * SCALE
+RATE = 8 * MIB  # bytes/s: about 6 s at scale 1 plus the takeover; the client buffers ~10 MiB ahead
 NAME = "resume.bin"
 
 
