@@ -96,7 +96,7 @@ TEST_CASE("a checkpoint seals and opens to the same state; its header is the doc
   // magic "RSCK", version 1, connection id, client key, generation, then the nonce.
   std::vector<uint8_t> header = {'R', 'S', 'C', 'K', 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
   for (int i = 0; i < 32; ++i) header.push_back(0xc1);
-  for (uint8_t b : {0, 0, 0, 0, 0, 0, 0, 5}) header.push_back(b);
+  for (int b : {0, 0, 0, 0, 0, 0, 0, 5}) header.push_back(static_cast<uint8_t>(b));
   for (int i = 0; i < 24; ++i) header.push_back(0x4e);
   REQUIRE(sealed->size() > header.size());
   CHECK(std::vector<uint8_t>(sealed->begin(), sealed->begin() + static_cast<long>(header.size())) == header);
