@@ -35,7 +35,7 @@ struct CheckpointServiceCounters {
 
 class CheckpointService {
  public:
-  // `seed_path`: a 32-byte secret file (the pool's chain seed; PROTOCOL.md 14.1). Throws
+  // `seed_path`: a 32-byte secret file every server of the pool shares (PROTOCOL.md 14.1). Throws
   // ConfigError when it cannot be read. interval_ms 0: no pushes (RESUMEs still answered).
   CheckpointService(Node& node, SessionTable& table, MigrationService& migration, const std::string& seed_path,
                     uint64_t interval_ms);

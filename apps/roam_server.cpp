@@ -146,9 +146,9 @@ Options:
                          sessions away first; nothing moves them at a roam yet)
   --checkpoint-seed FILE push sealed checkpoints of files sessions to their clients and
                          rebuild a dead server's session from one (docs/PROTOCOL.md 14):
-                         FILE is a 32-byte secret every server of the pool shares (the
-                         pool's chain seed, `roamctl genkey`). `roamctl status` group
-                         checkpoint. Default: off
+                         FILE is a 32-byte secret every server of the pool shares and no
+                         client (`roamctl genkey --out FILE`, mode 0600). `roamctl status`
+                         group checkpoint. Default: off
   --checkpoint-interval-ms MS
                          how often each session's checkpoint is pushed (0: never; RESUMEs
                          are still answered). Default 1000

@@ -49,10 +49,10 @@ inline constexpr size_t max_sealed_checkpoint = 60000;
 
 using CheckpointClientKey = std::array<uint8_t, checkpoint_client_key_bytes>;
 
-// The pool's checkpoint key: BLAKE2b-256("roamstack checkpoint v1" | K_n), K_n = the top key
-// of the pool's chain (its `seed` file, PROTOCOL.md 13.5), which every member holds and no
-// client ever receives (clients get K_t with t < n, and K_n never hashes to anything given
-// out above it). One label per purpose: this key says nothing about the schedule.
+// The pool's checkpoint key: BLAKE2b-256("roamstack checkpoint v1" | S), S = a 32-byte secret
+// every server of the pool holds and no client (roam-server --checkpoint-seed; PROTOCOL.md
+// 14.1 says why the chain's own K_n is a poor choice near the chain's end). One label per
+// purpose: this key says nothing about the schedule's hashes.
 class CheckpointKey {
  public:
   static CheckpointKey derive(const crypto::ChainKey& pool_seed);
