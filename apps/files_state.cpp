@@ -128,4 +128,14 @@ Result<FilesRequest, FilesRequestError> parse_files_request(std::string_view lin
   return request;
 }
 
+std::optional<FilesState> rebase_files_state(const FilesState& state, int64_t send_shift) {
+  if (state.phase != FilesPhase::sending) return std::nullopt;
+  if (send_shift < 0 && static_cast<uint64_t>(-send_shift) > state.offset) return std::nullopt;
+  if (send_shift > 0 && static_cast<uint64_t>(send_shift) > state.size - state.offset) return std::nullopt;
+  FilesState out = state;
+  out.offset = send_shift < 0 ? state.offset - static_cast<uint64_t>(-send_shift)
+                              : state.offset + static_cast<uint64_t>(send_shift);
+  return out;
+}
+
 }  // namespace roam

@@ -17,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -58,6 +59,12 @@ const char* files_state_error_name(FilesStateError error);
 std::vector<uint8_t> encode_files_state(const FilesState& state);
 // Decodes exactly one state occupying all of `bytes`.
 Result<FilesState, FilesStateError> decode_files_state(std::span<const uint8_t> bytes);
+
+// A session rebuilt from a client-held checkpoint (PROTOCOL.md 14.5): its output position
+// moved by `send_shift` bytes (stack/migrate/resume_alignment.hpp), so it sends exactly
+// the bytes the client has not received. Only a session in phase `sending`; the new offset
+// must stay within 0..size. Returns nullopt otherwise.
+std::optional<FilesState> rebase_files_state(const FilesState& state, int64_t send_shift);
 
 // Whether `name` may name a file under the root: [A-Za-z0-9._-]{1,128}, not "." or "..".
 // No slash can pass, so a valid name never leaves the root directory.

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "apps/channel_cli.hpp"
+#include "apps/checkpoint_holder.hpp"
+#include "apps/checkpoint_resumer.hpp"
 #include "apps/cli.hpp"
 #include "apps/client_metrics.hpp"
 #include "apps/kernel_splice.hpp"
@@ -91,6 +93,12 @@ Options:
                          roamstack_<group>_<name>. Default: off
   --no-follow            open no control channels: connections never follow a server
                          that moves (they break when it does)
+  --resume-to IP         when a server that pushed checkpoints of a connection (roam-server
+                         --checkpoint-seed) falls silent on it, present the latest one to
+                         the server at IP, which rebuilds the connection, and go on there
+                         (docs/PROTOCOL.md 14). Default: off (checkpoints are only kept)
+  --resume-after-ms MS   how long a server must be silent on a connection before it is
+                         resumed elsewhere (100-600000, default 3000)
   --addr-from-device     tun links: this node's address is the peer end of the TUN
                          device's point-to-point address (`ip addr add KERNEL peer NODE
                          dev NAME`; replaces --addr), and when the device is readdressed
@@ -238,6 +246,8 @@ struct ClientOptions {
   std::string address_device;  // --addr-from-device: the TUN device's name
   std::string address_file;    // --addr-file
   std::string metrics;         // --metrics
+  std::optional<IpAddress> resume_to;     // --resume-to
+  uint64_t resume_after_ms = 3000;        // --resume-after-ms
   uint64_t rebind_interval_ms = 10'000;  // --udp-rebind-interval
   std::string transparent_device;               // --transparent
   std::vector<IpPrefix> transparent_routes;     // --transparent-route
@@ -271,6 +281,8 @@ OptionSpecs client_option_specs() {
       {"socks-hosts", "--socks-hosts", Kind::value, false},
       {"udp-rebind-interval", "--udp-rebind-interval", Kind::value, false},
       {"no-follow", "--no-follow", Kind::flag, false},
+      {"resume-to", "--resume-to", Kind::value, false},
+      {"resume-after-ms", "--resume-after-ms", Kind::value, false},
       {"addr-from-device", "--addr-from-device", Kind::flag, false},
       {"addr-file", "--addr-file", Kind::value, false},
       {"metrics", "--metrics", Kind::value, false},
@@ -309,6 +321,13 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
       options.socks_hosts = read_socks_hosts(option_value(argc, argv, i));
     } else if (arg == "--no-follow") {
       options.follow = false;
+    } else if (arg == "--resume-to") {
+      std::string text = option_value(argc, argv, i);
+      options.resume_to = IpAddress::parse(text);
+      if (!options.resume_to) throw ConfigError("bad --resume-to '" + text + "': expected an IP address");
+    } else if (arg == "--resume-after-ms") {
+      options.resume_after_ms = parse_number(option_value(argc, argv, i), 600'000, "--resume-after-ms");
+      if (options.resume_after_ms < 100) throw ConfigError("--resume-after-ms must be 100-600000");
     } else if (arg == "--addr-from-device") {
       options.address_device = "?";  // resolved below, once --link is known
     } else if (arg == "--addr-file") {
@@ -384,6 +403,7 @@ ClientOptions parse_arguments(ArgumentList& arguments) {
     if (!address) throw ConfigError("--addr-file: " + address.error());
     options.link.address = *address;
   }
+  if (options.resume_to && !options.follow) throw ConfigError("--resume-to needs the control channels (not with --no-follow)");
   return options;
 }
 
@@ -427,6 +447,10 @@ class Client {
       events.on_roam_update = [this](const IpAddress& server, const control::RoamUpdate& update) {
         roam_follow_->on_update(server, update);
       };
+      checkpoints_ = std::make_unique<CheckpointHolder>(counters_);
+      events.on_checkpoint = [this](const IpAddress& server, const control::CheckpointPush& push) {
+        checkpoints_->on_checkpoint(server, push);
+      };
       ChannelOptions channel = options.channel;
       if (options.link.udp_link != nullptr) {
         start_rebinds(*options.link.udp_link, options.rebind_interval_ms);
@@ -435,7 +459,18 @@ class Client {
           on_link_key(server, grant);
         };
       }
+      if (options.resume_to)
+        events.on_resume_answer = [this](const IpAddress& server, const control::ResumeAnswer& answer) {
+          if (resumer_) resumer_->on_answer(server, answer);
+        };
       follower_ = std::make_unique<Follower>(node_, channel, std::move(events));
+      if (options.resume_to) {
+        resumer_ = std::make_unique<CheckpointResumer>(node_, *follower_, *checkpoints_, *options.resume_to,
+                                                       options.resume_after_ms, counters_);
+        // The channel to the next server is up before it is needed: a takeover costs the
+        // silence bound, not a handshake more.
+        follower_->prepare(*options.resume_to);
+      }
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
@@ -454,6 +489,7 @@ class Client {
                           rebinder_->counters().keys, rebinder_->counters().sent, rebinder_->counters().send_failed,
                           host_watcher_ ? host_watcher_->changes() : 0);
     address_signal_.close();
+    if (resumer_) resumer_->close();
     if (follower_) follower_->close();
     if (roam_follow_) roam_follow_->close();
     listeners_.clear();
@@ -933,7 +969,9 @@ class Client {
   }
 
   Node& node_;
+  std::unique_ptr<CheckpointHolder> checkpoints_;  // PROTOCOL.md 14: kept, not presented yet
   std::unique_ptr<Follower> follower_;
+  std::unique_ptr<CheckpointResumer> resumer_;  // --resume-to; uses follower_ and checkpoints_
   std::unique_ptr<DeviceAddressWatcher> watcher_;
   std::unique_ptr<LinkRebinder> rebinder_;
   std::unique_ptr<HostAddressWatcher> host_watcher_;

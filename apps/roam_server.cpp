@@ -11,6 +11,7 @@
 
 #include "apps/builtin_sessions.hpp"
 #include "apps/channel_cli.hpp"
+#include "apps/checkpoint_service.hpp"
 #include "apps/cli.hpp"
 #include "apps/echo_app.hpp"
 #include "apps/files_app.hpp"
@@ -153,6 +154,14 @@ Options:
   --roam-drop syn|all    what a member that is not accepting drops: new connections
                          (syn, default) or every inbound client packet but the
                          channel port's (all)
+  --checkpoint-seed FILE push sealed checkpoints of files sessions to their clients and
+                         rebuild a dead server's session from one (docs/PROTOCOL.md 14):
+                         FILE is a 32-byte secret every server of the pool shares and no
+                         client (`roamctl genkey --out FILE`, mode 0600). `roamctl status`
+                         group checkpoint. Default: off
+  --checkpoint-interval-ms MS
+                         how often each session's checkpoint is pushed (0: never; RESUMEs
+                         are still answered). Default 1000
   -h, --help             show this help
 )";
 
@@ -180,6 +189,8 @@ struct ServerOptions {
   bool inform_whitelist = true;
   std::string roam_pool;
   std::optional<uint32_t> roam_epoch_ms;
+  std::string checkpoint_seed;
+  uint64_t checkpoint_interval_ms = 1000;
   RoamDrop roam_drop = RoamDrop::syn;
 };
 
@@ -226,6 +237,8 @@ OptionSpecs server_option_specs() {
       {"roam-pool", "--roam-pool", Kind::value, false},
       {"roam-epoch", "--roam-epoch", Kind::value, false},
       {"roam-drop", "--roam-drop", Kind::value, false},
+      {"checkpoint-seed", "--checkpoint-seed", Kind::value, false},
+      {"checkpoint-interval-ms", "--checkpoint-interval-ms", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(false));
   add_specs(specs, link_option_specs());
@@ -310,6 +323,10 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       options.protect_older_than_s = parse_number(option_value(argc, argv, i), 86400, "--protect-older-than");
     } else if (arg == "--roam-pool") {
       options.roam_pool = option_value(argc, argv, i);
+    } else if (arg == "--checkpoint-seed") {
+      options.checkpoint_seed = option_value(argc, argv, i);
+    } else if (arg == "--checkpoint-interval-ms") {
+      options.checkpoint_interval_ms = parse_number(option_value(argc, argv, i), 3'600'000, "--checkpoint-interval-ms");
     } else if (arg == "--roam-epoch") {
       auto seconds = parse_number(option_value(argc, argv, i), 86400, "--roam-epoch");
       if (seconds == 0) throw ConfigError("--roam-epoch must be 1-86400 seconds");
@@ -404,6 +421,11 @@ class Server final : public SessionTable {
       roam_ = std::make_unique<RoamPoolService>(node_, options_.roam_pool, options_.roam_epoch_ms, own,
                                                 options_.roam_drop, migration_->registry(), parts);
     }
+    if (!options_.checkpoint_seed.empty()) {
+      if (options_.mode != "files") throw ConfigError("--checkpoint-seed applies to files only (docs/PROTOCOL.md 14.6)");
+      checkpoints_ = std::make_unique<CheckpointService>(node_, *this, *migration_, options_.checkpoint_seed,
+                                                         options_.checkpoint_interval_ms);
+    }
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
     listener_ = std::move(listener.value());
@@ -432,6 +454,7 @@ class Server final : public SessionTable {
   void shutdown() {
     if (detector_poll_.valid()) detector_poll_.close();
     if (metrics_) metrics_->close();
+    if (checkpoints_) checkpoints_->close();
     if (listener_) listener_->close();
     if (echo_listener_) echo_listener_->close();
     if (migration_) migration_->shutdown();
@@ -626,6 +649,7 @@ class Server final : public SessionTable {
   socklen_t backend_len_ = 0;
   std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
+  std::unique_ptr<CheckpointService> checkpoints_;  // --checkpoint-seed; before migration_ dies
   std::unique_ptr<RoamPoolService> roam_;  // --roam-pool; its counters live in migration_'s registry
   std::unique_ptr<TcpListener> listener_;
   std::unique_ptr<TcpListener> echo_listener_;  // --echo-port

@@ -181,6 +181,8 @@ void ChannelServer::on_message(ChannelConnection& channel, const control::Messag
     }
   } else if (const auto* acm = std::get_if<control::AddressChange>(&message)) {
     on_peer_moved(channel, *acm);
+  } else if (const auto* resume = std::get_if<control::ResumeRequest>(&message); resume && on_resume_) {
+    on_resume_(channel, *resume);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     ++counters_.client_errors;
     logger("channel")->warn("client {} reports error {}: {}", channel.peer_address().to_string(), error->code,

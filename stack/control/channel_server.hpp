@@ -117,6 +117,10 @@ class ChannelServer {
   // one sent as its channel is established (it carries the pool item); nullopt: none now.
   using RoamUpdateSource = std::function<std::optional<control::RoamUpdate>(bool first)>;
   void set_roam_update_source(RoamUpdateSource source) { roam_update_source_ = std::move(source); }
+  // Client-held checkpoints (PROTOCOL.md 14): who answers a RESUME (unset: ERROR 1, as
+  // for any message a server does not take).
+  using ResumeFn = std::function<void(ChannelConnection& channel, const control::ResumeRequest& request)>;
+  void set_on_resume(ResumeFn on_resume) { on_resume_ = std::move(on_resume); }
   // Sends every established channel a (periodic) ROAM_UPDATE; how many went out.
   size_t send_roam_updates();
   // How old an ACM from a client may be (and how far in the future).
@@ -214,6 +218,7 @@ class ChannelServer {
   PeerMovedFn on_peer_moved_;
   LinkKeyIssuer link_key_issuer_;
   RoamUpdateSource roam_update_source_;
+  ResumeFn on_resume_;
   RateLimitedLog bad_frame_log_;
   RateLimitedLog limit_log_;
   RateLimitedLog peer_move_log_;

@@ -104,7 +104,10 @@ std::vector<uint8_t> encode_message(const Message& message) {
   size_t ids = 0;
   if (const auto* acm = std::get_if<AddressChange>(&message)) ids = acm->connection_ids.size();
   if (const auto* reg = std::get_if<RegisterConnections>(&message)) ids = reg->connection_ids.size();
-  out.reserve(600 + ids * 8);
+  size_t sealed = 0;
+  if (const auto* push = std::get_if<CheckpointPush>(&message)) sealed = push->sealed.size();
+  if (const auto* resume = std::get_if<ResumeRequest>(&message)) sealed = resume->sealed.size();
+  out.reserve(600 + ids * 8 + sealed);
   if (const auto* hello = std::get_if<Hello>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::hello));
     put_u16(out, hello->version);
@@ -151,6 +154,24 @@ std::vector<uint8_t> encode_message(const Message& message) {
   } else if (const auto* update = std::get_if<RoamUpdate>(&message)) {
     put_u8(out, static_cast<uint8_t>(MessageType::roam_update));
     encode_roam_update_body(*update, out);
+  } else if (const auto* push = std::get_if<CheckpointPush>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::checkpoint));
+    put_u16(out, static_cast<uint16_t>(push->sealed.size()));
+    put_bytes(out, push->sealed.data(), push->sealed.size());
+  } else if (const auto* resume = std::get_if<ResumeRequest>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::resume));
+    put_u64(out, resume->connection_id);
+    put_u32(out, resume->rcv_nxt);
+    put_u32(out, resume->snd_una);
+    put_u32(out, resume->snd_nxt);
+    put_u16(out, static_cast<uint16_t>(resume->sealed.size()));
+    put_bytes(out, resume->sealed.data(), resume->sealed.size());
+  } else if (const auto* answer = std::get_if<ResumeAnswer>(&message)) {
+    put_u8(out, static_cast<uint8_t>(MessageType::resumed));
+    put_u64(out, answer->connection_id);
+    put_u64(out, answer->generation);
+    put_u8(out, static_cast<uint8_t>(answer->status));
+    put_u8(out, answer->reason);
   }
   return out;
 }
@@ -227,6 +248,47 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       if (!update)
         return unexpected(update.error() == RoamUpdateError::truncated ? MessageError::truncated : MessageError::bad_field);
       result = Message{std::move(*update)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::checkpoint): {
+      CheckpointPush m;
+      auto sealed = r.take(r.u16());
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (sealed.empty() || sealed.size() > max_sealed_bytes) return unexpected(MessageError::bad_field);
+      m.sealed.assign(sealed.begin(), sealed.end());
+      result = Message{std::move(m)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::resume): {
+      ResumeRequest m;
+      m.connection_id = r.u64();
+      m.rcv_nxt = r.u32();
+      m.snd_una = r.u32();
+      m.snd_nxt = r.u32();
+      auto sealed = r.take(r.u16());
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (m.connection_id == 0 || sealed.empty() || sealed.size() > max_sealed_bytes)
+        return unexpected(MessageError::bad_field);
+      // The client cannot have sent less than it had acknowledged.
+      if (static_cast<int32_t>(m.snd_nxt - m.snd_una) < 0) return unexpected(MessageError::bad_field);
+      m.sealed.assign(sealed.begin(), sealed.end());
+      result = Message{std::move(m)};
+      break;
+    }
+    case static_cast<uint8_t>(MessageType::resumed): {
+      ResumeAnswer m;
+      m.connection_id = r.u64();
+      m.generation = r.u64();
+      uint8_t status = r.u8();
+      m.reason = r.u8();
+      if (r.failed()) return unexpected(MessageError::truncated);
+      if (m.connection_id == 0 || status > 1) return unexpected(MessageError::bad_field);
+      m.status = static_cast<ResumeStatus>(status);
+      // resumed carries no reason; refused always one (1..12 or 32..34).
+      bool known = (m.reason >= 1 && m.reason <= 12) || (m.reason >= resume_reason_not_enabled && m.reason <= resume_reason_max);
+      if (m.status == ResumeStatus::resumed ? m.reason != resume_reason_none : !known)
+        return unexpected(MessageError::bad_field);
+      result = Message{m};
       break;
     }
     default:

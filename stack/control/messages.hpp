@@ -24,6 +24,11 @@
 //   LINK_KEY u8 ip version | inner address | 32-byte link key   (server to client, only
 //            to a client whose HELLO offered capability_link_rebind; PROTOCOL.md 3.8)
 //   ROAM_UPDATE (type 9) items | issued_at_ms | items...   (stack/control/roam_update.hpp)
+//   CHECKPOINT (type 10) u16 length | sealed checkpoint     (server to client; opaque to the
+//            client except its header, stack/migrate/checkpoint.hpp; PROTOCOL.md 14)
+//   RESUME (type 11) u64 connection id | u32 rcv_nxt | u32 snd_una | u32 snd_nxt
+//            | u16 length | sealed checkpoint             (client to the next server)
+//   RESUMED (type 12) u64 connection id | u64 generation | u8 status | u8 reason
 //
 // REGISTER is how the client names the connections this channel speaks for: each id was
 // agreed by both ends when the connection was set up (stack/connection_id.hpp), so it
@@ -51,7 +56,7 @@ inline constexpr size_t max_error_text = 255;
 inline constexpr size_t handover_token_bytes = 32;  // crypto::handover_token_bytes
 
 enum class MessageType : uint8_t { hello = 1, acm = 2, ack = 3, error = 4, register_connections = 5, link_key = 6,
-                                  roam_update = 9 };
+                                  roam_update = 9, checkpoint = 10, resume = 11, resumed = 12 };
 
 struct Hello {
   uint16_t version = protocol_version;
@@ -129,9 +134,50 @@ struct LinkKeyGrant {
   bool operator==(const LinkKeyGrant&) const = default;
 };
 
+// Client-held checkpoints (PROTOCOL.md 14). A sealed checkpoint is 1..max_sealed_bytes
+// bytes; the channel layer does not look inside (stack/migrate/checkpoint.hpp does).
+inline constexpr size_t max_sealed_bytes = 60000;
+
+// CHECKPOINT (type 10): the server's latest sealed state of one of the client's connections.
+struct CheckpointPush {
+  std::vector<uint8_t> sealed;
+  bool operator==(const CheckpointPush&) const = default;
+};
+
+// RESUME (type 11): a client whose server died asks the next server to rebuild connection
+// `connection_id` from `sealed`, with the sequence space as the client sees it: rcv_nxt =
+// the next server byte it expects, snd_una / snd_nxt = its own oldest unacknowledged and
+// next byte (sequence numbers of the connection as it was, unchanged by the resume).
+struct ResumeRequest {
+  uint64_t connection_id = 0;  // non-zero
+  uint32_t rcv_nxt = 0;
+  uint32_t snd_una = 0;
+  uint32_t snd_nxt = 0;
+  std::vector<uint8_t> sealed;
+  bool operator==(const ResumeRequest&) const = default;
+};
+
+enum class ResumeStatus : uint8_t { resumed = 0, refused = 1 };
+// Refusal reasons of RESUMED (0 when resumed): 1 + stack/migrate's CheckpointError for the
+// checkpoint's own faults (1 truncated .. 12 expired), and these for the server's.
+inline constexpr uint8_t resume_reason_none = 0;
+inline constexpr uint8_t resume_reason_not_enabled = 32;      // no checkpoint key here
+inline constexpr uint8_t resume_reason_connection_live = 33;  // the connection is open here
+inline constexpr uint8_t resume_reason_cannot_rebuild = 34;   // app state or sequence view unusable
+inline constexpr uint8_t resume_reason_max = 34;
+
+// RESUMED (type 12): the answer to RESUME, naming the connection and the generation used.
+struct ResumeAnswer {
+  uint64_t connection_id = 0;
+  uint64_t generation = 0;  // the checkpoint's; 0 when it could not be read
+  ResumeStatus status = ResumeStatus::resumed;
+  uint8_t reason = resume_reason_none;
+  bool operator==(const ResumeAnswer&) const = default;
+};
+
 // ROAM_UPDATE (type 9; 7 and 8 are kept for TRANSFER and RATIFY): roam_update.hpp.
-using Message =
-    std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections, LinkKeyGrant, RoamUpdate>;
+using Message = std::variant<Hello, AddressChange, Ack, ErrorMessage, RegisterConnections, LinkKeyGrant, RoamUpdate,
+                             CheckpointPush, ResumeRequest, ResumeAnswer>;
 
 enum class MessageError : uint8_t { truncated, trailing_bytes, unknown_type, bad_field, oversized };
 const char* message_error_name(MessageError error);

@@ -182,6 +182,30 @@ void Follower::track(tcp_pcb* pcb) {
   });
 }
 
+bool Follower::send_to(const IpAddress& address, const control::Message& message) {
+  auto it = servers_.find(address.to_string());
+  if (closed_ || it == servers_.end() || !it->second->trusted || !it->second->channel) return false;
+  return it->second->channel->send(message);
+}
+
+void Follower::resumed_at(tcp_pcb* pcb, const IpAddress& address) {
+  if (closed_ || pcb == nullptr) return;
+  if (segment_mac_) {
+    FlowKey to = flow_of(pcb);
+    to.remote = address;
+    segment_mac_->rebind(flow_of(pcb), to);
+  }
+  tcp_pcb* const pcbs[] = {pcb};
+  auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), address, 0, true);
+  const uint64_t now_ms = uv_now(node_.loop());
+  for (const FlowKey& flow : old_flows) guard_.silence(flow, now_ms);
+  guard_.unsilence(flow_of(pcb));
+  counters_.connections_moved += old_flows.size();
+  track(pcb);
+  run_machines();
+  node_.kick();
+}
+
 void Follower::prepare(const IpAddress& server) {
   if (closed_) return;
   open_channel(server_for(server));
@@ -424,6 +448,10 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
     if (events_.on_link_key && options_.link_rebind) events_.on_link_key(server.address, *grant);
   } else if (const auto* update = std::get_if<control::RoamUpdate>(&message)) {
     if (events_.on_roam_update) events_.on_roam_update(server.address, *update);
+  } else if (const auto* push = std::get_if<control::CheckpointPush>(&message)) {
+    if (events_.on_checkpoint) events_.on_checkpoint(server.address, *push);
+  } else if (const auto* answer = std::get_if<control::ResumeAnswer>(&message)) {
+    if (events_.on_resume_answer) events_.on_resume_answer(server.address, *answer);
   }
 }
 

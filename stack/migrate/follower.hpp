@@ -111,6 +111,10 @@ class Follower {
     std::function<void(const IpAddress& server, const control::LinkKeyGrant&)> on_link_key;
     // A trusted server sent a ROAM_UPDATE (PROTOCOL.md 13.4); the app applies it.
     std::function<void(const IpAddress& server, const control::RoamUpdate&)> on_roam_update;
+    // A trusted server sent a sealed checkpoint (CHECKPOINT, PROTOCOL.md 14.3); the app keeps it.
+    std::function<void(const IpAddress& server, const control::CheckpointPush&)> on_checkpoint;
+    // A trusted server answered a RESUME (RESUMED, PROTOCOL.md 14.3).
+    std::function<void(const IpAddress& server, const control::ResumeAnswer&)> on_resume_answer;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError
@@ -120,6 +124,14 @@ class Follower {
 
   // A carrier connection is up (its id agreed): register it with its server.
   void track(tcp_pcb* pcb);
+
+  // Client-held checkpoints (PROTOCOL.md 14). Sends `message` on the trusted channel to
+  // `server`; false when there is none now (when_ready first).
+  bool send_to(const IpAddress& server, const control::Message& message);
+  // `server` rebuilt this connection from a checkpoint (RESUMED, status resumed): points it
+  // there (same port), silences its old flow, restarts its transmission (its first segment
+  // unparks the import there) and registers it with that server.
+  void resumed_at(tcp_pcb* pcb, const IpAddress& server);
 
   // Owner proofs (stack/control/owner_proof.hpp). Opens the control channel to `server`
   // now, so that carriers opened later can prove their owner in their SYN.

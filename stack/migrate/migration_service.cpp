@@ -761,6 +761,10 @@ void MigrationService::import_session(FrameStream& stream, const migrate::Frame&
     stream.send(migrate::FrameType::session_result, migrate::encode_session_result(false, imported.error()));
 }
 
+Result<IpAddress, std::string> MigrationService::import_resumed(std::span<const uint8_t> session_payload) {
+  return importer_->import_session(session_payload, uv_now(node_.loop()));
+}
+
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
   expire_unauthenticated(now);

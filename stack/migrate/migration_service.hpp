@@ -161,6 +161,10 @@ class MigrationService {
   // Who tells an imported origin leg's origin where it went (a proxy's Follower:
   // Follower::announce_moved).
   void set_tell_origin(migrate::Importer::TellOriginFn tell_origin) { importer_->set_tell_origin(std::move(tell_origin)); }
+  // A session rebuilt here from a client-held checkpoint (PROTOCOL.md 14.5): a session
+  // payload (control_frame.hpp) imported and parked like a transferred one. Ok: the
+  // address it got here.
+  Result<IpAddress, std::string> import_resumed(std::span<const uint8_t> session_payload);
   // This server's pool membership certificate (empty: in no pool), for a HELLO.
   const std::vector<uint8_t>& credential() const { return credential_; }
   const MigrationCounters& counters() const { return counters_; }

@@ -170,3 +170,21 @@ TEST_CASE("request lines with a bad name or offset are refused") {
 }
 
 }  // namespace
+
+TEST_CASE("a files state rebased for a resume moves its offset by the shift, within the file") {
+  roam::FilesState sending;
+  sending.phase = roam::FilesPhase::sending;
+  sending.name = "big.bin";
+  sending.offset = 1000;
+  sending.size = 5000;
+  auto forward = roam::rebase_files_state(sending, 2500);
+  REQUIRE(forward.has_value());
+  CHECK(forward->offset == 3500);
+  CHECK(forward->name == "big.bin");
+  CHECK(roam::rebase_files_state(sending, -1000)->offset == 0);
+  CHECK(roam::rebase_files_state(sending, 4000)->offset == 5000);
+  CHECK_FALSE(roam::rebase_files_state(sending, -1001).has_value());
+  CHECK_FALSE(roam::rebase_files_state(sending, 4001).has_value());
+  roam::FilesState reading;  // no file yet: nothing to regenerate from
+  CHECK_FALSE(roam::rebase_files_state(reading, 0).has_value());
+}

@@ -50,7 +50,13 @@ std::vector<Message> samples() {
           ErrorMessage{7, "no such connection"},
           ErrorMessage{0, ""},
           RegisterConnections{{7}},
-          RegisterConnections{{1, 0xFFFFFFFFFFFFFFFFull, 0x0123456789ABCDEFull}}};
+          RegisterConnections{{1, 0xFFFFFFFFFFFFFFFFull, 0x0123456789ABCDEFull}},
+          CheckpointPush{std::vector<uint8_t>(93, 0x7E)},
+          CheckpointPush{std::vector<uint8_t>(max_sealed_bytes, 0x11)},
+          ResumeRequest{0x1122334455667788ull, 0x9001, 0x35bd3c33u, 0x35bd3c40u, std::vector<uint8_t>(120, 0x42)},
+          ResumeAnswer{5, 9, ResumeStatus::resumed, resume_reason_none},
+          ResumeAnswer{5, 9, ResumeStatus::refused, 11},
+          ResumeAnswer{5, 0, ResumeStatus::refused, resume_reason_connection_live}};
 }
 
 TEST_CASE("every control message round-trips") {
@@ -90,7 +96,9 @@ TEST_CASE("bad fields are refused") {
     REQUIRE_FALSE(decoded);
     CHECK(decoded.error() == error);
   };
-  refuse({200}, MessageError::unknown_type);  // 9 is ROAM_UPDATE now; 7, 8, 10 are planned
+  refuse({200}, MessageError::unknown_type);  // 9 ROAM_UPDATE, 10-12 checkpoints; 7, 8 are planned
+  refuse({7}, MessageError::unknown_type);
+  refuse({13}, MessageError::unknown_type);
   refuse({}, MessageError::truncated);
   auto acm = encode_message(sample_acm(false));
   auto with = [&](size_t offset, uint8_t value) {
@@ -157,3 +165,43 @@ TEST_CASE("a transfer notification encodes as docs/PROTOCOL.md 12.1 shows") {
 }
 
 }  // namespace
+
+TEST_CASE("checkpoint messages decode from the documented bytes (PROTOCOL.md 14.3)") {
+  const std::vector<uint8_t> push = {10, 0x00, 0x03, 0xAA, 0xBB, 0xCC};
+  auto decoded = decode_message(push);
+  REQUIRE(decoded);
+  CHECK(std::get<CheckpointPush>(decoded.value()).sealed == std::vector<uint8_t>{0xAA, 0xBB, 0xCC});
+  const std::vector<uint8_t> resume = {11, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x00, 0x00, 0x90, 0x01,
+                                       0x35, 0xbd, 0x3c, 0x33, 0x35, 0xbd, 0x3c, 0x40, 0x00, 0x01, 0x5A};
+  decoded = decode_message(resume);
+  REQUIRE(decoded);
+  CHECK(std::get<ResumeRequest>(decoded.value()) ==
+        ResumeRequest{0x1122334455667788ull, 0x9001, 0x35bd3c33u, 0x35bd3c40u, {0x5A}});
+  CHECK(encode_message(decoded.value()) == resume);
+  const std::vector<uint8_t> answer = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 11};
+  decoded = decode_message(answer);
+  REQUIRE(decoded);
+  CHECK(std::get<ResumeAnswer>(decoded.value()) == ResumeAnswer{5, 9, ResumeStatus::refused, 11});
+}
+
+TEST_CASE("checkpoint messages with bad fields are refused") {
+  auto refused = [](std::vector<uint8_t> bytes) {
+    auto decoded = decode_message(bytes);
+    REQUIRE_FALSE(decoded);
+    CHECK(decoded.error() == MessageError::bad_field);
+  };
+  refused({10, 0, 0});  // an empty checkpoint
+  std::vector<uint8_t> too_long = {10, 0xEA, 0x61};  // 60001 bytes
+  too_long.resize(3 + max_sealed_bytes + 1, 0x11);
+  refused(too_long);
+  // RESUME: connection id 0; snd_nxt behind snd_una; empty checkpoint.
+  refused({11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x90, 0x01, 0, 0, 0, 9, 0, 0, 0, 9, 0, 1, 0x5A});
+  refused({11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x90, 0x01, 0, 0, 0, 9, 0, 0, 0, 8, 0, 1, 0x5A});
+  refused({11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x90, 0x01, 0, 0, 0, 9, 0, 0, 0, 9, 0, 0});
+  // RESUMED: status 2; resumed with a reason; refused without one or with an unknown one.
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 2, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 13});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0});
+}

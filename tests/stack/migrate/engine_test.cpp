@@ -59,7 +59,7 @@ struct EngineLab {
     importer = std::make_unique<migrate::Importer>(*lab.node, table, config);
     ChannelOptions options;
     follower = std::make_unique<Follower>(
-        *lab.node, options, Follower::Events{[this](const migrate::ChangeoverReport& r) { followed.push_back(r); }, {}, {}, {}});
+        *lab.node, options, Follower::Events{[this](const migrate::ChangeoverReport& r) { followed.push_back(r); }, {}, {}, {}, {}, {}});
     link.importer = importer.get();
     link.node = lab.node.get();
     lab.connect([this] { return !table.sessions().empty(); });
