@@ -2,8 +2,8 @@
 """Send buffers sized to the path (--send-buffer auto) against the fixed 4 MiB (fixed).
 
 For each mode, a fresh harness.TwoServers (files --root DIR; the servers run with
---send-buffer MODE) serves a seeded file (32 MiB x ROAMSTACK_TEST_SCALE, at least 4 MiB)
-through the client's forward; half way through, roamctl moves the download A -> B. A's
+--send-buffer MODE) serves a seeded file (48 MiB, not scaled)
+through the client's forward; at 8 MiB, roamctl moves the download A -> B. A's
 status then says how many stream bytes the move had to carry (last_move_snapshot_bytes:
 the connection's send queue and unread input at the freeze).
 
@@ -39,7 +39,11 @@ def download_with_move(directory, size, want, mode):
     with harness.TwoServers(mode="files", mode_args=["--root", directory],
                             server_extra=["--send-buffer", mode]) as t:
         sock = t.connect()
-        download = harness.MarkedReader(sock, [size // 2], size)
+        # The move comes early (at 8 MiB): the rest must exceed every buffer between the files
+        # app and this reader (4 MiB send buffer, the client's 4 MiB window, the kernel
+        # socket buffers of the forward), or the app has written its last byte already and
+        # the session stays as 'ending'.
+        download = harness.MarkedReader(sock, [8 * MIB], size)
         started = time.monotonic()
         sock.sendall((NAME + "\n").encode())
         reader = harness.Worker(download.run, name="download")
@@ -67,7 +71,7 @@ def download_with_move(directory, size, want, mode):
 def main():
     directory = tempfile.mkdtemp(prefix="roam-it-sndbuf-")
     try:
-        size = scaled(32 * MIB, 4 * MIB)
+        size = 48 * MIB  # not scaled: see download_with_move
         data = random.Random(0x5B0F).randbytes(size)
         with open(os.path.join(directory, NAME), "wb") as f:
             f.write(data)
