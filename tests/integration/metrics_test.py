@@ -38,7 +38,9 @@ GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "r
 GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+"
                            r"|whitelist_active|whitelist_size)"
                            # proactive roaming (apps/roam_pool_service, apps/roam_follow): state readings
-                           r"|roamstack_roam_roam_(epoch|active|accepting|member|granted_until)")
+                           r"|roamstack_roam_roam_(epoch|active|accepting|member|granted_until)"
+                           # client-held checkpoints (apps/checkpoint_holder): how many it holds
+                           r"|roamstack_checkpoint_checkpoints_held")
 HISTOGRAMS = {"roamstack_changeover_seconds"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
