@@ -31,8 +31,10 @@ import harness  # noqa: E402
 from harness import check, log  # noqa: E402
 
 MIB = 1024 * 1024
-SCALE = max(1, int(os.environ.get("ROAMSTACK_TEST_SCALE", "1")))
-SIZE = 48 * MIB * SCALE
+# Not below 1: the kill and the move need the download still running (room for the
+# client's read-ahead in the buffers); a larger scale makes it longer.
+SCALE = max(1.0, float(os.environ.get("ROAMSTACK_TEST_SCALE", "1")))
+SIZE = int(48 * MIB * SCALE)
 RATE = 8 * MIB  # bytes/s: about 6 s at scale 1 plus the takeover; the client buffers ~10 MiB ahead
 NAME = "resume.bin"
 
