@@ -1,5 +1,7 @@
 #include "apps/checkpoint_resumer.hpp"
 
+#include <algorithm>
+
 #include "base/log.hpp"
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
@@ -45,11 +47,18 @@ void CheckpointResumer::poll() {
     if (pcb == nullptr) {
       holder_.forget(id);  // ended: its checkpoint is of no use
       pending_.erase(id);
+      window_closed_at_.erase(id);
       continue;
     }
     const IpAddress silent_server = from_lwip(pcb->remote_ip);
     if (fixed_ && silent_server == *fixed_) continue;  // already there
-    const uint64_t silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+    uint64_t silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+    // A receive window this client keeps closed (its app reads slowly) explains the
+    // server's silence (it sends only persist probes, seconds apart): silence counts
+    // from when the window was last seen open enough for a segment.
+    if (pcb->rcv_wnd < pcb->mss) window_closed_at_[id] = now;
+    if (auto closed = window_closed_at_.find(id); closed != window_closed_at_.end())
+      silent_ms = std::min(silent_ms, now - closed->second);
     if (silent_ms < after_ms_) continue;
     auto it = pending_.find(id);
     if (it != pending_.end() && now - it->second.sent_ms < resend_ms) continue;

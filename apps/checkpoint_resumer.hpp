@@ -71,6 +71,7 @@ class CheckpointResumer {
   std::unordered_map<uint64_t, Pending> pending_;  // by connection id
   std::set<uint64_t> settled_;    // resumed or refused: not asked again
   std::set<uint64_t> no_target_;  // counted once as no_target
+  std::unordered_map<uint64_t, uint64_t> window_closed_at_;  // loop time our receive window was last seen closed
   CheckpointResumerCounters counters_;
   UvHandle<uv_timer_t> timer_;
   static constexpr uint64_t resend_ms = 5000;
