@@ -1,5 +1,7 @@
 #include "apps/checkpoint_resumer.hpp"
 
+#include <algorithm>
+
 #include "base/log.hpp"
 #include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
@@ -18,13 +20,18 @@ tcp_pcb* client_pcb(uint64_t id) {
 
 }  // namespace
 
-CheckpointResumer::CheckpointResumer(Node& node, Follower& follower, CheckpointHolder& holder, IpAddress next,
-                                     uint64_t after_ms, CounterRegistry& registry)
-    : node_(node), follower_(follower), holder_(holder), next_(next), after_ms_(after_ms) {
+CheckpointResumer::CheckpointResumer(Node& node, Follower& follower, CheckpointHolder& holder,
+                                     std::optional<IpAddress> fixed, RoamFollow* schedule, uint64_t after_ms,
+                                     CounterRegistry& registry)
+    : node_(node), follower_(follower), holder_(holder), fixed_(fixed), schedule_(schedule), after_ms_(after_ms) {
   registry.add("checkpoint", "resumes_sent", &counters_.sent);
   registry.add("checkpoint", "resumes_done", &counters_.resumed);
   registry.add("checkpoint", "resumes_refused", &counters_.refused);
   registry.add("checkpoint", "resumes_no_channel", &counters_.no_channel);
+  registry.add("checkpoint", "resumes_to_fixed", &counters_.to_fixed);
+  registry.add("checkpoint", "resumes_to_active", &counters_.to_active);
+  registry.add("checkpoint", "resumes_to_next_epoch", &counters_.to_next_epoch);
+  registry.add("checkpoint", "resumes_no_target", &counters_.no_target);
   start_repeating_timer<&CheckpointResumer::poll>(timer_, node_.loop(), this, 250, false);
 }
 
@@ -40,21 +47,51 @@ void CheckpointResumer::poll() {
     if (pcb == nullptr) {
       holder_.forget(id);  // ended: its checkpoint is of no use
       pending_.erase(id);
+      window_closed_at_.erase(id);
       continue;
     }
-    if (from_lwip(pcb->remote_ip) == next_) continue;  // already there
-    const uint64_t silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+    const IpAddress silent_server = from_lwip(pcb->remote_ip);
+    if (fixed_ && silent_server == *fixed_) continue;  // already there
+    uint64_t silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+    // A receive window this client keeps closed (its app reads slowly) explains the
+    // server's silence (it sends only persist probes, seconds apart): silence counts
+    // from when the window was last seen open enough for a segment.
+    if (pcb->rcv_wnd < pcb->mss) window_closed_at_[id] = now;
+    if (auto closed = window_closed_at_.find(id); closed != window_closed_at_.end())
+      silent_ms = std::min(silent_ms, now - closed->second);
     if (silent_ms < after_ms_) continue;
     auto it = pending_.find(id);
-    if (it != pending_.end() && now - it->second < resend_ms) continue;
-    pending_[id] = now;
+    if (it != pending_.end() && now - it->second.sent_ms < resend_ms) continue;
+    auto next = pick_target(id, silent_server);
+    if (!next) continue;
+    pending_[id] = Pending{now, *next};
     logger("checkpoint")->warn("server {} silent for {} ms on connection {}: resuming it at {}",
-                               from_lwip(pcb->remote_ip).to_string(), silent_ms, id, next_.to_string());
-    follower_.when_ready(next_, [this, id] { send_resume(id); });
+                               silent_server.to_string(), silent_ms, id, next->to_string());
+    follower_.when_ready(*next, [this, id, target = *next] { send_resume(id, target); });
   }
 }
 
-void CheckpointResumer::send_resume(uint64_t id) {
+std::optional<IpAddress> CheckpointResumer::pick_target(uint64_t id, const IpAddress& dead) {
+  if (fixed_) {
+    ++counters_.to_fixed;
+    return fixed_;
+  }
+  if (schedule_ != nullptr) {
+    if (auto target = schedule_->takeover_target(dead)) {
+      ++(target->next_epoch ? counters_.to_next_epoch : counters_.to_active);
+      return target->server.address;
+    }
+  }
+  if (no_target_.insert(id).second) {
+    ++counters_.no_target;
+    logger("checkpoint")->warn("server {} silent on connection {}: no --resume-to and no pool schedule naming "
+                               "another member; not resumed",
+                               dead.to_string(), id);
+  }
+  return std::nullopt;
+}
+
+void CheckpointResumer::send_resume(uint64_t id, const IpAddress& next) {
   tcp_pcb* pcb = client_pcb(id);
   const std::vector<uint8_t>* sealed = holder_.latest(id);
   if (pcb == nullptr || sealed == nullptr) return;
@@ -64,16 +101,18 @@ void CheckpointResumer::send_resume(uint64_t id) {
   request.snd_una = pcb->lastack;
   request.snd_nxt = pcb->snd_nxt;
   request.sealed = *sealed;
-  if (follower_.send_to(next_, request)) {
+  if (follower_.send_to(next, request)) {
     ++counters_.sent;
   } else {
     ++counters_.no_channel;
-    logger("checkpoint")->warn("no trusted channel to {}: connection {} not resumed yet", next_.to_string(), id);
+    logger("checkpoint")->warn("no trusted channel to {}: connection {} not resumed yet", next.to_string(), id);
   }
 }
 
 void CheckpointResumer::on_answer(const IpAddress& server, const control::ResumeAnswer& answer) {
-  if (!(server == next_) || pending_.erase(answer.connection_id) == 0) return;
+  auto it = pending_.find(answer.connection_id);
+  if (it == pending_.end() || !(server == it->second.next)) return;
+  pending_.erase(it);
   settled_.insert(answer.connection_id);
   if (answer.status != control::ResumeStatus::resumed) {
     ++counters_.refused;
@@ -86,7 +125,7 @@ void CheckpointResumer::on_answer(const IpAddress& server, const control::Resume
   ++counters_.resumed;
   logger("checkpoint")->info("connection {} resumed at {} from checkpoint generation {}", answer.connection_id,
                              server.to_string(), answer.generation);
-  follower_.resumed_at(pcb, next_);
+  follower_.resumed_at(pcb, server);
   settled_.erase(answer.connection_id);  // it may need to resume again from the next server
 }
 

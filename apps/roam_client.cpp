@@ -96,7 +96,10 @@ Options:
   --resume-to IP         when a server that pushed checkpoints of a connection (roam-server
                          --checkpoint-seed) falls silent on it, present the latest one to
                          the server at IP, which rebuilds the connection, and go on there
-                         (docs/PROTOCOL.md 14). Default: off (checkpoints are only kept)
+                         (docs/PROTOCOL.md 14). Default: a roam pool member's connection
+                         goes to the member the learned schedule names (the active one,
+                         or the next other one when the silent member is active); other
+                         servers' checkpoints are only kept
   --resume-after-ms MS   how long a server must be silent on a connection before it is
                          resumed elsewhere (100-600000, default 3000)
   --addr-from-device     tun links: this node's address is the peer end of the TUN
@@ -459,18 +462,17 @@ class Client {
           on_link_key(server, grant);
         };
       }
-      if (options.resume_to)
-        events.on_resume_answer = [this](const IpAddress& server, const control::ResumeAnswer& answer) {
-          if (resumer_) resumer_->on_answer(server, answer);
-        };
+      events.on_resume_answer = [this](const IpAddress& server, const control::ResumeAnswer& answer) {
+        if (resumer_) resumer_->on_answer(server, answer);
+      };
       follower_ = std::make_unique<Follower>(node_, channel, std::move(events));
-      if (options.resume_to) {
-        resumer_ = std::make_unique<CheckpointResumer>(node_, *follower_, *checkpoints_, *options.resume_to,
-                                                       options.resume_after_ms, counters_);
-        // The channel to the next server is up before it is needed: a takeover costs the
-        // silence bound, not a handshake more.
-        follower_->prepare(*options.resume_to);
-      }
+      // --resume-to names the next server; without it a pool member's connections go to the
+      // member the schedule names (PROTOCOL.md 14.5); neither: checkpoints are only kept.
+      resumer_ = std::make_unique<CheckpointResumer>(node_, *follower_, *checkpoints_, options.resume_to,
+                                                     roam_follow_.get(), options.resume_after_ms, counters_);
+      // The channel to the next server is up before it is needed: a takeover costs the
+      // silence bound, not a handshake more.
+      if (options.resume_to) follower_->prepare(*options.resume_to);
       // Channels first, so that carriers can prove in their SYN whose they are.
       for (const auto& listener : listeners_) follower_->prepare(listener->forward.server);
     }
@@ -971,7 +973,7 @@ class Client {
   Node& node_;
   std::unique_ptr<CheckpointHolder> checkpoints_;  // PROTOCOL.md 14: kept, not presented yet
   std::unique_ptr<Follower> follower_;
-  std::unique_ptr<CheckpointResumer> resumer_;  // --resume-to; uses follower_ and checkpoints_
+  std::unique_ptr<CheckpointResumer> resumer_;  // uses follower_, checkpoints_ and roam_follow_
   std::unique_ptr<DeviceAddressWatcher> watcher_;
   std::unique_ptr<LinkRebinder> rebinder_;
   std::unique_ptr<HostAddressWatcher> host_watcher_;

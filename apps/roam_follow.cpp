@@ -118,4 +118,21 @@ std::optional<control::RoamServer> RoamFollow::dial_target(const IpAddress& serv
   return active;
 }
 
+std::optional<RoamFollow::TakeoverTarget> RoamFollow::takeover_target(const IpAddress& dead) {
+  const auto& pool = tracker_.pool();
+  if (!pool) return std::nullopt;
+  bool member = false;
+  for (const auto& s : pool->servers) member = member || s.address == dead;
+  if (!member) return std::nullopt;
+  auto at = static_cast<int64_t>(unix_ms());
+  for (int i = 0; i < takeover_epochs; ++i) {
+    auto window = tracker_.window_at(at);
+    auto active = tracker_.active_server(at);
+    if (!window || !active) return std::nullopt;  // past E_t: the schedule says no more
+    if (!(active->address == dead)) return TakeoverTarget{*active, i > 0};
+    at = window->end_ms;
+  }
+  return std::nullopt;
+}
+
 }  // namespace roam

@@ -47,6 +47,17 @@ class RoamFollow {
   static constexpr uint64_t first_update_wait_ms = 250;
   // `count` false: a second look at the same dial (not counted again).
   std::optional<control::RoamServer> dial_target(const IpAddress& server, uint16_t port, bool count = true);
+  // Where a connection of the pool member DEAD (silent: taken for dead) is resumed from its
+  // checkpoint (PROTOCOL.md 14.5): the member active now per the schedule, or, when that is
+  // DEAD itself, the first member other than DEAD in the schedule from now on
+  // (`next_epoch` true). nullopt when DEAD is no member of the pool, the schedule does not
+  // cover now, or it names only DEAD up to its end (at most takeover_epochs looked at).
+  struct TakeoverTarget {
+    control::RoamServer server;
+    bool next_epoch = false;
+  };
+  std::optional<TakeoverTarget> takeover_target(const IpAddress& dead);
+  static constexpr int takeover_epochs = 64;
 
  private:
   control::RoamTracker tracker_;

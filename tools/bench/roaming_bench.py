@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "netns"))
 import netns_lab  # noqa: E402
-from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, TOPOLOGY, Failure  # noqa: E402
+from netns_lab import NAT, ROAM_CLIENT, ROAM_SERVER, ROAMCTL, TOPOLOGY, Failure, PacedReader  # noqa: E402
 
 ROLES = ["s", "s2", "o"]
 LWIP = {"s": "198.18.12.2", "s2": "198.18.13.2", "o": "198.18.14.2"}
@@ -127,6 +127,85 @@ def run_phase(lab, seed, epoch_s, seconds, label):
     return start, samples
 
 
+def member_status(lab, role):
+    out = lab.run_in("r", [ROAMCTL, "status", "--server", CONTROL[role]], timeout=30)
+    if out.returncode != 0:
+        raise Failure("roamctl status %s: %s" % (role, out.stderr.strip()))
+    return json.loads(out.stdout)
+
+
+DEAD_RESUME_AFTER_MS = 1000
+
+
+def run_dead_server(lab, seed, epoch_s):
+    """Kill -9 of the member holding a files download; returns (recovery_ms, byte_exact, details)."""
+    start = int(time.time()) - 1
+    pool = write_pool(lab.workdir, seed, start, epoch_s)
+    members = active_members(seed, 400)
+    key = os.path.join(lab.workdir, "checkpoint.key")
+    if not os.path.exists(key):
+        netns_lab.run_tool([ROAMCTL, "genkey", "--out", key], "roamctl genkey")
+    root = os.path.join(lab.workdir, "files")
+    os.makedirs(root, exist_ok=True)
+    rate, size = 1024 * 1024, 12 * 1024 * 1024
+    block = hashlib.sha256(b"dead server").digest() * 2048
+    digest = hashlib.sha256()
+    with open(os.path.join(root, "dead.bin"), "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+            digest.update(block)
+    names = {}
+    for role in ROLES:
+        names[role] = "dead_%s" % role
+        lab.start(names[role], role, [ROAM_SERVER, "--link", "tun:rtun0", "--addr", LWIP[role], "--control",
+                                      CONTROL[role], "--roam-pool", pool, "--checkpoint-seed", key,
+                                      "--checkpoint-interval-ms", "200"] + lab.pool().server_args(role)
+                  + ["files", "--root", root])
+    for role in ROLES:
+        lab.wait_log(names[role], "interface up")
+    lab.start("dead_client", "c", [ROAM_CLIENT, "--link", "tun:rtun0", "--addr", "198.18.11.2", "--resume-after-ms",
+                                   str(DEAD_RESUME_AFTER_MS), "-L", "127.0.0.1:9000:%s:7000" % LWIP["s"]])
+    lab.wait_log("dead_client", "interface up")
+    reader = PacedReader(lab, "dead.bin", rate)
+    try:
+        lab.wait_log("dead_client", "roam schedule from", seconds=20)
+        begun = time.monotonic()
+        while True:
+            if reader.failed():
+                raise Failure("dead_server: " + reader.failed())
+            now = time.time()
+            e = int((now - start) // epoch_s) + 1
+            into = now - (start + (e - 1) * epoch_s)
+            if time.monotonic() - begun > 2 and reader.received() > 0 and 0.4 <= into < 0.8:
+                break
+            if time.monotonic() - begun > 30:
+                raise Failure("dead_server: the download did not start")
+            time.sleep(0.02)
+        victim = ROLES[members[e - 1]]
+        lab.procs[names[victim]].kill()
+        killed = time.monotonic()
+        lab.procs[names[victim]].wait()
+        live = [r for r in ROLES if r != victim]
+        recovery_ms = None
+        while time.monotonic() - killed < 30 and recovery_ms is None:
+            for role in live:
+                if member_status(lab, role)["resumes_done"] >= 1:
+                    recovery_ms = (time.monotonic() - killed) * 1000
+                    resumed_at = role
+            time.sleep(0.05)
+        if recovery_ms is None:
+            raise Failure("dead_server: no member resumed the session within 30 s of the kill")
+        deadline = time.monotonic() + 60
+        while not reader.done() and not reader.failed() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        words = (reader.done() or "").split()
+        exact = len(words) == 3 and int(words[1]) == size and words[2] == digest.hexdigest()
+    finally:
+        reader.kill()
+    lab.stop_cleanly(["dead_client"] + [names[r] for r in live])
+    return recovery_ms, exact, "killed %s (epoch %d), resumed at %s" % (victim, e, resumed_at)
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100.0 * len(ordered)))]
@@ -139,6 +218,7 @@ def main():
     parser.add_argument("--epoch", type=int, default=3, help="the roaming run's epoch unit, seconds (default 3)")
     parser.add_argument("--reps", type=int, default=1,
                         help="pairs of runs, alternating no_roaming and roaming (default 1); figures over all")
+    parser.add_argument("--no-dead-server", action="store_true", help="skip the dead_server run")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("roaming_bench: needs root", file=sys.stderr)
@@ -160,6 +240,13 @@ def main():
             start_i, samples = run_phase(lab, seed, args.epoch, args.seconds, "roaming%d" % i)
             runs.append((start_i, samples))
             roaming += samples
+        dead = None
+        if not args.no_dead_server:
+            # Without the NAT: a resumed connection does not cross it yet (PROTOCOL.md 14.7).
+            off = subprocess.run([NAT, "off", args.lab], capture_output=True, text=True)
+            if off.returncode != 0:
+                raise Failure("nat off: " + off.stderr)
+            dead = run_dead_server(lab, seed, args.epoch)
     except Failure as e:
         print("roaming_bench: FAIL %s (logs in %s)" % (e, workdir), file=sys.stderr)
         lab.kill_all()
@@ -204,6 +291,10 @@ def main():
         "gap_ms_per_roam": round(max(gaps), 3) if gaps else None,
         "gap_ms_per_roam_median": round(statistics.median(gaps), 3) if gaps else None,
         "gap_reference_ms": round(max(ref_rtt), 3),
+        "recovery_ms_dead_server": round(dead[0], 1) if dead else None,
+        "resume_after_ms_dead_server": DEAD_RESUME_AFTER_MS if dead else None,
+        "byte_exact_dead_server": dead[1] if dead else None,
+        "nat_dead_server": False if dead else None,
         "not_measured": ["attack without roaming", "replication", "discovery delays 0-60 s"],
         "samples": {"response_ms_no_roaming": [round(r, 3) for r in ref_rtt],
                     "response_ms_roaming": [round(r, 3) for r in roam_rtt],
@@ -214,6 +305,9 @@ def main():
           "%s ms (median %s; no-roaming worst %.1f ms)" % (
               len(roam_rtt), args.seconds, mean_roam, mean_ref, 100 * out["overhead_no_attack"], len(roam_times),
               out["gap_ms_per_roam"], out["gap_ms_per_roam_median"], max(ref_rtt)))
+    if dead:
+        print("roaming: dead server (%s): recovered %.0f ms after the kill (client silence bound %d ms), "
+              "download byte-exact: %s" % (dead[2], dead[0], DEAD_RESUME_AFTER_MS, dead[1]))
     shutil_rm(workdir)
     print(json.dumps(out, separators=(",", ":")))
     return 0
