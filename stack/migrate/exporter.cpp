@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include "base/log.hpp"
@@ -108,6 +109,12 @@ void Exporter::log_stayed(const std::string& name, const SessionReport& entry) {
   } else if (stayed_logged_ == max_stayed_logged + 1) {
     logger("migrate")->info("more sessions stay here: not logged one by one (the move's summary counts them)");
   }
+}
+
+void Exporter::retain_live(const std::vector<MovableSession*>& live) {
+  if (started_ || finished_) return;
+  std::unordered_set<MovableSession*> present(live.begin(), live.end());
+  std::erase_if(candidates_, [&](MovableSession* s) { return present.count(s) == 0; });
 }
 
 void Exporter::start(TransferLink& link) {

@@ -149,6 +149,10 @@ class Exporter {
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
 
+  // Forgets candidates that are no longer in `live` (the session table now): a session
+  // that ended while the target was being asked (address_request) is freed by then.
+  // Before start() only.
+  void retain_live(const std::vector<MovableSession*>& live);
   void start(TransferLink& link);
   void on_result(const SessionResult& result);
   // Also for an answer that could not be decoded (counted by the caller).

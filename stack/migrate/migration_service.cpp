@@ -617,6 +617,9 @@ void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
                          (text.empty() ? std::string() : " (it answered '" + text + "')"));
       return;
     }
+    // The sessions were picked when the move began; any that ended while the target
+    // answered are gone from the table (and freed).
+    exporter_->retain_live(table_.sessions());
     StreamTransfer link(*transfer_);
     exporter_->start(link);
     return;
