@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -34,20 +33,8 @@ RATE = 8 * MIB
 NAME = "refused.bin"
 
 
-def metric(address, name):
-    with urllib.request.urlopen("http://%s/metrics" % address, timeout=20) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return int(float(line.split()[1]))
-    return None
-
-
-def wait_until(what, predicate, timeout=harness.READY_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("timed out waiting for " + what)
-        time.sleep(0.05)
+metric = harness.metric_value
+wait_until = harness.wait_until
 
 
 class Reader:

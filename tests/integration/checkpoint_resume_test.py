@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -39,20 +38,8 @@ RATE = 8 * MIB  # bytes/s: about 6 s at scale 1 plus the takeover; the client bu
 NAME = "resume.bin"
 
 
-def metric(address, name):
-    with urllib.request.urlopen("http://%s/metrics" % address, timeout=20) as reply:
-        for line in reply.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return int(float(line.split()[1]))
-    return None
-
-
-def wait_until(what, predicate, timeout=harness.READY_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("timed out waiting for " + what)
-        time.sleep(0.05)
+metric = harness.metric_value
+wait_until = harness.wait_until
 
 
 def main():

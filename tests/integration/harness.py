@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 _SOURCE_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ROAM_SERVER = os.environ.get("ROAM_SERVER") or os.path.join(_SOURCE_ROOT, "build", "apps", "roam-server")
@@ -276,6 +277,25 @@ class RoamProcess:
         if problems:
             raise TestFailure("%s: %s\n  %s\n%s" % (self.name, "; ".join(problems), self.describe(), self.tail()))
 
+
+
+def metric_value(address, name):
+    """One sample of a Prometheus text page (`--metrics ADDRESS`): NAME's value as an int,
+    or None when the page has no such line."""
+    with urllib.request.urlopen("http://%s/metrics" % address, timeout=20) as reply:
+        for line in reply.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return int(float(line.split()[1]))
+    return None
+
+
+def wait_until(what, predicate, timeout=READY_TIMEOUT):
+    """Polls predicate() every 50 ms; TestFailure naming WHAT after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TestFailure("timed out waiting for " + what)
+        time.sleep(0.05)
 
 def parse_counters(text):
     matches = COUNTERS_RE.findall(text)
