@@ -239,6 +239,28 @@ TEST_CASE("a move whose target cannot be reached or never answers leaves every s
   CHECK(e.lab.client.received == data);
 }
 
+TEST_CASE("a session that ended while the target was asked is left out of the move") {
+  // MigrationService picks the sessions, asks the target for its addresses, then starts:
+  // a session that ended in between is freed by then (ASan found the move reading it).
+  EngineLab e;
+  struct Counting final : migrate::TransferLink {
+    size_t sent = 0;
+    void send_session(std::vector<uint8_t>) override { ++sent; }
+  } link;
+  migrate::ExportPolicy policy;
+  std::optional<migrate::ExportReport> report;
+  std::vector<MovableSession*> picked = e.table.sessions();
+  REQUIRE(picked.size() == 1);
+  migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, nullptr}, policy, "b", picked,
+                             uv_now(e.lab.node->loop()), [&](const migrate::ExportReport& r) { report = r; });
+  e.table.drop(picked.front());  // the session ended: freed
+  exporter.retain_live(e.table.sessions());
+  exporter.start(link);
+  CHECK(link.sent == 0);
+  REQUIRE(report.has_value());
+  CHECK(report->moved == 0);
+}
+
 TEST_CASE("a session whose client cannot be told stays, and is reported so") {
   EngineLab e;
   e.directory.client = nullptr;
