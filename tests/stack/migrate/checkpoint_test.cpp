@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "support/checkpoint_snapshot.hpp"
+
 namespace {
 
 using namespace roam;
@@ -39,22 +41,10 @@ CheckpointKey pool_key(uint8_t first) {
 
 // A state-only snapshot as the files service checkpoints it: no queued bytes, small app state.
 wire::ConnectionSnapshot snapshot() {
-  wire::ConnectionSnapshot s;
+  wire::ConnectionSnapshot s = testing::checkpoint_snapshot(0x35bd3c33u, 0x9001);
   s.local_address = *IpAddress::parse("198.18.0.1");
   s.remote_address = *IpAddress::parse("198.18.0.2");
-  s.local_port = 7000;
-  s.remote_port = 49684;
   s.connection_id = connection;
-  s.send.snd_una = s.send.snd_nxt = 0x35bd3c33u;
-  s.send.snd_wnd = s.send.snd_wnd_max = 64000;
-  s.send.cwnd = 14600;
-  s.send.ssthresh = 0xffffffffu;
-  s.send.mss = 1460;
-  s.send.rto = 6;
-  s.receive.rcv_nxt = 0x9001;
-  s.receive.rcv_wnd = s.receive.rcv_ann_wnd = 65535;
-  s.receive.rcv_ann_right_edge = 0x9001 + 65535;
-  s.options.ttl = 64;
   s.app_state = {'f', 'i', 'l', 'e', 's', 1, 2, 3};
   s.owner = client_key(0xc1);
   return s;

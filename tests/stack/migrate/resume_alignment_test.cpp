@@ -5,27 +5,19 @@
 
 #include <doctest/doctest.h>
 
+#include "support/checkpoint_snapshot.hpp"
+
 namespace {
 
 using namespace roam;
 using migrate::ClientSequenceView;
 
 wire::ConnectionSnapshot checkpointed() {
-  wire::ConnectionSnapshot s;
+  wire::ConnectionSnapshot s = testing::checkpoint_snapshot(0xfffff000u, 0x9001);  // wraps during the test
   s.local_address = *IpAddress::parse("198.18.12.2");
   s.remote_address = *IpAddress::parse("198.18.0.2");
-  s.local_port = 7000;
-  s.remote_port = 49684;
   s.connection_id = 77;
-  s.send.snd_una = s.send.snd_nxt = 0xfffff000u;  // wraps during the test
-  s.send.snd_wnd = s.send.snd_wnd_max = 64000;
   s.send.cwnd = 100000;
-  s.send.ssthresh = 0xffffffffu;
-  s.send.mss = 1460;
-  s.send.rto = 6;
-  s.receive.rcv_nxt = 0x9001;
-  s.receive.rcv_wnd = s.receive.rcv_ann_wnd = 65535;
-  s.receive.rcv_ann_right_edge = 0x9001 + 65535;
   s.app_state = {1, 2, 3};
   return s;
 }
