@@ -54,16 +54,25 @@ std::string stayed_summary(const ExportReport& report) {
   return out;
 }
 
+namespace {
+// A session's identity beyond its address: the connection id of its first leg.
+uint64_t first_leg_id(MovableSession& session) {
+  std::vector<SessionLeg> legs = session.legs();
+  return !legs.empty() && legs.front().pcb != nullptr ? connection_id(legs.front().pcb) : 0;
+}
+}  // namespace
+
 Exporter::Exporter(ExportServices services, ExportPolicy policy, std::string target,
                    std::vector<MovableSession*> sessions, uint64_t now_ms, DoneFn done)
     : services_(services),
       policy_(std::move(policy)),
-      candidates_(std::move(sessions)),
       done_(std::move(done)),
       deadline_ms_(now_ms + policy_.timeout_ms),
       started_ns_(uv_hrtime()) {
   report_.target = std::move(target);
-  report_.candidates = candidates_.size();
+  report_.candidates = sessions.size();
+  candidates_.reserve(sessions.size());
+  for (MovableSession* session : sessions) candidates_.push_back({session, first_leg_id(*session)});
 }
 
 namespace {
@@ -111,16 +120,17 @@ void Exporter::log_stayed(const std::string& name, const SessionReport& entry) {
   }
 }
 
-void Exporter::retain_live(const std::vector<MovableSession*>& live) {
-  if (started_ || finished_) return;
-  std::unordered_set<MovableSession*> present(live.begin(), live.end());
-  std::erase_if(candidates_, [&](MovableSession* s) { return present.count(s) == 0; });
-}
-
 void Exporter::start(TransferLink& link) {
   if (started_ || finished_) return;
   started_ = true;
-  for (MovableSession* session : candidates_) {
+  std::vector<MovableSession*> live_list = services_.table.sessions();
+  std::unordered_set<MovableSession*> live(live_list.begin(), live_list.end());
+  std::erase_if(candidates_, [&](const Candidate& c) {
+    return live.count(c.session) == 0 || first_leg_id(*c.session) != c.connection_id;
+  });
+  report_.candidates = candidates_.size();
+  for (const Candidate& candidate : candidates_) {
+    MovableSession* session = candidate.session;
     std::vector<SessionLeg> legs = session->legs();
     std::string name = !legs.empty() && legs.front().pcb != nullptr ? flow_of(legs.front().pcb).to_string() : "?";
     if (auto why = why_session_stays(*session, legs, services_.guard)) {
@@ -175,7 +185,6 @@ void Exporter::start(TransferLink& link) {
       // at the new host, without waiting for the client to register there.
       if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(legs[i].pcb);
       frame_bytes += leg_header_bytes + snapshot_bytes(*snapshot);
-      report_.snapshot_stream_bytes += snapshot->unacked.size() + snapshot->unsent.size() + snapshot->received.size();
       snapshots.push_back(std::move(*snapshot));
     }
     if (failure.empty() && frame_bytes > max_frame_payload) failure = "its legs' snapshots exceed one session frame";
@@ -191,6 +200,9 @@ void Exporter::start(TransferLink& link) {
       record(session, legs, SessionOutcome::failed, failure);
       continue;
     }
+    // The stream bytes this move carries (a session that could not be captured carries none).
+    for (const auto& snapshot : snapshots)
+      report_.snapshot_stream_bytes += snapshot.unacked.size() + snapshot.unsent.size() + snapshot.received.size();
     record(session, legs, SessionOutcome::failed, "not answered");  // until the target answers
     InFlight item{session, {}, clients, report_.sessions.size() - 1, false, frozen_ns};
     for (const auto& leg : legs) item.pcbs.push_back(leg.pcb);

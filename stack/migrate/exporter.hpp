@@ -149,10 +149,9 @@ class Exporter {
   Exporter(const Exporter&) = delete;
   Exporter& operator=(const Exporter&) = delete;
 
-  // Forgets candidates that are no longer in `live` (the session table now): a session
-  // that ended while the target was being asked (address_request) is freed by then.
-  // Before start() only.
-  void retain_live(const std::vector<MovableSession*>& live);
+  // Moves the candidates still in the session table, as the same connections they were
+  // when picked: one that ended while the target was being asked (address_request) is
+  // freed by then, and another session may since live at its address.
   void start(TransferLink& link);
   void on_result(const SessionResult& result);
   // Also for an answer that could not be decoded (counted by the caller).
@@ -181,7 +180,11 @@ class Exporter {
 
   ExportServices services_;
   ExportPolicy policy_;
-  std::vector<MovableSession*> candidates_;
+  struct Candidate {
+    MovableSession* session;
+    uint64_t connection_id;  // of its first leg when picked (0: none)
+  };
+  std::vector<Candidate> candidates_;
   DoneFn done_;
   uint64_t deadline_ms_;
   uint64_t started_ns_;

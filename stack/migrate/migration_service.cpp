@@ -213,9 +213,10 @@ void MigrationService::register_counters() {
                   "Seconds from a session's import here until its client was first heard from on the new path");
   r.add("migrate", "sessions_exported", &c.sessions_exported);
   r.add("migrate", "sessions_export_failed", &c.sessions_export_failed);
-  r.add("migrate", "last_move_frozen_us", &c.last_move_frozen_us);
-  r.add("migrate", "last_move_capture_us", &c.last_move_capture_us);
-  r.add("migrate", "last_move_snapshot_bytes", &c.last_move_snapshot_bytes);
+  // The last move's readings, replaced by each move: gauges.
+  r.add_gauge("migrate", "last_move_frozen_us", [&c] { return c.last_move_frozen_us; });
+  r.add_gauge("migrate", "last_move_capture_us", [&c] { return c.last_move_capture_us; });
+  r.add_gauge("migrate", "last_move_snapshot_bytes", [&c] { return c.last_move_snapshot_bytes; });
   const auto& i = importer_->counters();
   r.add("migrate", "sessions_imported", &i.sessions_imported);
   r.add("migrate", "imports_refused", &i.imports_refused);
@@ -617,9 +618,6 @@ void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
                          (text.empty() ? std::string() : " (it answered '" + text + "')"));
       return;
     }
-    // The sessions were picked when the move began; any that ended while the target
-    // answered are gone from the table (and freed).
-    exporter_->retain_live(table_.sessions());
     StreamTransfer link(*transfer_);
     exporter_->start(link);
     return;
