@@ -55,12 +55,6 @@ CheckpointKey CheckpointKey::derive(const crypto::ChainKey& pool_seed) {
   return key;
 }
 
-CheckpointKey CheckpointKey::from_bytes(std::span<const uint8_t, checkpoint_key_bytes> bytes) {
-  CheckpointKey key;
-  std::memcpy(key.key_.data(), bytes.data(), checkpoint_key_bytes);
-  return key;
-}
-
 Result<CheckpointHeader, CheckpointError> peek_checkpoint_header(std::span<const uint8_t> sealed) {
   if (sealed.size() > max_sealed_checkpoint) return unexpected(CheckpointError::oversized);
   if (sealed.size() < checkpoint_overhead) return unexpected(CheckpointError::truncated);

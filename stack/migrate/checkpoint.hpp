@@ -56,8 +56,6 @@ using CheckpointClientKey = std::array<uint8_t, checkpoint_client_key_bytes>;
 class CheckpointKey {
  public:
   static CheckpointKey derive(const crypto::ChainKey& pool_seed);
-  // A key from raw bytes (tests; a pool without a chain could load one from a file).
-  static CheckpointKey from_bytes(std::span<const uint8_t, checkpoint_key_bytes> bytes);
   const uint8_t* data() const { return key_.data(); }
 
  private:
@@ -93,7 +91,7 @@ enum class CheckpointError : uint8_t {
   expired,           // created longer ago than the age limit (or too far in the future)
 };
 const char* checkpoint_error_name(CheckpointError error);
-inline constexpr size_t checkpoint_error_count = 12;
+inline constexpr size_t checkpoint_error_count = static_cast<size_t>(CheckpointError::expired) + 1;
 
 // Reads the header without authenticating it: only for a client deciding which
 // checkpoint is its latest. A server acts on nothing before open_checkpoint.
@@ -137,10 +135,8 @@ class CheckpointLedger {
   std::map<std::pair<CheckpointClientKey, uint64_t>, uint64_t> generations_;
 };
 
-// Refusals by reason, and successes (shown by `roamctl status` where a server keeps them).
+// Refusals by reason (shown by `roamctl status` where a server keeps them).
 struct CheckpointCounters {
-  uint64_t sealed = 0;
-  uint64_t opened = 0;
   std::array<uint64_t, checkpoint_error_count> refused{};
   void count(CheckpointError error) { ++refused[static_cast<size_t>(error)]; }
   uint64_t refused_total() const;

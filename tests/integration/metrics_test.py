@@ -40,7 +40,9 @@ GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_acti
                            # proactive roaming (apps/roam_pool_service, apps/roam_follow): state readings
                            r"|roamstack_roam_roam_(epoch|active|accepting|member|granted_until)"
                            # client-held checkpoints (apps/checkpoint_holder): how many it holds
-                           r"|roamstack_checkpoint_checkpoints_held")
+                           r"|roamstack_checkpoint_checkpoints_held"
+                           # the last move's readings (stack/migrate/migration_service)
+                           r"|roamstack_migrate_last_move_\w+")
 HISTOGRAMS = {"roamstack_changeover_seconds"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
