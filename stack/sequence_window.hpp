@@ -33,13 +33,8 @@ constexpr bool sequence_near(uint32_t seq, uint32_t expected) {
   return ahead <= sequence_zone || behind <= sequence_zone;
 }
 
-// How many active pcbs the check looks at: lwIP moves the pcb of each segment it takes to
-// the front of its list, so a connection that receives is near the front; one that is not
-// (a server of tens of thousands of connections) is left to lwIP's own check.
-inline constexpr int sequence_check_depth = 64;
-
 enum class SequenceVerdict : uint8_t {
-  unchecked,  // not a segment this check applies to, or no pcb near the list's front
+  unchecked,  // not a segment this check applies to, or no synchronized pcb of its flow
   near,       // lwIP's to judge
   far,        // drop: no real peer sends this
 };
