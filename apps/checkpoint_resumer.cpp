@@ -3,9 +3,9 @@
 #include <algorithm>
 
 #include "base/log.hpp"
-#include "lwip/priv/tcp_priv.h"
 #include "stack/connection_id.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/tcp_connection.hpp"
 
 namespace roam {
 
@@ -42,17 +42,19 @@ void CheckpointResumer::close() {
 void CheckpointResumer::poll() {
   const uint64_t now = uv_now(node_.loop());
   for (uint64_t id : holder_.ids()) {
-    if (settled_.count(id) != 0) continue;
     tcp_pcb* pcb = client_pcb(id);
     if (pcb == nullptr) {
-      holder_.forget(id);  // ended: its checkpoint is of no use
+      holder_.forget(id);  // ended (resumed or refused before, too): its checkpoint is of no use
       pending_.erase(id);
       window_closed_at_.erase(id);
+      settled_.erase(id);
+      no_target_.erase(id);
       continue;
     }
+    if (settled_.count(id) != 0) continue;
     const IpAddress silent_server = from_lwip(pcb->remote_ip);
     if (fixed_ && silent_server == *fixed_) continue;  // already there
-    uint64_t silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+    uint64_t silent_ms = pcb_silent_ms(pcb);
     // A receive window this client keeps closed (its app reads slowly) explains the
     // server's silence (it sends only persist probes, seconds apart): silence counts
     // from when the window was last seen open enough for a segment.

@@ -119,6 +119,11 @@ bool TcpConnection::send_buffer_autotune() {
   return process_send_buffer_autotune();
 }
 
+// tcp_ticks count slow-timer ticks and wrap as u32.
+uint64_t pcb_silent_ms(const tcp_pcb* pcb) {
+  return uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+}
+
 uint64_t peer_losses(PeerLoss reason) {
   return loss_counters()[static_cast<size_t>(reason)];
 }
@@ -425,9 +430,7 @@ err_t TcpConnection::on_poll_trampoline(void* arg, tcp_pcb* pcb) noexcept {
     default:
       return ERR_OK;
   }
-  // pcb->tmr: when lwIP last took a segment of this connection (or, connecting, when the
-  // pcb was made); tcp_ticks count slow-timer ticks and wrap as u32.
-  seen.silent_ms = uint64_t{static_cast<uint32_t>(tcp_ticks - pcb->tmr)} * TCP_SLOW_INTERVAL;
+  seen.silent_ms = pcb_silent_ms(pcb);
   seen.data_outstanding = pcb->unacked != nullptr || pcb->unsent != nullptr;
   seen.probes_sent = pcb->keep_cnt_sent;  // lwIP zeroes it on every segment it takes
   PeerVerdict verdict = judge_peer(dead_peer_policy(), seen);

@@ -157,4 +157,8 @@ std::string peer_losses_text();
 size_t local_port_range_size();
 size_t local_ports_in_use();
 
+// How long lwIP has taken no segment of this connection (pcb->tmr: when it last did, or,
+// connecting, when the pcb was made), in milliseconds at the slow timer's resolution.
+uint64_t pcb_silent_ms(const tcp_pcb* pcb);
+
 }  // namespace roam
