@@ -1,5 +1,7 @@
 #include "apps/roam_follow.hpp"
 
+#include <algorithm>
+
 #include "base/clock.hpp"
 #include "base/log.hpp"
 
@@ -31,8 +33,7 @@ void RoamFollow::close() {
 }
 
 void RoamFollow::when_scheduled(const IpAddress& server, bool announced, std::function<void()> then) {
-  bool silent = false;
-  for (const auto& s : silent_servers_) silent = silent || s == server;
+  bool silent = std::find(silent_servers_.begin(), silent_servers_.end(), server) != silent_servers_.end();
   bool wait = announced && !tracker_.pool() && !silent;
   if (!timer_.valid()) {
     if (wait) logger("roam")->debug("no loop to wait for a first roam update: dialing {} as configured", server.to_string());
@@ -40,7 +41,10 @@ void RoamFollow::when_scheduled(const IpAddress& server, bool announced, std::fu
     return;
   }
   waiters_.push_back(Waiter{server, uv_now(loop_) + (wait ? first_update_wait_ms : 0), wait, std::move(then)});
-  uv_timer_start(timer_.get(), &RoamFollow::on_timer, wait ? 20 : 0, 20);
+  // A waiting carrier does not push the timer back: carriers arriving every few ms would
+  // otherwise keep every wait from ever ending.
+  if (!wait || uv_is_active(reinterpret_cast<uv_handle_t*>(timer_.get())) == 0)
+    uv_timer_start(timer_.get(), &RoamFollow::on_timer, wait ? 20 : 0, 20);
 }
 
 void RoamFollow::on_timer(uv_timer_t* timer) noexcept {
@@ -54,9 +58,8 @@ void RoamFollow::run_waiters(bool all) {
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     if (all || now >= it->deadline_ms) {
       if (!all && it->waits) {
-        bool known = false;
-        for (const auto& s : silent_servers_) known = known || s == it->server;
-        if (!known) silent_servers_.push_back(it->server);
+        if (std::find(silent_servers_.begin(), silent_servers_.end(), it->server) == silent_servers_.end())
+          silent_servers_.push_back(it->server);
       }
       due.push_back(std::move(*it));
       it = waiters_.erase(it);
