@@ -45,7 +45,7 @@ control::RoamMemberConfig member_config(const RoamPoolFile& file, std::optional<
 RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::optional<uint32_t> unit_ms,
                                  const std::vector<IpAddress>& own_addresses, RoamDrop drop,
                                  CounterRegistry& registry, Parts parts)
-    : node_(node), drop_(drop), channels_(parts.channels), parts_(parts), plan_(0) {
+    : node_(node), drop_(drop), parts_(parts), plan_(0) {
   std::ifstream in(pool_path);
   if (!in) throw ConfigError("--roam-pool: cannot read '" + pool_path + "'");
   std::stringstream text;
@@ -65,8 +65,8 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   update_interval_ms_ = uint64_t{file->update_seconds} * 1000;
   controls_ = file->member_controls;
   plan_ = RoamMovePlan(member_->config().self);
-  if (channels_ != nullptr) {
-    channels_->set_roam_update_source([this](bool first) {
+  if (parts_.channels != nullptr) {
+    parts_.channels->set_roam_update_source([this](bool first) {
       return member_->update_for_client(static_cast<int64_t>(unix_ms()), first);
     });
   }
@@ -104,7 +104,7 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
 
 RoamPoolService::~RoamPoolService() {
   node_.remove_input_filter(this);
-  if (channels_ != nullptr) channels_->set_roam_update_source(nullptr);
+  if (parts_.channels != nullptr) parts_.channels->set_roam_update_source(nullptr);
 }
 
 FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
@@ -124,9 +124,9 @@ FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
 void RoamPoolService::on_timer(uv_timer_t* timer) noexcept { static_cast<RoamPoolService*>(timer->data)->tick(); }
 
 void RoamPoolService::tick() {
-  if (channels_ != nullptr && uv_now(node_.loop()) - last_update_ms_ >= update_interval_ms_) {
+  if (parts_.channels != nullptr && uv_now(node_.loop()) - last_update_ms_ >= update_interval_ms_) {
     last_update_ms_ = uv_now(node_.loop());
-    channels_->send_roam_updates();
+    parts_.channels->send_roam_updates();
   }
   auto now = static_cast<int64_t>(unix_ms());
   auto window = member_->window_at(now);
@@ -140,7 +140,7 @@ void RoamPoolService::tick() {
     logger("roam")->info("{}", member_->describe(now));
   }
   if (window && parts_.migration != nullptr && parts_.table != nullptr) {
-    RoamMoveView view{uv_now(node_.loop()), epoch, window->server, parts_.table->sessions().size(),
+    RoamMoveView view{uv_now(node_.loop()), epoch, window->server, parts_.table->session_count(),
                       parts_.migration->moving()};
     if (auto target = plan_.next(view)) move_to_active(epoch, *target);
   }
@@ -148,7 +148,7 @@ void RoamPoolService::tick() {
 
 void RoamPoolService::move_to_active(uint64_t epoch, uint32_t active) {
   const std::string& control = active < controls_.size() ? controls_[active] : std::string();
-  size_t offered = parts_.table->sessions().size();
+  size_t offered = parts_.table->session_count();
   std::string error;
   bool started = false;
   if (control.empty()) {

@@ -62,7 +62,6 @@ class RoamPoolService final : public InputFilter {
   Node& node_;
   std::unique_ptr<control::RoamMember> member_;
   RoamDrop drop_;
-  ChannelServer* channels_;  // may be null; outlives this
   Parts parts_;
   std::vector<std::string> controls_;  // each member's control port ("": none)
   RoamMovePlan plan_;

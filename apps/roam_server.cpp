@@ -469,6 +469,7 @@ class Server final : public SessionTable {
     for (auto& [raw, session] : sessions_) out.push_back(raw);
     return out;
   }
+  size_t session_count() override { return sessions_.size(); }
   void drop(MovableSession* session) override {
     node_.defer([this, session] { sessions_.erase(session); });
   }

@@ -3,6 +3,7 @@
 // hands it imported sessions and tells it which ones left. Loop thread only.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <vector>
 
@@ -14,6 +15,8 @@ class SessionTable {
  public:
   virtual ~SessionTable() = default;
   virtual std::vector<MovableSession*> sessions() = 0;
+  // How many there are, without building the list (asked on timers).
+  virtual size_t session_count() { return sessions().size(); }
   // Removes a session that moved away; the table destroys it (deferred).
   virtual void drop(MovableSession* session) = 0;
   // Takes ownership of an imported session.
