@@ -11,8 +11,7 @@ namespace roam::crypto {
 
 namespace {
 
-constexpr char chain_label[] = "roamstack chain v1";
-constexpr size_t chain_label_bytes = sizeof(chain_label) - 1;
+constexpr std::string_view chain_label = "roamstack chain v1";
 
 uint64_t ceil_sqrt(uint64_t value) {
   auto root = static_cast<uint64_t>(std::sqrt(static_cast<double>(value)));
@@ -23,14 +22,19 @@ uint64_t ceil_sqrt(uint64_t value) {
 
 }  // namespace
 
-ChainKey chain_step(const ChainKey& key) {
+ChainKey labelled_hash(std::string_view label, const ChainKey& key) {
+  if (label.size() > max_hash_label_bytes) throw std::invalid_argument("labelled_hash: label too long");
   // label | key in one buffer: the same bytes an independent implementation hashes.
-  ScratchSecret<chain_label_bytes + chain_key_bytes> input;
-  std::memcpy(input.data(), chain_label, chain_label_bytes);
-  std::memcpy(input.data() + chain_label_bytes, key.data(), chain_key_bytes);
+  ScratchSecret<max_hash_label_bytes + chain_key_bytes> input;
+  std::memcpy(input.data(), label.data(), label.size());
+  std::memcpy(input.data() + label.size(), key.data(), chain_key_bytes);
   ChainKey out;
-  crypto_generichash(out.data(), out.size(), input.data(), input.size(), nullptr, 0);
+  crypto_generichash(out.data(), out.size(), input.data(), label.size() + chain_key_bytes, nullptr, 0);
   return out;
+}
+
+ChainKey chain_step(const ChainKey& key) {
+  return labelled_hash(chain_label, key);
 }
 
 ChainKey chain_hash_down(ChainKey key, uint64_t steps) {

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 namespace roam::crypto {
@@ -19,6 +20,11 @@ namespace roam::crypto {
 inline constexpr size_t chain_key_bytes = 32;
 using ChainKey = std::array<uint8_t, chain_key_bytes>;
 
+// BLAKE2b-256(label | key), unkeyed, over the label's bytes (no terminator) and the key:
+// the chain step and every key derived from a chain key (PROTOCOL.md 13.1, 13.2, 14.1).
+// `label` is at most max_hash_label_bytes.
+inline constexpr size_t max_hash_label_bytes = 64;
+ChainKey labelled_hash(std::string_view label, const ChainKey& key);
 // One step down the chain: K_{i-1} = H(K_i).
 ChainKey chain_step(const ChainKey& key);
 // `steps` steps down: K_{i-steps} from K_i.

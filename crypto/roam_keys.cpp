@@ -1,6 +1,7 @@
 #include "crypto/roam_keys.hpp"
 
 #include <cstring>
+#include <string_view>
 
 #include "crypto/sodium.hpp"
 
@@ -8,22 +9,9 @@ namespace roam::crypto {
 
 namespace {
 
-constexpr char epoch_label[] = "roamstack roam epoch v1";
-constexpr char server_label[] = "roamstack roam server v1";
-constexpr char port_label[] = "roamstack roam port v1";
-
-// BLAKE2b-256(label | key). The key is secret; the output is only as secret as what it
-// selects, but is wiped with the input anyway.
-template <size_t L>
-ChainKey labelled_hash(const char (&label)[L], const ChainKey& key) {
-  constexpr size_t label_bytes = L - 1;
-  ScratchSecret<label_bytes + chain_key_bytes> input;
-  std::memcpy(input.data(), label, label_bytes);
-  std::memcpy(input.data() + label_bytes, key.data(), chain_key_bytes);
-  ChainKey out;
-  crypto_generichash(out.data(), out.size(), input.data(), input.size(), nullptr, 0);
-  return out;
-}
+constexpr std::string_view epoch_label = "roamstack roam epoch v1";
+constexpr std::string_view server_label = "roamstack roam server v1";
+constexpr std::string_view port_label = "roamstack roam port v1";
 
 uint64_t first_u64(const ChainKey& digest) {
   uint64_t v = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "stack/wire/byte_reader.hpp"
 #include "stack/wire/byte_writer.hpp"
@@ -10,7 +11,7 @@ namespace roam::migrate {
 
 namespace {
 
-constexpr char key_label[] = "roamstack checkpoint v1";
+constexpr std::string_view key_label = "roamstack checkpoint v1";
 constexpr std::array<uint8_t, 4> magic{'R', 'S', 'C', 'K'};
 
 static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == checkpoint_key_bytes);
@@ -46,12 +47,10 @@ const char* checkpoint_error_name(CheckpointError error) {
 }
 
 CheckpointKey CheckpointKey::derive(const crypto::ChainKey& pool_seed) {
-  constexpr size_t label_bytes = sizeof(key_label) - 1;
-  crypto::ScratchSecret<label_bytes + crypto::chain_key_bytes> input;
-  std::memcpy(input.data(), key_label, label_bytes);
-  std::memcpy(input.data() + label_bytes, pool_seed.data(), pool_seed.size());
+  crypto::ChainKey digest = crypto::labelled_hash(key_label, pool_seed);
   CheckpointKey key;
-  crypto_generichash(key.key_.data(), checkpoint_key_bytes, input.data(), input.size(), nullptr, 0);
+  std::memcpy(key.key_.data(), digest.data(), checkpoint_key_bytes);
+  sodium_memzero(digest.data(), digest.size());
   return key;
 }
 
