@@ -49,7 +49,7 @@ Result<RoamPoolFile, std::string> parse_roam_pool_file(std::string_view text) {
     std::string control;
     if (key == "member" && (words >> extra)) {
       if (extra != "control" || !(words >> control))
-        return fail("expected 'member IP:PORT [control HOST:PORT]'");
+        return fail("expected 'member IP:PORT [control IP:PORT]'");
       extra.clear();
     }
     if (words >> extra) return fail("expected '" + key + " VALUE'");

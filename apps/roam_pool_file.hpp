@@ -13,7 +13,7 @@
 //   grant-epochs N       how far ahead a client's key reaches (default 3600)
 //   update-seconds N     ROAM_UPDATE to every client channel this often (default 10;
 //                        each channel also gets one, with the pool, when it is set up)
-//   member IP:PORT [control HOST:PORT]
+//   member IP:PORT [control IP:PORT]
 //                        one per server, in the same order on every member ([IPv6]:PORT):
 //                        its userspace address and service port, and the kernel TCP
 //                        control port (--control) where the member that was active hands
@@ -45,7 +45,7 @@ struct RoamPoolFile {
   uint32_t grant_epochs = 3600;
   uint32_t update_seconds = 10;
   std::vector<control::RoamServer> members;
-  std::vector<std::string> member_controls;  // one per member: HOST:PORT, or "" (none given)
+  std::vector<std::string> member_controls;  // one per member: IP:PORT, or "" (none given)
 };
 
 // An error names the line ("line 3: ...").
