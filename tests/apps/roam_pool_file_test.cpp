@@ -61,7 +61,7 @@ TEST_CASE("roam pool file: bad lines and missing settings are refused, naming th
   refused("colour blue\n", "line 4: unknown setting");
   refused("seed a b\n", "line 4: expected");
   refused("start\n", "line 4: expected");
-  refused("member 198.18.1.3:1 control\n", "line 4: expected 'member IP:PORT [control HOST:PORT]'");
+  refused("member 198.18.1.3:1 control\n", "line 4: expected 'member IP:PORT [control IP:PORT]'");
   refused("member 198.18.1.3:1 ctl 198.18.2.1:7100\n", "line 4: expected 'member");
   refused("member 198.18.1.3:1 control 198.18.2.1\n", "line 4: bad control");
   refused("member 198.18.1.3:1 control 198.18.2.1:7100 x\n", "line 4: expected");
