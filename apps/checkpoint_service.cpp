@@ -5,6 +5,8 @@
 #include <optional>
 
 #include "apps/files_state.hpp"
+#include "apps/proxy_resume_state.hpp"
+#include "apps/proxy_session.hpp"
 #include "base/clock.hpp"
 #include "base/config_error.hpp"
 #include "base/log.hpp"
@@ -68,16 +70,27 @@ void CheckpointService::close() {
 void CheckpointService::push_all() {
   const uint64_t now = unix_ms();
   for (MovableSession* any : table_.sessions()) {
-    auto* session = dynamic_cast<SingleLegSession*>(any);
-    if (session == nullptr || !session->movable()) continue;
-    tcp_pcb* pcb = session->pcb();
+    tcp_pcb* pcb = nullptr;
+    std::vector<uint8_t> app_state;
+    if (auto* proxy = dynamic_cast<ProxySession*>(any)) {
+      // The client leg, with the stream offsets the relay re-sends from (PROTOCOL.md 14.8.2).
+      auto state = proxy->resume_state();
+      if (!state) continue;
+      pcb = proxy->legs()[ProxySession::client_leg].pcb;
+      app_state = encode_proxy_resume_state(*state);
+    } else {
+      auto* session = dynamic_cast<SingleLegSession*>(any);
+      if (session == nullptr || !session->movable()) continue;
+      pcb = session->pcb();
+      if (pcb == nullptr) continue;
+      app_state = session->app_state();
+      if (!sending_files(*session, app_state)) continue;
+    }
     if (pcb == nullptr) continue;
     const uint64_t id = connection_id(pcb);
     if (id == 0) continue;
     ChannelConnection* channel = migration_.channels().channel_for(id);
     if (channel == nullptr || !channel->established()) continue;
-    std::vector<uint8_t> app_state = session->app_state();
-    if (!sending_files(*session, app_state)) continue;
     // A live pcb, read between its callbacks: the queues are copied and dropped (a
     // checkpoint holds none; the app regenerates them from its state).
     auto captured = migrate::capture_snapshot(pcb, {}, app_state);
@@ -113,12 +126,14 @@ void CheckpointService::push_all() {
   std::erase_if(generations_, [](const auto& entry) { return find_pcbs_by_connection_id(entry.first).empty(); });
 }
 
-void CheckpointService::answer(ChannelConnection& channel, uint64_t id, uint64_t generation, uint8_t reason) {
+void CheckpointService::answer(ChannelConnection& channel, uint64_t id, uint64_t generation, uint8_t reason,
+                               const std::optional<crypto::HandoverToken>& token) {
   control::ResumeAnswer a;
   a.connection_id = id;
   a.generation = generation;
   a.status = reason == control::resume_reason_none ? control::ResumeStatus::resumed : control::ResumeStatus::refused;
   a.reason = reason;
+  if (a.status == control::ResumeStatus::resumed) a.handover_token = token;
   channel.send(a);
 }
 
@@ -140,7 +155,10 @@ void CheckpointService::on_resume(ChannelConnection& channel, const control::Res
     answer(channel, request.connection_id, generation, reason_of(fresh.error()));
     return;
   }
-  if (!find_pcbs_by_connection_id(request.connection_id).empty()) {
+  // Live here: open, or parked after an import or an earlier resume (its client not heard
+  // on the new path yet): either way this server holds it (PROTOCOL.md 14.4, 7).
+  if (!find_pcbs_by_connection_id(request.connection_id).empty() ||
+      migration_.connection_parked(request.connection_id)) {
     ++counters_.resume_live;
     answer(channel, request.connection_id, generation, control::resume_reason_connection_live);
     return;
@@ -150,27 +168,48 @@ void CheckpointService::on_resume(ChannelConnection& channel, const control::Res
     logger("checkpoint")->warn("resume of connection {} refused: {}", request.connection_id, why);
     answer(channel, request.connection_id, generation, control::resume_reason_cannot_rebuild);
   };
+  const IpAddress sealer = opened->snapshot.local_address;  // the server its client left
   auto aligned = migrate::align_to_client(opened->snapshot,
                                           {request.rcv_nxt, request.snd_una, request.snd_nxt});
   if (!aligned) return refuse_unbuildable(aligned.error());
-  auto state = decode_files_state(aligned->snapshot.app_state);
-  std::optional<FilesState> rebased;
-  if (state) rebased = rebase_files_state(*state, aligned->send_shift);
-  if (!rebased) return refuse_unbuildable("the files state cannot move by the client's view");
-  aligned->snapshot.app_state = encode_files_state(*rebased);
+  std::string kind = "files";
+  std::string position;
+  if (auto proxy = decode_proxy_resume_state(aligned->snapshot.app_state)) {
+    // A proxy session: the relay re-sends from the client's offsets (PROTOCOL.md 14.8.2).
+    auto rebased = rebase_proxy_resume_state(*proxy, aligned->send_shift, aligned->receive_shift);
+    if (!rebased) return refuse_unbuildable("the proxy's stream offsets cannot move by the client's view");
+    aligned->snapshot.app_state = encode_proxy_resume_state(*rebased);
+    kind = "proxy";
+    position = "relayed connection " + std::to_string(rebased->relayed_id) + ", down offset " +
+               std::to_string(rebased->down) + ", up offset " + std::to_string(rebased->up);
+  } else {
+    auto state = decode_files_state(aligned->snapshot.app_state);
+    std::optional<FilesState> rebased;
+    if (state) rebased = rebase_files_state(*state, aligned->send_shift);
+    if (!rebased) return refuse_unbuildable("the files state cannot move by the client's view");
+    aligned->snapshot.app_state = encode_files_state(*rebased);
+    position = "file offset " + std::to_string(rebased->offset);
+  }
   std::vector<uint8_t> snapshot = wire::encode_snapshot(aligned->snapshot);
+  // A fresh token per resume: the client's NAT has never seen the flow to this server, so
+  // the connection crosses it only after the synthetic handshake (PROTOCOL.md 6.3). The
+  // import expects it like a transferred leg's: s_pos is the rebuilt snd_nxt, which is the
+  // client's rcv_nxt (14.5), so the SYN-ACK sits just before the next byte it wants.
+  std::optional<crypto::HandoverToken> token;
+  if (migration_.handover_enabled()) token = crypto::random_handover_token();
   migrate::SessionPayload payload;
-  payload.kind = "files";
-  payload.legs.push_back({migrate::LegRole::client, std::nullopt, snapshot});
+  payload.kind = kind;
+  payload.legs.push_back({migrate::LegRole::client, token, snapshot});
   auto imported = migration_.import_resumed(migrate::encode_session_payload(payload));
   wire::wipe_bytes(snapshot.data(), snapshot.size());
   if (!imported) return refuse_unbuildable(imported.error());
   ledger_.record(opened->header);
   generations_[request.connection_id] = generation;
   ++counters_.resumed;
-  logger("checkpoint")->info("connection {} resumed from checkpoint generation {} (file offset {})",
-                             request.connection_id, generation, rebased->offset);
-  answer(channel, request.connection_id, generation, control::resume_reason_none);
+  logger("checkpoint")->info("connection {} resumed from checkpoint generation {} ({})", request.connection_id,
+                             generation, position);
+  answer(channel, request.connection_id, generation, control::resume_reason_none, token);
+  if (on_resumed_) on_resumed_(sealer);
 }
 
 }  // namespace roam

@@ -4,18 +4,23 @@
 // client (CHECKPOINT). A RESUME on a channel (a client whose server died) is opened,
 // checked against the ledger, aligned to the client's sequence view, rebased in the file,
 // and imported through the migration service like a transferred session; the answer is a
-// RESUMED. Refusals are counted by reason (group `checkpoint` of `roamctl status`) and
-// change nothing. Owned by the server; the node's loop thread.
+// RESUMED, which carries a fresh NAT handover token when this server runs the handover
+// (the import expects the client's synthetic SYN with it, as for a transfer). Refusals
+// are counted by reason (group `checkpoint` of `roamctl status`) and change nothing.
+// Owned by the server; the node's loop thread.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "base/counters.hpp"
 #include "base/uv_handle.hpp"
+#include "crypto/handover_mac.hpp"
 #include "stack/control/channel_server.hpp"
 #include "stack/migrate/checkpoint.hpp"
 #include "stack/migrate/migration_service.hpp"
@@ -44,15 +49,20 @@ class CheckpointService {
   CheckpointService& operator=(const CheckpointService&) = delete;
 
   void close();
+  // Told, after each connection rebuilt here, the address of the server that sealed its
+  // checkpoint (the one its client left: RoamPoolService::resumed_away_from).
+  void set_on_resumed(std::function<void(const IpAddress& left)> on_resumed) { on_resumed_ = std::move(on_resumed); }
   // One round of pushes (the timer's job; public for tests).
   void push_all();
 
  private:
   void on_resume(ChannelConnection& channel, const control::ResumeRequest& request);
-  void answer(ChannelConnection& channel, uint64_t id, uint64_t generation, uint8_t reason);
+  void answer(ChannelConnection& channel, uint64_t id, uint64_t generation, uint8_t reason,
+              const std::optional<crypto::HandoverToken>& token = std::nullopt);
 
   Node& node_;
   SessionTable& table_;
+  std::function<void(const IpAddress&)> on_resumed_;
   MigrationService& migration_;
   migrate::CheckpointKey key_;
   // Connection id -> last generation sealed here (a resumed one goes on from its checkpoint's).

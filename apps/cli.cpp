@@ -21,6 +21,7 @@ std::string link_options_help() {
                          and segmentation offload (64 KiB TCP writes, the kernel cuts
                          them to the MTU) when the kernel allows it
   --link tun:NAME,no-offload  the same without offloads: one write per MTU-sized packet
+  --link tun:NAME,no-uring    one read() per packet instead of io_uring batches
   --addr IPv4[/LEN]      this node's own address in its userspace stack (required)
   --addr6 IPv6           an IPv6 address as well (optional)
   --route PREFIX=IP:PORT udp link: send packets for PREFIX to that UDP endpoint
@@ -51,11 +52,16 @@ Dead peers (every carrier and control channel of this process):
                          answer this long fails (roam-client resets the local app).
                          1-600, or 0 for lwIP's SYN retries, about 21 s (default 10)
 
-Send buffers (every connection of this process):
+Send buffers and receive windows (every connection of this process):
   --send-buffer MODE     auto: each connection may queue 64 KiB at first, growing with
                          its path's measured bandwidth-delay product up to 4 MiB (less
                          for a move to carry, less memory per busy connection); fixed:
                          always 4 MiB, lwIP's TCP_SND_BUF (default auto)
+  --receive-buffer MODE  auto: each connection lets its peer send 64 KiB ahead of what
+                         the app read at first, growing (as Linux's autotuning) while
+                         the app reads a window per round trip, up to 4 MiB (an app
+                         that stops reading holds less, and a move carries less);
+                         fixed: always 4 MiB, lwIP's TCP_WND (default auto)
 )";
 }
 
@@ -68,6 +74,7 @@ OptionSpecs link_option_specs() {
       {"pcap", "--pcap", Kind::value, false},         {"log-level", "--log-level", Kind::value, false},
       {"dead-peer", "--dead-peer", Kind::value, false}, {"connect-timeout", "--connect-timeout", Kind::value, false},
       {"udp-roam", "--udp-roam", Kind::value, true},  {"send-buffer", "--send-buffer", Kind::value, false},
+      {"receive-buffer", "--receive-buffer", Kind::value, false},
   };
 }
 
@@ -138,6 +145,10 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options) {
     std::string mode = option_value(argc, argv, i);
     if (mode != "auto" && mode != "fixed") throw ConfigError("--send-buffer takes auto or fixed, not '" + mode + "'");
     options.send_buffer_auto = mode == "auto";
+  } else if (arg == "--receive-buffer") {
+    std::string mode = option_value(argc, argv, i);
+    if (mode != "auto" && mode != "fixed") throw ConfigError("--receive-buffer takes auto or fixed, not '" + mode + "'");
+    options.receive_buffer_auto = mode == "auto";
   } else if (arg == "--log-level") {
     options.log_level = option_value(argc, argv, i);
     if (!set_log_level(options.log_level)) throw ConfigError("unknown log level '" + options.log_level + "'");
@@ -204,10 +215,19 @@ UdpLink* attach_link(Node& node, const LinkOptions& options) {
     if (!options.udp_roam.empty()) throw ConfigError("--udp-roam applies to udp links only");
     TunLinkConfig config{options.link.substr(4), options.mtu, true};
     if (auto comma = config.name.find(','); comma != std::string::npos) {
-      if (config.name.substr(comma + 1) != "no-offload")
-        throw ConfigError("bad --link '" + options.link + "': the only tun option is ,no-offload");
+      std::string rest = config.name.substr(comma + 1);
       config.name.resize(comma);
-      config.offload = false;
+      while (!rest.empty()) {
+        auto next = rest.find(',');
+        std::string option = rest.substr(0, next);
+        rest = next == std::string::npos ? "" : rest.substr(next + 1);
+        if (option == "no-offload")
+          config.offload = false;
+        else if (option == "no-uring")
+          config.uring = false;
+        else
+          throw ConfigError("bad --link '" + options.link + "': tun options are ,no-offload and ,no-uring");
+      }
     }
     link = std::make_unique<TunLink>(node.loop(), std::move(config));
   } else {

@@ -39,6 +39,8 @@ struct LinkOptions {
   static constexpr uint32_t default_connect_timeout_ms = 10'000;
   // --send-buffer: send buffers sized to the path (auto) or always TCP_SND_BUF (fixed).
   bool send_buffer_auto = true;
+  // --receive-buffer: receive windows sized to the path (auto) or always TCP_WND (fixed).
+  bool receive_buffer_auto = true;
   // Set by run_node_app once the link is built: the UDP link (owned by the node), or
   // nullptr for a TUN link.
   UdpLink* udp_link = nullptr;

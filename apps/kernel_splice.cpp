@@ -31,6 +31,7 @@ std::span<uint8_t> shared_read_buffer() {
 struct KernelSplice::KernelWrite {
   uv_write_t request{};
   KernelSplice* owner = nullptr;
+  uint64_t carrier = 0;  // carrier_generation_ of the carrier the bytes came from
   PbufPtr data;
   std::vector<uv_buf_t> buffers;
 };
@@ -170,6 +171,7 @@ bool KernelSplice::kernel_reset_pending() const {
 }
 
 void KernelSplice::kernel_data(const uint8_t* data, size_t length) {
+  if (replay_.to_carrier) replay_.to_carrier({data, length});
   size_t taken = 0;
   if (pending_offset_ == pending_to_carrier_.size()) taken = carrier_->write({data, length});
   if (taken < length) {
@@ -216,8 +218,18 @@ void KernelSplice::on_sent(TcpConnection&, size_t /*bytes*/) {
   pump_to_carrier();
 }
 
-void KernelSplice::on_data(TcpConnection&, PbufPtr data) {
-  if (closing_) return;  // dropped; the connection is going away
+void KernelSplice::on_data(TcpConnection& from, PbufPtr data) {
+  if (closing_ || &from != carrier_.get()) return;  // dropped; the connection is going away
+  if (drop_from_carrier_ > 0) {
+    // A resumed relay: the kernel already has these (PROTOCOL.md 14.8.4, skip).
+    const size_t dropped = static_cast<size_t>(std::min<uint64_t>(drop_from_carrier_, data->tot_len));
+    drop_from_carrier_ -= dropped;
+    carrier_->consumed(dropped);
+    if (dropped == data->tot_len) return;
+    data = PbufPtr(pbuf_free_header(data.release(), static_cast<u16_t>(dropped)));
+    if (!data) return;
+  }
+  if (replay_.from_carrier) replay_.from_carrier(data->tot_len);
   if (!started_) {
     waiting_for_kernel_.push_back(std::move(data));
     return;
@@ -228,6 +240,7 @@ void KernelSplice::on_data(TcpConnection&, PbufPtr data) {
 void KernelSplice::write_to_kernel(PbufPtr data) {
   auto* write = new KernelWrite{};
   write->owner = this;
+  write->carrier = carrier_generation_;
   for (pbuf* q = data.get(); q != nullptr; q = q->next)
     if (q->len > 0) write->buffers.push_back(uv_buf_init(static_cast<char*>(q->payload), q->len));
   write->data = std::move(data);
@@ -246,6 +259,9 @@ void KernelSplice::on_kernel_written(uv_write_t* request, int status) noexcept {
   auto* write = static_cast<KernelWrite*>(request->data);
   KernelSplice* self = write->owner;
   size_t length = write->data ? write->data->tot_len : 0;
+  // Bytes of a carrier replaced meanwhile (replace_carrier) reopen nothing: the new carrier
+  // never delivered them.
+  if (write->carrier != self->carrier_generation_) length = 0;
   delete write;  // frees the pbuf
   --self->kernel_writes_in_flight_;
   if (self->closing_) {
@@ -292,9 +308,48 @@ void KernelSplice::on_kernel_shutdown(uv_shutdown_t* request, int /*status*/) no
 void KernelSplice::on_error(TcpConnection& carrier, err_t error) {
   // The pcb is gone (reset by the peer, refused, or the peer is dead: carrier.loss()).
   logger("app")->debug("carrier failed: {} ({})", carrier.loss_text(), lwip_error_name(error));
-  if (closing_) return;
+  if (closing_ || &carrier != carrier_.get()) return;
+  if (replay_.carrier_lost) {
+    // Kept for a resume: the dead carrier stays in carrier_ (no room, no writes) until
+    // replace_carrier or close.
+    pause_kernel_reads();
+    replay_.carrier_lost();
+    return;
+  }
   if (auto lost = std::exchange(on_carrier_lost_, nullptr)) lost(carrier);
   teardown(true);
+}
+
+void KernelSplice::replace_carrier(std::unique_ptr<TcpConnection> carrier, std::vector<uint8_t> first, uint64_t drop,
+                                   std::span<const uint8_t> early, bool early_fin) {
+  if (closing_) return;
+  if (carrier_ && carrier_->alive()) carrier_->abort();  // it leads to a proxy that lost the session
+  carrier_ = std::move(carrier);
+  ++carrier_generation_;
+  carrier_->set_handler(this);
+  carrier_ready_ = true;
+  // Everything read from the kernel and not yet sent is inside `first`.
+  pending_to_carrier_ = std::move(first);
+  pending_offset_ = 0;
+  carrier_fin_sent_ = false;
+  drop_from_carrier_ = drop;
+  while (!early.empty()) {
+    const size_t n = std::min<size_t>(early.size(), 32 * 1024);
+    PbufPtr copy(pbuf_alloc(PBUF_RAW, static_cast<u16_t>(n), PBUF_RAM));
+    if (!copy) {
+      fail("no memory for a resumed carrier's first bytes");
+      return;
+    }
+    pbuf_take(copy.get(), early.data(), static_cast<u16_t>(n));
+    early = early.subspan(n);
+    on_data(*carrier_, std::move(copy));
+  }
+  if (early_fin) on_remote_closed(*carrier_);
+  if (!started_) {
+    start_if_ready();
+    return;
+  }
+  pump_to_carrier();
 }
 
 void KernelSplice::maybe_finish() {

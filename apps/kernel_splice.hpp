@@ -24,6 +24,7 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "stack/node.hpp"
@@ -55,6 +56,27 @@ class KernelSplice final : public TcpConnection::Handler {
   void set_on_carrier_lost(std::function<void(const TcpConnection&)> callback) {
     on_carrier_lost_ = std::move(callback);
   }
+
+  // A relay that keeps what it relays (PROTOCOL.md 14.8.3; off unless set): `to_carrier`
+  // sees every byte read from the kernel, before it goes toward the carrier;
+  // `from_carrier` counts the bytes taken from the carrier for the kernel; with
+  // `carrier_lost` set, a carrier that ends under us no longer resets the kernel side:
+  // it is called instead, reads stop (no carrier, no room) and the kernel socket stays
+  // open until close() or replace_carrier().
+  struct Replay {
+    std::function<void(std::span<const uint8_t>)> to_carrier;
+    std::function<void(size_t)> from_carrier;
+    std::function<void()> carrier_lost;
+  };
+  void set_replay(Replay replay) { replay_ = std::move(replay); }
+  // Puts an established `carrier` in place of the current one (which is reset if still
+  // open): it carries `first` (bytes read from the kernel earlier: the replay) before
+  // anything read from now on, drops the first `drop` bytes it delivers (the kernel had
+  // them already), and `early` are bytes it delivered before the handover (`early_fin`:
+  // and then its FIN). Outside lwIP
+  // callbacks of the old carrier only.
+  void replace_carrier(std::unique_ptr<TcpConnection> carrier, std::vector<uint8_t> first, uint64_t drop,
+                       std::span<const uint8_t> early, bool early_fin = false);
 
   // The carrier's pcb, nullptr before adopt_carrier and once the carrier is gone.
   tcp_pcb* carrier_pcb() const { return carrier_ ? carrier_->pcb() : nullptr; }
@@ -118,6 +140,9 @@ class KernelSplice final : public TcpConnection::Handler {
   // allocates ~600 bytes, per idle splice).
   std::vector<PbufPtr> waiting_for_kernel_;
   size_t kernel_writes_in_flight_ = 0;
+  Replay replay_;
+  uint64_t drop_from_carrier_ = 0;  // replace_carrier: up bytes the kernel already has
+  uint64_t carrier_generation_ = 0;  // counts replace_carrier: kernel writes of an old carrier's bytes
 };
 
 }  // namespace roam

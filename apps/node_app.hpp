@@ -77,6 +77,7 @@ int run_node_app(const char* program, int argc, char** argv, const OptionSpecs& 
     }();
     TcpConnection::set_dead_peer_policy(options.link.dead_peer);
     TcpConnection::set_send_buffer_autotune(options.link.send_buffer_auto);
+    TcpConnection::set_receive_buffer_autotune(options.link.receive_buffer_auto);
     node = std::make_unique<Node>(loop);
     udp = options.link.udp_link = attach_link(*node, options.link);
     app = make_app(*node, options);

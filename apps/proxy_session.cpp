@@ -4,6 +4,7 @@
 #include <span>
 #include <utility>
 
+#include "apps/relay_replay.hpp"
 #include "base/log.hpp"
 #include "stack/connection_id.hpp"
 
@@ -59,18 +60,36 @@ std::unique_ptr<ProxySession> ProxySession::import(Node& node, std::vector<Impor
     error = "proxy: expected a client leg and an origin leg";
     return nullptr;
   }
-  if (legs[client_leg].app_state != std::vector<uint8_t>{app_state_version} ||
-      !legs[origin_leg].app_state.empty()) {
-    error = "proxy app state: expected version " + std::to_string(app_state_version);
+  auto moved = decode_proxy_move_state(legs[client_leg].app_state);
+  if (!moved || !legs[origin_leg].app_state.empty()) {
+    error = "proxy app state: expected version 1 or 3";
     return nullptr;
   }
   auto session = std::make_unique<ProxySession>(node, legs[client_leg].pcb, std::move(on_finished));
+  session->offsets_known_ = moved->has_value();
+  if (*moved) {
+    session->down_ = (*moved)->down;
+    session->up_ = (*moved)->up;
+  }
   session->legs_[origin_leg] = std::make_unique<TcpConnection>(legs[origin_leg].pcb, session.get());
   session->origin_connected_ = true;
   session->flows_[client_leg].held = std::move(legs[client_leg].received);
   session->flows_[origin_leg].held = std::move(legs[origin_leg].received);
   // Resumes on the next loop turn, once the importer registered it everywhere; the held
   // bytes go to the other leg first, data arriving meanwhile queues behind them.
+  session->frozen_ = true;
+  session->resume_later();
+  return session;
+}
+
+std::unique_ptr<ProxySession> ProxySession::import_resumed(Node& node, tcp_pcb* client, const ProxyResumeState& state,
+                                                           FinishedFn on_finished, Hooks hooks) {
+  auto session = std::make_unique<ProxySession>(node, client, std::move(on_finished), std::move(hooks));
+  session->down_ = state.down;
+  session->up_ = state.up;
+  auto request = relay::encode_resume_request({state.relayed_id, state.down, state.up});
+  session->resume_request_.assign(request.begin(), request.end());
+  session->awaiting_answer_ = true;
   session->frozen_ = true;
   session->resume_later();
   return session;
@@ -112,8 +131,23 @@ std::vector<uint8_t> ProxySession::leg_received(size_t leg) const {
 }
 
 std::vector<uint8_t> ProxySession::leg_app_state(size_t leg) const {
-  if (leg == client_leg) return {app_state_version};
+  if (leg == client_leg) return encode_proxy_move_state(offsets());
   return {};
+}
+
+std::optional<ProxyStreamOffsets> ProxySession::offsets() const {
+  if (!offsets_known_) return std::nullopt;
+  return ProxyStreamOffsets{down_, up_};
+}
+
+std::optional<ProxyResumeState> ProxySession::resume_state() const {
+  if (!movable() || !offsets_known_ || down_ >= max_stream_offset || up_ >= max_stream_offset) return std::nullopt;
+  const tcp_pcb* client = legs_[client_leg]->pcb();
+  const tcp_pcb* origin = legs_[origin_leg]->pcb();
+  if (client == nullptr || origin == nullptr || client->refused_data != nullptr) return std::nullopt;
+  const uint64_t relayed = connection_id(origin);
+  if (relayed == 0) return std::nullopt;
+  return ProxyResumeState{relayed, down_, up_};
 }
 
 std::vector<tcp_pcb*> ProxySession::release_legs() {
@@ -141,12 +175,28 @@ void ProxySession::on_connected(TcpConnection& connection) {
   if (ending_ || leg_of(connection) != origin_leg) return;
   origin_connected_ = true;
   if (hooks_.on_origin_connected) hooks_.on_origin_connected(connection.pcb());
+  if (!resume_request_.empty()) {
+    // Before any client byte: the relay reads exactly these first (PROTOCOL.md 14.8.4).
+    size_t written = connection.write(resume_request_);
+    if (written != resume_request_.size()) {
+      fail_origin("cannot send RELAY_RESUME");
+      return;
+    }
+    resume_request_.clear();
+    connection.flush();
+  }
   schedule_pump();  // what the client sent meanwhile
 }
 
 void ProxySession::on_data(TcpConnection& connection, PbufPtr data) {
   if (ending_) return;  // dropped: the connection is going away
-  Flow& flow = flows_[leg_of(connection)];
+  const size_t from = leg_of(connection);
+  if (from == origin_leg && awaiting_answer_) {
+    take_resume_answer(connection, std::move(data));
+    return;
+  }
+  Flow& flow = flows_[from];
+  if (from == client_leg) up_ += data->tot_len;
   if (flow.offset == flow.held.size()) {
     flow.held.clear();
     flow.offset = 0;
@@ -155,6 +205,29 @@ void ProxySession::on_data(TcpConnection& connection, PbufPtr data) {
   size_t old_size = flow.held.size();
   flow.held.resize(old_size + length);
   pbuf_copy_partial(data.get(), flow.held.data() + old_size, static_cast<u16_t>(length), 0);
+  schedule_pump();
+}
+
+void ProxySession::take_resume_answer(TcpConnection& origin, PbufPtr data) {
+  const size_t old_size = answer_.size();
+  answer_.resize(old_size + data->tot_len);
+  pbuf_copy_partial(data.get(), answer_.data() + old_size, data->tot_len, 0);
+  if (answer_.size() < relay::resume_answer_bytes) return;
+  std::span<const uint8_t, relay::resume_answer_bytes> head(answer_.data(), relay::resume_answer_bytes);
+  auto answer = relay::decode_resume_answer(head);
+  if (!answer || !answer->resumed()) {
+    logger("app")->warn("proxy session: the relay refused to resume it ({}); the client's connection is reset",
+                        answer ? relay::resume_reason_name(answer->reason) : "malformed answer");
+    fail_origin("relay resume refused");
+    return;
+  }
+  logger("app")->info("proxy session resumed at the relay (down offset {}, up offset {}, {} up bytes it had)", down_,
+                      up_, answer->skip);
+  awaiting_answer_ = false;
+  origin.consumed(relay::resume_answer_bytes);  // never forwarded: reopen the window now
+  Flow& flow = flows_[origin_leg];
+  flow.held.insert(flow.held.end(), answer_.begin() + relay::resume_answer_bytes, answer_.end());
+  std::vector<uint8_t>().swap(answer_);
   schedule_pump();
 }
 
@@ -228,6 +301,7 @@ void ProxySession::forward(size_t from) {
   if (flow.remaining() > 0 && sink->send_space() >= std::min(flow.remaining(), sink->send_step(refill_step))) {
     size_t taken = sink->write({flow.held.data() + flow.offset, flow.remaining()});
     flow.offset += taken;
+    if (from == origin_leg) down_ += taken;  // now behind the client leg's snd_lbb
     wrote = taken > 0;
     // Only now may the source send more: the window reopens by what the sink took.
     if (taken > 0 && source != nullptr) source->consumed(taken);
@@ -304,9 +378,22 @@ void ProxySession::resume_later() {
   node_.kick();
 }
 
-void add_proxy_session_kind(SessionKinds& kinds, Node& node) {
-  kinds.add("proxy", [&node](std::vector<ImportedLeg> legs, MovableSession::FinishedFn on_finished,
-                             std::string& error) -> std::unique_ptr<MovableSession> {
+void add_proxy_session_kind(SessionKinds& kinds, Node& node, OpenResumedOrigin open_resumed,
+                            ProxySession::Hooks resumed_hooks) {
+  kinds.add("proxy", [&node, open_resumed, resumed_hooks](std::vector<ImportedLeg> legs,
+                                                          MovableSession::FinishedFn on_finished,
+                                                          std::string& error) -> std::unique_ptr<MovableSession> {
+    if (legs.size() == 1 && legs[0].role == LegRole::client) {
+      // A checkpoint's rebuild (PROTOCOL.md 14.8.5): the client leg alone.
+      auto state = decode_proxy_resume_state(legs[0].app_state);
+      if (!state || !open_resumed || !legs[0].received.empty()) {
+        error = "proxy: a lone client leg needs a proxy checkpoint state and a relay to resume at";
+        return nullptr;
+      }
+      auto session = ProxySession::import_resumed(node, legs[0].pcb, *state, std::move(on_finished), resumed_hooks);
+      open_resumed(*session);
+      return session;
+    }
     return ProxySession::import(node, std::move(legs), std::move(on_finished), error);
   });
 }

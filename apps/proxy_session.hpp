@@ -18,14 +18,20 @@
 // data was acknowledged. A reset or error on either leg resets the other.
 // Moves: `held` is each leg's `received` state (bytes taken from its lwIP but not yet
 // written into the other leg); the new host writes them into the other leg first.
+// Stream offsets (PROTOCOL.md 14.8.1): the session counts the down bytes it wrote into
+// the client leg and the up bytes it took from it, and they move with it (the client
+// leg's app state, version 3), so that a checkpoint can name the client's position in
+// the relayed streams (resume_state).
 #pragma once
 
 #include <array>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "apps/proxy_resume_state.hpp"
 #include "stack/migrate/movable_session.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_connection.hpp"
@@ -36,7 +42,8 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
  public:
   static constexpr size_t client_leg = 0;
   static constexpr size_t origin_leg = 1;
-  // The app state of the client leg: a version byte (the origin leg's is empty).
+  // The app state of the client leg: version 1 (a version byte: offsets unknown) or 3
+  // (with the stream offsets, apps/proxy_resume_state.hpp); the origin leg's is empty.
   static constexpr uint8_t app_state_version = 1;
 
   struct Hooks {
@@ -65,6 +72,12 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   // when the legs or their app state do not fit.
   static std::unique_ptr<ProxySession> import(Node& node, std::vector<ImportedLeg> legs, FinishedFn on_finished,
                                               std::string& error);
+  // A session rebuilt from a checkpoint (PROTOCOL.md 14.8.5): the client leg only, its
+  // state already rebased to the client's view. Its origin leg (attach_origin, to the
+  // relay's replay port) first sends RELAY_RESUME for `state`; nothing is forwarded
+  // before the relay's RELAY_RESUMED, and a refusal resets the client leg.
+  static std::unique_ptr<ProxySession> import_resumed(Node& node, tcp_pcb* client, const ProxyResumeState& state,
+                                                      FinishedFn on_finished, Hooks hooks);
 
   // MovableSession
   const char* kind() const override { return "proxy"; }
@@ -91,6 +104,15 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
 
   // Bytes held per direction now (tests, status).
   size_t held(size_t from_leg) const { return flows_[from_leg].remaining(); }
+  // The stream offsets of the client leg's send point (down: its snd_lbb) and receive
+  // point (up: its rcv_nxt); nullopt for a session imported from a host that did not
+  // count them.
+  std::optional<ProxyStreamOffsets> offsets() const;
+  // What a checkpoint of this session carries (PROTOCOL.md 14.8.2), read between lwIP
+  // callbacks: nullopt unless the session is movable, its offsets are known, its origin
+  // leg has a connection id and lwIP holds no refused bytes on the client leg (they
+  // would be counted in rcv_nxt but not in `up`).
+  std::optional<ProxyResumeState> resume_state() const;
 
  private:
   // Bytes travelling from one leg to the other.
@@ -103,7 +125,9 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   };
 
   size_t leg_of(const TcpConnection& connection) const;
-  bool ready() const { return legs_[origin_leg] != nullptr && origin_connected_; }
+  bool ready() const { return legs_[origin_leg] != nullptr && origin_connected_ && !awaiting_answer_; }
+  // A resumed session's origin leg delivered `data` while RELAY_RESUMED is awaited.
+  void take_resume_answer(TcpConnection& origin, PbufPtr data);
   void schedule_pump();
   void pump();
   void forward(size_t from);
@@ -120,6 +144,15 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   std::array<std::unique_ptr<TcpConnection>, 2> legs_;
   std::array<Flow, 2> flows_;  // indexed by source leg
   bool origin_connected_ = false;
+  // Stream offsets (14.8.1): down bytes written into the client leg, up bytes taken from
+  // it, since the relayed connection began; unknown after an import of a bare state.
+  uint64_t down_ = 0;
+  uint64_t up_ = 0;
+  bool offsets_known_ = true;
+  // Resumed sessions (14.8.5): the RELAY_RESUME to send first, and the answer awaited.
+  std::vector<uint8_t> resume_request_;
+  std::vector<uint8_t> answer_;
+  bool awaiting_answer_ = false;
   bool frozen_ = false;
   bool pump_scheduled_ = false;
   bool resume_pending_ = false;
@@ -130,6 +163,11 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
 // Registers kind "proxy" (ProxySession::import on `node`): a host that runs proxy mode
 // can take proxy sessions moved from another. The imported origin leg carries its own
 // addresses, so it need not lead to this host's own origin.
-void add_proxy_session_kind(SessionKinds& kinds, Node& node);
+// `open_resumed` (optional): opens the origin leg of a session rebuilt from a checkpoint
+// (a client leg alone whose app state is a ProxyResumeState); without it such a session
+// is refused.
+using OpenResumedOrigin = std::function<void(ProxySession&)>;
+void add_proxy_session_kind(SessionKinds& kinds, Node& node, OpenResumedOrigin open_resumed = nullptr,
+                            ProxySession::Hooks resumed_hooks = {});
 
 }  // namespace roam

@@ -450,7 +450,11 @@ class Client {
       events.on_roam_update = [this](const IpAddress& server, const control::RoamUpdate& update) {
         roam_follow_->on_update(server, update);
       };
-      checkpoints_ = std::make_unique<CheckpointHolder>(counters_);
+      events.on_error = [this](const IpAddress& server, const control::ErrorMessage& error) {
+        if (error.code == control::error_no_roam_update) roam_follow_->on_unavailable(server, error.text);
+      };
+      // Only the server a connection points at now is heard (a copy left behind may still push).
+      checkpoints_ = std::make_unique<CheckpointHolder>(counters_, client_pcb_server);
       events.on_checkpoint = [this](const IpAddress& server, const control::CheckpointPush& push) {
         checkpoints_->on_checkpoint(server, push);
       };
@@ -470,6 +474,10 @@ class Client {
       // member the schedule names (PROTOCOL.md 14.5); neither: checkpoints are only kept.
       resumer_ = std::make_unique<CheckpointResumer>(node_, *follower_, *checkpoints_, options.resume_to,
                                                      roam_follow_.get(), options.resume_after_ms, counters_);
+      checkpoints_->set_on_stale_copy(
+          [this](const IpAddress& server, uint64_t id) {
+            if (resumer_) resumer_->on_stale_copy(server, id);
+          });
       // The channel to the next server is up before it is needed: a takeover costs the
       // silence bound, not a handshake more.
       if (options.resume_to) follower_->prepare(*options.resume_to);
@@ -971,7 +979,7 @@ class Client {
   }
 
   Node& node_;
-  std::unique_ptr<CheckpointHolder> checkpoints_;  // PROTOCOL.md 14: kept, not presented yet
+  std::unique_ptr<CheckpointHolder> checkpoints_;  // PROTOCOL.md 14: presented by resumer_
   std::unique_ptr<Follower> follower_;
   std::unique_ptr<CheckpointResumer> resumer_;  // uses follower_, checkpoints_ and roam_follow_
   std::unique_ptr<DeviceAddressWatcher> watcher_;

@@ -22,6 +22,7 @@ RoamFollow::RoamFollow(CounterRegistry& registry, uv_loop_t* loop) : loop_(loop)
   registry.add("roam", "roam_keys_extended", &c.keys_extended);
   registry.add("roam", "roam_dials_redirected", &dials_redirected_);
   registry.add("roam", "roam_dials_unscheduled", &dials_unscheduled_);
+  registry.add("roam", "roam_updates_unavailable", &updates_unavailable_);
   registry.add_gauge("roam", "roam_granted_until", [this] { return tracker_.granted_until().value_or(0); });
 }
 
@@ -34,7 +35,9 @@ void RoamFollow::close() {
 
 void RoamFollow::when_scheduled(const IpAddress& server, bool announced, std::function<void()> then) {
   bool silent = std::find(silent_servers_.begin(), silent_servers_.end(), server) != silent_servers_.end();
-  bool wait = announced && !tracker_.pool() && !silent;
+  // Not only before a first pool: a client whose key ran out (it was away longer than its
+  // grant) hears the current schedule on the new channel just as well (PROTOCOL.md 13.4).
+  bool wait = announced && !scheduled_now() && !silent;
   if (!timer_.valid()) {
     if (wait) logger("roam")->debug("no loop to wait for a first roam update: dialing {} as configured", server.to_string());
     then();  // only without a loop (tests): nothing to defer with
@@ -49,7 +52,26 @@ void RoamFollow::when_scheduled(const IpAddress& server, bool announced, std::fu
 
 void RoamFollow::on_timer(uv_timer_t* timer) noexcept {
   auto* self = static_cast<RoamFollow*>(timer->data);
-  self->run_waiters(self->tracker_.pool().has_value());
+  self->run_waiters(self->scheduled_now());
+}
+
+bool RoamFollow::scheduled_now() {
+  return tracker_.pool() && tracker_.window_at(static_cast<int64_t>(unix_ms())).has_value();
+}
+
+void RoamFollow::on_unavailable(const IpAddress& server, const std::string& why) {
+  ++updates_unavailable_;
+  logger("roam")->warn("roam pool member {} has no schedule to give: {}; its carriers dial as configured",
+                       server.to_string(), why);
+  if (std::find(silent_servers_.begin(), silent_servers_.end(), server) == silent_servers_.end())
+    silent_servers_.push_back(server);
+  bool any = false;
+  for (auto& w : waiters_) {
+    if (!(w.server == server)) continue;
+    w.deadline_ms = 0;
+    any = true;
+  }
+  if (any && timer_.valid()) uv_timer_start(timer_.get(), &RoamFollow::on_timer, 0, 20);
 }
 
 void RoamFollow::run_waiters(bool all) {
@@ -74,8 +96,8 @@ void RoamFollow::run_waiters(bool all) {
 void RoamFollow::on_update(const IpAddress& server, const control::RoamUpdate& update) {
   auto now = static_cast<int64_t>(unix_ms());
   auto verdict = tracker_.apply(update, now);
-  // A pool is known now: the carriers waiting for it go (from the timer, not from here).
-  if (!waiters_.empty() && tracker_.pool() && timer_.valid()) uv_timer_start(timer_.get(), &RoamFollow::on_timer, 0, 20);
+  // The schedule covers now: the carriers waiting for it go (from the timer, not from here).
+  if (!waiters_.empty() && scheduled_now() && timer_.valid()) uv_timer_start(timer_.get(), &RoamFollow::on_timer, 0, 20);
   if (verdict != control::RoamVerdict::applied) {
     uint64_t suppressed = 0;
     if (refusal_log_.allow(suppressed))
@@ -121,7 +143,8 @@ std::optional<control::RoamServer> RoamFollow::dial_target(const IpAddress& serv
   return active;
 }
 
-std::optional<RoamFollow::TakeoverTarget> RoamFollow::takeover_target(const IpAddress& dead) {
+std::optional<RoamFollow::TakeoverTarget> RoamFollow::takeover_target(const IpAddress& dead,
+                                                                      std::span<const IpAddress> avoid) {
   const auto& pool = tracker_.pool();
   if (!pool) return std::nullopt;
   bool member = false;
@@ -132,7 +155,8 @@ std::optional<RoamFollow::TakeoverTarget> RoamFollow::takeover_target(const IpAd
     auto window = tracker_.window_at(at);
     auto active = tracker_.active_server(at);
     if (!window || !active) return std::nullopt;  // past E_t: the schedule says no more
-    if (!(active->address == dead)) return TakeoverTarget{*active, i > 0};
+    const bool avoided = std::find(avoid.begin(), avoid.end(), active->address) != avoid.end();
+    if (!(active->address == dead) && !avoided) return TakeoverTarget{*active, i > 0};
     at = window->end_ms;
   }
   return std::nullopt;

@@ -9,11 +9,19 @@
 // sessions it did not offer last time arrived (a client that opened a connection in the
 // transitional interval). Sessions that stayed (unmovable ones) do not make it try again
 // in the same epoch. The active member moves nothing, so when an epoch's active member is
-// the same as the last one, nothing moves. One thread (the server's loop).
+// the same as the last one, nothing moves.
+// A member some session here was resumed away from (a client took it for dead: killed,
+// partitioned or stopped; PROTOCOL.md 14.5) is no move target for avoid_ms after the
+// resume: while it is active nothing moves, and the sessions stay here. Moving a resumed
+// session back to it would freeze the session for the move (seconds, when the member is
+// stopped and its control port does not answer) and make the client take this member for
+// dead too, or hand the session to a member that still holds a stale copy of it.
+// One thread (the server's loop).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 
 namespace roam {
@@ -36,6 +44,9 @@ class RoamMovePlan {
   // `offered` sessions were offered, `left` of them are still here (stayed or failed),
   // `failed` says whether the move (or a session of it) failed.
   void finished(uint64_t now_ms, size_t offered, size_t left, bool failed);
+  // A session was resumed here away from `member` at now_ms: no moves to it until avoid_ms later.
+  void avoid(uint32_t member, uint64_t now_ms);
+  static constexpr uint64_t avoid_ms = 60'000;  // as long as the client avoids a member it left
 
  private:
   uint32_t self_;
@@ -45,6 +56,7 @@ class RoamMovePlan {
   bool running_ = false;
   bool last_failed_ = false;
   size_t left_ = 0;  // sessions that stayed after the last attempt
+  std::map<uint32_t, uint64_t> avoided_until_;  // member -> loop time its avoidance ends
 };
 
 }  // namespace roam

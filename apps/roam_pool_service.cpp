@@ -1,5 +1,6 @@
 #include "apps/roam_pool_service.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -63,11 +64,18 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   sodium_memzero(top.data(), top.size());
   member_ = std::make_unique<control::RoamMember>(std::move(chain), member_config(*file, unit_ms, own_addresses));
   update_interval_ms_ = uint64_t{file->update_seconds} * 1000;
+  // A client on a channel must never run out of schedule between two updates: its key
+  // reaches grant_epochs epochs ahead, each at least one unit long. Send at least twice
+  // in that time, whatever update-seconds says (PROTOCOL.md 13.5).
+  const uint64_t grant_ms = uint64_t{file->grant_epochs} * member_->config().unit_ms;
+  update_interval_ms_ = std::clamp<uint64_t>(grant_ms / 2, 100, std::max<uint64_t>(update_interval_ms_, 100));
   controls_ = file->member_controls;
   plan_ = RoamMovePlan(member_->config().self);
   if (parts_.channels != nullptr) {
-    parts_.channels->set_roam_update_source([this](bool first) {
-      return member_->update_for_client(static_cast<int64_t>(unix_ms()), first);
+    parts_.channels->set_roam_update_source([this](bool first) -> Result<control::RoamUpdate, std::string> {
+      const auto now = static_cast<int64_t>(unix_ms());
+      if (auto update = member_->update_for_client(now, first)) return std::move(*update);
+      return unexpected(member_->describe(now));  // "roam pool: not started" / "...: chain exhausted"
     });
   }
   last_update_ms_ = uv_now(node_.loop());
@@ -87,6 +95,7 @@ RoamPoolService::RoamPoolService(Node& node, const std::string& pool_path, std::
   registry.add("roam", "roam_moves_started", &moves_.started);
   registry.add("roam", "roam_moves_failed", &moves_.failed);
   registry.add("roam", "roam_moves_not_started", &moves_.not_started);
+  registry.add("roam", "roam_members_avoided", &moves_.avoided);
   registry.add("roam", "roam_sessions_moved", &moves_.sessions_moved);
 
   node_.add_input_filter(InputStage::defense, this);
@@ -112,6 +121,11 @@ FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
   // and follows a move over it; the channel is authenticated (PROTOCOL.md 13.6).
   if (packet.tcp && parts_.channel_port != 0 && packet.tcp->flow.local_port == parts_.channel_port)
     return FilterVerdict::pass;
+  // The NAT handover's synthetic segments (PROTOCOL.md 6) open no connection: the handover
+  // stage right after authenticates them by their tag and drops the rest. A standby member
+  // gets them for a connection resumed here from a checkpoint (14.5: the takeover target
+  // is often the next epoch's member); dropping them left the client's NAT closed.
+  if (packet.tcp && packet.tcp->handover_option) return FilterVerdict::pass;
   if (drop_ == RoamDrop::syn) {
     // Only a new connection's SYN is decided here: established flows keep going.
     if (!packet.tcp) return FilterVerdict::pass;
@@ -119,6 +133,18 @@ FilterVerdict RoamPoolService::on_input(const InboundPacket& packet) {
     if (!segment.has(wire::TcpSegmentView::SYN) || segment.has(wire::TcpSegmentView::ACK)) return FilterVerdict::pass;
   }
   return member_->admit(static_cast<int64_t>(unix_ms())) ? FilterVerdict::pass : FilterVerdict::drop;
+}
+
+void RoamPoolService::resumed_away_from(const IpAddress& left) {
+  const auto& servers = member_->config().servers;
+  for (uint32_t i = 0; i < servers.size(); ++i) {
+    if (!(servers[i].address == left) || i == member_->config().self) continue;
+    plan_.avoid(i, uv_now(node_.loop()));
+    ++moves_.avoided;
+    logger("roam")->info("a session was resumed here away from member {} ({}): no moves to it for {} s", i,
+                         left.to_string(), RoamMovePlan::avoid_ms / 1000);
+    return;
+  }
 }
 
 void RoamPoolService::on_timer(uv_timer_t* timer) noexcept { static_cast<RoamPoolService*>(timer->data)->tick(); }

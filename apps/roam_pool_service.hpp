@@ -53,6 +53,11 @@ class RoamPoolService final : public InputFilter {
 
   FilterVerdict on_input(const InboundPacket& packet) override;
   control::RoamMember& member() { return *member_; }
+  // Each member's control port from the pool file ("": none given), this server's too.
+  const std::vector<std::string>& member_controls() const { return controls_; }
+  // A session was resumed here from a checkpoint the member at `left` sealed (a client took
+  // it for dead): it is no move target for a while (RoamMovePlan::avoid). Not a member: nothing.
+  void resumed_away_from(const IpAddress& left);
 
  private:
   static void on_timer(uv_timer_t* timer) noexcept;
@@ -70,6 +75,7 @@ class RoamPoolService final : public InputFilter {
     uint64_t failed = 0;          // ended with a failure (the sessions stayed here)
     uint64_t not_started = 0;     // could not start (no control port, a move running, ...)
     uint64_t sessions_moved = 0;  // sessions the new active member took
+    uint64_t avoided = 0;         // resumes here that made a member no move target for a while
   } moves_;
   std::string last_move_error_;  // logged once per distinct error
   // A move's done callback may outlive this (the migration service is destroyed after it).

@@ -88,6 +88,21 @@ Options:
   --status-open          answer `roamctl status` from any key, not only operators
   --move-timeout SECONDS a move the target has not fully answered in this time is
                          abandoned and its sessions resume here (default 10)
+  --precopy auto|on|off  pre-copy: a move first sends each connection's queued bytes
+                         (send queue, unread input) to the target while it keeps
+                         running here, then freezes it and sends only what changed.
+                         Only to a target that announces it (older servers do not:
+                         the move then sends whole snapshots, as before). auto
+                         (default): only when the moving connections queue more than
+                         128 KiB; on: whenever the target takes it; off: never, and
+                         this server does not announce it to servers moving here
+  --precopy-rounds N     at most N pre-copy rounds before the freeze (1-8, default 2);
+                         a round that moved under 64 KiB is the last
+  --control-keep on|off  keep the authenticated control connection to each move
+                         target open after the move and start the next move there
+                         on it (and, with --roam-pool, open one to each member's
+                         control port at startup); pinged when idle, reopened when
+                         found dead (default on; off: a new connection per move)
   --protect-older-than SECONDS
                          long-lived policy (seed 003, 3.3): a move takes only
                          connections at least this old; younger ones are closed cleanly
@@ -119,6 +134,12 @@ Options:
                          2N); its further SYNs are left unanswered while cookies are on
                          (the answer's write is most of a flooded SYN's cost).
                          Default 100, 0: no budget
+  --syn-retx-check auto|off|on
+                         answer a SYN that would get a cookie only on its retransmission
+                         (same 4-tuple and ISN; the first copy is recorded and dropped):
+                         a spoofed flood gets no answers, a legitimate connect costs one
+                         SYN retry (~1 s). auto (default): while the link is busy (as
+                         the budget), and 1 s after; on: whenever cookies are on
   --connections-per-prefix N
                          connections one source /24 (IPv6 /64) may hold on this
                          server's listeners; more are refused. Default 100000, 0: no cap
@@ -162,6 +183,23 @@ Options:
   --checkpoint-interval-ms MS
                          how often each session's checkpoint is pushed (0: never; RESUMEs
                          are still answered). Default 1000
+  --relay-replay-bytes N relay mode: keep the last N bytes each relayed connection read
+                         from the backend, and keep its backend connection open for
+                         --relay-linger-ms after its carrier is lost, so that the next
+                         proxy can resume a proxy session whose proxy died
+                         (docs/PROTOCOL.md 14.8; 16777216 covers every case). Needs
+                         --relay-replay-port. `roamctl status` group relay. Default 0: off
+  --relay-replay-port PORT
+                         relay mode: the port on which next proxies resume relayed
+                         connections (RELAY_RESUME, docs/PROTOCOL.md 14.8.4)
+  --origin-replay-port PORT
+                         proxy mode with --checkpoint-seed: the origin relay's
+                         --relay-replay-port; a proxy session rebuilt here from a
+                         client's checkpoint resumes its relayed connection there
+                         (docs/PROTOCOL.md 14.8.5). Default 0: proxy sessions are not
+                         checkpointed
+  --relay-linger-ms MS   relay mode with --relay-replay-bytes: how long a relayed
+                         connection without carrier waits for a resume. Default 30000
   -h, --help             show this help
 )";
 
@@ -179,6 +217,9 @@ struct ServerOptions {
   bool status_open = false;
   ChannelOptions channel;
   uint64_t move_timeout_s = 10;
+  PrecopyMode precopy = PrecopyMode::automatic;
+  uint64_t precopy_rounds = 2;
+  bool control_keep = true;
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
   uint16_t echo_port = 0;  // --echo-port (0: off)
@@ -191,6 +232,8 @@ struct ServerOptions {
   std::optional<uint32_t> roam_epoch_ms;
   std::string checkpoint_seed;
   uint64_t checkpoint_interval_ms = 1000;
+  RelayReplayOptions relay_replay;
+  uint16_t origin_replay_port = 0;
   RoamDrop roam_drop = RoamDrop::syn;
 };
 
@@ -221,6 +264,9 @@ OptionSpecs server_option_specs() {
       {"pool-cert", "--pool-cert", Kind::value, false},
       {"status-open", "--status-open", Kind::flag, false},
       {"move-timeout", "--move-timeout", Kind::value, false},
+      {"precopy", "--precopy", Kind::value, false},
+      {"precopy-rounds", "--precopy-rounds", Kind::value, false},
+      {"control-keep", "--control-keep", Kind::value, false},
       {"protect-older-than", "--protect-older-than", Kind::value, false},
       {"metrics", "--metrics", Kind::value, false},
       {"syn-cookies", "--syn-cookies", Kind::value, false},
@@ -228,6 +274,7 @@ OptionSpecs server_option_specs() {
       {"half-open-per-prefix", "--half-open-per-prefix", Kind::value, false},
       {"connections-per-prefix", "--connections-per-prefix", Kind::value, false},
       {"synack-budget", "--synack-budget", Kind::value, false},
+      {"syn-retx-check", "--syn-retx-check", Kind::value, false},
       {"flood-detector", "--flood-detector", Kind::value, false},
       {"flood-detector-warmup", "--flood-detector-warmup", Kind::value, false},
       {"syn-checker-probability", "--syn-checker-probability", Kind::value, false},
@@ -239,6 +286,10 @@ OptionSpecs server_option_specs() {
       {"roam-drop", "--roam-drop", Kind::value, false},
       {"checkpoint-seed", "--checkpoint-seed", Kind::value, false},
       {"checkpoint-interval-ms", "--checkpoint-interval-ms", Kind::value, false},
+      {"relay-replay-bytes", "--relay-replay-bytes", Kind::value, false},
+      {"relay-replay-port", "--relay-replay-port", Kind::value, false},
+      {"relay-linger-ms", "--relay-linger-ms", Kind::value, false},
+      {"origin-replay-port", "--origin-replay-port", Kind::value, false},
   };
   add_specs(specs, channel_option_specs(false));
   add_specs(specs, link_option_specs());
@@ -300,6 +351,11 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       const auto per_second = parse_number(option_value(argc, argv, i), 1'000'000, "--synack-budget");
       options.defense.synack_budget.per_second = static_cast<uint32_t>(per_second);
       options.defense.synack_budget.burst = static_cast<uint32_t>(2 * per_second);
+    } else if (arg == "--syn-retx-check") {
+      std::string value = option_value(argc, argv, i);
+      auto check = defense::parse_retx_check(value);
+      if (!check) throw ConfigError("bad --syn-retx-check '" + value + "': expected auto, off or on");
+      options.defense.syn_retx_check = *check;
     } else if (arg == "--connections-per-prefix") {
       options.defense.established_per_prefix =
           parse_number(option_value(argc, argv, i), 100'000'000, "--connections-per-prefix");
@@ -319,6 +375,23 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     } else if (arg == "--move-timeout") {
       options.move_timeout_s = parse_number(option_value(argc, argv, i), 3600, "--move-timeout");
       if (options.move_timeout_s == 0) throw ConfigError("--move-timeout must be 1-3600 seconds");
+    } else if (arg == "--precopy") {
+      std::string value = option_value(argc, argv, i);
+      if (value == "auto")
+        options.precopy = PrecopyMode::automatic;
+      else if (value == "on")
+        options.precopy = PrecopyMode::on;
+      else if (value == "off")
+        options.precopy = PrecopyMode::off;
+      else
+        throw ConfigError("bad --precopy '" + value + "': expected auto, on or off");
+    } else if (arg == "--control-keep") {
+      std::string value = option_value(argc, argv, i);
+      if (value != "on" && value != "off") throw ConfigError("bad --control-keep '" + value + "': expected on or off");
+      options.control_keep = value == "on";
+    } else if (arg == "--precopy-rounds") {
+      options.precopy_rounds = parse_number(option_value(argc, argv, i), 8, "--precopy-rounds");
+      if (options.precopy_rounds == 0) throw ConfigError("--precopy-rounds must be 1-8");
     } else if (arg == "--protect-older-than") {
       options.protect_older_than_s = parse_number(option_value(argc, argv, i), 86400, "--protect-older-than");
     } else if (arg == "--roam-pool") {
@@ -327,6 +400,18 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       options.checkpoint_seed = option_value(argc, argv, i);
     } else if (arg == "--checkpoint-interval-ms") {
       options.checkpoint_interval_ms = parse_number(option_value(argc, argv, i), 3'600'000, "--checkpoint-interval-ms");
+    } else if (arg == "--relay-replay-bytes") {
+      options.relay_replay.replay_bytes = parse_number(option_value(argc, argv, i), 1ul << 30, "--relay-replay-bytes");
+    } else if (arg == "--relay-replay-port") {
+      auto port = parse_number(option_value(argc, argv, i), 65535, "--relay-replay-port");
+      if (port == 0) throw ConfigError("--relay-replay-port must be 1-65535");
+      options.relay_replay.port = static_cast<uint16_t>(port);
+    } else if (arg == "--origin-replay-port") {
+      auto port = parse_number(option_value(argc, argv, i), 65535, "--origin-replay-port");
+      if (port == 0) throw ConfigError("--origin-replay-port must be 1-65535");
+      options.origin_replay_port = static_cast<uint16_t>(port);
+    } else if (arg == "--relay-linger-ms") {
+      options.relay_replay.linger_ms = parse_number(option_value(argc, argv, i), 3'600'000, "--relay-linger-ms");
     } else if (arg == "--roam-epoch") {
       auto seconds = parse_number(option_value(argc, argv, i), 86400, "--roam-epoch");
       if (seconds == 0) throw ConfigError("--roam-epoch must be 1-86400 seconds");
@@ -355,6 +440,12 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
   if (options.mode == "relay" && options.backend.empty()) throw ConfigError("relay needs --backend HOST:PORT");
   if (options.mode != "relay" && !options.backend.empty()) throw ConfigError("--backend applies to relay only");
   if (options.mode == "proxy" && options.origin_text.empty()) throw ConfigError("proxy needs --origin IP:PORT");
+  if (options.relay_replay.replay_bytes != 0 && options.mode != "relay")
+    throw ConfigError("--relay-replay-bytes applies to relay only");
+  if ((options.relay_replay.replay_bytes != 0) != (options.relay_replay.port != 0))
+    throw ConfigError("--relay-replay-bytes and --relay-replay-port go together");
+  if (options.origin_replay_port != 0 && options.mode != "proxy")
+    throw ConfigError("--origin-replay-port applies to proxy only");
   if (options.mode != "proxy" && !options.origin_text.empty()) throw ConfigError("--origin applies to proxy only");
   if (options.mode == "proxy") {
     parse_origin(options.origin_text, options.origin, options.origin_port);
@@ -383,7 +474,12 @@ class Server final : public SessionTable {
     if (options_.mode == "relay" && !parse_socket_address(options_.backend, backend_, backend_len_))
       throw ConfigError("bad --backend '" + options_.backend + "': expected IP:PORT");
     kinds_ = builtin_session_kinds(SessionContext{&node_, options_.root});
-    if (options_.mode == "proxy") add_proxy_session_kind(kinds_, node_);
+    if (options_.mode == "proxy") {
+      OpenResumedOrigin open_resumed;
+      if (options_.origin_replay_port != 0)
+        open_resumed = [this](ProxySession& session) { open_origin_leg(session, options_.origin_replay_port); };
+      add_proxy_session_kind(kinds_, node_, open_resumed, proxy_hooks());
+    }
     MigrationConfig migration;
     migration.control = options_.control;
     migration.operators_file = options_.operators;
@@ -391,6 +487,9 @@ class Server final : public SessionTable {
     migration.status_open = options_.status_open;
     migration.channel = options_.channel;
     migration.move_timeout_ms = options_.move_timeout_s * 1000;
+    migration.precopy = options_.precopy;
+    migration.keep_control = options_.control_keep;
+    migration.precopy_max_rounds = options_.precopy_rounds;
     migration.protect_older_than_ms = options_.protect_older_than_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);
@@ -420,11 +519,24 @@ class Server final : public SessionTable {
       RoamPoolService::Parts parts{&migration_->channels(), options_.channel.port, migration_.get(), this};
       roam_ = std::make_unique<RoamPoolService>(node_, options_.roam_pool, options_.roam_epoch_ms, own,
                                                 options_.roam_drop, migration_->registry(), parts);
+      // The members' control ports: connected before the first roam moves anything there.
+      for (const auto& control : roam_->member_controls())
+        if (!control.empty()) migration_->keep_control_to(control);
     }
     if (!options_.checkpoint_seed.empty()) {
-      if (options_.mode != "files") throw ConfigError("--checkpoint-seed applies to files only (docs/PROTOCOL.md 14.6)");
+      if (options_.mode != "files" && !(options_.mode == "proxy" && options_.origin_replay_port != 0))
+        throw ConfigError("--checkpoint-seed applies to files, and to proxy with --origin-replay-port (docs/PROTOCOL.md 14.6)");
       checkpoints_ = std::make_unique<CheckpointService>(node_, *this, *migration_, options_.checkpoint_seed,
                                                          options_.checkpoint_interval_ms);
+      // A member a client left for dead gets no roam moves of this server's for a while.
+      if (roam_)
+        checkpoints_->set_on_resumed([roam = roam_.get()](const IpAddress& left) { roam->resumed_away_from(left); });
+    }
+    if (options_.relay_replay.replay_bytes != 0) {
+      auto* channels = &migration_->channels();
+      relay_resume_ = std::make_unique<RelayResumeService>(
+          node_, options_.relay_replay, [channels](const OwnerKey& key) { return channels->pool_of(key); },
+          migration_->registry());
     }
     auto listener = TcpListener::listen(options_.port, [this](tcp_pcb* pcb) { return accept(pcb); });
     if (!listener) throw ConfigError(listener.error());
@@ -455,6 +567,7 @@ class Server final : public SessionTable {
     if (detector_poll_.valid()) detector_poll_.close();
     if (metrics_) metrics_->close();
     if (checkpoints_) checkpoints_->close();
+    if (relay_resume_) relay_resume_->close();
     if (listener_) listener_->close();
     if (echo_listener_) echo_listener_->close();
     if (migration_) migration_->shutdown();
@@ -507,7 +620,7 @@ class Server final : public SessionTable {
     if (options_.mode == "relay") {
       // In the session table although it never moves: status lists it, migrate counts it.
       session = std::make_unique<RelaySession>(node_, pcb, reinterpret_cast<const sockaddr*>(&backend_),
-                                               finished_callback());
+                                               finished_callback(), relay_resume_.get());
     } else if (options_.mode == "files") {
       session = std::make_unique<FilesSession>(node_, options_.root, pcb, finished_callback());
     } else {
@@ -533,6 +646,9 @@ class Server final : public SessionTable {
     r.add("defense", "syn_checker_dropped", &c.syn_checker_dropped);
     r.add("defense", "syn_checker_triggers", &c.syn_checker_triggers);
     r.add("defense", "synack_budget_dropped", &c.synack_budget_dropped);
+    r.add("defense", "syn_first_dropped", &c.syn_first_dropped);
+    r.add("defense", "syn_proven_exempt", &c.syn_proven_exempt);
+    r.add("defense", "syn_retx_answered", &c.syn_retx_answered);
     // Whitelist mode (seed 004: after an inform here, or a RATIFY from the attacked member).
     const auto& w = whitelist_filter_->counters();
     r.add("defense", "whitelist_drops", &w.drops);
@@ -620,12 +736,13 @@ class Server final : public SessionTable {
   // Opens the session's origin leg: after the accept callback returns (no active open
   // from inside lwIP's input), and once the channel to the origin can give the leg its
   // owner proof (or gave up waiting for it, Follower::when_ready).
-  void open_origin_leg(ProxySession& session) {
-    node_.defer([this, raw = &session, lifetime = session.lifetime()] {
+  void open_origin_leg(ProxySession& session, uint16_t port = 0) {
+    if (port == 0) port = options_.origin_port;
+    node_.defer([this, raw = &session, lifetime = session.lifetime(), port] {
       if (lifetime.expired() || !origin_channel_) return;
-      origin_channel_->when_ready(options_.origin, [this, raw, lifetime] {
+      origin_channel_->when_ready(options_.origin, [this, raw, lifetime, port] {
         if (lifetime.expired()) return;
-        auto leg = TcpConnection::connect(options_.origin, options_.origin_port, raw, nullptr,
+        auto leg = TcpConnection::connect(options_.origin, port, raw, nullptr,
                                           origin_channel_->syn_option_for(options_.origin));
         if (!leg) {
           raw->fail_origin("cannot open the origin leg: " + leg.error());
@@ -651,6 +768,7 @@ class Server final : public SessionTable {
   std::unique_ptr<Follower> origin_channel_;  // proxy mode; outlives the sessions
   std::unique_ptr<MigrationService> migration_;
   std::unique_ptr<CheckpointService> checkpoints_;  // --checkpoint-seed; before migration_ dies
+  std::unique_ptr<RelayResumeService> relay_resume_;  // --relay-replay-bytes; sessions remove themselves
   std::unique_ptr<RoamPoolService> roam_;  // --roam-pool; its counters live in migration_'s registry
   std::unique_ptr<TcpListener> listener_;
   std::unique_ptr<TcpListener> echo_listener_;  // --echo-port

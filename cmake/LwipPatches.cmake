@@ -42,6 +42,16 @@
 # outside the receive window changes nothing, and its ACK is rate-limited (RFC 5961
 # section 7) unless it looks like a retransmission of data we already have.
 #
+# Patch "persist split" (found by netns_tun_migrate, 1 run in 6 stalled for good after a
+# move): when the window is open but too small for the unsent head, lwIP's persist timer
+# splits the head at snd_wnd bytes, counted from the head's first byte and truncated to
+# u16. After an import or an RTO the head may start before lastack (a TSO-sized segment the
+# peer acknowledged in part); with more acknowledged than the window (a slow reader's
+# window of 128 bytes, 37 KB acknowledged) the split made a head that was acknowledged
+# entirely: it never fits the window (its offset from lastack wraps), no new ACK ever frees
+# it, and the connection stalls until the dead-peer timeout aborts it. The split now counts
+# the acknowledged part plus the window (stack/pcb_persist_test.cpp).
+#
 # Patch "active hook" (justified by tools/bench/run scale: 82 % of a 1000-connection move's
 # CPU on the new server was the linear pcb walk of find_pcb_by_connection_id): lwIP tells
 # roam_lwip_tcp_active_hook (NULL: nobody listens) every time a pcb joins or leaves
@@ -135,7 +145,9 @@ roam_lwip_patch_file(src/include/lwip/priv/tcp_priv.h LWIP_PATCHED_TCP_PRIV_H
 
 roam_lwip_patch_file(src/core/tcp.c LWIP_PATCHED_TCP_C
   "u8_t tcp_active_pcbs_changed;\n"
-  "u8_t tcp_active_pcbs_changed;\nroam_lwip_tcp_active_fn roam_lwip_tcp_active_hook; /* roamstack patch \"active hook\" */\n"
+  "u8_t tcp_active_pcbs_changed;\nroam_lwip_tcp_active_fn roam_lwip_tcp_active_hook; /* roamstack patch \"active hook\" */\n\n/* roamstack patch \"persist split\": the bytes of the unsent head that fit the window,\n * counted from the head's first byte (which may lie before lastack) and capped at u16. */\nstatic u16_t\nroam_tcp_persist_split(const struct tcp_pcb *pcb)\n{\n  s32_t used;\n  u32_t split;\n  if (pcb->unsent == NULL) {\n    return 1;\n  }\n  used = (s32_t)(lwip_ntohl(pcb->unsent->tcphdr->seqno) - pcb->lastack);\n  if (used >= 0) {\n    split = pcb->snd_wnd > (u32_t)used ? pcb->snd_wnd - (u32_t)used : 1;\n  } else {\n    split = (u32_t)(-used) + pcb->snd_wnd;\n  }\n  return (u16_t)LWIP_MAX(1u, LWIP_MIN(split, 0xFFFFu));\n}\n"
+  "              if (tcp_split_unsent_seg(pcb, (u16_t)pcb->snd_wnd) == ERR_OK) {\n"
+  "              if (tcp_split_unsent_seg(pcb, roam_tcp_persist_split(pcb)) == ERR_OK) {\n"
   "  TCP_RMV(pcblist, pcb);\n"
   "  TCP_RMV(pcblist, pcb);\n  if (pcblist == &tcp_active_pcbs) {\n    roam_lwip_tcp_active_changed(pcb, 0);\n  }\n"
   "        tcp_active_pcbs = pcb->next;\n      }\n"

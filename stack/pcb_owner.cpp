@@ -68,6 +68,7 @@ OwnerSlot* writable_slot(tcp_pcb* pcb) {
 // Owners proven by SYNs whose connections were not accepted yet, oldest first.
 struct Remembered {
   OwnerKey owner;
+  uint32_t isn;
   uint64_t serial;
 };
 struct SynOwners {
@@ -97,10 +98,10 @@ void arm_syn_option(tcp_pcb* pcb, std::shared_ptr<const SynOptionSource> source)
   if (OwnerSlot* slot = writable_slot(pcb)) slot->syn = std::move(source);
 }
 
-void remember_syn_owner(const FlowKey& flow, const OwnerKey& owner) {
+void remember_syn_owner(const FlowKey& flow, uint32_t isn, const OwnerKey& owner) {
   SynOwners& s = syn_owners();
   uint64_t serial = s.next_serial++;
-  s.by_flow.insert_or_assign(flow, Remembered{owner, serial});
+  s.by_flow.insert_or_assign(flow, Remembered{owner, isn, serial});
   s.order.emplace_back(flow, serial);
   // Evict the oldest (and drop bookkeeping of adopted ones) beyond the bound.
   while (s.by_flow.size() > max_remembered_syn_owners || s.order.size() > 2 * max_remembered_syn_owners) {
@@ -109,6 +110,12 @@ void remember_syn_owner(const FlowKey& flow, const OwnerKey& owner) {
     auto it = s.by_flow.find(old_flow);
     if (it != s.by_flow.end() && it->second.serial == old_serial) s.by_flow.erase(it);
   }
+}
+
+bool syn_owner_proven(const FlowKey& flow, uint32_t isn) {
+  const SynOwners& s = syn_owners();
+  auto it = s.by_flow.find(flow);
+  return it != s.by_flow.end() && it->second.isn == isn;
 }
 
 void adopt_syn_owner(tcp_pcb* pcb) {

@@ -31,10 +31,14 @@ using OwnerKey = std::array<uint8_t, owner_key_bytes>;
 std::optional<OwnerKey> pcb_owner(const tcp_pcb* pcb);
 void set_pcb_owner(tcp_pcb* pcb, const OwnerKey& owner);
 
-// The owner a SYN proved for `flow` (as the server sees it), until the connection is
-// accepted. Bounded: the oldest entries go first (a SYN whose handshake never completes
-// leaves nothing for long).
-void remember_syn_owner(const FlowKey& flow, const OwnerKey& owner);
+// The owner a SYN with this ISN proved for `flow` (as the server sees it), until the
+// connection is accepted. Bounded: the oldest entries go first (a SYN whose handshake
+// never completes leaves nothing for long).
+void remember_syn_owner(const FlowKey& flow, uint32_t isn, const OwnerKey& owner);
+// Whether a SYN of `flow` with this ISN proved its owner (the authenticate stage ran
+// before): the SYN defense answers such a SYN outside its per-prefix limits. A SYN on the
+// same 4-tuple with another ISN is not proven by its predecessor.
+bool syn_owner_proven(const FlowKey& flow, uint32_t isn);
 // At accept: moves the owner its SYN proved (if any) into the pcb. O(1).
 void adopt_syn_owner(tcp_pcb* pcb);
 size_t remembered_syn_owner_count();

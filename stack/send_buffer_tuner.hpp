@@ -23,6 +23,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "stack/bdp_rounds.hpp"
+
 namespace roam {
 
 class SendBufferTuner {
@@ -34,7 +36,7 @@ class SendBufferTuner {
   // Bytes this connection may keep queued now.
   size_t limit() const { return limit_; }
   // 0 until the first sample.
-  uint64_t min_rtt_ns() const { return min_rtt_ns_; }
+  uint64_t min_rtt_ns() const { return rounds_.min_rtt_ns(); }
 
   // A burst's first segment, ending before sequence `first_end`, was handed to the link at
   // `now_ns`.
@@ -48,11 +50,8 @@ class SendBufferTuner {
   bool probing_ = false;
   uint32_t probe_end_ = 0;
   uint64_t probe_ns_ = 0;
-  uint64_t min_rtt_ns_ = 0;
-  // The current measuring round: bytes acknowledged since round_start_ns_.
-  bool round_open_ = false;
-  uint64_t round_start_ns_ = 0;
-  uint64_t round_acked_ = 0;
+  // Measures bytes acknowledged per round trip.
+  BdpRounds rounds_;
 };
 
 }  // namespace roam

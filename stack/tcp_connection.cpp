@@ -54,6 +54,11 @@ bool& process_send_buffer_autotune() {
   return on;
 }
 
+bool& process_receive_buffer_autotune() {
+  static bool on = true;
+  return on;
+}
+
 DeadPeerPolicy& process_dead_peer_policy() {
   static DeadPeerPolicy policy;
   return policy;
@@ -96,11 +101,15 @@ size_t local_ports_in_use() {
 }
 
 TcpConnection::TcpConnection(tcp_pcb* pcb, Handler* handler)
-    : pcb_(pcb), handler_(handler), autotune_(process_send_buffer_autotune()) {
+    : pcb_(pcb),
+      handler_(handler),
+      autotune_(process_send_buffer_autotune()),
+      receive_autotune_(process_receive_buffer_autotune()) {
   // An accepted (or imported) pcb is synchronized; a fresh one for connect() is CLOSED.
   connected_ = pcb->state != CLOSED && pcb->state != SYN_SENT;
   note_remote();
   install_callbacks();
+  if (connected_) start_receive_window();
 }
 
 void TcpConnection::set_dead_peer_policy(const DeadPeerPolicy& policy) {
@@ -117,6 +126,59 @@ void TcpConnection::set_send_buffer_autotune(bool on) {
 
 bool TcpConnection::send_buffer_autotune() {
   return process_send_buffer_autotune();
+}
+
+void TcpConnection::set_receive_buffer_autotune(bool on) {
+  process_receive_buffer_autotune() = on;
+}
+
+bool TcpConnection::receive_buffer_autotune() {
+  return process_receive_buffer_autotune();
+}
+
+size_t TcpConnection::receive_window_limit() const {
+  return receive_autotune_ ? receive_tuner_.window() : TCP_WND;
+}
+
+void TcpConnection::start_receive_window() {
+  if (!receive_autotune_ || pcb_ == nullptr) return;
+  size_t max = TCP_WND_MAX(pcb_);
+  // Where this pcb already is: bytes lwIP counts as unread (an imported connection's,
+  // which its app consumes later) and the window the peer was told of. The host it came
+  // from allowed that much, so the tuned window starts there (a move carries it this way).
+  size_t held = max > pcb_->rcv_wnd ? max - pcb_->rcv_wnd : 0;
+  auto announced = static_cast<int32_t>(pcb_->rcv_ann_right_edge - pcb_->rcv_nxt);
+  size_t open = announced > 0 ? static_cast<size_t>(announced) : 0;
+  receive_tuner_.raise_to(held + open);
+  size_t window = receive_tuner_.window();
+  size_t target = max > window ? max - window : 0;
+  // Only what lies beyond the announced right edge can be taken back (RFC 9293 3.8.6:
+  // the edge never moves left); the rest comes from consumed() later.
+  size_t takeable = pcb_->rcv_wnd > open ? pcb_->rcv_wnd - open : 0;
+  size_t take = std::min(target > withheld_ ? target - withheld_ : 0, takeable);
+  pcb_->rcv_wnd = static_cast<tcpwnd_size_t>(pcb_->rcv_wnd - take);
+  pcb_->rcv_ann_wnd = std::min(pcb_->rcv_ann_wnd, pcb_->rcv_wnd);
+  withheld_ += take;
+}
+
+void TcpConnection::give_window(size_t bytes) {
+  while (pcb_ != nullptr && bytes > 0) {
+    size_t chunk = std::min(bytes, max_lwip_chunk);
+    tcp_recved(pcb_, static_cast<u16_t>(chunk));
+    bytes -= chunk;
+  }
+}
+
+void TcpConnection::return_withheld() {
+  if (pcb_ == nullptr || withheld_ == 0) return;
+  size_t max = TCP_WND_MAX(pcb_);
+  pcb_->rcv_wnd = static_cast<tcpwnd_size_t>(std::min(max, pcb_->rcv_wnd + withheld_));
+  withheld_ = 0;
+}
+
+void book_syn_window(tcp_pcb* pcb) {
+  uint32_t told = pcb->rcv_nxt + std::min<uint32_t>(pcb->rcv_ann_wnd, 0xFFFF);
+  if (static_cast<int32_t>(pcb->rcv_ann_right_edge - told) > 0) pcb->rcv_ann_right_edge = told;
 }
 
 // tcp_ticks count slow-timer ticks and wrap as u32.
@@ -252,6 +314,8 @@ size_t TcpConnection::write(std::span<const uint8_t> bytes) {
 }
 
 tcp_pcb* TcpConnection::release() {
+  // Whoever takes the pcb over sees lwIP's own accounting: rcv_wnd short only by unread bytes.
+  return_withheld();
   detach();
   tcp_pcb* pcb = pcb_;
   pcb_ = nullptr;
@@ -271,10 +335,32 @@ void TcpConnection::flush() {
 }
 
 void TcpConnection::consumed(size_t bytes) {
-  while (pcb_ != nullptr && bytes > 0) {
-    size_t chunk = std::min(bytes, max_lwip_chunk);
-    tcp_recved(pcb_, static_cast<u16_t>(chunk));
-    bytes -= chunk;
+  if (pcb_ == nullptr) return;
+  if (!receive_autotune_) {
+    give_window(bytes);
+    return;
+  }
+  if (autotune_) receive_tuner_.note_rtt(send_tuner_.min_rtt_ns());
+  receive_tuner_.on_consumed(bytes, uv_hrtime());
+  // Credit lwIP gets: the consumed bytes, less what the tuned window withholds (more when
+  // the window just grew; less while a start above the announced edge is paid off).
+  size_t max = TCP_WND_MAX(pcb_);
+  size_t window = receive_tuner_.window();
+  size_t target = max > window ? max - window : 0;
+  size_t total = withheld_ + bytes;
+  withheld_ = std::min(total, target);
+  give_window(total - withheld_);
+  if (pcb_ == nullptr) return;
+  // lwIP announces a window update on its own only once the edge moved by
+  // TCP_WND_UPDATE_THRESHOLD (about 254 KiB), which a 64 KiB window never does: the
+  // sender would wait for a delayed ACK. A quarter of the tuned window is worth a segment,
+  // while the peer may still send (no FIN from it yet): an update to a peer that closed
+  // is useless, and one from TIME_WAIT to a peer that already let go draws a RST.
+  bool peer_may_send = pcb_->state == ESTABLISHED || pcb_->state == FIN_WAIT_1 || pcb_->state == FIN_WAIT_2;
+  auto growth = static_cast<int32_t>(pcb_->rcv_nxt + pcb_->rcv_ann_wnd - pcb_->rcv_ann_right_edge);
+  if (peer_may_send && growth > 0 && static_cast<size_t>(growth) >= window / 4) {
+    tcp_ack_now(pcb_);
+    tcp_output(pcb_);
   }
 }
 
@@ -287,6 +373,8 @@ void TcpConnection::shutdown_write() {
 
 void TcpConnection::close() {
   if (pcb_ == nullptr) return;
+  // lwIP answers a close with a window short of TCP_WND by RST ("unread data").
+  return_withheld();
   tcp_pcb* pcb = pcb_;
   detach();
   pcb_ = nullptr;
@@ -334,13 +422,13 @@ err_t TcpConnection::on_recv_trampoline(void* arg, tcp_pcb* pcb, pbuf* p, err_t 
     if (p != nullptr) return ERR_MEM;
     return ERR_OK;
   }
-  (void)pcb;
   CallbackScope scope(self->in_callback_);
   self->aborted_in_callback_ = false;
   try {
     if (p == nullptr) {
       self->handler_->on_remote_closed(*self);
     } else {
+      if (self->receive_autotune_) self->receive_tuner_.on_received(pcb->rcv_nxt, pcb->rcv_ann_right_edge, uv_hrtime());
       self->handler_->on_data(*self, PbufPtr(p));
     }
   } catch (const std::exception& e) {
@@ -369,7 +457,11 @@ err_t TcpConnection::on_sent_trampoline(void* arg, tcp_pcb* pcb, u16_t len) noex
 err_t TcpConnection::on_connected_trampoline(void* arg, tcp_pcb* pcb, err_t /*err*/) noexcept {
   if (pcb != nullptr) assign_connection_id_at_connected(pcb);
   auto* self = static_cast<TcpConnection*>(arg);
-  if (self != nullptr) self->connected_ = true;
+  if (self != nullptr) {
+    self->connected_ = true;
+    // Before anything leaves: lwIP set rcv_wnd to TCP_WND when the SYN-ACK agreed scaling.
+    if (self->pcb_ == pcb) self->start_receive_window();
+  }
   if (self == nullptr || self->handler_ == nullptr) return ERR_OK;
   CallbackScope scope(self->in_callback_);
   self->aborted_in_callback_ = false;

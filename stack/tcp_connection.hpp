@@ -15,6 +15,16 @@
 // up to TCP_SND_BUF); send_space() and write() honour that limit. set_send_buffer_autotune
 // (false) gives every connection the whole TCP_SND_BUF, as before.
 //
+// Receive window (stack/receive_window_tuner.hpp): by default each connection lets its
+// peer have at most what its path needs outstanding toward it (64 KiB at first, growing
+// as Linux's receive autotuning does, up to TCP_WND), so an app that stops reading holds
+// that much here, not 4 MiB. lwIP knows only its fixed TCP_WND: the rest is withheld
+// credit, bytes consumed() does not hand to tcp_recved (and taken from rcv_wnd at the
+// start, above the right edge already announced, which never moves left). The credit goes
+// back to lwIP before tcp_close (lwIP answers a close with unread data by RST) and
+// release(); an imported pcb's window is recomputed (stack/migrate/pcb_migration.cpp).
+// set_receive_buffer_autotune(false): lwIP's fixed TCP_WND, as before.
+//
 // Dead peers (stack/dead_peer.hpp): with a process-wide DeadPeerPolicy set, every
 // connection is polled by lwIP's slow timer; a silent peer is probed, then given up on,
 // and the handler's on_error says why through loss(). lwIP's own endings (RST, its
@@ -29,6 +39,7 @@
 #include <string>
 
 #include "stack/dead_peer.hpp"
+#include "stack/receive_window_tuner.hpp"
 #include "stack/send_buffer_tuner.hpp"
 #include "stack/lwip.hpp"
 #include "stack/pcb_owner.hpp"
@@ -115,6 +126,12 @@ class TcpConnection {
   // or may always queue TCP_SND_BUF.
   static void set_send_buffer_autotune(bool on);
   static bool send_buffer_autotune();
+  // Whether connections created from now on size their receive window to the path
+  // (default) or always offer TCP_WND.
+  static void set_receive_buffer_autotune(bool on);
+  static bool receive_buffer_autotune();
+  // Unread bytes plus open window this connection allows now (TCP_WND when fixed).
+  size_t receive_window_limit() const;
   // Bytes written and not yet sent (not counting what is in flight). Apps that can make
   // more data on demand keep this small: every unsent byte travels in a move's snapshot.
   size_t unsent_bytes() const;
@@ -132,6 +149,14 @@ class TcpConnection {
   void note_remote();
   void lose(PeerLoss loss);
   void detach();
+  // Receive window: takes from lwIP's rcv_wnd the credit this connection withholds, as
+  // far as the right edge already announced allows (on taking the pcb, and once an active
+  // open is synchronized: lwIP resets rcv_wnd when window scaling is agreed).
+  void start_receive_window();
+  // Hands `bytes` of credit to lwIP (tcp_recved takes 16-bit lengths).
+  void give_window(size_t bytes);
+  // Gives lwIP back every withheld byte, announcing nothing (before close and release).
+  void return_withheld();
 
   tcp_pcb* pcb_;
   Handler* handler_;
@@ -143,6 +168,9 @@ class TcpConnection {
   uint64_t silent_ms_ = 0;  // at our own give-up
   bool autotune_;
   SendBufferTuner send_tuner_{TCP_SND_BUF};
+  bool receive_autotune_;
+  ReceiveWindowTuner receive_tuner_{TCP_WND};
+  size_t withheld_ = 0;  // window credit lwIP does not know it has
   IpAddress remote_;
   uint16_t remote_port_ = 0;
 };
@@ -156,6 +184,14 @@ std::string peer_losses_text();
 // can hold at once, and how many are leased now (live pcbs, TIME_WAIT included).
 size_t local_port_range_size();
 size_t local_ports_in_use();
+
+// For a listener's accept callback, before anything else is sent: lwIP books the SYN-ACK's
+// window as announced in full (rcv_ann_right_edge = rcv_nxt + rcv_ann_wnd, TCP_WND once
+// scaling is agreed), but a SYN's window is never scaled (RFC 7323 2.2): the peer was told
+// at most 65535. Booked as told, a connection that sizes its receive window may start
+// below TCP_WND without moving an edge the peer knows (lwIP accepts before it takes the
+// ACK's data; a SYN-cookie pcb is built from that ACK).
+void book_syn_window(tcp_pcb* pcb);
 
 // How long lwIP has taken no segment of this connection (pcb->tmr: when it last did, or,
 // connecting, when the pcb was made), in milliseconds at the slow timer's resolution.

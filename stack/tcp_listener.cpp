@@ -4,6 +4,7 @@
 
 #include "stack/connection_id.hpp"
 #include "stack/pcb_owner.hpp"
+#include "stack/tcp_connection.hpp"
 #include "base/log.hpp"
 
 namespace roam {
@@ -14,6 +15,7 @@ std::map<uint16_t, TcpListener*>& registry() {
   return listeners;
 }
 ListenerWatcher* the_watcher = nullptr;
+
 }  // namespace
 
 TcpListener::TcpListener(tcp_pcb* pcb, uint16_t port, AcceptFn on_accept)
@@ -86,6 +88,7 @@ err_t TcpListener::accept(tcp_pcb* pcb) noexcept {
   // A connection made from a SYN cookie arrives named already (its lastack is past the ISN).
   if (connection_id(pcb) == 0) assign_connection_id_at_accept(pcb);
   adopt_syn_owner(pcb);  // the owner its SYN proved, if any (stack/pcb_owner.hpp)
+  book_syn_window(pcb);
   if (the_watcher != nullptr && !the_watcher->admit(*this, pcb)) {
     tcp_abort(pcb);
     return ERR_ABRT;

@@ -2,6 +2,7 @@
 
 #include "base/log.hpp"
 #include "stack/lwip_address.hpp"
+#include "stack/tcp_connection.hpp"
 
 namespace roam {
 
@@ -80,6 +81,7 @@ err_t TransparentListener::accept(tcp_pcb* pcb) noexcept {
       return ERR_ABRT;
     }
     ++counters_.accepted;
+    book_syn_window(pcb);  // stack/tcp_connection.hpp
     if (!on_accept_(pcb)) return ERR_ABRT;
   } catch (const std::exception& e) {
     logger("tcp")->error("transparent accept handler threw: {}", e.what());

@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -55,9 +56,17 @@ Result<Ok, std::string> TunLink::start(ReceiveBatchFn on_batch) {
     return unexpected(std::string("tun link: uv_poll_init: ") + uv_strerror(rc));
   poll_.mark_initialized();
   poll_.get()->data = this;
+  if (config_.uring) {
+    std::string why;
+    uring_ = UringBatchReader::create(fd_, batch_size, why);
+    if (uring_)
+      uring_results_.assign(batch_size, 0);
+    else
+      logger("link")->info("tun {}: no io_uring ({}): one read() per packet", config_.name, why);
+  }
   uv_poll_start(poll_.get(), UV_READABLE, &TunLink::on_readable);
-  logger("link")->info("attached to TUN device {} (mtu {}, offloads {})", config_.name, config_.mtu,
-                       tso_ ? "checksum+tso" : "off");
+  logger("link")->info("attached to TUN device {} (mtu {}, offloads {}, reads {})", config_.name, config_.mtu,
+                       tso_ ? "checksum+tso" : "off", uring_ ? "batched with io_uring" : "one read() each");
   return Ok{};
 }
 
@@ -118,6 +127,10 @@ void TunLink::on_readable(uv_poll_t* handle, int status, int /*events*/) noexcep
 }
 
 void TunLink::read_batch() {
+  if (uring_) {
+    read_batch_uring();
+    return;
+  }
   // A TUN fd returns one packet per read(); gather up to a batch per wake-up.
   rx_views_.clear();
   size_t slot = 0;
@@ -133,30 +146,71 @@ void TunLink::read_batch() {
       break;
     }
     if (n == 0) break;
-    std::span<uint8_t> packet(buffer.data(), static_cast<size_t>(n));
-    if (vnet_header_) {
-      // From the kernel, but still checked: a header we cannot honour drops the packet.
-      auto header = wire::parse_virtio_net_header(packet);
-      if (!header) {
-        ++counters_.rx_dropped;
-        continue;
-      }
-      packet = packet.subspan(wire::virtio_net_header_size);
-      if (!wire::complete_checksum(*header, packet)) {
-        ++counters_.rx_dropped;
-        continue;
-      }
-    }
-    if (packet.size() > (tso_ ? max_offload_packet : config_.mtu)) {
-      ++counters_.rx_dropped;
-      continue;
-    }
-    ++counters_.rx_packets;
-    counters_.rx_bytes += packet.size();
-    rx_views_.emplace_back(packet.data(), packet.size());
-    ++slot;
+    const size_t before = rx_views_.size();
+    take_packet(slot, static_cast<size_t>(n));
+    if (rx_views_.size() > before) ++slot;
   }
   if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
+}
+
+void TunLink::read_batch_uring() {
+  rx_views_.clear();
+  const size_t asked = uring_reads_;
+  if (!uring_->read(rx_buffers_, asked, uring_results_)) {
+    stop_uring("the ring failed");  // should not happen once set up
+    read_batch();
+    return;
+  }
+  size_t found = 0;
+  int32_t unsupported = 0;
+  for (size_t slot = 0; slot < asked; ++slot) {
+    const int32_t n = uring_results_[slot];
+    // A kernel whose TUN reads cannot be non-blocking under io_uring: nothing was read.
+    if (n == -EOPNOTSUPP || n == -EINVAL) unsupported = n;
+    if (n < 0) {
+      if (n != -EAGAIN && n != -EINTR && n != unsupported) {
+        ++counters_.rx_dropped;
+        logger("link")->debug("tun {}: read: {}", config_.name, std::strerror(-n));
+      }
+      continue;
+    }
+    if (n == 0) continue;
+    ++found;
+    take_packet(slot, static_cast<size_t>(n));
+  }
+  uring_reads_ = std::clamp(2 * found, min_uring_reads, batch_size);
+  if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
+  // After delivering what was read; the poll is level-triggered: read() takes the rest.
+  if (unsupported != 0) stop_uring(std::strerror(-unsupported));
+}
+
+void TunLink::stop_uring(const std::string& why) {
+  logger("link")->info("tun {}: io_uring reads unusable ({}): one read() per packet from now on", config_.name, why);
+  uring_.reset();
+}
+
+void TunLink::take_packet(size_t slot, size_t n) {
+  std::span<uint8_t> packet(rx_buffers_[slot].data(), n);
+  if (vnet_header_) {
+    // From the kernel, but still checked: a header we cannot honour drops the packet.
+    auto header = wire::parse_virtio_net_header(packet);
+    if (!header) {
+      ++counters_.rx_dropped;
+      return;
+    }
+    packet = packet.subspan(wire::virtio_net_header_size);
+    if (!wire::complete_checksum(*header, packet)) {
+      ++counters_.rx_dropped;
+      return;
+    }
+  }
+  if (packet.size() > (tso_ ? max_offload_packet : config_.mtu)) {
+    ++counters_.rx_dropped;
+    return;
+  }
+  ++counters_.rx_packets;
+  counters_.rx_bytes += packet.size();
+  rx_views_.emplace_back(packet.data(), packet.size());
 }
 
 void TunLink::send(PacketView packet) {

@@ -3,7 +3,9 @@
 // persistent device that root created once for this user
 // (`ip tuntap add mode tun user NAME name DEV`), which then needs no privilege.
 // Kernel-side addresses and routes for the device are the operator's (or the lab tool's)
-// job. Reads up to a batch of packets per wake-up. Owned by the Node; loop thread only.
+// job. Reads up to a batch of packets per wake-up: with io_uring, one system call for the
+// batch (tun/uring_batch_reader.hpp), else one read() per packet. Owned by the Node; loop
+// thread only.
 //
 // Offloads (on unless TunLinkConfig::offload is false, and only when the kernel accepts
 // them, as wireguard-go does): the device is opened with IFF_VNET_HDR and TUNSETOFFLOAD
@@ -17,10 +19,12 @@
 
 #include <uv.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "tun/link.hpp"
+#include "tun/uring_batch_reader.hpp"
 #include "base/uv_handle.hpp"
 
 namespace roam {
@@ -29,6 +33,9 @@ struct TunLinkConfig {
   std::string name;
   size_t mtu = 1500;
   bool offload = true;  // try IFF_VNET_HDR + TSO; `--link tun:NAME,no-offload` turns it off
+  // Read batches with io_uring (tun/uring_batch_reader.hpp) when the kernel allows it;
+  // `--link tun:NAME,no-uring`: one read() per packet, as before.
+  bool uring = true;
 };
 
 class TunLink final : public Link {
@@ -42,15 +49,25 @@ class TunLink final : public Link {
   void close() override;
   size_t mtu() const override { return config_.mtu; }
   LinkOffloads offloads() const override;
-  std::string describe() const override { return "tun:" + config_.name + (tso_ ? " (tso)" : ""); }
+  std::string describe() const override {
+    return "tun:" + config_.name + (tso_ ? " (tso)" : "") + (uring_ ? " (io_uring reads)" : "");
+  }
   const LinkCounters& counters() const override { return counters_; }
 
  private:
   static constexpr size_t batch_size = 64;
+  // io_uring batches: reads submitted per wake-up, between these, twice what the last
+  // batch found (a read that finds nothing costs the kernel little, but 64 of them per
+  // packet at a low rate would cost more than the system calls they save).
+  static constexpr size_t min_uring_reads = 4;
   // The largest IP packet the kernel delivers with TSO on, and what we may send.
   static constexpr size_t max_offload_packet = 65535;
   static void on_readable(uv_poll_t* handle, int status, int events) noexcept;
   void read_batch();
+  void read_batch_uring();
+  void stop_uring(const std::string& why);
+  // Checks one packet read into rx_buffers_[slot] (n bytes) and queues it in rx_views_.
+  void take_packet(size_t slot, size_t n);
   void bring_up_if_permitted();
   void enable_offloads();
   void write_packet(PacketView packet, uint16_t mss);
@@ -65,6 +82,9 @@ class TunLink final : public Link {
   LinkCounters counters_;
   std::vector<std::vector<uint8_t>> rx_buffers_;
   std::vector<PacketView> rx_views_;
+  std::unique_ptr<UringBatchReader> uring_;
+  std::vector<int32_t> uring_results_;
+  size_t uring_reads_ = min_uring_reads;
 };
 
 }  // namespace roam

@@ -24,7 +24,10 @@ inline constexpr uint16_t default_channel_port = 7001;
 struct ChannelLimits {
   uint64_t handshake_timeout_ms = 10'000;
   size_t max_half_open = 256;
-  size_t max_half_open_per_source = 16;
+  // 64, not fewer: clients behind one NAT open their channels together (after a server
+  // moved, or when a flood's first-SYN drop releases their connects at the same second);
+  // with 16, netns_syn_flood's 20 concurrent handshakes from one address lost 4.
+  size_t max_half_open_per_source = 64;
   bool require_owner_proof = false;   // refuse registrations of connections without an owner
   bool client_moves = true;           // take clients' Address Change Messages (seed 003)
   size_t max_registered_ids = 65536;  // per channel

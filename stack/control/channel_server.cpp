@@ -77,7 +77,13 @@ bool ChannelServer::accept(tcp_pcb* pcb) {
       }
     }
     if (roam_update_source_) {
-      if (auto update = roam_update_source_(true); update && c.send(*update)) ++counters_.roam_updates_sent;
+      // A client that missed updates (a new channel after being away) catches up with
+      // this one, or is told why there is none (PROTOCOL.md 13.4).
+      if (auto update = roam_update_source_(true)) {
+        if (c.send(*update)) ++counters_.roam_updates_sent;
+      } else if (c.send(control::ErrorMessage{control::error_no_roam_update, update.error()})) {
+        ++counters_.roam_updates_unavailable;
+      }
     }
     logger("channel")->info("control channel from {} ('{}', key {}) established", c.peer_address().to_string(),
                             c.channel().peer_hello().host_id, crypto::to_base64(c.channel().remote_static()));
@@ -156,7 +162,7 @@ void ChannelServer::forget(ChannelConnection* channel, const std::string& why) {
 size_t ChannelServer::send_roam_updates() {
   if (!roam_update_source_) return 0;
   auto update = roam_update_source_(false);
-  if (!update) return 0;
+  if (!update) return 0;  // each channel was told why when it was set up
   // A failed send may close a channel, which leaves channels_ at once (its object lives
   // on until a deferred task): collect first, then send.
   std::vector<ChannelConnection*> established;

@@ -49,6 +49,7 @@ namespace roam {
 
 struct ChannelServerCounters {
   uint64_t roam_updates_sent = 0;  // ROAM_UPDATEs (PROTOCOL.md 13.4)
+  uint64_t roam_updates_unavailable = 0;  // ERROR 3 to a new channel: no schedule to give
   uint64_t channels_accepted = 0;
   uint64_t channels_established = 0;
   uint64_t channels_failed = 0;  // handshake failed or framing broke
@@ -114,8 +115,10 @@ class ChannelServer {
   using LinkKeyIssuer = std::function<std::optional<std::array<uint8_t, control::link_key_bytes>>(const IpAddress&)>;
   void set_link_key_issuer(LinkKeyIssuer issuer) { link_key_issuer_ = std::move(issuer); }
   // Proactive roaming (PROTOCOL.md 13.4): the ROAM_UPDATE for a client, `first` for the
-  // one sent as its channel is established (it carries the pool item); nullopt: none now.
-  using RoamUpdateSource = std::function<std::optional<control::RoamUpdate>(bool first)>;
+  // one sent as its channel is established (it carries the pool item); an error text: none
+  // now, and why (the pool has not started, or its chain ended): a new channel is told so
+  // in an ERROR 3 instead of being left to wait (PROTOCOL.md 13.4).
+  using RoamUpdateSource = std::function<Result<control::RoamUpdate, std::string>(bool first)>;
   void set_roam_update_source(RoamUpdateSource source) { roam_update_source_ = std::move(source); }
   // Client-held checkpoints (PROTOCOL.md 14): who answers a RESUME (unset: ERROR 1, as
   // for any message a server does not take).
@@ -150,6 +153,13 @@ class ChannelServer {
   // The connection ids this channel's client registered (and this server still maps to it).
   const std::set<uint64_t>* registered_ids(ChannelConnection* channel) const;
 
+  // The pool `key` proved membership of in its channel HELLO, if any (a relay's resume
+  // check, PROTOCOL.md 14.8.4, uses the same rule as may_move).
+  std::optional<crypto::PoolPublicKey> pool_of(const OwnerKey& key) const {
+    auto it = pool_of_key_.find(key);
+    if (it == pool_of_key_.end()) return std::nullopt;
+    return it->second;
+  }
   const ChannelServerCounters& counters() const { return counters_; }
   const OwnerProofCounters& owner_proof_counters() const { return verifier_.counters(); }
   size_t channel_count() const { return channels_.size(); }

@@ -172,6 +172,8 @@ std::vector<uint8_t> encode_message(const Message& message) {
     put_u64(out, answer->generation);
     put_u8(out, static_cast<uint8_t>(answer->status));
     put_u8(out, answer->reason);
+    put_u8(out, answer->handover_token ? static_cast<uint8_t>(handover_token_bytes) : 0);
+    if (answer->handover_token) put_bytes(out, answer->handover_token->data(), answer->handover_token->size());
   }
   return out;
 }
@@ -281,8 +283,18 @@ Result<Message, MessageError> decode_message(std::span<const uint8_t> bytes) {
       m.generation = r.u64();
       uint8_t status = r.u8();
       m.reason = r.u8();
+      uint8_t token_length = r.u8();
       if (r.failed()) return unexpected(MessageError::truncated);
       if (m.connection_id == 0 || status > 1) return unexpected(MessageError::bad_field);
+      // As in an ACM: no token, or one of 32 bytes; a refusal rebuilt nothing to hand over.
+      if (token_length != 0 && (token_length != handover_token_bytes || status != 0))
+        return unexpected(MessageError::bad_field);
+      if (token_length != 0) {
+        auto token = r.take(token_length);
+        if (r.failed()) return unexpected(MessageError::truncated);
+        m.handover_token.emplace();
+        std::memcpy(m.handover_token->data(), token.data(), token_length);
+      }
       m.status = static_cast<ResumeStatus>(status);
       // resumed carries no reason; refused always one (1..12 or 32..34).
       bool known = (m.reason >= 1 && m.reason <= 12) || (m.reason >= resume_reason_not_enabled && m.reason <= resume_reason_max);

@@ -29,6 +29,8 @@
 //   RESUME (type 11) u64 connection id | u32 rcv_nxt | u32 snd_una | u32 snd_nxt
 //            | u16 length | sealed checkpoint             (client to the next server)
 //   RESUMED (type 12) u64 connection id | u64 generation | u8 status | u8 reason
+//            | u8 token length (0 or 32; 0 when refused) | handover token (the NAT
+//              handover's key for the rebuilt connection, as in an ACM; 0: none)
 //
 // REGISTER is how the client names the connections this channel speaks for: each id was
 // agreed by both ends when the connection was set up (stack/connection_id.hpp), so it
@@ -98,6 +100,7 @@ enum class AckStatus : uint8_t { applied = 0, refused = 1, rebound = 2 };
 // ERROR codes.
 inline constexpr uint16_t error_unexpected_message = 1;   // a message the receiver never takes
 inline constexpr uint16_t error_not_your_connection = 2;  // a REGISTER for another host's connection
+inline constexpr uint16_t error_no_roam_update = 3;       // a pool member has no schedule to give (13.4)
 
 struct Ack {
   uint64_t sequence = 0;
@@ -167,11 +170,15 @@ inline constexpr uint8_t resume_reason_cannot_rebuild = 34;   // app state or se
 inline constexpr uint8_t resume_reason_max = 34;
 
 // RESUMED (type 12): the answer to RESUME, naming the connection and the generation used.
+// A resumed connection whose new server runs the NAT handover carries its token: the
+// client re-points the connection there with the synthetic handshake (PROTOCOL.md 6),
+// exactly as after an ACM, so that a strict NAT in front of it admits the new flow.
 struct ResumeAnswer {
   uint64_t connection_id = 0;
   uint64_t generation = 0;  // the checkpoint's; 0 when it could not be read
   ResumeStatus status = ResumeStatus::resumed;
   uint8_t reason = resume_reason_none;
+  std::optional<std::array<uint8_t, handover_token_bytes>> handover_token;  // only when resumed
   bool operator==(const ResumeAnswer&) const = default;
 };
 

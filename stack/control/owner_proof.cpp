@@ -92,7 +92,7 @@ FilterVerdict OwnerProofVerifier::on_input(const InboundPacket& packet) {
     return FilterVerdict::drop;
   }
   ++counters_.syns_proven;
-  remember_syn_owner(packet.tcp->flow, it->second.owner);
+  remember_syn_owner(packet.tcp->flow, tcp.seq, it->second.owner);
   return FilterVerdict::pass;
 }
 

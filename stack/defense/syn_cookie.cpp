@@ -24,31 +24,30 @@ uint8_t window_scale_index(std::optional<uint8_t> shift) {
 
 uint32_t mac24(std::span<const uint8_t, cookie_key_bytes> key, uint32_t counter, const CookieFlow& flow,
                uint32_t client_isn, uint8_t low_byte) {
-  std::array<uint8_t, 1 + 16 + 16 + 2 + 2 + 4 + 4 + 1> input{};
-  size_t at = 0;
-  auto put16 = [&](uint16_t v) {
-    input[at++] = static_cast<uint8_t>(v >> 8);
-    input[at++] = static_cast<uint8_t>(v);
-  };
-  auto put32 = [&](uint32_t v) {
-    put16(static_cast<uint16_t>(v >> 16));
-    put16(static_cast<uint16_t>(v));
-  };
-  input[at++] = flow.version;
-  std::copy(flow.local.begin(), flow.local.end(), input.begin() + static_cast<std::ptrdiff_t>(at));
-  at += 16;
-  std::copy(flow.remote.begin(), flow.remote.end(), input.begin() + static_cast<std::ptrdiff_t>(at));
-  at += 16;
-  put16(flow.local_port);
-  put16(flow.remote_port);
-  put32(client_isn);
-  put32(counter);
+  std::array<uint8_t, syn_hash_prefix_bytes + 4 + 1> input{};
+  put_syn_hash_prefix(input, flow, client_isn);
+  size_t at = syn_hash_prefix_bytes;
+  for (int shift = 24; shift >= 0; shift -= 8) input[at++] = static_cast<uint8_t>(counter >> shift);
   input[at++] = low_byte;
   std::array<uint8_t, crypto_shorthash_BYTES> hash{};
   crypto_shorthash(hash.data(), input.data(), at, key.data());
   return (uint32_t{hash[0]} << 16) | (uint32_t{hash[1]} << 8) | hash[2];
 }
 }  // namespace
+
+void put_syn_hash_prefix(std::span<uint8_t> out, const CookieFlow& flow, uint32_t client_isn) {
+  size_t at = 0;
+  out[at++] = flow.version;
+  std::copy(flow.local.begin(), flow.local.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
+  at += 16;
+  std::copy(flow.remote.begin(), flow.remote.end(), out.begin() + static_cast<std::ptrdiff_t>(at));
+  at += 16;
+  for (uint16_t port : {flow.local_port, flow.remote_port}) {
+    out[at++] = static_cast<uint8_t>(port >> 8);
+    out[at++] = static_cast<uint8_t>(port);
+  }
+  for (int shift = 24; shift >= 0; shift -= 8) out[at++] = static_cast<uint8_t>(client_isn >> shift);
+}
 
 CookieParams round_cookie_params(const CookieParams& requested) {
   CookieParams out;

@@ -44,6 +44,12 @@ struct CookieFlow {
   uint16_t remote_port = 0;
 };
 
+// What every keyed hash of one SYN starts with (the cookie's MAC, the retransmission
+// table's record): version, local and remote address (16 bytes each), local and remote
+// port, the client's ISN, big-endian. Writes the first syn_hash_prefix_bytes of `out`.
+constexpr size_t syn_hash_prefix_bytes = 1 + 16 + 16 + 2 + 2 + 4;
+void put_syn_hash_prefix(std::span<uint8_t> out, const CookieFlow& flow, uint32_t client_isn);
+
 // What the handshake negotiated, as the cookie keeps it.
 struct CookieParams {
   uint16_t mss = 536;

@@ -9,6 +9,7 @@
 #include "stack/defense/cookie_connection.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
+#include "stack/pcb_owner.hpp"
 #include "stack/wire/syn_options.hpp"
 #include "stack/wire/tcp_header.hpp"
 
@@ -67,11 +68,31 @@ std::optional<CookieMode> parse_cookie_mode(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(RetxCheck check) {
+  switch (check) {
+    case RetxCheck::off:
+      return "off";
+    case RetxCheck::automatic:
+      return "auto";
+    case RetxCheck::on:
+      return "on";
+  }
+  return "unknown";
+}
+
+std::optional<RetxCheck> parse_retx_check(std::string_view text) {
+  if (text == "off") return RetxCheck::off;
+  if (text == "auto") return RetxCheck::automatic;
+  if (text == "on") return RetxCheck::on;
+  return std::nullopt;
+}
+
 SynDefense::SynDefense(Node& node, SynDefenseConfig config)
     : node_(node),
       config_(config),
       jar_(config.period_ms),
       synack_budget_(config.synack_budget),
+      retx_table_(config.syn_retx_table),
       detector_(config.detector) {
   uint64_t seed = config_.checker_seed;
   // Not a secret, but a flood that could predict the chosen SYNs would send only those.
@@ -175,6 +196,18 @@ bool SynDefense::checker_active(uint16_t port, uint64_t now_ms) const {
   return config_.mode == CookieMode::checker && triggered(port, now_ms);
 }
 
+bool SynDefense::retx_check_active(const InboundPacket& packet) const {
+  switch (config_.syn_retx_check) {
+    case RetxCheck::off:
+      return false;
+    case RetxCheck::on:
+      return true;
+    case RetxCheck::automatic:
+      return packet.link_busy || packet.now_ms < busy_until_ms_;
+  }
+  return false;
+}
+
 bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
   const auto* lpcb = reinterpret_cast<const tcp_pcb_listen*>(listener.listen_pcb());
   const double trigger = std::max(1.0, config_.trigger_fraction * lpcb->backlog);
@@ -182,6 +215,7 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
 }
 
 FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
+  if (packet.link_busy) busy_until_ms_ = packet.now_ms + config_.syn_retx_busy_hold_ms;
   if (!packet.tcp || packet.tcp->handover_option) return FilterVerdict::pass;
   const TcpSegmentView& segment = packet.tcp->segment;
   auto state = listeners_.find(segment.dst_port);
@@ -228,6 +262,18 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
     state->second.last_trigger_ms = now;
     cookies = true;
   }
+  // A SYN whose owner proof the authenticate stage verified comes from a client holding an
+  // authenticated control channel, not from a spoofed source: the per-prefix half-open cap,
+  // the first-SYN drop and the SYN-ACK budget are for those. Hundreds of one client's
+  // carriers behind one NAT address otherwise starve each other (a connect gives up after
+  // three unanswered SYNs). It still gets a cookie instead of a pcb when the listener's
+  // backlog is filling. A replay of it is the same SYN: at most one connection.
+  if (syn_owner_proven(flow, segment.seq)) {
+    ++counters_.syn_proven_exempt;
+    if (!cookies) return FilterVerdict::pass;
+    send_cookie(packet, state->second);
+    return FilterVerdict::drop;
+  }
   if (!cookies && config_.half_open_per_prefix != 0 && half_open_of(prefix) >= config_.half_open_per_prefix) {
     if (config_.mode == CookieMode::off) {
       ++counters_.admission_half_open_dropped;
@@ -246,6 +292,23 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
     cookies = true;
   }
   if (!cookies) return FilterVerdict::pass;
+  // First-SYN drop: the answer's write is what a flooded SYN costs most, and a spoofed
+  // SYN never comes again. Before the budget, so first copies spend none of it.
+  bool retransmission = false;
+  if (retx_check_active(packet)) {
+    if (!retx_table_.seen_then_record(cookie_flow(segment), segment.seq, now)) {
+      ++counters_.syn_first_dropped;
+      // Once per flood: a first drop after 10 s without one starts a new flood.
+      if (!retx_dropped_any_ || now >= retx_last_drop_ms_ + 10'000)
+        logger("defense")->warn("port {}: SYN flood on a busy link: SYNs answered only on their retransmission "
+                                "(first copies recorded and dropped; a legitimate connect costs one SYN retry)",
+                                segment.dst_port);
+      retx_dropped_any_ = true;
+      retx_last_drop_ms_ = now;
+      return FilterVerdict::drop;
+    }
+    retransmission = true;
+  }
   if (packet.link_busy && !synack_budget_.take(prefix, now)) {
     ++counters_.synack_budget_dropped;
     if (budget_log_.allow(suppressed))
@@ -255,7 +318,7 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
                               config_.synack_budget.per_second, suppressed);
     return FilterVerdict::drop;
   }
-  send_cookie(packet, state->second);
+  if (send_cookie(packet, state->second) && retransmission) ++counters_.syn_retx_answered;
   return FilterVerdict::drop;  // answered: lwIP never sees it
 }
 

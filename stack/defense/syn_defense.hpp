@@ -33,6 +33,16 @@
 // get a cookie while its prefix has spent its SYN-ACK budget is dropped unanswered
 // (counted, logged at most every 5 s): the write of the answer is most of what a flooded
 // SYN costs this thread, and the reads it frees keep other prefixes' SYNs in the queue.
+// Retransmission check (syn_retx_table.hpp, mode auto): while the link is busy or was
+// within the last syn_retx_busy_hold_ms, a SYN that would get a cookie is answered only
+// when the table holds its (4-tuple, ISN): the first copy is recorded and dropped
+// unanswered (counted, the start of each flood logged once); a real client's
+// retransmission, about a second later, gets the cookie (then subject to the budget). A
+// spoofed flood, which sends each SYN once, gets no answers at all.
+// Proven SYNs (stack/pcb_owner.hpp: the authenticate stage verified the owner proof of a
+// client's control channel) skip the half-open cap, the retransmission check and the
+// budget: they pass to lwIP, or get a cookie while the listener's backlog is at its
+// trigger. The established cap still holds for them.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +57,7 @@
 #include "stack/defense/flood_detector.hpp"
 #include "stack/defense/prefix_budget.hpp"
 #include "stack/defense/syn_cookie.hpp"
+#include "stack/defense/syn_retx_table.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
 
@@ -55,6 +66,13 @@ namespace roam::defense {
 enum class CookieMode : uint8_t { off, on, automatic, checker };
 std::string_view to_string(CookieMode mode);
 std::optional<CookieMode> parse_cookie_mode(std::string_view text);  // off | on | auto | checker
+
+// When a SYN that would get a cookie must be a retransmission to be answered: never (off),
+// while the link is busy (auto), or always (on: tests, and a server that wants no
+// answer to any spoofed SYN at the price of one SYN retry per connection).
+enum class RetxCheck : uint8_t { off, automatic, on };
+std::string_view to_string(RetxCheck check);
+std::optional<RetxCheck> parse_retx_check(std::string_view text);  // off | auto | on
 
 struct SynDefenseConfig {
   CookieMode mode = CookieMode::automatic;
@@ -72,6 +90,12 @@ struct SynDefenseConfig {
   FloodDetectorConfig detector;
   // Cookie SYN-ACKs per source prefix (per_second 0: no budget).
   PrefixBudgetConfig synack_budget;
+  RetxCheck syn_retx_check = RetxCheck::automatic;
+  // auto: the check stays on this long after the last busy batch (a flood the thread
+  // keeps up with once it stops answering makes smaller batches; answering again would
+  // make it fall behind again).
+  uint64_t syn_retx_busy_hold_ms = 1000;
+  SynRetxTableConfig syn_retx_table;
 };
 
 struct SynDefenseCounters {
@@ -87,6 +111,9 @@ struct SynDefenseCounters {
   uint64_t syn_checker_dropped = 0;  // checker mode, checker on: SYNs not chosen, dropped
   uint64_t syn_checker_triggers = 0; // checker mode: the backlog trigger turned the checker on
   uint64_t synack_budget_dropped = 0;  // SYNs left unanswered: their prefix spent its SYN-ACK budget
+  uint64_t syn_first_dropped = 0;   // retransmission check: a SYN's first copy, recorded, unanswered
+  uint64_t syn_proven_exempt = 0;   // SYNs with a verified owner proof: outside the per-prefix limits
+  uint64_t syn_retx_answered = 0;   // retransmission check: a recorded SYN seen again, answered
 };
 
 class SynDefense final : public ListenerWatcher {
@@ -137,6 +164,8 @@ class SynDefense final : public ListenerWatcher {
   // two periods).
   bool triggered(uint16_t port, uint64_t now_ms) const;
   bool uses_detector() const;
+  // Whether a SYN that would get a cookie must be a retransmission now.
+  bool retx_check_active(const InboundPacket& packet) const;
   // Checker mode: the defense stage's verdict on a SYN.
   FilterVerdict check_syn(const InboundPacket& packet, const TcpListener& listener, ListenerState& state);
   // Closes the detector's bins up to now_ms and acts on an alarm or an all-clear.
@@ -147,6 +176,10 @@ class SynDefense final : public ListenerWatcher {
   SynDefenseConfig config_;
   CookieJar jar_;
   PrefixBudget synack_budget_;
+  SynRetxTable retx_table_;
+  uint64_t busy_until_ms_ = 0;        // retransmission check (auto): the hold after a busy batch
+  uint64_t retx_last_drop_ms_ = 0;    // the last first-copy drop: a quiet gap starts a new flood's log
+  bool retx_dropped_any_ = false;
   FloodDetector detector_;
   UvHandle<uv_timer_t> detector_timer_;
   SynFilter syn_filter_{this};

@@ -26,6 +26,8 @@ ControlAccess control_access(FrameType type, const ControlPeer& peer, bool statu
     case FrameType::session:
     case FrameType::address_request:
     case FrameType::ratify:
+    case FrameType::precopy:
+    case FrameType::precopy_sync:
       return peer.pool_member ? ControlAccess::allowed : ControlAccess::needs_member;
     case FrameType::session_result:
     case FrameType::reply:

@@ -3,13 +3,15 @@
 #include <algorithm>
 #include <cstring>
 
+#include "stack/migrate/address_answer.hpp"
+
 namespace roam::migrate {
 
 namespace {
 constexpr size_t header_bytes = 5;
 
 bool known_type(uint8_t type) {
-  return type >= 1 && type <= 8;
+  return type >= 1 && type <= 10;
 }
 }  // namespace
 
@@ -61,6 +63,15 @@ void FrameReader::feed(std::span<const uint8_t> bytes) {
     consumed_ = 0;
   }
   buffer_.insert(buffer_.end(), bytes.begin(), bytes.end());
+}
+
+void FrameReader::feed(std::vector<uint8_t>&& bytes) {
+  if (consumed_ == buffer_.size()) {
+    buffer_ = std::move(bytes);
+    consumed_ = 0;
+    return;
+  }
+  feed(std::span<const uint8_t>(bytes));
 }
 
 Result<std::optional<Frame>, FrameError> FrameReader::next() {
@@ -210,25 +221,10 @@ std::optional<SessionResult> decode_session_result(std::span<const uint8_t> payl
 }
 
 // "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
-// when the text is anything else.
+// when the text is anything else (address_answer.hpp: feature words after them are fine).
 std::vector<IpAddress> parse_address_answer(const std::string& text) {
-  std::vector<IpAddress> out;
-  size_t position = 0;
-  bool first = true;
-  while (position <= text.size()) {
-    size_t end = std::min(text.find(' ', position), text.size());
-    std::string word = text.substr(position, end - position);
-    position = end + 1;
-    if (first) {
-      if (word != "address") return {};
-      first = false;
-      continue;
-    }
-    auto address = IpAddress::parse(word);
-    if (!address || out.size() == 2) return {};
-    out.push_back(*address);
-  }
-  return out;
+  auto answer = decode_address_answer(text);
+  return answer ? std::move(answer->addresses) : std::vector<IpAddress>{};
 }
 
 }  // namespace roam::migrate

@@ -12,12 +12,18 @@
 //   session_result   u8 ok | text (ok: the new server's address; else the reason)
 //   reply            text, one line                                 server -> roamctl
 //   status_request   empty                                          roamctl -> server
-//   address_request  empty; answered by a reply "address IPV4[ IPV6]" (the target's
-//                    carrier addresses)                             old server -> new server
+//   address_request  empty, or feature words ("precopy"); answered by a reply
+//                    "address IPV4[ IPV6][ FEATURE ...]" (the target's carrier addresses,
+//                    the features asked that it accepts: address_answer.hpp)
+//                                                                   old server -> new server
 //   ratify           stack/migrate/ratify.hpp; answered by a reply "ok ratified N" or
 //                    "error ..."                                    old server -> next proxy
 //   inform_request   empty, or text "to=HOST:PORT" (the next proxy's control port);
 //                    answered by a reply                            roamctl -> server
+//   precopy          u64 connection id | u8 stream (1 send, 2 receive) | u32 first seq
+//                    | bytes (stack/migrate/precopy.hpp)           old server -> new server
+//   precopy_sync     empty; answered by a reply "precopied BYTES" (bytes held for this
+//                    connection) or "error ..."                     old server -> new server
 #pragma once
 
 #include <array>
@@ -43,6 +49,8 @@ enum class FrameType : uint8_t {
   address_request = 6,
   ratify = 7,          // old server -> next proxy: whitelist these clients (migrate/ratify.hpp)
   inform_request = 8,  // roamctl -> server: inform now (text "" or "to=HOST:PORT")
+  precopy = 9,         // old server -> new server: queued stream bytes ahead of a freeze (precopy.hpp)
+  precopy_sync = 10,   // old server -> new server: empty; answered by a reply "precopied BYTES"
 };
 
 // A snapshot's queues are bounded (wire::snapshot_max_queue_bytes); a frame never needs
@@ -70,6 +78,9 @@ void finish_frame(std::vector<uint8_t>& out);
 class FrameReader {
  public:
   void feed(std::span<const uint8_t> bytes);
+  // The same, taking the bytes over instead of copying them when nothing is buffered (a
+  // decrypted record: a session frame's tens of KB are not copied once more).
+  void feed(std::vector<uint8_t>&& bytes);
   Result<std::optional<Frame>, FrameError> next();
 
  private:
@@ -133,8 +144,8 @@ struct SessionResult {
 };
 std::optional<SessionResult> decode_session_result(std::span<const uint8_t> payload);
 
-// "address IPV4[ IPV6]" (a target's answer to address_request) -> its addresses; empty
-// when the text is anything else.
+// "address IPV4[ IPV6][ FEATURE ...]" (a target's answer to address_request) -> its
+// addresses; empty when the text is anything else (address_answer.hpp has the features).
 std::vector<IpAddress> parse_address_answer(const std::string& text);
 
 }  // namespace roam::migrate

@@ -31,6 +31,20 @@ const char* session_outcome_name(SessionOutcome outcome) {
   return "?";
 }
 
+const char* precopy_skip_name(PrecopySkip skip) {
+  switch (skip) {
+    case PrecopySkip::none:
+      return "none";
+    case PrecopySkip::off:
+      return "off";
+    case PrecopySkip::target:
+      return "target";
+    case PrecopySkip::idle:
+      return "idle";
+  }
+  return "?";
+}
+
 std::string stayed_summary(const ExportReport& report) {
   std::vector<std::pair<std::string, size_t>> labels;  // few: a linear search is fine
   size_t stayed = 0;
@@ -120,26 +134,172 @@ void Exporter::log_stayed(const std::string& name, const SessionReport& entry) {
   }
 }
 
-void Exporter::start(TransferLink& link) {
-  if (started_ || finished_) return;
-  started_ = true;
+void Exporter::drop_gone_candidates() {
   std::vector<MovableSession*> live_list = services_.table.sessions();
   std::unordered_set<MovableSession*> live(live_list.begin(), live_list.end());
   std::erase_if(candidates_, [&](const Candidate& c) {
     return live.count(c.session) == 0 || first_leg_id(*c.session) != c.connection_id;
   });
   report_.candidates = candidates_.size();
+}
+
+uint64_t Exporter::queued_stream_bytes() {
+  uint64_t queued = 0;
+  for (const Candidate& candidate : candidates_) {
+    std::vector<SessionLeg> legs = candidate.session->legs();
+    if (why_session_stays(*candidate.session, legs, services_.guard)) continue;
+    for (size_t i = 0; i < legs.size(); ++i) {
+      const tcp_pcb* pcb = legs[i].pcb;
+      queued += static_cast<uint32_t>(pcb->snd_lbb - pcb->lastack);
+      // A copy only to count it: once per move, and bounded by the receive window.
+      queued += candidate.session->leg_received(i).size();
+      if (pcb->refused_data != nullptr) queued += pcb->refused_data->tot_len;
+    }
+  }
+  return queued;
+}
+
+PrecopySkip Exporter::decide_precopy(bool target_accepts) {
+  PrecopySkip skip = PrecopySkip::none;
+  if (!policy_.precopy) {
+    skip = PrecopySkip::off;
+  } else if (!target_accepts) {
+    skip = PrecopySkip::target;
+  } else if (policy_.precopy_idle_bytes > 0) {
+    drop_gone_candidates();
+    report_.precopy_queued_bytes = queued_stream_bytes();
+    if (report_.precopy_queued_bytes <= policy_.precopy_idle_bytes) skip = PrecopySkip::idle;
+  }
+  report_.precopy_skipped = skip;
+  precopy_chosen_ = skip == PrecopySkip::none;
+  if (skip == PrecopySkip::target)
+    logger("migrate")->info("pre-copy to {}: the target did not announce it; the move sends whole snapshots",
+                            report_.target);
+  return skip;
+}
+
+bool Exporter::precopy_ruled_out() {
+  if (policy_.precopy && policy_.precopy_idle_bytes == 0) return false;  // on: the target's answer decides
+  // Off, or auto: whatever the target announces, an idle move does not pre-copy. A busy
+  // one is decided again on the answer.
+  return decide_precopy(true) != PrecopySkip::none;
+}
+
+uint64_t Exporter::precopy_round(TransferLink& link) {
+  if (started_ || finished_ || !precopy_chosen_ || !precopy_relied_on_) return 0;
+  // Sessions may end between rounds (each waits for the target's sync).
+  drop_gone_candidates();
+  uint64_t sent = 0;
+  std::vector<uint8_t> frame;
+  auto send_range = [&](uint64_t id, PrecopyStreamKind stream, uint32_t from, std::span<const uint8_t> bytes) {
+    for (size_t at = 0; at < bytes.size(); at += precopy_frame_bytes) {
+      auto chunk = bytes.subspan(at, std::min(precopy_frame_bytes, bytes.size() - at));
+      frame.clear();
+      append_precopy_frame(id, stream, from + static_cast<uint32_t>(at), chunk, frame);
+      link.send_frame(std::move(frame));
+      frame = {};
+      sent += chunk.size();
+    }
+  };
+  std::vector<uint8_t> bytes;
+  for (const Candidate& candidate : candidates_) {
+    MovableSession* session = candidate.session;
+    std::vector<SessionLeg> legs = session->legs();
+    // Only what start() would move; the rest would carry its bytes for nothing.
+    if (why_session_stays(*session, legs, services_.guard)) continue;
+    for (size_t i = 0; i < legs.size(); ++i) {
+      const tcp_pcb* pcb = legs[i].pcb;
+      uint64_t id = connection_id(pcb);
+      if (id == 0) continue;
+      // The send stream from snd_una to what the app queued.
+      SeqRange queued{pcb->lastack, pcb->snd_lbb};
+      uint32_t from = precopied_.plan(id, PrecopyStreamKind::send, queued);
+      bytes.clear();
+      if (from != queued.end && read_send_queue(pcb, from, bytes))
+        send_range(id, PrecopyStreamKind::send, from, bytes);
+      else if (from != queued.end)
+        precopy_relied_on_ = false;  // the ledger now disagrees with what was sent
+      // The unread received bytes end at rcv_nxt (ESTABLISHED: no FIN counted in it).
+      if (pcb->state != ESTABLISHED) continue;
+      bytes = session->leg_received(i);
+      append_refused_data(pcb, bytes);
+      SeqRange unread{pcb->rcv_nxt - static_cast<uint32_t>(bytes.size()), pcb->rcv_nxt};
+      from = precopied_.plan(id, PrecopyStreamKind::receive, unread);
+      if (from != unread.end)
+        send_range(id, PrecopyStreamKind::receive, from, std::span<const uint8_t>(bytes).subspan(from - unread.first));
+    }
+  }
+  if (sent == 0) return 0;
+  frame.clear();
+  append_frame(FrameType::precopy_sync, std::span<const uint8_t>(), frame);
+  link.send_frame(std::move(frame));
+  ++report_.precopy_rounds;
+  report_.precopy_bytes += sent;
+  last_round_bytes_ = sent;
+  return sent;
+}
+
+void Exporter::precopy_confirmed(std::optional<uint64_t> held_bytes) {
+  if (held_bytes && *held_bytes == precopied_.held_bytes()) return;
+  // The target holds something else than the frames said: rely on nothing (the snapshots
+  // go whole), and pre-copy no more.
+  logger("migrate")->warn("pre-copy to {}: the target {}; the move sends whole snapshots", report_.target,
+                          held_bytes ? "holds " + std::to_string(*held_bytes) + " bytes, not " +
+                                           std::to_string(precopied_.held_bytes())
+                                     : std::string("refused some pre-copied bytes"));
+  precopy_relied_on_ = false;
+  report_.precopy_refused = true;
+}
+
+bool Exporter::precopy_wants_round() const {
+  return precopy_chosen_ && precopy_relied_on_ && !started_ && !finished_ &&
+         report_.precopy_rounds < policy_.precopy_max_rounds &&
+         (report_.precopy_rounds == 0 || last_round_bytes_ >= policy_.precopy_min_round_bytes);
+}
+
+Exporter::Admission Exporter::admit(const MovableSession& session, const std::vector<SessionLeg>& legs) const {
+  Admission out;
+  out.stays = why_session_stays(session, legs, services_.guard);
+  if (out.stays) return out;
+  if (policy_.too_young && policy_.too_young(connection_id(legs.front().pcb))) {
+    out.young = true;
+    return out;
+  }
+  // Every client leg's client must be told where it went; an origin leg is told by the
+  // new host.
+  out.clients.assign(legs.size(), nullptr);
+  out.told = true;
+  for (size_t i = 0; i < legs.size(); ++i) {
+    if (legs[i].role != LegRole::client) continue;
+    out.clients[i] = services_.clients.client_of(connection_id(legs[i].pcb));
+    if (out.clients[i] == nullptr) out.told = false;
+  }
+  return out;
+}
+
+bool Exporter::would_freeze_any() {
+  if (started_ || finished_) return false;
+  drop_gone_candidates();
+  return std::any_of(candidates_.begin(), candidates_.end(), [this](const Candidate& candidate) {
+    return admit(*candidate.session, candidate.session->legs()).moves();
+  });
+}
+
+void Exporter::start(TransferLink& link) {
+  if (started_ || finished_) return;
+  started_ = true;
+  drop_gone_candidates();
   for (const Candidate& candidate : candidates_) {
     MovableSession* session = candidate.session;
     std::vector<SessionLeg> legs = session->legs();
     std::string name = !legs.empty() && legs.front().pcb != nullptr ? flow_of(legs.front().pcb).to_string() : "?";
-    if (auto why = why_session_stays(*session, legs, services_.guard)) {
+    Admission admission = admit(*session, legs);
+    if (auto& why = admission.stays) {
       ++report_.stayed;
       log_stayed(name, record(session, legs, SessionOutcome::stayed, std::move(why->text), std::move(why->label)));
       continue;
     }
-    uint64_t id = connection_id(legs.front().pcb);
-    if (policy_.too_young && policy_.too_young(id)) {
+    if (admission.young) {
       // Long-lived policy: a young connection is not worth a move; its client reconnects.
       ++report_.closed_young;
       logger("migrate")->info("{}: too young: closed instead of moved", name);
@@ -147,16 +307,8 @@ void Exporter::start(TransferLink& link) {
       session->close();
       continue;
     }
-    // Every client leg's client must be told where it went; an origin leg is told by the
-    // new host.
-    std::vector<const void*> clients(legs.size(), nullptr);
-    bool told = true;
-    for (size_t i = 0; i < legs.size(); ++i) {
-      if (legs[i].role != LegRole::client) continue;
-      clients[i] = services_.clients.client_of(connection_id(legs[i].pcb));
-      if (clients[i] == nullptr) told = false;
-    }
-    if (!told) {
+    std::vector<const void*>& clients = admission.clients;
+    if (!admission.told) {
       ++report_.stayed;
       StayReason why = no_channel_reason();
       log_stayed(name, record(session, legs, SessionOutcome::no_channel, std::move(why.text), std::move(why.label)));
@@ -165,11 +317,13 @@ void Exporter::start(TransferLink& link) {
     // All legs or none: each is frozen and silenced, then captured; a leg that cannot be
     // captured puts every leg back exactly as it was.
     uint64_t frozen_ns = uv_hrtime();
+    if (report_.first_frozen_ns == 0) report_.first_frozen_ns = frozen_ns;
     session->freeze();
     for (const auto& leg : legs) {
       freeze_pcb(leg.pcb);
       services_.guard.silence(flow_of(leg.pcb));
     }
+    const bool first = in_flight_.empty();
     std::vector<wire::ConnectionSnapshot> snapshots;
     snapshots.reserve(legs.size());
     std::string failure;
@@ -184,6 +338,11 @@ void Exporter::start(TransferLink& link) {
       // The connection's segment-MAC key travels with it: protected from its first packet
       // at the new host, without waiting for the client to register there.
       if (services_.segment_mac != nullptr) snapshot->segment_mac = services_.segment_mac->state_of(legs[i].pcb);
+      // What the target already holds stays out of the frame: the freeze sends the delta.
+      if (precopy_chosen_ && precopy_relied_on_ && snapshot->connection_id != 0)
+        report_.precopy_bytes_relied +=
+            omit_precopied(*snapshot, precopied_.held(snapshot->connection_id, PrecopyStreamKind::send),
+                           precopied_.held(snapshot->connection_id, PrecopyStreamKind::receive));
       frame_bytes += leg_header_bytes + snapshot_bytes(*snapshot);
       snapshots.push_back(std::move(*snapshot));
     }
@@ -203,8 +362,9 @@ void Exporter::start(TransferLink& link) {
     // The stream bytes this move carries (a session that could not be captured carries none).
     for (const auto& snapshot : snapshots)
       report_.snapshot_stream_bytes += snapshot.unacked.size() + snapshot.unsent.size() + snapshot.received.size();
+    if (first) report_.first_stages.captured_ns = uv_hrtime();
     record(session, legs, SessionOutcome::failed, "not answered");  // until the target answers
-    InFlight item{session, {}, clients, report_.sessions.size() - 1, false, frozen_ns};
+    InFlight item{session, {}, clients, report_.sessions.size() - 1, false, frozen_ns, first};
     for (const auto& leg : legs) item.pcbs.push_back(leg.pcb);
     in_flight_.push_back(std::move(item));
     // One buffer from snapshots to socket: at a 4 MiB window every copy of it costs
@@ -222,14 +382,16 @@ void Exporter::start(TransferLink& link) {
       finish_session_leg(length_at, frame);
     }
     finish_frame(frame);
+    if (first) report_.first_stages.encoded_ns = uv_hrtime();
     link.send_session(std::move(frame));
-    report_.capture_ms_max =
-        std::max(report_.capture_ms_max, static_cast<double>(uv_hrtime() - frozen_ns) / 1e6);
+    uint64_t sent_ns = uv_hrtime();
+    if (first) report_.first_stages.sent_ns = sent_ns;
+    report_.capture_ms_max = std::max(report_.capture_ms_max, static_cast<double>(sent_ns - frozen_ns) / 1e6);
   }
   if (in_flight_.empty()) finish();
 }
 
-void Exporter::on_result(const SessionResult& result) {
+void Exporter::on_result(const SessionResult& result, uint64_t read_ns) {
   if (finished_) return;
   if (answered_ >= in_flight_.size()) {
     abandon("the target answered more sessions than were sent");
@@ -237,6 +399,7 @@ void Exporter::on_result(const SessionResult& result) {
   }
   InFlight& item = in_flight_[answered_++];
   item.settled = true;
+  if (item.first) report_.first_stages.answer_read_ns = read_ns != 0 ? read_ns : uv_hrtime();
   SessionReport& entry = report_.sessions[item.report_index];
   if (result.ok) {
     if (auto address = IpAddress::parse(result.text)) report_.new_address = *address;
@@ -272,12 +435,14 @@ void Exporter::resume(InFlight& item, const std::string& reason) {
 }
 
 void Exporter::note_thawed(const InFlight& item) {
-  report_.frozen_ms_max =
-      std::max(report_.frozen_ms_max, static_cast<double>(uv_hrtime() - item.frozen_ns) / 1e6);
+  uint64_t now = uv_hrtime();
+  if (item.first) report_.first_stages.released_ns = now;
+  report_.frozen_ms_max = std::max(report_.frozen_ms_max, static_cast<double>(now - item.frozen_ns) / 1e6);
 }
 
 void Exporter::abandon(const std::string& reason) {
   if (finished_) return;
+  abandoned_ = true;
   logger("migrate")->warn("migration to {} failed: {}", report_.target, reason);
   for (auto& item : in_flight_) {
     if (item.settled) continue;

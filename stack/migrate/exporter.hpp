@@ -37,7 +37,9 @@
 #include "stack/flow_key.hpp"
 #include "stack/migrate/control_frame.hpp"
 #include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/precopy.hpp"
 #include "stack/migrate/session_table.hpp"
+#include "stack/migrate/stay_reason.hpp"
 #include "stack/node.hpp"
 
 namespace roam {
@@ -54,6 +56,15 @@ enum class SessionOutcome : uint8_t {
   closed_young,  // long-lived policy: younger than the limit, closed instead of moved
 };
 const char* session_outcome_name(SessionOutcome outcome);
+
+// Why a move ran no pre-copy round (ExportReport::precopy_skipped).
+enum class PrecopySkip : uint8_t {
+  none,    // it pre-copies (or nothing was decided yet)
+  off,     // this server's policy: pre-copy off
+  target,  // the target did not announce pre-copy (PROTOCOL.md 4.3: older, or --precopy off)
+  idle,    // auto: the sessions queue at most precopy_idle_bytes
+};
+const char* precopy_skip_name(PrecopySkip skip);
 
 struct LegReport {
   uint64_t connection_id = 0;
@@ -86,8 +97,30 @@ struct ExportReport {
   // release (moved: pcbs freed) or its thaw (failed). 0 when nothing froze.
   double capture_ms_max = 0;
   double frozen_ms_max = 0;
-  // Stream bytes the snapshots carried (unacknowledged, unsent, received but unread).
+  uint64_t first_frozen_ns = 0;  // uv_hrtime of the move's first freeze (0: none froze)
+  // The first frozen session's way through the frozen interval (uv_hrtime, 0: not
+  // reached): its legs captured, its session frame encoded, that frame sealed and handed
+  // to the socket (send_session returned), the target's answer read (the read that
+  // completed its session_result), and its pcbs released or thawed.
+  struct Stages {
+    uint64_t captured_ns = 0;
+    uint64_t encoded_ns = 0;
+    uint64_t sent_ns = 0;
+    uint64_t answer_read_ns = 0;
+    uint64_t released_ns = 0;
+  } first_stages;
+  // Stream bytes the snapshots carried (unacknowledged, unsent, received but unread); with
+  // pre-copy only the delta.
   uint64_t snapshot_stream_bytes = 0;
+  // Pre-copy: rounds run, stream bytes sent in them, and of those the bytes the snapshots
+  // relied on (left out at the freeze). Whether the target confirmed what it held.
+  size_t precopy_rounds = 0;
+  uint64_t precopy_bytes = 0;
+  uint64_t precopy_bytes_relied = 0;
+  bool precopy_refused = false;
+  // Why it did not pre-copy, and the queued stream bytes the decision saw.
+  PrecopySkip precopy_skipped = PrecopySkip::none;
+  uint64_t precopy_queued_bytes = 0;
   std::vector<SessionReport> sessions;
   bool ok() const { return failed == 0 && error.empty(); }
 };
@@ -121,6 +154,8 @@ class TransferLink {
  public:
   virtual ~TransferLink() = default;
   virtual void send_session(std::vector<uint8_t> frame) = 0;
+  // Any other whole frame (precopy, precopy_sync), in order with the sessions.
+  virtual void send_frame(std::vector<uint8_t> frame) { send_session(std::move(frame)); }
 };
 
 struct ExportPolicy {
@@ -129,6 +164,18 @@ struct ExportPolicy {
   // Long-lived policy (seed 003 section 3.3): true when a connection is too young to be
   // worth a move; it is closed instead. Empty: every connection moves.
   std::function<bool(uint64_t connection_id)> too_young;
+  // Pre-copy (precopy.hpp, PROTOCOL.md 4.3): before the freeze, each movable session's
+  // queued stream bytes go to the target in rounds, each ended by a precopy_sync; another
+  // round runs while the last one sent at least precopy_min_round_bytes, up to
+  // precopy_max_rounds; then the freeze sends deltas.
+  // Only toward a target that announced it (decide_precopy).
+  bool precopy = false;
+  size_t precopy_max_rounds = 2;
+  uint64_t precopy_min_round_bytes = 64u << 10;
+  // --precopy auto: a move whose movable sessions queue at most this many stream bytes
+  // (send queues from snd_una, received bytes not read yet) is idle: no pre-copy. 0: none
+  // is (on).
+  uint64_t precopy_idle_bytes = 0;
 };
 
 struct ExportServices {
@@ -153,13 +200,38 @@ class Exporter {
   // when picked: one that ended while the target was being asked (address_request) is
   // freed by then, and another session may since live at its address.
   void start(TransferLink& link);
-  void on_result(const SessionResult& result);
+  // Whether start() would freeze at least one candidate now (one still here, movable, not
+  // too young, every client leg's client told). The service then freezes right behind the
+  // address_request instead of a round trip later (PROTOCOL.md 4.3); a move that freezes
+  // nothing waits for the target's addresses, which its summary names.
+  bool would_freeze_any();
+  // Before the target's answer: true when this move will not pre-copy whatever the
+  // target announces (policy off; auto and idle now), so the freeze need not wait for the
+  // answer. False: the answer decides (decide_precopy).
+  bool precopy_ruled_out();
+  // Pre-copy, before the first round: whether this move pre-copies, from the policy,
+  // whether the target announced it (its address answer, PROTOCOL.md 4.3) and, for auto,
+  // the queued bytes now. Until it is called no round runs.
+  PrecopySkip decide_precopy(bool target_accepts);
+  // Pre-copy, before start(): one round (precopy frames, then a precopy_sync, when any byte
+  // went); returns the stream bytes sent (0: nothing to send, start now).
+  uint64_t precopy_round(TransferLink& link);
+  // The target's answer to the round's sync: the bytes it holds (nullopt: it refused some).
+  // When that is not what was sent, no snapshot relies on pre-copied bytes.
+  void precopy_confirmed(std::optional<uint64_t> held_bytes);
+  // Whether another round is worth it (the last one moved enough, rounds are left).
+  bool precopy_wants_round() const;
+  // `read_ns`: when the read that completed the answer came (uv_hrtime; 0: now).
+  void on_result(const SessionResult& result, uint64_t read_ns = 0);
   // Also for an answer that could not be decoded (counted by the caller).
   void abandon(const std::string& reason);
   uint64_t on_time(uint64_t now_ms);
   uint64_t deadline() const { return finished_ ? UINT64_MAX : deadline_ms_; }
   bool started() const { return started_; }
   bool finished() const { return finished_; }
+  // Abandoned (link broke, timeout, a bad answer): answers may still be on their way, so
+  // the link is not fit for another move.
+  bool abandoned() const { return abandoned_; }
   const std::string& target() const { return report_.target; }
 
  private:
@@ -170,8 +242,11 @@ class Exporter {
     size_t report_index = 0;
     bool settled = false;
     uint64_t frozen_ns = 0;  // uv_hrtime() at its freeze
+    bool first = false;      // the move's first frozen session: its stages are reported
   };
   void note_thawed(const InFlight& item);
+  // The candidates still in the session table, as the same connections they were.
+  void drop_gone_candidates();
   SessionReport& record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
                         std::string reason, std::string label = {});
   void log_stayed(const std::string& name, const SessionReport& entry);
@@ -195,6 +270,24 @@ class Exporter {
   size_t stayed_logged_ = 0;
   bool started_ = false;
   bool finished_ = false;
+  bool abandoned_ = false;
+  PrecopyLedger precopied_;     // what the target holds, per connection and stream
+  uint64_t last_round_bytes_ = 0;
+  bool precopy_relied_on_ = true;  // false once the target's sync disagreed
+  bool precopy_chosen_ = false;     // decide_precopy said yes
+  // Stream bytes queued in the movable sessions' legs now (decide_precopy, auto).
+  uint64_t queued_stream_bytes();
+  // What start() does with a session, decided without any effect (would_freeze_any asks
+  // the same): it stays (why), is closed as too young, stays for want of a client to tell,
+  // or moves (clients: each client leg's client).
+  struct Admission {
+    std::optional<StayReason> stays;
+    bool young = false;
+    bool told = false;
+    std::vector<const void*> clients;
+    bool moves() const { return !stays && !young && told; }
+  };
+  Admission admit(const MovableSession& session, const std::vector<SessionLeg>& legs) const;
   // Sessions that stay are logged one by one up to this many per move.
   static constexpr size_t max_stayed_logged = 20;
 };

@@ -188,22 +188,16 @@ bool Follower::send_to(const IpAddress& address, const control::Message& message
   return it->second->channel->send(message);
 }
 
-void Follower::resumed_at(tcp_pcb* pcb, const IpAddress& address) {
+void Follower::resumed_at(tcp_pcb* pcb, const IpAddress& address, const std::optional<crypto::HandoverToken>& token) {
   if (closed_ || pcb == nullptr) return;
-  if (segment_mac_) {
-    FlowKey to = flow_of(pcb);
-    to.remote = address;
-    segment_mac_->rebind(flow_of(pcb), to);
-  }
-  tcp_pcb* const pcbs[] = {pcb};
-  auto old_flows = migrate::rewrite_remote(std::span<tcp_pcb* const>(pcbs), address, 0, true);
-  const uint64_t now_ms = uv_now(node_.loop());
-  for (const FlowKey& flow : old_flows) guard_.silence(flow, now_ms);
-  guard_.unsilence(flow_of(pcb));
-  counters_.connections_moved += old_flows.size();
+  // It left that server: should it come back (a restarted member), it must be registered
+  // there again, as after an ACM.
+  if (auto old = servers_.find(from_lwip(pcb->remote_ip).to_string()); old != servers_.end())
+    old->second->registered.erase(connection_id(pcb));
+  // The same path as an ACM's connections (rewrite, silence the old flow, handover or
+  // restart, follow the changeover), for this one connection and the same port.
+  follow({pcb}, address, 0, options_.handover ? token : std::nullopt);
   track(pcb);
-  run_machines();
-  node_.kick();
 }
 
 void Follower::prepare(const IpAddress& server) {
@@ -444,6 +438,7 @@ void Follower::on_message(Server& server, ChannelConnection& channel, const cont
     on_announcement_ack(server, *ack);
   } else if (const auto* error = std::get_if<control::ErrorMessage>(&message)) {
     logger("channel")->warn("server {} reports error {}: {}", server.address.to_string(), error->code, error->text);
+    if (events_.on_error) events_.on_error(server.address, *error);
   } else if (const auto* grant = std::get_if<control::LinkKeyGrant>(&message)) {
     if (events_.on_link_key && options_.link_rebind) events_.on_link_key(server.address, *grant);
   } else if (const auto* update = std::get_if<control::RoamUpdate>(&message)) {

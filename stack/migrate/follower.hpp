@@ -115,6 +115,8 @@ class Follower {
     std::function<void(const IpAddress& server, const control::CheckpointPush&)> on_checkpoint;
     // A trusted server answered a RESUME (RESUMED, PROTOCOL.md 14.3).
     std::function<void(const IpAddress& server, const control::ResumeAnswer&)> on_resume_answer;
+    // A trusted server sent an ERROR (logged here too); e.g. 3: no ROAM_UPDATE to give.
+    std::function<void(const IpAddress& server, const control::ErrorMessage&)> on_error;
   };
 
   Follower(Node& node, const ChannelOptions& options, Events events = {});  // throws ConfigError
@@ -130,8 +132,11 @@ class Follower {
   bool send_to(const IpAddress& server, const control::Message& message);
   // `server` rebuilt this connection from a checkpoint (RESUMED, status resumed): points it
   // there (same port), silences its old flow, restarts its transmission (its first segment
-  // unparks the import there) and registers it with that server.
-  void resumed_at(tcp_pcb* pcb, const IpAddress& server);
+  // unparks the import there) and registers it with that server. With a handover token
+  // (and the handover on here) the connection stays silent until its synthetic SYN is
+  // answered, exactly as after an ACM: a strict NAT in front of this client admits the
+  // flow to the new server only after that handshake (PROTOCOL.md 6, 14.5).
+  void resumed_at(tcp_pcb* pcb, const IpAddress& server, const std::optional<crypto::HandoverToken>& token);
 
   // Owner proofs (stack/control/owner_proof.hpp). Opens the control channel to `server`
   // now, so that carriers opened later can prove their owner in their SYN.

@@ -87,7 +87,7 @@ bool FrameStream::feed_secured(std::span<const uint8_t> bytes) {
       if (!*alive || !open_) return false;
     }
   }
-  if (!plaintext.empty()) reader_.feed(plaintext);
+  if (!plaintext.empty()) reader_.feed(std::move(plaintext));
   return true;
 }
 
@@ -112,6 +112,7 @@ void FrameStream::on_connect(uv_connect_t* raw, int status) noexcept {
     return;
   }
   uv_tcp_nodelay(self->socket_.get(), 1);
+  if (self->keepalive_seconds_ != 0) uv_tcp_keepalive(self->socket_.get(), 1, self->keepalive_seconds_);
   self->open_ = true;
   self->start_reading();
   if (self->noise_) {
@@ -144,6 +145,7 @@ void FrameStream::on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* bu
     return;
   }
   if (nread == 0) return;
+  self->last_read_ns_ = uv_hrtime();
   std::shared_ptr<bool> alive = self->alive_;
   std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(buf->base), static_cast<size_t>(nread));
   if (self->noise_) {
@@ -218,6 +220,17 @@ void FrameStream::on_written(uv_write_t* raw, int status) noexcept {
     return;
   }
   if (self->close_when_drained_ && self->writes_in_flight_ == 0) self->fail("closed");
+}
+
+void FrameStream::rebind(FrameFn on_frame, ClosedFn on_closed) {
+  on_frame_ = std::move(on_frame);
+  on_closed_ = std::move(on_closed);
+}
+
+bool FrameStream::keepalive(unsigned idle_seconds) {
+  keepalive_seconds_ = idle_seconds;
+  // Before the connect completes it is applied then (on_connect).
+  return !open_ || (socket_.valid() && uv_tcp_keepalive(socket_.get(), 1, idle_seconds) == 0);
 }
 
 void FrameStream::close_after_writes() {

@@ -54,9 +54,20 @@ class FrameStream {
   void send(migrate::FrameType type, std::string_view text);
   // Sends a frame built with migrate::begin_frame / finish_frame, without copying it.
   void send_frame(std::vector<uint8_t> frame);
+  // Hands the stream to another owner (a cached control connection, then the move that
+  // reuses it): its frames and its end go to these callbacks from now on. Never call it
+  // from inside one of this stream's own callbacks (the running one would be destroyed).
+  void rebind(FrameFn on_frame, ClosedFn on_closed);
+  // Kernel TCP keepalive on the socket (a peer host that vanished without a FIN or RST is
+  // noticed even while no frame is due); before a connect completes, applied then. False
+  // if the socket refused it.
+  bool keepalive(unsigned idle_seconds);
   // Closes after everything queued was written.
   void close_after_writes();
   bool open() const { return open_; }
+  // uv_hrtime() of the latest read from the socket: inside on_frame, when the bytes that
+  // completed the frame came (the migration timeline in status; one clock read per read).
+  uint64_t last_read_ns() const { return last_read_ns_; }
 
  private:
   struct Write;
@@ -87,6 +98,8 @@ class FrameStream {
   bool open_ = false;
   bool close_when_drained_ = false;
   bool closed_reported_ = false;
+  unsigned keepalive_seconds_ = 0;  // keepalive(): 0 = off
+  uint64_t last_read_ns_ = 0;
 };
 
 }  // namespace roam

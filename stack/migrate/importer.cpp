@@ -74,7 +74,8 @@ Importer::LegRefusal Importer::check_leg(const wire::ConnectionSnapshot& snapsho
   return {};
 }
 
-Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t> payload_bytes, uint64_t now_ms) {
+Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t> payload_bytes, uint64_t now_ms,
+                                                        PrecopyStore* precopied) {
   auto refuse = [&](std::string reason, uint64_t ImportCounters::*counter = nullptr) -> Result<IpAddress, std::string> {
     ++counters_.imports_refused;
     if (counter != nullptr) ++(counters_.*counter);
@@ -95,10 +96,44 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
   std::vector<FlowKey> flows;  // as they will be here
   std::vector<uint64_t> ids;
   snapshots.reserve(count);
+  // Whatever happens to the session, its legs' pre-copied bytes are of no more use after
+  // this frame (a refused move resumes on the old host, which pre-copies again next time).
+  struct DiscardPrecopied {
+    PrecopyStore* store;
+    std::vector<uint64_t> ids;
+    uint64_t spliced = 0;  // taken out and spliced: lost too unless the session is imported
+    bool imported = false;
+    ~DiscardPrecopied() {
+      if (store == nullptr) return;
+      for (uint64_t id : ids) store->discard(id);
+      if (!imported) store->note_discarded(spliced);
+    }
+  } discard_precopied{precopied, {}};
   for (size_t i = 0; i < count; ++i) {
     auto snapshot = wire::decode_snapshot(payload->legs[i].snapshot);
     if (!snapshot)
       return refuse(leg_name(i) + "bad snapshot: " + wire::snapshot_error_name(snapshot.error()));
+    discard_precopied.ids.push_back(snapshot->connection_id);
+    if (snapshot->precopied) {
+      // A delta: splice in the bytes its sender pre-copied, if they are exactly the ones it
+      // relies on; otherwise the move fails and the connection stays where it is.
+      std::optional<PrecopiedBytes> send;
+      std::optional<PrecopiedBytes> receive;
+      if (precopied != nullptr && snapshot->connection_id != 0) {
+        send = precopied->take_out(snapshot->connection_id, PrecopyStreamKind::send);
+        receive = precopied->take_out(snapshot->connection_id, PrecopyStreamKind::receive);
+      }
+      uint64_t relied = static_cast<uint64_t>(snapshot->precopied->send_length) + snapshot->precopied->receive_length;
+      auto spliced = splice_precopied(*snapshot, send, receive);
+      if (!spliced) {
+        if (precopied != nullptr)
+          precopied->note_discarded((send ? send->bytes.size() : 0) + (receive ? receive->bytes.size() : 0));
+        return refuse(leg_name(i) + spliced.error(), &ImportCounters::refused_precopy_mismatch);
+      }
+      discard_precopied.spliced += relied;
+      if (auto valid = wire::validate_snapshot(*snapshot); !valid)
+        return refuse(leg_name(i) + "bad snapshot after splicing: " + wire::snapshot_error_name(valid.error()));
+    }
     if (auto refusal = check_leg(*snapshot, flows, ids); !refusal.reason.empty())
       return refuse(leg_name(i) + refusal.reason, refusal.counter);
     const IpAddress& local = own_address(snapshot->remote_address.version);
@@ -170,6 +205,8 @@ Result<IpAddress, std::string> Importer::import_session(std::span<const uint8_t>
     for (uint64_t id : ids) on_imported_(id);
   ++counters_.sessions_imported;
   counters_.legs_imported += count;
+  counters_.precopy_bytes_used += discard_precopied.spliced;
+  discard_precopied.imported = true;
   // The origins last: the session is whole here before any origin is sent this way.
   for (size_t i = 0; i < count; ++i) {
     if (payload->legs[i].role != LegRole::origin) continue;

@@ -26,6 +26,7 @@
 #include "stack/flow_key.hpp"
 #include "stack/migrate/handover_responder.hpp"
 #include "stack/migrate/migration_guard.hpp"
+#include "stack/migrate/precopy.hpp"
 #include "stack/migrate/session_table.hpp"
 #include "stack/node.hpp"
 #include "stack/wire/connection_snapshot.hpp"
@@ -55,6 +56,8 @@ struct ImportCounters {
   uint64_t refused_duplicate = 0;      // a leg whose id is live or parked here (a replay, a duplicate)
   uint64_t refused_flow_collision = 0;  // a leg whose flow here is taken (or taken by another leg)
   uint64_t parked_expired = 0;
+  uint64_t refused_precopy_mismatch = 0;  // a delta snapshot whose pre-copied bytes are not here
+  uint64_t precopy_bytes_used = 0;        // pre-copied bytes spliced into imported connections
   uint64_t origin_legs_untold = 0;  // origin legs imported with no tell-origin hook set
   uint64_t peer_moves_expected = 0;  // live connections armed for their peer's handover
   uint64_t peer_moves_rebound = 0;   // ...whose peer's SYN arrived: rebound and restarted
@@ -91,7 +94,11 @@ class Importer {
 
   // One `session` frame payload (control_frame.hpp). Ok: the address this host gave the
   // connections (its first client leg's); otherwise the reason, and nothing changed.
-  Result<IpAddress, std::string> import_session(std::span<const uint8_t> payload, uint64_t now_ms);
+  // `precopied`: what the sending peer pre-copied (precopy.hpp); a delta snapshot is made
+  // whole from it, or refused when its ranges are not held. The legs' pre-copied bytes
+  // leave the store either way (used, or discarded with a refusal).
+  Result<IpAddress, std::string> import_session(std::span<const uint8_t> payload, uint64_t now_ms,
+                                                PrecopyStore* precopied = nullptr);
 
   // A live connection here whose peer's end moved (seed 003; the peer said so on its
   // authenticated channel): its synthetic SYN with a tag made with `token` rebinds the
@@ -118,6 +125,8 @@ class Importer {
   const HandoverResponder& handover() const { return responder_; }
   const ImportCounters& counters() const { return counters_; }
   size_t parked_count() const { return parked_.size(); }
+  // A leg with this connection id is parked here (imported, its peer not heard yet).
+  bool parked_id(uint64_t id) const { return parked_ids_.count(id) != 0; }
 
  private:
   // A session with legs still parked.

@@ -11,6 +11,7 @@
 #include "base/socket_address.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/flow_key.hpp"
+#include "stack/migrate/address_answer.hpp"
 #include "stack/migrate/stay_reason.hpp"
 
 namespace roam {
@@ -156,6 +157,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
   // Once the client arrived, its registration (which may have come first) can be claimed.
   importer_->set_on_arrived([this](uint64_t id) {
     if (shut_down_) return;
+    counters_.last_import_resumed_us = uv_hrtime() / 1000;
     channels_->claim_pending(id);
     auto moved = moved_in_.find(id);
     if (moved != moved_in_.end() && !moved->second.arrived_ms) {
@@ -169,6 +171,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
     uint64_t now = uv_now(node_.loop());
     seen_[id] = now;
     moved_in_[id] = MovedIn{now, uv_hrtime(), std::nullopt};
+    counters_.last_import_at_us = moved_in_[id].imported_ns / 1000;
   });
   // A client (or a proxy's new host) says its end of connections here moved (seed 003).
   channels_->set_on_peer_moved([this](tcp_pcb* pcb, uint64_t id, const crypto::HandoverToken& token,
@@ -178,6 +181,14 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
     return importer_->expect_peer_move(pcb, id, token, uv_now(node_.loop()));
   });
   next_ratify_sequence_ = unix_ms() << 10;  // grows across restarts too, like the ACM's
+  if (config_.keep_control && pool_certificate_) {
+    control_pool_ = std::make_unique<migrate::ControlPool>(
+        node_, config_.control_pool,
+        [this](const std::string& target, FrameStream::FrameFn on_frame, FrameStream::ClosedFn on_closed,
+               FrameStream::ConnectedFn on_connected) {
+          return open_target(target, std::move(on_frame), std::move(on_closed), std::move(on_connected), false);
+        });
+  }
   register_counters();
   start_repeating_timer<&MigrationService::on_housekeeping>(housekeeping_timer_, node_.loop(), this, 1000, false);
 
@@ -199,6 +210,7 @@ MigrationService::MigrationService(Node& node, SessionTable& table, MigrationCon
 
 MigrationService::~MigrationService() {
   shutdown();
+  *alive_ = false;
 }
 
 void MigrationService::register_counters() {
@@ -217,6 +229,29 @@ void MigrationService::register_counters() {
   r.add_gauge("migrate", "last_move_frozen_us", [&c] { return c.last_move_frozen_us; });
   r.add_gauge("migrate", "last_move_capture_us", [&c] { return c.last_move_capture_us; });
   r.add_gauge("migrate", "last_move_snapshot_bytes", [&c] { return c.last_move_snapshot_bytes; });
+  r.add_gauge("migrate", "last_move_precopy_bytes", [&c] { return c.last_move_precopy_bytes; });
+  r.add_gauge("migrate", "last_move_request_at_us", [&c] { return c.last_move_request_at_us; });
+  r.add_gauge("migrate", "last_move_frozen_at_us", [&c] { return c.last_move_frozen_at_us; });
+  r.add_gauge("migrate", "last_move_acm_at_us", [&c] { return c.last_move_acm_at_us; });
+  r.add_gauge("migrate", "last_import_at_us", [&c] { return c.last_import_at_us; });
+  r.add_gauge("migrate", "last_import_resumed_us", [&c] { return c.last_import_resumed_us; });
+  r.add_gauge("migrate", "last_move_captured_at_us", [&c] { return c.last_move_captured_at_us; });
+  r.add_gauge("migrate", "last_move_encoded_at_us", [&c] { return c.last_move_encoded_at_us; });
+  r.add_gauge("migrate", "last_move_sent_at_us", [&c] { return c.last_move_sent_at_us; });
+  r.add_gauge("migrate", "last_move_answer_read_at_us", [&c] { return c.last_move_answer_read_at_us; });
+  r.add_gauge("migrate", "last_move_released_at_us", [&c] { return c.last_move_released_at_us; });
+  r.add_gauge("migrate", "last_import_read_at_us", [&c] { return c.last_import_read_at_us; });
+  r.add_gauge("migrate", "last_import_answered_at_us", [&c] { return c.last_import_answered_at_us; });
+  r.add("precopy", "precopy_rounds", &c.precopy_rounds);
+  r.add("precopy", "precopy_bytes_sent", &c.precopy_bytes_sent);
+  r.add("precopy", "precopy_bytes_relied", &c.precopy_bytes_relied);
+  r.add("precopy", "precopy_moves_refused", &c.precopy_moves_refused);
+  r.add("precopy", "precopy_bytes_received", &c.precopy_bytes_received);
+  r.add("precopy", "precopy_bytes_discarded", &c.precopy_bytes_discarded);
+  r.add("precopy", "precopy_chunks_refused", &c.precopy_chunks_refused);
+  r.add("precopy", "precopy_skipped_target", &c.precopy_skipped_target);
+  r.add("precopy", "precopy_skipped_idle", &c.precopy_skipped_idle);
+  r.add_gauge("precopy", "precopy_bytes_held", [this] { return precopy_in_use_; });
   const auto& i = importer_->counters();
   r.add("migrate", "sessions_imported", &i.sessions_imported);
   r.add("migrate", "imports_refused", &i.imports_refused);
@@ -235,11 +270,24 @@ void MigrationService::register_counters() {
   r.add_gauge("migrate", "parked", [this] { return importer_->guard().parked_count(); });
   r.add("migrate", "moves_timed_out", &c.moves_timed_out);
   r.add("migrate", "parked_expired", &i.parked_expired);
+  r.add("precopy", "precopy_bytes_used", &i.precopy_bytes_used);
+  r.add("precopy", "precopy_mismatches", &i.refused_precopy_mismatch);
   r.add("control", "control_refused", &c.control_refused);
   r.add("control", "control_handshake_failed", &c.control_handshake_failed);
   r.add("control", "control_handshake_timeouts", &c.control_handshake_timeouts);
   r.add("control", "control_over_capacity", &c.control_over_capacity);
   r.add("control", "targets_refused", &c.targets_refused);
+  r.add("control", "control_idle_closed", &c.control_idle_closed);
+  r.add("control", "control_over_key_cap", &c.control_over_key_cap);
+  if (control_pool_) {
+    const auto& p = control_pool_->counters();
+    r.add("control", "control_connections_opened", &p.opened);
+    r.add("control", "control_connections_reused", &p.reused);
+    r.add("control", "control_connections_stale", &p.stale);
+    r.add("control", "control_connections_pings", &p.pings);
+    r.add("control", "control_connections_not_kept", &p.not_kept);
+    r.add_gauge("control", "control_connections_cached", [this] { return control_pool_->ready_count(); });
+  }
   r.add("inform", "informs_started", &c.informs_started);
   r.add("inform", "informs_done", &c.informs_done);
   r.add("inform", "informs_failed", &c.informs_failed);
@@ -279,6 +327,7 @@ void MigrationService::register_counters() {
   r.add("channel", "peer_moves", &k.peer_moves);
   r.add("channel", "link_keys_sent", &k.link_keys_sent);
   r.add("channel", "roam_updates_sent", &k.roam_updates_sent);
+  r.add("channel", "roam_updates_unavailable", &k.roam_updates_unavailable);
   if (config_.link_roam != nullptr) {  // --udp-roam (PROTOCOL.md 3.8)
     const auto& lr = config_.link_roam->counters();
     r.add("link", "link_rebinds", &lr.rebinds);
@@ -340,10 +389,12 @@ void MigrationService::shutdown() {
   if (exporter_) exporter_->abandon("server shutting down");
   if (inform_ && !inform_->moving) finish_inform("error server shutting down", false);
   streams_.clear();
+  if (control_pool_) control_pool_->clear();
   if (control_listener_.valid()) control_listener_.close();
   if (housekeeping_timer_.valid()) housekeeping_timer_.close();
   if (channels_) channels_->shutdown();
-  for (const char* group : {"migrate", "control", "channel", "handover", "segment_mac", "defense", "inform"}) {
+  for (const char* group :
+       {"migrate", "precopy", "control", "channel", "handover", "segment_mac", "defense", "inform"}) {
     std::string line = registry_.to_text(group);
     if (line != "nothing counted") logger("migrate")->info("{}: {}", group, line);
   }
@@ -389,7 +440,7 @@ void MigrationService::on_control_connection(uv_stream_t* server, int status) no
     return;
   }
   FrameStream* raw = stream.get();
-  self->streams_.emplace(raw, ControlConnection{std::move(stream), {}, uv_now(self->node_.loop())});
+  self->streams_.emplace(raw, ControlConnection{std::move(stream), {}, uv_now(self->node_.loop()), nullptr});
 }
 
 // Who the peer is; never refuses the handshake itself, so a peer without rights gets a
@@ -411,10 +462,46 @@ bool MigrationService::authenticate_control_peer(FrameStream& stream) {
   logger("migrate")->debug("control peer {}{}{}", crypto::to_base64(noise.remote_static()),
                            peer.operator_key ? " operator '" + operators_->comment(noise.remote_static()) + "'" : "",
                            peer.pool_member ? " pool member" : "");
+  found->second.last_frame_ms = uv_now(node_.loop());
+  cap_connections_of_key(stream);
   return true;
 }
 
+// A pool member keeps a control connection open to each target between moves; one that
+// restarted or lost track of its connections opens more. Beyond the cap, its oldest goes.
+void MigrationService::cap_connections_of_key(FrameStream& stream) {
+  const auto& key = stream.noise()->remote_static();
+  std::vector<ControlConnection*> same;
+  for (auto& [raw, connection] : streams_)
+    if (raw != &stream && connection.stream->authenticated() && connection.stream->open() &&
+        connection.stream->noise()->remote_static() == key)
+      same.push_back(&connection);
+  if (same.size() < config_.max_control_per_key) return;
+  auto oldest = std::min_element(same.begin(), same.end(), [](const ControlConnection* a, const ControlConnection* b) {
+    return a->opened_ms < b->opened_ms;
+  });
+  ++counters_.control_over_key_cap;
+  logger("migrate")->info("control peer {}: more than {} connections: its oldest is closed", crypto::to_base64(key),
+                          config_.max_control_per_key);
+  (*oldest)->stream->close_after_writes();  // its closed callback forgets it
+}
+
+void MigrationService::close_idle_control(uint64_t now) {
+  for (auto& [raw, connection] : streams_) {
+    const auto& peer = connection.peer;
+    if (!connection.stream->authenticated() || !connection.stream->open() || !peer.pool_member || peer.operator_key)
+      continue;
+    if (now - std::min(now, connection.last_frame_ms) < config_.control_idle_timeout_ms) continue;
+    ++counters_.control_idle_closed;
+    logger("migrate")->info("closing the idle control connection of pool member {}",
+                            crypto::to_base64(connection.stream->noise()->remote_static()));
+    connection.stream->close_after_writes();
+  }
+}
+
 void MigrationService::forget_stream(FrameStream* stream) {
+  // What its peer pre-copied goes now (a move that never sent its sessions).
+  if (auto found = streams_.find(stream); found != streams_.end()) forget_precopy(found->second);
   // Never destroy a stream inside its own callback.
   node_.defer([this, stream] { streams_.erase(stream); });
 }
@@ -434,6 +521,7 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
   using migrate::FrameType;
   auto found = streams_.find(&stream);
   if (found == streams_.end()) return;
+  found->second.last_frame_ms = uv_now(node_.loop());
   auto access = migrate::control_access(frame.type, found->second.peer, config_.status_open);
   if (access != migrate::ControlAccess::allowed && access != migrate::ControlAccess::not_a_request) {
     refuse(stream, access, frame.type);
@@ -459,12 +547,25 @@ void MigrationService::on_control_frame(FrameStream& stream, migrate::Frame fram
         stream.send(FrameType::reply, status_json());
       return;
     }
-    case FrameType::address_request:
-      stream.send(FrameType::reply, "address " + config_.address4.to_string() +
-                                        (config_.address6 ? " " + config_.address6->to_string() : ""));
+    case FrameType::address_request: {
+      // The features asked for that this server takes (none unless asked: PROTOCOL.md 4.3).
+      migrate::TransferFeatures announced = migrate::decode_address_request(
+          std::string_view(reinterpret_cast<const char*>(frame.payload.data()), frame.payload.size()));
+      announced.precopy = announced.precopy && config_.precopy != PrecopyMode::off;
+      // Each move on a connection starts with its address_request (PROTOCOL.md 4.6): what
+      // an earlier move on it pre-copied and did not use is no move's any more.
+      forget_precopy(found->second);
+      stream.send(FrameType::reply, migrate::encode_address_answer(config_.address4, config_.address6, announced));
       return;
+    }
     case FrameType::session:
       import_session(stream, frame);
+      return;
+    case FrameType::precopy:
+      take_precopy(found->second, frame);
+      return;
+    case FrameType::precopy_sync:
+      answer_precopy_sync(found->second);
       return;
     case FrameType::ratify:
       take_ratify(stream, frame);
@@ -539,87 +640,186 @@ bool MigrationService::move_sessions(MoveRequest request, migrate::Exporter::Don
     error = "bad target '" + request.target + "': expected IP:PORT";
     return false;
   }
+  ++counters_.exports_started;
+  move_done_ = std::move(done);
+  transfer_retried_ = false;
+  counters_.last_move_request_at_us = uv_hrtime() / 1000;
+  begin_move(std::move(request));
+  return true;
+}
+
+void MigrationService::begin_move(MoveRequest request) {
+  current_request_ = request;  // its sessions as asked (empty: the table's, again on a retry)
   std::vector<MovableSession*> sessions = request.sessions.empty() ? table_.sessions() : request.sessions;
   if (sessions.size() > request.limit) sessions.resize(request.limit);
-  ++counters_.exports_started;
   migrate::ExportPolicy policy;
   policy.timeout_ms = config_.move_timeout_ms;
   policy.handover = config_.channel.handover;
+  policy.precopy = config_.precopy != PrecopyMode::off;
+  policy.precopy_idle_bytes = config_.precopy == PrecopyMode::automatic ? config_.precopy_auto_idle_bytes : 0;
+  policy.precopy_max_rounds = config_.precopy_max_rounds;
   if (config_.protect_older_than_ms > 0) {
     policy.too_young = [this](uint64_t id) {
       auto young = young_.find(id);
       return young != young_.end() && uv_now(node_.loop()) - young->second < config_.protect_older_than_ms;
     };
   }
-  move_done_ = std::move(done);
   channels_->forget_closed();  // before anything freezes
   exporter_ = std::make_unique<migrate::Exporter>(
       migrate::ExportServices{node_, table_, importer_->guard(), *directory_, segment_mac_.get()}, std::move(policy),
       request.target, std::move(sessions), uv_now(node_.loop()),
       [this](const migrate::ExportReport& report) { on_move_done(report); });
-  transfer_ = std::make_unique<FrameStream>(
-      node_.loop(),
-      [this](FrameStream& s, migrate::Frame f) {
-        if (transfer_.get() == &s) on_transfer_answer(f);
-      },
-      [this](FrameStream& s, const std::string& reason) {
-        if (transfer_.get() == &s && exporter_)
-          exporter_->abandon("target " + exporter_->target() + ": " +
-                             (transfer_refusal_.empty() ? reason : transfer_refusal_));
-      });
   transfer_refusal_.clear();
-  transfer_->secure(std::make_unique<crypto::NoiseStream>(crypto::NoiseRole::initiator, *key_, credential_),
-                    [this, target = request.target](FrameStream& s) { return authenticate_target(s, target); });
-  logger("migrate")->info("migrating sessions to {}", request.target);
-  // Sessions freeze only once the target answers: a dead target costs them nothing. It
-  // first tells its carrier addresses, so that the summary can name it by them even when
-  // no session moves.
+  awaiting_precopy_sync_ = false;
+  awaiting_address_ = false;
+  // Sessions freeze only once the target answered (its handshake, at least): a dead
+  // target costs them nothing. It also tells its carrier addresses, so that the summary
+  // can name it by them even when no session moves.
   target_addresses_.clear();
-  if (!transfer_->connect(reinterpret_cast<const sockaddr*>(&address), [](FrameStream& s) {
-        s.send(migrate::FrameType::address_request, std::string_view());
-      })) {
-    exporter_->abandon("cannot connect to " + request.target);
+  FrameStream::FrameFn on_frame = [this](FrameStream& s, migrate::Frame f) {
+    if (transfer_.get() == &s) on_transfer_answer(f);
+  };
+  FrameStream::ClosedFn on_closed = [this](FrameStream& s, const std::string& reason) {
+    if (transfer_.get() == &s) on_transfer_closed(reason);
+  };
+  // A connection kept from an earlier move: authenticated already, so the move starts
+  // with its address_request now (PROTOCOL.md 4.6). Its certificate is checked again (it
+  // may have expired since) and goes into this move's ACMs.
+  std::unique_ptr<FrameStream> cached =
+      control_pool_ && !transfer_retried_ ? control_pool_->take(request.target) : nullptr;
+  if (cached && !authenticate_target(*cached, request.target)) {
+    FrameStream* raw = cached.release();
+    raw->close_after_writes();
+    node_.defer([raw] { delete raw; });
+    transfer_refusal_.clear();
   }
-  return true;
+  transfer_cached_ = cached != nullptr;
+  transfer_started_ms_ = uv_now(node_.loop());
+  if (cached) {
+    transfer_ = std::move(cached);
+    transfer_->rebind(std::move(on_frame), std::move(on_closed));
+    logger("migrate")->info("migrating sessions to {} (control connection kept from an earlier move)", request.target);
+    target_ready();
+    return;
+  }
+  logger("migrate")->info("migrating sessions to {}", request.target);
+  transfer_ = open_target(
+      request.target, std::move(on_frame), std::move(on_closed),
+      [this](FrameStream& s) {
+        if (transfer_.get() == &s) target_ready();
+      },
+      true);
+  if (!transfer_) {
+    exporter_->abandon("cannot connect to " + request.target);
+    return;
+  }
+  if (control_pool_) control_pool_->note_opened();
+}
+
+std::unique_ptr<FrameStream> MigrationService::open_target(const std::string& target, FrameStream::FrameFn on_frame,
+                                                           FrameStream::ClosedFn on_closed,
+                                                           FrameStream::ConnectedFn on_connected, bool for_move) {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!parse_socket_address(target, address, length)) return nullptr;
+  auto stream = std::make_unique<FrameStream>(node_.loop(), std::move(on_frame), std::move(on_closed));
+  stream->secure(std::make_unique<crypto::NoiseStream>(crypto::NoiseRole::initiator, *key_, credential_),
+                 [this, target, for_move](FrameStream& s) { return authenticate_target(s, target, for_move); });
+  if (!stream->connect(reinterpret_cast<const sockaddr*>(&address), std::move(on_connected))) return nullptr;
+  // A kept connection whose target's host vanished (no FIN, no RST) is noticed by the
+  // kernel too, not only by the pool's ping.
+  if (control_pool_)
+    stream->keepalive(static_cast<unsigned>(std::max<uint64_t>(1, config_.control_pool.ping_after_ms / 1000)));
+  return stream;
+}
+
+void MigrationService::target_ready() {
+  // It asks whether the target takes pre-copy only when this server would use it.
+  migrate::TransferFeatures wanted;
+  wanted.precopy = config_.precopy != PrecopyMode::off;
+  transfer_->send(migrate::FrameType::address_request, migrate::encode_address_request(wanted));
+  awaiting_address_ = true;
+  // The target has answered already: it proved its pool membership in the handshake
+  // (authenticate_target). Without pre-copy nothing needs its addresses before the
+  // freeze, so the sessions go now, right behind the request, one round trip to the
+  // target earlier (a round trip of two loops: 1-3 ms on a loaded host, each one
+  // inside every connection's changeover). Its answer comes first (answers keep the
+  // frames' order); anything but addresses still abandons the move, every session
+  // resumed here. A move that may pre-copy needs the answer first (its `precopy`
+  // feature: an old target refuses the rounds).
+  if (exporter_ && exporter_->would_freeze_any() && exporter_->precopy_ruled_out()) precopy_or_start();
+}
+
+void MigrationService::on_transfer_closed(const std::string& reason) {
+  if (!exporter_) return;
+  if (!retry_on_new_connection(reason))
+    exporter_->abandon("target " + exporter_->target() + ": " +
+                       (transfer_refusal_.empty() ? reason : transfer_refusal_));
+}
+
+bool MigrationService::retry_on_new_connection(const std::string& reason) {
+  if (transfer_cached_ && awaiting_address_ && !transfer_retried_) {
+    // Nothing came back on a connection kept since an earlier move: it was stale (the
+    // target restarted, or the path broke while it idled). The sessions sent on it, if
+    // any, resume here; the move starts again, once, on a new connection.
+    control_pool_->note_stale();
+    transfer_retried_ = true;
+    retry_pending_ = true;
+    logger("migrate")->info("the kept control connection to {} is stale ({}): moving on a new one", exporter_->target(),
+                            reason);
+    exporter_->abandon("kept control connection stale: " + reason);
+    return true;
+  }
+  return false;
 }
 
 // The target must prove membership of this server's pool before anything freezes: its
 // static key certified by the pool key. Its certificate then goes to the clients in the ACMs.
-bool MigrationService::authenticate_target(FrameStream& stream, const std::string& target) {
+bool MigrationService::authenticate_target(FrameStream& stream, const std::string& target, bool for_move) {
   const auto& noise = *stream.noise();
   auto verified = crypto::verify_certificate(noise.peer_credential(), noise.remote_static(), pool_certificate_->pool,
                                              unix_ms() / 1000);
   if (!verified) {
     ++counters_.targets_refused;
-    transfer_refusal_ = fmt::format(
+    std::string refusal = fmt::format(
         "not a member of this pool ({}; key {})",
         noise.peer_credential().empty() ? "no pool certificate" : crypto::certificate_error_name(verified.error()),
         crypto::to_base64(noise.remote_static()));
-    logger("migrate")->warn("refusing to move sessions to {}: {}", target, transfer_refusal_);
+    logger("migrate")->warn("refusing to {} {}: {}", for_move ? "move sessions to" : "keep a control connection to",
+                            target, refusal);
+    if (for_move) transfer_refusal_ = std::move(refusal);
     return false;
   }
-  directory_->set_target_credential(noise.peer_credential());
+  if (for_move) directory_->set_target_credential(noise.peer_credential());
   return true;
 }
 
 void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
   if (!exporter_) return;
-  if (!exporter_->started()) {
-    // The answer to address_request, before any session was sent (a refusal is quoted,
-    // cut to a line's length).
+  if (!exporter_->started() && awaiting_precopy_sync_) {
+    on_precopy_answer(frame);
+    return;
+  }
+  if (awaiting_address_) {
+    awaiting_address_ = false;
+    // The answer to address_request: before any session was sent, or pipelined ahead of
+    // their results (a refusal is quoted, cut to a line's length).
     std::string text;
     if (frame.type == migrate::FrameType::reply)
       text.assign(frame.payload.begin(), frame.payload.begin() + static_cast<std::ptrdiff_t>(
                                                                      std::min<size_t>(frame.payload.size(), 200)));
-    target_addresses_ = migrate::parse_address_answer(text);
-    if (target_addresses_.empty()) {
+    auto answer = migrate::decode_address_answer(text);
+    if (!answer) {
       ++counters_.bad_frames;
       exporter_->abandon("target did not tell its carrier addresses" +
                          (text.empty() ? std::string() : " (it answered '" + text + "')"));
       return;
     }
-    StreamTransfer link(*transfer_);
-    exporter_->start(link);
+    target_addresses_ = std::move(answer->addresses);
+    if (!exporter_->started()) {
+      exporter_->decide_precopy(answer->features.precopy);
+      precopy_or_start();
+    }
     return;
   }
   auto result =
@@ -629,7 +829,41 @@ void MigrationService::on_transfer_answer(const migrate::Frame& frame) {
     exporter_->abandon("target sent an unexpected frame");
     return;
   }
-  exporter_->on_result(*result);
+  exporter_->on_result(*result, transfer_->last_read_ns());
+}
+
+// Pre-copy rounds while they are worth it, then the freeze (Exporter::start). Nothing
+// freezes before the target confirmed what it holds.
+void MigrationService::precopy_or_start() {
+  StreamTransfer link(*transfer_);
+  if (exporter_->precopy_wants_round() && exporter_->precopy_round(link) > 0) {
+    awaiting_precopy_sync_ = true;
+    return;
+  }
+  exporter_->start(link);
+}
+
+void MigrationService::on_precopy_answer(const migrate::Frame& frame) {
+  awaiting_precopy_sync_ = false;
+  if (frame.type != migrate::FrameType::reply) {
+    ++counters_.bad_frames;
+    exporter_->abandon("target sent an unexpected frame");
+    return;
+  }
+  // "precopied BYTES": what it holds; anything else ("error ...") is a refusal.
+  std::string text(frame.payload.begin(), frame.payload.end());
+  std::optional<uint64_t> held;
+  constexpr std::string_view prefix = "precopied ";
+  if (text.size() > prefix.size() && text.size() <= prefix.size() + 20 && text.rfind(prefix, 0) == 0 &&
+      std::all_of(text.begin() + prefix.size(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    try {
+      held = std::stoull(text.substr(prefix.size()));
+    } catch (const std::exception&) {
+      held.reset();
+    }
+  }
+  exporter_->precopy_confirmed(held);
+  precopy_or_start();
 }
 
 std::string MigrationService::target_carrier_address(const migrate::ExportReport& report) const {
@@ -731,11 +965,42 @@ migrate::ServerShow MigrationService::show() {
 }
 
 void MigrationService::on_move_done(const migrate::ExportReport& report) {
+  // Every answer in, nothing pending on it: the connection can carry the next move there.
+  bool keep = control_pool_ && transfer_ && transfer_->open() && transfer_->authenticated() && !awaiting_address_ &&
+              !awaiting_precopy_sync_ && exporter_ && !exporter_->abandoned();
+  if (retry_pending_) {
+    // Abandoned only to start again on a new connection: no outcome of it counts.
+    retry_pending_ = false;
+    migrate::Exporter* finished = exporter_.release();
+    FrameStream* stream = transfer_.release();
+    node_.defer([finished, stream] {
+      delete finished;
+      delete stream;
+    });
+    begin_move(current_request_);
+    return;
+  }
   counters_.sessions_exported += report.moved;
   counters_.sessions_export_failed += report.failed;
   counters_.last_move_frozen_us = static_cast<uint64_t>(report.frozen_ms_max * 1000);
   counters_.last_move_capture_us = static_cast<uint64_t>(report.capture_ms_max * 1000);
   counters_.last_move_snapshot_bytes = report.snapshot_stream_bytes;
+  // The exporter's finish() handed the ACMs to the client channels just before this call.
+  counters_.last_move_frozen_at_us = report.first_frozen_ns / 1000;
+  counters_.last_move_captured_at_us = report.first_stages.captured_ns / 1000;
+  counters_.last_move_encoded_at_us = report.first_stages.encoded_ns / 1000;
+  counters_.last_move_sent_at_us = report.first_stages.sent_ns / 1000;
+  counters_.last_move_answer_read_at_us = report.first_stages.answer_read_ns / 1000;
+  counters_.last_move_released_at_us = report.first_stages.released_ns / 1000;
+  counters_.last_move_acm_at_us = uv_hrtime() / 1000;
+  counters_.precopy_rounds += report.precopy_rounds;
+  counters_.precopy_bytes_sent += report.precopy_bytes;
+  counters_.precopy_bytes_relied += report.precopy_bytes_relied;
+  counters_.last_move_precopy_bytes = report.precopy_bytes_relied;
+  if (report.precopy_refused) ++counters_.precopy_moves_refused;
+  if (report.precopy_skipped == migrate::PrecopySkip::target) ++counters_.precopy_skipped_target;
+  if (report.precopy_skipped == migrate::PrecopySkip::idle) ++counters_.precopy_skipped_idle;
+  awaiting_precopy_sync_ = false;
   for (const auto& s : report.sessions) {
     if (s.outcome == migrate::SessionOutcome::no_channel) ++counters_.sessions_without_channel;
     if (s.outcome == migrate::SessionOutcome::closed_young) ++counters_.sessions_closed_young;
@@ -743,9 +1008,13 @@ void MigrationService::on_move_done(const migrate::ExportReport& report) {
   // Inside the exporter's own call: destroy it (and the stream, maybe in its callback) later.
   migrate::Exporter* finished = exporter_.release();
   FrameStream* stream = transfer_.release();
-  node_.defer([finished, stream] {
+  // Handed to the cache only out of its own callbacks (rebinding them).
+  node_.defer([finished, stream, keep, target = report.target, alive = alive_, this] {
     delete finished;
-    delete stream;
+    if (keep && *alive && !shut_down_ && control_pool_)
+      control_pool_->put(target, std::unique_ptr<FrameStream>(stream));
+    else
+      delete stream;
   });
   auto done = std::move(move_done_);
   move_done_ = nullptr;
@@ -754,12 +1023,54 @@ void MigrationService::on_move_done(const migrate::ExportReport& report) {
 
 // ------------------------------------------------------------------ new server: import
 
+void MigrationService::take_precopy(ControlConnection& connection, const migrate::Frame& frame) {
+  if (!connection.precopy)
+    connection.precopy = std::make_unique<migrate::PrecopyStore>(config_.precopy_budget_bytes, precopy_in_use_);
+  auto& store = *connection.precopy;
+  uint64_t discarded = store.bytes_discarded();
+  auto chunk = migrate::decode_precopy_payload(frame.payload);
+  if (!chunk) {
+    // Counted, and remembered until the sync: the sender then relies on nothing.
+    ++counters_.precopy_chunks_refused;
+    store.note_refused();
+    return;
+  }
+  counters_.precopy_bytes_received += chunk->bytes.size();
+  if (!store.take(*chunk)) ++counters_.precopy_chunks_refused;
+  counters_.precopy_bytes_discarded += store.bytes_discarded() - discarded;
+}
+
+void MigrationService::answer_precopy_sync(ControlConnection& connection) {
+  size_t refused = connection.precopy ? connection.precopy->take_refusals() : 0;
+  if (refused != 0) {
+    connection.stream->send(migrate::FrameType::reply,
+                            fmt::format("error precopy: {} chunk(s) refused (malformed or over the budget)", refused));
+    return;
+  }
+  connection.stream->send(migrate::FrameType::reply,
+                          fmt::format("precopied {}", connection.precopy ? connection.precopy->held_bytes() : 0));
+}
+
+void MigrationService::forget_precopy(ControlConnection& connection) {
+  if (!connection.precopy) return;
+  uint64_t discarded = connection.precopy->bytes_discarded();
+  connection.precopy->clear();
+  counters_.precopy_bytes_discarded += connection.precopy->bytes_discarded() - discarded;
+  connection.precopy.reset();
+}
+
 void MigrationService::import_session(FrameStream& stream, const migrate::Frame& frame) {
-  auto imported = importer_->import_session(frame.payload, uv_now(node_.loop()));
+  auto found = streams_.find(&stream);
+  migrate::PrecopyStore* store = found != streams_.end() ? found->second.precopy.get() : nullptr;
+  uint64_t discarded = store != nullptr ? store->bytes_discarded() : 0;
+  counters_.last_import_read_at_us = stream.last_read_ns() / 1000;
+  auto imported = importer_->import_session(frame.payload, uv_now(node_.loop()), store);
+  if (store != nullptr) counters_.precopy_bytes_discarded += store->bytes_discarded() - discarded;
   if (imported)
     stream.send(migrate::FrameType::session_result, migrate::encode_session_result(true, imported->to_string()));
   else
     stream.send(migrate::FrameType::session_result, migrate::encode_session_result(false, imported.error()));
+  counters_.last_import_answered_at_us = uv_hrtime() / 1000;
 }
 
 Result<IpAddress, std::string> MigrationService::import_resumed(std::span<const uint8_t> session_payload) {
@@ -769,6 +1080,8 @@ Result<IpAddress, std::string> MigrationService::import_resumed(std::span<const 
 void MigrationService::on_housekeeping() {
   uint64_t now = uv_now(node_.loop());
   expire_unauthenticated(now);
+  close_idle_control(now);
+  if (control_pool_) control_pool_->on_time(now);
   importer_->on_time(now);
   channels_->claim_pending();
   if (!exporter_) channels_->forget_closed();
@@ -782,6 +1095,11 @@ void MigrationService::on_housekeeping() {
   });
   if (inform_ && !inform_->moving && now - inform_->started_ms >= config_.move_timeout_ms)
     finish_inform("error the next proxy " + inform_->target + " did not answer in time: nothing was sent", false);
+  // A kept connection that neither answered the move's address_request nor closed (its
+  // target's host vanished without a FIN or RST): stale, like one that closed.
+  if (exporter_ && transfer_cached_ && awaiting_address_ && !transfer_retried_ &&
+      now - transfer_started_ms_ >= config_.control_pool.answer_timeout_ms)
+    retry_on_new_connection("no answer in " + std::to_string(config_.control_pool.answer_timeout_ms) + " ms");
   if (exporter_ && now >= exporter_->deadline()) {
     ++counters_.moves_timed_out;
     exporter_->on_time(now);

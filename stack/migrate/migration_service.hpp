@@ -13,7 +13,9 @@
 // anything freezes; the handover tokens and snapshots travel only inside that channel.
 // Unauthenticated connections are closed after a handshake timeout; their number is capped.
 //
-// Old server, on move_sessions(to=B): connect to B's control port -> ask B's carrier
+// Old server, on move_sessions(to=B): take the connection to B's control port kept from an
+// earlier move (control_pool.hpp, PROTOCOL.md 4.6; a stale one: the move starts again
+// once on a new one), or connect to it -> ask B's carrier
 // addresses (address_request; the summary names B by them) -> the Exporter freezes,
 // captures and sends each movable session -> B answers each in order -> moved sessions are
 // dropped here, refused ones resume -> each client is told with an Address Change Message
@@ -47,6 +49,7 @@
 #include "tun/udp_roam_table.hpp"
 #include "stack/control/segment_mac_guard.hpp"
 #include "stack/migrate/control_access.hpp"
+#include "stack/migrate/control_pool.hpp"
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/frame_stream.hpp"
 #include "stack/migrate/importer.hpp"
@@ -56,6 +59,9 @@
 #include "stack/node.hpp"
 
 namespace roam {
+
+// roam-server --precopy.
+enum class PrecopyMode : uint8_t { off, on, automatic };
 
 struct MigrationCounters {
   uint64_t exports_started = 0;
@@ -72,6 +78,11 @@ struct MigrationCounters {
   uint64_t control_handshake_timeouts = 0;  // did not finish the handshake in time
   uint64_t control_over_capacity = 0;       // connections refused: too many unauthenticated
   uint64_t targets_refused = 0;             // move targets that are not members of this pool
+  // Target side of reused control connections (PROTOCOL.md 4.6): pool members' idle
+  // connections closed after control_idle_timeout_ms without a frame, and connections
+  // closed because their key opened more than max_control_per_key.
+  uint64_t control_idle_closed = 0;
+  uint64_t control_over_key_cap = 0;
   // Seed 004's Informer (informer.cpp).
   uint64_t informs_started = 0;
   uint64_t informs_done = 0;            // ratified, notified and moved (some sessions may have stayed)
@@ -88,12 +99,71 @@ struct MigrationCounters {
   uint64_t last_move_frozen_us = 0;
   uint64_t last_move_capture_us = 0;
   uint64_t last_move_snapshot_bytes = 0;
+  // The last move's timeline, CLOCK_MONOTONIC microseconds (uv_hrtime; one clock for every
+  // process of a host, so a bench can line them up with its own): here, the old server,
+  // the request came, the first session froze, the ACMs went to the clients; there, the
+  // new server, the last session was imported, and its client was first heard from (the
+  // connection unparked and its transmission restarted at once). 0: not yet.
+  uint64_t last_move_request_at_us = 0;
+  uint64_t last_move_frozen_at_us = 0;
+  uint64_t last_move_acm_at_us = 0;
+  uint64_t last_import_at_us = 0;
+  uint64_t last_import_resumed_us = 0;
+  // Inside the frozen interval, stage by stage (same clock; tools/bench/README.md
+  // "Where the frozen interval goes"). Old server, the first session frozen: captured,
+  // its session frame encoded, sealed and handed to the socket, the read that completed
+  // the target's session_result, released (or thawed). New server, the last session
+  // frame: the read that completed it, its session_result handed to the socket.
+  uint64_t last_move_captured_at_us = 0;
+  uint64_t last_move_encoded_at_us = 0;
+  uint64_t last_move_sent_at_us = 0;
+  uint64_t last_move_answer_read_at_us = 0;
+  uint64_t last_move_released_at_us = 0;
+  uint64_t last_import_read_at_us = 0;
+  uint64_t last_import_answered_at_us = 0;
+  // Pre-copy (PROTOCOL.md 4.3). Old server: rounds and bytes sent ahead of freezes, bytes
+  // the snapshots then relied on, moves whose target disagreed (whole snapshots sent); the
+  // last move's pre-copied bytes. New server: bytes taken, bytes used by splices, bytes
+  // dropped unused (a failed or refused move, a replaced or over-budget stream, a closed
+  // connection), chunks refused (malformed or over budget), deltas that did not match.
+  uint64_t precopy_rounds = 0;
+  uint64_t precopy_bytes_sent = 0;
+  uint64_t precopy_bytes_relied = 0;
+  uint64_t precopy_moves_refused = 0;
+  uint64_t last_move_precopy_bytes = 0;
+  uint64_t precopy_bytes_received = 0;
+  uint64_t precopy_bytes_discarded = 0;
+  uint64_t precopy_chunks_refused = 0;
+  // Old server: moves that sent whole snapshots because the target did not announce
+  // pre-copy (older, or --precopy off there), or (auto) too few bytes were queued.
+  uint64_t precopy_skipped_target = 0;
+  uint64_t precopy_skipped_idle = 0;
 };
 
 struct MigrationConfig {
   // A move that the target has not fully answered in this time is abandoned: the old
   // server resumes every session still frozen.
   uint64_t move_timeout_ms = 10'000;
+  // --precopy: moves send queued stream bytes ahead of the freeze, only to a target that
+  // announced it in its address answer (PROTOCOL.md 4.3; a server that predates it would
+  // close the transfer on a precopy frame). on: whenever the target takes it; auto: also
+  // only when the moving sessions queue more than precopy_auto_idle_bytes; off: never,
+  // and this server does not announce it as a target either.
+  PrecopyMode precopy = PrecopyMode::automatic;
+  // Why 128 KiB: a move with nothing queued costs pre-copy nothing (no round runs), but
+  // any queued byte buys at least one round trip to the target (the precopy_sync answer)
+  // before the freeze, and bytes the peer acknowledges or the app reads meanwhile were
+  // sent for nothing. What it saves is the queued bytes' transfer inside the frozen
+  // interval. A connection whose tuned buffers never grew (it was never busy) holds at
+  // most their initial 64 KiB send buffer + 64 KiB receive window (send_buffer_tuner.hpp,
+  // receive_window_tuner.hpp): moving that whole costs ~10 ms at 100 Mbit/s between
+  // servers, less than the round trip a WAN move would add. A busy one grows past it (the
+  // stalled echo of integration_migrate_precopy queues 260-380 KB). 256 KiB would sit on
+  // top of that busy echo and skip it about as often as not.
+  uint64_t precopy_auto_idle_bytes = 128u << 10;
+  size_t precopy_max_rounds = 2;
+  // New server: the pre-copied bytes it holds for all peers together, at most.
+  size_t precopy_budget_bytes = 256u << 20;
   // An imported session whose client never arrives is dropped after this time.
   uint64_t parked_timeout_ms = 60'000;
   std::string control;  // HOST:PORT of the control listener ("" = none)
@@ -102,6 +172,15 @@ struct MigrationConfig {
   bool status_open = false;           // --status-open: status for any authenticated peer
   uint64_t control_handshake_timeout_ms = 10'000;
   size_t max_unauthenticated_control = 64;
+  // Old server: keep control connections to move targets open between moves and reuse
+  // them (roam-server --control-keep; PROTOCOL.md 4.6). Off: one connection per move.
+  bool keep_control = true;
+  migrate::ControlPoolLimits control_pool;
+  // Target side: a pool member (not an operator) whose connection carried no frame this
+  // long is closed; a key has at most this many authenticated connections here (a new
+  // one closes its oldest).
+  uint64_t control_idle_timeout_ms = 120'000;
+  size_t max_control_per_key = 4;
   ChannelOptions channel;
   // Long-lived policy (seed 003 section 3.3): only connections at least this old move;
   // younger ones are closed cleanly instead. 0: all move.
@@ -141,6 +220,11 @@ class MigrationService {
   // HOST:PORT; otherwise `done` runs exactly once, with each session's outcome.
   bool move_sessions(MoveRequest request, migrate::Exporter::DoneFn done, std::string& error);
   bool moving() const { return exporter_ != nullptr; }
+  // Keep an authenticated control connection to this target (a pool member's control
+  // port) open from now on, before any move (--control-keep; not this server's own port).
+  void keep_control_to(const std::string& target) {
+    if (control_pool_ && target != config_.control) control_pool_->want(target);
+  }
 
   // Seed 004's Informer (informer.cpp): the clients of every authenticated control channel
   // here leave for `target` (a pool member's control port; "" = config.next_proxy). In
@@ -165,6 +249,9 @@ class MigrationService {
   // payload (control_frame.hpp) imported and parked like a transferred one. Ok: the
   // address it got here.
   Result<IpAddress, std::string> import_resumed(std::span<const uint8_t> session_payload);
+  // Whether this server answers the NAT handover (`--handover off` turns it off): a resumed
+  // connection gets a token only then (PROTOCOL.md 14.3).
+  bool handover_enabled() const { return config_.channel.handover; }
   // This server's pool membership certificate (empty: in no pool), for a HELLO.
   const std::vector<uint8_t>& credential() const { return credential_; }
   const MigrationCounters& counters() const { return counters_; }
@@ -172,6 +259,9 @@ class MigrationService {
   // Where other components of this server register their counters (the SYN defense).
   CounterRegistry& registry() { return registry_; }
   const migrate::MigrationGuard& guard() const { return importer_->guard(); }
+  // The connection is parked here: imported (or resumed), its client not heard yet. It is
+  // this server's as much as a live one (no pcb lookup finds it yet).
+  bool connection_parked(uint64_t id) const { return importer_->parked_id(id); }
   const migrate::HandoverResponder& handover() const { return importer_->handover(); }
   // The control channels' server (a roaming pool member sends ROAM_UPDATEs through it).
   ChannelServer& channels() { return *channels_; }
@@ -190,11 +280,30 @@ class MigrationService {
     std::unique_ptr<FrameStream> stream;
     migrate::ControlPeer peer;
     uint64_t opened_ms = 0;
+    std::unique_ptr<migrate::PrecopyStore> precopy;  // what this peer pre-copied (made on its first chunk)
+    uint64_t last_frame_ms = 0;  // loop time of its last frame (idle close)
   };
 
   static void on_control_connection(uv_stream_t* server, int status) noexcept;
   bool authenticate_control_peer(FrameStream& stream);
-  bool authenticate_target(FrameStream& stream, const std::string& target);
+  // for_move: the running move's target (its refusal is reported, its certificate goes
+  // into the ACMs); else a connection opened in advance, only checked.
+  bool authenticate_target(FrameStream& stream, const std::string& target, bool for_move = true);
+  std::unique_ptr<FrameStream> open_target(const std::string& target, FrameStream::FrameFn on_frame,
+                                           FrameStream::ClosedFn on_closed, FrameStream::ConnectedFn on_connected,
+                                           bool for_move);
+  // The move's exporter exists: take a cached connection to its target, or open one.
+  void begin_move(MoveRequest request);
+  // The target's connection is authenticated (new) or was taken from the cache: ask its
+  // addresses, maybe freeze right behind.
+  void target_ready();
+  void on_transfer_closed(const std::string& reason);
+  // The running move's kept connection failed before its first answer: abandon the move
+  // (its sessions resume here) and start it again once on a new connection. False: not
+  // such a case (the caller fails the move).
+  bool retry_on_new_connection(const std::string& reason);
+  void close_idle_control(uint64_t now);
+  void cap_connections_of_key(FrameStream& stream);
   void refuse(FrameStream& stream, migrate::ControlAccess access, migrate::FrameType type);
   void expire_unauthenticated(uint64_t now);
   void on_control_frame(FrameStream& stream, migrate::Frame frame);
@@ -208,6 +317,12 @@ class MigrationService {
   Unmovable unmovable_sessions(size_t max_listed);
   void on_move_done(const migrate::ExportReport& report);
   void import_session(FrameStream& stream, const migrate::Frame& frame);
+  void take_precopy(ControlConnection& connection, const migrate::Frame& frame);
+  void answer_precopy_sync(ControlConnection& connection);
+  void forget_precopy(ControlConnection& connection);
+  // Old server: the target's answer to a precopy_sync; then another round or the freeze.
+  void on_precopy_answer(const migrate::Frame& frame);
+  void precopy_or_start();
   // One inform, from its start to its summary.
   struct InformRun {
     std::string target;  // the next proxy's control port
@@ -245,6 +360,14 @@ class MigrationService {
   std::unique_ptr<migrate::Importer> importer_;
   std::unique_ptr<migrate::Exporter> exporter_;  // the move running now
   std::unique_ptr<FrameStream> transfer_;        // to the current move's target
+  std::unique_ptr<migrate::ControlPool> control_pool_;  // kept connections to targets (nullptr: off)
+  MoveRequest current_request_;  // the running move's, for its one retry
+  bool transfer_cached_ = false;   // transfer_ came from control_pool_
+  bool transfer_retried_ = false;  // this move already retried on a new connection
+  bool retry_pending_ = false;     // the move is abandoned only to start again on a new one
+  uint64_t transfer_started_ms_ = 0;  // loop time the move's address_request went (or its connect began)
+  // Deferred work checks it: the service may be gone when the loop runs it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   migrate::Exporter::DoneFn move_done_;
   UvHandle<uv_tcp_t> control_listener_;
   std::map<FrameStream*, ControlConnection> streams_;
@@ -253,6 +376,9 @@ class MigrationService {
   std::vector<uint8_t> credential_;  // the certificate's bytes, shown in handshakes
   std::string transfer_refusal_;     // why the current move's target was refused
   std::vector<IpAddress> target_addresses_;  // the current move's target's carrier addresses
+  bool awaiting_precopy_sync_ = false;       // the current move's last round awaits its answer
+  bool awaiting_address_ = false;            // the current move's address_request awaits its answer
+  size_t precopy_in_use_ = 0;                // bytes held by every PrecopyStore here
   RateLimitedLog refusal_log_;
   UvHandle<uv_timer_t> housekeeping_timer_;  // every second: deadlines, expiry, claims
   MigrationCounters counters_;

@@ -43,7 +43,51 @@ void restart_silence_clock(tcp_pcb* pcb) {
   pcb->keep_cnt_sent = 0;
 }
 
+// The send queue as one byte stream from snd_una. After a fast retransmit or an RTO,
+// segments sit on either list in any order and the first may be partly acknowledged:
+// gather both lists and sort by sequence number; the caller copies each byte once.
+std::vector<const tcp_seg*> send_segments(const tcp_pcb* pcb) {
+  std::vector<const tcp_seg*> segments;
+  for (const tcp_seg* seg = pcb->unacked; seg != nullptr; seg = seg->next) segments.push_back(seg);
+  for (const tcp_seg* seg = pcb->unsent; seg != nullptr; seg = seg->next) segments.push_back(seg);
+  // Signed distance from lastack: a partly acknowledged first segment starts *before*
+  // lastack (common with TSO, where one segment spans many ACKs) and must sort first.
+  std::sort(segments.begin(), segments.end(), [pcb](const tcp_seg* a, const tcp_seg* b) {
+    return static_cast<int32_t>(lwip_ntohl(a->tcphdr->seqno) - pcb->lastack) <
+           static_cast<int32_t>(lwip_ntohl(b->tcphdr->seqno) - pcb->lastack);
+  });
+  return segments;
+}
+
 }  // namespace
+
+bool read_send_queue(const tcp_pcb* pcb, uint32_t from, std::vector<uint8_t>& out) {
+  if (pcb == nullptr || TCP_SEQ_LT(from, pcb->lastack) || TCP_SEQ_GT(from, pcb->snd_lbb)) return false;
+  const size_t start = out.size();
+  out.reserve(start + (pcb->snd_lbb - from));
+  uint32_t cursor = pcb->lastack;
+  for (const tcp_seg* seg : send_segments(pcb)) {
+    uint32_t begin = lwip_ntohl(seg->tcphdr->seqno);
+    uint32_t end = begin + seg->len;
+    if (TCP_SEQ_GT(begin, cursor)) break;  // a hole: checked below
+    if (TCP_SEQ_LEQ(end, cursor)) continue;
+    uint32_t copy_from = TCP_SEQ_LT(cursor, from) ? from : cursor;
+    if (TCP_SEQ_LT(copy_from, end)) append_segment_payload(seg, copy_from, end, out);
+    cursor = end;
+  }
+  if (cursor != pcb->snd_lbb) {
+    out.resize(start);
+    return false;
+  }
+  return true;
+}
+
+void append_refused_data(const tcp_pcb* pcb, std::vector<uint8_t>& out) {
+  if (pcb == nullptr || pcb->refused_data == nullptr) return;
+  size_t old_size = out.size();
+  out.resize(old_size + pcb->refused_data->tot_len);
+  pbuf_copy_partial(pcb->refused_data, out.data() + old_size, pcb->refused_data->tot_len, 0);
+}
 
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
   if (pcb == nullptr) return unexpected(std::string("no connection"));
@@ -115,18 +159,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
   s.options.tos = pcb->tos;
   s.options.ttl = pcb->ttl;
 
-  // The send queue as one byte stream from snd_una. After a fast retransmit or an RTO,
-  // segments sit on either list in any order and the first may be partly acknowledged:
-  // gather both lists, sort by sequence number, and copy each byte once.
-  std::vector<const tcp_seg*> segments;
-  for (const tcp_seg* seg = pcb->unacked; seg != nullptr; seg = seg->next) segments.push_back(seg);
-  for (const tcp_seg* seg = pcb->unsent; seg != nullptr; seg = seg->next) segments.push_back(seg);
-  // Signed distance from lastack: a partly acknowledged first segment starts *before*
-  // lastack (common with TSO, where one segment spans many ACKs) and must sort first.
-  std::sort(segments.begin(), segments.end(), [pcb](const tcp_seg* a, const tcp_seg* b) {
-    return static_cast<int32_t>(lwip_ntohl(a->tcphdr->seqno) - pcb->lastack) <
-           static_cast<int32_t>(lwip_ntohl(b->tcphdr->seqno) - pcb->lastack);
-  });
+  std::vector<const tcp_seg*> segments = send_segments(pcb);
   // Copied straight into the snapshot's two queues: unacked up to snd_nxt, unsent after.
   uint32_t in_flight = pcb->snd_nxt - pcb->lastack;
   uint32_t queued = pcb->snd_lbb - pcb->lastack;
@@ -169,6 +202,8 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
 Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, const IpAddress& local_address) {
   auto valid = wire::validate_snapshot(s);
   if (!valid) return unexpected(std::string("snapshot invalid: ") + wire::snapshot_error_name(valid.error()));
+  // A delta lacks bytes the connection needs: only a whole snapshot (spliced) imports.
+  if (s.precopied) return unexpected(std::string("snapshot is a pre-copy delta (not spliced)"));
   if (local_address.version != s.remote_address.version)
     return unexpected(std::string("local address family differs from the peer's"));
   tcp_pcb* pcb = tcp_alloc(TCP_PRIO_NORMAL);
@@ -196,6 +231,12 @@ Result<tcp_pcb*, std::string> import_pcb(const wire::ConnectionSnapshot& s, cons
   // 10x throughput, and a smaller one makes the peer's in-flight data look out of window).
   pcb->rcv_nxt = s.receive.rcv_nxt;
   pcb->rcv_wnd = s.receive.rcv_wnd;
+  // The old host may have kept part of its window from lwIP (a receive window sized to the
+  // path, stack/tcp_connection.hpp). Here lwIP's own accounting holds: rcv_wnd short of
+  // TCP_WND only by the bytes the app has yet to consume, or a close would send RST. The
+  // right edge stays as announced; this host's TcpConnection sizes the window from there.
+  size_t unread = std::min<size_t>(s.received.size(), TCP_WND_MAX(pcb));
+  pcb->rcv_wnd = std::max<tcpwnd_size_t>(pcb->rcv_wnd, static_cast<tcpwnd_size_t>(TCP_WND_MAX(pcb) - unread));
   pcb->rcv_ann_wnd = s.receive.rcv_ann_wnd;
   pcb->rcv_ann_right_edge = s.receive.rcv_ann_right_edge;
   pcb->rcv_scale = s.receive.rcv_scale;

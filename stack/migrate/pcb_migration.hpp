@@ -47,6 +47,15 @@ void discard_frozen_pcb(tcp_pcb* pcb);
 Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pcb, std::span<const uint8_t> received,
                                                                std::span<const uint8_t> app_state);
 
+// Pre-copy (stack/migrate/precopy.hpp), on a live pcb: copies its send stream from
+// `from` (a sequence number in [snd_una, snd_lbb]) to snd_lbb, the bytes queued now, into
+// `out`. False, copying nothing, when `from` is outside that range or the queue is not
+// one stream (a capture would fail the same way).
+bool read_send_queue(const tcp_pcb* pcb, uint32_t from, std::vector<uint8_t>& out);
+// Appends the received data lwIP holds because the app refused it (it comes after what the
+// app holds itself), as capture_snapshot does.
+void append_refused_data(const tcp_pcb* pcb, std::vector<uint8_t>& out);
+
 // Builds a pcb from a validated snapshot, with `local_address` as its new local address
 // (the snapshot's own local address when it is the same host). The pcb is not yet known
 // to lwIP: install callbacks, then register_imported_pcb. Fails, creating nothing, when

@@ -20,7 +20,8 @@ constexpr size_t body_length_offset = 8;
 constexpr size_t body_fixed_size = 1 + 4 + 8 + 1 + 41 + 17 + 15 + 4 * 4;
 // The optional segment-MAC section: direction, connection id, key.
 constexpr size_t segment_mac_section_size = 1 + 8 + segment_mac_key_bytes;
-constexpr uint16_t flags_known = snapshot_flag_segment_mac | snapshot_flag_owner;
+constexpr uint16_t flags_known = snapshot_flag_segment_mac | snapshot_flag_owner | snapshot_flag_precopied;
+constexpr size_t precopied_section_size = 16;
 
 // Option bits (the options byte); any other bit set is a bad_field.
 constexpr uint8_t option_nodelay = 0x01;
@@ -129,7 +130,30 @@ Result<Ok, SnapshotError> validate_snapshot(const ConnectionSnapshot& s) {
   if (s.send.snd_wnd > s.send.snd_wnd_max) return unexpected(SnapshotError::inconsistent);
   // Sequence numbers are modulo 2^32 (RFC 9293 section 3.4): the distance survives wrap-around.
   const uint32_t in_flight = s.send.snd_nxt - s.send.snd_una;
-  if (s.unacked.size() != in_flight) return unexpected(SnapshotError::inconsistent);
+  if (s.precopied) {
+    // A delta: the omitted bytes count against the same bounds as the whole would.
+    const auto& p = *s.precopied;
+    if (p.send_length == 0 && p.receive_length == 0) return unexpected(SnapshotError::bad_field);
+    if (p.send_length > snapshot_max_queue_bytes || p.receive_length > snapshot_max_queue_bytes)
+      return unexpected(SnapshotError::oversized);
+    if (p.send_length + s.unacked.size() + s.unsent.size() > snapshot_max_queue_bytes ||
+        p.receive_length + s.received.size() > snapshot_max_queue_bytes)
+      return unexpected(SnapshotError::oversized);
+    if (p.send_seq != s.send.snd_una) return unexpected(SnapshotError::inconsistent);
+    const uint32_t unacked_left = p.send_length >= in_flight ? 0 : in_flight - p.send_length;
+    if (s.unacked.size() != unacked_left) return unexpected(SnapshotError::inconsistent);
+    // The unread bytes end at rcv_nxt; after a FIN (CLOSE_WAIT) that rule has an
+    // exception, so only established connections omit received bytes.
+    if (p.receive_length != 0) {
+      if (s.state != SnapshotTcpState::established) return unexpected(SnapshotError::inconsistent);
+      if (static_cast<uint32_t>(p.receive_seq + p.receive_length + s.received.size()) != s.receive.rcv_nxt)
+        return unexpected(SnapshotError::inconsistent);
+    } else if (p.receive_seq != 0) {
+      return unexpected(SnapshotError::inconsistent);
+    }
+  } else if (s.unacked.size() != in_flight) {
+    return unexpected(SnapshotError::inconsistent);
+  }
   // The key was derived for the connection's own id.
   if (s.segment_mac && s.segment_mac->connection_id != s.connection_id) return unexpected(SnapshotError::inconsistent);
   return Ok{};
@@ -142,14 +166,15 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
   const size_t start = out.size();
   const size_t needed = snapshot_header_size + body_fixed_size + 2 * address_size + s.unacked.size() + s.unsent.size() +
                         s.received.size() + s.app_state.size() + (s.segment_mac ? segment_mac_section_size : 0) +
-                        (s.owner ? snapshot_owner_bytes : 0);
+                        (s.owner ? snapshot_owner_bytes : 0) + (s.precopied ? precopied_section_size : 0);
   // Grow geometrically, so appending many snapshots to one vector stays linear.
   if (out.capacity() - start < needed) out.reserve(std::max(start + needed, 2 * out.capacity()));
 
   put_bytes(out, snapshot_magic);
   put_u16(out, snapshot_version);
   put_u16(out, static_cast<uint16_t>((s.segment_mac ? snapshot_flag_segment_mac : 0) |
-                                     (s.owner ? snapshot_flag_owner : 0)));
+                                     (s.owner ? snapshot_flag_owner : 0) |
+                                     (s.precopied ? snapshot_flag_precopied : 0)));
   put_u32(out, 0);  // body length, patched below
   const size_t body_start = out.size();
 
@@ -202,6 +227,12 @@ void encode_snapshot(const ConnectionSnapshot& s, std::vector<uint8_t>& out) {
     put_bytes(out, s.segment_mac->key.span());
   }
   if (s.owner) put_bytes(out, *s.owner);
+  if (s.precopied) {
+    put_u32(out, s.precopied->send_seq);
+    put_u32(out, s.precopied->send_length);
+    put_u32(out, s.precopied->receive_seq);
+    put_u32(out, s.precopied->receive_length);
+  }
 
   const auto body_length = static_cast<uint32_t>(out.size() - body_start);
   for (size_t i = 0; i < 4; ++i) {
@@ -305,6 +336,15 @@ Result<ConnectionSnapshot, SnapshotError> decode_snapshot(std::span<const uint8_
     if (r.failed()) return unexpected(SnapshotError::truncated);
     s.owner.emplace();
     std::copy(owner.begin(), owner.end(), s.owner->begin());
+  }
+  if ((flags & snapshot_flag_precopied) != 0) {
+    SnapshotPrecopied p;
+    p.send_seq = r.u32();
+    p.send_length = r.u32();
+    p.receive_seq = r.u32();
+    p.receive_length = r.u32();
+    if (r.failed()) return unexpected(SnapshotError::truncated);
+    s.precopied = p;
   }
   // The body length matched the input, but the parts ended before it.
   if (r.remaining() != 0) return unexpected(SnapshotError::trailing_bytes);

@@ -27,6 +27,14 @@
 //   0x0002 owner: the 32-byte static public key of the client whose control channel owns
 //          the connection (its SYN proved it, or its first registration bound it): the new
 //          host accepts registrations of the connection only from a channel with that key.
+//   0x0004 pre-copied (SnapshotPrecopied): u32 send_seq | u32 send_length | u32 receive_seq
+//          | u32 receive_length: 16 bytes. The snapshot is a *delta*: the first send_length
+//          bytes of the send stream (unacked then unsent, from send_seq = snd_una) and the
+//          first receive_length bytes of the received part (from receive_seq) are left out:
+//          the receiver already holds them (precopy frames, docs/PROTOCOL.md 4.3). Then
+//          unacked holds [snd_una + send_length, snd_nxt) (empty when send_length reaches
+//          snd_nxt) and unsent the rest; receive_seq + receive_length + len(received) =
+//          rcv_nxt. stack/migrate/precopy.hpp splices the full snapshot back.
 // Decoding rejects truncation, trailing bytes, an unknown magic, version or flag, oversized
 // parts and internal inconsistency, and creates nothing on error.
 #pragma once
@@ -137,7 +145,18 @@ struct SegmentMacState {
 // Flag bits of the snapshot header (optional sections).
 inline constexpr uint16_t snapshot_flag_segment_mac = 0x0001;
 inline constexpr uint16_t snapshot_flag_owner = 0x0002;
+inline constexpr uint16_t snapshot_flag_precopied = 0x0004;
 inline constexpr size_t snapshot_owner_bytes = 32;
+
+// The stream bytes a delta snapshot leaves out, because the new host received them ahead
+// of the freeze (pre-copy). Lengths 0 mean nothing omitted; at least one is non-zero.
+struct SnapshotPrecopied {
+  uint32_t send_seq = 0;        // = snd_una: the first omitted byte of the send stream
+  uint32_t send_length = 0;     // omitted from the front of unacked + unsent
+  uint32_t receive_seq = 0;     // the first omitted unread received byte
+  uint32_t receive_length = 0;  // omitted from the front of received (ESTABLISHED only)
+  bool operator==(const SnapshotPrecopied&) const = default;
+};
 
 struct ConnectionSnapshot {
   IpAddress local_address;
@@ -155,6 +174,7 @@ struct ConnectionSnapshot {
   std::vector<uint8_t> app_state;  // opaque to the stack; the app's own encoding
   std::optional<SegmentMacState> segment_mac;  // set when the connection is protected (secret)
   std::optional<std::array<uint8_t, snapshot_owner_bytes>> owner;  // the owning client's key (public)
+  std::optional<SnapshotPrecopied> precopied;  // set: a delta (import only after splicing)
 };
 
 enum class SnapshotError : uint8_t {

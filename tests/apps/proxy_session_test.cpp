@@ -150,8 +150,32 @@ struct ProxyLab {
   }
 };
 
+// The stream offsets a checkpoint names (PROTOCOL.md 14.8.1): down counts from the client
+// leg's send point `snd_lbb`, up from its `rcv_nxt`, both relative to where they were at
+// `start` (the client leg's sequence numbers then).
+struct SequenceMark {
+  uint32_t snd_lbb = 0;
+  uint32_t rcv_nxt = 0;
+  uint64_t down = 0;
+  uint64_t up = 0;
+};
+SequenceMark mark(ProxySession& session) {
+  const tcp_pcb* client = session.legs()[ProxySession::client_leg].pcb;
+  auto offsets = session.offsets();
+  REQUIRE(offsets);
+  return {client->snd_lbb, client->rcv_nxt, offsets->down, offsets->up};
+}
+void check_offsets_follow_sequence(ProxySession& session, const SequenceMark& start) {
+  SequenceMark now = mark(session);
+  CHECK(now.down - start.down == static_cast<uint32_t>(now.snd_lbb - start.snd_lbb));
+  CHECK(now.up - start.up == static_cast<uint32_t>(now.rcv_nxt - start.rcv_nxt));
+}
+
 TEST_CASE("a proxy session carries both streams byte-exact") {
   ProxyLab p;
+  SequenceMark start = mark(p.proxy());
+  CHECK(start.down == 0);
+  CHECK(start.up == 0);
   auto up = pattern(3 << 20, 1);
   auto down = pattern(3 << 20, 2);
   p.client.send(up);
@@ -162,6 +186,15 @@ TEST_CASE("a proxy session carries both streams byte-exact") {
   CHECK(p.proxy().held(ProxySession::client_leg) == 0);
   CHECK(p.proxy().held(ProxySession::origin_leg) == 0);
   CHECK(p.lab.rst_seen == 0);
+  // Everything crossed: the offsets are the stream lengths, and they name the client
+  // leg's sequence points; the checkpoint state names the origin leg's connection.
+  CHECK(p.proxy().offsets() == ProxyStreamOffsets{down.size(), up.size()});
+  check_offsets_follow_sequence(p.proxy(), start);
+  auto state = p.proxy().resume_state();
+  REQUIRE(state);
+  CHECK(state->relayed_id == connection_id(p.proxy().legs()[ProxySession::origin_leg].pcb));
+  CHECK(state->down == down.size());
+  CHECK(state->up == up.size());
 }
 
 TEST_CASE("a slow reader behind the proxy shuts the sender's window: the proxy holds at most a window") {
@@ -173,6 +206,12 @@ TEST_CASE("a slow reader behind the proxy shuts the sender's window: the proxy h
   // Held here: at most one receive window; queued toward the origin: one send buffer; at
   // the origin: one window. The rest is still at the client, unsent.
   CHECK(p.proxy().held(ProxySession::client_leg) <= TCP_WND);
+  // Held bytes were taken from the client leg: `up` counts them (they are behind its
+  // rcv_nxt) as well as those queued on the origin leg, though the origin has neither.
+  const tcp_pcb* origin_leg = p.proxy().legs()[ProxySession::origin_leg].pcb;
+  REQUIRE(p.proxy().offsets());
+  CHECK(p.proxy().offsets()->up == p.origin.received.size() + p.proxy().held(ProxySession::client_leg) +
+                                       static_cast<uint32_t>(origin_leg->snd_lbb - origin_leg->lastack));
   CHECK(p.client.sent_offset < up.size());
   CHECK(p.origin.received.size() <= TCP_WND);
   size_t stalled_at = p.client.sent_offset;
@@ -321,6 +360,9 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   CHECK(held_down > 0);
   REQUIRE(before.movable());
   uint64_t origin_id = connection_id(before.legs()[1].pcb);
+  SequenceMark start = mark(before);
+  CHECK(start.up > 0);
+  CHECK(start.down > 0);
 
   std::optional<migrate::ExportReport> report;
   migrate::ExportPolicy policy;
@@ -338,6 +380,8 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   REQUIRE(after != nullptr);
   CHECK(after->held(ProxySession::client_leg) == held_up);
   CHECK(after->held(ProxySession::origin_leg) == held_down);
+  // The stream offsets moved with it (client leg app state version 3).
+  CHECK(after->offsets() == ProxyStreamOffsets{start.down, start.up});
   auto legs = after->legs();
   CHECK(from_lwip(legs[0].pcb->local_ip) == p.lab.b());
   CHECK(from_lwip(legs[1].pcb->local_ip) == p.lab.b());
@@ -356,6 +400,8 @@ TEST_CASE("a proxy session moves whole with bytes held in both directions, byte-
   CHECK(p.client.received.size() == down.size());
   CHECK(p.origin.received == up);
   CHECK(p.client.received == down);
+  check_offsets_follow_sequence(*after, start);
+  CHECK(after->offsets() == ProxyStreamOffsets{down.size(), up.size()});
   CHECK(importer.parked_count() == 0);
   CHECK(*resets_elsewhere == 0);
   CHECK_FALSE(p.client.failed);
@@ -434,6 +480,18 @@ TEST_CASE("a proxy import refuses legs that do not fit, touching no pcb") {
   attempt({ImportedLeg{a, LegRole::client, {}, {}}, ImportedLeg{b, LegRole::origin, {}, {}}});
   attempt({ImportedLeg{a, LegRole::client, {}, {2}}, ImportedLeg{b, LegRole::origin, {}, {}}});
   attempt({ImportedLeg{a, LegRole::client, {}, {1}}, ImportedLeg{b, LegRole::origin, {}, {0}}});
+  // Version 3 carries exactly two offsets below 2^62; the checkpoint's version 2 is not a move's.
+  auto offsets = encode_proxy_move_state(ProxyStreamOffsets{5, 6});
+  REQUIRE(offsets.size() == proxy_move_state_bytes);
+  auto longer = offsets;
+  longer.push_back(0);
+  attempt({ImportedLeg{a, LegRole::client, {}, longer}, ImportedLeg{b, LegRole::origin, {}, {}}});
+  attempt({ImportedLeg{a, LegRole::client, {}, {offsets.begin(), offsets.end() - 1}},
+           ImportedLeg{b, LegRole::origin, {}, {}}});
+  auto huge = encode_proxy_move_state(ProxyStreamOffsets{max_stream_offset, 0});
+  attempt({ImportedLeg{a, LegRole::client, {}, huge}, ImportedLeg{b, LegRole::origin, {}, {}}});
+  attempt({ImportedLeg{a, LegRole::client, {}, encode_proxy_resume_state({1, 2, 3})},
+           ImportedLeg{b, LegRole::origin, {}, {}}});
   tcp_close(a);  // never used: freed at once
   tcp_close(b);
 }

@@ -61,3 +61,21 @@ TEST_CASE("roam move plan: sessions that stayed do not retry; a late arrival doe
   // The next epoch: one attempt again, whatever stayed before.
   REQUIRE(plan.next(view(8000, 8, 2, 1)).has_value());
 }
+
+TEST_CASE("roam move plan: a member a session was resumed away from is no target until its avoidance ends") {
+  RoamMovePlan plan(1);
+  plan.avoid(0, 1000);  // a client left member 0 for dead; its session was rebuilt here
+  CHECK_FALSE(plan.next(view(1500, 3, 0, 1)).has_value());  // member 0 active: the session stays
+  CHECK_FALSE(plan.next(view(1000 + RoamMovePlan::avoid_ms - 1, 4, 0, 1)).has_value());
+  auto other = plan.next(view(1000 + RoamMovePlan::avoid_ms - 1, 5, 2, 1));  // another member: moves
+  REQUIRE(other.has_value());
+  CHECK(*other == 2);
+  plan.finished(1000 + RoamMovePlan::avoid_ms, 1, 1, true);
+  // Avoidance over: moved at the next look.
+  auto again = plan.next(view(1000 + RoamMovePlan::avoid_ms + 2000, 6, 0, 1));
+  REQUIRE(again.has_value());
+  CHECK(*again == 0);
+  plan.avoid(1, 0);  // itself: ignored
+  plan.finished(1000 + RoamMovePlan::avoid_ms + 2001, 1, 0, false);
+  CHECK_FALSE(plan.next(view(1000 + RoamMovePlan::avoid_ms + 4000, 7, 1, 1)).has_value());  // active
+}

@@ -98,6 +98,7 @@ def cases():
         ("server: --syn-cookies maybe", "roam-server", server_base + ["--syn-cookies", "maybe", "echo"]),
         ("server: --syn-cookies without value", "roam-server", server_base + ["echo", "--syn-cookies"]),
         ("server: --flood-detector maybe", "roam-server", server_base + ["--flood-detector", "maybe", "echo"]),
+        ("server: --syn-retx-check maybe", "roam-server", server_base + ["--syn-retx-check", "maybe", "echo"]),
         ("server: --syn-cookie-trigger 0", "roam-server", server_base + ["--syn-cookie-trigger", "0", "echo"]),
         ("server: --syn-cookie-trigger 101", "roam-server", server_base + ["--syn-cookie-trigger", "101", "echo"]),
         ("server: --half-open-per-prefix x", "roam-server", server_base + ["--half-open-per-prefix", "x", "echo"]),

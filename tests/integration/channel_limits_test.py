@@ -5,11 +5,11 @@ the handshake time runs out, while the real client's channel and traffic go on.
 
 roam-client gets one extra forward to the server's channel port (198.18.12.2:7001), so a
 kernel connection to it becomes an lwIP connection to the channel port from the client's
-carrier address: what anyone who reaches the port can open. 17 such connections say
-nothing. The server takes 16 (the per-address cap of not-yet-established channels) and
-resets the 17th at accept; the 16 are reset when the handshake limit (10 s) runs out: each
+carrier address: what anyone who reaches the port can open. 65 such connections say
+nothing. The server takes 64 (the per-address cap of not-yet-established channels) and
+resets the 65th at accept; the 64 are reset when the handshake limit (10 s) runs out: each
 kernel socket sees its connection end. Meanwhile and afterwards an echo through the normal
-forward is byte-exact, and the server's exit log counts 16 timed out and 1 refused by the
+forward is byte-exact, and the server's exit log counts 64 timed out and 1 refused by the
 per-address cap. The client's own channel stays up (no second channel from it).
 """
 import os
@@ -22,7 +22,7 @@ import harness  # noqa: E402
 from harness import TestFailure, check, log  # noqa: E402
 
 CHANNEL_PORT = 7001
-PER_ADDRESS_CAP = 16
+PER_ADDRESS_CAP = 64
 SILENT = PER_ADDRESS_CAP + 1
 ENDED_WAIT = 60  # a bound against hangs: the limit is 10 s
 

@@ -42,7 +42,11 @@ GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_acti
                            # client-held checkpoints (apps/checkpoint_holder): how many it holds
                            r"|roamstack_checkpoint_checkpoints_held"
                            # the last move's readings (stack/migrate/migration_service)
-                           r"|roamstack_migrate_last_move_\w+")
+                           r"|roamstack_migrate_last_(move|import)_\w+"
+                           # pre-copied bytes a target holds for moves not yet frozen (stack/migrate/precopy)
+                           r"|roamstack_precopy_precopy_bytes_held"
+                           # control connections kept open to move targets now (stack/migrate/control_pool)
+                           r"|roamstack_control_control_connections_cached")
 HISTOGRAMS = {"roamstack_changeover_seconds"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 

@@ -288,9 +288,9 @@ def broken_framing(t, refused):
     log("(b) broken framing on B's control port")
     before = t.status("B")
     with control_connection(t.controls["B"]) as sock:
-        sock.sendall(frame(9, b"hello"))
-        how = expect_closed(sock, "unknown frame type 9")
-    log("    unknown frame type 9: closed (%s)" % how)
+        sock.sendall(frame(11, b"hello"))
+        how = expect_closed(sock, "unknown frame type 11")
+    log("    unknown frame type 11: closed (%s)" % how)
     with control_connection(t.controls["B"]) as sock:
         sock.sendall(struct.pack("!IB", 0xFFFFFFFF, TYPE_SESSION) + b"x" * 64)
         how = expect_closed(sock, "frame length 0xFFFFFFFF")

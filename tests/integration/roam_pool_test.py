@@ -18,6 +18,13 @@ second run the order is swapped.
 3. Active A serves: an echo round trip works; roam.dropped_standby stays 0.
 4. With A active, the client's channel to A got a ROAM_UPDATE: the client logs the schedule with the
    same active server and t = n (roam_updates_sent on A).
+5. Catching up (PROTOCOL.md 13.4): 1 s epochs, grant-epochs 2, update-seconds 60. The
+   members send updates at least every grant / 2 anyway, so the client's key never runs
+   out: after 4 more epochs its schedule still covers the members' epoch and it extended
+   its key at least twice.
+6. Told why not: a pool whose chain ended (length 2, started 100 s ago) gives no update;
+   a new channel gets ERROR 3 "roam pool: chain exhausted" (roam_updates_unavailable on
+   the member), which the client logs and counts instead of waiting.
 Nothing is timed: every wait is a poll with harness bounds. Runs in a few seconds.
 """
 import base64
@@ -61,15 +68,15 @@ def roam_group(t, name):
     return group
 
 
-def write_pool(directory, seed, members, start):
+def write_pool(directory, seed, members, start, length=LENGTH, extra=""):
     seed_path = os.path.join(directory, "pool.chain")
     if not os.path.exists(seed_path):
         fd = os.open(seed_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, (base64.b64encode(seed).decode() + "\n").encode())
         os.close(fd)
-    path = os.path.join(directory, "pool-%s.conf" % "".join(members))
+    path = os.path.join(directory, "pool-%s-%d.conf" % ("".join(members), length))
     with open(path, "w") as f:
-        f.write("# written by roam_pool_test\nseed pool.chain\nlength %d\nstart %d\nm 0\n" % (LENGTH, start))
+        f.write("# written by roam_pool_test\nseed pool.chain\nlength %d\nstart %d\nm 0\n%s" % (length, start, extra))
         f.write("delta-ms 100\ngamma-ms 200\n")
         for name in members:
             f.write("member %s:7000\n" % harness.TwoServers.address[name])
@@ -146,6 +153,34 @@ def run(directory, seed, active_name, start, follow=True):
             log("standby A dropped the client's SYN (dropped_standby %d)" % roam_group(t, "A")["dropped_standby"])
 
 
+def catch_up(directory, seed):
+    """5: a client on a channel never runs out of schedule; 6: a pool with none says why."""
+    metrics = "127.0.0.1:%d" % harness.free_tcp_port()
+    pool = write_pool(directory, seed, ["A", "B"], int(time.time()) - 1, 1000,
+                      "grant-epochs 2\nupdate-seconds 60\n")
+    with harness.TwoServers(mode="echo", server_extra=["--roam-pool", pool, "--roam-epoch", "1"],
+                            client_extra=["--metrics", metrics]) as t:
+        granted = lambda: harness.metric_value(metrics, "roamstack_roam_roam_granted_until") or 0  # noqa: E731
+        harness.wait_until("a first schedule at the client", lambda: granted() >= 1)
+        first = roam_group(t, "A")["epoch"]
+        harness.wait_until("4 more epochs", lambda: roam_group(t, "A")["epoch"] >= first + 4)
+        epoch = roam_group(t, "A")["epoch"]
+        extended = harness.metric_value(metrics, "roamstack_roam_roam_keys_extended")
+        check(granted() >= epoch, "the client's key reaches epoch %d, the members are in %d" % (granted(), epoch))
+        check(extended >= 2, "the client extended its key %s times in 4 epochs" % extended)
+        log("5: a client on a channel kept up over 4 one-second epochs (key to epoch %d in epoch %d, %d extensions)"
+            % (granted(), epoch, extended))
+    pool = write_pool(directory, seed, ["A", "B"], int(time.time()) - 100, 2, "")
+    metrics = "127.0.0.1:%d" % harness.free_tcp_port()
+    with harness.TwoServers(mode="echo", server_extra=["--roam-pool", pool, "--roam-epoch", "1"],
+                            client_extra=["--metrics", metrics]) as t:
+        want = "has no schedule to give: roam pool: chain exhausted"
+        check(t.client.wait_for_log(want), "the client logged no %r\n%s" % (want, t.tails()))
+        check(t.status("A")["roam_updates_unavailable"] >= 1, "A counted no ERROR 3")
+        check(harness.metric_value(metrics, "roamstack_roam_roam_updates_unavailable") >= 1, "the client counted no ERROR 3")
+        log("6: an exhausted pool's member told the client why it has no schedule (ERROR 3)")
+
+
 def main():
     seed = os.urandom(32)
     start = int(time.time()) - 1
@@ -153,6 +188,7 @@ def main():
         run(directory, seed, "B", start, follow=False)
         run(directory, seed, "B", start)
         run(directory, seed, "A", start)
+        catch_up(directory, seed)
     log("roam_pool: ok")
 
 

@@ -2,7 +2,7 @@
 """Send buffers sized to the path (--send-buffer auto) against the fixed 4 MiB (fixed).
 
 For each mode, a fresh harness.TwoServers (files --root DIR; the servers run with
---send-buffer MODE) serves a seeded file (48 MiB, not scaled)
+--send-buffer MODE, and --precopy off so that the snapshot carries the whole queue) serves a seeded file (48 MiB, not scaled)
 through the client's forward; at 8 MiB, roamctl moves the download A -> B. A's
 status then says how many stream bytes the move had to carry (last_move_snapshot_bytes:
 the connection's send queue and unread input at the freeze).
@@ -37,7 +37,7 @@ def scaled(nbytes, minimum):
 def download_with_move(directory, size, want, mode):
     """Returns (bytes the move carried, MiB/s before the move, MiB/s overall)."""
     with harness.TwoServers(mode="files", mode_args=["--root", directory],
-                            server_extra=["--send-buffer", mode]) as t:
+                            server_extra=["--send-buffer", mode, "--precopy", "off"]) as t:
         sock = t.connect()
         # The move comes early (at 8 MiB): the rest must exceed every buffer between the files
         # app and this reader (4 MiB send buffer, the client's 4 MiB window, the kernel

@@ -44,7 +44,8 @@ and its own processes; all roam processes must exit 0 on SIGTERM.
           all its retransmissions are dropped on the router (tools/netns/nat hole NAME s):
           the client holds out-of-order data beyond the hole, and only s2 can fill it
           after the move (which follows at once); the client's cumulative ACK then jumps past
-          everything the NAT saw in the new handshake (`,no-offload` links).
+          everything the NAT saw in the new handshake (`,no-offload,no-uring` links: the
+          TUN reader with one read() per packet, the other variants read with io_uring).
   many    1000 idle echo connections (kernel sockets in c through the forward) move at
           once: "ok moved 1000 of 1000", "handover to ...: 1000 of 1000", every connection
           echoes a fresh message afterwards, then "changeover to ...: 1000"; s2 accepted
@@ -512,7 +513,7 @@ def stream_with_moves(v, size, rate, moves, seconds, seed, prepare=None):
 
 
 def variant_stream(v, size, rate, moves, seconds=20, random_ports=False, nat_in_c=False, loss=0, no_offload=False,
-                   prepare=None):
+                   prepare=None, uring=True):
     v.nat_namespaces = ["r"]
     v.nat("on", *(["--random"] if random_ports else []))
     if nat_in_c:
@@ -532,6 +533,9 @@ def variant_stream(v, size, rate, moves, seconds=20, random_ports=False, nat_in_
         # MTU-sized packets on the path, so that the router loses single segments rather
         # than whole 64 KiB TSO bursts.
         v.link = "tun:rtun0,no-offload"
+    if not uring:
+        # The other TUN reader: one read() per packet instead of io_uring batches.
+        v.link = (v.link or "tun:rtun0") + ",no-uring"
     v.start()
     stream_with_moves(v, size, rate, moves, seconds, seed=sum(map(ord, v.tag)), prepare=prepare)
     if random_ports:
@@ -568,7 +572,7 @@ def variant_hole(v):
                    "the hole rule dropping a segment from s and a retransmission of it")
         log("ok   - hole: a segment from s and its retransmission dropped at %.1f MiB echoed" % (echoed() / MIB))
 
-    variant_stream(v, 8 * MIB, MIB, [("s", "s2", 2 * MIB)], no_offload=True, prepare=make_hole)
+    variant_stream(v, 8 * MIB, MIB, [("s", "s2", 2 * MIB)], no_offload=True, prepare=make_hole, uring=False)
 
 
 def variant_many(v):
@@ -598,7 +602,15 @@ def variant_many(v):
         raise Failure("opening %d connections: %s" % (MANY, line))
     round_trip("before", 30)
     v.wait_sessions("s", MANY, 60)
-    log("ok   - many: %d connections through the NAT echo (%.1f s to open)" % (MANY, time.monotonic() - started))
+    # Carriers behind one NAT address share a /24: their SYNs prove their owner (the
+    # client's control channel) and so skip the per-prefix SYN limits (PROTOCOL 10.5).
+    # Without that, a slow server cookied them, budgeted and first-dropped them, and a
+    # few connects gave up after three unanswered SYNs.
+    exempt = v.status("s").get("syn_proven_exempt", 0)
+    if exempt < MANY // 2:
+        raise Failure("s let only %d owner-proven SYNs past its per-prefix limits, want >= %d" % (exempt, MANY // 2))
+    log("ok   - many: %d connections through the NAT echo (%.1f s to open); %d owner-proven SYNs outside the "
+        "per-prefix limits" % (MANY, time.monotonic() - started, exempt))
     before = v.counters()
     out = v.migrate("s", "s2", MANY)
     h = wait_until(lambda: HANDOVER_RE.search(v.client_log()), 60, "client logging 'handover to'", v.gave_up)

@@ -29,21 +29,26 @@ from proxy_lab import LPORT, MIB, Lines, Mover, ProxyLab, end, scaled, spawn_in,
 HTTP_PORT = 8080
 SECONDS = 10  # the download's length at curl's rate limit
 
-# In namespace c: curl URL RATE piped into a hash; prints "progress N" every 16 MiB and
-# "done N SHA curl RC http CODE".
+# In namespace c: curl URL piped into a hash, at RATE bytes/s; prints "progress N" every
+# STEP bytes and "done N SHA curl RC http CODE". PACING "curl": curl's --limit-rate (it
+# catches up after a stall); "reader": the hash reads at most RATE bytes/s and never
+# catches up (netns_proxy_resume: the download goes on well after a resume).
 FETCH = r"""
-import hashlib, subprocess, sys
-url, rate = sys.argv[1], sys.argv[2]
-curl = subprocess.Popen(["curl", "-sS", "--fail", "--limit-rate", rate, "-o", "-", "-w", "%{stderr}http %{http_code}\n",
-                         url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+import hashlib, subprocess, sys, time
+url, rate, pacing, step = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+limit = ["--limit-rate", str(rate)] if pacing == "curl" else []
+curl = subprocess.Popen(["curl", "-sS", "--fail"] + limit + ["-o", "-", "-w", "%{stderr}http %{http_code}\n", url],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 h, n, mark = hashlib.sha256(), 0, 0
 while True:
-    d = curl.stdout.read(1 << 20)
+    d = curl.stdout.read1(1 << 16) if pacing == "reader" else curl.stdout.read(1 << 20)
     if not d:
         break
+    if pacing == "reader":
+        time.sleep(len(d) / rate)
     h.update(d)
     n += len(d)
-    if n - mark >= 16 << 20:
+    if n - mark >= step:
         mark = n
         print("progress", n, flush=True)
 err = curl.stderr.read().decode(errors="replace").strip().splitlines()
@@ -103,7 +108,8 @@ def main(lab):
         plab.start()
         rate = max(256 * 1024, size // SECONDS)
         t0 = time.monotonic()
-        fetch = spawn_in(lab, "c", [sys.executable, "-c", FETCH, "http://127.0.0.1:%d/big.bin" % LPORT, str(rate)],
+        fetch = spawn_in(lab, "c", [sys.executable, "-c", FETCH, "http://127.0.0.1:%d/big.bin" % LPORT, str(rate), "curl",
+                                    str(16 << 20)],
                          stdin=False)
         out = Lines(fetch)
         mover = Mover(plab, 2.0, active=lambda: fetch.poll() is None and not out.last("curl said:"))

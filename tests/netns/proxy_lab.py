@@ -92,12 +92,13 @@ class ProxyLab:
             raise Failure("nat %s: %s" % (" ".join(args), out.stderr.strip()))
         return out.stdout
 
-    def start(self, client_args=()):
+    def start(self, client_args=(), origin_args=(), proxy_args=()):
+        """origin_args / proxy_args: extra roam-server options of the relay / of both proxies."""
         lab, pool = self.lab, self.lab.pool()
         self.nat("on")
         link = ["--link", "tun:rtun0"]
         lab.start("origin", "o", [ROAM_SERVER] + link + ["--addr", ORIGIN_LWIP, "--control", ORIGIN_CONTROL]
-                  + pool.server_args("origin") + ["relay", "--backend", self.backend])
+                  + pool.server_args("origin") + list(origin_args) + ["relay", "--backend", self.backend])
         self.labels.append("origin")
         # The origin first: a proxy opens its control channel to the origin at once, and a
         # SYN that finds no origin yet is retried only after lwIP's 3 s; until that channel
@@ -107,7 +108,8 @@ class ProxyLab:
         if mode() != "relay":
             for name, (role, addr, control) in PROXIES.items():
                 lab.start("proxy_" + name, role, [ROAM_SERVER] + link + ["--addr", addr, "--control", control]
-                          + pool.server_args("proxy_" + name) + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
+                          + pool.server_args("proxy_" + name) + list(proxy_args)
+                          + ["proxy", "--origin", ORIGIN_LWIP + ":7000"])
                 self.labels.append("proxy_" + name)
             for name in PROXIES:
                 lab.wait_log("proxy_" + name, "control channel to %s ('%s') established" % (ORIGIN_LWIP, ORIGIN_LWIP))

@@ -17,6 +17,10 @@ its alarm after the flood on 7000 began (its log line); the server turned cookie
 Reported: the flood rate (the generator's own count; a note when under 100 kpps: the
 machine is shared), the kernel with syncookies=1 and =0, and detect_ms (flood start to
 the detector's alarm line), as a last JSON line.
+Last, the retransmission check (first-SYN drop, --syn-retx-check): a second roam-server
+with --syn-cookies on --syn-retx-check on answers no SYN's first copy; 20 kernel connects
+under the same flood must all succeed, each thanks to its SYN retransmission (the server
+counts at least 20 first copies dropped and 20 retransmissions answered).
 CONNECTS scales with ROAMSTACK_TEST_SCALE (at least 40).
 Exit 0 passed, 1 failed, 77 skipped (not root, or no iproute2).
 """
@@ -139,6 +143,12 @@ def flood_args(dst, port):
     return args
 
 
+def counter(text, name):
+    """A counter's value from the exit log's group lines ("defense: name N, ..."), 0 if absent."""
+    values = re.findall(r"\b%s (\d+)" % re.escape(name), text)
+    return int(values[-1]) if values else 0
+
+
 def log_clock(line):
     """Seconds since midnight of a log line's HH:MM:SS.mmm stamp (local time), or None."""
     m = re.match(r"(\d\d):(\d\d):(\d\d)\.(\d\d\d) ", line)
@@ -239,6 +249,27 @@ def main(lab):
         raise Failure("the flood detector raised no alarm after the flood on 7000 began")
     report["detect_ms"] = round(detect, 1)
     log("ok   - the flood detector alarmed %.0f ms after the flood began (reported, not asserted)" % detect)
+    report["syn_first_dropped_auto"] = counter(text, "syn_first_dropped")
+    report["syn_retx_answered_auto"] = counter(text, "syn_retx_answered")
+
+    # First-SYN drop, always on: no first copy is answered, so every connect that succeeds
+    # did so on a retransmitted SYN (the kernel resends it with the same ISN after 1 s).
+    lab.start("server_retx", "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", "198.18.12.2", "--syn-cookies", "on",
+                                   "--syn-retx-check", "on", "echo"])
+    lab.wait_log("server_retx", "serving echo")
+    ok, total, flood, _ = connect_round(lab, "198.18.12.2", 7000, 20, flood_args("198.18.12.2", 7000))
+    note_rate("roam-server, --syn-retx-check on", flood)
+    lab.stop_cleanly(["server_retx"])
+    text = lab.log_text("server_retx")
+    first, answered = counter(text, "syn_first_dropped"), counter(text, "syn_retx_answered")
+    report["legit_success_retx_on"] = ok / total
+    if ok != total:
+        raise Failure("--syn-retx-check on under a flood of %d SYNs/s: only %d of %d connects" % (flood["pps"], ok, total))
+    if first < total or answered < total:
+        raise Failure("--syn-retx-check on: %d first copies dropped, %d retransmissions answered; want >= %d each"
+                      % (first, answered, total))
+    log("ok   - first-SYN drop on: %d of %d connects under the flood on their retransmission (%d first copies "
+        "dropped, %d retransmissions answered)" % (ok, total, first, answered))
     log(json.dumps(report))
 
 

@@ -8,11 +8,13 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "stack/migrate/exporter.hpp"
 #include "stack/migrate/importer.hpp"
+#include "stack/migrate/precopy.hpp"
 
 namespace roam::testing {
 
@@ -49,7 +51,8 @@ struct FakeClientDirectory final : migrate::ClientDirectory {
   }
 };
 
-// Session frames go straight to the Importer; its answers queue for the test to deliver,
+// Session frames go straight to the Importer (with what was pre-copied to it); its answers
+// queue for the test to deliver,
 // as a socket would (never inside the exporter's own call). Every payload sent is kept.
 struct LoopbackTransfer final : migrate::TransferLink {
   migrate::Importer* importer = nullptr;
@@ -64,9 +67,30 @@ struct LoopbackTransfer final : migrate::TransferLink {
       answers.push_back({false, "refused by the test"});
       return;
     }
-    auto result = importer->import_session(payloads.back(), uv_now(node->loop()));
+    auto result = importer->import_session(payloads.back(), uv_now(node->loop()), &store);
     answers.push_back(result ? migrate::SessionResult{true, result->to_string()}
                              : migrate::SessionResult{false, result.error()});
+  }
+  // precopy frames go to B's store; a precopy_sync queues the answer B would send: the
+  // bytes held, or nullopt when it refused some.
+  size_t precopy_in_use = 0;
+  migrate::PrecopyStore store{256u << 20, precopy_in_use};
+  std::deque<std::optional<uint64_t>> syncs;
+  bool refuse_precopy = false;  // B refuses every chunk (as over its budget)
+  void send_frame(std::vector<uint8_t> frame) override {
+    auto type = static_cast<migrate::FrameType>(frame.at(4));
+    std::span<const uint8_t> payload(frame.data() + 5, frame.size() - 5);
+    if (type == migrate::FrameType::precopy) {
+      auto chunk = migrate::decode_precopy_payload(payload);
+      if (!chunk || refuse_precopy)
+        store.note_refused();
+      else
+        store.take(*chunk);
+    } else if (type == migrate::FrameType::precopy_sync) {
+      syncs.push_back(store.take_refusals() == 0 ? std::optional<uint64_t>(store.held_bytes()) : std::nullopt);
+    } else {
+      send_session(std::move(frame));
+    }
   }
   // Delivers the queued answers to `exporter` until it finished or none is left.
   void deliver(migrate::Exporter& exporter) {

@@ -39,6 +39,24 @@ inline std::vector<uint8_t> pattern(size_t size, uint32_t seed) {
   return out;
 }
 
+// Sets the process-wide buffer modes (TcpConnection::set_*_autotune) for the connections
+// a test creates, and puts them back.
+struct BufferAutotune {
+  BufferAutotune(bool send, bool receive)
+      : send_before(TcpConnection::send_buffer_autotune()), receive_before(TcpConnection::receive_buffer_autotune()) {
+    TcpConnection::set_send_buffer_autotune(send);
+    TcpConnection::set_receive_buffer_autotune(receive);
+  }
+  ~BufferAutotune() {
+    TcpConnection::set_send_buffer_autotune(send_before);
+    TcpConnection::set_receive_buffer_autotune(receive_before);
+  }
+  BufferAutotune(const BufferAutotune&) = delete;
+  BufferAutotune& operator=(const BufferAutotune&) = delete;
+  bool send_before;
+  bool receive_before;
+};
+
 // One end of a test connection: sends `to_send`, keeps everything it receives.
 struct LabPeer final : TcpConnection::Handler {
   std::unique_ptr<TcpConnection> connection;

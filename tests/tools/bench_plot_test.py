@@ -9,7 +9,8 @@ figures) become PNGs.
    PNG is written (signature, IHDR of a sane size, IEND at the end); once through the
    command line (stdin, exit 0), the others by plot.render in this process.
 3. The mapping pairs each figure with its reference: the panels plot.py computes carry the
-   values and ratio of the JSON (checked for one figure per benchmark) and the samples.
+   values and ratio of the JSON (checked for one figure per benchmark) and the samples;
+   roaming's lines over the discovery delay carry one value per delay.
 4. No JSON line, or a JSON line of no mapped figure: exit 1 and no file.
 Nothing timed.
 """
@@ -34,7 +35,7 @@ EXPECTED = {
     "handover": ("1 connection through NAT", 4.03, 1.71, [4.03, 4.19, 2.67]),
     "scale": ("open 10000 connections", 15.425, 1.042, []),
     "proxy": ("client move: changeover", 6.92, 6.57, [8.5, 8.2, 6.9, 6.8, 4.3]),
-    "roaming": ("response time, no attack", 3.6, 4.496, [0.181, 0.224, 0.275, 0.167, 0.273, 0.446]),
+    "roaming": ("response time, no attack", 0.986, 1.206, [0.337, 0.368, 0.578, 0.544, 0.437, 0.365]),
 }
 
 
@@ -109,6 +110,12 @@ def main():
                 name, bars[0][2], samples))
             print("%-12s %d panel(s), PNG %dx%d, %d bytes" % (name, len(panels), width, height, size))
 
+        # roaming's Fig. 2(b): lines over the discovery delay, one value per delay.
+        lines = [p for p in plot.panels(plot.last_json_object(dict(fixtures)["roaming"]), "roaming")
+                 if p.get("kind") == "lines"]
+        check(len(lines) == 1 and lines[0]["x"] == [0, 15, 30, 45, 60], "roaming: lines panel %r" % lines)
+        series = dict(lines[0]["series"])
+        check(len(series) == 5 and series["attack, roaming"][0] == 78.404, "roaming: series %r" % series)
         # A figure whose key is missing (scale's move of 10000 was null) is left out.
         scale = plot.panels(plot.last_json_object(dict(fixtures)["scale"]), "scale")
         check("move 10000 connections" not in [p["title"] for p in scale], "a null figure was drawn")

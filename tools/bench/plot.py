@@ -43,6 +43,19 @@ class Figure:
         self.lower_is_better = lower_is_better
 
 
+class Lines:
+    """One panel of lines over x = the JSON's list at `x` (seed 002's Fig. 2(b): response
+    time over the discovery delay). Each series is (label, key): a key with {x} is read
+    once per x (the x written as %g), a key without is one value drawn flat across."""
+
+    def __init__(self, title, unit, x, x_label, series):
+        self.title = title
+        self.unit = unit
+        self.x = x
+        self.x_label = x_label
+        self.series = series
+
+
 def _ms(title, ours, reference, reference_label, samples=True, **kw):
     return Figure(title, "ms", ours, reference, reference_label=reference_label,
                   ours_samples="samples." + ours if samples else None,
@@ -110,6 +123,14 @@ FIGURES = {
         Figure("proxy move (upper bound)", "ms", "changeover_ms_proxy_1", None, lower_is_better=True),
     ],
     "roaming": [
+        Lines("response time over discovery delay (Fig. 2(b))", "ms", "delays",
+              "discovery delay d, s of a 60 s epoch", [
+            ("no attack, one member", "response_ms_no_roaming"),
+            ("no attack, roaming", "response_ms_roaming"),
+            ("attack, no roaming", "response_ms_attack_no_roaming"),
+            ("attack, roaming", "response_ms_roaming_attack_d{x}"),
+            ("attack, replication", "response_ms_replication_d{x}"),
+        ]),
         _ms("response time, no attack", "response_ms_roaming", "response_ms_no_roaming", "one member, no roaming"),
         Figure("longest response around a roam", "ms", "gap_ms_per_roam", "gap_reference_ms",
                reference_label="worst, no roaming", ours_samples="samples.gap_ms_per_roam", lower_is_better=True),
@@ -179,6 +200,11 @@ def panels(result, bench=None):
     bench = result.get("bench") or bench
     out = []
     for fig in FIGURES.get(bench, []):
+        if isinstance(fig, Lines):
+            panel = _lines_panel(fig, result)
+            if panel:
+                out.append(panel)
+            continue
         ours = _value(fig.ours, result)
         reference = _value(fig.reference, result)
         if ours is None and reference is None:
@@ -195,6 +221,48 @@ def panels(result, bench=None):
         out.append({"title": title, "unit": fig.unit, "bars": bars, "ratio": ratio,
                     "lower_is_better": fig.lower_is_better, "reference_only": fig.ours is None})
     return out
+
+
+def _lines_panel(fig, result):
+    """{title, unit, kind "lines", x, x_label, series [(label, [y or None per x])]}, or None
+    when the JSON has no x list or no value of any series."""
+    xs = result.get(fig.x)
+    if not isinstance(xs, list) or not xs or any(_number(x) is None for x in xs):
+        return None
+    series = []
+    for label, key in fig.series:
+        if "{x}" in key:
+            ys = [_number(result.get(key.replace("{x}", "%g" % x))) for x in xs]
+        else:
+            ys = [_number(result.get(key))] * len(xs)
+        if any(y is not None for y in ys):
+            series.append((label, ys))
+    if not series:
+        return None
+    return {"title": fig.title, "unit": fig.unit, "kind": "lines", "x": [float(x) for x in xs],
+            "x_label": fig.x_label, "series": series, "bars": [], "ratio": None, "lower_is_better": True,
+            "reference_only": False}
+
+
+def _draw_lines(ax, panel):
+    # Markers and dashes differ per series: two flat lines of the same value stay visible.
+    styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", (0, (5, 1, 1, 1)))]
+    for i, (label, ys) in enumerate(panel["series"]):
+        points = [(x, y) for x, y in zip(panel["x"], ys) if y is not None]
+        marker, dashes = styles[i % len(styles)]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker, markersize=4 - i * 0.5,
+                linestyle=dashes, label=label)
+    ax.set_xlabel(panel["x_label"], fontsize=8)
+    ax.set_ylabel(panel["unit"], fontsize=8)
+    ax.tick_params(labelsize=7)
+    values = [y for _, ys in panel["series"] for y in ys if y is not None and y > 0]
+    if values and max(values) > 20 * min(values):
+        ax.set_yscale("log")  # an attack can be 100 times the no-attack lines
+    else:
+        ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    ax.set_title(panel["title"], fontsize=9)
 
 
 def _subtitle(result):
@@ -229,6 +297,9 @@ def render(result, bench, path):
     fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.1 * rows), squeeze=False)
     colors = ("#2b6cb0", "#a0aec0")
     for ax, panel in zip([a for row in axes for a in row], drawn):
+        if panel.get("kind") == "lines":
+            _draw_lines(ax, panel)
+            continue
         # The value goes under its bar, where no sample point can hide it.
         labels = ["%s\n%s" % (b[0], "not measured" if b[1] is None else "%s %s" % (_shown(b[1]), panel["unit"]))
                   for b in panel["bars"]]

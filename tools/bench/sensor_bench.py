@@ -21,7 +21,17 @@ r at full rate through AF_PACKET on rs0 (rtun0's queue 20000 packets, as the tes
 spoofed sources 198.19.0.0/16, bounded by a count
 and a duration and stopped when the round's clients are done; --connects kernel clients in
 c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing a byte):
-  legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies).
+  legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies; the
+                        retransmission check --syn-retx-check auto, the default: while
+                        the link is busy a SYN is answered only on its retransmission).
+  legit_success_flood_no_uring
+                        the same with --link tun:rtun0,no-uring (one read() per packet,
+                        the reads before io_uring batches), same run: the reference.
+  legit_success_flood_retx_off
+                        the same with --syn-retx-check off (every SYN within the budget
+                        answered on its first copy), same run.
+  syn_first_dropped_by_round, syn_retx_answered_by_round
+                        roam-server's counters of the check, per round (from its exit log).
   legit_success_flood_no_budget
                         the same with --synack-budget 0 (every flooded SYN answered: no
                         per-prefix SYN-ACK budget), same run.
@@ -36,6 +46,11 @@ c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing
   legit_success_flood_at_paper_pps, legit_success_checker_P_at_paper_pps
                         the same roam rounds with the flood paced at --paper-pps (default
                         1000 SYN/s, 004's hping3 rate; 0: not run): like for like.
+  legit_success_by_rate per --rates (default 110000,220000,330000,440000 SYN/s): the
+                        kernel with syncookies=1 and roam-server (--syn-cookies auto) with
+                        the flood paced at the same rate, same run; with the rates sent and
+                        roam_tun_dropped, the packets rtun0 dropped because its queue toward
+                        roam-server was full (tun_dropped_by_round: every roam round's).
   detect_ms             the flood detector (--flood-detector-warmup cut to 3 s, waited
                         out): from the flood's start (the generator's launch) to the
                         alarm's log line, median over the roam rounds (detect_ms_samples, by round).
@@ -211,17 +226,33 @@ def flood_part(args, out):
     failed = False
     rates = {}
     detects = {}
+    retx = {"syn_first_dropped": {}, "syn_retx_answered": {}}
+    # rtun0's own counters in s: packets the kernel queued toward roam-server (tx) and those
+    # it dropped because the queue was full (roam-server did not read fast enough).
+    tun_dropped = {}
+    tun_delivered = {}
 
-    def server_round(label, mode_args, pps=0):
+    def tun_queue_counts():
+        text = lab.run_in("s", ["ip", "-s", "-j", "link", "show", "rtun0"]).stdout
+        tx = json.loads(text)[0]["stats64"]["tx"]
+        return tx["packets"], tx["dropped"]
+
+    def server_round(label, mode_args, pps=0, link="tun:rtun0"):
         warmup = 3
-        lab.start(label, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", "198.18.12.2",
+        lab.start(label, "s", [ROAM_SERVER, "--link", link, "--addr", "198.18.12.2",
                                "--flood-detector-warmup", str(warmup)] + mode_args + ["echo"])
         lab.wait_log(label, "serving echo")
         time.sleep(warmup + 0.5)  # the detector's warm-up, on a quiet baseline
         flood_args = sft.flood_args("198.18.12.2", 7000) + (["--rate", str(pps)] if pps else [])
+        before = tun_queue_counts()
         ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects, flood_args,
                                                       bound=args.connect_bound)
+        after = tun_queue_counts()
+        tun_dropped[label] = after[1] - before[1]
+        tun_delivered[label] = after[0] - before[0]
         lab.stop_cleanly([label])
+        for name in retx:
+            retx[name][label] = sft.counter(lab.log_text(label), name)
         detect = sft.detector_alarm_ms(lab.log_text(label), started)
         if detect is not None:
             detects[label] = round(detect, 1)
@@ -251,12 +282,38 @@ def flood_part(args, out):
             note("kernel syncookies=%d: %d of %d connects under %d SYN/s" % (cookies, ok, total, flood["pps"]))
         out["legit_success_flood"] = round(server_round("cookies", ["--syn-cookies", "auto"]), 4)
         out["flood_pps"] = rates["cookies"]
+        # The baseline io_uring reads replace (--link tun:rtun0,no-uring: one read() per
+        # packet), same run: how much of the full-rate loss was system calls.
+        out["legit_success_flood_no_uring"] = round(server_round(
+            "cookies_no_uring", ["--syn-cookies", "auto"], link="tun:rtun0,no-uring"), 4)
+        # The same without the retransmission check: every SYN within the budget answered.
+        out["legit_success_flood_retx_off"] = round(server_round(
+            "cookies_retx_off", ["--syn-cookies", "auto", "--syn-retx-check", "off"]), 4)
         # The same without the SYN-ACK budget (--synack-budget 0): every flooded SYN answered.
         out["legit_success_flood_no_budget"] = round(server_round(
             "cookies_no_budget", ["--syn-cookies", "auto", "--synack-budget", "0"]), 4)
         for p in args.checker:
             out["legit_success_checker_%d" % p] = round(server_round(
                 "checker_%d" % p, ["--syn-cookies", "checker", "--syn-checker-probability", str(p)]), 4)
+        # Paced rounds: the kernel with syncookies=1 and roam-server at the same offered rates
+        # (the full-rate rounds above are not at equal rates: the kernel's cookies run in
+        # the flood's own softirq and slow the generator, roam-server's TUN queue does not).
+        by_rate = {}
+        for rate in args.rates:
+            netns_lab.run_tool([netns_lab.TOPOLOGY, "exec", name, "s", "sysctl", "-q", "-w",
+                                "net.ipv4.tcp_syncookies=1"], "sysctl")
+            ok, total, flood, _ = sft.connect_round(lab, "198.18.2.1", 8000, args.connects,
+                                                    sft.flood_args("198.18.2.1", 8000) + ["--rate", str(rate)],
+                                                    bound=args.connect_bound)
+            note("kernel syncookies=1 at %d SYN/s: %d of %d connects (%d SYN/s sent)" % (rate, ok, total,
+                                                                                          flood["pps"]))
+            label = "cookies_at_%d" % rate
+            roam = server_round(label, ["--syn-cookies", "auto"], rate)
+            by_rate[str(rate)] = {"roam": round(roam, 4), "kernel_cookies": round(ok / total, 4),
+                                  "roam_pps": rates[label], "kernel_pps": flood["pps"],
+                                  "roam_tun_dropped": tun_dropped[label]}
+        if by_rate:
+            out["legit_success_by_rate"] = by_rate
         if args.paper_pps:
             # 004's own rate (hping3, one SYN every 1000 us): like for like with Table 5.
             out["paper_pps"] = args.paper_pps
@@ -273,6 +330,10 @@ def flood_part(args, out):
     finally:
         take_down(lab, name, workdir, args.keep_logs or failed, "flood")
     out["flood_pps_by_round"] = rates
+    out["tun_dropped_by_round"] = tun_dropped
+    out["tun_delivered_by_round"] = tun_delivered
+    for name, by_round in retx.items():
+        out[name + "_by_round"] = by_round
     out["detect_ms_samples"] = detects
     out["detect_ms"] = statistics.median(detects.values()) if detects else None
     return not failed
@@ -380,7 +441,9 @@ def plot(out, directory):
                           for p in out["checker"]])]
     bars("table5_flood.png", "Table 5: handshake success under a SYN flood (ours at %s SYN/s)" % out.get("flood_pps"),
          "success", [("seed 004 (SYN checker)", [(k, v, theirs) for k, v in PAPER["handshake_success"].items()]),
-                     ("Roamstack, full rate", [("SYN cookies", out.get("legit_success_flood"), ours)] + checker),
+                     ("Roamstack, full rate", [("SYN cookies", out.get("legit_success_flood"), ours),
+                                               ("cookies, retx check off", out.get("legit_success_flood_retx_off"), ours)]
+                      + checker),
                      ("kernel", [("syncookies=1", out.get("legit_success_kernel_cookies"), other),
                                  ("syncookies=0", out.get("legit_success_kernel_nocookies"), other)])]
          + paper_rate, percent=True)
@@ -424,6 +487,9 @@ def main():
                         help="checker probabilities in percent, comma list (default 100,75,50,25; empty: none)")
     parser.add_argument("--paper-pps", type=int, default=1000,
                         help="also the roam rounds with the flood paced at this rate, 004's (default 1000; 0: not)")
+    parser.add_argument("--rates", default="110000,220000,330000,440000",
+                        help="paced flood rates (SYN/s, comma list) for rounds of the kernel with syncookies=1 "
+                             "and roam-server at the same rate (default 110000,220000,330000,440000; empty: none)")
     parser.add_argument("--only", default="", help="parts to run: comma list of proxy, flood, drill (development)")
     parser.add_argument("--png", default=os.path.join(ROOT, "build-bench", "sensor-plots"),
                         help="directory for the PNG plots (default build-bench/sensor-plots)")
@@ -437,6 +503,7 @@ def main():
             print(json.dumps(plot(json.load(f), args.png)))
         return 0
     args.checker = [int(p) for p in args.checker.split(",") if p.strip()]
+    args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
 
     out = {"bench": "sensor", "legit_success_flood": None, "legit_success_kernel_cookies": None,
            "legit_success_kernel_nocookies": None, "flood_pps": None, "connect_overhead_ratio": None,

@@ -4,12 +4,20 @@
 
 #include <doctest/doctest.h>
 
+#include <array>
 #include <vector>
 
 namespace {
 
 using namespace roam::control;
 using roam::IpAddress;
+
+// The handover token of the documented examples: bytes 00 01 .. 1f.
+std::array<uint8_t, handover_token_bytes> counting_token() {
+  std::array<uint8_t, handover_token_bytes> token{};
+  for (size_t i = 0; i < token.size(); ++i) token[i] = static_cast<uint8_t>(i);
+  return token;
+}
 
 AddressChange sample_acm(bool v6) {
   AddressChange m;
@@ -54,9 +62,10 @@ std::vector<Message> samples() {
           CheckpointPush{std::vector<uint8_t>(93, 0x7E)},
           CheckpointPush{std::vector<uint8_t>(max_sealed_bytes, 0x11)},
           ResumeRequest{0x1122334455667788ull, 0x9001, 0x35bd3c33u, 0x35bd3c40u, std::vector<uint8_t>(120, 0x42)},
-          ResumeAnswer{5, 9, ResumeStatus::resumed, resume_reason_none},
-          ResumeAnswer{5, 9, ResumeStatus::refused, 11},
-          ResumeAnswer{5, 0, ResumeStatus::refused, resume_reason_connection_live}};
+          ResumeAnswer{5, 9, ResumeStatus::resumed, resume_reason_none, std::nullopt},
+          ResumeAnswer{5, 9, ResumeStatus::resumed, resume_reason_none, counting_token()},
+          ResumeAnswer{5, 9, ResumeStatus::refused, 11, std::nullopt},
+          ResumeAnswer{5, 0, ResumeStatus::refused, resume_reason_connection_live, std::nullopt}};
 }
 
 TEST_CASE("every control message round-trips") {
@@ -178,10 +187,20 @@ TEST_CASE("checkpoint messages decode from the documented bytes (PROTOCOL.md 14.
   CHECK(std::get<ResumeRequest>(decoded.value()) ==
         ResumeRequest{0x1122334455667788ull, 0x9001, 0x35bd3c33u, 0x35bd3c40u, {0x5A}});
   CHECK(encode_message(decoded.value()) == resume);
-  const std::vector<uint8_t> answer = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 11};
+  const std::vector<uint8_t> answer = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 11, 0};
   decoded = decode_message(answer);
   REQUIRE(decoded);
-  CHECK(std::get<ResumeAnswer>(decoded.value()) == ResumeAnswer{5, 9, ResumeStatus::refused, 11});
+  CHECK(std::get<ResumeAnswer>(decoded.value()) == ResumeAnswer{5, 9, ResumeStatus::refused, 11, std::nullopt});
+  CHECK(encode_message(decoded.value()) == answer);
+  // Resumed, with the NAT handover token 00 01 .. 1f (52 bytes).
+  std::vector<uint8_t> resumed = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 32};
+  for (uint8_t i = 0; i < 32; ++i) resumed.push_back(i);
+  REQUIRE(resumed.size() == 52);
+  decoded = decode_message(resumed);
+  REQUIRE(decoded);
+  CHECK(std::get<ResumeAnswer>(decoded.value()) ==
+        ResumeAnswer{5, 9, ResumeStatus::resumed, resume_reason_none, counting_token()});
+  CHECK(encode_message(decoded.value()) == resumed);
 }
 
 TEST_CASE("checkpoint messages with bad fields are refused") {
@@ -199,9 +218,25 @@ TEST_CASE("checkpoint messages with bad fields are refused") {
   refused({11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x90, 0x01, 0, 0, 0, 9, 0, 0, 0, 8, 0, 1, 0x5A});
   refused({11, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0x90, 0x01, 0, 0, 0, 9, 0, 0, 0, 9, 0, 0});
   // RESUMED: status 2; resumed with a reason; refused without one or with an unknown one.
-  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 2, 0});
-  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3});
-  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0});
-  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 13});
-  refused({12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 2, 0, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 3, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 13, 0});
+  refused({12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0});
+  // RESUMED's token: a length other than 0 or 32 (the bytes are there), or one on a refusal.
+  for (int length : {1, 31, 33, 255}) {
+    std::vector<uint8_t> bytes = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, static_cast<uint8_t>(length)};
+    bytes.resize(bytes.size() + static_cast<size_t>(length), 0x11);
+    refused(bytes);
+  }
+  std::vector<uint8_t> refusal_with_token = {12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 1, 11, 32};
+  refusal_with_token.resize(refusal_with_token.size() + 32, 0x11);
+  refused(refusal_with_token);
+}
+
+TEST_CASE("a RESUMED of the layout without a token length is refused as truncated") {
+  // The layout before the handover token (19 bytes) is not accepted as "no token".
+  auto decoded = decode_message(std::vector<uint8_t>{12, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0});
+  REQUIRE_FALSE(decoded);
+  CHECK(decoded.error() == MessageError::truncated);
 }

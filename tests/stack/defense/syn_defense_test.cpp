@@ -12,6 +12,8 @@
 #include "lwip/priv/tcp_priv.h"
 #include "base/uv_handle.hpp"
 #include "stack/connection_id.hpp"
+#include "stack/control/owner_proof.hpp"
+#include "stack/pcb_owner.hpp"
 #include "stack/defense/admission.hpp"
 #include "stack/tcp_listener.hpp"
 #include "stack/wire/syn_options.hpp"
@@ -476,6 +478,7 @@ TEST_CASE("checker mode: parsed and named") {
 TEST_CASE("SYN-ACK budget: on a busy link a flooding prefix's SYNs beyond it go unanswered, counted") {
   SynDefenseConfig config = mode(CookieMode::on);
   config.synack_budget = {10, 3, 64, 7};  // 3 at once, then 10/s
+  config.syn_retx_check = defense::RetxCheck::off;  // the budget alone (the check has its own tests)
   Fixture f(config);
   constexpr std::array<uint8_t, 4> flooder{198, 19, 7, 1};
   std::vector<std::vector<uint8_t>> batch;
@@ -503,6 +506,7 @@ TEST_CASE("SYN-ACK budget: on a busy link a flooding prefix's SYNs beyond it go 
 TEST_CASE("SYN-ACK budget 0: every SYN of a busy batch in cookie mode is answered") {
   SynDefenseConfig config = mode(CookieMode::on);
   config.synack_budget.per_second = 0;
+  config.syn_retx_check = defense::RetxCheck::off;
   Fixture f(config);
   constexpr std::array<uint8_t, 4> flooder{198, 19, 7, 1};
   std::vector<std::vector<uint8_t>> batch;
@@ -513,4 +517,172 @@ TEST_CASE("SYN-ACK budget 0: every SYN of a busy batch in cookie mode is answere
   uv_run(&f.loop, UV_RUN_NOWAIT);
   CHECK(f.link->sent.size() == 500);
   CHECK(f.defense->counters().synack_budget_dropped == 0);
+}
+
+TEST_CASE("retransmission check, auto: on a busy link a SYN's first copy goes unanswered, its retransmission connects") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.syn_retx_busy_hold_ms = 0;  // the check only inside busy batches (no hold to wait out)
+  Fixture f(config);
+  constexpr std::array<uint8_t, 4> flooder{198, 19, 7, 1};
+  auto busy_batch = [&](uint16_t first_port) {
+    std::vector<std::vector<uint8_t>> batch;
+    for (uint16_t port = first_port; port < first_port + 40; ++port)
+      batch.push_back(f.segment(flooder, port, TcpSegmentView::SYN, 1000, 0, syn_options));
+    batch.push_back(f.segment(client, 40040, TcpSegmentView::SYN, 7000, 0, syn_options));
+    f.link->sent.clear();
+    f.link->inject_batch(batch);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+  };
+  busy_batch(42000);
+  CHECK(f.link->sent.empty());  // nobody answered, the client neither: first copies all
+  CHECK(f.defense->counters().syn_first_dropped == 41);
+  CHECK(f.defense->counters().syn_cookies_sent == 0);
+  busy_batch(42100);  // new spoofed SYNs, and the client's retransmission (same port, same ISN)
+  REQUIRE(f.link->sent.size() == 1);
+  CHECK(f.defense->counters().syn_first_dropped == 81);
+  CHECK(f.defense->counters().syn_retx_answered == 1);
+  auto synack = parse(f.link->sent.back());
+  CHECK(synack.dst_port == 40040);
+  CHECK(synack.ack == 7001);
+  f.exchange(f.segment(client, 40040, TcpSegmentView::ACK, 7001, synack.seq + 1));
+  CHECK(f.accepted.size() == 1);
+  // One packet at a time the link keeps up: answered at once, as without the check.
+  CHECK(f.exchange(f.segment(flooder, 42200, TcpSegmentView::SYN, 1000, 0, syn_options)).size() == 1);
+  CHECK(f.defense->counters().syn_first_dropped == 81);
+}
+
+TEST_CASE("retransmission check off: a busy batch is answered as before") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.syn_retx_check = defense::RetxCheck::off;
+  config.synack_budget.per_second = 0;
+  Fixture f(config);
+  std::vector<std::vector<uint8_t>> batch;
+  for (uint16_t port = 43000; port < 43040; ++port)
+    batch.push_back(f.segment(client, port, TcpSegmentView::SYN, 1000, 0, syn_options));
+  f.link->inject_batch(batch);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK(f.link->sent.size() == 40);
+  CHECK(f.defense->counters().syn_first_dropped == 0);
+}
+
+TEST_CASE("retransmission check on: segments that are no SYN, or malformed, record nothing") {
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.syn_retx_check = defense::RetxCheck::on;
+  Fixture f(config);
+  // SYN+RST, SYN+ACK and a SYN with a broken checksum, all with the client's tuple and ISN.
+  f.exchange(f.segment(client, 40050, TcpSegmentView::SYN | TcpSegmentView::RST, 9000, 0, syn_options));
+  f.exchange(f.segment(client, 40050, TcpSegmentView::SYN | TcpSegmentView::ACK, 9000, 1, syn_options));
+  auto broken = f.segment(client, 40050, TcpSegmentView::SYN, 9000, 0, syn_options);
+  broken[36] ^= 0xff;  // the TCP checksum (IPv4 header 20 bytes, checksum at 16)
+  f.exchange(broken);
+  CHECK(f.defense->counters().syn_first_dropped == 0);
+  CHECK(f.defense->counters().syn_cookies_sent == 0);
+  // So the real SYN is still a first copy, and only its retransmission is answered.
+  CHECK(f.exchange(f.segment(client, 40050, TcpSegmentView::SYN, 9000, 0, syn_options)).empty());
+  CHECK(f.defense->counters().syn_first_dropped == 1);
+  auto answer = f.exchange(f.segment(client, 40050, TcpSegmentView::SYN, 9000, 0, syn_options));
+  REQUIRE(answer.size() == 1);
+  CHECK(parse(answer[0]).ack == 9001);
+  CHECK(f.defense->counters().syn_retx_answered == 1);
+  // A new ISN on the same tuple is a new connection: first copy again.
+  CHECK(f.exchange(f.segment(client, 40050, TcpSegmentView::SYN, 9100, 0, syn_options)).empty());
+  CHECK(f.defense->counters().syn_first_dropped == 2);
+}
+
+TEST_CASE("retransmission check: parsed and named") {
+  CHECK(defense::parse_retx_check("auto") == defense::RetxCheck::automatic);
+  CHECK(defense::parse_retx_check("off") == defense::RetxCheck::off);
+  CHECK(defense::parse_retx_check("on") == defense::RetxCheck::on);
+  CHECK(defense::to_string(defense::RetxCheck::automatic) == "auto");
+  CHECK_FALSE(defense::parse_retx_check("yes"));
+}
+
+namespace {
+// A SYN's options: syn_options, then the owner proof a client channel's signer writes.
+std::vector<uint8_t> proven_options(const OwnerProofSigner& signer, uint32_t isn, uint16_t port) {
+  std::vector<uint8_t> options(syn_options.begin(), syn_options.end());
+  options.resize(syn_options.size() + signer.option_length());
+  signer.write_option(isn, port, std::span<uint8_t>(options).subspan(syn_options.size()));
+  return options;
+}
+}  // namespace
+
+TEST_CASE("owner-proven SYNs skip the first-SYN drop, the SYN-ACK budget and the half-open cap; others do not") {
+  // One client behind one NAT address opens many carriers at once (tests/netns
+  // nat_handover's "many": 1000): unproven, its SYNs would be throttled like a flood.
+  SynDefenseConfig config = mode(CookieMode::on);
+  config.syn_retx_check = defense::RetxCheck::on;
+  config.synack_budget = {1, 1, 64, 7};
+  Fixture f(config);
+  OwnerProofVerifier verifier(*f.node);  // the authenticate stage, before the defense
+  std::array<uint8_t, 64> handshake_hash{};
+  handshake_hash.fill(0x5a);
+  crypto::PublicKey owner{};
+  owner.fill(0x33);
+  int channel = 0;
+  verifier.add_channel(&channel, handshake_hash, owner);
+  const OwnerProofSigner signer(handshake_hash);
+
+  // Unproven: the first copy is dropped (the check is on).
+  CHECK(f.exchange(f.segment(client, 44000, TcpSegmentView::SYN, 5000, 0, syn_options)).empty());
+  CHECK(f.defense->counters().syn_first_dropped == 1);
+  // Proven, 40 of them in one busy batch: every one answered at once with a cookie.
+  std::vector<std::vector<uint8_t>> batch;
+  for (uint16_t port = 44100; port < 44140; ++port)
+    batch.push_back(f.segment(client, port, TcpSegmentView::SYN, 6000 + port, 0, proven_options(signer, 6000 + port, 7000)));
+  REQUIRE(batch.size() >= busy_batch_packets);
+  f.link->sent.clear();
+  f.link->inject_batch(batch);
+  uv_run(&f.loop, UV_RUN_NOWAIT);
+  CHECK(f.link->sent.size() == 40);
+  CHECK(f.defense->counters().syn_proven_exempt == 40);
+  CHECK(f.defense->counters().syn_first_dropped == 1);
+  CHECK(f.defense->counters().synack_budget_dropped == 0);
+  CHECK(verifier.counters().syns_proven == 40);
+  // The cookie's ACK makes the connection, owned by the channel's key.
+  REQUIRE_FALSE(f.link->sent.empty());
+  auto synack = parse(f.link->sent.front());
+  REQUIRE(synack.dst_port == 44100);
+  f.exchange(f.segment(client, 44100, TcpSegmentView::ACK, 6000 + 44100 + 1, synack.seq + 1));
+  REQUIRE(f.accepted.size() == 1);
+  auto got_owner = pcb_owner(f.accepted[0]->connection->pcb());
+  REQUIRE(got_owner);
+  CHECK(*got_owner == owner_key_of(owner));
+
+  // A proof made for another ISN: forged, dropped by the verifier, never answered.
+  CHECK(f.exchange(f.segment(client, 44200, TcpSegmentView::SYN, 7777, 0, proven_options(signer, 7778, 7000))).empty());
+  CHECK(verifier.counters().syns_forged == 1);
+  // A proven flow's 4-tuple with another ISN and no proof: a plain SYN again (first copy).
+  CHECK(f.exchange(f.segment(client, 44101, TcpSegmentView::SYN, 1234, 0, syn_options)).empty());
+  CHECK(f.defense->counters().syn_first_dropped == 2);
+  CHECK(f.defense->counters().syn_proven_exempt == 40);
+}
+
+TEST_CASE("owner-proven SYNs: below the trigger they go to lwIP even when their prefix is at its half-open cap") {
+  SynDefenseConfig config = mode(CookieMode::automatic);
+  config.half_open_per_prefix = 2;
+  config.syn_retx_check = defense::RetxCheck::off;
+  Fixture f(config);
+  OwnerProofVerifier verifier(*f.node);
+  std::array<uint8_t, 64> handshake_hash{};
+  handshake_hash.fill(0x17);
+  crypto::PublicKey owner{};
+  int channel = 0;
+  verifier.add_channel(&channel, handshake_hash, owner);
+  const OwnerProofSigner signer(handshake_hash);
+  for (uint16_t port = 45000; port < 45002; ++port)
+    f.exchange(f.segment(client, port, TcpSegmentView::SYN, 100, 0, syn_options));
+  CHECK(f.pcbs_for(45000) == 1);
+  CHECK(f.pcbs_for(45001) == 1);
+  // The third unproven one: at the cap, a cookie instead of a pcb.
+  f.exchange(f.segment(client, 45002, TcpSegmentView::SYN, 100, 0, syn_options));
+  CHECK(f.pcbs_for(45002) == 0);
+  CHECK(f.defense->counters().admission_half_open_cookied == 1);
+  // A proven one: lwIP's own half-open pcb, no cookie.
+  auto answer = f.exchange(f.segment(client, 45003, TcpSegmentView::SYN, 300, 0, proven_options(signer, 300, 7000)));
+  CHECK(answer.size() == 1);
+  CHECK(f.pcbs_for(45003) == 1);
+  CHECK(f.defense->counters().admission_half_open_cookied == 1);
+  CHECK(f.defense->counters().syn_proven_exempt == 1);
+  CHECK(f.defense->counters().syn_cookies_sent == 1);
 }

@@ -3,6 +3,7 @@
 // are refused.
 #include <doctest/doctest.h>
 
+#include <string>
 #include <vector>
 
 #include "stack/migrate/control_frame.hpp"
@@ -79,3 +80,35 @@ TEST_CASE("a version-1 session payload and bad fields are refused") {
 }
 
 }  // namespace
+
+TEST_CASE("frames fed as taken-over buffers read the same as copied ones, split anywhere") {
+  std::vector<uint8_t> stream;
+  append_frame(FrameType::address_request, std::string_view("precopy"), stream);
+  append_frame(FrameType::session, std::span<const uint8_t>(two_leg_bytes()), stream);
+  append_frame(FrameType::reply, std::string_view(""), stream);
+  for (size_t cut = 0; cut <= stream.size(); ++cut) {
+    FrameReader reader;
+    std::vector<Frame> frames;
+    auto drain = [&] {
+      while (true) {
+        auto next = reader.next();
+        REQUIRE(next.has_value());
+        if (!next.value()) return;
+        frames.push_back(std::move(*next.value()));
+      }
+    };
+    // The first piece taken over (nothing buffered), the second too: after a partial
+    // frame it is appended, after whole frames it replaces the consumed buffer.
+    reader.feed(std::vector<uint8_t>(stream.begin(), stream.begin() + static_cast<std::ptrdiff_t>(cut)));
+    drain();
+    reader.feed(std::vector<uint8_t>(stream.begin() + static_cast<std::ptrdiff_t>(cut), stream.end()));
+    drain();
+    REQUIRE(frames.size() == 3);
+    CHECK(frames[0].type == FrameType::address_request);
+    CHECK(std::string(frames[0].payload.begin(), frames[0].payload.end()) == "precopy");
+    CHECK(frames[1].type == FrameType::session);
+    CHECK(frames[1].payload == two_leg_bytes());
+    CHECK(frames[2].type == FrameType::reply);
+    CHECK(frames[2].payload.empty());
+  }
+}

@@ -25,6 +25,7 @@
 #include "stack/wire/tcp_header.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "support/engine_fakes.hpp"
+#include "support/engine_lab.hpp"
 #include "support/lwip_lab.hpp"
 
 namespace {
@@ -36,91 +37,9 @@ using roam::testing::pattern;
 using Table = roam::testing::FakeSessionTable;
 using Directory = roam::testing::FakeClientDirectory;
 using Loopback = roam::testing::LoopbackTransfer;
+using roam::testing::EngineLab;
+using roam::testing::some_key;
 
-struct EngineLab {
-  LwipLab lab{4, [this](tcp_pcb* pcb) {
-                table.adopt(std::make_unique<EchoSession>(*lab.node, EchoSession::Mode::echo, pcb,
-                                                          table.finished_callback()));
-                return true;
-              }};
-  Table table;
-  Directory directory;
-  std::unique_ptr<migrate::Importer> importer;  // B's
-  migrate::MigrationGuard old_guard{*lab.node};  // A's
-  std::unique_ptr<Follower> follower;            // the client's
-  std::vector<migrate::ChangeoverReport> followed;
-  Loopback link;
-  std::optional<migrate::ExportReport> report;
-
-  EngineLab() {
-    table.kinds_ = builtin_session_kinds(SessionContext{lab.node.get(), ""});
-    migrate::ImportConfig config;
-    config.address4 = lab.b();
-    importer = std::make_unique<migrate::Importer>(*lab.node, table, config);
-    ChannelOptions options;
-    follower = std::make_unique<Follower>(
-        *lab.node, options, Follower::Events{[this](const migrate::ChangeoverReport& r) { followed.push_back(r); }, {}, {}, {}, {}, {}});
-    link.importer = importer.get();
-    link.node = lab.node.get();
-    lab.connect([this] { return !table.sessions().empty(); });
-  }
-  ~EngineLab() {
-    follower->close();
-    importer->shutdown();
-    for (auto* s : table.sessions()) s->close();
-    lab.run([] { return false; }, 50);
-  }
-
-  // Runs a whole move of every session to B; answers are delivered as they come.
-  migrate::ExportReport move(uint64_t timeout_ms = 10'000, bool connect_ok = true) {
-    report.reset();
-    migrate::ExportPolicy policy;
-    policy.timeout_ms = timeout_ms;
-    migrate::Exporter exporter({*lab.node, table, old_guard, directory, nullptr}, policy, "b", table.sessions(),
-                               uv_now(lab.node->loop()), [this](const migrate::ExportReport& r) { report = r; });
-    if (connect_ok) {
-      exporter.start(link);
-      while (!link.answers.empty() && !exporter.finished()) {
-        exporter.on_result(link.answers.front());
-        link.answers.pop_front();
-      }
-    } else {
-      exporter.abandon("cannot connect to b");
-    }
-    REQUIRE(report.has_value());
-    return *report;
-  }
-
-  control::AddressChange acm_for(const migrate::ExportReport& r, uint64_t sequence) {
-    control::AddressChange acm;
-    acm.sequence = sequence;
-    randombytes_buf(acm.nonce.data(), acm.nonce.size());
-    acm.issued_at_ms = unix_ms();
-    acm.scope = control::AcmScope::connections;
-    acm.old_address = lab.a();
-    acm.old_port = testing::lab_port;
-    acm.new_address = r.new_address;
-    acm.new_port = testing::lab_port;
-    for (const auto& m : directory.announced) acm.connection_ids.push_back(m.connection_id);
-    if (!directory.announced.empty()) acm.handover_token = directory.announced.front().token;
-    auto certificate = crypto::encode_certificate(pool.admit(target_key.public_key(), 0));
-    acm.target_credential.assign(certificate.begin(), certificate.end());
-    return acm;
-  }
-
-  // The pool A and B belong to (as the client learned from A's HELLO), and B's key.
-  crypto::PoolSigningKey pool = crypto::PoolSigningKey::generate();
-  crypto::IdentityKey target_key = crypto::IdentityKey::generate();
-  std::optional<crypto::PoolPublicKey> pool_of_a() const { return pool.public_key(); }
-
-  tcp_pcb* client_pcb() { return lab.client.connection->pcb(); }
-};
-
-crypto::PublicKey some_key() {
-  crypto::PublicKey key{};
-  key.fill(7);
-  return key;
-}
 
 TEST_CASE("a session moved from code follows byte-exact through the exporter, importer and follower") {
   EngineLab e;
@@ -467,3 +386,32 @@ TEST_CASE("an import that duplicates a live connection, takes its flow or has no
 }
 
 }  // namespace
+
+TEST_CASE("would_freeze_any says whether a move would freeze a session, and freezes nothing itself") {
+  // MigrationService freezes right behind the address_request only when something will
+  // freeze; a move that freezes nothing waits for the target's addresses (its summary).
+  EngineLab e;
+  migrate::ExportPolicy policy;
+  std::vector<MovableSession*> picked = e.table.sessions();
+  REQUIRE(picked.size() == 1);
+  auto make = [&] {
+    return std::make_unique<migrate::Exporter>(
+        migrate::ExportServices{*e.lab.node, e.table, e.old_guard, e.directory, nullptr}, policy, "b", picked,
+        uv_now(e.lab.node->loop()), [](const migrate::ExportReport&) {});
+  };
+  auto exporter = make();
+  CHECK(exporter->would_freeze_any());
+  CHECK_FALSE(exporter->started());
+  // Nothing froze: the echo still answers from A.
+  auto data = pattern(8 << 10, 11);
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  CHECK(e.lab.client.received == data);
+
+  e.directory.client = nullptr;  // its client could not be told: it would stay
+  CHECK_FALSE(make()->would_freeze_any());
+
+  policy.too_young = [](uint64_t) { return true; };  // closed instead of moved
+  e.directory.client = &e.directory;
+  CHECK_FALSE(make()->would_freeze_any());
+}

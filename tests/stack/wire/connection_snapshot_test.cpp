@@ -376,7 +376,7 @@ TEST_CASE("version 2 and version 0 are rejected as unknown versions") {
 
 TEST_CASE("unknown flag bits are rejected as a bad field") {
   for (uint8_t high : {uint8_t{0x00}, uint8_t{0x80}}) {
-    for (uint8_t low : {uint8_t{0x04}, uint8_t{0x05}, uint8_t{0x80}}) {
+    for (uint8_t low : {uint8_t{0x08}, uint8_t{0x09}, uint8_t{0x80}}) {
       Bytes bytes = from_hex(small_ipv4_hex);
       bytes[6] = high;
       bytes[7] = low;

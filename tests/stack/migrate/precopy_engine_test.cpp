@@ -1,0 +1,172 @@
+// Pre-copy through the move engine in one LwipLab (support/engine_lab.hpp): a busy echo
+// session's queues reach B ahead of the freeze, the freeze carries only the delta, B
+// splices it and the stream goes on byte-exact after the client follows. A delta whose
+// pre-copied bytes B no longer holds is refused and the connection goes on at A,
+// unchanged; a target that refuses pre-copied bytes gets whole snapshots.
+#include <doctest/doctest.h>
+
+#include "stack/connection_id.hpp"
+#include "support/engine_lab.hpp"
+
+namespace {
+
+using namespace roam;
+using roam::testing::EngineLab;
+using roam::testing::pattern;
+using roam::testing::some_key;
+
+// A busy echo: the client streams `data` and reads the echo; returns once part came back.
+void make_busy(EngineLab& e, const std::vector<uint8_t>& data) {
+  e.lab.client.send(data);
+  e.lab.run([&] { return e.lab.client.received.size() >= (512 << 10); });
+}
+
+void follow_and_finish(EngineLab& e, const migrate::ExportReport& report, const std::vector<uint8_t>& data) {
+  auto verdict = e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 1), unix_ms());
+  CHECK(verdict == control::AcmVerdict::apply);
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
+}
+
+}  // namespace
+
+TEST_CASE("a pre-copied busy session moves with only the delta frozen and follows byte-exact") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 11);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  // Nothing runs between the last round and the freeze: the delta is empty.
+  auto report = e.move();
+  CHECK(report.ok());
+  CHECK(report.moved == 1);
+  CHECK(report.precopy_rounds == 1);
+  CHECK(report.precopy_bytes > 0);
+  CHECK(report.precopy_bytes_relied == report.precopy_bytes);
+  CHECK(report.snapshot_stream_bytes == 0);
+  CHECK(e.importer->counters().precopy_bytes_used == report.precopy_bytes);
+  CHECK(e.link.store.held_bytes() == 0);
+  follow_and_finish(e, report, data);
+  CHECK(e.lab.client.received == data);
+  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
+  // is refused with an RST once the longer stream gives it time; the data connection never
+  // saw one.
+  CHECK_FALSE(e.lab.client.failed);
+}
+
+TEST_CASE("pre-copy rounds while the connection runs: acknowledged bytes are skipped and the rest splices") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 12);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  e.policy.precopy_max_rounds = 3;
+  e.policy.precopy_min_round_bytes = 1;
+  // The connection goes on for a few loop turns after each round: its peer acknowledges
+  // part of what was pre-copied, the app reads and queues more.
+  e.between_rounds = [&e] {
+    int turns = 0;
+    e.lab.run([&] { return ++turns > 3; });
+  };
+  auto report = e.move();
+  CHECK(report.ok());
+  CHECK(report.moved == 1);
+  CHECK(report.precopy_rounds >= 2);
+  CHECK(report.precopy_bytes > report.precopy_bytes_relied);
+  CHECK(e.link.store.held_bytes() == 0);
+  follow_and_finish(e, report, data);
+  CHECK(e.lab.client.received == data);
+  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
+  // is refused with an RST once the longer stream gives it time; the data connection never
+  // saw one.
+  CHECK_FALSE(e.lab.client.failed);
+}
+
+TEST_CASE("a delta whose pre-copied bytes the target lost is refused, and the connection goes on at the old server") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 13);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  uint64_t id = connection_id(e.client_pcb());
+  // B confirmed the bytes, then lost them (a forged or broken peer would look the same).
+  e.between_rounds = [&e, id] { e.link.store.discard(id); };
+  auto report = e.move();
+  CHECK_FALSE(report.ok());
+  CHECK(report.moved == 0);
+  CHECK(report.failed == 1);
+  REQUIRE(report.sessions.size() == 1);
+  CHECK(report.sessions[0].reason.find("no pre-copied") != std::string::npos);
+  CHECK(e.importer->counters().refused_precopy_mismatch == 1);
+  CHECK(e.importer->counters().sessions_imported == 0);
+  CHECK(e.importer->parked_count() == 0);
+  CHECK(e.directory.announced.empty());
+  e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  CHECK(e.lab.client.received == data);
+  CHECK(e.lab.rst_seen == 0);
+}
+
+TEST_CASE("a target that refuses pre-copied bytes gets whole snapshots and the move still succeeds") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 14);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  e.link.refuse_precopy = true;
+  auto report = e.move();
+  CHECK(report.ok());
+  CHECK(report.moved == 1);
+  CHECK(report.precopy_refused);
+  CHECK(report.precopy_bytes_relied == 0);
+  CHECK(report.snapshot_stream_bytes > 0);
+  CHECK(e.importer->counters().precopy_bytes_used == 0);
+  follow_and_finish(e, report, data);
+  CHECK(e.lab.client.received == data);
+  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
+  // is refused with an RST once the longer stream gives it time; the data connection never
+  // saw one.
+  CHECK_FALSE(e.lab.client.failed);
+}
+
+TEST_CASE("a target that did not announce pre-copy gets whole snapshots without a round") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 15);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  e.target_accepts_precopy = false;
+  auto report = e.move();
+  CHECK(report.ok());
+  CHECK(report.moved == 1);
+  CHECK(report.precopy_skipped == migrate::PrecopySkip::target);
+  CHECK(report.precopy_rounds == 0);
+  CHECK(e.link.store.held_bytes() == 0);
+  CHECK(report.snapshot_stream_bytes > 0);
+  follow_and_finish(e, report, data);
+  CHECK(e.lab.client.received == data);
+  CHECK_FALSE(e.lab.client.failed);
+}
+
+TEST_CASE("auto pre-copies a busy session and skips one that queues less than the threshold") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 16);
+  make_busy(e, data);
+  e.policy.precopy = true;
+  SUBCASE("busy: over the threshold") {
+    // Well under what the busy session holds: at the move it may have exactly one full
+    // 64 KiB buffer queued (1 run in ~10 with a 64 KiB threshold: skipped as idle).
+    e.policy.precopy_idle_bytes = 16 << 10;
+    auto report = e.move();
+    CHECK(report.ok());
+    CHECK(report.precopy_skipped == migrate::PrecopySkip::none);
+    CHECK(report.precopy_queued_bytes > (16u << 10));
+    CHECK(report.precopy_rounds >= 1);
+    CHECK(report.precopy_bytes_relied > 0);
+    follow_and_finish(e, report, data);
+  }
+  SUBCASE("idle enough: under the threshold") {
+    e.policy.precopy_idle_bytes = 64u << 20;  // more than the whole stream
+    auto report = e.move();
+    CHECK(report.ok());
+    CHECK(report.precopy_skipped == migrate::PrecopySkip::idle);
+    CHECK(report.precopy_rounds == 0);
+    CHECK(report.precopy_bytes == 0);
+    follow_and_finish(e, report, data);
+  }
+  CHECK(e.lab.client.received == data);
+  CHECK_FALSE(e.lab.client.failed);
+}
