@@ -189,7 +189,7 @@ void FilesSession::refuse(const std::string& reason) {
 }
 
 void FilesSession::pump() {
-  if (frozen_ || end_.finishing() || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
+  if (frozen_ || output_held_ || end_.finishing() || !carrier_->alive() || state_.phase != FilesPhase::sending) return;
   while (state_.offset < state_.size) {
     size_t unsent = carrier_->unsent_bytes();
     if (unsent >= max_unsent) break;  // on_sent resumes once lwIP sent some
@@ -266,6 +266,12 @@ void FilesSession::thaw() {
   take(held);
   check_request_eof();
   pump();
+}
+
+void FilesSession::release_output() {
+  if (!output_held_) return;
+  output_held_ = false;
+  if (!frozen_) pump();
 }
 
 std::vector<uint8_t> FilesSession::app_state() const {

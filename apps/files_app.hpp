@@ -53,6 +53,10 @@ class FilesSession final : public SingleLegSession, public TcpConnection::Handle
   bool movable() const override;
   void freeze() override;
   void thaw() override;
+  // A download is the case pre-copy's held round is for: the file stops flowing into the
+  // send queue; TCP drains what is queued.
+  void hold_output() override { output_held_ = true; }
+  void release_output() override;
   std::vector<uint8_t> received_unconsumed() const override { return held_; }
   std::vector<uint8_t> app_state() const override;
   tcp_pcb* release_pcb() override;
@@ -116,6 +120,7 @@ class FilesSession final : public SingleLegSession, public TcpConnection::Handle
   bool refused_ = false;
   bool fin_sent_ = false;
   bool frozen_ = false;
+  bool output_held_ = false;  // hold_output(): nothing more is queued until released
 };
 
 }  // namespace roam

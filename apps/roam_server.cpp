@@ -98,6 +98,10 @@ Options:
                          this server does not announce it to servers moving here
   --precopy-rounds N     at most N pre-copy rounds before the freeze (1-8, default 2);
                          a round that moved under 64 KiB is the last
+  --precopy-hold on|off  after the rounds, one more while each moving download
+                         stops queueing file bytes (TCP still sends what is
+                         queued), so the freeze carries almost no stream bytes
+                         (default on)
   --control-keep on|off  keep the authenticated control connection to each move
                          target open after the move and start the next move there
                          on it (and, with --roam-pool, open one to each member's
@@ -219,6 +223,7 @@ struct ServerOptions {
   uint64_t move_timeout_s = 10;
   PrecopyMode precopy = PrecopyMode::automatic;
   uint64_t precopy_rounds = 2;
+  bool precopy_hold = true;
   bool control_keep = true;
   uint64_t protect_older_than_s = 0;
   uint16_t port = 7000;
@@ -266,6 +271,7 @@ OptionSpecs server_option_specs() {
       {"move-timeout", "--move-timeout", Kind::value, false},
       {"precopy", "--precopy", Kind::value, false},
       {"precopy-rounds", "--precopy-rounds", Kind::value, false},
+      {"precopy-hold", "--precopy-hold", Kind::value, false},
       {"control-keep", "--control-keep", Kind::value, false},
       {"protect-older-than", "--protect-older-than", Kind::value, false},
       {"metrics", "--metrics", Kind::value, false},
@@ -389,6 +395,10 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       std::string value = option_value(argc, argv, i);
       if (value != "on" && value != "off") throw ConfigError("bad --control-keep '" + value + "': expected on or off");
       options.control_keep = value == "on";
+    } else if (arg == "--precopy-hold") {
+      std::string value = option_value(argc, argv, i);
+      if (value != "on" && value != "off") throw ConfigError("bad --precopy-hold '" + value + "': expected on or off");
+      options.precopy_hold = value == "on";
     } else if (arg == "--precopy-rounds") {
       options.precopy_rounds = parse_number(option_value(argc, argv, i), 8, "--precopy-rounds");
       if (options.precopy_rounds == 0) throw ConfigError("--precopy-rounds must be 1-8");
@@ -490,6 +500,7 @@ class Server final : public SessionTable {
     migration.precopy = options_.precopy;
     migration.keep_control = options_.control_keep;
     migration.precopy_max_rounds = options_.precopy_rounds;
+    migration.precopy_hold_output = options_.precopy_hold;
     migration.protect_older_than_ms = options_.protect_older_than_s * 1000;
     migration.address4 = address_without_prefix(options_.link.address);
     if (!options_.link.address6.empty()) migration.address6 = address_without_prefix(options_.link.address6);

@@ -134,12 +134,15 @@ void Exporter::log_stayed(const std::string& name, const SessionReport& entry) {
   }
 }
 
-void Exporter::drop_gone_candidates() {
+std::function<bool(const Exporter::Candidate&)> Exporter::gone_test() {
   std::vector<MovableSession*> live_list = services_.table.sessions();
-  std::unordered_set<MovableSession*> live(live_list.begin(), live_list.end());
-  std::erase_if(candidates_, [&](const Candidate& c) {
+  return [live = std::unordered_set<MovableSession*>(live_list.begin(), live_list.end())](const Candidate& c) {
     return live.count(c.session) == 0 || first_leg_id(*c.session) != c.connection_id;
-  });
+  };
+}
+
+void Exporter::drop_gone_candidates() {
+  std::erase_if(candidates_, gone_test());
   report_.candidates = candidates_.size();
 }
 
@@ -255,6 +258,32 @@ bool Exporter::precopy_wants_round() const {
   return precopy_chosen_ && precopy_relied_on_ && !started_ && !finished_ &&
          report_.precopy_rounds < policy_.precopy_max_rounds &&
          (report_.precopy_rounds == 0 || last_round_bytes_ >= policy_.precopy_min_round_bytes);
+}
+
+bool Exporter::precopy_wants_held_round() const {
+  return policy_.precopy_hold_output && precopy_chosen_ && precopy_relied_on_ && !started_ && !finished_ &&
+         !output_held_ && report_.precopy_rounds > 0;
+}
+
+uint64_t Exporter::precopy_held_round(TransferLink& link) {
+  if (!precopy_wants_held_round()) return 0;
+  drop_gone_candidates();
+  output_held_ = true;
+  for (const Candidate& candidate : candidates_)
+    if (admit(*candidate.session, candidate.session->legs()).moves()) candidate.session->hold_output();
+  uint64_t sent = precopy_round(link);
+  if (sent > 0) report_.precopy_held_round = true;
+  return sent;
+}
+
+void Exporter::release_held_output() {
+  if (!output_held_) return;
+  output_held_ = false;
+  // A moved session left the table (or gave up its legs): it is gone here, and the report
+  // still counts it among the candidates. The others go on where they are.
+  auto gone = gone_test();
+  for (const Candidate& candidate : candidates_)
+    if (!gone(candidate)) candidate.session->release_output();
 }
 
 Exporter::Admission Exporter::admit(const MovableSession& session, const std::vector<SessionLeg>& legs) const {
@@ -462,6 +491,7 @@ uint64_t Exporter::on_time(uint64_t now_ms) {
 void Exporter::finish() {
   if (finished_) return;
   finished_ = true;
+  release_held_output();
   if (report_.moved > 0) {
     std::vector<MovedConnection> moved;
     moved.reserve(report_.moved);

@@ -114,7 +114,8 @@ struct ExportReport {
   uint64_t snapshot_stream_bytes = 0;
   // Pre-copy: rounds run, stream bytes sent in them, and of those the bytes the snapshots
   // relied on (left out at the freeze). Whether the target confirmed what it held.
-  size_t precopy_rounds = 0;
+  size_t precopy_rounds = 0;  // the held round included
+  bool precopy_held_round = false;  // the last round ran with the sessions' output held
   uint64_t precopy_bytes = 0;
   uint64_t precopy_bytes_relied = 0;
   bool precopy_refused = false;
@@ -176,6 +177,10 @@ struct ExportPolicy {
   // (send queues from snd_una, received bytes not read yet) is idle: no pre-copy. 0: none
   // is (on).
   uint64_t precopy_idle_bytes = 0;
+  // After the last round, one more while the sessions hold their output (hold_output):
+  // what the app would have queued meanwhile stays unqueued, so the freeze carries
+  // almost no stream bytes (PROTOCOL.md 4.3, "The held round").
+  bool precopy_hold_output = true;
 };
 
 struct ExportServices {
@@ -221,6 +226,13 @@ class Exporter {
   void precopy_confirmed(std::optional<uint64_t> held_bytes);
   // Whether another round is worth it (the last one moved enough, rounds are left).
   bool precopy_wants_round() const;
+  // When no plain round is wanted any more: whether the held round runs (the policy asks
+  // for it, this move pre-copied, the target's syncs agreed, it did not run yet).
+  bool precopy_wants_held_round() const;
+  // The held round: every session start() would move holds its output, then a round as
+  // precopy_round. Sessions are released when the move finishes, whatever its outcome
+  // (a moved session is gone by then: its new host sends on).
+  uint64_t precopy_held_round(TransferLink& link);
   // `read_ns`: when the read that completed the answer came (uv_hrtime; 0: now).
   void on_result(const SessionResult& result, uint64_t read_ns = 0);
   // Also for an answer that could not be decoded (counted by the caller).
@@ -247,11 +259,16 @@ class Exporter {
   void note_thawed(const InFlight& item);
   // The candidates still in the session table, as the same connections they were.
   void drop_gone_candidates();
+  struct Candidate;
+  // True for a candidate that left the session table or is another connection now.
+  std::function<bool(const Candidate&)> gone_test();
   SessionReport& record(MovableSession* session, const std::vector<SessionLeg>& legs, SessionOutcome outcome,
                         std::string reason, std::string label = {});
   void log_stayed(const std::string& name, const SessionReport& entry);
   void resume(InFlight& item, const std::string& reason);
   void finish();
+  // Releases the output of every held session still here (finish()).
+  void release_held_output();
 
   ExportServices services_;
   ExportPolicy policy_;
@@ -275,6 +292,7 @@ class Exporter {
   uint64_t last_round_bytes_ = 0;
   bool precopy_relied_on_ = true;  // false once the target's sync disagreed
   bool precopy_chosen_ = false;     // decide_precopy said yes
+  bool output_held_ = false;        // the held round ran: candidates hold their output
   // Stream bytes queued in the movable sessions' legs now (decide_precopy, auto).
   uint64_t queued_stream_bytes();
   // What start() does with a session, decided without any effect (would_freeze_any asks

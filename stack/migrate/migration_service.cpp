@@ -243,6 +243,7 @@ void MigrationService::register_counters() {
   r.add_gauge("migrate", "last_import_read_at_us", [&c] { return c.last_import_read_at_us; });
   r.add_gauge("migrate", "last_import_answered_at_us", [&c] { return c.last_import_answered_at_us; });
   r.add("precopy", "precopy_rounds", &c.precopy_rounds);
+  r.add("precopy", "precopy_held_rounds", &c.precopy_held_rounds);
   r.add("precopy", "precopy_bytes_sent", &c.precopy_bytes_sent);
   r.add("precopy", "precopy_bytes_relied", &c.precopy_bytes_relied);
   r.add("precopy", "precopy_moves_refused", &c.precopy_moves_refused);
@@ -658,6 +659,7 @@ void MigrationService::begin_move(MoveRequest request) {
   policy.precopy = config_.precopy != PrecopyMode::off;
   policy.precopy_idle_bytes = config_.precopy == PrecopyMode::automatic ? config_.precopy_auto_idle_bytes : 0;
   policy.precopy_max_rounds = config_.precopy_max_rounds;
+  policy.precopy_hold_output = config_.precopy_hold_output;
   if (config_.protect_older_than_ms > 0) {
     policy.too_young = [this](uint64_t id) {
       auto young = young_.find(id);
@@ -840,6 +842,10 @@ void MigrationService::precopy_or_start() {
     awaiting_precopy_sync_ = true;
     return;
   }
+  if (exporter_->precopy_wants_held_round() && exporter_->precopy_held_round(link) > 0) {
+    awaiting_precopy_sync_ = true;
+    return;
+  }
   exporter_->start(link);
 }
 
@@ -994,6 +1000,7 @@ void MigrationService::on_move_done(const migrate::ExportReport& report) {
   counters_.last_move_released_at_us = report.first_stages.released_ns / 1000;
   counters_.last_move_acm_at_us = uv_hrtime() / 1000;
   counters_.precopy_rounds += report.precopy_rounds;
+  if (report.precopy_held_round) ++counters_.precopy_held_rounds;
   counters_.precopy_bytes_sent += report.precopy_bytes;
   counters_.precopy_bytes_relied += report.precopy_bytes_relied;
   counters_.last_move_precopy_bytes = report.precopy_bytes_relied;

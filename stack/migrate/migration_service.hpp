@@ -127,6 +127,7 @@ struct MigrationCounters {
   // dropped unused (a failed or refused move, a replaced or over-budget stream, a closed
   // connection), chunks refused (malformed or over budget), deltas that did not match.
   uint64_t precopy_rounds = 0;
+  uint64_t precopy_held_rounds = 0;  // of them, run with the sessions' output held
   uint64_t precopy_bytes_sent = 0;
   uint64_t precopy_bytes_relied = 0;
   uint64_t precopy_moves_refused = 0;
@@ -162,6 +163,9 @@ struct MigrationConfig {
   // top of that busy echo and skip it about as often as not.
   uint64_t precopy_auto_idle_bytes = 128u << 10;
   size_t precopy_max_rounds = 2;
+  // --precopy-hold: after the rounds, one more with the sessions' output held (files
+  // downloads stop queueing), so the freeze carries what the app queued meanwhile: nothing.
+  bool precopy_hold_output = true;
   // New server: the pre-copied bytes it holds for all peers together, at most.
   size_t precopy_budget_bytes = 256u << 20;
   // An imported session whose client never arrives is dropped after this time.

@@ -65,6 +65,14 @@ class MovableSession {
   // data already queued and must be held, not acted on. Undone by thaw().
   virtual void freeze() = 0;
   virtual void thaw() = 0;
+  // Pre-copy's last round (PROTOCOL.md 4.3, "The held round"): the app stops queueing new
+  // bytes on its legs while the connections keep running (lwIP still sends, retransmits
+  // and acknowledges what is queued), so the freeze that follows has no new bytes to carry.
+  // Undone by release_output(). The default does nothing: a session whose output follows
+  // its input (echo, a relay) would only turn the held bytes into unread input, which
+  // travels at the freeze as well.
+  virtual void hold_output() {}
+  virtual void release_output() {}
   // The moving state of leg `leg` (an index into legs()).
   virtual std::vector<uint8_t> leg_received(size_t leg) const = 0;
   virtual std::vector<uint8_t> leg_app_state(size_t leg) const = 0;

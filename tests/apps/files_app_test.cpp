@@ -178,6 +178,35 @@ TEST_CASE("a files session moved mid-download delivers the whole file exactly") 
   CHECK(f.finished == 1);
 }
 
+TEST_CASE("a files session holding its output queues no file byte while TCP drains the queue; released, it finishes") {
+  FilesLab f;
+  auto file = pattern(16 << 20, 17);
+  f.dir.write("big.bin", file);
+  f.connect();
+  f.lab.client.send("big.bin\n");
+  f.lab.run([&] { return f.lab.client.received.size() > (1 << 20); });
+  REQUIRE(f.lab.client.received.size() < file.size());
+  f.session->hold_output();
+  auto state_held = f.session->leg_app_state(0);
+  tcp_pcb* pcb = f.session->legs().front().pcb;
+  REQUIRE(pcb != nullptr);
+  const uint32_t queued_end = pcb->snd_lbb;
+  // What was queued still goes and is acknowledged (the connection is not frozen)...
+  f.lab.run([&] { return pcb->lastack == queued_end; });
+  CHECK(pcb->lastack == queued_end);
+  // ...but nothing more joins it, however long the ACKs keep coming.
+  f.lab.run([] { return false; }, 30);
+  CHECK(pcb->snd_lbb == queued_end);
+  CHECK(f.session->leg_app_state(0) == state_held);
+  const size_t received_held = f.lab.client.received.size();
+  CHECK(received_held < file.size());
+  f.session->release_output();
+  f.download();
+  CHECK(f.lab.client.received.size() > received_held);
+  CHECK(f.lab.client.received == file);
+  CHECK(f.lab.rst_seen == 0);
+}
+
 TEST_CASE("a request line split across a move, with bytes held while frozen, is served by the new host") {
   FilesLab f;
   auto file = pattern(1 << 20, 16);

@@ -23,11 +23,18 @@ Each phase has its own processes.
    the busy move must succeed without a pre-copy round (precopy_skipped_target 1, no
    precopy frame reached B), byte-exact.
 
+4. The held round (PROTOCOL.md 4.3): a `files` download, both servers --precopy on, moved
+   at 16 MiB of 64 MiB while the client reads: the download holds its output for the last
+   round, so the freeze carries no stream bytes (A's last_move_snapshot_bytes 0, with
+   pre-copied bytes relied on), and the file arrives whole (SHA-256).
+
 Nothing is timed.
 """
 import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +184,48 @@ def target_without_precopy():
         t.stop_all()
 
 
+def held_download():
+    directory = tempfile.mkdtemp(prefix="roam-it-precopy-files-")
+    try:
+        size = 64 * MIB
+        data = harness.pseudo_random_bytes(SEED + 3, size)
+        with open(os.path.join(directory, "big.bin"), "wb") as f:
+            f.write(data)
+        with harness.TwoServers(mode="files", mode_args=["--root", directory],
+                                server_extra=["--precopy", "on"]) as t:
+            sock = t.connect()
+            download = harness.MarkedReader(sock, [16 * MIB], size)
+            sock.sendall(b"big.bin\n")
+            reader = harness.Worker(download.run, name="download")
+            reader.start()
+            if not download.wait_for_mark(0, reader):
+                reader.finish()
+                raise TestFailure("held download: ended after %d bytes, before the move" % download.received)
+            download.release(0)
+            t.migrate("A", "B", expect_moved=1)
+            log("held download: %s" % t.last_summary)
+            reader.finish(harness.IO_TIMEOUT * 2)
+            sock.close()
+            check(download.eof and download.received == size,
+                  "held download: received %d bytes, expected %d" % (download.received, size))
+            check(download.digest.hexdigest() == harness.sha256(data), "held download: the bytes differ from the file")
+            a, b = t.status("A"), t.status("B")
+            log("A: precopy_rounds %s (held %s), relied %s, last_move_snapshot_bytes %s, frozen %s us" % (
+                a["precopy_rounds"], a["precopy_held_rounds"], a["precopy_bytes_relied"],
+                a["last_move_snapshot_bytes"], a["last_move_frozen_us"]))
+            check(a["last_move_precopy_bytes"] > 0, "held download: A relied on no pre-copied byte")
+            check(a["last_move_snapshot_bytes"] == 0,
+                  "held download: the freeze carried %d stream bytes; the held round should leave none" %
+                  a["last_move_snapshot_bytes"])
+            check(b["precopy_mismatches"] == 0, "held download: B counted %d mismatches" % b["precopy_mismatches"])
+            check(b["sessions_imported"] == 1, "held download: B imported %d sessions" % b["sessions_imported"])
+            t.stop_all()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main():
+    held_download()
     busy_move()
     failed_after_precopy()
     target_without_precopy()

@@ -78,7 +78,13 @@ struct EngineLab {
                                uv_now(lab.node->loop()), [this](const migrate::ExportReport& r) { report = r; });
     if (connect_ok) {
       exporter.decide_precopy(target_accepts_precopy);
-      while (exporter.precopy_wants_round() && exporter.precopy_round(link) > 0) {
+      // As MigrationService::precopy_or_start: plain rounds, then the held round.
+      auto round = [&]() -> uint64_t {
+        if (exporter.precopy_wants_round())
+          if (uint64_t sent = exporter.precopy_round(link); sent > 0) return sent;
+        return exporter.precopy_wants_held_round() ? exporter.precopy_held_round(link) : 0;
+      };
+      while (round() > 0) {
         REQUIRE_FALSE(link.syncs.empty());
         auto held = link.syncs.front();
         link.syncs.pop_front();

@@ -56,6 +56,11 @@ Figures (milliseconds, each the median over --reps):
                     precopy_bytes_1_busy_precopy = pre-copied bytes the snapshot relied on
                     (A's last_move_precopy_bytes). ratio_frozen_precopy_vs_plain_1_busy =
                     frozen_ms_1_busy_precopy / frozen_ms_1_busy, same run.
+  *_1_precopy       the same download with both servers --precopy on (part dlprecopy): its
+                    send queue goes to B while it runs, then one held round (PROTOCOL.md 4.3
+                    "The held round": the download stops queueing file bytes, TCP still sends)
+                    and the freeze carries no new bytes. ratio_frozen_precopy_vs_plain_1 =
+                    frozen_ms_1_precopy / frozen_ms_1, and the changeover likewise, same run.
   reconnect_ms_1    reference, same lab right after the move: the client downloads from A
                     again, at a third of the file closes that connection and asks B for the
                     rest (`NAME OFFSET`) on a new one; from the close to the first byte.
@@ -67,7 +72,7 @@ Figures (milliseconds, each the median over --reps):
                     --receive-buffer fixed (lwIP's 4 MiB window, as before): the reference for
                     what sized receive windows save (ratio_snapshot_bytes_busy_vs_rcvfixed).
                     Skipped with --receive-buffer fixed.
---parts picks the labs of each rep (download, busy, rcvfixed, precopy, many); --log-level
+--parts picks the labs of each rep (download, dlprecopy, busy, rcvfixed, precopy, many); --log-level
 sets every roam process's, --keep-logs DIR keeps each lab's logs.
 --send-buffer fixed runs the servers with lwIP's fixed 4 MiB send buffer (as before issue
 16), auto (default) with buffers sized to the path; --receive-buffer likewise for receive
@@ -483,9 +488,9 @@ def main():
                              "runs the busy echo with fixed as a reference")
     parser.add_argument("--busy-only", action="store_true",
                         help="only the busy echo, without and with --precopy (skips downloads and --connections)")
-    parser.add_argument("--parts", default="download,busy,rcvfixed,precopy,many",
+    parser.add_argument("--parts", default="download,dlprecopy,busy,rcvfixed,precopy,many",
                         help="which labs each rep runs (comma-separated): download (changeover_ms_1 and its reference "
-                             "reconnect_ms_1), busy, rcvfixed, precopy (the busy echo plain, with fixed windows, with "
+                             "reconnect_ms_1), dlprecopy (the download with --precopy on), busy, rcvfixed, precopy (the busy echo plain, with fixed windows, with "
                              "pre-copy), many (--connections)")
     parser.add_argument("--log-level", default="warn", help="every roam process's --log-level")
     parser.add_argument("--control-keep", choices=("on", "off"), default="on",
@@ -499,11 +504,11 @@ def main():
     # up to that long after t0 (at_request_ms_1_busy was 2.6-3.1 ms on a quiet machine).
     sys.setswitchinterval(0.0002)
     parts = set(args.parts.split(","))
-    unknown = parts - {"download", "busy", "rcvfixed", "precopy", "many"}
+    unknown = parts - {"download", "dlprecopy", "busy", "rcvfixed", "precopy", "many"}
     if unknown:
         parser.error("unknown --parts: " + ",".join(sorted(unknown)))
     if args.busy_only:
-        parts -= {"download", "many"}
+        parts -= {"download", "dlprecopy", "many"}
     if args.receive_buffer != "auto":
         parts.discard("rcvfixed")
     if args.connections == 0:
@@ -530,13 +535,14 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     results = {}
-    for suffix in ("_1", "_1_busy", "_1_busy_rcvfixed", "_1_busy_precopy"):
+    for suffix in ("_1", "_1_precopy", "_1_busy", "_1_busy_rcvfixed", "_1_busy_precopy"):
         for k in ("changeover_ms", "gap_ms", "longest_gap_ms", "longest_gap_end_ms", "longest_gap_before_ms",
                   "reply_ms", "frozen_ms",
                   "capture_ms", "snapshot_bytes"):
             results[k + suffix] = []
     for k in ("reconnect_ms_1", "changeover_ms_1000", "reconnect_ms_1000", "roamctl_ms_1000",
-              "late_packets_dropped_1", "held_back_packets_1", "precopy_bytes_1_busy_precopy"):
+              "late_packets_dropped_1", "held_back_packets_1", "precopy_bytes_1_busy_precopy",
+              "precopy_bytes_1_precopy"):
         results[k] = []
     load_before = machine_load()
     byte_exact = True
@@ -578,6 +584,18 @@ def main():
                         results["late_packets_dropped_1"][-1], results["held_back_packets_1"][-1]))
                     results["reconnect_ms_1"].append(reconnect_download(lab, name, size, size // 3))
                     note("  reconnect reference %.2f ms" % results["reconnect_ms_1"][-1])
+                finally:
+                    done_with(lab)
+
+            if "dlprecopy" in parts:
+                note("rep %d/%d: one download moved A -> B, both servers --precopy on" % (rep + 1, args.reps))
+                lab = lab_of(rep, "dlprecopy", "files", workdir, pool, root=workdir, send_buffer=args.send_buffer,
+                             receive_buffer=args.receive_buffer, precopy=True)
+                try:
+                    exact, _, a_status, _ = one_move(lab, name, size, expected, results, "_1_precopy", 0.0)
+                    byte_exact = byte_exact and exact
+                    results.setdefault("precopy_held_rounds_1_precopy", []).append(
+                        a_status.get("precopy_held_rounds"))
                 finally:
                     done_with(lab)
 
@@ -633,6 +651,8 @@ def main():
               "at_import_ms_1", "at_import_answered_ms_1", "at_answer_read_ms_1", "at_released_ms_1",
               "at_acm_ms_1", "at_resumed_ms_1", "longest_gap_ms_1",
               "longest_gap_end_ms_1", "longest_gap_before_ms_1",
+              "changeover_ms_1_precopy", "gap_ms_1_precopy", "frozen_ms_1_precopy", "snapshot_bytes_1_precopy",
+              "precopy_bytes_1_precopy",
               "changeover_ms_1_busy", "gap_ms_1_busy", "frozen_ms_1_busy", "capture_ms_1_busy",
               "snapshot_bytes_1_busy", "frozen_ms_1_busy_rcvfixed", "snapshot_bytes_1_busy_rcvfixed",
               "changeover_ms_1_busy_precopy", "gap_ms_1_busy_precopy",
@@ -646,7 +666,7 @@ def main():
            "stall_ms": args.stall_ms, "busy_mib": args.busy_mib, "send_buffer": args.send_buffer,
            "control_keep": args.control_keep,
            "receive_buffer": args.receive_buffer,
-           "parts": ",".join(p for p in ("download", "busy", "rcvfixed", "precopy", "many") if p in parts),
+           "parts": ",".join(p for p in ("download", "dlprecopy", "busy", "rcvfixed", "precopy", "many") if p in parts),
            # t0: the migrate_request written on an open control connection (before
            # 2026-12-04: roamctl's start); changeover ends at the first byte after B resumed
            # the connection (before: at the end of the longest pause after t0).
@@ -664,6 +684,11 @@ def main():
             med["snapshot_bytes_1_busy"] / med["snapshot_bytes_1_busy_rcvfixed"], 3)
     if med.get("frozen_ms_1_busy_rcvfixed"):
         out["ratio_frozen_busy_vs_rcvfixed"] = round(med["frozen_ms_1_busy"] / med["frozen_ms_1_busy_rcvfixed"], 3)
+    # The download pre-copied (held round) against the same download without, same run.
+    if med.get("frozen_ms_1") and "frozen_ms_1_precopy" in med:
+        out["ratio_frozen_precopy_vs_plain_1"] = round(med["frozen_ms_1_precopy"] / med["frozen_ms_1"], 3)
+    if med.get("changeover_ms_1") and "changeover_ms_1_precopy" in med:
+        out["ratio_changeover_precopy_vs_plain_1"] = round(med["changeover_ms_1_precopy"] / med["changeover_ms_1"], 3)
     # Pre-copy against the same busy move without it, same run (the reference).
     if med.get("frozen_ms_1_busy") and "frozen_ms_1_busy_precopy" in med:
         out["ratio_frozen_precopy_vs_plain_1_busy"] = round(med["frozen_ms_1_busy_precopy"] / med["frozen_ms_1_busy"], 3)

@@ -21,6 +21,36 @@ void make_busy(EngineLab& e, const std::vector<uint8_t>& data) {
   e.lab.run([&] { return e.lab.client.received.size() >= (512 << 10); });
 }
 
+// Counts hold_output/release_output around the lab's echo session, forwarding the rest.
+struct HoldCounts {
+  int holds = 0;
+  int releases = 0;
+};
+class HoldRecorder final : public MovableSession {
+ public:
+  HoldRecorder(std::unique_ptr<MovableSession> inner, HoldCounts& counts) : inner_(std::move(inner)), counts_(counts) {}
+  const char* kind() const override { return inner_->kind(); }
+  std::vector<SessionLeg> legs() const override { return inner_->legs(); }
+  bool movable() const override { return inner_->movable(); }
+  void freeze() override { inner_->freeze(); }
+  void thaw() override { inner_->thaw(); }
+  void hold_output() override { ++counts_.holds; }
+  void release_output() override { ++counts_.releases; }
+  std::vector<uint8_t> leg_received(size_t leg) const override { return inner_->leg_received(leg); }
+  std::vector<uint8_t> leg_app_state(size_t leg) const override { return inner_->leg_app_state(leg); }
+  std::vector<tcp_pcb*> release_legs() override { return inner_->release_legs(); }
+  void close() override { inner_->close(); }
+
+ private:
+  std::unique_ptr<MovableSession> inner_;
+  HoldCounts& counts_;
+};
+
+void record_holds(EngineLab& e, HoldCounts& counts) {
+  REQUIRE(e.table.owned.size() == 1);
+  e.table.owned[0] = std::make_unique<HoldRecorder>(std::move(e.table.owned[0]), counts);
+}
+
 void follow_and_finish(EngineLab& e, const migrate::ExportReport& report, const std::vector<uint8_t>& data) {
   auto verdict = e.follower->apply_acm(e.lab.a(), some_key(), e.pool_of_a(), e.acm_for(report, 1), unix_ms());
   CHECK(verdict == control::AcmVerdict::apply);
@@ -165,6 +195,64 @@ TEST_CASE("auto pre-copies a busy session and skips one that queues less than th
     CHECK(report.precopy_skipped == migrate::PrecopySkip::idle);
     CHECK(report.precopy_rounds == 0);
     CHECK(report.precopy_bytes == 0);
+    follow_and_finish(e, report, data);
+  }
+  CHECK(e.lab.client.received == data);
+  CHECK_FALSE(e.lab.client.failed);
+}
+
+TEST_CASE("the held round: moving sessions hold their output for it, and only those that stay are released") {
+  EngineLab e;
+  auto data = pattern(4 << 20, 17);
+  make_busy(e, data);
+  HoldCounts counts;
+  record_holds(e, counts);
+  e.policy.precopy = true;
+  SUBCASE("a moved session is held once and never released here (its new host sends on)") {
+    auto report = e.move();
+    CHECK(report.ok());
+    CHECK(report.moved == 1);
+    CHECK(report.candidates == 1);  // releasing at the end does not forget the moved one
+    CHECK(counts.holds == 1);
+    CHECK(counts.releases == 0);
+    follow_and_finish(e, report, data);
+  }
+  SUBCASE("a session the target refuses after the held round is released and goes on here") {
+    uint64_t id = connection_id(e.client_pcb());
+    e.between_rounds = [&e, id] { e.link.store.discard(id); };
+    auto report = e.move();
+    CHECK(report.moved == 0);
+    CHECK(report.failed == 1);
+    CHECK(counts.holds == 1);
+    CHECK(counts.releases == 1);
+    e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  }
+  SUBCASE("a move abandoned after the held round releases it") {
+    // The link breaks after the rounds: the exporter never starts.
+    migrate::Exporter exporter({*e.lab.node, e.table, e.old_guard, e.directory, nullptr}, e.policy, "b",
+                               e.table.sessions(), uv_now(e.lab.node->loop()), [](const migrate::ExportReport&) {});
+    exporter.decide_precopy(true);
+    while (exporter.precopy_wants_round() && exporter.precopy_round(e.link) > 0) {
+      REQUIRE_FALSE(e.link.syncs.empty());
+      exporter.precopy_confirmed(e.link.syncs.front());
+      e.link.syncs.pop_front();
+    }
+    CHECK(counts.holds == 0);  // the plain rounds hold nothing
+    REQUIRE(exporter.precopy_wants_held_round());
+    exporter.precopy_held_round(e.link);
+    CHECK(counts.holds == 1);
+    CHECK_FALSE(exporter.precopy_wants_held_round());  // once per move
+    exporter.abandon("transfer connection closed");
+    CHECK(counts.releases == 1);
+    e.lab.run([&] { return e.lab.client.received.size() >= data.size(); });
+  }
+  SUBCASE("--precopy-hold off: no held round") {
+    e.policy.precopy_hold_output = false;
+    auto report = e.move();
+    CHECK(report.ok());
+    CHECK(counts.holds == 0);
+    CHECK(counts.releases == 0);
+    CHECK_FALSE(report.precopy_held_round);
     follow_and_finish(e, report, data);
   }
   CHECK(e.lab.client.received == data);
