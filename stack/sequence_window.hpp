@@ -1,6 +1,6 @@
 // The cheapest check for a segment of a connection lwIP holds (issue 16): its sequence
 // number must lie within a window of what lwIP expects next. An off-path attacker who
-// forges segments of a known 4-tuple (the forged-ACM flood, tools/bench/acm_flood.py)
+// forges segments of a known 4-tuple (the forged-ACM flood, tools/bench/acm_flood.cpp)
 // cannot know the sequence number; a random one lands within the zone below with a
 // chance of about 2 x zone / 2^32 (0.8 %), so the Node drops the rest before copying them
 // into a pbuf, before the authenticate stage's crypto and before lwIP.

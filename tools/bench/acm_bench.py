@@ -8,17 +8,19 @@ reference aead_open_per_s (libsodium's ChaCha20-Poly1305 open alone, same size).
 
 Over the links (UDP on loopback, no privilege): roam-server A (discard) and a roam-client
 whose forward carries one kernel TCP upload to A. Three phases of --seconds each: upload
-alone, upload while tools/bench/acm_flood.py sends forged ACM segments (spoofed from A's
-control-channel endpoint to the client's channel port, random sequence numbers: an
-off-path attacker) to the client's link, upload alone again; then a fourth phase with the
-same flooder aimed at a UDP socket nobody reads (the flooder's own CPU, which shares the
-cores with the upload, without roam-client receiving anything).
+alone, upload while acm_flood (tools/bench/acm_flood.cpp: prebuilt segments, sendmmsg)
+sends forged ACM segments (spoofed from A's control-channel endpoint to the client's
+channel port, random sequence numbers: an off-path attacker) to the client's link, upload
+alone again; then a fourth phase with the same flooder aimed at a UDP socket nobody reads
+(the flooder's own CPU, which shares the cores with the upload, without roam-client
+receiving anything). --flood-rate PPS paces both floods (default 0: as fast as it goes).
   throughput_ratio_under_flood = flood phase / mean of the two phases without flood
   throughput_ratio_flooder_elsewhere = fourth phase / the same mean (the flooder's cost alone)
   throughput_ratio_flood_over_flooder_elsewhere = flood phase / fourth phase (roam-client's
                                  cost of receiving and dropping the forgeries)
   redirects_by_forgery         connections the client moved (no genuine move happens: 0)
   flood_pps                    forged datagrams per second the flooder got out
+  flood_rate_asked             the --flood-rate asked (0: as fast as it goes)
 Then three fresh pairs run the same upload (1 s warm-up, one phase): without MAC, with
 --segment-mac on both ends, without again:
   segment_mac_throughput_ratio = with per-segment MACs / the mean of the two without
@@ -48,7 +50,8 @@ ROAM_SERVER = os.environ.get("ROAM_SERVER", "build/apps/roam-server")
 ROAM_CLIENT = os.environ.get("ROAM_CLIENT", "build/apps/roam-client")
 ACM_BENCH = os.environ.get("ACM_BENCH", os.path.join(os.path.dirname(ROAM_SERVER), "..", "tools", "bench",
                                                      "acm_bench"))
-FLOOD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "acm_flood.py")
+ACM_FLOOD = os.environ.get("ACM_FLOOD", os.path.join(os.path.dirname(ROAM_SERVER), "..", "tools", "bench",
+                                                     "acm_flood"))
 CLIENT_ADDR, A_ADDR = "198.18.11.2", "198.18.12.2"
 
 
@@ -130,7 +133,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each upload phase (default 5)")
     parser.add_argument("--handshakes", type=int, default=300, help="handshakes timed in-process (default 300)")
+    parser.add_argument("--flood-rate", type=float, default=0,
+                        help="forged datagrams per second in both flood phases (default 0: as fast as it goes)")
     args = parser.parse_args()
+
+    if args.flood_rate < 0:
+        parser.error("--flood-rate must be 0 or positive")
+    if not os.access(ACM_FLOOD, os.X_OK):
+        sys.exit("acm_bench.py: no flooder at %s (build the acm_flood target, or set ACM_FLOOD)" % ACM_FLOOD)
+
+    def start_flood(link_port, channel_port):
+        return subprocess.Popen([ACM_FLOOD, "--link", "127.0.0.1:%d" % link_port, "--src", A_ADDR, "--dst",
+                                 CLIENT_ADDR, "--dport", str(channel_port), "--count", "100000000", "--seconds",
+                                 str(args.seconds), "--rate", str(args.flood_rate)], stdout=subprocess.PIPE,
+                                text=True)
 
     note("in-process costs (%s)" % ACM_BENCH)
     cpu = json.loads(subprocess.run([ACM_BENCH, "--handshakes", str(args.handshakes)], check=True,
@@ -148,9 +164,7 @@ def main():
         channel_port = int(re.search(r"established from local port (\d+)", lab.client_log()).group(1))
         note("control channel from client port %d; phases of %.1f s" % (channel_port, args.seconds))
         before = upload.rate(args.seconds)
-        flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % lab.udp["client"], "--src", A_ADDR,
-                                  "--dst", CLIENT_ADDR, "--dport", str(channel_port), "--count", "100000000",
-                                  "--seconds", str(args.seconds)], stdout=subprocess.PIPE, text=True)
+        flood = start_flood(lab.udp["client"], channel_port)
         under = upload.rate(args.seconds)
         flood_result = json.loads(flood.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1])
         after = upload.rate(args.seconds)
@@ -159,10 +173,7 @@ def main():
         # flooder and the kernel's send path compete with the upload, not roam-client.
         sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sink.bind(("127.0.0.1", 0))
-        elsewhere_flood = subprocess.Popen([sys.executable, FLOOD, "--link", "127.0.0.1:%d" % sink.getsockname()[1],
-                                            "--src", A_ADDR, "--dst", CLIENT_ADDR, "--dport", str(channel_port),
-                                            "--count", "100000000", "--seconds", str(args.seconds)],
-                                           stdout=subprocess.PIPE, text=True)
+        elsewhere_flood = start_flood(sink.getsockname()[1], channel_port)
         elsewhere = upload.rate(args.seconds)
         elsewhere_result = json.loads(
             elsewhere_flood.communicate(timeout=args.seconds + 60)[0].strip().splitlines()[-1])
@@ -213,6 +224,7 @@ def main():
         "upload_gbps_after": round(after, 3),
         "flood_sent": flood_result["sent"],
         "flood_pps": flood_result["pps"],
+        "flood_rate_asked": args.flood_rate,
         # References for the flooder's own CPU (it shares the cores with the upload).
         "upload_gbps_flooder_elsewhere": round(elsewhere, 3),
         "flood_pps_elsewhere": elsewhere_result["pps"],
