@@ -7,6 +7,7 @@
 #include "lwip/priv/tcp_priv.h"
 #include "stack/defense/admission.hpp"
 #include "stack/defense/cookie_connection.hpp"
+#include "stack/defense/syn_peek.hpp"
 #include "stack/lwip_address.hpp"
 #include "stack/migrate/pcb_migration.hpp"
 #include "stack/pcb_owner.hpp"
@@ -212,6 +213,14 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
   const auto* lpcb = reinterpret_cast<const tcp_pcb_listen*>(listener.listen_pcb());
   const double trigger = std::max(1.0, config_.trigger_fraction * lpcb->backlog);
   return lpcb->accepts_pending >= trigger;
+}
+
+void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch) const {
+  if (config_.mode == CookieMode::checker || config_.syn_retx_check == RetxCheck::off) return;
+  for (const auto& packet : batch) {
+    auto syn = peek_syn(packet);
+    if (syn && listeners_.count(syn->flow.local_port) != 0) retx_table_.prefetch(syn->flow, syn->isn);
+  }
 }
 
 FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {

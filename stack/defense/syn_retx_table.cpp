@@ -98,6 +98,12 @@ void SynRetxTable::set(size_t generation, uint64_t hash) {
   ++records_[generation];
 }
 
+void SynRetxTable::prefetch(const CookieFlow& flow, uint32_t client_isn) const {
+  if (!words_) return;
+  const auto hash = syn_record_hash(key_.span(), flow, client_isn);
+  if (hash) __builtin_prefetch(&words_[word_of(*hash)], 1);  // 1: it will be written (recorded)
+}
+
 bool SynRetxTable::seen(const CookieFlow& flow, uint32_t client_isn, uint64_t now_ms) {
   const auto hash = syn_record_hash(key_.span(), flow, client_isn);
   if (!hash || !words_) return false;  // nothing recorded yet: nothing to allocate for

@@ -103,3 +103,19 @@ TEST_CASE("the record hash is keyed: another key, another hash; the same inputs,
   CHECK(a != roam::defense::syn_record_hash(other, flow, 1));
   CHECK(a != roam::defense::syn_record_hash(test_key, flow, 2));
 }
+
+TEST_CASE("prefetch is only a hint: it allocates nothing, records nothing and answers nothing") {
+  SynRetxTable table(SynRetxTableConfig{1 << 16, 3000}, test_key);
+  const CookieFlow flow = flow_from(9, 40000);
+  table.prefetch(flow, 77);  // before the first record: no table yet
+  CHECK(table.memory_bytes() == 0);
+  CHECK_FALSE(table.seen_then_record(flow_from(10, 40000), 1, 5));  // allocates
+  const uint64_t records = table.current_records();
+  table.prefetch(flow, 77);
+  CookieFlow odd = flow;
+  odd.version = 5;
+  table.prefetch(odd, 77);  // a flow it cannot key: nothing
+  CHECK(table.current_records() == records);
+  CHECK_FALSE(table.seen(flow, 77, 6));
+  CHECK_FALSE(table.seen_then_record(flow, 77, 7));  // still a first copy
+}
