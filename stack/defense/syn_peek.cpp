@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "stack/wire/byte_reader.hpp"
+
 namespace roam::defense {
 
 namespace {
@@ -9,15 +11,6 @@ constexpr size_t tcp_minimum_header = 20;
 constexpr uint8_t tcp_flag_syn = 0x02;
 constexpr uint8_t tcp_flag_rst = 0x04;
 constexpr uint8_t tcp_flag_ack = 0x10;
-
-uint16_t read16(std::span<const uint8_t> bytes, size_t at) {
-  return static_cast<uint16_t>((bytes[at] << 8) | bytes[at + 1]);
-}
-
-uint32_t read32(std::span<const uint8_t> bytes, size_t at) {
-  return (uint32_t{bytes[at]} << 24) | (uint32_t{bytes[at + 1]} << 16) | (uint32_t{bytes[at + 2]} << 8) |
-         bytes[at + 3];
-}
 }  // namespace
 
 std::optional<SynPeek> peek_syn(std::span<const uint8_t> packet) {
@@ -29,7 +22,7 @@ std::optional<SynPeek> peek_syn(std::span<const uint8_t> packet) {
     if (packet.size() < 20) return std::nullopt;
     const size_t header = static_cast<size_t>(packet[0] & 0x0f) * 4;
     if (header < 20 || packet[9] != 6) return std::nullopt;
-    if ((read16(packet, 6) & 0x1fff) != 0) return std::nullopt;  // a later fragment: no TCP header
+    if ((wire::ByteReader(packet.subspan(6)).u16() & 0x1fff) != 0) return std::nullopt;  // a later fragment: no TCP header
     tcp_at = header;
     if (packet.size() < tcp_at + tcp_minimum_header) return std::nullopt;
     out.flow.version = 4;
@@ -46,9 +39,10 @@ std::optional<SynPeek> peek_syn(std::span<const uint8_t> packet) {
   }
   const uint8_t flags = packet[tcp_at + 13];
   if ((flags & (tcp_flag_syn | tcp_flag_ack | tcp_flag_rst)) != tcp_flag_syn) return std::nullopt;
-  out.flow.remote_port = read16(packet, tcp_at);
-  out.flow.local_port = read16(packet, tcp_at + 2);
-  out.isn = read32(packet, tcp_at + 4);
+  wire::ByteReader tcp(packet.subspan(tcp_at));
+  out.flow.remote_port = tcp.u16();
+  out.flow.local_port = tcp.u16();
+  out.isn = tcp.u32();
   return out;
 }
 
