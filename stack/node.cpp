@@ -336,9 +336,9 @@ void Node::receive_packet(size_t interface_index, std::span<const uint8_t> packe
 
 void Node::receive_batch(size_t interface_index, std::span<const PacketView> batch) {
   link_busy_ = batch.size() >= busy_batch_packets;
-  if (link_busy_)
+  if (batch.size() > 1)
     for (const auto& filters : input_filters_)
-      for (InputFilter* filter : filters) filter->prefetch(batch);
+      for (InputFilter* filter : filters) filter->prefetch(batch, link_busy_);
   for (const auto& packet : batch) receive_packet(interface_index, packet);
   link_busy_ = false;
 }

@@ -103,11 +103,15 @@ class InputFilter {
  public:
   virtual ~InputFilter() = default;
   virtual FilterVerdict on_input(const InboundPacket& packet) = 0;
-  // Before a busy batch (InboundPacket::link_busy) goes through on_input packet by packet:
-  // a filter whose look-ups miss the cache per packet (a table of megabytes) may start
-  // those memory reads for the whole batch here, so they overlap. A hint: the packets are
-  // raw and unchecked, and nothing may be decided or changed on them.
-  virtual void prefetch(std::span<const std::span<const uint8_t>> batch) { (void)batch; }
+  // Before a batch of two or more packets goes through on_input packet by packet: a
+  // filter whose look-ups miss the cache per packet (a table of megabytes) may start those
+  // memory reads for the whole batch here, so they overlap. `busy`: as
+  // InboundPacket::link_busy for each of them. A hint: the packets are raw and unchecked,
+  // and nothing may be decided or changed on them.
+  virtual void prefetch(std::span<const std::span<const uint8_t>> batch, bool busy) {
+    (void)batch;
+    (void)busy;
+  }
 };
 
 // A stage of the output chain, after lwIP built the packet and before the link sends it

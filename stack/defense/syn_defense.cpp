@@ -215,8 +215,10 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
   return lpcb->accepts_pending >= trigger;
 }
 
-void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch) const {
+void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy) const {
   if (config_.mode == CookieMode::checker || config_.syn_retx_check == RetxCheck::off) return;
+  // As retx_check_active: auto checks while the link is busy and for a hold after it.
+  if (config_.syn_retx_check == RetxCheck::automatic && !busy && uv_now(node_.loop()) >= busy_until_ms_) return;
   for (const auto& packet : batch) {
     auto syn = peek_syn(packet);
     if (syn && listeners_.count(syn->flow.local_port) != 0) retx_table_.prefetch(syn->flow, syn->isn);
