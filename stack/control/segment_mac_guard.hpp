@@ -84,7 +84,9 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
   void forget(const FlowKey& flow);
   bool is_protected(const FlowKey& flow) const { return flows_.count(flow) != 0; }
   // Forgets flows whose connection is gone. An adopted flow whose pcb is still parked
-  // (not yet known to lwIP) stays until it shows up or forget() is called for it.
+  // (not yet known to lwIP) stays until it shows up or forget() is called for it. A
+  // connection frozen by a move in flight is out of lwIP's active list too and would be
+  // forgotten: not to be called during a move (MigrationService does not).
   void prune();
 
   // The connection's MAC state, to travel in its snapshot (ConnectionSnapshot::segment_mac);
