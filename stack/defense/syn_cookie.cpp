@@ -105,4 +105,14 @@ std::optional<CookieParams> CookieJar::check(uint64_t now_ms, const CookieFlow& 
   return decode_cookie(slot.key.span(), made, flow, client_isn, cookie);
 }
 
+CookieFlow cookie_flow_of(const wire::TcpSegmentView& segment) {
+  CookieFlow flow;
+  flow.version = segment.version;
+  flow.local = segment.dst_address;
+  flow.remote = segment.src_address;
+  flow.local_port = segment.dst_port;
+  flow.remote_port = segment.src_port;
+  return flow;
+}
+
 }  // namespace roam::defense

@@ -26,6 +26,7 @@
 #include <span>
 
 #include "crypto/sodium.hpp"
+#include "stack/wire/tcp_header.hpp"
 
 namespace roam::defense {
 
@@ -43,6 +44,9 @@ struct CookieFlow {
   uint16_t local_port = 0;
   uint16_t remote_port = 0;
 };
+
+// The flow of a segment that arrived here: local = its destination, remote = its source.
+CookieFlow cookie_flow_of(const wire::TcpSegmentView& segment);
 
 // What every keyed hash of one SYN starts with (the cookie's MAC, the retransmission
 // table's record): version, local and remote address (16 bytes each), local and remote

@@ -35,16 +35,6 @@ bool is_local_address(const IpAddress& address) {
   return false;
 }
 
-CookieFlow cookie_flow(const TcpSegmentView& segment) {
-  CookieFlow flow;
-  flow.version = segment.version;
-  flow.local = segment.dst_address;
-  flow.remote = segment.src_address;
-  flow.local_port = segment.dst_port;
-  flow.remote_port = segment.src_port;
-  return flow;
-}
-
 }  // namespace
 
 std::string_view to_string(CookieMode mode) {
@@ -307,7 +297,7 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   // SYN never comes again. Before the budget, so first copies spend none of it.
   bool retransmission = false;
   if (retx_check_active(packet)) {
-    if (!retx_table_.seen_then_record(cookie_flow(segment), segment.seq, now)) {
+    if (!retx_table_.seen_then_record(cookie_flow_of(segment), segment.seq, now)) {
       ++counters_.syn_first_dropped;
       // Once per flood: a first drop after 10 s without one starts a new flood.
       if (!retx_dropped_any_ || now >= retx_last_drop_ms_ + 10'000)
@@ -382,7 +372,7 @@ bool SynDefense::send_cookie(const InboundPacket& packet, ListenerState& state) 
   requested.mss = options.mss.value_or(536);
   if (options.window_scale) requested.window_scale = std::min<uint8_t>(*options.window_scale, 14);
   requested.sack_permitted = false;  // lwIP does not do SACK: the SYN-ACK never grants it
-  const CookieFlow flow = cookie_flow(segment);
+  const CookieFlow flow = cookie_flow_of(segment);
   const uint32_t cookie = jar_.make(packet.now_ms, flow, segment.seq, requested);
 
   const auto* listen_pcb = TcpListener::find(segment.dst_port)->listen_pcb();
@@ -444,7 +434,7 @@ FilterVerdict SynDefense::on_ack(const InboundPacket& packet) {
   if (!is_local_address(flow.local)) return FilterVerdict::pass;
   if (lwip_has_flow(flow)) return FilterVerdict::pass;
 
-  auto params = jar_.check(packet.now_ms, cookie_flow(segment), segment.seq - 1, segment.ack - 1);
+  auto params = jar_.check(packet.now_ms, cookie_flow_of(segment), segment.seq - 1, segment.ack - 1);
   uint64_t suppressed = 0;
   if (!params) {
     ++counters_.syn_cookies_bad;

@@ -163,7 +163,8 @@ std::optional<PacketInfo> describe_own_tcp_packet(std::span<const uint8_t> packe
   if (version == 4) {
     const size_t header = static_cast<size_t>(packet[0] & 0x0F) * 4;
     const size_t length = (size_t{packet[2]} << 8) | packet[3];
-    if (packet[9] != ip_protocol_tcp || header < 20 || length > packet.size() || length < header + 20)
+    const bool fragment = (packet[6] & 0x3F) != 0 || packet[7] != 0;  // more fragments, or an offset
+    if (packet[9] != ip_protocol_tcp || header < 20 || length > packet.size() || length < header + 20 || fragment)
       return std::nullopt;
     return PacketInfo{4, ip_protocol_tcp, static_cast<uint16_t>(length), static_cast<uint16_t>(header)};
   }

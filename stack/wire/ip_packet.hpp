@@ -52,9 +52,10 @@ struct PacketInfo {
 // to read. IPv6 packets longer than 65535 bytes in total are rejected (bad_total_length).
 Result<PacketInfo, PacketError> check_ip_packet(std::span<const uint8_t> packet);
 
-// The PacketInfo of a TCP packet this host's own stack built (lwIP: no fragments, no IPv6
-// extension headers): lengths and protocol are checked, checksums are not summed again
-// (the output path runs this per segment). nullopt for anything else.
+// The PacketInfo of a TCP packet whose checksums need no summing: one this host's own
+// stack built (lwIP: no fragments, no IPv6 extension headers; the output path runs this
+// per segment), or one only peeked at for a hint (defense::peek_syn). Lengths, protocol
+// and "not a fragment" are checked. nullopt for anything else.
 std::optional<PacketInfo> describe_own_tcp_packet(std::span<const uint8_t> packet);
 
 }  // namespace roam::wire
