@@ -97,13 +97,13 @@ void SegmentMacGuard::forget(const FlowKey& flow) {
   flows_.erase(flow);
 }
 
-void SegmentMacGuard::prune() {
+void SegmentMacGuard::prune(const std::function<bool(const FlowKey&)>& held) {
   for (auto it = flows_.begin(); it != flows_.end();) {
     if (find_active_pcb(it->first) != nullptr) {
       it->second.adopted_parked = false;
       ++it;
-    } else if (it->second.adopted_parked) {
-      ++it;  // its import waits for the client; the importer forgets it if it gives up
+    } else if (it->second.adopted_parked || (held && held(it->first))) {
+      ++it;  // an import waits for the client (the importer forgets it if it gives up), or a move
     } else {
       it = flows_.erase(it);
     }

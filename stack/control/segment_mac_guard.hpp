@@ -36,6 +36,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -84,10 +85,10 @@ class SegmentMacGuard final : public InputFilter, public OutputRewriter {
   void forget(const FlowKey& flow);
   bool is_protected(const FlowKey& flow) const { return flows_.count(flow) != 0; }
   // Forgets flows whose connection is gone. An adopted flow whose pcb is still parked
-  // (not yet known to lwIP) stays until it shows up or forget() is called for it. A
-  // connection frozen by a move in flight is out of lwIP's active list too and would be
-  // forgotten: not to be called during a move (MigrationService does not).
-  void prune();
+  // (not yet known to lwIP) stays until it shows up or forget() is called for it; so does
+  // a flow `held` answers true for: a connection frozen by a move in flight is out of
+  // lwIP's active list too (the move guard silences it), and a refused move resumes it.
+  void prune(const std::function<bool(const FlowKey&)>& held = {});
 
   // The connection's MAC state, to travel in its snapshot (ConnectionSnapshot::segment_mac);
   // nullopt when it is not protected here. The copy holds the key: it wipes itself.

@@ -1092,10 +1092,11 @@ void MigrationService::on_housekeeping() {
   importer_->on_time(now);
   channels_->claim_pending();
   if (!exporter_) channels_->forget_closed();
-  // Not during a move: a frozen connection is out of lwIP's active list (freeze_pcb), so
-  // prune would take it for ended and forget its MAC key; after a refused move it went on
-  // unsigned and its peer dropped every segment (ASan CI run, migrate_precopy).
-  if (segment_mac_ && !exporter_) segment_mac_->prune();
+  // A frozen connection is out of lwIP's active list (freeze_pcb): without asking the
+  // move guard, prune took it for ended and forgot its MAC key, and after a refused move
+  // it went on unsigned while its peer dropped every segment (ASan CI run, migrate_precopy).
+  if (segment_mac_)
+    segment_mac_->prune([this](const FlowKey& flow) { return importer_->guard().is_silenced(flow); });
   // Connections that grew old (or ended) need no entry: no entry means old.
   auto gone = [](const auto& entry) { return find_pcb_by_connection_id(entry.first) == nullptr; };
   std::erase_if(seen_, gone);

@@ -172,6 +172,11 @@ TEST_CASE("a moved connection stays protected at its new host: the state travels
     migrate::freeze_pcb(server);
     const FlowKey old_flow = flow_of(server);
     moves.silence(old_flow);
+    // Frozen, the pcb is out of lwIP's active list; housekeeping may prune while the
+    // target answers. Asked, the move guard keeps the flow's MAC state: a refused move
+    // resumes the connection here, signed.
+    guard.prune([&](const FlowKey& flow) { return moves.is_silenced(flow); });
+    REQUIRE(guard.is_protected(old_flow));
     auto snapshot = migrate::capture_snapshot(server, {}, {});
     REQUIRE(snapshot);
     snapshot->segment_mac = guard.state_of(server);
