@@ -35,7 +35,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -48,27 +47,6 @@ MIB = 1024 * 1024
 BUSY = 40 * MIB
 CHUNK = 64 * 1024
 SEED = 0x9C0F
-
-
-def write_until_stalled(sock, data):
-    """Writes without reading until the kernel stops taking bytes for a while; returns how
-    many went in (the echo of exactly those is read after the move)."""
-    sock.setblocking(False)
-    sent = 0
-    idle_since = None
-    while sent < len(data):
-        try:
-            sent += sock.send(data[sent:sent + CHUNK])
-            idle_since = None
-        except BlockingIOError:
-            now = time.monotonic()
-            if idle_since is None:
-                idle_since = now
-            elif now - idle_since > 0.5:
-                break
-            time.sleep(0.01)
-    sock.setblocking(True)
-    return sent
 
 
 def finish_echo(sock, sent):
@@ -88,7 +66,7 @@ def busy_echo(t, data):
     sock = t.connect()
     harness.echo_round_trip(sock, b"ready\n")
     t.wait_for_sessions("A", 1)
-    sent = write_until_stalled(sock, data)
+    sent = harness.write_until_stalled(sock, data, CHUNK, idle_s=0.5)  # the echo of exactly those is read back
     log("wrote %.2f MiB of %.2f MiB before the writes stalled" % (sent / MIB, len(data) / MIB))
     check(sent < len(data), "the writes never stalled: the queues at A may be empty")
     return sock, sent

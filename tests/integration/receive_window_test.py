@@ -19,7 +19,6 @@ one fixed window (TCP_WND). Figures are printed (the machine is shared and noisy
 import hashlib
 import os
 import random
-import select
 import socket
 import sys
 import time
@@ -59,24 +58,6 @@ def bulk_echo(t, data):
     return len(data) / MIB / elapsed
 
 
-def fill_until_stalled(sock, data):
-    """Writes `data` until a write blocks for 1.5 s; returns the bytes written."""
-    sock.setblocking(False)
-    written = 0
-    while written < len(data):
-        _, ready, _ = select.select([], [sock], [], 1.5)
-        if not ready:
-            break
-        try:
-            written += sock.send(data[written:written + CHUNK])
-        except BlockingIOError:
-            continue
-    sock.setblocking(True)
-    sock.settimeout(harness.IO_TIMEOUT)
-    check(written < len(data), "the echo never stalled: %d bytes written" % written)
-    return written
-
-
 def stalled_move(t, data):
     """Returns (bytes the move carried, bytes written before the stall)."""
     # Small kernel buffers at this end: less to fill and to read back (roam-client's own
@@ -86,7 +67,8 @@ def stalled_move(t, data):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     sock.settimeout(harness.IO_TIMEOUT)
     sock.connect(("127.0.0.1", t.forward_port))
-    written = fill_until_stalled(sock, data)
+    written = harness.write_until_stalled(sock, data, CHUNK, idle_s=1.5)
+    check(written < len(data), "the echo never stalled: %d bytes written" % written)
     t.migrate("A", "B", expect_moved=1)
     carried = t.status("A").get("last_move_snapshot_bytes")
     check(carried is not None, "A's status has no last_move_snapshot_bytes")
