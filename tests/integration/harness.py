@@ -972,6 +972,13 @@ def write_until_stalled(sock, data, chunk=64 * 1024, idle_s=1.0):
     return sent
 
 
+def scaled(nbytes, minimum, multiple=1 << 20):
+    """nbytes times ROAMSTACK_TEST_SCALE (default 1.0), rounded down to a multiple of
+    `multiple` (1 MiB unless given), at least `minimum`."""
+    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
+    return max(minimum, int(nbytes * value) // multiple * multiple)
+
+
 def pseudo_random_bytes(seed, size):
     return random.Random(seed).randbytes(size)
 

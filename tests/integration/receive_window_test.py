@@ -18,7 +18,6 @@ one fixed window (TCP_WND). Figures are printed (the machine is shared and noisy
 """
 import hashlib
 import os
-import random
 import socket
 import sys
 import time
@@ -30,15 +29,6 @@ from harness import check, log  # noqa: E402
 MIB = 1024 * 1024
 TCP_WND = 4 * MIB  # stack/lwip_port/lwipopts.h
 CHUNK = 64 * 1024
-
-
-def scaled(nbytes, minimum):
-    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
-    return max(minimum, int(nbytes * value) // MIB * MIB)
-
-
-def stream(seed, size):
-    return random.Random(seed).randbytes(size)
 
 
 def bulk_echo(t, data):
@@ -95,10 +85,10 @@ def run_mode(mode, bulk, fill):
 
 
 def main():
-    bulk = stream(0x3C7E, scaled(8 * MIB, 2 * MIB))
+    bulk = harness.pseudo_random_bytes(0x3C7E, harness.scaled(8 * MIB, 2 * MIB))
     # More than every buffer between the writer and A's lwIP can hold (kernel socket
     # buffers on both sides of roam-client, its window, A's window and send buffer).
-    fill = stream(0xF111, 48 * MIB)
+    fill = harness.pseudo_random_bytes(0xF111, 48 * MIB)
     results = {mode: run_mode(mode, bulk, fill) for mode in ("fixed", "auto")}
     log("INFO bulk echo MiB/s: fixed %.1f, auto %.1f" % (results["fixed"][0], results["auto"][0]))
     log("INFO bytes a stalled echo's move carried: fixed %d, auto %d" % (results["fixed"][1], results["auto"][1]))
