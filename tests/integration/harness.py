@@ -29,6 +29,7 @@ import json
 import os
 import random
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -942,6 +943,40 @@ def echo_round_trip(sock, message=2048, what=None):
             raise TestFailure("%s: EOF after %d bytes" % (what, len(got)))
         got += part
     check(got == message, "%s: came back as %r, expected %r" % (what, got[:64], message[:64]))
+
+
+def write_until_stalled(sock, data, chunk=64 * 1024, idle_s=1.0):
+    """Writes `data` on `sock` without reading until the kernel takes no byte for `idle_s`
+    seconds (every queue on the way is full) or all of it went in; returns how many bytes
+    went in. The socket's timeout is restored. Whether it stalled (the return value is
+    less than len(data)) is the caller's to check."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    sent = 0
+    last = time.monotonic()  # the last write that took bytes
+    try:
+        while sent < len(data):
+            left = idle_s - (time.monotonic() - last)
+            if left <= 0:
+                break
+            _, ready, _ = select.select([], [sock], [], left)
+            if not ready:
+                break
+            try:
+                sent += sock.send(data[sent:sent + chunk])
+                last = time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+    finally:
+        sock.settimeout(timeout)
+    return sent
+
+
+def scaled(nbytes, minimum, multiple=1 << 20):
+    """nbytes times ROAMSTACK_TEST_SCALE (default 1.0), rounded down to a multiple of
+    `multiple` (1 MiB unless given), at least `minimum`."""
+    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
+    return max(minimum, int(nbytes * value) // multiple * multiple)
 
 
 def pseudo_random_bytes(seed, size):

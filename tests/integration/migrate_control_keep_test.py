@@ -40,18 +40,6 @@ from harness import RoamProcess, TestFailure, check, log  # noqa: E402
 CHUNK = 64 * 1024
 
 
-def echo_round(sock, rng, label):
-    data = rng.randbytes(CHUNK)
-    sock.sendall(data)
-    got = bytearray()
-    while len(got) < len(data):
-        part = sock.recv(len(data) - len(got))
-        if not part:
-            raise TestFailure("%s: the echo closed after %d of %d bytes" % (label, len(got), len(data)))
-        got += part
-    check(bytes(got) == data, "%s: the echo came back with other bytes" % label)
-
-
 def counters(t, name):
     status = t.status(name)
     return {k: status.get(k) for k in ("control_connections_opened", "control_connections_reused",
@@ -62,11 +50,11 @@ def part_reuse():
     rng = random.Random(0xC0417)
     with harness.TwoServers(mode="echo") as t:
         sock = t.connect()
-        echo_round(sock, rng, "before the moves")
+        harness.echo_round_trip(sock, rng.randbytes(CHUNK), "before the moves")
         for index, (source, target) in enumerate([("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")]):
             moved = t.migrate(source, target, expect_moved=1)
             log("move %d %s->%s: %.3f ms (roamctl)" % (index + 1, source, target, moved[3]))
-            echo_round(sock, rng, "after move %d" % (index + 1))
+            harness.echo_round_trip(sock, rng.randbytes(CHUNK), "after move %d" % (index + 1))
         seen = {name: counters(t, name) for name in ("A", "B")}
         log("counters: %s" % seen)
         for name in ("A", "B"):
@@ -92,10 +80,10 @@ def part_stale():
         if not t.servers["B"].wait_for_log("[app] serving "):
             raise TestFailure("B did not start again\n%s" % t.servers["B"].tail())
         sock = t.connect()
-        echo_round(sock, rng, "on A")
+        harness.echo_round_trip(sock, rng.randbytes(CHUNK), "on A")
         moved = t.migrate("A", "B", expect_moved=1)
         log("move after B's restart: %.3f ms (roamctl)" % moved[3])
-        echo_round(sock, rng, "on B after the move")
+        harness.echo_round_trip(sock, rng.randbytes(CHUNK), "on B after the move")
         seen = counters(t, "A")
         log("A counters: %s" % seen)
         check(seen["control_connections_stale"] == 1,
@@ -108,33 +96,24 @@ def part_stale():
         t.stop_all()
 
 
-class Forwarder:
+class Forwarder(harness.KernelBackend):
     """127.0.0.1:port -> target. poison(): connections open now are closed (both ways) at
-    the first byte their client writes; later ones pass."""
+    the first byte their client writes; later ones pass. silence(): what their clients
+    write from now on is swallowed."""
 
     def __init__(self, target_port):
         self.target_port = target_port
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        self.lock = threading.Lock()
         self.pairs = []
         self.poisoned = set()
         self.silenced = set()
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__(backlog=8)  # starts accepting: the fields above first
 
-    def accept(self):
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            with self.lock:
-                self.pairs.append((client, server))
-            threading.Thread(target=self.pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self.pump, args=(server, client, False), daemon=True).start()
+    def serve(self, client):
+        server = socket.create_connection(("127.0.0.1", self.target_port))
+        with self.lock:
+            self.pairs.append((client, server))
+        threading.Thread(target=self.pump, args=(server, client, False), daemon=True).start()
+        self.pump(client, server, True)
 
     def pump(self, source, sink, from_client):
         while True:
@@ -170,7 +149,7 @@ class Forwarder:
             return len(self.pairs)
 
     def close(self):
-        self.listener.close()
+        super().close()
         with self.lock:
             for pair in self.pairs:
                 for s in pair:
@@ -189,11 +168,11 @@ def part_stale_on_use(silent=False):
             kept = forwarder.silence() if silent else forwarder.poison()
             check(kept == 1, "A did not keep exactly one connection through the forwarder")
             sock = t.connect()
-            echo_round(sock, rng, "on A")
+            harness.echo_round_trip(sock, rng.randbytes(CHUNK), "on A")
             moved = t.migrate("A", "B-via", expect_moved=1)
             log("move on a kept connection %s: %.3f ms (roamctl)" % (
                 "that swallows what A writes" if silent else "closed at its first write", moved[3]))
-            echo_round(sock, rng, "on B after the move")
+            harness.echo_round_trip(sock, rng.randbytes(CHUNK), "on B after the move")
             seen = counters(t, "A")
             log("A counters: %s" % seen)
             check(seen["control_connections_stale"] == 1,

@@ -35,7 +35,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -48,27 +47,6 @@ MIB = 1024 * 1024
 BUSY = 40 * MIB
 CHUNK = 64 * 1024
 SEED = 0x9C0F
-
-
-def write_until_stalled(sock, data):
-    """Writes without reading until the kernel stops taking bytes for a while; returns how
-    many went in (the echo of exactly those is read after the move)."""
-    sock.setblocking(False)
-    sent = 0
-    idle_since = None
-    while sent < len(data):
-        try:
-            sent += sock.send(data[sent:sent + CHUNK])
-            idle_since = None
-        except BlockingIOError:
-            now = time.monotonic()
-            if idle_since is None:
-                idle_since = now
-            elif now - idle_since > 0.5:
-                break
-            time.sleep(0.01)
-    sock.setblocking(True)
-    return sent
 
 
 def finish_echo(sock, sent):
@@ -84,11 +62,20 @@ def finish_echo(sock, sent):
     return bytes(got)
 
 
+def read_back_echo(sock, sent, data, phase):
+    """Reads the echo of the `sent` bytes written (finish_echo), closes the socket and
+    checks its length and SHA-256 against data[:sent]; `phase` names the failure."""
+    got = finish_echo(sock, sent)
+    sock.close()
+    check(len(got) == sent, "%s: echoed %d bytes, expected %d" % (phase, len(got), sent))
+    check(harness.sha256(got) == harness.sha256(data[:sent]), "%s: the echo differs from what was written" % phase)
+
+
 def busy_echo(t, data):
     sock = t.connect()
     harness.echo_round_trip(sock, b"ready\n")
     t.wait_for_sessions("A", 1)
-    sent = write_until_stalled(sock, data)
+    sent = harness.write_until_stalled(sock, data, CHUNK, idle_s=0.5)  # the echo of exactly those is read back
     log("wrote %.2f MiB of %.2f MiB before the writes stalled" % (sent / MIB, len(data) / MIB))
     check(sent < len(data), "the writes never stalled: the queues at A may be empty")
     return sock, sent
@@ -100,10 +87,7 @@ def busy_move():
         sock, sent = busy_echo(t, data)
         moved = t.migrate("A", "B", expect_moved=1)
         log("busy move: %s" % t.last_summary)
-        got = finish_echo(sock, sent)
-        sock.close()
-        check(len(got) == sent, "busy move: echoed %d bytes, expected %d" % (len(got), sent))
-        check(harness.sha256(got) == harness.sha256(data[:sent]), "busy move: the echo differs from what was written")
+        read_back_echo(sock, sent, data, "busy move")
         a, b = t.status("A"), t.status("B")
         log("A: precopy_rounds %s, sent %s, relied %s, last_move_snapshot_bytes %s, frozen %s us" % (
             a["precopy_rounds"], a["precopy_bytes_sent"], a["precopy_bytes_relied"], a["last_move_snapshot_bytes"],
@@ -139,10 +123,7 @@ def failed_after_precopy():
         check(result.returncode != 0 and line.startswith("error moved 0 of 1") and "segment MAC" in line,
               "failed move: roamctl said %r (exit %d), expected an error naming the segment MAC" % (
                   line, result.returncode))
-        got = finish_echo(sock, sent)
-        sock.close()
-        check(len(got) == sent, "failed move: echoed %d bytes, expected %d" % (len(got), sent))
-        check(harness.sha256(got) == harness.sha256(data[:sent]), "failed move: the echo differs from what was written")
+        read_back_echo(sock, sent, data, "failed move")
         a, b = t.status("A"), t.status("B")
         log("A: sessions_export_failed %s, precopy sent %s; B: received %s, discarded %s, held %s, refused %s" % (
             a["sessions_export_failed"], a["precopy_bytes_sent"], b["precopy_bytes_received"],
@@ -165,11 +146,7 @@ def target_without_precopy():
         sock, sent = busy_echo(t, data)
         t.migrate("A", "B", expect_moved=1)
         log("move to a target without pre-copy: %s" % t.last_summary)
-        got = finish_echo(sock, sent)
-        sock.close()
-        check(len(got) == sent, "no-precopy target: echoed %d bytes, expected %d" % (len(got), sent))
-        check(harness.sha256(got) == harness.sha256(data[:sent]),
-              "no-precopy target: the echo differs from what was written")
+        read_back_echo(sock, sent, data, "no-precopy target")
         a, b = t.status("A"), t.status("B")
         log("A: precopy_skipped_target %s, rounds %s, last_move_snapshot_bytes %s; B: precopy received %s" % (
             a["precopy_skipped_target"], a["precopy_rounds"], a["last_move_snapshot_bytes"],

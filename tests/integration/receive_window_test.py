@@ -18,8 +18,6 @@ one fixed window (TCP_WND). Figures are printed (the machine is shared and noisy
 """
 import hashlib
 import os
-import random
-import select
 import socket
 import sys
 import time
@@ -31,15 +29,6 @@ from harness import check, log  # noqa: E402
 MIB = 1024 * 1024
 TCP_WND = 4 * MIB  # stack/lwip_port/lwipopts.h
 CHUNK = 64 * 1024
-
-
-def scaled(nbytes, minimum):
-    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
-    return max(minimum, int(nbytes * value) // MIB * MIB)
-
-
-def stream(seed, size):
-    return random.Random(seed).randbytes(size)
 
 
 def bulk_echo(t, data):
@@ -59,24 +48,6 @@ def bulk_echo(t, data):
     return len(data) / MIB / elapsed
 
 
-def fill_until_stalled(sock, data):
-    """Writes `data` until a write blocks for 1.5 s; returns the bytes written."""
-    sock.setblocking(False)
-    written = 0
-    while written < len(data):
-        _, ready, _ = select.select([], [sock], [], 1.5)
-        if not ready:
-            break
-        try:
-            written += sock.send(data[written:written + CHUNK])
-        except BlockingIOError:
-            continue
-    sock.setblocking(True)
-    sock.settimeout(harness.IO_TIMEOUT)
-    check(written < len(data), "the echo never stalled: %d bytes written" % written)
-    return written
-
-
 def stalled_move(t, data):
     """Returns (bytes the move carried, bytes written before the stall)."""
     # Small kernel buffers at this end: less to fill and to read back (roam-client's own
@@ -86,7 +57,8 @@ def stalled_move(t, data):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
     sock.settimeout(harness.IO_TIMEOUT)
     sock.connect(("127.0.0.1", t.forward_port))
-    written = fill_until_stalled(sock, data)
+    written = harness.write_until_stalled(sock, data, CHUNK, idle_s=1.5)
+    check(written < len(data), "the echo never stalled: %d bytes written" % written)
     t.migrate("A", "B", expect_moved=1)
     carried = t.status("A").get("last_move_snapshot_bytes")
     check(carried is not None, "A's status has no last_move_snapshot_bytes")
@@ -113,10 +85,10 @@ def run_mode(mode, bulk, fill):
 
 
 def main():
-    bulk = stream(0x3C7E, scaled(8 * MIB, 2 * MIB))
+    bulk = harness.pseudo_random_bytes(0x3C7E, harness.scaled(8 * MIB, 2 * MIB))
     # More than every buffer between the writer and A's lwIP can hold (kernel socket
     # buffers on both sides of roam-client, its window, A's window and send buffer).
-    fill = stream(0xF111, 48 * MIB)
+    fill = harness.pseudo_random_bytes(0xF111, 48 * MIB)
     results = {mode: run_mode(mode, bulk, fill) for mode in ("fixed", "auto")}
     log("INFO bulk echo MiB/s: fixed %.1f, auto %.1f" % (results["fixed"][0], results["auto"][0]))
     log("INFO bytes a stalled echo's move carried: fixed %d, auto %d" % (results["fixed"][1], results["auto"][1]))

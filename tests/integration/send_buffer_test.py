@@ -29,11 +29,6 @@ SEND_BUFFER_CAP = 4 * MIB  # TCP_SND_BUF (stack/lwip_port/lwipopts.h)
 NAME = "bulk.bin"
 
 
-def scaled(nbytes, minimum):
-    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
-    return max(minimum, int(nbytes * value) // MIB * MIB)
-
-
 def download_with_move(directory, size, want, mode):
     """Returns (bytes the move carried, MiB/s before the move, MiB/s overall)."""
     with harness.TwoServers(mode="files", mode_args=["--root", directory],

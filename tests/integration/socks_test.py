@@ -37,11 +37,6 @@ from harness import TestFailure, check, log  # noqa: E402
 import sshd_lab  # noqa: E402
 
 
-def scaled(nbytes, minimum):
-    value = float(os.environ.get("ROAMSTACK_TEST_SCALE", "1.0"))
-    return max(minimum, int(nbytes * value) // 65536 * 65536)
-
-
 def recv_exact(sock, n):
     data = b""
     while len(data) < n:
@@ -111,7 +106,7 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def part_one(work):
-    size = scaled(8 << 20, 256 << 10)
+    size = harness.scaled(8 << 20, 256 << 10, multiple=64 << 10)
     body = harness.pseudo_random_bytes(15, size)
     root = os.path.join(work, "www")
     os.mkdir(root)

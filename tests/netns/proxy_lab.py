@@ -1,7 +1,7 @@
 """The proxy topology in a lab (issue 12), shared by the real-application tests
-(proxy_ssh_test.py, proxy_http_test.py, proxy_iperf_test.py, proxy_dead_test.py) and
-tools/bench/proxy_bench.py. The lab is `tools/netns/topology up NAME --origin` with the
-strict NAT (tools/netns/nat on NAME) in the router:
+(proxy_ssh_test.py, proxy_http_test.py, proxy_iperf_test.py, proxy_dead_test.py,
+proxy_resume_test.py) and tools/bench/proxy_bench.py. The lab is `tools/netns/topology up
+NAME --origin` with the strict NAT (tools/netns/nat on NAME) in the router:
 
   c   roam-client on rtun0 (198.18.11.2), -L 127.0.0.1:9000:198.18.12.2:7000; the
       applications (ssh, scp, curl, iperf3, python clients) run here, behind the NAT
@@ -166,24 +166,22 @@ class ProxyLab:
             return "(no answer within 30 s)"
         return out.stdout.strip() or out.stderr.strip()
 
+    def status_json(self, name):
+        """roamctl status of `name` as a dict; {} when it does not answer with JSON."""
+        try:
+            return json.loads(self.status(name))
+        except ValueError:
+            return {}
+
     def sessions(self):
         """{proxy: sessions} from roamctl status (0 when it does not answer)."""
-        counts = {}
-        for name in PROXIES:
-            try:
-                counts[name] = json.loads(self.status(name)).get("sessions", 0)
-            except ValueError:
-                counts[name] = 0
-        return counts
+        return {name: self.status_json(name).get("sessions", 0) for name in PROXIES}
 
     def holder(self):
         """The proxy ("a" or "b") whose status shows sessions, the one it thinks first."""
         for name in (self.at, "b" if self.at == "a" else "a"):
-            try:
-                if json.loads(self.status(name)).get("sessions", 0) > 0:
-                    return name
-            except ValueError:
-                pass
+            if self.status_json(name).get("sessions", 0) > 0:
+                return name
         return self.at
 
     def stop(self):
@@ -323,6 +321,110 @@ def write_seeded(path, size, seed):
             f.write(data)
             left -= len(data)
     return h.hexdigest()
+
+
+# ---------------------------------------------------------------- HTTP downloads
+# (proxy_http_test.py, proxy_resume_test.py): a real HTTP server in namespace o on
+# 127.0.0.1:HTTP_PORT, fetched with curl from namespace c through the forward (LPORT).
+
+HTTP_PORT = 8080
+
+# In namespace c: curl URL piped into a hash, at RATE bytes/s; prints "progress N" every
+# STEP bytes and "done N SHA curl RC http CODE". PACING "curl": curl's --limit-rate (it
+# catches up after a stall); "reader": the hash reads at most RATE bytes/s and never
+# catches up (netns_proxy_resume: the download goes on well after a resume).
+FETCH = r"""
+import hashlib, subprocess, sys, time
+url, rate, pacing, step = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+limit = ["--limit-rate", str(rate)] if pacing == "curl" else []
+curl = subprocess.Popen(["curl", "-sS", "--fail"] + limit + ["-o", "-", "-w", "%{stderr}http %{http_code}\n", url],
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+h, n, mark = hashlib.sha256(), 0, 0
+while True:
+    d = curl.stdout.read1(1 << 16) if pacing == "reader" else curl.stdout.read(1 << 20)
+    if not d:
+        break
+    if pacing == "reader":
+        time.sleep(len(d) / rate)
+    h.update(d)
+    n += len(d)
+    if n - mark >= step:
+        mark = n
+        print("progress", n, flush=True)
+err = curl.stderr.read().decode(errors="replace").strip().splitlines()
+rc = curl.wait()
+code = [l.split()[1] for l in err if l.startswith("http ")]
+print("curl said:", " | ".join(l for l in err if not l.startswith("http ")), flush=True)
+print("done", n, h.hexdigest(), "curl", rc, "http", code[0] if code else "?", flush=True)
+"""
+
+
+def nginx_conf(workdir, root):
+    d = os.path.join(workdir, "nginx")
+    os.makedirs(d)
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid %(d)s/nginx.pid;
+error_log stderr notice;
+events { worker_connections 64; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    client_body_temp_path %(d)s/body;
+    proxy_temp_path %(d)s/proxy;
+    fastcgi_temp_path %(d)s/fastcgi;
+    uwsgi_temp_path %(d)s/uwsgi;
+    scgi_temp_path %(d)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d;
+        root %(root)s;
+    }
+}
+""" % {"d": d, "port": HTTP_PORT, "root": root})
+    return ["nginx", "-p", d, "-c", conf, "-e", "stderr"]
+
+
+def start_http_origin(lab, www):
+    """Starts the HTTP server as process "http" in namespace o, serving directory `www` on
+    127.0.0.1:HTTP_PORT: nginx (nginx_conf) when installed, else python3 -m http.server.
+    Returns (server name, the log line that says it is ready, for lab.wait_log("http", ...))."""
+    if shutil.which("nginx"):
+        lab.start("http", "o", nginx_conf(lab.workdir, www))
+        return "nginx", "start worker process"
+    lab.start("http", "o", [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", www,
+                            str(HTTP_PORT)])
+    return "python3 http.server", "Serving HTTP"
+
+
+def spawn_fetch(lab, path, rate, pacing, step):
+    """Starts FETCH in namespace c on http://127.0.0.1:LPORT/path (through the forward) at
+    `rate` bytes/s with PACING "curl" or "reader", a progress line every `step` bytes;
+    returns (the process, Lines of its output)."""
+    fetch = spawn_in(lab, "c", [sys.executable, "-c", FETCH, "http://127.0.0.1:%d/%s" % (LPORT, path), str(rate), pacing,
+                                str(step)],
+                     stdin=False)
+    return fetch, Lines(fetch)
+
+
+def check_download(fetch, out, size, want):
+    """After FETCH ended: its "done" line must say curl exit 0, HTTP 200, `size` bytes of
+    SHA-256 `want`; raises Failure otherwise. Returns the "done" line."""
+    out.join(10)
+    done = out.last("done")
+    if not done:
+        raise Failure("the fetcher exited %s: %s" % (fetch.returncode, out.lines[-5:]))
+    _, count, digest, _, rc, _, code = done.split()
+    log("#    %s; %s" % (out.last("curl said:"), done))
+    if rc != "0" or code != "200":
+        raise Failure("curl exit %s, HTTP %s after %s bytes" % (rc, code, count))
+    if int(count) != size or digest != want:
+        raise Failure("downloaded %s bytes, sha256 %s; want %d, %s" % (count, digest, size, want))
+    return done
 
 
 # A backend for the origin (python3, kernel TCP on 0.0.0.0:PORT in namespace o): sends

@@ -26,10 +26,8 @@ the download is still exact.
 
 Exit 0 passed, 1 failed, 77 skipped (not root, curl missing). About 17 s plain.
 """
-import json
 import os
 import re
-import shutil
 import sys
 import time
 
@@ -37,8 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from netns_lab import ROAMCTL, Failure, log, run_tool  # noqa: E402
 import netns_lab  # noqa: E402
 import proxy_lab  # noqa: E402
-from proxy_lab import LPORT, MIB, ORIGIN_LWIP, PROXIES, Lines, ProxyLab, end, scaled, spawn_in, wait_until  # noqa: E402
-from proxy_http_test import FETCH, HTTP_PORT, nginx_conf  # noqa: E402
+from proxy_lab import HTTP_PORT, MIB, ORIGIN_LWIP, PROXIES, ProxyLab, end, scaled, wait_until  # noqa: E402
 
 REPLAY_PORT = 7002
 REPLAY_BYTES = 16 * MIB
@@ -77,25 +74,12 @@ except OSError as e:
 """
 
 
-def counters(plab, name):
-    try:
-        return json.loads(plab.status(name))
-    except ValueError:
-        return {}
-
-
 def main(lab):
     www = os.path.join(lab.workdir, "www")
     os.makedirs(www)
     size = scaled(40 * MIB, minimum=20 * MIB)
     want = proxy_lab.write_seeded(os.path.join(www, "big.bin"), size, 1414)
-    if shutil.which("nginx"):
-        server, ready = "nginx", "start worker process"
-        lab.start("http", "o", nginx_conf(lab.workdir, www))
-    else:
-        server, ready = "python3 http.server", "Serving HTTP"
-        lab.start("http", "o", [sys.executable, "-u", "-m", "http.server", "--bind", "127.0.0.1", "--directory", www,
-                                str(HTTP_PORT)])
+    server, ready = proxy_lab.start_http_origin(lab, www)
     seed = os.path.join(lab.workdir, "checkpoint.key")
     run_tool([ROAMCTL, "genkey", "--out", seed], "roamctl genkey")
     plab = ProxyLab(lab, HTTP_PORT)
@@ -109,10 +93,7 @@ def main(lab):
                                str(REPLAY_PORT)])
         rate = max(256 * 1024, size // SECONDS)
         t0 = time.monotonic()
-        fetch = spawn_in(lab, "c", [sys.executable, "-c", FETCH, "http://127.0.0.1:%d/big.bin" % LPORT, str(rate), "reader",
-                                    str(1 << 20)],
-                         stdin=False)
-        out = Lines(fetch)
+        fetch, out = proxy_lab.spawn_fetch(lab, "big.bin", rate, "reader", 1 << 20)
 
         def progress():
             line = out.last("progress")
@@ -165,29 +146,20 @@ def main(lab):
         # 4. The download completes, exact.
         wait_until(lambda: fetch.poll() is not None, 120 + 4 * SECONDS, "the download's end (hang detector)")
         seconds = time.monotonic() - t0
-        out.join(10)
-        done = out.last("done")
-        if not done:
-            raise Failure("the fetcher exited %s: %s" % (fetch.returncode, out.lines[-5:]))
-        _, count, digest, _, rc, _, code = done.split()
-        log("#    %s; %s" % (out.last("curl said:"), done))
-        if rc != "0" or code != "200":
-            raise Failure("curl exit %s, HTTP %s after %s bytes" % (rc, code, count))
-        if int(count) != size or digest != want:
-            raise Failure("downloaded %s bytes, sha256 %s; want %d, %s" % (count, digest, size, want))
+        proxy_lab.check_download(fetch, out, size, want)
         if progress_after_probes >= size:
             raise Failure("the download ended before the refusals: they did not run beside it")
         log("ok   - curl downloaded %d MiB in %.1f s, SHA-256 and length exact across the kill of proxy A" % (
             size // MIB, seconds))
 
         # 5. Counters.
-        relay = counters(plab, "origin")
+        relay = plab.status_json("origin")
         want_relay = {"relay_resumes_done": 1, "relay_resume_refused_not_owner": 1,
                       "relay_resume_refused_unknown_connection": 1}
         got_relay = {k: relay.get(k) for k in want_relay}
         if got_relay != want_relay:
             raise Failure("relay counters %s, want %s" % (got_relay, want_relay))
-        b = counters(plab, "b")
+        b = plab.status_json("b")
         if b.get("resumes_done") != 1:
             raise Failure("proxy B resumes_done %s, want 1" % b.get("resumes_done"))
         if "proxy session resumed at the relay" not in lab.log_text("proxy_b"):
