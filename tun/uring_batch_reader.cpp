@@ -11,13 +11,14 @@ std::unique_ptr<UringBatchReader> UringBatchReader::create(int fd, unsigned dept
   std::unique_ptr<UringBatchReader> reader(new UringBatchReader(fd, depth));
   if (int rc = io_uring_queue_init(depth, &reader->ring_, 0); rc < 0) {
     why = std::string("io_uring_queue_init: ") + std::strerror(-rc);
-    return nullptr;
+    return nullptr;  // the destructor leaves the ring alone: its fd field is 0, not a ring's
   }
+  reader->ring_ready_ = true;
   return reader;
 }
 
 UringBatchReader::~UringBatchReader() {
-  io_uring_queue_exit(&ring_);
+  if (ring_ready_) io_uring_queue_exit(&ring_);
 }
 
 bool UringBatchReader::read(std::span<std::vector<uint8_t>> buffers, size_t count, std::span<int32_t> results) {

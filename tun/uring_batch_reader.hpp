@@ -31,11 +31,11 @@ class UringBatchReader {
   // them (they complete inline). results[i] is read()'s value for buffer i, or -errno.
   // Returns false (results undefined, nothing pending) when the submission itself failed.
   bool read(std::span<std::vector<uint8_t>> buffers, size_t count, std::span<int32_t> results);
-  unsigned depth() const { return depth_; }
 
  private:
   UringBatchReader(int fd, unsigned depth) : fd_(fd), depth_(depth) {}
   io_uring ring_{};
+  bool ring_ready_ = false;  // io_uring_queue_init succeeded: only then is there a ring to exit
   int fd_;
   unsigned depth_;
 };

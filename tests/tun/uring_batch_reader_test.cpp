@@ -92,3 +92,25 @@ TEST_CASE("io_uring batch reads: a closed fd gives -EBADF per read, counted by t
   CHECK(lab.results[0] == -EBADF);
   CHECK(lab.results[1] == -EBADF);
 }
+
+TEST_CASE("io_uring batch reads: a ring the kernel refuses leaves every fd alone (fd 0 included)") {
+  // A ring of depth 0 is refused (EINVAL). The reader must not then "exit" a ring that
+  // never was: its zeroed fd field would close fd 0.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const int saved_stdin = ::dup(0);  // -1 when fd 0 is closed: then it is opened for the test
+  if (saved_stdin < 0) REQUIRE(::dup2(fds[0], 0) == 0);
+  std::string why;
+  CHECK(roam::UringBatchReader::create(fds[0], 0, why) == nullptr);
+  CHECK_FALSE(why.empty());
+  CHECK(::fcntl(0, F_GETFD) != -1);
+  CHECK(::fcntl(fds[0], F_GETFD) != -1);
+  if (saved_stdin >= 0) {
+    ::dup2(saved_stdin, 0);
+    ::close(saved_stdin);
+  } else {
+    ::close(0);
+  }
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
