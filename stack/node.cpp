@@ -338,7 +338,7 @@ void Node::receive_batch(size_t interface_index, std::span<const PacketView> bat
   link_busy_ = batch.size() >= busy_batch_packets;
   if (batch.size() > 1)
     for (const auto& filters : input_filters_)
-      for (InputFilter* filter : filters) filter->prefetch(batch, link_busy_);
+      for (InputFilter* filter : filters) filter->prefetch(batch, link_busy_, uv_now(loop_));
   for (const auto& packet : batch) receive_packet(interface_index, packet);
   link_busy_ = false;
 }

@@ -105,12 +105,13 @@ class InputFilter {
   virtual FilterVerdict on_input(const InboundPacket& packet) = 0;
   // Before a batch of two or more packets goes through on_input packet by packet: a
   // filter whose look-ups miss the cache per packet (a table of megabytes) may start those
-  // memory reads for the whole batch here, so they overlap. `busy`: as
-  // InboundPacket::link_busy for each of them. A hint: the packets are raw and unchecked,
-  // and nothing may be decided or changed on them.
-  virtual void prefetch(std::span<const std::span<const uint8_t>> batch, bool busy) {
+  // memory reads for the whole batch here, so they overlap. `busy`, `now_ms`: as
+  // InboundPacket::link_busy and now_ms for each of them. A hint: the packets are raw and
+  // unchecked, and nothing may be decided or changed on them.
+  virtual void prefetch(std::span<const std::span<const uint8_t>> batch, bool busy, uint64_t now_ms) {
     (void)batch;
     (void)busy;
+    (void)now_ms;
   }
 };
 

@@ -187,14 +187,14 @@ bool SynDefense::checker_active(uint16_t port, uint64_t now_ms) const {
   return config_.mode == CookieMode::checker && triggered(port, now_ms);
 }
 
-bool SynDefense::retx_check_active(const InboundPacket& packet) const {
+bool SynDefense::retx_check_active(bool link_busy, uint64_t now_ms) const {
   switch (config_.syn_retx_check) {
     case RetxCheck::off:
       return false;
     case RetxCheck::on:
       return true;
     case RetxCheck::automatic:
-      return packet.link_busy || packet.now_ms < busy_until_ms_;
+      return link_busy || now_ms < busy_until_ms_;
   }
   return false;
 }
@@ -205,10 +205,8 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
   return lpcb->accepts_pending >= trigger;
 }
 
-void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy) const {
-  if (config_.mode == CookieMode::checker || config_.syn_retx_check == RetxCheck::off) return;
-  // As retx_check_active: auto checks while the link is busy and for a hold after it.
-  if (config_.syn_retx_check == RetxCheck::automatic && !busy && uv_now(node_.loop()) >= busy_until_ms_) return;
+void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy, uint64_t now_ms) const {
+  if (config_.mode == CookieMode::checker || !retx_check_active(busy, now_ms)) return;
   for (const auto& packet : batch) {
     auto syn = peek_syn(packet);
     if (syn && listeners_.count(syn->flow.local_port) != 0) retx_table_.prefetch(syn->flow, syn->isn);
@@ -296,7 +294,7 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   // First-SYN drop: the answer's write is what a flooded SYN costs most, and a spoofed
   // SYN never comes again. Before the budget, so first copies spend none of it.
   bool retransmission = false;
-  if (retx_check_active(packet)) {
+  if (retx_check_active(packet.link_busy, packet.now_ms)) {
     if (!retx_table_.seen_then_record(cookie_flow_of(segment), segment.seq, now)) {
       ++counters_.syn_first_dropped;
       // Once per flood: a first drop after 10 s without one starts a new flood.

@@ -143,8 +143,8 @@ class SynDefense final : public ListenerWatcher {
     SynDefense* self;
     explicit SynFilter(SynDefense* s) : self(s) {}
     FilterVerdict on_input(const InboundPacket& packet) override { return self->on_syn(packet); }
-    void prefetch(std::span<const std::span<const uint8_t>> batch, bool busy) override {
-      self->prefetch_syns(batch, busy);
+    void prefetch(std::span<const std::span<const uint8_t>> batch, bool busy, uint64_t now_ms) override {
+      self->prefetch_syns(batch, busy, now_ms);
     }
   };
   struct AckFilter final : InputFilter {
@@ -162,7 +162,7 @@ class SynDefense final : public ListenerWatcher {
   FilterVerdict on_syn(const InboundPacket& packet);
   // While the first-SYN check is active, a batch's SYNs to our listeners start loading
   // their records (a cache and TLB miss each, 6-8 % of the loop thread under a flood).
-  void prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy) const;
+  void prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy, uint64_t now_ms) const;
   FilterVerdict on_ack(const InboundPacket& packet);
   bool send_cookie(const InboundPacket& packet, ListenerState& state);
   bool backlog_at_trigger(const TcpListener& listener) const;
@@ -171,7 +171,8 @@ class SynDefense final : public ListenerWatcher {
   bool triggered(uint16_t port, uint64_t now_ms) const;
   bool uses_detector() const;
   // Whether a SYN that would get a cookie must be a retransmission now.
-  bool retx_check_active(const InboundPacket& packet) const;
+  // `link_busy` and `now_ms` as InboundPacket has them.
+  bool retx_check_active(bool link_busy, uint64_t now_ms) const;
   // Checker mode: the defense stage's verdict on a SYN.
   FilterVerdict check_syn(const InboundPacket& packet, const TcpListener& listener, ListenerState& state);
   // Closes the detector's bins up to now_ms and acts on an alarm or an all-clear.
