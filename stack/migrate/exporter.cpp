@@ -150,7 +150,7 @@ uint64_t Exporter::queued_stream_bytes() {
   uint64_t queued = 0;
   for (const Candidate& candidate : candidates_) {
     std::vector<SessionLeg> legs = candidate.session->legs();
-    if (why_session_stays(*candidate.session, legs, services_.guard)) continue;
+    if (!admit(*candidate.session, legs).moves()) continue;  // as start() decides
     for (size_t i = 0; i < legs.size(); ++i) {
       const tcp_pcb* pcb = legs[i].pcb;
       queued += static_cast<uint32_t>(pcb->snd_lbb - pcb->lastack);
@@ -208,8 +208,9 @@ uint64_t Exporter::precopy_round(TransferLink& link) {
   for (const Candidate& candidate : candidates_) {
     MovableSession* session = candidate.session;
     std::vector<SessionLeg> legs = session->legs();
-    // Only what start() would move; the rest would carry its bytes for nothing.
-    if (why_session_stays(*session, legs, services_.guard)) continue;
+    // Only what start() would move (not one that stays, is closed as too young or has no
+    // client to tell); the rest would carry its bytes for nothing.
+    if (!admit(*session, legs).moves()) continue;
     for (size_t i = 0; i < legs.size(); ++i) {
       const tcp_pcb* pcb = legs[i].pcb;
       uint64_t id = connection_id(pcb);
