@@ -8,7 +8,7 @@
 namespace roam::migrate {
 
 namespace {
-constexpr size_t header_bytes = 5;
+constexpr size_t header_bytes = frame_header_bytes;
 
 bool known_type(uint8_t type) {
   return type >= 1 && type <= 10;
@@ -49,12 +49,12 @@ void begin_frame(FrameType type, std::vector<uint8_t>& out) {
   append_frame(type, std::span<const uint8_t>(), out);  // the header; finish_frame sets the length
 }
 
-void finish_frame(std::vector<uint8_t>& out) {
-  auto length = static_cast<uint32_t>(out.size() - header_bytes);
-  out[0] = static_cast<uint8_t>(length >> 24);
-  out[1] = static_cast<uint8_t>(length >> 16);
-  out[2] = static_cast<uint8_t>(length >> 8);
-  out[3] = static_cast<uint8_t>(length);
+void finish_frame(std::vector<uint8_t>& out, size_t header_at) {
+  auto length = static_cast<uint32_t>(out.size() - header_at - header_bytes);
+  out[header_at] = static_cast<uint8_t>(length >> 24);
+  out[header_at + 1] = static_cast<uint8_t>(length >> 16);
+  out[header_at + 2] = static_cast<uint8_t>(length >> 8);
+  out[header_at + 3] = static_cast<uint8_t>(length);
 }
 
 void FrameReader::feed(std::span<const uint8_t> bytes) {

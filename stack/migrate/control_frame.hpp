@@ -69,9 +69,12 @@ void append_frame(FrameType type, std::span<const uint8_t> payload, std::vector<
 void append_frame(FrameType type, std::string_view text, std::vector<uint8_t>& out);
 
 // Builds a frame in place (no copy of a large payload): begin_frame writes the header,
-// the caller appends the payload, finish_frame fills in its length.
+// the caller appends the payload, finish_frame fills in its length. A frame appended
+// after others (its header written by append_frame with no payload) is finished with the
+// offset its header starts at.
+inline constexpr size_t frame_header_bytes = 5;  // u32 length | u8 type
 void begin_frame(FrameType type, std::vector<uint8_t>& out);
-void finish_frame(std::vector<uint8_t>& out);
+void finish_frame(std::vector<uint8_t>& out, size_t header_at = 0);
 
 // Splits a byte stream into frames. Feed bytes as they arrive, then call next() until it
 // returns an empty optional. After an error the stream is unusable (close it).

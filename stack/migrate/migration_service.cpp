@@ -856,19 +856,9 @@ void MigrationService::on_precopy_answer(const migrate::Frame& frame) {
     exporter_->abandon("target sent an unexpected frame");
     return;
   }
-  // "precopied BYTES": what it holds; anything else ("error ...") is a refusal.
-  std::string text(frame.payload.begin(), frame.payload.end());
-  std::optional<uint64_t> held;
-  constexpr std::string_view prefix = "precopied ";
-  if (text.size() > prefix.size() && text.size() <= prefix.size() + 20 && text.rfind(prefix, 0) == 0 &&
-      std::all_of(text.begin() + prefix.size(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    try {
-      held = std::stoull(text.substr(prefix.size()));
-    } catch (const std::exception&) {
-      held.reset();
-    }
-  }
-  exporter_->precopy_confirmed(held);
+  // What it holds; nullopt (an "error ...") is a refusal.
+  exporter_->precopy_confirmed(migrate::decode_precopy_sync_answer(
+      std::string_view(reinterpret_cast<const char*>(frame.payload.data()), frame.payload.size())));
   precopy_or_start();
 }
 
@@ -1054,8 +1044,8 @@ void MigrationService::answer_precopy_sync(ControlConnection& connection) {
                             fmt::format("error precopy: {} chunk(s) refused (malformed or over the budget)", refused));
     return;
   }
-  connection.stream->send(migrate::FrameType::reply,
-                          fmt::format("precopied {}", connection.precopy ? connection.precopy->held_bytes() : 0));
+  connection.stream->send(migrate::FrameType::reply, migrate::encode_precopy_sync_answer(
+                                                          connection.precopy ? connection.precopy->held_bytes() : 0));
 }
 
 void MigrationService::forget_precopy(ControlConnection& connection) {

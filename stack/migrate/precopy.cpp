@@ -1,24 +1,14 @@
 #include "stack/migrate/precopy.hpp"
 
-#include <cstring>
+#include <charconv>
 
 #include "stack/migrate/control_frame.hpp"
+#include "stack/wire/byte_reader.hpp"
+#include "stack/wire/byte_writer.hpp"
 
 namespace roam::migrate {
 
 namespace {
-
-void put_u32_at(uint8_t* at, uint32_t value) {
-  at[0] = static_cast<uint8_t>(value >> 24);
-  at[1] = static_cast<uint8_t>(value >> 16);
-  at[2] = static_cast<uint8_t>(value >> 8);
-  at[3] = static_cast<uint8_t>(value);
-}
-
-uint32_t get_u32_at(const uint8_t* at) {
-  return static_cast<uint32_t>(at[0]) << 24 | static_cast<uint32_t>(at[1]) << 16 | static_cast<uint32_t>(at[2]) << 8 |
-         at[3];
-}
 
 // How far `seq` lies past `first` when it lies within [first, first + length]; none
 // otherwise (before `first`, or past the end). Modulo 2^32 (RFC 9293 section 3.4).
@@ -43,28 +33,45 @@ const char* precopy_payload_error_name(PrecopyPayloadError error) {
 void append_precopy_frame(uint64_t connection_id, PrecopyStreamKind stream, uint32_t first_seq,
                           std::span<const uint8_t> bytes, std::vector<uint8_t>& out) {
   const size_t at = out.size();
-  const auto length = static_cast<uint32_t>(precopy_header_bytes + bytes.size());
-  out.resize(at + 5 + length);
-  uint8_t* h = out.data() + at;
-  put_u32_at(h, length);
-  h[4] = static_cast<uint8_t>(FrameType::precopy);
-  put_u32_at(h + 5, static_cast<uint32_t>(connection_id >> 32));
-  put_u32_at(h + 9, static_cast<uint32_t>(connection_id));
-  h[13] = static_cast<uint8_t>(stream);
-  put_u32_at(h + 14, first_seq);
-  if (!bytes.empty()) std::memcpy(h + 18, bytes.data(), bytes.size());
+  out.reserve(at + frame_header_bytes + precopy_header_bytes + bytes.size());
+  append_frame(FrameType::precopy, std::span<const uint8_t>(), out);  // the header; its length below
+  wire::put_u64(out, connection_id);
+  wire::put_u8(out, static_cast<uint8_t>(stream));
+  wire::put_u32(out, first_seq);
+  wire::put_bytes(out, bytes);
+  finish_frame(out, at);
+}
+
+namespace {
+constexpr std::string_view sync_answer_prefix = "precopied ";
+}  // namespace
+
+std::string encode_precopy_sync_answer(uint64_t held_bytes) {
+  return std::string(sync_answer_prefix) + std::to_string(held_bytes);
+}
+
+std::optional<uint64_t> decode_precopy_sync_answer(std::string_view text) {
+  if (!text.starts_with(sync_answer_prefix)) return std::nullopt;
+  const std::string_view digits = text.substr(sync_answer_prefix.size());
+  // Digits only: from_chars alone would take a prefix of "12x" and no sign is allowed.
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  uint64_t value = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;  // out of range
+  return value;
 }
 
 Result<PrecopyChunk, PrecopyPayloadError> decode_precopy_payload(std::span<const uint8_t> payload) {
   if (payload.size() <= precopy_header_bytes) return unexpected(PrecopyPayloadError::truncated);
   PrecopyChunk chunk;
-  chunk.connection_id = static_cast<uint64_t>(get_u32_at(payload.data())) << 32 | get_u32_at(payload.data() + 4);
-  uint8_t stream = payload[8];
+  wire::ByteReader fields(payload);
+  chunk.connection_id = fields.u64();
+  const uint8_t stream = fields.u8();
   if (chunk.connection_id == 0) return unexpected(PrecopyPayloadError::bad_field);
   if (stream != static_cast<uint8_t>(PrecopyStreamKind::send) && stream != static_cast<uint8_t>(PrecopyStreamKind::receive))
     return unexpected(PrecopyPayloadError::bad_field);
   chunk.stream = static_cast<PrecopyStreamKind>(stream);
-  chunk.first_seq = get_u32_at(payload.data() + 9);
+  chunk.first_seq = fields.u32();
   chunk.bytes = payload.subspan(precopy_header_bytes);
   return chunk;
 }

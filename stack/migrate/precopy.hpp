@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,12 @@ const char* precopy_payload_error_name(PrecopyPayloadError error);
 void append_precopy_frame(uint64_t connection_id, PrecopyStreamKind stream, uint32_t first_seq,
                           std::span<const uint8_t> bytes, std::vector<uint8_t>& out);
 Result<PrecopyChunk, PrecopyPayloadError> decode_precopy_payload(std::span<const uint8_t> payload);
+
+// The new server's answer to a precopy_sync, a `reply` frame's text: "precopied BYTES"
+// (decimal, the bytes it holds for this control connection). Anything else (an "error
+// ...") decodes to nullopt: a refusal.
+std::string encode_precopy_sync_answer(uint64_t held_bytes);
+std::optional<uint64_t> decode_precopy_sync_answer(std::string_view text);
 
 // Bytes of one stream held since `first_seq`, contiguous.
 struct PrecopiedBytes {

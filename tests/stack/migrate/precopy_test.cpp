@@ -330,3 +330,17 @@ TEST_CASE("the sender's ledger plans continuations and re-anchors exactly as the
   CHECK(out->first_seq == range->first);
   CHECK(out->bytes == stream_bytes(b + 400, 60));
 }
+
+TEST_CASE("the precopy_sync answer: \"precopied BYTES\" round-trips; anything else is a refusal") {
+  for (uint64_t held : {uint64_t{0}, uint64_t{1}, uint64_t{257232}, UINT64_MAX}) {
+    CAPTURE(held);
+    CHECK(decode_precopy_sync_answer(encode_precopy_sync_answer(held)) == held);
+  }
+  CHECK(encode_precopy_sync_answer(42) == "precopied 42");
+  for (const char* text : {"", "precopied", "precopied ", "precopied 12x", "precopied -1", "precopied +1",
+                           "precopied  1", "precopied 18446744073709551616", "error precopy: 1 chunk(s) refused",
+                           "PRECOPIED 1"}) {
+    CAPTURE(text);
+    CHECK_FALSE(decode_precopy_sync_answer(text));
+  }
+}
