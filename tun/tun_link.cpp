@@ -146,9 +146,7 @@ void TunLink::read_batch() {
       break;
     }
     if (n == 0) break;
-    const size_t before = rx_views_.size();
-    take_packet(slot, static_cast<size_t>(n));
-    if (rx_views_.size() > before) ++slot;
+    if (take_packet(slot, static_cast<size_t>(n))) ++slot;  // else the slot is free again
   }
   if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
 }
@@ -176,7 +174,7 @@ void TunLink::read_batch_uring() {
     }
     if (n == 0) continue;
     ++found;
-    take_packet(slot, static_cast<size_t>(n));
+    (void)take_packet(slot, static_cast<size_t>(n));  // each slot its own buffer: none to free
   }
   uring_reads_ = std::clamp(2 * found, min_uring_reads, batch_size);
   if (!rx_views_.empty() && on_batch_) on_batch_(rx_views_);
@@ -189,28 +187,29 @@ void TunLink::stop_uring(const std::string& why) {
   uring_.reset();
 }
 
-void TunLink::take_packet(size_t slot, size_t n) {
+bool TunLink::take_packet(size_t slot, size_t n) {
   std::span<uint8_t> packet(rx_buffers_[slot].data(), n);
   if (vnet_header_) {
     // From the kernel, but still checked: a header we cannot honour drops the packet.
     auto header = wire::parse_virtio_net_header(packet);
     if (!header) {
       ++counters_.rx_dropped;
-      return;
+      return false;
     }
     packet = packet.subspan(wire::virtio_net_header_size);
     if (!wire::complete_checksum(*header, packet)) {
       ++counters_.rx_dropped;
-      return;
+      return false;
     }
   }
   if (packet.size() > (tso_ ? max_offload_packet : config_.mtu)) {
     ++counters_.rx_dropped;
-    return;
+    return false;
   }
   ++counters_.rx_packets;
   counters_.rx_bytes += packet.size();
   rx_views_.emplace_back(packet.data(), packet.size());
+  return true;
 }
 
 void TunLink::send(PacketView packet) {

@@ -66,8 +66,9 @@ class TunLink final : public Link {
   void read_batch();
   void read_batch_uring();
   void stop_uring(const std::string& why);
-  // Checks one packet read into rx_buffers_[slot] (n bytes) and queues it in rx_views_.
-  void take_packet(size_t slot, size_t n);
+  // Checks one packet read into rx_buffers_[slot] (n bytes) and queues it in rx_views_;
+  // false (counted as dropped): not queued, the slot is free for the next read.
+  bool take_packet(size_t slot, size_t n);
   void bring_up_if_permitted();
   void enable_offloads();
   void write_packet(PacketView packet, uint16_t mss);
