@@ -63,13 +63,14 @@ struct ResumeAnswer {
   bool operator==(const ResumeAnswer&) const = default;
 };
 
-// The request must be valid (id non-zero, offsets below max_offset).
-std::array<uint8_t, resume_request_bytes> encode_resume_request(const ResumeRequest& request);
+// The request must be valid (id non-zero, offsets below max_offset). resume_request_bytes long.
+std::vector<uint8_t> encode_resume_request(const ResumeRequest& request);
 // The first resume_request_bytes of a new carrier: bad_magic, unknown_version or
 // bad_field (id 0, an offset at or above max_offset) when they are not a request.
 Result<ResumeRequest, ResumeReason> decode_resume_request(std::span<const uint8_t, resume_request_bytes> bytes);
 
-std::array<uint8_t, resume_answer_bytes> encode_resume_answer(const ResumeAnswer& answer);
+// resume_answer_bytes long.
+std::vector<uint8_t> encode_resume_answer(const ResumeAnswer& answer);
 // The proxy's check of the relay's first bytes: anything but a well-formed answer (magic,
 // version, status 0 with reason 0, or status 1 with a known reason and skip 0, skip below
 // max_skip) is malformed.
