@@ -89,9 +89,6 @@ class ReplayBuffer {
   uint64_t taken() const { return taken_; }
   size_t size() const { return size_; }
   size_t capacity() const { return capacity_; }
-  // Free before the oldest byte would go: a relay whose carrier is lost reads from the
-  // service only this much (PROTOCOL.md 14.8.3).
-  size_t room() const { return capacity_ - size_; }
   // A copy of [from, taken()); nullopt when `from` is below base() or above taken().
   std::optional<std::vector<uint8_t>> copy_from(uint64_t from) const;
 
