@@ -66,9 +66,7 @@ struct Peer final : TcpConnection::Handler {
     pump();
   }
   void on_data(TcpConnection&, PbufPtr data) override {
-    size_t old_size = received.size();
-    received.resize(old_size + data->tot_len);
-    pbuf_copy_partial(data.get(), received.data() + old_size, data->tot_len, 0);
+    append_pbuf(received, *data);
     unconsumed += data->tot_len;
     pump();
   }
