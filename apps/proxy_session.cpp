@@ -87,7 +87,7 @@ std::unique_ptr<ProxySession> ProxySession::import_resumed(Node& node, tcp_pcb* 
   auto session = std::make_unique<ProxySession>(node, client, std::move(on_finished), std::move(hooks));
   session->down_ = state.down;
   session->up_ = state.up;
-  session->resume_request_ = relay::encode_resume_request({state.relayed_id, state.down, state.up});
+  session->resume_request_ = relay::encode_resume_request(state);
   session->awaiting_answer_ = true;
   session->frozen_ = true;
   session->resume_later();

@@ -45,9 +45,7 @@ std::vector<uint8_t> encode_resume_request(const ResumeRequest& request) {
   out.reserve(resume_request_bytes);
   wire::put_bytes(out, request_magic);
   wire::put_u8(out, resume_version);
-  wire::put_u64(out, request.relayed_id);
-  wire::put_u64(out, request.down);
-  wire::put_u64(out, request.up);
+  put_proxy_resume_fields(out, request);
   return out;
 }
 
@@ -55,13 +53,9 @@ Result<ResumeRequest, ResumeReason> decode_resume_request(std::span<const uint8_
   if (!has_magic(bytes, request_magic)) return unexpected(ResumeReason::bad_magic);
   wire::ByteReader reader(bytes.subspan(request_magic.size()));
   if (reader.u8() != resume_version) return unexpected(ResumeReason::unknown_version);
-  ResumeRequest request;
-  request.relayed_id = reader.u64();
-  request.down = reader.u64();
-  request.up = reader.u64();
-  if (request.relayed_id == 0 || request.down >= max_offset || request.up >= max_offset)
-    return unexpected(ResumeReason::bad_field);
-  return request;
+  auto request = read_proxy_resume_fields(reader);
+  if (!request) return unexpected(ResumeReason::bad_field);
+  return *request;
 }
 
 std::vector<uint8_t> encode_resume_answer(const ResumeAnswer& answer) {

@@ -121,9 +121,9 @@ TEST_CASE("RELAY_RESUME: the documented bytes, round trip and refusals") {
   bad[4] = 2;
   CHECK(decode_resume_request(request_head(bad)).error() == ResumeReason::unknown_version);
   CHECK(decode_resume_request(request_head(encode_resume_request({0, 1, 1}))).error() == ResumeReason::bad_field);
-  CHECK(decode_resume_request(request_head(encode_resume_request({1, max_offset, 1}))).error() ==
+  CHECK(decode_resume_request(request_head(encode_resume_request({1, max_stream_offset, 1}))).error() ==
         ResumeReason::bad_field);
-  CHECK(decode_resume_request(request_head(encode_resume_request({1, 1, max_offset}))).error() ==
+  CHECK(decode_resume_request(request_head(encode_resume_request({1, 1, max_stream_offset}))).error() ==
         ResumeReason::bad_field);
 }
 
