@@ -7,8 +7,7 @@ namespace roam {
 bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options, bool client) {
   std::string arg = argv[i];
   if (arg == "--channel-port") {
-    options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--channel-port"));
-    if (options.port == 0) throw ConfigError("--channel-port must be 1-65535");
+    options.port = parse_port(option_value(argc, argv, i), "--channel-port");
   } else if (arg == "--key") {
     options.key_file = option_value(argc, argv, i);
   } else if (arg == "--host-id") {
@@ -27,9 +26,7 @@ bool parse_channel_option(int argc, char** argv, int& i, ChannelOptions& options
   } else if (!client && arg == "--require-owner-proof") {
     options.limits.require_owner_proof = true;
   } else if (!client && arg == "--client-moves") {
-    std::string mode = option_value(argc, argv, i);
-    if (mode != "on" && mode != "off") throw ConfigError("bad --client-moves '" + mode + "': on or off");
-    options.limits.client_moves = mode == "on";
+    options.limits.client_moves = parse_on_off(option_value(argc, argv, i), "--client-moves");
   } else if (client && arg == "--known-hosts") {
     options.known_hosts_file = option_value(argc, argv, i);
   } else if (client && arg == "--trust-pool") {

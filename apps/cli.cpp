@@ -107,6 +107,18 @@ unsigned long parse_number(const std::string& text, unsigned long max, const std
   return value;
 }
 
+bool parse_on_off(const std::string& value, const char* option) {
+  if (value != "on" && value != "off")
+    throw ConfigError("bad " + std::string(option) + " '" + value + "': expected on or off");
+  return value == "on";
+}
+
+uint16_t parse_port(const std::string& text, const char* option) {
+  const unsigned long port = parse_number(text, 65535, option);
+  if (port == 0) throw ConfigError(std::string(option) + " must be 1-65535");
+  return static_cast<uint16_t>(port);
+}
+
 IpAddress parse_host(const std::string& text, const std::string& what) {
   std::string host = text;
   if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);

@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -61,6 +62,10 @@ bool parse_link_option(int argc, char** argv, int& i, LinkOptions& options);
 // Takes the value of option argv[i]; throws ConfigError when missing.
 std::string option_value(int argc, char** argv, int& i);
 unsigned long parse_number(const std::string& text, unsigned long max, const std::string& what);
+// The value of an on|off option: throws ConfigError "bad OPTION 'VALUE': expected on or off".
+bool parse_on_off(const std::string& value, const char* option);
+// A port option's value, 1-65535 (parse_number's errors, or "OPTION must be 1-65535" for 0).
+uint16_t parse_port(const std::string& text, const char* option);
 
 // Builds the link, adds it to the node with the configured addresses. Throws ConfigError.
 // Returns the UDP link (owned by the node) or nullptr for a TUN link.

@@ -43,9 +43,7 @@ void EchoSession::on_data(TcpConnection& carrier, PbufPtr data) {
     carrier.consumed(length);
     return;
   }
-  size_t old_size = pending_.size();
-  pending_.resize(old_size + length);
-  pbuf_copy_partial(data.get(), pending_.data() + old_size, static_cast<u16_t>(length), 0);
+  append_pbuf(pending_, *data);
   pump();
 }
 

@@ -118,9 +118,7 @@ void FilesSession::start_frozen() {
 void FilesSession::on_data(TcpConnection& carrier, PbufPtr data) {
   size_t length = data->tot_len;
   if (frozen_ && !end_.finishing()) {
-    size_t old_size = held_.size();
-    held_.resize(old_size + length);
-    pbuf_copy_partial(data.get(), held_.data() + old_size, static_cast<u16_t>(length), 0);
+    append_pbuf(held_, *data);
     return;
   }
   if (end_.finishing() || state_.phase != FilesPhase::reading_request) {
@@ -129,8 +127,8 @@ void FilesSession::on_data(TcpConnection& carrier, PbufPtr data) {
     carrier.consumed(length);
     return;
   }
-  std::vector<uint8_t> bytes(length);  // at most a request line's worth is kept
-  pbuf_copy_partial(data.get(), bytes.data(), static_cast<u16_t>(length), 0);
+  std::vector<uint8_t> bytes;  // at most a request line's worth is kept
+  append_pbuf(bytes, *data);
   take(bytes);
 }
 

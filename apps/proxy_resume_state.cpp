@@ -31,13 +31,26 @@ const char* proxy_resume_state_error_name(ProxyResumeStateError error) {
   return "unknown error";
 }
 
+void put_proxy_resume_fields(std::vector<uint8_t>& out, const ProxyResumeState& state) {
+  wire::put_u64(out, state.relayed_id);
+  wire::put_u64(out, state.down);
+  wire::put_u64(out, state.up);
+}
+
+std::optional<ProxyResumeState> read_proxy_resume_fields(wire::ByteReader& reader) {
+  ProxyResumeState state;
+  state.relayed_id = reader.u64();
+  state.down = reader.u64();
+  state.up = reader.u64();
+  if (state.relayed_id == 0 || state.down >= max_stream_offset || state.up >= max_stream_offset) return std::nullopt;
+  return state;
+}
+
 std::vector<uint8_t> encode_proxy_resume_state(const ProxyResumeState& state) {
   std::vector<uint8_t> out;
   out.reserve(proxy_resume_state_bytes);
   wire::put_u8(out, proxy_resume_state_version);
-  wire::put_u64(out, state.relayed_id);
-  wire::put_u64(out, state.down);
-  wire::put_u64(out, state.up);
+  put_proxy_resume_fields(out, state);
   return out;
 }
 
@@ -46,13 +59,9 @@ Result<ProxyResumeState, ProxyResumeStateError> decode_proxy_resume_state(std::s
   if (bytes.size() > proxy_resume_state_bytes) return unexpected(ProxyResumeStateError::trailing_bytes);
   wire::ByteReader reader(bytes);
   if (reader.u8() != proxy_resume_state_version) return unexpected(ProxyResumeStateError::unknown_version);
-  ProxyResumeState state;
-  state.relayed_id = reader.u64();
-  state.down = reader.u64();
-  state.up = reader.u64();
-  if (state.relayed_id == 0 || state.down >= max_stream_offset || state.up >= max_stream_offset)
-    return unexpected(ProxyResumeStateError::bad_field);
-  return state;
+  auto state = read_proxy_resume_fields(reader);
+  if (!state) return unexpected(ProxyResumeStateError::bad_field);
+  return *state;
 }
 
 std::optional<ProxyResumeState> rebase_proxy_resume_state(const ProxyResumeState& state, int64_t send_shift,

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "base/result.hpp"
+#include "stack/wire/byte_reader.hpp"
 
 namespace roam {
 
@@ -36,6 +37,13 @@ struct ProxyResumeState {
 
 enum class ProxyResumeStateError : uint8_t { truncated, trailing_bytes, unknown_version, bad_field };
 const char* proxy_resume_state_error_name(ProxyResumeStateError error);
+
+// The state's three fields as this state (after its version byte) and RELAY_RESUME (after
+// its magic and version, apps/relay_replay.hpp) both carry them: u64 relayed connection id
+// | u64 down | u64 up. put: the state must be valid. read: the caller checked the length;
+// nullopt when the id is 0 or an offset is at or above max_stream_offset.
+void put_proxy_resume_fields(std::vector<uint8_t>& out, const ProxyResumeState& state);
+std::optional<ProxyResumeState> read_proxy_resume_fields(wire::ByteReader& reader);
 
 // The state must be valid (id non-zero, offsets below max_stream_offset).
 std::vector<uint8_t> encode_proxy_resume_state(const ProxyResumeState& state);

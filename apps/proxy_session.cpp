@@ -87,8 +87,7 @@ std::unique_ptr<ProxySession> ProxySession::import_resumed(Node& node, tcp_pcb* 
   auto session = std::make_unique<ProxySession>(node, client, std::move(on_finished), std::move(hooks));
   session->down_ = state.down;
   session->up_ = state.up;
-  auto request = relay::encode_resume_request({state.relayed_id, state.down, state.up});
-  session->resume_request_.assign(request.begin(), request.end());
+  session->resume_request_ = relay::encode_resume_request(state);
   session->awaiting_answer_ = true;
   session->frozen_ = true;
   session->resume_later();
@@ -201,17 +200,12 @@ void ProxySession::on_data(TcpConnection& connection, PbufPtr data) {
     flow.held.clear();
     flow.offset = 0;
   }
-  size_t length = data->tot_len;
-  size_t old_size = flow.held.size();
-  flow.held.resize(old_size + length);
-  pbuf_copy_partial(data.get(), flow.held.data() + old_size, static_cast<u16_t>(length), 0);
+  append_pbuf(flow.held, *data);
   schedule_pump();
 }
 
 void ProxySession::take_resume_answer(TcpConnection& origin, PbufPtr data) {
-  const size_t old_size = answer_.size();
-  answer_.resize(old_size + data->tot_len);
-  pbuf_copy_partial(data.get(), answer_.data() + old_size, data->tot_len, 0);
+  append_pbuf(answer_, *data);
   if (answer_.size() < relay::resume_answer_bytes) return;
   std::span<const uint8_t, relay::resume_answer_bytes> head(answer_.data(), relay::resume_answer_bytes);
   auto answer = relay::decode_resume_answer(head);

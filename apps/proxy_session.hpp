@@ -42,9 +42,6 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
  public:
   static constexpr size_t client_leg = 0;
   static constexpr size_t origin_leg = 1;
-  // The app state of the client leg: version 1 (a version byte: offsets unknown) or 3
-  // (with the stream offsets, apps/proxy_resume_state.hpp); the origin leg's is empty.
-  static constexpr uint8_t app_state_version = 1;
 
   struct Hooks {
     // The origin leg's active open completed (the server registers it with the origin).
@@ -87,6 +84,8 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   void freeze() override;
   void thaw() override;
   std::vector<uint8_t> leg_received(size_t leg) const override;
+  // The client leg's is encode_proxy_move_state's (proxy_move_state_bare, or version 3 with
+  // the stream offsets, apps/proxy_resume_state.hpp); the origin leg's is empty.
   std::vector<uint8_t> leg_app_state(size_t leg) const override;
   std::vector<tcp_pcb*> release_legs() override;
   // Why it stays at a move when movable() is false: its origin leg is not up yet, a

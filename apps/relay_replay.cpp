@@ -1,7 +1,6 @@
 #include "apps/relay_replay.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "stack/wire/byte_reader.hpp"
 #include "stack/wire/byte_writer.hpp"
@@ -14,13 +13,6 @@ constexpr std::array<uint8_t, 4> answer_magic = {'R', 'S', 'R', 'A'};
 
 bool has_magic(std::span<const uint8_t> bytes, const std::array<uint8_t, 4>& magic) {
   return std::equal(magic.begin(), magic.end(), bytes.begin());
-}
-
-template <size_t N>
-std::array<uint8_t, N> to_array(const std::vector<uint8_t>& bytes) {
-  std::array<uint8_t, N> out{};
-  std::memcpy(out.data(), bytes.data(), N);
-  return out;
 }
 }  // namespace
 
@@ -48,31 +40,25 @@ const char* resume_reason_name(ResumeReason reason) {
   return "unknown reason";
 }
 
-std::array<uint8_t, resume_request_bytes> encode_resume_request(const ResumeRequest& request) {
+std::vector<uint8_t> encode_resume_request(const ResumeRequest& request) {
   std::vector<uint8_t> out;
   out.reserve(resume_request_bytes);
   wire::put_bytes(out, request_magic);
   wire::put_u8(out, resume_version);
-  wire::put_u64(out, request.relayed_id);
-  wire::put_u64(out, request.down);
-  wire::put_u64(out, request.up);
-  return to_array<resume_request_bytes>(out);
+  put_proxy_resume_fields(out, request);
+  return out;
 }
 
 Result<ResumeRequest, ResumeReason> decode_resume_request(std::span<const uint8_t, resume_request_bytes> bytes) {
   if (!has_magic(bytes, request_magic)) return unexpected(ResumeReason::bad_magic);
   wire::ByteReader reader(bytes.subspan(request_magic.size()));
   if (reader.u8() != resume_version) return unexpected(ResumeReason::unknown_version);
-  ResumeRequest request;
-  request.relayed_id = reader.u64();
-  request.down = reader.u64();
-  request.up = reader.u64();
-  if (request.relayed_id == 0 || request.down >= max_offset || request.up >= max_offset)
-    return unexpected(ResumeReason::bad_field);
-  return request;
+  auto request = read_proxy_resume_fields(reader);
+  if (!request) return unexpected(ResumeReason::bad_field);
+  return *request;
 }
 
-std::array<uint8_t, resume_answer_bytes> encode_resume_answer(const ResumeAnswer& answer) {
+std::vector<uint8_t> encode_resume_answer(const ResumeAnswer& answer) {
   std::vector<uint8_t> out;
   out.reserve(resume_answer_bytes);
   wire::put_bytes(out, answer_magic);
@@ -80,7 +66,7 @@ std::array<uint8_t, resume_answer_bytes> encode_resume_answer(const ResumeAnswer
   wire::put_u8(out, answer.resumed() ? 0 : 1);
   wire::put_u8(out, static_cast<uint8_t>(answer.reason));
   wire::put_u64(out, answer.resumed() ? answer.skip : 0);
-  return to_array<resume_answer_bytes>(out);
+  return out;
 }
 
 Result<ResumeAnswer, AnswerError> decode_resume_answer(std::span<const uint8_t, resume_answer_bytes> bytes) {

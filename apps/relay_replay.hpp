@@ -28,18 +28,14 @@ namespace roam::relay {
 inline constexpr uint8_t resume_version = 1;
 inline constexpr size_t resume_request_bytes = 29;
 inline constexpr size_t resume_answer_bytes = 15;
-// Offsets at or above this are not a stream's (PROTOCOL.md 14.8.2): the proxy's own bound.
-inline constexpr uint64_t max_offset = max_stream_offset;
 // The relay drops at most this many up bytes it already had (a larger gap is not a view
 // of the same connection).
 inline constexpr uint64_t max_skip = uint64_t{1} << 30;
 
-struct ResumeRequest {
-  uint64_t relayed_id = 0;
-  uint64_t down = 0;  // D
-  uint64_t up = 0;    // U
-  bool operator==(const ResumeRequest&) const = default;
-};
+// A RELAY_RESUME carries the proxy's resume state as it is: relayed id, D (down), U (up),
+// read and written by the state's own field helpers, with its bound on offsets
+// (max_stream_offset, PROTOCOL.md 14.8.2).
+using ResumeRequest = ProxyResumeState;
 
 // The reason byte of RELAY_RESUMED (PROTOCOL.md 14.8.4), in the order the relay checks.
 enum class ResumeReason : uint8_t {
@@ -63,13 +59,14 @@ struct ResumeAnswer {
   bool operator==(const ResumeAnswer&) const = default;
 };
 
-// The request must be valid (id non-zero, offsets below max_offset).
-std::array<uint8_t, resume_request_bytes> encode_resume_request(const ResumeRequest& request);
+// The request must be valid (id non-zero, offsets below max_stream_offset). resume_request_bytes long.
+std::vector<uint8_t> encode_resume_request(const ResumeRequest& request);
 // The first resume_request_bytes of a new carrier: bad_magic, unknown_version or
-// bad_field (id 0, an offset at or above max_offset) when they are not a request.
+// bad_field (id 0, an offset at or above max_stream_offset) when they are not a request.
 Result<ResumeRequest, ResumeReason> decode_resume_request(std::span<const uint8_t, resume_request_bytes> bytes);
 
-std::array<uint8_t, resume_answer_bytes> encode_resume_answer(const ResumeAnswer& answer);
+// resume_answer_bytes long.
+std::vector<uint8_t> encode_resume_answer(const ResumeAnswer& answer);
 // The proxy's check of the relay's first bytes: anything but a well-formed answer (magic,
 // version, status 0 with reason 0, or status 1 with a known reason and skip 0, skip below
 // max_skip) is malformed.
@@ -88,9 +85,6 @@ class ReplayBuffer {
   uint64_t taken() const { return taken_; }
   size_t size() const { return size_; }
   size_t capacity() const { return capacity_; }
-  // Free before the oldest byte would go: a relay whose carrier is lost reads from the
-  // service only this much (PROTOCOL.md 14.8.3).
-  size_t room() const { return capacity_ - size_; }
   // A copy of [from, taken()); nullopt when `from` is below base() or above taken().
   std::optional<std::vector<uint8_t>> copy_from(uint64_t from) const;
 

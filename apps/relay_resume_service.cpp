@@ -69,9 +69,7 @@ void RelayResumeService::Gate::on_data(TcpConnection&, PbufPtr data) {
   if (done && !deciding) return;  // refused or gone: dropped
   // Kept while the decision is pending too: up bytes that follow the request belong to
   // the client's stream and are handed to the relayed connection with the carrier.
-  const size_t old_size = bytes.size();
-  bytes.resize(old_size + data->tot_len);
-  pbuf_copy_partial(data.get(), bytes.data() + old_size, data->tot_len, 0);
+  append_pbuf(bytes, *data);
   if (deciding || bytes.size() < relay::resume_request_bytes) return;
   done = true;
   deciding = true;

@@ -24,6 +24,8 @@
 #include <map>
 #include <optional>
 
+#include "apps/resume_avoidance.hpp"
+
 namespace roam {
 
 struct RoamMoveView {
@@ -46,7 +48,8 @@ class RoamMovePlan {
   void finished(uint64_t now_ms, size_t offered, size_t left, bool failed);
   // A session was resumed here away from `member` at now_ms: no moves to it until avoid_ms later.
   void avoid(uint32_t member, uint64_t now_ms);
-  static constexpr uint64_t avoid_ms = 60'000;  // as long as the client avoids a member it left
+  // As long as the client avoids a member it left (roam-client's ResumeAvoidance).
+  static constexpr uint64_t avoid_ms = ResumeAvoidance::left_for_ms;
 
  private:
   uint32_t self_;

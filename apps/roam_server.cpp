@@ -316,10 +316,9 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     if (parse_link_option(argc, argv, i, options.link)) continue;
     if (parse_channel_option(argc, argv, i, options.channel, false)) continue;
     if (arg == "--listen") {
-      options.port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--listen port"));
+      options.port = parse_port(option_value(argc, argv, i), "--listen port");
     } else if (arg == "--echo-port") {
-      options.echo_port = static_cast<uint16_t>(parse_number(option_value(argc, argv, i), 65535, "--echo-port"));
-      if (options.echo_port == 0) throw ConfigError("--echo-port must be 1-65535");
+      options.echo_port = parse_port(option_value(argc, argv, i), "--echo-port");
     } else if (arg == "--backend") {
       options.backend = option_value(argc, argv, i);
     } else if (arg == "--origin") {
@@ -338,9 +337,7 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       if (!mode) throw ConfigError("bad --syn-cookies '" + value + "': expected off, on, auto or checker");
       options.defense.mode = *mode;
     } else if (arg == "--flood-detector") {
-      std::string value = option_value(argc, argv, i);
-      if (value != "on" && value != "off") throw ConfigError("bad --flood-detector '" + value + "': expected on or off");
-      options.defense.flood_detector = value == "on";
+      options.defense.flood_detector = parse_on_off(option_value(argc, argv, i), "--flood-detector");
     } else if (arg == "--syn-checker-probability") {
       auto percent = parse_number(option_value(argc, argv, i), 100, "--syn-checker-probability");
       options.defense.checker_probability = static_cast<double>(percent) / 100.0;
@@ -371,9 +368,7 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       options.inform_hold_s = parse_number(option_value(argc, argv, i), 86400, "--inform-hold");
       if (options.inform_hold_s == 0) throw ConfigError("--inform-hold must be 1-86400 seconds");
     } else if (arg == "--inform-whitelist") {
-      std::string value = option_value(argc, argv, i);
-      if (value != "on" && value != "off") throw ConfigError("bad --inform-whitelist '" + value + "': expected on or off");
-      options.inform_whitelist = value == "on";
+      options.inform_whitelist = parse_on_off(option_value(argc, argv, i), "--inform-whitelist");
     } else if (arg == "--metrics") {
       options.metrics = option_value(argc, argv, i);
     } else if (arg == "--status-open") {
@@ -392,13 +387,9 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
       else
         throw ConfigError("bad --precopy '" + value + "': expected auto, on or off");
     } else if (arg == "--control-keep") {
-      std::string value = option_value(argc, argv, i);
-      if (value != "on" && value != "off") throw ConfigError("bad --control-keep '" + value + "': expected on or off");
-      options.control_keep = value == "on";
+      options.control_keep = parse_on_off(option_value(argc, argv, i), "--control-keep");
     } else if (arg == "--precopy-hold") {
-      std::string value = option_value(argc, argv, i);
-      if (value != "on" && value != "off") throw ConfigError("bad --precopy-hold '" + value + "': expected on or off");
-      options.precopy_hold = value == "on";
+      options.precopy_hold = parse_on_off(option_value(argc, argv, i), "--precopy-hold");
     } else if (arg == "--precopy-rounds") {
       options.precopy_rounds = parse_number(option_value(argc, argv, i), 8, "--precopy-rounds");
       if (options.precopy_rounds == 0) throw ConfigError("--precopy-rounds must be 1-8");
@@ -413,13 +404,9 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     } else if (arg == "--relay-replay-bytes") {
       options.relay_replay.replay_bytes = parse_number(option_value(argc, argv, i), 1ul << 30, "--relay-replay-bytes");
     } else if (arg == "--relay-replay-port") {
-      auto port = parse_number(option_value(argc, argv, i), 65535, "--relay-replay-port");
-      if (port == 0) throw ConfigError("--relay-replay-port must be 1-65535");
-      options.relay_replay.port = static_cast<uint16_t>(port);
+      options.relay_replay.port = parse_port(option_value(argc, argv, i), "--relay-replay-port");
     } else if (arg == "--origin-replay-port") {
-      auto port = parse_number(option_value(argc, argv, i), 65535, "--origin-replay-port");
-      if (port == 0) throw ConfigError("--origin-replay-port must be 1-65535");
-      options.origin_replay_port = static_cast<uint16_t>(port);
+      options.origin_replay_port = parse_port(option_value(argc, argv, i), "--origin-replay-port");
     } else if (arg == "--relay-linger-ms") {
       options.relay_replay.linger_ms = parse_number(option_value(argc, argv, i), 3'600'000, "--relay-linger-ms");
     } else if (arg == "--roam-epoch") {
@@ -462,7 +449,6 @@ ServerOptions parse_arguments(ArgumentList& arguments) {
     if (options.origin.version == 6 && options.link.address6.empty())
       throw ConfigError("--origin " + options.origin_text + " is IPv6: this node needs an --addr6");
   }
-  if (options.port == 0) throw ConfigError("--listen port must be 1-65535");
   if (!options.next_proxy.empty() && (options.control.empty() || options.pool_certificate.empty()))
     throw ConfigError("--next-proxy needs --control and --pool-cert: clients are sent only to a pool member");
   if (options.roam_pool.empty() && options.roam_epoch_ms) throw ConfigError("--roam-epoch needs --roam-pool");

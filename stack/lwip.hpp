@@ -6,7 +6,10 @@
 #include <netinet/tcp.h>
 #undef TCP_MSS
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "lwip/init.h"
 #include "lwip/ip.h"
@@ -26,6 +29,13 @@ struct PbufDeleter {
 };
 // Owns one reference to a pbuf chain.
 using PbufPtr = std::unique_ptr<pbuf, PbufDeleter>;
+
+// Appends the bytes of the chain `p` (all tot_len of them) to `out`.
+inline void append_pbuf(std::vector<uint8_t>& out, const pbuf& p) {
+  const size_t old_size = out.size();
+  out.resize(old_size + p.tot_len);
+  pbuf_copy_partial(&p, out.data() + old_size, p.tot_len, 0);
+}
 
 // lwIP's own lwip_strerr exists only in LWIP_DEBUG builds.
 inline const char* lwip_error_name(err_t error) {

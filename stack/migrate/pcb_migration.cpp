@@ -84,9 +84,7 @@ bool read_send_queue(const tcp_pcb* pcb, uint32_t from, std::vector<uint8_t>& ou
 
 void append_refused_data(const tcp_pcb* pcb, std::vector<uint8_t>& out) {
   if (pcb == nullptr || pcb->refused_data == nullptr) return;
-  size_t old_size = out.size();
-  out.resize(old_size + pcb->refused_data->tot_len);
-  pbuf_copy_partial(pcb->refused_data, out.data() + old_size, pcb->refused_data->tot_len, 0);
+  append_pbuf(out, *pcb->refused_data);
 }
 
 Result<Ok, std::string> check_movable(const tcp_pcb* pcb) {
@@ -188,11 +186,7 @@ Result<wire::ConnectionSnapshot, std::string> capture_snapshot(const tcp_pcb* pc
 
   s.received.assign(received.begin(), received.end());
   // Data lwIP holds because the app refused it comes after what the app already has.
-  if (pcb->refused_data != nullptr) {
-    size_t old_size = s.received.size();
-    s.received.resize(old_size + pcb->refused_data->tot_len);
-    pbuf_copy_partial(pcb->refused_data, s.received.data() + old_size, pcb->refused_data->tot_len, 0);
-  }
+  if (pcb->refused_data != nullptr) append_pbuf(s.received, *pcb->refused_data);
   s.app_state.assign(app_state.begin(), app_state.end());
   auto valid = wire::validate_snapshot(s);
   if (!valid) return unexpected(std::string("snapshot invalid: ") + wire::snapshot_error_name(valid.error()));

@@ -1,7 +1,8 @@
 // The dead-peer options of roam-server and roam-client (apps/cli.*): the documented
 // defaults (README "Dead peers", PROTOCOL 1.3), the values taken, and the bounds refused.
 // tests/integration/dead_peer_test.py runs with short explicit bounds to stay fast; the
-// defaults it no longer waits for are pinned here.
+// defaults it no longer waits for are pinned here. Also the shared on|off and port value
+// parsers, with the one-line errors the programs print.
 #include "apps/cli.hpp"
 
 #include <doctest/doctest.h>
@@ -48,6 +49,18 @@ TEST_CASE("link options: a dead-peer bound under 3 s is refused") {
   int i = 1;
   CHECK_THROWS_AS(parse_link_option(3, argv.data(), i, options), ConfigError);
   CHECK(options.dead_peer.dead_after_ms == 30'000);
+}
+
+TEST_CASE("parse_on_off and parse_port take their values and refuse others in one line") {
+  CHECK(parse_on_off("on", "--control-keep"));
+  CHECK_FALSE(parse_on_off("off", "--control-keep"));
+  CHECK_THROWS_WITH_AS(parse_on_off("maybe", "--control-keep"), "bad --control-keep 'maybe': expected on or off",
+                       ConfigError);
+  CHECK(parse_port("1", "--echo-port") == 1);
+  CHECK(parse_port("65535", "--echo-port") == 65535);
+  CHECK_THROWS_WITH_AS(parse_port("0", "--echo-port"), "--echo-port must be 1-65535", ConfigError);
+  CHECK_THROWS_WITH_AS(parse_port("65536", "--echo-port"), "--echo-port out of range: 65536", ConfigError);
+  CHECK_THROWS_WITH_AS(parse_port("7x", "--echo-port"), "bad --echo-port: '7x'", ConfigError);
 }
 
 }  // namespace

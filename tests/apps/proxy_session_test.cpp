@@ -66,9 +66,7 @@ struct Peer final : TcpConnection::Handler {
     pump();
   }
   void on_data(TcpConnection&, PbufPtr data) override {
-    size_t old_size = received.size();
-    received.resize(old_size + data->tot_len);
-    pbuf_copy_partial(data.get(), received.data() + old_size, data->tot_len, 0);
+    append_pbuf(received, *data);
     unconsumed += data->tot_len;
     pump();
   }
@@ -475,7 +473,7 @@ TEST_CASE("a proxy import refuses legs that do not fit, touching no pcb") {
     CHECK(a->callback_arg == nullptr);
     CHECK(b->callback_arg == nullptr);
   };
-  attempt({ImportedLeg{a, LegRole::client, {}, {ProxySession::app_state_version}}});
+  attempt({ImportedLeg{a, LegRole::client, {}, {proxy_move_state_bare}}});
   attempt({ImportedLeg{a, LegRole::origin, {}, {}}, ImportedLeg{b, LegRole::client, {}, {1}}});
   attempt({ImportedLeg{a, LegRole::client, {}, {}}, ImportedLeg{b, LegRole::origin, {}, {}}});
   attempt({ImportedLeg{a, LegRole::client, {}, {2}}, ImportedLeg{b, LegRole::origin, {}, {}}});

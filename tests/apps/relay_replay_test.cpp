@@ -1,14 +1,16 @@
 // Proxy session recovery, pure parts (PROTOCOL.md 14.8): the proxy checkpoint state and its
 // rebase, RELAY_RESUME / RELAY_RESUMED (the documented example bytes), the relay's replay
 // buffer (eviction, copies across blocks) and its resume decision, including every refusal.
-#include "apps/proxy_resume_state.hpp"
 #include "apps/relay_replay.hpp"
 
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <vector>
+
+#include "apps/proxy_resume_state.hpp"
 
 namespace {
 
@@ -27,6 +29,15 @@ std::vector<uint8_t> hex(const char* text) {
     p += 2;
   }
   return out;
+}
+
+// The decoders read a carrier's first bytes, a fixed-size view; the encoders' vectors are
+// exactly that long.
+std::span<const uint8_t, resume_request_bytes> request_head(const std::vector<uint8_t>& bytes) {
+  return std::span<const uint8_t, resume_request_bytes>(bytes);
+}
+std::span<const uint8_t, resume_answer_bytes> answer_head(const std::vector<uint8_t>& bytes) {
+  return std::span<const uint8_t, resume_answer_bytes>(bytes);
 }
 
 std::vector<uint8_t> pattern(size_t n, uint64_t from) {
@@ -98,49 +109,54 @@ TEST_CASE("proxy move state: offsets or none, and nothing else") {
 TEST_CASE("RELAY_RESUME: the documented bytes, round trip and refusals") {
   ResumeRequest request{0x0123456789abcdef, 0x100000, 74};
   auto bytes = encode_resume_request(request);
-  CHECK(std::vector<uint8_t>(bytes.begin(), bytes.end()) ==
-        hex("52535252 01 0123456789abcdef 0000000000100000 000000000000004a"));
-  auto decoded = decode_resume_request(bytes);
+  CHECK(bytes == hex("52535252 01 0123456789abcdef 0000000000100000 000000000000004a"));
+  auto decoded = decode_resume_request(request_head(bytes));
   REQUIRE(decoded);
   CHECK(*decoded == request);
 
   auto bad = bytes;
   bad[3] = 'A';
-  CHECK(decode_resume_request(bad).error() == ResumeReason::bad_magic);
+  CHECK(decode_resume_request(request_head(bad)).error() == ResumeReason::bad_magic);
   bad = bytes;
   bad[4] = 2;
-  CHECK(decode_resume_request(bad).error() == ResumeReason::unknown_version);
-  CHECK(decode_resume_request(encode_resume_request({0, 1, 1})).error() == ResumeReason::bad_field);
-  CHECK(decode_resume_request(encode_resume_request({1, max_offset, 1})).error() == ResumeReason::bad_field);
-  CHECK(decode_resume_request(encode_resume_request({1, 1, max_offset})).error() == ResumeReason::bad_field);
+  CHECK(decode_resume_request(request_head(bad)).error() == ResumeReason::unknown_version);
+  CHECK(decode_resume_request(request_head(encode_resume_request({0, 1, 1}))).error() == ResumeReason::bad_field);
+  CHECK(decode_resume_request(request_head(encode_resume_request({1, max_stream_offset, 1}))).error() ==
+        ResumeReason::bad_field);
+  CHECK(decode_resume_request(request_head(encode_resume_request({1, 1, max_stream_offset}))).error() ==
+        ResumeReason::bad_field);
 }
 
 TEST_CASE("RELAY_RESUMED: the documented bytes, round trip and malformed answers") {
   auto resumed = encode_resume_answer({ResumeReason::none, 6});
-  CHECK(std::vector<uint8_t>(resumed.begin(), resumed.end()) == hex("52535241 01 00 00 0000000000000006"));
+  CHECK(resumed == hex("52535241 01 00 00 0000000000000006"));
   auto refused = encode_resume_answer({ResumeReason::replay_gone, 99});  // a refusal's skip is 0 on the wire
-  CHECK(std::vector<uint8_t>(refused.begin(), refused.end()) == hex("52535241 01 01 06 0000000000000000"));
-  REQUIRE(decode_resume_answer(resumed));
-  CHECK(*decode_resume_answer(resumed) == ResumeAnswer{ResumeReason::none, 6});
-  REQUIRE(decode_resume_answer(refused));
-  CHECK(decode_resume_answer(refused)->reason == ResumeReason::replay_gone);
+  CHECK(refused == hex("52535241 01 01 06 0000000000000000"));
+  REQUIRE(decode_resume_answer(answer_head(resumed)));
+  CHECK(*decode_resume_answer(answer_head(resumed)) == ResumeAnswer{ResumeReason::none, 6});
+  REQUIRE(decode_resume_answer(answer_head(refused)));
+  CHECK(decode_resume_answer(answer_head(refused))->reason == ResumeReason::replay_gone);
   for (uint8_t reason = 1; reason <= max_resume_reason; ++reason) {
     auto each = encode_resume_answer({static_cast<ResumeReason>(reason), 0});
-    CHECK(decode_resume_answer(each));
+    CHECK(decode_resume_answer(answer_head(each)));
   }
 
-  auto mutate = [](std::array<uint8_t, resume_answer_bytes> bytes, size_t at, uint8_t value) {
+  auto mutate = [](std::vector<uint8_t> bytes, size_t at, uint8_t value) {
     bytes[at] = value;
     return bytes;
   };
-  CHECK(decode_resume_answer(mutate(resumed, 0, 'X')).error() == AnswerError::bad_magic);
-  CHECK(decode_resume_answer(mutate(resumed, 4, 9)).error() == AnswerError::unknown_version);
-  CHECK(decode_resume_answer(mutate(resumed, 5, 2)).error() == AnswerError::malformed);    // status 2
-  CHECK(decode_resume_answer(mutate(resumed, 6, 3)).error() == AnswerError::malformed);    // resumed, reason 3
-  CHECK(decode_resume_answer(mutate(refused, 6, 0)).error() == AnswerError::malformed);    // refused, reason 0
-  CHECK(decode_resume_answer(mutate(refused, 6, 9)).error() == AnswerError::malformed);    // unknown reason
-  CHECK(decode_resume_answer(mutate(refused, 14, 1)).error() == AnswerError::malformed);   // refused with a skip
-  CHECK(decode_resume_answer(mutate(resumed, 10, 0x40)).error() == AnswerError::malformed);  // skip >= 2^30
+  CHECK(decode_resume_answer(answer_head(mutate(resumed, 0, 'X'))).error() == AnswerError::bad_magic);
+  CHECK(decode_resume_answer(answer_head(mutate(resumed, 4, 9))).error() == AnswerError::unknown_version);
+  CHECK(decode_resume_answer(answer_head(mutate(resumed, 5, 2))).error() == AnswerError::malformed);  // status 2
+  CHECK(decode_resume_answer(answer_head(mutate(resumed, 6, 3))).error() ==
+        AnswerError::malformed);  // resumed, reason 3
+  CHECK(decode_resume_answer(answer_head(mutate(refused, 6, 0))).error() ==
+        AnswerError::malformed);  // refused, reason 0
+  CHECK(decode_resume_answer(answer_head(mutate(refused, 6, 9))).error() == AnswerError::malformed);  // unknown reason
+  CHECK(decode_resume_answer(answer_head(mutate(refused, 14, 1))).error() ==
+        AnswerError::malformed);  // refused with a skip
+  CHECK(decode_resume_answer(answer_head(mutate(resumed, 10, 0x40))).error() ==
+        AnswerError::malformed);  // skip >= 2^30
 }
 
 TEST_CASE("replay buffer keeps the last bytes by offset, across blocks and evictions") {
@@ -162,7 +178,7 @@ TEST_CASE("replay buffer keeps the last bytes by offset, across blocks and evict
   CHECK(buffer.taken() == stream.size());
   CHECK(buffer.size() == 200 * 1024);
   CHECK(buffer.base() == stream.size() - 200 * 1024);
-  CHECK(buffer.room() == 0);
+  CHECK(buffer.capacity() - buffer.size() == 0);
   for (uint64_t from : {buffer.base(), buffer.base() + 1, buffer.base() + 65535, uint64_t{200000}, buffer.taken() - 1,
                         buffer.taken()}) {
     auto copy = buffer.copy_from(from);

@@ -30,9 +30,7 @@ struct HoldingPeer final : TcpConnection::Handler {
   bool failed = false;
 
   void on_data(TcpConnection& c, PbufPtr data) override {
-    size_t old_size = held.size();
-    held.resize(old_size + data->tot_len);
-    pbuf_copy_partial(data.get(), held.data() + old_size, data->tot_len, 0);
+    append_pbuf(held, *data);
     if (reading) consume_all(c);
   }
   void consume_all(TcpConnection& c) {

@@ -83,9 +83,7 @@ struct LabPeer final : TcpConnection::Handler {
     pump();
   }
   void on_data(TcpConnection& c, PbufPtr data) override {
-    size_t old_size = received.size();
-    received.resize(old_size + data->tot_len);
-    pbuf_copy_partial(data.get(), received.data() + old_size, data->tot_len, 0);
+    append_pbuf(received, *data);
     c.consumed(data->tot_len);
   }
   void on_remote_closed(TcpConnection&) override { remote_closed = true; }
