@@ -32,6 +32,8 @@ struct LinkOptions {
   std::vector<std::string> udp_allow;  // extra accepted UDP sources, or "any" (udp links)
   std::vector<std::string> udp_roam;   // inner prefixes a link rebind may move (udp links)
   size_t mtu = 1500;
+  // --kernel-filter: a udp link's kernel sequence filter (stack/kernel_sequence_filter.hpp).
+  bool kernel_filter = true;
   std::string pcap;
   std::string log_level = "info";
   // --dead-peer, --connect-timeout (for every lwIP connection of the process).

@@ -70,10 +70,13 @@ void register_client_counters(CounterRegistry& r, const Node& node, const Follow
   r.add("node", "rx_dropped_window", &n.rx_filtered_by_stage[static_cast<size_t>(InputStage::window)]);
   r.add("node", "tx_packets", &n.tx_packets);
   r.add("node", "tx_filtered", &n.tx_filtered);
-  r.add_total("node", "rx_foreign", [&node] {
-    uint64_t total = 0;
-    for (size_t link = 0; link < node.interface_count(); ++link) total += node.link(link).counters().rx_foreign;
-    return total;
+  r.add_total("node", "rx_foreign", [&node] { return node.link_counter_total(&LinkCounters::rx_foreign); });
+  // What the kernel dropped before the links read it: blind forgeries caught by the
+  // sequence filter (stack/kernel_sequence_filter.hpp), and a full socket buffer.
+  r.add_total("node", "rx_dropped_kernel", [&node] { return node.link_counter_total(&LinkCounters::rx_dropped_kernel); });
+  r.add_total("node", "kernel_filter_installs", [&node] {
+    const auto* filter = node.kernel_sequence_filter();
+    return filter ? filter->counters().installs : uint64_t{0};
   });
 }
 

@@ -24,11 +24,12 @@ inline void log_node_counters(const Node& node) {
   const auto& c = node.counters();
   const auto& l = node.link(0).counters();
   // rx foreign: datagrams from a sender the link does not accept (also in rx dropped).
+  // dropped in kernel: before the link read them (its sequence filter, a full buffer).
   logger("node")->info(
-      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}, rx foreign {}; "
-      "segments for the device to cut {}, cut here for the segment MAC {} into {}",
+      "packets in {} (malformed {}, filtered {}), out {}; link rx dropped {}, tx dropped {}, rx foreign {}, "
+      "dropped in kernel {}; segments for the device to cut {}, cut here for the segment MAC {} into {}",
       c.rx_packets, c.rx_malformed, c.rx_filtered, c.tx_packets, l.rx_dropped, l.tx_dropped, l.rx_foreign,
-      c.tx_segmented, c.tx_cut, c.tx_cut_pieces);
+      l.rx_dropped_kernel, c.tx_segmented, c.tx_cut, c.tx_cut_pieces);
   logger("node")->info("connections lost: {}", peer_losses_text());
 }
 

@@ -144,6 +144,16 @@ Result<Ok, std::string> Node::add_interface(std::unique_ptr<Link> link, const In
   raw->rewrite_buffer.resize(raw->gather_buffer.size() + 64);
   raw->config = config;
   raw->description = describe(*raw);
+  if (kernel_sequence_filter_wanted_ && !kernel_sequence_filter_ && raw->link->set_sequence_filter({})) {
+    kernel_sequence_filter_ = std::make_unique<KernelSequenceFilter>(
+        loop_,
+        [this](std::span<const SequenceFilterFlow> flows) {
+          for (auto& each : interfaces_) each->link->set_sequence_filter(flows);
+        },
+        [this] {
+          for (auto& each : interfaces_) each->link->sample_kernel_counters();
+        });
+  }
   logger("node")->debug("interface up: {}", raw->description);
   return Ok{};
 }
@@ -452,6 +462,7 @@ void Node::close() {
   run_deferred();
   flush_links();
   closed_ = true;
+  if (kernel_sequence_filter_) kernel_sequence_filter_->close();
   for (auto& interface : interfaces_) {
     interface->link->close();
     netif_remove(&interface->lwip_netif);

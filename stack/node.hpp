@@ -49,6 +49,7 @@
 #include "base/ip_address.hpp"
 #include "base/uv_handle.hpp"
 #include "stack/flow_key.hpp"
+#include "stack/kernel_sequence_filter.hpp"
 #include "stack/lwip.hpp"
 #include "stack/wire/ip_packet.hpp"
 #include "stack/wire/tcp_header.hpp"
@@ -168,6 +169,12 @@ class Node {
 
   uv_loop_t* loop() const { return loop_; }
 
+  // Whether links that offer one get a kernel sequence filter (stack/kernel_sequence_filter.hpp;
+  // on by default). Takes effect for interfaces added after the call.
+  void set_kernel_sequence_filter(bool on) { kernel_sequence_filter_wanted_ = on; }
+  // The keeper of the links' kernel filters; nullptr when no link took one.
+  const KernelSequenceFilter* kernel_sequence_filter() const { return kernel_sequence_filter_.get(); }
+
   // Adds a link as an lwIP netif with the given addresses; the first one is the default
   // route. Starts reading from the link.
   Result<Ok, std::string> add_interface(std::unique_ptr<Link> link, const InterfaceConfig& config);
@@ -219,6 +226,12 @@ class Node {
   const NodeCounters& counters() const { return counters_; }
   const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
   size_t interface_count() const { return interfaces_.size(); }
+  // One link counter summed over every link (e.g. &LinkCounters::rx_foreign).
+  uint64_t link_counter_total(uint64_t LinkCounters::*counter) const {
+    uint64_t total = 0;
+    for (const auto& each : interfaces_) total += each->link->counters().*counter;
+    return total;
+  }
   const LinkOffloads& offloads(size_t index) const { return interfaces_.at(index)->offloads; }
   // The interface's lwIP netif (to bind pcbs to it, or to tell its packets in a filter).
   netif* lwip_interface(size_t index) { return &interfaces_.at(index)->lwip_netif; }
@@ -265,6 +278,8 @@ class Node {
   UvHandle<uv_check_t> check_;
   UvHandle<uv_idle_t> idle_;
   NodeCounters counters_;
+  bool kernel_sequence_filter_wanted_ = true;
+  std::unique_ptr<KernelSequenceFilter> kernel_sequence_filter_;
   bool link_busy_ = false;  // receive_batch is feeding a large batch
   bool closed_ = false;
 };

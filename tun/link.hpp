@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/result.hpp"
+#include "tun/sequence_filter.hpp"
 
 namespace roam {
 
@@ -22,6 +23,9 @@ struct LinkCounters {
   uint64_t rx_bytes = 0;
   uint64_t rx_dropped = 0;  // truncated datagrams, unknown senders, read errors
   uint64_t rx_foreign = 0;  // of those, datagrams from a sender the link does not accept
+  // Datagrams the kernel dropped at the link's socket (its sequence filter, a full
+  // receive buffer): the socket's own drop count as last sampled. Not in rx_dropped.
+  uint64_t rx_dropped_kernel = 0;
   uint64_t tx_packets = 0;
   uint64_t tx_bytes = 0;
   uint64_t tx_dropped = 0;  // no route, oversize, or the device/socket was full
@@ -59,6 +63,14 @@ class Link {
   virtual void flush() {}
   // Stops reading and releases the device or socket. Idempotent.
   virtual void close() = 0;
+
+  // Installs a kernel filter that drops blind forgeries of `flows` before they are read
+  // (tun/sequence_filter.hpp), replacing the previous one; no flows: no filter. False when
+  // this link has none to offer (the default) or the kernel refused it (then no filter
+  // is left: an old one's ranges would fall behind).
+  virtual bool set_sequence_filter(std::span<const SequenceFilterFlow> /*flows*/) { return false; }
+  // Reads the kernel's drop count into counters().rx_dropped_kernel (nothing by default).
+  virtual void sample_kernel_counters() {}
 
   virtual size_t mtu() const = 0;
   virtual LinkOffloads offloads() const { return {}; }

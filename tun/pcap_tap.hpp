@@ -1,6 +1,8 @@
 // PcapTap: wraps any Link and writes every packet it sends and receives to a pcap file
 // (LINKTYPE_RAW), readable by tcpdump and tshark. Decorator in the spirit of smoltcp's
-// phy/tracer.rs: the wrapped link does not know it is watched. Loop thread only.
+// phy/tracer.rs: the wrapped link does not know it is watched. It offers no kernel
+// sequence filter (Link::set_sequence_filter's default): a capture shows every packet
+// that reached the link, forgeries included. Loop thread only.
 #pragma once
 
 #include <memory>

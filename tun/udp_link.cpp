@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -78,6 +79,57 @@ void UdpLink::close() {
     ::close(fd_);
     fd_ = -1;
   }
+}
+
+bool UdpLink::set_sequence_filter(std::span<const SequenceFilterFlow> flows) {
+  if (fd_ < 0) return false;
+  if (flows.empty()) {
+    detach_sequence_filter();
+    return true;
+  }
+  // The kernel charges a filter to the socket's option memory (optmem_max: ~150 flows
+  // here, fewer on older kernels): when it refuses, the first half of the flows (the
+  // busiest, as the caller orders them) still fit, or a quarter...
+  for (size_t count = flows.size(); count > 0; count /= 2) {
+    auto program = build_sequence_filter(flows.first(count));
+    sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};
+    if (setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &fprog, sizeof fprog) == 0) {
+      if (count < flows.size()) {
+        uint64_t suppressed = 0;
+        if (filter_refusal_log_.allow(suppressed))
+          logger("link")->info("udp link: the kernel took a sequence filter for {} of {} flows ({} more)", count,
+                               flows.size(), suppressed);
+      }
+      sequence_filter_attached_ = true;
+      return true;
+    }
+    const int error = errno;  // before the logger, which may set it
+    if (error == ENOMEM && count > 1) continue;
+    // The previous filter must not stay: its ranges would fall behind the connections
+    // and drop their real segments. Without one, the Node's own check still judges all.
+    detach_sequence_filter();
+    uint64_t suppressed = 0;
+    if (filter_refusal_log_.allow(suppressed))
+      logger("link")->warn("udp link: the kernel refused the sequence filter ({} instructions): {} ({} more)",
+                           program.size(), std::strerror(error), suppressed);
+    return false;
+  }
+  return false;
+}
+
+void UdpLink::detach_sequence_filter() {
+  // Detaching a filter that is not there fails (ENOENT): only detach ours.
+  int unused = 0;  // the kernel wants an int-sized value even here
+  if (sequence_filter_attached_) setsockopt(fd_, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused);
+  sequence_filter_attached_ = false;
+}
+
+void UdpLink::sample_kernel_counters() {
+  if (fd_ < 0) return;
+  uint32_t meminfo[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof meminfo;
+  if (getsockopt(fd_, SOL_SOCKET, SO_MEMINFO, meminfo, &len) == 0 && len > SK_MEMINFO_DROPS * sizeof(uint32_t))
+    counters_.rx_dropped_kernel = meminfo[SK_MEMINFO_DROPS];
 }
 
 void UdpLink::on_readable(uv_poll_t* handle, int status, int /*events*/) noexcept {

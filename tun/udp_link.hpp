@@ -58,6 +58,8 @@ class UdpLink final : public Link {
   void send(PacketView packet) override;
   void flush() override;
   void close() override;
+  bool set_sequence_filter(std::span<const SequenceFilterFlow> flows) override;
+  void sample_kernel_counters() override;
   size_t mtu() const override { return config_.mtu; }
   std::string describe() const override;
   const LinkCounters& counters() const override { return counters_; }
@@ -83,6 +85,7 @@ class UdpLink final : public Link {
   void read_batches();
   const UdpRoute* route_for(const IpAddress& destination) const;
   void on_rebind(PacketView datagram, const sockaddr_storage& source);
+  void detach_sequence_filter();
 
   uv_loop_t* loop_;
   UdpLinkConfig config_;
@@ -92,7 +95,9 @@ class UdpLink final : public Link {
   ReceiveBatchFn on_batch_;
   LinkCounters counters_;
   uint64_t rebinds_ignored_ = 0;
+  bool sequence_filter_attached_ = false;
   RateLimitedLog rebind_refusal_log_{std::chrono::seconds(1)};
+  RateLimitedLog filter_refusal_log_{std::chrono::seconds(1)};
 
   // Receive side: one buffer per datagram of a batch, one byte larger than the MTU so an
   // oversize datagram shows up as truncated and is dropped.

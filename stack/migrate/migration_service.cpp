@@ -378,10 +378,13 @@ void MigrationService::register_counters() {
           &n.rx_filtered_by_stage[stage]);
   r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
   // Datagrams from senders the link does not accept (UDP link allowlist), every link.
-  r.add_total("node", "rx_foreign", [this] {
-    uint64_t total = 0;
-    for (size_t link = 0; link < node_.interface_count(); ++link) total += node_.link(link).counters().rx_foreign;
-    return total;
+  r.add_total("node", "rx_foreign", [this] { return node_.link_counter_total(&LinkCounters::rx_foreign); });
+  // What the kernel dropped before the links read it: blind forgeries caught by the
+  // sequence filter (stack/kernel_sequence_filter.hpp), and a full socket buffer.
+  r.add_total("node", "rx_dropped_kernel", [this] { return node_.link_counter_total(&LinkCounters::rx_dropped_kernel); });
+  r.add_total("node", "kernel_filter_installs", [this] {
+    const auto* filter = node_.kernel_sequence_filter();
+    return filter ? filter->counters().installs : uint64_t{0};
   });
 }
 

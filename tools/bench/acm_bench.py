@@ -133,6 +133,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each upload phase (default 5)")
     parser.add_argument("--handshakes", type=int, default=300, help="handshakes timed in-process (default 300)")
+    parser.add_argument("--kernel-filter", choices=("on", "off"), default="on",
+                        help="roam-client's --kernel-filter in the flood lab (default on, its default)")
     parser.add_argument("--flood-rate", type=float, default=0,
                         help="forged datagrams per second in both flood phases (default 0: as fast as it goes)")
     args = parser.parse_args()
@@ -156,7 +158,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="roam-bench-acm-")
 
     # Lab 1: no MAC; the upload before, under and after the flood.
-    lab = Lab(workdir, "plain", [])
+    lab = Lab(workdir, "plain", ["--kernel-filter", args.kernel_filter])
     try:
         wait_for("the client's forward", lambda: "[app] forwarding" in lab.client_log())
         upload = Upload(lab.forward)
@@ -213,7 +215,8 @@ def main():
     follower = re.search(r"frames forged (\d+) replayed (\d+).*ACMs (\d+) applied (\d+) refused (\d+).*"
                          r"connections moved (\d+)", text)
     packets = re.search(r"packets in (\d+) \(malformed (\d+)", text)
-    if follower is None or packets is None:
+    in_kernel = re.search(r"dropped in kernel (\d+)", text)
+    if follower is None or packets is None or in_kernel is None:
         raise RuntimeError("no counters in the client's log (%s)" % workdir)
     forged, _replayed, _acms, applied, _refused, moved = map(int, follower.groups())
     result = dict(cpu)
@@ -231,6 +234,10 @@ def main():
         "throughput_ratio_flooder_elsewhere": round(elsewhere / ((before + after) / 2), 3),
         "throughput_ratio_flood_over_flooder_elsewhere": round(under / elsewhere, 3),
         "client_packets_in": int(packets.group(1)),
+        "kernel_filter": args.kernel_filter,
+        # Forgeries the client's kernel sequence filter dropped before roam-client read them
+        # (and datagrams lost to a full socket buffer: the socket's one drop count).
+        "client_rx_dropped_kernel": int(in_kernel.group(1)),
         "forged_reaching_channel": forged,
         "acms_applied": applied,
         "redirects_by_forgery": moved,
