@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/socket_address.hpp"
+#include "support/loopback_udp_socket.hpp"
 #include "stack/kernel_sequence_filter.hpp"
 #include "tun/udp_link.hpp"
 
@@ -21,26 +22,7 @@ namespace {
 
 using roam::SequenceFilterFlow;
 
-struct Socket {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  Socket() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~Socket() { close(fd); }
-  sockaddr_storage address() const {
-    sockaddr_storage a{};
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    return a;
-  }
-  void send_to(const sockaddr_storage& to, const std::vector<uint8_t>& bytes) const {
-    REQUIRE(sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof(sockaddr_in)) ==
-            static_cast<ssize_t>(bytes.size()));
-  }
-};
+using Socket = roam::testing::LoopbackUdpSocket;
 
 constexpr uint32_t peer_address = 0xC6120B02;  // 198.18.11.2
 constexpr uint32_t own_address = 0xC6120C02;   // 198.18.12.2

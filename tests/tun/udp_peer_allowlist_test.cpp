@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/socket_address.hpp"
+#include "support/loopback_udp_socket.hpp"
 #include "tun/udp_link.hpp"
 
 namespace {
@@ -35,27 +36,7 @@ sockaddr_storage mapped_v4(const char* v4, uint16_t port) {
   return addr;
 }
 
-// A UDP socket bound to 127.0.0.1:0 (closed with the object).
-struct Socket {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  Socket() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  }
-  ~Socket() { close(fd); }
-  sockaddr_storage address() const {
-    sockaddr_storage a{};
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    return a;
-  }
-  void send_to(const sockaddr_storage& to, const std::vector<uint8_t>& bytes) const {
-    REQUIRE(sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof(sockaddr_in)) ==
-            static_cast<ssize_t>(bytes.size()));
-  }
-};
+using Socket = roam::testing::LoopbackUdpSocket;
 
 // A minimal IPv4 header (20 bytes, protocol 6) from 198.18.11.2 to 198.18.12.2, then `tag`.
 std::vector<uint8_t> ip_packet(uint8_t tag) {
