@@ -57,6 +57,15 @@ void follow_and_finish(EngineLab& e, const migrate::ExportReport& report, const 
   e.lab.run([&] { return e.lab.client.received.size() >= data.size() && !e.followed.empty(); });
 }
 
+// The whole stream arrived byte-exact and the data connection never failed. Not
+// lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab) is
+// refused with an RST once the longer stream gives it time; the data connection never
+// saw one.
+void check_stream_exact(EngineLab& e, const std::vector<uint8_t>& data) {
+  CHECK(e.lab.client.received == data);
+  CHECK_FALSE(e.lab.client.failed);
+}
+
 }  // namespace
 
 TEST_CASE("a pre-copied busy session moves with only the delta frozen and follows byte-exact") {
@@ -75,11 +84,7 @@ TEST_CASE("a pre-copied busy session moves with only the delta frozen and follow
   CHECK(e.importer->counters().precopy_bytes_used == report.precopy_bytes);
   CHECK(e.link.store.held_bytes() == 0);
   follow_and_finish(e, report, data);
-  CHECK(e.lab.client.received == data);
-  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
-  // is refused with an RST once the longer stream gives it time; the data connection never
-  // saw one.
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
 
 TEST_CASE("pre-copy rounds while the connection runs: acknowledged bytes are skipped and the rest splices") {
@@ -102,11 +107,7 @@ TEST_CASE("pre-copy rounds while the connection runs: acknowledged bytes are ski
   CHECK(report.precopy_bytes > report.precopy_bytes_relied);
   CHECK(e.link.store.held_bytes() == 0);
   follow_and_finish(e, report, data);
-  CHECK(e.lab.client.received == data);
-  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
-  // is refused with an RST once the longer stream gives it time; the data connection never
-  // saw one.
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
 
 TEST_CASE("a delta whose pre-copied bytes the target lost is refused, and the connection goes on at the old server") {
@@ -146,11 +147,7 @@ TEST_CASE("a target that refuses pre-copied bytes gets whole snapshots and the m
   CHECK(report.snapshot_stream_bytes > 0);
   CHECK(e.importer->counters().precopy_bytes_used == 0);
   follow_and_finish(e, report, data);
-  CHECK(e.lab.client.received == data);
-  // Not lab.rst_seen: the Follower's control channel to B (nothing serves it in this lab)
-  // is refused with an RST once the longer stream gives it time; the data connection never
-  // saw one.
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
 
 TEST_CASE("a target that did not announce pre-copy gets whole snapshots without a round") {
@@ -167,8 +164,7 @@ TEST_CASE("a target that did not announce pre-copy gets whole snapshots without 
   CHECK(e.link.store.held_bytes() == 0);
   CHECK(report.snapshot_stream_bytes > 0);
   follow_and_finish(e, report, data);
-  CHECK(e.lab.client.received == data);
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
 
 TEST_CASE("auto pre-copies a busy session and skips one that queues less than the threshold") {
@@ -197,8 +193,7 @@ TEST_CASE("auto pre-copies a busy session and skips one that queues less than th
     CHECK(report.precopy_bytes == 0);
     follow_and_finish(e, report, data);
   }
-  CHECK(e.lab.client.received == data);
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
 
 TEST_CASE("the held round: moving sessions hold their output for it, and only those that stay are released") {
@@ -255,6 +250,5 @@ TEST_CASE("the held round: moving sessions hold their output for it, and only th
     CHECK_FALSE(report.precopy_held_round);
     follow_and_finish(e, report, data);
   }
-  CHECK(e.lab.client.received == data);
-  CHECK_FALSE(e.lab.client.failed);
+  check_stream_exact(e, data);
 }
