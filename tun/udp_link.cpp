@@ -87,9 +87,9 @@ bool UdpLink::set_sequence_filter(std::span<const SequenceFilterFlow> flows) {
     detach_sequence_filter();
     return true;
   }
-  // The kernel charges a filter to the socket's option memory (optmem_max: ~150 flows
-  // here, fewer on older kernels): when it refuses, the first half of the flows (the
-  // busiest, as the caller orders them) still fit, or a quarter...
+  // The kernel charges a filter to the socket's option memory (optmem_max), the old and
+  // the new one together while it replaces one: when it refuses, the first half of the
+  // flows (the busiest, as the caller orders them) may still fit, or a quarter...
   for (size_t count = flows.size(); count > 0; count /= 2) {
     auto program = build_sequence_filter(flows.first(count));
     sock_fprog fprog{static_cast<unsigned short>(program.size()), program.data()};

@@ -194,8 +194,10 @@ TEST_CASE("sequence filter: many flows, the last one still judged; the program i
   CHECK(roam::build_sequence_filter(too_many).size() == roam::build_sequence_filter(flows).size() +
                                                             11 * (roam::sequence_filter_max_flows - flows.size()));
 
-  // More than the kernel's socket memory takes (optmem_max; ~150 flows here, fewer on
-  // older kernels): the link installs the first half, then a quarter, ... that fits.
+  // The most flows a program takes, busiest first: the kernel takes it (~2,850
+  // instructions) and the first flow is judged. Where optmem_max is too small for it the
+  // link would install the first half, a quarter, ...: not exercised here (this kernel's
+  // 128 KiB takes the whole program).
   std::vector<SequenceFilterFlow> busiest_first(roam::sequence_filter_max_flows, listed_flow(0, 10));
   for (size_t i = 0; i < busiest_first.size(); ++i) busiest_first[i].source_port = static_cast<uint16_t>(7000 + i);
   busiest_first[0] = listed_flow(1000, 100);
