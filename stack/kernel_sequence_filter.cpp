@@ -13,18 +13,12 @@ auto four_tuple(const SequenceFilterFlow& flow) {
   return std::tie(flow.source, flow.destination, flow.source_port, flow.destination_port);
 }
 
-// The states whose rcv_nxt the Node's window check trusts (check_sequence).
-bool window_checked(const tcp_pcb& pcb) {
-  return pcb.state == ESTABLISHED || pcb.state == FIN_WAIT_1 || pcb.state == FIN_WAIT_2 ||
-         pcb.state == CLOSE_WAIT;
-}
-
 }  // namespace
 
 std::vector<SequenceFilterFlow> sequence_filter_flows_now(size_t max_flows) {
   std::vector<SequenceFilterFlow> flows;
   for (tcp_pcb* pcb = tcp_active_pcbs; pcb != nullptr && flows.size() < max_flows; pcb = pcb->next) {
-    if (!window_checked(*pcb) || !IP_IS_V4_VAL(pcb->local_ip) || !IP_IS_V4_VAL(pcb->remote_ip)) continue;
+    if (!sequence_checked(*pcb) || !IP_IS_V4_VAL(pcb->local_ip) || !IP_IS_V4_VAL(pcb->remote_ip)) continue;
     SequenceFilterFlow flow;
     flow.source = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->remote_ip)));
     flow.destination = lwip_ntohl(ip4_addr_get_u32(ip_2_ip4(&pcb->local_ip)));

@@ -13,17 +13,19 @@ SequenceVerdict check_sequence(const InboundTcp& tcp) {
   // cap on the depth would let 64 busier connections push the attacked one out of reach
   // (forged segments never reach lwIP, so its pcb is never moved to the front).
   tcp_pcb* pcb = find_active_pcb(tcp.flow);
-  if (pcb == nullptr) return SequenceVerdict::unchecked;
-  // rcv_nxt is what the peer sends next only once the handshake is done, and until
-  // lwIP has taken the peer's FIN (then rcv_nxt no longer moves, and lwIP answers).
-  switch (pcb->state) {
+  if (pcb == nullptr || !sequence_checked(*pcb)) return SequenceVerdict::unchecked;
+  return sequence_near(segment.seq, pcb->rcv_nxt) ? SequenceVerdict::near : SequenceVerdict::far;
+}
+
+bool sequence_checked(const tcp_pcb& pcb) {
+  switch (pcb.state) {
     case ESTABLISHED:
     case FIN_WAIT_1:
     case FIN_WAIT_2:
     case CLOSE_WAIT:
-      return sequence_near(segment.seq, pcb->rcv_nxt) ? SequenceVerdict::near : SequenceVerdict::far;
+      return true;
     default:
-      return SequenceVerdict::unchecked;
+      return false;
   }
 }
 

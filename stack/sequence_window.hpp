@@ -40,4 +40,9 @@ enum class SequenceVerdict : uint8_t {
 };
 SequenceVerdict check_sequence(const InboundTcp& tcp);
 
+// Whether `pcb`'s rcv_nxt is what its peer sends next, so the check applies: only once
+// the handshake is done, and until lwIP has taken the peer's FIN (then rcv_nxt no longer
+// moves, and lwIP answers). Also the connections the kernel filter lists.
+bool sequence_checked(const tcp_pcb& pcb);
+
 }  // namespace roam
