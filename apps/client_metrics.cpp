@@ -1,5 +1,7 @@
 #include "apps/client_metrics.hpp"
 
+#include "stack/node_counters.hpp"
+
 namespace roam {
 
 void register_client_counters(CounterRegistry& r, const Node& node, const Follower* follower) {
@@ -61,23 +63,7 @@ void register_client_counters(CounterRegistry& r, const Node& node, const Follow
     r.add("handover", "hold_flows_held", &o.flows_held);
     r.add("handover", "hold_packets_held", &o.packets_held);
   }
-  const auto& n = node.counters();
-  r.add("node", "rx_packets", &n.rx_packets);
-  r.add("node", "rx_malformed", &n.rx_malformed);
-  r.add("node", "rx_filtered", &n.rx_filtered);
-  r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
-  // Blind forgeries of a known 4-tuple (the forged-ACM flood): far outside the window.
-  r.add("node", "rx_dropped_window", &n.rx_filtered_by_stage[static_cast<size_t>(InputStage::window)]);
-  r.add("node", "tx_packets", &n.tx_packets);
-  r.add("node", "tx_filtered", &n.tx_filtered);
-  r.add_total("node", "rx_foreign", [&node] { return node.link_counter_total(&LinkCounters::rx_foreign); });
-  // What the kernel dropped before the links read it: blind forgeries caught by the
-  // sequence filter (stack/kernel_sequence_filter.hpp), and a full socket buffer.
-  r.add_total("node", "rx_dropped_kernel", [&node] { return node.link_counter_total(&LinkCounters::rx_dropped_kernel); });
-  r.add_total("node", "kernel_filter_installs", [&node] {
-    const auto* filter = node.kernel_sequence_filter();
-    return filter ? filter->counters().installs : uint64_t{0};
-  });
+  register_node_counters(r, node);
 }
 
 }  // namespace roam

@@ -11,6 +11,7 @@
 #include "base/socket_address.hpp"
 #include "stack/connection_id.hpp"
 #include "stack/flow_key.hpp"
+#include "stack/node_counters.hpp"
 #include "stack/migrate/address_answer.hpp"
 #include "stack/migrate/stay_reason.hpp"
 
@@ -367,25 +368,7 @@ void MigrationService::register_counters() {
     r.add("segment_mac", "segment_mac_dropped_missing", &s.dropped_missing);
     r.add("segment_mac", "segment_mac_dropped_bad", &s.dropped_bad);
   }
-  const auto& n = node_.counters();
-  r.add("node", "rx_packets", &n.rx_packets);
-  r.add("node", "rx_malformed", &n.rx_malformed);
-  r.add("node", "rx_filtered", &n.rx_filtered);
-  r.add("node", "tx_packets", &n.tx_packets);
-  r.add("node", "tx_filtered", &n.tx_filtered);
-  for (size_t stage = 0; stage < input_stage_count; ++stage)
-    r.add("node", "rx_dropped_" + std::string(to_string(static_cast<InputStage>(stage))),
-          &n.rx_filtered_by_stage[stage]);
-  r.add("node", "rx_handover_unclaimed", &n.rx_handover_unclaimed);
-  // Datagrams from senders the link does not accept (UDP link allowlist), every link.
-  r.add_total("node", "rx_foreign", [this] { return node_.link_counter_total(&LinkCounters::rx_foreign); });
-  // What the kernel dropped before the links read it: blind forgeries caught by the
-  // sequence filter (stack/kernel_sequence_filter.hpp), and a full socket buffer.
-  r.add_total("node", "rx_dropped_kernel", [this] { return node_.link_counter_total(&LinkCounters::rx_dropped_kernel); });
-  r.add_total("node", "kernel_filter_installs", [this] {
-    const auto* filter = node_.kernel_sequence_filter();
-    return filter ? filter->counters().installs : uint64_t{0};
-  });
+  register_node_counters(r, node_);
 }
 
 void MigrationService::shutdown() {
