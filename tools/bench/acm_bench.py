@@ -14,6 +14,12 @@ channel port, random sequence numbers: an off-path attacker) to the client's lin
 alone again; then a fourth phase with the same flooder aimed at a UDP socket nobody reads
 (the flooder's own CPU, which shares the cores with the upload, without roam-client
 receiving anything). --flood-rate PPS paces both floods (default 0: as fast as it goes).
+--flooder-cpu N puts the flooder on CPU N and everything else of the lab on the other CPUs,
+as for an attacker on another host: the ratio then shows roam-client's own cost, not the
+flooder's. On loopback the kernel receives a datagram in its sender's context, so the
+flood's receive half runs on CPU N too; --flood-rx lab (root) moves it onto the lab's CPUs
+(a fresh network namespace whose lo steers received packets there, RPS), as a NIC's
+interrupts on the lab's cores would.
   throughput_ratio_under_flood = flood phase / mean of the two phases without flood
   throughput_ratio_flooder_elsewhere = fourth phase / the same mean (the flooder's cost alone)
   throughput_ratio_flood_over_flooder_elsewhere = flood phase / fourth phase (roam-client's
@@ -21,6 +27,7 @@ receiving anything). --flood-rate PPS paces both floods (default 0: as fast as i
   redirects_by_forgery         connections the client moved (no genuine move happens: 0)
   flood_pps                    forged datagrams per second the flooder got out
   flood_rate_asked             the --flood-rate asked (0: as fast as it goes)
+  flooder_cpu, flood_rx        the placement asked (null and "sender": none)
 Then three fresh pairs run the same upload (1 s warm-up, one phase): without MAC, with
 --segment-mac on both ends, without again:
   segment_mac_throughput_ratio = with per-segment MACs / the mean of the two without
@@ -129,6 +136,26 @@ class Upload:
         self.sock.close()
 
 
+IN_RX_NAMESPACE = "ACM_BENCH_IN_RX_NAMESPACE"
+
+
+def reexec_in_rx_namespace(lab_cpus, parser):
+    """Runs this bench again in a fresh network and mount namespace (gone when it exits),
+    whose loopback steers every received packet to lab_cpus (RPS): the kernel's receive half
+    of the flood then runs on the lab's CPUs, not in the flooder's send call. Root only; the
+    root namespace's lo is not touched."""
+    if os.geteuid() != 0:
+        parser.error("--flood-rx lab needs root (a network namespace)")
+    mask = "%x" % sum(1 << cpu for cpu in lab_cpus)
+    setup = ("mount -t sysfs sysfs /sys && ip link set lo up && "
+             "echo %s > /sys/class/net/lo/queues/rx-0/rps_cpus && exec \"$@\"" % mask)
+    env = dict(os.environ, **{IN_RX_NAMESPACE: "1"})
+    note("re-running in a fresh network namespace, lo's receive steered to CPU mask %s" % mask)
+    sys.stdout.flush()
+    os.execvpe("unshare", ["unshare", "--net", "--mount", "sh", "-c", setup, "sh", sys.executable,
+                           os.path.abspath(__file__)] + sys.argv[1:], env)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each upload phase (default 5)")
@@ -137,15 +164,38 @@ def main():
                         help="roam-client's --kernel-filter in the flood lab (default on, its default)")
     parser.add_argument("--flood-rate", type=float, default=0,
                         help="forged datagrams per second in both flood phases (default 0: as fast as it goes)")
+    parser.add_argument("--flooder-cpu", type=int, default=None, metavar="N",
+                        help="run the flooder on CPU N and the rest of the lab on the other CPUs "
+                             "(default: no placement, all share every CPU)")
+    parser.add_argument("--flood-rx", choices=("sender", "lab"), default="sender",
+                        help="where the kernel receives the flood's datagrams: 'sender' (loopback's "
+                             "way: the flooder's CPU) or 'lab' (root; needs --flooder-cpu: a fresh network "
+                             "namespace whose lo steers them to the lab's CPUs)")
     args = parser.parse_args()
 
     if args.flood_rate < 0:
         parser.error("--flood-rate must be 0 or positive")
+    flooder_prefix = []
+    if args.flooder_cpu is not None:
+        cpus = os.sched_getaffinity(0)
+        if args.flooder_cpu not in cpus or len(cpus) < 2:
+            parser.error("--flooder-cpu %d: not one of this process's CPUs %s, or no other CPU is left for the lab"
+                         % (args.flooder_cpu, sorted(cpus)))
+        lab_cpus = cpus - {args.flooder_cpu}
+        if args.flood_rx == "lab" and os.environ.get(IN_RX_NAMESPACE) != "1":
+            reexec_in_rx_namespace(lab_cpus, parser)
+        # Before any thread or child starts: all of them inherit the lab's CPUs.
+        os.sched_setaffinity(0, lab_cpus)
+        flooder_prefix = ["taskset", "-c", str(args.flooder_cpu)]
+        note("flooder on CPU %d, the lab on CPUs %s, the flood received on the %s's" % (
+            args.flooder_cpu, ",".join(map(str, sorted(lab_cpus))), args.flood_rx))
+    elif args.flood_rx == "lab":
+        parser.error("--flood-rx lab needs --flooder-cpu (with all on every CPU there is nothing to steer)")
     if not os.access(ACM_FLOOD, os.X_OK):
         sys.exit("acm_bench.py: no flooder at %s (build the acm_flood target, or set ACM_FLOOD)" % ACM_FLOOD)
 
     def start_flood(link_port, channel_port):
-        return subprocess.Popen([ACM_FLOOD, "--link", "127.0.0.1:%d" % link_port, "--src", A_ADDR, "--dst",
+        return subprocess.Popen(flooder_prefix + [ACM_FLOOD, "--link", "127.0.0.1:%d" % link_port, "--src", A_ADDR, "--dst",
                                  CLIENT_ADDR, "--dport", str(channel_port), "--count", "100000000", "--seconds",
                                  str(args.seconds), "--rate", str(args.flood_rate)], stdout=subprocess.PIPE,
                                 text=True)
@@ -228,6 +278,8 @@ def main():
         "flood_sent": flood_result["sent"],
         "flood_pps": flood_result["pps"],
         "flood_rate_asked": args.flood_rate,
+        "flooder_cpu": args.flooder_cpu,
+        "flood_rx": args.flood_rx,
         # References for the flooder's own CPU (it shares the cores with the upload).
         "upload_gbps_flooder_elsewhere": round(elsewhere, 3),
         "flood_pps_elsewhere": elsewhere_result["pps"],
