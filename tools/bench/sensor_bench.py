@@ -51,6 +51,11 @@ c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing
                         the flood paced at the same rate, same run; with the rates sent and
                         roam_tun_dropped, the packets rtun0 dropped because its queue toward
                         roam-server was full (tun_dropped_by_round: every roam round's).
+  server_cpu_us_per_packet_by_round
+                        roam-server's CPU time (user + system, /proc) during each roam
+                        round over the packets rtun0 delivered to it: what one flood packet
+                        cost at that round's rate (a busier reader reads bigger batches
+                        and pays less per packet, so this is no capacity figure).
   detect_ms             the flood detector (--flood-detector-warmup cut to 3 s, waited
                         out): from the flood's start (the generator's launch) to the
                         alarm's log line, median over the roam rounds (detect_ms_samples, by round).
@@ -231,6 +236,7 @@ def flood_part(args, out):
     # it dropped because the queue was full (roam-server did not read fast enough).
     tun_dropped = {}
     tun_delivered = {}
+    cpu_per_packet = {}
 
     def tun_queue_counts():
         text = lab.run_in("s", ["ip", "-s", "-j", "link", "show", "rtun0"]).stdout
@@ -245,11 +251,15 @@ def flood_part(args, out):
         time.sleep(warmup + 0.5)  # the detector's warm-up, on a quiet baseline
         flood_args = sft.flood_args("198.18.12.2", 7000) + (["--rate", str(pps)] if pps else [])
         before = tun_queue_counts()
+        cpu_before = process_cpu_seconds(lab.procs[label].pid)
         ok, total, flood, started = sft.connect_round(lab, "198.18.12.2", 7000, args.connects, flood_args,
                                                       bound=args.connect_bound)
+        cpu_after = process_cpu_seconds(lab.procs[label].pid)
         after = tun_queue_counts()
         tun_dropped[label] = after[1] - before[1]
         tun_delivered[label] = after[0] - before[0]
+        if cpu_before is not None and cpu_after is not None and tun_delivered[label] > 0:
+            cpu_per_packet[label] = round((cpu_after - cpu_before) * 1e6 / tun_delivered[label], 3)
         lab.stop_cleanly([label])
         for name in retx:
             retx[name][label] = sft.counter(lab.log_text(label), name)
@@ -332,11 +342,27 @@ def flood_part(args, out):
     out["flood_pps_by_round"] = rates
     out["tun_dropped_by_round"] = tun_dropped
     out["tun_delivered_by_round"] = tun_delivered
+    out["server_cpu_us_per_packet_by_round"] = cpu_per_packet
     for name, by_round in retx.items():
         out[name + "_by_round"] = by_round
     out["detect_ms_samples"] = detects
     out["detect_ms"] = statistics.median(detects.values()) if detects else None
     return not failed
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU seconds of process pid, all its threads (/proc/PID/stat), or None
+    when it is gone or is not roam-server (the lab's launcher execs it, so the pids match)."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            if f.read().strip() != "roam-server":
+                return None
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields 14 and 15 of stat (utime, stime), counted from the state field (3).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------- part 3: the drill
