@@ -6,7 +6,6 @@
 
 #include "apps/files_state.hpp"
 #include "apps/proxy_resume_state.hpp"
-#include "apps/proxy_session.hpp"
 #include "base/clock.hpp"
 #include "base/config_error.hpp"
 #include "base/log.hpp"
@@ -28,13 +27,6 @@ migrate::CheckpointKey load_key(const std::string& seed_path) {
   auto key = migrate::CheckpointKey::derive(top);
   sodium_memzero(top.data(), top.size());
   return key;
-}
-
-// A files session in phase `sending`: the only state a checkpoint can regenerate from.
-bool sending_files(const MovableSession& session, const std::vector<uint8_t>& app_state) {
-  if (std::strcmp(session.kind(), "files") != 0) return false;
-  auto state = decode_files_state(app_state);
-  return state && state->phase == FilesPhase::sending;
 }
 
 // The reason byte of RESUMED for a checkpoint's own fault (PROTOCOL.md 14.3).
@@ -69,31 +61,17 @@ void CheckpointService::close() {
 
 void CheckpointService::push_all() {
   const uint64_t now = unix_ms();
-  for (MovableSession* any : table_.sessions()) {
-    tcp_pcb* pcb = nullptr;
-    std::vector<uint8_t> app_state;
-    if (auto* proxy = dynamic_cast<ProxySession*>(any)) {
-      // The client leg, with the stream offsets the relay re-sends from (PROTOCOL.md 14.8.2).
-      auto state = proxy->resume_state();
-      if (!state) continue;
-      pcb = proxy->legs()[ProxySession::client_leg].pcb;
-      app_state = encode_proxy_resume_state(*state);
-    } else {
-      auto* session = dynamic_cast<SingleLegSession*>(any);
-      if (session == nullptr || !session->movable()) continue;
-      pcb = session->pcb();
-      if (pcb == nullptr) continue;
-      app_state = session->app_state();
-      if (!sending_files(*session, app_state)) continue;
-    }
-    if (pcb == nullptr) continue;
+  for (MovableSession* session : table_.sessions()) {
+    auto source = session->checkpoint_source();
+    if (!source || source->pcb == nullptr) continue;
+    tcp_pcb* pcb = source->pcb;
     const uint64_t id = connection_id(pcb);
     if (id == 0) continue;
     ChannelConnection* channel = migration_.channels().channel_for(id);
     if (channel == nullptr || !channel->established()) continue;
     // A live pcb, read between its callbacks: the queues are copied and dropped (a
     // checkpoint holds none; the app regenerates them from its state).
-    auto captured = migrate::capture_snapshot(pcb, {}, app_state);
+    auto captured = migrate::capture_snapshot(pcb, {}, source->app_state);
     if (!captured) {
       ++counters_.push_skipped;
       continue;

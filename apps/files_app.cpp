@@ -276,6 +276,11 @@ std::vector<uint8_t> FilesSession::app_state() const {
   return encode_files_state(state_);
 }
 
+std::optional<CheckpointSource> FilesSession::checkpoint_source() const {
+  if (!movable() || pcb() == nullptr || state_.phase != FilesPhase::sending) return std::nullopt;
+  return CheckpointSource{pcb(), app_state()};
+}
+
 tcp_pcb* FilesSession::release_pcb() {
   return end_.release(*carrier_);
 }

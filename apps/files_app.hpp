@@ -60,6 +60,9 @@ class FilesSession final : public SingleLegSession, public TcpConnection::Handle
   std::vector<uint8_t> received_unconsumed() const override { return held_; }
   std::vector<uint8_t> app_state() const override;
   tcp_pcb* release_pcb() override;
+  // Only while sending: the file name and offset are all a resume needs to regenerate the
+  // rest of the download.
+  std::optional<CheckpointSource> checkpoint_source() const override;
   // Graceful (FIN) when the whole file is queued or no request came yet; a reset mid-file,
   // so the client never takes a cut-short file for a whole one. Not while frozen: thaw first.
   void close() override;

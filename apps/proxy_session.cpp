@@ -149,6 +149,12 @@ std::optional<ProxyResumeState> ProxySession::resume_state() const {
   return ProxyResumeState{relayed, down_, up_};
 }
 
+std::optional<CheckpointSource> ProxySession::checkpoint_source() const {
+  auto state = resume_state();
+  if (!state) return std::nullopt;
+  return CheckpointSource{legs_[client_leg]->pcb(), encode_proxy_resume_state(*state)};
+}
+
 std::vector<tcp_pcb*> ProxySession::release_legs() {
   ending_ = true;
   resume_pending_ = false;

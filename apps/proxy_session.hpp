@@ -112,6 +112,9 @@ class ProxySession final : public MovableSession, public TcpConnection::Handler 
   // leg has a connection id and lwIP holds no refused bytes on the client leg (they
   // would be counted in rcv_nxt but not in `up`).
   std::optional<ProxyResumeState> resume_state() const;
+  // The client leg, with resume_state() encoded: the stream offsets the relay re-sends
+  // from (PROTOCOL.md 14.8.2).
+  std::optional<CheckpointSource> checkpoint_source() const override;
 
  private:
   // Bytes travelling from one leg to the other.

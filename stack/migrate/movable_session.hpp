@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,13 @@ struct StayReason {
 struct SessionLeg {
   tcp_pcb* pcb = nullptr;  // nullptr once the connection is gone
   LegRole role = LegRole::client;
+};
+
+// What a client-held checkpoint of a session carries (PROTOCOL.md 14): the connection its
+// client talks to, and the app state that regenerates the session's output on resume.
+struct CheckpointSource {
+  tcp_pcb* pcb = nullptr;
+  std::vector<uint8_t> app_state;
 };
 
 class MovableSession {
@@ -82,6 +90,10 @@ class MovableSession {
   virtual std::vector<tcp_pcb*> release_legs() = 0;
   // Closes gracefully (server shutdown).
   virtual void close() = 0;
+  // What a checkpoint of it would hold now, read between lwIP callbacks; nullopt when no
+  // checkpoint could rebuild it now. The default: a kind whose output no state regenerates
+  // (echo, discard) is never checkpointed.
+  virtual std::optional<CheckpointSource> checkpoint_source() const { return std::nullopt; }
 };
 
 // The usual session: one connection, accepted from a client.
