@@ -24,20 +24,17 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <chrono>
-#include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "stack/wire/checksum.hpp"
 #include "stack/wire/tcp_header.hpp"
+#include "tools/bench/flood_common.hpp"
 
 namespace {
 
@@ -47,11 +44,6 @@ constexpr uint16_t channel_port = 7001;
 constexpr size_t ip_tcp_headers = 40;
 // Jumbo-frame sized at most: 4096 of them stay under 40 MB.
 constexpr long frame_bytes_max = 9000;
-
-volatile std::sig_atomic_t stop_requested = 0;
-void request_stop(int) {
-  stop_requested = 1;
-}
 
 constexpr const char* usage_line =
     "usage: acm_flood --link HOST:PORT --src IP --dst IP --dport PORT --count N --seconds S "
@@ -73,22 +65,16 @@ struct Options {
   double rate = 0;
 };
 
-// Whole-string numbers only: "12x" is a mistake, not 12.
 long long parse_integer(const std::string& name, const std::string& text) {
-  char* end = nullptr;
-  errno = 0;
-  const long long value = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno != 0) usage_error("bad " + name + " '" + text + "'");
-  return value;
+  const auto value = roam::bench::parse_whole_integer(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return *value;
 }
 
 double parse_number(const std::string& name, const std::string& text) {
-  char* end = nullptr;
-  errno = 0;
-  const double value = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno != 0 || !std::isfinite(value))
-    usage_error("bad " + name + " '" + text + "'");
-  return value;
+  const auto value = roam::bench::parse_finite_number(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return *value;
 }
 
 Options parse_options(int argc, char** argv) {
@@ -138,10 +124,8 @@ std::array<uint8_t, 4> parse_ipv4(const std::string& text) {
   return bytes;
 }
 
-// Spoofed sources only from the benchmarking range 198.18.0.0/15 (RFC 2544), so a
-// mistaken run can never impersonate a real host.
-bool in_benchmark_range(const std::array<uint8_t, 4>& a) {
-  return a[0] == 198 && (a[1] & 0xfe) == 18;
+uint32_t host_order(const std::array<uint8_t, 4>& a) {
+  return static_cast<uint32_t>(a[0]) << 24 | static_cast<uint32_t>(a[1]) << 16 | static_cast<uint32_t>(a[2]) << 8 | a[3];
 }
 
 // A UDP socket connect()ed to HOST:PORT (an IPv4 host, a literal or a name), so sendmmsg
@@ -217,7 +201,7 @@ bool send_batch(int fd, mmsghdr* messages, size_t n, Counts& counts) {
       counts.accepted += done;
       next += static_cast<size_t>(done);
     } else if (done < 0 && errno == EINTR) {
-      if (stop_requested != 0) break;
+      if (roam::bench::stop_requested()) break;
     } else if (done < 0 && errno != ECONNREFUSED && errno != EAGAIN && errno != ENOBUFS) {
       std::perror("acm_flood: sendmmsg");
       counts.sent += static_cast<long long>(next);
@@ -236,7 +220,7 @@ int main(int argc, char** argv) {
   const Options options = parse_options(argc, argv);
   const auto src = parse_ipv4(options.src);
   const auto dst = parse_ipv4(options.dst);
-  if (!in_benchmark_range(src)) usage_error("--src must lie inside 198.18.0.0/15");
+  if (!roam::bench::in_benchmark_range(host_order(src))) usage_error("--src must lie inside 198.18.0.0/15");
   const int fd = open_link(options.link);
 
   // All segments in one buffer, built before the clock starts.
@@ -253,28 +237,17 @@ int main(int argc, char** argv) {
     messages[i].msg_hdr.msg_iovlen = 1;
   }
 
-  // No SA_RESTART: a signal interrupts a blocked sendmmsg, so the stop is prompt.
-  struct sigaction stop {};
-  stop.sa_handler = request_stop;
-  sigaction(SIGTERM, &stop, nullptr);
-  sigaction(SIGINT, &stop, nullptr);
-
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::duration<double>(options.seconds);
+  roam::bench::install_stop_handlers();
+  const roam::bench::FloodBounds bounds(options.count, options.seconds, options.rate);
   Counts counts;
   size_t cursor = 0;  // next of the distinct segments to send
-  while (counts.sent < options.count && stop_requested == 0 && std::chrono::steady_clock::now() < deadline) {
-    const size_t n = static_cast<size_t>(std::min<long long>(batch, options.count - counts.sent));
+  while (bounds.keep_going(counts.sent)) {
+    const size_t n = bounds.next_batch(counts.sent, batch);
     if (!send_batch(fd, &messages[cursor], n, counts)) break;
     cursor = (cursor + n) % distinct_segments;
-    if (options.rate > 0) {
-      const auto due = start + std::chrono::duration<double>(static_cast<double>(counts.sent) / options.rate);
-      std::this_thread::sleep_until(due);
-    }
+    bounds.pace(counts.sent);
   }
   close(fd);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"sent\": %lld, \"accepted\": %lld, \"seconds\": %.3f, \"pps\": %.0f}\n", counts.sent, counts.accepted,
-              seconds, seconds > 0 ? static_cast<double>(counts.sent) / seconds : 0.0);
+  std::printf("{%s, \"accepted\": %lld}\n", bounds.result_fields(counts.sent).c_str(), counts.accepted);
   return 0;
 }

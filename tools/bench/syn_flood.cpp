@@ -26,7 +26,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <csignal>
 
 #include <array>
 #include <cerrno>
@@ -43,11 +42,9 @@
 #include <vector>
 
 #include "stack/wire/tcp_header.hpp"
+#include "tools/bench/flood_common.hpp"
 
 namespace {
-
-volatile std::sig_atomic_t stop_requested = 0;
-void request_stop(int) { stop_requested = 1; }
 
 [[noreturn]] void usage_error(const std::string& why) {
   std::fprintf(stderr,
@@ -55,6 +52,18 @@ void request_stop(int) { stop_requested = 1; }
                "[--sources 198.19.0.0/16] [--rate PPS] [--ifname IF [--dst-mac MAC]]\n",
                why.c_str());
   std::exit(2);
+}
+
+long long parse_integer(const std::string& name, const std::string& text) {
+  const auto value = roam::bench::parse_whole_integer(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return *value;
+}
+
+double parse_number(const std::string& name, const std::string& text) {
+  const auto value = roam::bench::parse_finite_number(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return *value;
 }
 
 uint32_t parse_ipv4(const std::string& text) {
@@ -182,7 +191,7 @@ int main(int argc, char** argv) {
   std::string sources = "198.19.0.0/16";
   std::string ifname;
   std::string dst_mac;
-  long port = 0;
+  long long port = 0;
   long long count = -1;
   double duration = -1;
   double rate = 0;
@@ -191,24 +200,25 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) usage_error("missing value for " + arg);
     std::string value = argv[++i];
     if (arg == "--dst") dst_text = value;
-    else if (arg == "--port") port = std::strtol(value.c_str(), nullptr, 10);
-    else if (arg == "--count") count = std::strtoll(value.c_str(), nullptr, 10);
-    else if (arg == "--duration") duration = std::strtod(value.c_str(), nullptr);
+    else if (arg == "--port") port = parse_integer(arg, value);
+    else if (arg == "--count") count = parse_integer(arg, value);
+    else if (arg == "--duration") duration = parse_number(arg, value);
     else if (arg == "--sources") sources = value;
-    else if (arg == "--rate") rate = std::strtod(value.c_str(), nullptr);
+    else if (arg == "--rate") rate = parse_number(arg, value);
     else if (arg == "--ifname") ifname = value;
     else if (arg == "--dst-mac") dst_mac = value;
     else usage_error("unknown argument '" + arg + "'");
   }
   if (dst_text.empty() || port <= 0 || port > 65535) usage_error("--dst and --port are required");
   if (count <= 0 || duration <= 0) usage_error("--count and --duration are both required and positive");
+  if (rate < 0) usage_error("--rate must be 0 (as fast as it goes) or positive");
   const size_t slash = sources.find('/');
   if (slash == std::string::npos) usage_error("--sources must be a prefix A.B.C.D/LEN");
   const uint32_t source_base = parse_ipv4(sources.substr(0, slash));
-  const int source_len = std::atoi(sources.substr(slash + 1).c_str());
-  // Spoofed sources only from the benchmarking range 198.18.0.0/15 (RFC 2544).
-  if (source_len < 15 || source_len > 32 || (source_base & 0xfffe0000u) != 0xc6120000u)
+  const auto prefix_length = roam::bench::parse_whole_integer(sources.substr(slash + 1));
+  if (!prefix_length || !roam::bench::prefix_in_benchmark_range(source_base, static_cast<int>(*prefix_length)))
     usage_error("--sources must lie inside 198.18.0.0/15");
+  const int source_len = static_cast<int>(*prefix_length);
   const uint32_t host_mask = source_len == 32 ? 0 : (0xffffffffu >> source_len);
   const uint32_t dst = parse_ipv4(dst_text);
 
@@ -233,18 +243,13 @@ int main(int argc, char** argv) {
     messages[i].msg_hdr.msg_iovlen = 1;
   }
   std::mt19937_64 random(std::random_device{}());
-  struct sigaction stop {};
-  stop.sa_handler = request_stop;
-  sigaction(SIGTERM, &stop, nullptr);
-  sigaction(SIGINT, &stop, nullptr);
-
-  const auto start = std::chrono::steady_clock::now();
-  const auto deadline = start + std::chrono::duration<double>(duration);
+  roam::bench::install_stop_handlers();
+  const roam::bench::FloodBounds bounds(count, duration, rate);
   long long sent = 0;
   long long errors = 0;
   size_t ready = 0;  // packets of the batch built and not yet sent
-  while (sent < count && stop_requested == 0 && std::chrono::steady_clock::now() < deadline) {
-    const size_t n = static_cast<size_t>(std::min<long long>(batch, count - sent));
+  while (bounds.keep_going(sent)) {
+    const size_t n = bounds.next_batch(sent, batch);
     for (size_t i = ready; i < n; ++i) {
       const uint64_t r = random();
       const uint32_t source = (source_base & ~host_mask) | (static_cast<uint32_t>(r) & host_mask);
@@ -281,15 +286,10 @@ int main(int argc, char** argv) {
       iov[i] = {packets[i].data(), iov[static_cast<size_t>(done) + i].iov_len};
     }
     ready = left;
-    if (rate > 0) {
-      const auto due = start + std::chrono::duration<double>(static_cast<double>(sent) / rate);
-      std::this_thread::sleep_until(due);
-    }
+    bounds.pace(sent);
   }
   close(target.fd);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"sent\": %lld, \"seconds\": %.3f, \"pps\": %.0f, \"path\": \"%s\", \"send_errors\": %lld}\n", sent,
-              seconds, seconds > 0 ? static_cast<double>(sent) / seconds : 0.0, target.packet ? "packet" : "raw",
-              errors);
+  std::printf("{%s, \"path\": \"%s\", \"send_errors\": %lld}\n", bounds.result_fields(sent).c_str(),
+              target.packet ? "packet" : "raw", errors);
   return 0;
 }
