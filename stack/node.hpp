@@ -225,6 +225,10 @@ class Node {
 
   const NodeCounters& counters() const { return counters_; }
   const Link& link(size_t index) const { return *interfaces_.at(index)->link; }
+  Link& link(size_t index) { return *interfaces_.at(index)->link; }
+  // Whether kernel filters are wanted (set_kernel_sequence_filter): SynDefense asks before
+  // it sets up a TUN link's first-SYN check.
+  bool kernel_filters_wanted() const { return kernel_sequence_filter_wanted_; }
   size_t interface_count() const { return interfaces_.size(); }
   // One link counter summed over every link (e.g. &LinkCounters::rx_foreign).
   uint64_t link_counter_total(uint64_t LinkCounters::*counter) const {

@@ -43,6 +43,8 @@ struct LinkOffloads {
   bool tcp_checksum = false;
 };
 
+class TunSynCheck;
+
 class Link {
  public:
   // Receives every packet read in one wake-up, so the consumer can work per batch.
@@ -71,6 +73,13 @@ class Link {
   virtual bool set_sequence_filter(std::span<const SequenceFilterFlow> /*flows*/) { return false; }
   // Reads the kernel's drop count into counters().rx_dropped_kernel (nothing by default).
   virtual void sample_kernel_counters() {}
+  // The first-SYN check the kernel runs on this link's packets (tun/tun_syn_check.hpp),
+  // set up on the first call and kept until close(); nullptr with `why` when this link
+  // has none to offer (the default) or the kernel refused it.
+  virtual TunSynCheck* kernel_syn_check(std::string& why) {
+    why = "not a TUN device";
+    return nullptr;
+  }
 
   virtual size_t mtu() const = 0;
   virtual LinkOffloads offloads() const { return {}; }

@@ -45,6 +45,9 @@ Result<Ok, std::string> TunLink::start(ReceiveBatchFn on_batch) {
       message += " (create it once as root: ip tuntap add mode tun user $USER name " + config_.name + ")";
     return unexpected(message);
   }
+  // A filter program a killed process left on a persistent device would go on judging
+  // SYNs for nobody (tun/tun_syn_check.hpp): ours is attached when asked for.
+  TunSynCheck::detach_any(fd_);
   vnet_header_ = config_.offload;
   if (vnet_header_) enable_offloads();
   // One spare byte per buffer: a read that fills it was larger than we accept.
@@ -112,8 +115,30 @@ void TunLink::bring_up_if_permitted() {
   ::close(control);
 }
 
+TunSynCheck* TunLink::kernel_syn_check(std::string& why) {
+  if (syn_check_) return syn_check_.get();
+  if (fd_ < 0) {
+    why = "the TUN device is not open";
+    return nullptr;
+  }
+  if (!syn_check_refused_.empty()) {
+    why = syn_check_refused_;
+    return nullptr;
+  }
+  auto check = TunSynCheck::create({}, why);
+  if (check && !check->attach(fd_, why)) check.reset();
+  if (!check) {
+    syn_check_refused_ = why;
+    return nullptr;
+  }
+  syn_check_ = std::move(check);
+  return syn_check_.get();
+}
+
 void TunLink::close() {
   poll_.close();
+  if (syn_check_ && fd_ >= 0) syn_check_->detach(fd_);
+  syn_check_.reset();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "tun/link.hpp"
+#include "tun/tun_syn_check.hpp"
 #include "tun/uring_batch_reader.hpp"
 #include "base/uv_handle.hpp"
 
@@ -53,6 +54,7 @@ class TunLink final : public Link {
     return "tun:" + config_.name + (tso_ ? " (tso)" : "") + (uring_ ? " (io_uring reads)" : "");
   }
   const LinkCounters& counters() const override { return counters_; }
+  TunSynCheck* kernel_syn_check(std::string& why) override;
 
  private:
   static constexpr size_t batch_size = 64;
@@ -86,6 +88,8 @@ class TunLink final : public Link {
   std::unique_ptr<UringBatchReader> uring_;
   std::vector<int32_t> uring_results_;
   size_t uring_reads_ = min_uring_reads;
+  std::unique_ptr<TunSynCheck> syn_check_;
+  std::string syn_check_refused_;  // why the kernel refused it (asked once)
 };
 
 }  // namespace roam

@@ -84,6 +84,9 @@ class FloodDetector {
   // Events in the bin that holds now_ms: call update(now_ms) first.
   void on_syn(uint16_t port);
   void on_packet(uint16_t port);
+  // SYNs dropped before this process saw them (the kernel's first-SYN check): they count
+  // toward the SYN rate that alarms, not toward any destination's.
+  void on_syns_unseen(uint64_t count) { syn_.count(count); }
   // Closes every bin that ended by now_ms. Returns the last transition among them.
   Transition update(uint64_t now_ms);
 

@@ -89,17 +89,17 @@ SynDefense::SynDefense(Node& node, SynDefenseConfig config)
   // Not a secret, but a flood that could predict the chosen SYNs would send only those.
   if (seed == 0) randombytes_buf(&seed, sizeof seed);
   checker_random_.seed(seed);
-  if (uses_detector()) {
+  setup_kernel_checks();
+  if (uses_detector() || !kernel_checks_.empty()) {
     // Bins must close when no SYN comes (the all-clear after a flood); unref'd so the
     // timer alone keeps no loop running.
     if (uv_timer_init(node_.loop(), detector_timer_.get()) == 0) {
       detector_timer_.mark_initialized();
       detector_timer_.get()->data = this;
-      uv_timer_start(detector_timer_.get(), &SynDefense::on_detector_timer, config_.detector.bin_ms,
-                     config_.detector.bin_ms);
+      uv_timer_start(detector_timer_.get(), &SynDefense::on_tick, config_.detector.bin_ms, config_.detector.bin_ms);
       uv_unref(detector_timer_.base());
     }
-    detector_.update(uv_now(node_.loop()));
+    if (uses_detector()) detector_.update(uv_now(node_.loop()));
   }
   node_.add_input_filter(InputStage::defense, &syn_filter_);
   node_.add_input_filter(InputStage::admit, &ack_filter_);
@@ -141,9 +141,75 @@ bool SynDefense::admit(TcpListener& listener, tcp_pcb* pcb) {
   return false;
 }
 
-void SynDefense::on_detector_timer(uv_timer_t* timer) noexcept {
+void SynDefense::on_tick(uv_timer_t* timer) noexcept {
   auto* self = static_cast<SynDefense*>(timer->data);
-  if (self != nullptr) self->update_detector(uv_now(self->node_.loop()));
+  if (self == nullptr) return;
+  const uint64_t now = uv_now(self->node_.loop());
+  self->poll_kernel_checks(now);  // first: its drops go into the bin update_detector closes
+  self->update_detector(now);
+}
+
+void SynDefense::setup_kernel_checks() {
+  if (!node_.kernel_filters_wanted() || node_.interface_count() == 0) return;
+  if (config_.mode == CookieMode::off || config_.mode == CookieMode::checker ||
+      config_.syn_retx_check == RetxCheck::off)
+    return;  // no first-SYN check to move into the kernel
+  std::vector<TunSynCheck*> checks;
+  for (size_t i = 0; i < node_.interface_count(); ++i) {
+    std::string why;
+    TunSynCheck* check = node_.link(i).kernel_syn_check(why);
+    if (check == nullptr) {
+      logger("defense")->info("first SYN copies checked in userspace ({}: {})", node_.link(i).describe(), why);
+      return;  // all or none: a packet's interface does not say which link it came by
+    }
+    checks.push_back(check);
+  }
+  kernel_checks_ = std::move(checks);
+  logger("defense")->info("first SYN copies checked in the kernel while a flood lasts (eBPF on {} TUN link{})",
+                          kernel_checks_.size(), kernel_checks_.size() == 1 ? "" : "s");
+}
+
+bool SynDefense::any_cookies_active(uint64_t now_ms) const {
+  for (const auto& [port, state] : listeners_)
+    if (cookies_active(port, now_ms)) return true;
+  return false;
+}
+
+void SynDefense::switch_kernel_checks(uint64_t now_ms) {
+  const bool want = retx_check_active(false, now_ms) && any_cookies_active(now_ms);
+  if (want == kernel_active_) return;
+  kernel_active_ = want;
+  for (TunSynCheck* check : kernel_checks_) check->set_active(want);
+  if (want) ++counters_.syn_check_kernel_switches;
+  logger("defense")->info(want ? "first SYN copies now dropped in the kernel"
+                               : "first SYN copies checked in the kernel no more (the flood ended)");
+}
+
+void SynDefense::poll_kernel_checks(uint64_t now_ms) {
+  if (kernel_checks_.empty()) return;
+  uint64_t dropped = 0;
+  uint64_t passed = 0;
+  for (TunSynCheck* check : kernel_checks_) {
+    check->advance(now_ms);
+    const auto c = check->counters();
+    dropped += c.first_dropped;
+    passed += c.retx_passed;
+  }
+  const uint64_t new_drops = dropped - counters_.syn_first_dropped_kernel;
+  counters_.syn_first_dropped_kernel = dropped;
+  counters_.syn_retx_passed_kernel = passed;
+  if (uses_detector() && new_drops > 0) {
+    update_detector(now_ms);  // the drops go into the bin that holds now
+    detector_.on_syns_unseen(new_drops);
+  }
+  // Our batches shrink once the kernel drops the flood, which would end the hold: its
+  // drops keep the check on as busy batches did.
+  if (new_drops >= config_.kernel_busy_drops) busy_until_ms_ = now_ms + config_.syn_retx_busy_hold_ms;
+  switch_kernel_checks(now_ms);
+}
+
+bool SynDefense::judged_in_kernel(const InboundPacket& packet) const {
+  return kernel_active_ && TunSynCheck::judges(packet.bytes);
 }
 
 bool SynDefense::uses_detector() const {
@@ -206,7 +272,7 @@ bool SynDefense::backlog_at_trigger(const TcpListener& listener) const {
 }
 
 void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch, bool busy, uint64_t now_ms) const {
-  if (config_.mode == CookieMode::checker || !retx_check_active(busy, now_ms)) return;
+  if (config_.mode == CookieMode::checker || !retx_check_active(busy, now_ms) || kernel_active_) return;
   for (const auto& packet : batch) {
     auto syn = peek_syn(packet);
     if (syn && listeners_.count(syn->flow.local_port) != 0) retx_table_.prefetch(syn->flow, syn->isn);
@@ -214,7 +280,10 @@ void SynDefense::prefetch_syns(std::span<const std::span<const uint8_t>> batch, 
 }
 
 FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
-  if (packet.link_busy) busy_until_ms_ = packet.now_ms + config_.syn_retx_busy_hold_ms;
+  if (packet.link_busy) {
+    busy_until_ms_ = packet.now_ms + config_.syn_retx_busy_hold_ms;
+    if (!kernel_active_ && !kernel_checks_.empty()) switch_kernel_checks(packet.now_ms);  // at once, not next tick
+  }
   if (!packet.tcp || packet.tcp->handover_option) return FilterVerdict::pass;
   const TcpSegmentView& segment = packet.tcp->segment;
   auto state = listeners_.find(segment.dst_port);
@@ -294,7 +363,9 @@ FilterVerdict SynDefense::on_syn(const InboundPacket& packet) {
   // First-SYN drop: the answer's write is what a flooded SYN costs most, and a spoofed
   // SYN never comes again. Before the budget, so first copies spend none of it.
   bool retransmission = false;
-  if (retx_check_active(packet.link_busy, packet.now_ms)) {
+  if (judged_in_kernel(packet)) {
+    retransmission = true;  // the kernel passed it: its first copy is on record there
+  } else if (retx_check_active(packet.link_busy, packet.now_ms)) {
     if (!retx_table_.seen_then_record(cookie_flow_of(segment), segment.seq, now)) {
       ++counters_.syn_first_dropped;
       // Once per flood: a first drop after 10 s without one starts a new flood.

@@ -43,6 +43,17 @@
 // client's control channel) skip the half-open cap, the retransmission check and the
 // budget: they pass to lwIP, or get a cookie while the listener's backlog is at its
 // trigger. The established cap still holds for them.
+// The retransmission check in the kernel (tun/tun_syn_check.hpp): on TUN links, when the
+// node wants kernel filters (--kernel-filter on, the default) and the kernel allows the
+// program (root or CAP_BPF), the check runs in the device's transmit path instead, so a
+// flood's first copies are dropped in the sender's context and never cost this thread a
+// read. It is switched on and off with the userspace check (retransmission check active
+// and some listener answering with cookies); a SYN it judged and passed is a
+// retransmission here. Every bin_ms: its generations advance, the first copies it dropped
+// count as SYNs for the flood detector (which no longer sees them) and, when there were at
+// least kernel_busy_drops of them, hold the check on as a busy batch does. Unlike the
+// userspace check it cannot see owner proofs: while it is on, a proven SYN's first copy is
+// dropped too (one SYN retry). Only when every interface offers one; otherwise userspace.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +62,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/rate_limited_log.hpp"
 #include "base/uv_handle.hpp"
@@ -60,6 +72,7 @@
 #include "stack/defense/syn_retx_table.hpp"
 #include "stack/node.hpp"
 #include "stack/tcp_listener.hpp"
+#include "tun/tun_syn_check.hpp"
 
 namespace roam::defense {
 
@@ -96,6 +109,9 @@ struct SynDefenseConfig {
   // make it fall behind again).
   uint64_t syn_retx_busy_hold_ms = 1000;
   SynRetxTableConfig syn_retx_table;
+  // The kernel's check: first copies it dropped within one bin_ms that hold the check on
+  // (a busy batch's worth).
+  uint64_t kernel_busy_drops = busy_batch_packets;
 };
 
 struct SynDefenseCounters {
@@ -114,6 +130,9 @@ struct SynDefenseCounters {
   uint64_t syn_first_dropped = 0;   // retransmission check: a SYN's first copy, recorded, unanswered
   uint64_t syn_proven_exempt = 0;   // SYNs with a verified owner proof: outside the per-prefix limits
   uint64_t syn_retx_answered = 0;   // retransmission check: a recorded SYN seen again, answered
+  uint64_t syn_first_dropped_kernel = 0;  // the kernel's check: first copies dropped before we read them
+  uint64_t syn_retx_passed_kernel = 0;    // ...retransmissions it passed on to us
+  uint64_t syn_check_kernel_switches = 0; // times it was switched on
 };
 
 class SynDefense final : public ListenerWatcher {
@@ -130,6 +149,8 @@ class SynDefense final : public ListenerWatcher {
   // Checker mode: whether the listener on `port` answers SYNs only by chance now.
   bool checker_active(uint16_t port, uint64_t now_ms) const;
   const FloodDetector& detector() const { return detector_; }
+  // Whether the retransmission check runs in the kernel now (tun/tun_syn_check.hpp).
+  bool kernel_check_active() const { return kernel_active_; }
   // Ports of the listeners this defense watches.
   std::vector<uint16_t> ports() const;
 
@@ -177,7 +198,16 @@ class SynDefense final : public ListenerWatcher {
   FilterVerdict check_syn(const InboundPacket& packet, const TcpListener& listener, ListenerState& state);
   // Closes the detector's bins up to now_ms and acts on an alarm or an all-clear.
   void update_detector(uint64_t now_ms);
-  static void on_detector_timer(uv_timer_t* timer) noexcept;
+  // Sets up the links' kernel checks (all or none) when the node wants kernel filters.
+  void setup_kernel_checks();
+  // The kernel checks' tick: generations, counters, the detector's unseen SYNs, the hold.
+  void poll_kernel_checks(uint64_t now_ms);
+  // Switches them on or off as the userspace check would be now.
+  void switch_kernel_checks(uint64_t now_ms);
+  bool any_cookies_active(uint64_t now_ms) const;
+  // Whether the kernel judged this packet (and so passed it as a retransmission).
+  bool judged_in_kernel(const InboundPacket& packet) const;
+  static void on_tick(uv_timer_t* timer) noexcept;
 
   Node& node_;
   SynDefenseConfig config_;
@@ -188,7 +218,9 @@ class SynDefense final : public ListenerWatcher {
   uint64_t retx_last_drop_ms_ = 0;    // the last first-copy drop: a quiet gap starts a new flood's log
   bool retx_dropped_any_ = false;
   FloodDetector detector_;
-  UvHandle<uv_timer_t> detector_timer_;
+  UvHandle<uv_timer_t> detector_timer_;  // every bin_ms: the detector's bins, the kernel checks
+  std::vector<TunSynCheck*> kernel_checks_;  // owned by the links
+  bool kernel_active_ = false;
   SynFilter syn_filter_{this};
   AckFilter ack_filter_{this};
   std::map<uint16_t, ListenerState> listeners_;

@@ -20,7 +20,11 @@ the detector's alarm line), as a last JSON line.
 Last, the retransmission check (first-SYN drop, --syn-retx-check): a second roam-server
 with --syn-cookies on --syn-retx-check on answers no SYN's first copy; 20 kernel connects
 under the same flood must all succeed, each thanks to its SYN retransmission (the server
-counts at least 20 first copies dropped and 20 retransmissions answered).
+counts at least 20 first copies dropped and 20 retransmissions answered). As root the
+check runs in the kernel (tun/tun_syn_check.hpp): the server must say so, count at least
+90 % of the flood's SYNs as dropped there, and rtun0 must have handed it fewer packets
+than a tenth of the flood. The same round with --kernel-filter off (the check in
+userspace) is the reference: there rtun0 hands it at least 90 % of the flood.
 CONNECTS scales with ROAMSTACK_TEST_SCALE (at least 40).
 Exit 0 passed, 1 failed, 77 skipped (not root, or no iproute2).
 """
@@ -181,6 +185,27 @@ def note_rate(name, flood):
         log("# note: under 100 kpps here (the machine is shared; the rate is reported, not asserted)")
 
 
+def tun_delivered(lab):
+    """Packets rtun0 (in s) has handed to its reader so far."""
+    text = lab.run_in("s", ["ip", "-s", "-j", "link", "show", "rtun0"]).stdout
+    return json.loads(text)[0]["stats64"]["tx"]["packets"]
+
+
+def retx_round(lab, label, extra):
+    """The --syn-retx-check on round; returns (ok, total, flood, first copies dropped in the
+    kernel, in userspace, retransmissions answered, packets rtun0 delivered, log text)."""
+    lab.start(label, "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", "198.18.12.2", "--syn-cookies", "on",
+                           "--syn-retx-check", "on"] + extra + ["echo"])
+    lab.wait_log(label, "serving echo")
+    before = tun_delivered(lab)
+    ok, total, flood, _ = connect_round(lab, "198.18.12.2", 7000, 20, flood_args("198.18.12.2", 7000))
+    delivered = tun_delivered(lab) - before
+    lab.stop_cleanly([label])
+    text = lab.log_text(label)
+    return (ok, total, flood, counter(text, "syn_first_dropped_kernel"), counter(text, "syn_first_dropped"),
+            counter(text, "syn_retx_answered"), delivered, text)
+
+
 def main(lab):
     if not os.path.exists(SYN_FLOOD):
         raise Failure("no syn_flood binary at %s (build tools/bench)" % SYN_FLOOD)
@@ -252,24 +277,42 @@ def main(lab):
     report["syn_first_dropped_auto"] = counter(text, "syn_first_dropped")
     report["syn_retx_answered_auto"] = counter(text, "syn_retx_answered")
 
+    report["syn_first_dropped_kernel_auto"] = counter(text, "syn_first_dropped_kernel")
+
     # First-SYN drop, always on: no first copy is answered, so every connect that succeeds
     # did so on a retransmitted SYN (the kernel resends it with the same ISN after 1 s).
-    lab.start("server_retx", "s", [ROAM_SERVER, "--link", "tun:rtun0", "--addr", "198.18.12.2", "--syn-cookies", "on",
-                                   "--syn-retx-check", "on", "echo"])
-    lab.wait_log("server_retx", "serving echo")
-    ok, total, flood, _ = connect_round(lab, "198.18.12.2", 7000, 20, flood_args("198.18.12.2", 7000))
-    note_rate("roam-server, --syn-retx-check on", flood)
-    lab.stop_cleanly(["server_retx"])
-    text = lab.log_text("server_retx")
-    first, answered = counter(text, "syn_first_dropped"), counter(text, "syn_retx_answered")
-    report["legit_success_retx_on"] = ok / total
-    if ok != total:
-        raise Failure("--syn-retx-check on under a flood of %d SYNs/s: only %d of %d connects" % (flood["pps"], ok, total))
-    if first < total or answered < total:
-        raise Failure("--syn-retx-check on: %d first copies dropped, %d retransmissions answered; want >= %d each"
-                      % (first, answered, total))
-    log("ok   - first-SYN drop on: %d of %d connects under the flood on their retransmission (%d first copies "
-        "dropped, %d retransmissions answered)" % (ok, total, first, answered))
+    # Once with the check in the kernel (the default as root), once in userspace.
+    for label, extra in (("server_retx", []), ("server_retx_userspace", ["--kernel-filter", "off"])):
+        ok, total, flood, in_kernel, in_user, answered, delivered, text = retx_round(lab, label, extra)
+        where = "in the kernel" if not extra else "in userspace"
+        note_rate("roam-server, --syn-retx-check on, check %s" % where, flood)
+        first = in_kernel + in_user
+        report["legit_success_retx_on" + ("" if not extra else "_userspace")] = ok / total
+        if ok != total:
+            raise Failure("--syn-retx-check on (%s) under a flood of %d SYNs/s: only %d of %d connects"
+                          % (where, flood["pps"], ok, total))
+        if first < total or answered < total:
+            raise Failure("--syn-retx-check on (%s): %d first copies dropped, %d retransmissions answered; want >= %d "
+                          "each" % (where, first, answered, total))
+        log("ok   - first-SYN drop on, %s: %d of %d connects under the flood on their retransmission (%d first "
+            "copies dropped, %d of them in the kernel; %d retransmissions answered; rtun0 handed over %d packets of "
+            "%d flooded)" % (where, ok, total, first, in_kernel, answered, delivered, flood["sent"]))
+        report["tun_delivered_retx_on" + ("" if not extra else "_userspace")] = delivered
+        if not extra:
+            if "first SYN copies checked in the kernel" not in text:
+                raise Failure("the check did not run in the kernel: %s" % [
+                    line for line in text.splitlines() if "first SYN copies" in line])
+            if in_kernel < 0.9 * flood["sent"] or delivered * 10 > flood["sent"]:
+                raise Failure("the kernel dropped %d of %d flooded SYNs and rtun0 still handed over %d packets; want "
+                              ">= 90 %% dropped, < 10 %% handed over" % (in_kernel, flood["sent"], delivered))
+            log("ok   - the kernel dropped %.1f %% of the flood before roam-server read it" %
+                (100.0 * in_kernel / flood["sent"]))
+        else:
+            if in_kernel != 0 or delivered < 0.9 * flood["sent"]:
+                raise Failure("--kernel-filter off: %d dropped in the kernel, rtun0 handed over %d of %d"
+                              % (in_kernel, delivered, flood["sent"]))
+            log("ok   - with the check in userspace rtun0 handed roam-server %.1f %% of the flood"
+                % (100.0 * delivered / flood["sent"]))
     log(json.dumps(report))
 
 
