@@ -137,8 +137,12 @@ TunSynCheck* TunLink::kernel_syn_check(std::string& why) {
 
 void TunLink::close() {
   poll_.close();
-  if (syn_check_ && fd_ >= 0) syn_check_->detach(fd_);
-  syn_check_.reset();
+  // Off the device before its fd closes (a persistent device would keep judging SYNs for
+  // nobody); the object itself lives as long as the link: SynDefense may still read it.
+  if (syn_check_ && fd_ >= 0) {
+    syn_check_->set_active(false);
+    syn_check_->detach(fd_);
+  }
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -54,6 +54,7 @@ class TunLink final : public Link {
     return "tun:" + config_.name + (tso_ ? " (tso)" : "") + (uring_ ? " (io_uring reads)" : "");
   }
   const LinkCounters& counters() const override { return counters_; }
+  // Attached on the first call; detached by close(), kept (counters readable) until destroyed.
   TunSynCheck* kernel_syn_check(std::string& why) override;
 
  private:
