@@ -647,8 +647,8 @@ class Server final : public SessionTable {
     r.add("defense", "syn_proven_exempt", &c.syn_proven_exempt);
     r.add("defense", "syn_retx_answered", &c.syn_retx_answered);
     // The same check in the kernel (TUN links, tun/tun_syn_check.hpp), read every 100 ms.
-    r.add("defense", "syn_first_dropped_kernel", &c.syn_first_dropped_kernel);
-    r.add("defense", "syn_retx_passed_kernel", &c.syn_retx_passed_kernel);
+    r.add_total("defense", "syn_first_dropped_kernel", [this] { return defense_->kernel_counters().first_dropped; });
+    r.add_total("defense", "syn_retx_passed_kernel", [this] { return defense_->kernel_counters().retx_passed; });
     r.add("defense", "syn_check_kernel_switches", &c.syn_check_kernel_switches);
     r.add_gauge("defense", "syn_check_kernel_active", [this] { return defense_->kernel_check_active() ? 1u : 0u; });
     // Whitelist mode (seed 004: after an inform here, or a RATIFY from the attacked member).

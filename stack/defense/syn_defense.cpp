@@ -185,19 +185,23 @@ void SynDefense::switch_kernel_checks(uint64_t now_ms) {
                                : "first SYN copies checked in the kernel no more (the flood ended)");
 }
 
+TunSynCheckCounters SynDefense::kernel_counters() const {
+  TunSynCheckCounters sum;
+  for (const TunSynCheck* check : kernel_checks_) {
+    const auto c = check->counters();
+    sum.judged += c.judged;
+    sum.first_dropped += c.first_dropped;
+    sum.retx_passed += c.retx_passed;
+  }
+  return sum;
+}
+
 void SynDefense::poll_kernel_checks(uint64_t now_ms) {
   if (kernel_checks_.empty()) return;
-  uint64_t dropped = 0;
-  uint64_t passed = 0;
-  for (TunSynCheck* check : kernel_checks_) {
-    check->advance(now_ms);
-    const auto c = check->counters();
-    dropped += c.first_dropped;
-    passed += c.retx_passed;
-  }
-  const uint64_t new_drops = dropped - counters_.syn_first_dropped_kernel;
-  counters_.syn_first_dropped_kernel = dropped;
-  counters_.syn_retx_passed_kernel = passed;
+  for (TunSynCheck* check : kernel_checks_) check->advance(now_ms);
+  const uint64_t dropped = kernel_counters().first_dropped;
+  const uint64_t new_drops = dropped - kernel_dropped_seen_;
+  kernel_dropped_seen_ = dropped;
   if (uses_detector() && new_drops > 0) {
     update_detector(now_ms);  // the drops go into the bin that holds now
     detector_.on_syns_unseen(new_drops);

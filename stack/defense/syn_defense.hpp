@@ -130,9 +130,7 @@ struct SynDefenseCounters {
   uint64_t syn_first_dropped = 0;   // retransmission check: a SYN's first copy, recorded, unanswered
   uint64_t syn_proven_exempt = 0;   // SYNs with a verified owner proof: outside the per-prefix limits
   uint64_t syn_retx_answered = 0;   // retransmission check: a recorded SYN seen again, answered
-  uint64_t syn_first_dropped_kernel = 0;  // the kernel's check: first copies dropped before we read them
-  uint64_t syn_retx_passed_kernel = 0;    // ...retransmissions it passed on to us
-  uint64_t syn_check_kernel_switches = 0; // times it was switched on
+  uint64_t syn_check_kernel_switches = 0;  // the kernel's check (kernel_counters()): times switched on
 };
 
 class SynDefense final : public ListenerWatcher {
@@ -149,8 +147,10 @@ class SynDefense final : public ListenerWatcher {
   // Checker mode: whether the listener on `port` answers SYNs only by chance now.
   bool checker_active(uint16_t port, uint64_t now_ms) const;
   const FloodDetector& detector() const { return detector_; }
-  // Whether the retransmission check runs in the kernel now (tun/tun_syn_check.hpp).
+  // Whether the retransmission check runs in the kernel now (tun/tun_syn_check.hpp), and
+  // its counters summed over the links, read live from the kernel's maps.
   bool kernel_check_active() const { return kernel_active_; }
+  TunSynCheckCounters kernel_counters() const;
   // Ports of the listeners this defense watches.
   std::vector<uint16_t> ports() const;
 
@@ -221,6 +221,7 @@ class SynDefense final : public ListenerWatcher {
   UvHandle<uv_timer_t> detector_timer_;  // every bin_ms: the detector's bins, the kernel checks
   std::vector<TunSynCheck*> kernel_checks_;  // owned by the links
   bool kernel_active_ = false;
+  uint64_t kernel_dropped_seen_ = 0;  // first copies the kernel dropped, as of the last tick
   SynFilter syn_filter_{this};
   AckFilter ack_filter_{this};
   std::map<uint16_t, ListenerState> listeners_;

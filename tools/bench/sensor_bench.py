@@ -23,14 +23,19 @@ and a duration and stopped when the round's clients are done; --connects kernel 
 c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing a byte):
   legit_success_flood   Table 5 for ours: roam-server --syn-cookies auto (cookies; the
                         retransmission check --syn-retx-check auto, the default: while
-                        the link is busy a SYN is answered only on its retransmission).
+                        the link is busy a SYN is answered only on its retransmission;
+                        as root that check runs in the kernel, tun/tun_syn_check.hpp).
+  legit_success_flood_userspace_check
+                        the same with --kernel-filter off: the check in userspace, every
+                        flooded SYN read by roam-server (io_uring batches), same run: the
+                        reference the kernel check replaces.
   legit_success_flood_no_uring
-                        the same with --link tun:rtun0,no-uring (one read() per packet,
-                        the reads before io_uring batches), same run: the reference.
+                        the same with --kernel-filter off and --link tun:rtun0,no-uring
+                        (one read() per packet, the reads before io_uring batches).
   legit_success_flood_retx_off
                         the same with --syn-retx-check off (every SYN within the budget
                         answered on its first copy), same run.
-  syn_first_dropped_by_round, syn_retx_answered_by_round
+  syn_first_dropped_by_round, syn_retx_answered_by_round, syn_first_dropped_kernel_by_round
                         roam-server's counters of the check, per round (from its exit log).
   legit_success_flood_no_budget
                         the same with --synack-budget 0 (every flooded SYN answered: no
@@ -51,6 +56,14 @@ c, 20 at a time, each bounded by --connect-bound (4 s: three SYNs), each echoing
                         the flood paced at the same rate, same run; with the rates sent and
                         roam_tun_dropped, the packets rtun0 dropped because its queue toward
                         roam-server was full (tun_dropped_by_round: every roam round's).
+  server_cpu_seconds_by_round
+                        roam-server's CPU time (user + system, /proc) during each roam
+                        round: what the flood cost its process.
+  tun_queue_dropped_by_round
+                        rtun0's drops (tun_dropped_by_round, which also counts what the
+                        kernel's SYN check dropped) less the check's own drops
+                        (syn_first_dropped_kernel_by_round): packets lost because
+                        roam-server did not read fast enough.
   server_cpu_us_per_packet_by_round
                         roam-server's CPU time (user + system, /proc) during each roam
                         round over the packets rtun0 delivered to it: what one flood packet
@@ -231,12 +244,13 @@ def flood_part(args, out):
     failed = False
     rates = {}
     detects = {}
-    retx = {"syn_first_dropped": {}, "syn_retx_answered": {}}
+    retx = {"syn_first_dropped": {}, "syn_retx_answered": {}, "syn_first_dropped_kernel": {}}
     # rtun0's own counters in s: packets the kernel queued toward roam-server (tx) and those
     # it dropped because the queue was full (roam-server did not read fast enough).
     tun_dropped = {}
     tun_delivered = {}
     cpu_per_packet = {}
+    cpu_seconds = {}
 
     def tun_queue_counts():
         text = lab.run_in("s", ["ip", "-s", "-j", "link", "show", "rtun0"]).stdout
@@ -258,8 +272,10 @@ def flood_part(args, out):
         after = tun_queue_counts()
         tun_dropped[label] = after[1] - before[1]
         tun_delivered[label] = after[0] - before[0]
-        if cpu_before is not None and cpu_after is not None and tun_delivered[label] > 0:
-            cpu_per_packet[label] = round((cpu_after - cpu_before) * 1e6 / tun_delivered[label], 3)
+        if cpu_before is not None and cpu_after is not None:
+            cpu_seconds[label] = round(cpu_after - cpu_before, 2)
+            if tun_delivered[label] > 0:
+                cpu_per_packet[label] = round((cpu_after - cpu_before) * 1e6 / tun_delivered[label], 3)
         lab.stop_cleanly([label])
         for name in retx:
             retx[name][label] = sft.counter(lab.log_text(label), name)
@@ -292,10 +308,14 @@ def flood_part(args, out):
             note("kernel syncookies=%d: %d of %d connects under %d SYN/s" % (cookies, ok, total, flood["pps"]))
         out["legit_success_flood"] = round(server_round("cookies", ["--syn-cookies", "auto"]), 4)
         out["flood_pps"] = rates["cookies"]
+        # The baseline the kernel's check replaces: the same check in userspace, every
+        # flooded SYN read (io_uring batches).
+        out["legit_success_flood_userspace_check"] = round(server_round(
+            "cookies_userspace_check", ["--syn-cookies", "auto", "--kernel-filter", "off"]), 4)
         # The baseline io_uring reads replace (--link tun:rtun0,no-uring: one read() per
         # packet), same run: how much of the full-rate loss was system calls.
         out["legit_success_flood_no_uring"] = round(server_round(
-            "cookies_no_uring", ["--syn-cookies", "auto"], link="tun:rtun0,no-uring"), 4)
+            "cookies_no_uring", ["--syn-cookies", "auto", "--kernel-filter", "off"], link="tun:rtun0,no-uring"), 4)
         # The same without the retransmission check: every SYN within the budget answered.
         out["legit_success_flood_retx_off"] = round(server_round(
             "cookies_retx_off", ["--syn-cookies", "auto", "--syn-retx-check", "off"]), 4)
@@ -343,6 +363,9 @@ def flood_part(args, out):
     out["tun_dropped_by_round"] = tun_dropped
     out["tun_delivered_by_round"] = tun_delivered
     out["server_cpu_us_per_packet_by_round"] = cpu_per_packet
+    out["server_cpu_seconds_by_round"] = cpu_seconds
+    out["tun_queue_dropped_by_round"] = {
+        label: max(0, dropped - retx["syn_first_dropped_kernel"].get(label, 0)) for label, dropped in tun_dropped.items()}
     for name, by_round in retx.items():
         out[name + "_by_round"] = by_round
     out["detect_ms_samples"] = detects
