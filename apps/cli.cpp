@@ -40,8 +40,11 @@ std::string link_options_help() {
   --kernel-filter on|off udp link: the kernel drops blind forgeries (a far-off
                          sequence number) of the 64 busiest connections before they are
                          read, with a socket filter kept in step with lwIP every 10 ms;
-                         counted in rx_dropped_kernel. Everything else is checked in
-                         userspace as before; none with --pcap (default on)
+                         counted in rx_dropped_kernel. tun link (roam-server, root or
+                         CAP_BPF): during a SYN flood the kernel drops each SYN's first
+                         copy before it is queued to us (syn_first_dropped_kernel).
+                         Everything else is checked in userspace as before; none with
+                         --pcap (default on)
   --mtu N                link MTU, 576-65535 (default 1500)
   --pcap FILE            write every packet sent and received on the link to FILE
   --log-level LEVEL      trace, debug, info, warn, error, off (default info)
