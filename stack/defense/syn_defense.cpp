@@ -159,7 +159,10 @@ void SynDefense::setup_kernel_checks() {
     std::string why;
     TunSynCheck* check = node_.link(i).kernel_syn_check(why);
     if (check == nullptr) {
-      logger("defense")->info("first SYN copies checked in userspace ({}: {})", node_.link(i).describe(), why);
+      // A UDP link has none to offer (not news); a TUN device whose kernel refused it is.
+      const bool tun = node_.link(i).describe().rfind("tun:", 0) == 0;
+      logger("defense")->log(tun ? spdlog::level::info : spdlog::level::debug,
+                             "first SYN copies checked in userspace ({}: {})", node_.link(i).describe(), why);
       return;  // all or none: a packet's interface does not say which link it came by
     }
     checks.push_back(check);

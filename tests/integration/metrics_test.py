@@ -34,9 +34,10 @@ GAUGES = {"roamstack_migrate_sessions", "roamstack_migrate_sessions_movable", "r
           "roamstack_migrate_parked", "roamstack_channel_channels", "roamstack_metrics_connections",
           "roamstack_app_connections"}
 # The defense group's state readings (stack/defense: cookie mode, per-listener cookie state,
-# the flood detector's rates and alarm, whitelist mode and its size), and the roaming state.
+# the flood detector's rates and alarm, whitelist mode and its size, whether the kernel runs
+# the first-SYN check), and the roaming state.
 GAUGE_PATTERN = re.compile(r"roamstack_defense_(syn_cookie_mode|syn_cookies_active_port_\d+|detector_(?!alarms$)\w+"
-                           r"|whitelist_active|whitelist_size)"
+                           r"|whitelist_active|whitelist_size|syn_check_kernel_active)"
                            # proactive roaming (apps/roam_pool_service, apps/roam_follow): state readings
                            r"|roamstack_roam_roam_(epoch|active|accepting|member|granted_until)"
                            # client-held checkpoints (apps/checkpoint_holder): how many it holds
