@@ -209,9 +209,11 @@ void SynDefense::poll_kernel_checks(uint64_t now_ms) {
     update_detector(now_ms);  // the drops go into the bin that holds now
     detector_.on_syns_unseen(new_drops);
   }
-  // Our batches shrink once the kernel drops the flood, which would end the hold: its
-  // drops keep the check on as busy batches did.
-  if (new_drops >= config_.kernel_busy_drops) busy_until_ms_ = now_ms + config_.syn_retx_busy_hold_ms;
+  // Our batches shrink once the kernel drops the flood, which would end the hold: a
+  // detector alarm or a flood's worth of its drops keep the check on as busy batches did.
+  // Not any drop: a server's own clients' first copies alone must not hold it forever.
+  if (new_drops >= config_.kernel_busy_drops || (uses_detector() && detector_.alarmed()))
+    busy_until_ms_ = now_ms + config_.syn_retx_busy_hold_ms;
   switch_kernel_checks(now_ms);
 }
 

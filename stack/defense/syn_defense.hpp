@@ -51,7 +51,8 @@
 // and some listener answering with cookies); a SYN it judged and passed is a
 // retransmission here. Every bin_ms: its generations advance, the first copies it dropped
 // count as SYNs for the flood detector (which no longer sees them) and, when there were at
-// least kernel_busy_drops of them, hold the check on as a busy batch does. Unlike the
+// least kernel_busy_drops of them or the detector is alarmed, hold the check on as a busy
+// batch does. Unlike the
 // userspace check it cannot see owner proofs: while it is on, a proven SYN's first copy is
 // dropped too (one SYN retry). Only when every interface offers one; otherwise userspace.
 #pragma once
@@ -110,8 +111,9 @@ struct SynDefenseConfig {
   uint64_t syn_retx_busy_hold_ms = 1000;
   SynRetxTableConfig syn_retx_table;
   // The kernel's check: first copies it dropped within one bin_ms that hold the check on
-  // (a busy batch's worth).
-  uint64_t kernel_busy_drops = busy_batch_packets;
+  // (2,560 a second at 100 ms bins: above what a server's own clients open; a detector
+  // alarm holds it too).
+  uint64_t kernel_busy_drops = 256;
 };
 
 struct SynDefenseCounters {
