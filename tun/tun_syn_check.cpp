@@ -264,7 +264,9 @@ std::unique_ptr<TunSynCheck> TunSynCheck::create(TunSynCheckConfig config, std::
   randombytes_buf(key, sizeof key);
   const auto program = tun_syn_check_program(check->state_fd_, check->bits_fd_, key[0], key[1], config.words_log2);
   sodium_memzero(key, sizeof key);
-  static const char license[] = "MIT";
+  // The kernel reads the license only to allow GPL-only helpers, and this program calls
+  // none (skb_load_bytes and map lookups are open to every program).
+  static const char license[] = "none";
   std::vector<char> log(64 * 1024);
   for (int attempt = 0; attempt < 2; ++attempt) {
     bpf_attr attr{};

@@ -79,7 +79,7 @@ class TunSynCheck {
   static bool judges(std::span<const uint8_t> packet);
 
  private:
-  TunSynCheck(TunSynCheckConfig config) : config_(config) {}
+  explicit TunSynCheck(TunSynCheckConfig config) : config_(config) {}
 
   TunSynCheckConfig config_;
   int state_fd_ = -1;
