@@ -131,6 +131,19 @@ std::vector<bpf_insn> tun_syn_check_program(int state_fd, int bits_fd, uint64_t 
   Assembler a;
   const int pass = a.label();
   const int seen = a.label();
+  // Adds one to the state element's counter at `offset` (r7 holds the element).
+  auto count = [&a](int16_t offset) {
+    a.mov(BPF_REG_1, 1);
+    a.atomic(BPF_ADD, BPF_REG_7, offset, BPF_REG_1);
+  };
+  // Sets the SYN's bits (r9) in the current generation's word of the element r0 points to.
+  auto record = [&a] {
+    a.load(BPF_W, BPF_REG_1, BPF_REG_7, state_current);
+    a.alu(BPF_AND, BPF_REG_1, 1);
+    a.alu(BPF_LSH, BPF_REG_1, 3);
+    a.alu_reg(BPF_ADD, BPF_REG_0, BPF_REG_1);
+    a.atomic(BPF_OR, BPF_REG_0, 0, BPF_REG_9);
+  };
   a.mov_reg(BPF_REG_6, BPF_REG_1);  // the skb, kept across calls
   // Shorter than 40 bytes: not judged.
   a.mov_reg(BPF_REG_1, BPF_REG_6);
@@ -163,8 +176,7 @@ std::vector<bpf_insn> tun_syn_check_program(int state_fd, int bits_fd, uint64_t 
   a.load(BPF_B, BPF_REG_1, BPF_REG_10, byte_at(33));
   a.alu(BPF_AND, BPF_REG_1, 0x17);  // FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10
   a.jump_if(BPF_JNE, BPF_REG_1, 0x02, pass);
-  a.mov(BPF_REG_1, 1);
-  a.atomic(BPF_ADD, BPF_REG_7, state_judged, BPF_REG_1);
+  count(state_judged);
   // r8 = hash(bytes 12..19, bytes 20..27) under the key: multiply-xorshift rounds.
   a.load(BPF_DW, BPF_REG_8, BPF_REG_10, byte_at(12));
   a.load(BPF_DW, BPF_REG_9, BPF_REG_10, byte_at(20));
@@ -213,24 +225,14 @@ std::vector<bpf_insn> tun_syn_check_program(int state_fd, int bits_fd, uint64_t 
     a.jump_if_reg(BPF_JEQ, BPF_REG_1, BPF_REG_9, seen);
   }
   // Not seen: recorded in the current generation, counted, dropped.
-  a.load(BPF_W, BPF_REG_1, BPF_REG_7, state_current);
-  a.alu(BPF_AND, BPF_REG_1, 1);
-  a.alu(BPF_LSH, BPF_REG_1, 3);
-  a.alu_reg(BPF_ADD, BPF_REG_0, BPF_REG_1);
-  a.atomic(BPF_OR, BPF_REG_0, 0, BPF_REG_9);
-  a.mov(BPF_REG_1, 1);
-  a.atomic(BPF_ADD, BPF_REG_7, state_first_dropped, BPF_REG_1);
+  record();
+  count(state_first_dropped);
   a.mov(BPF_REG_0, 0);
   a.exit();
   // Seen: recorded again (a third copy still finds it), counted, passed.
   a.bind(seen);
-  a.load(BPF_W, BPF_REG_1, BPF_REG_7, state_current);
-  a.alu(BPF_AND, BPF_REG_1, 1);
-  a.alu(BPF_LSH, BPF_REG_1, 3);
-  a.alu_reg(BPF_ADD, BPF_REG_0, BPF_REG_1);
-  a.atomic(BPF_OR, BPF_REG_0, 0, BPF_REG_9);
-  a.mov(BPF_REG_1, 1);
-  a.atomic(BPF_ADD, BPF_REG_7, state_retx_passed, BPF_REG_1);
+  record();
+  count(state_retx_passed);
   // Pass: keep the whole packet.
   a.bind(pass);
   a.load(BPF_W, BPF_REG_0, BPF_REG_6, offsetof(__sk_buff, len));
