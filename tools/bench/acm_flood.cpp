@@ -65,17 +65,6 @@ struct Options {
   double rate = 0;
 };
 
-long long parse_integer(const std::string& name, const std::string& text) {
-  const auto value = roam::bench::parse_whole_integer(text);
-  if (!value) usage_error("bad " + name + " '" + text + "'");
-  return *value;
-}
-
-double parse_number(const std::string& name, const std::string& text) {
-  const auto value = roam::bench::parse_finite_number(text);
-  if (!value) usage_error("bad " + name + " '" + text + "'");
-  return *value;
-}
 
 Options parse_options(int argc, char** argv) {
   Options o;
@@ -95,15 +84,15 @@ Options parse_options(int argc, char** argv) {
     else if (arg == "--dst")
       o.dst = value;
     else if (arg == "--dport")
-      o.dport = static_cast<long>(parse_integer(arg, value));
+      o.dport = static_cast<long>(roam::bench::integer_option(arg, value, usage_error));
     else if (arg == "--count")
-      o.count = parse_integer(arg, value);
+      o.count = roam::bench::integer_option(arg, value, usage_error);
     else if (arg == "--seconds")
-      o.seconds = parse_number(arg, value);
+      o.seconds = roam::bench::number_option(arg, value, usage_error);
     else if (arg == "--frame-bytes")
-      o.frame_bytes = static_cast<long>(parse_integer(arg, value));
+      o.frame_bytes = static_cast<long>(roam::bench::integer_option(arg, value, usage_error));
     else if (arg == "--rate")
-      o.rate = parse_number(arg, value);
+      o.rate = roam::bench::number_option(arg, value, usage_error);
     else
       usage_error("unknown argument '" + arg + "'");
   }

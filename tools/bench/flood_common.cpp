@@ -47,6 +47,18 @@ std::optional<double> parse_finite_number(std::string_view text) {
   return value;
 }
 
+long long integer_option(const std::string& name, const std::string& text, UsageError usage_error) {
+  const auto value = parse_whole_integer(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return value.value_or(0);
+}
+
+double number_option(const std::string& name, const std::string& text, UsageError usage_error) {
+  const auto value = parse_finite_number(text);
+  if (!value) usage_error("bad " + name + " '" + text + "'");
+  return value.value_or(0);
+}
+
 bool in_benchmark_range(uint32_t address) { return (address & 0xfffe0000u) == 0xc6120000u; }
 
 bool prefix_in_benchmark_range(uint32_t base, int length) {

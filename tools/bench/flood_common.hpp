@@ -22,6 +22,12 @@ bool stop_requested();
 std::optional<long long> parse_whole_integer(std::string_view text);
 std::optional<double> parse_finite_number(std::string_view text);
 
+// The same for a tool's option: the value, or `usage_error` (which must not return) called
+// with "bad NAME 'TEXT'".
+using UsageError = void (*)(const std::string& why);
+long long integer_option(const std::string& name, const std::string& text, UsageError usage_error);
+double number_option(const std::string& name, const std::string& text, UsageError usage_error);
+
 // Whether an IPv4 address (host byte order) lies in 198.18.0.0/15 (RFC 2544): spoofed
 // sources come only from there, so a mistaken run can never impersonate a real host.
 bool in_benchmark_range(uint32_t address);

@@ -54,17 +54,6 @@ namespace {
   std::exit(2);
 }
 
-long long parse_integer(const std::string& name, const std::string& text) {
-  const auto value = roam::bench::parse_whole_integer(text);
-  if (!value) usage_error("bad " + name + " '" + text + "'");
-  return *value;
-}
-
-double parse_number(const std::string& name, const std::string& text) {
-  const auto value = roam::bench::parse_finite_number(text);
-  if (!value) usage_error("bad " + name + " '" + text + "'");
-  return *value;
-}
 
 uint32_t parse_ipv4(const std::string& text) {
   in_addr a{};
@@ -200,11 +189,11 @@ int main(int argc, char** argv) {
     if (i + 1 >= argc) usage_error("missing value for " + arg);
     std::string value = argv[++i];
     if (arg == "--dst") dst_text = value;
-    else if (arg == "--port") port = parse_integer(arg, value);
-    else if (arg == "--count") count = parse_integer(arg, value);
-    else if (arg == "--duration") duration = parse_number(arg, value);
+    else if (arg == "--port") port = roam::bench::integer_option(arg, value, usage_error);
+    else if (arg == "--count") count = roam::bench::integer_option(arg, value, usage_error);
+    else if (arg == "--duration") duration = roam::bench::number_option(arg, value, usage_error);
     else if (arg == "--sources") sources = value;
-    else if (arg == "--rate") rate = parse_number(arg, value);
+    else if (arg == "--rate") rate = roam::bench::number_option(arg, value, usage_error);
     else if (arg == "--ifname") ifname = value;
     else if (arg == "--dst-mac") dst_mac = value;
     else usage_error("unknown argument '" + arg + "'");
