@@ -74,12 +74,9 @@ class Link {
   // Reads the kernel's drop count into counters().rx_dropped_kernel (nothing by default).
   virtual void sample_kernel_counters() {}
   // The first-SYN check the kernel runs on this link's packets (tun/tun_syn_check.hpp),
-  // set up on the first call and kept until close(); nullptr with `why` when this link
-  // has none to offer (the default) or the kernel refused it.
-  virtual TunSynCheck* kernel_syn_check(std::string& why) {
-    why = "not a TUN device";
-    return nullptr;
-  }
+  // set up on the first call and kept until close(); nullptr when this link has none to
+  // offer (the default: `why` left empty) or the kernel refused it (`why` says why).
+  virtual TunSynCheck* kernel_syn_check(std::string& /*why*/) { return nullptr; }
 
   virtual size_t mtu() const = 0;
   virtual LinkOffloads offloads() const { return {}; }

@@ -159,10 +159,10 @@ void SynDefense::setup_kernel_checks() {
     std::string why;
     TunSynCheck* check = node_.link(i).kernel_syn_check(why);
     if (check == nullptr) {
-      // A UDP link has none to offer (not news); a TUN device whose kernel refused it is.
-      const bool tun = node_.link(i).describe().rfind("tun:", 0) == 0;
-      logger("defense")->log(tun ? spdlog::level::info : spdlog::level::debug,
-                             "first SYN copies checked in userspace ({}: {})", node_.link(i).describe(), why);
+      // A link with none to offer (UDP, a pcap tap) is not news; a kernel's refusal is.
+      logger("defense")->log(why.empty() ? spdlog::level::debug : spdlog::level::info,
+                             "first SYN copies checked in userspace ({}: {})", node_.link(i).describe(),
+                             why.empty() ? "no kernel check on this link" : why);
       return;  // all or none: a packet's interface does not say which link it came by
     }
     checks.push_back(check);
